@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every Xiaowo test: proto lint, formatting, clippy, and the whole Rust workspace's unit
+# and integration tests (real SQLite files, real servers on loopback ports, real grpcurl).
+# Installs what it needs first; safe to run again.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+need_npm
+need_grpcurl
+
+log "buf lint (proto/)"
+(cd web && npx --no-install buf lint ../proto)
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "cargo test"
+cargo test --workspace --no-fail-fast

@@ -1,0 +1,216 @@
+//! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else knows `proto`.
+
+use std::sync::Arc;
+
+use proto::session::v1 as pb;
+use svc_kit::auth::{AdminToken, SECURE_SESSION_COOKIE, SESSION_COOKIE, session_token};
+use svc_kit::ratelimit::KeyedLimiter;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Response, Status};
+
+use crate::Error;
+use crate::config::CookieSecurity;
+use crate::sessions::{Session, Sessions};
+
+fn to_pb(session: Session) -> pb::Session {
+    let Session { user_id, display_name, created_at, last_accessed, expires_at } = session;
+    pb::Session {
+        user_id,
+        display_name,
+        create_time: Some(proto::timestamp_from_ms(created_at)),
+        last_access_time: Some(proto::timestamp_from_ms(last_accessed)),
+        expire_time: Some(proto::timestamp_from_ms(expires_at)),
+    }
+}
+
+/// `xiaowo.session.v1.SessionService`, the browser-facing part.
+#[derive(Debug, Clone)]
+pub struct PublicApi {
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) cookie_security: CookieSecurity,
+    pub(crate) create_limiter: Arc<KeyedLimiter>,
+}
+
+impl PublicApi {
+    fn cookie_is_secure(&self, metadata: &MetadataMap) -> bool {
+        match self.cookie_security {
+            CookieSecurity::Always => true,
+            CookieSecurity::Never => false,
+            CookieSecurity::Auto => request_is_secure(metadata),
+        }
+    }
+
+    /// The `Set-Cookie` value carrying `token`, or clearing the cookie when `token` is empty.
+    fn cookie(&self, metadata: &MetadataMap, token: &str) -> String {
+        let max_age = if token.is_empty() { 0 } else { self.sessions.absolute_lifetime().as_secs() };
+        if self.cookie_is_secure(metadata) {
+            format!("{SECURE_SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict; Secure")
+        } else {
+            format!("{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict")
+        }
+    }
+}
+
+/// Whether the browser reached us over HTTPS (as the proxy says) or on a loopback host, where
+/// browsers accept `Secure` cookies over plain HTTP.
+fn request_is_secure(metadata: &MetadataMap) -> bool {
+    let header = |name: &str| metadata.get(name).and_then(|value| value.to_str().ok()).map(str::to_ascii_lowercase);
+    if header("x-forwarded-proto").is_some_and(|proto| proto.trim() == "https") {
+        return true;
+    }
+    header("host").is_some_and(|host| {
+        let hostname = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
+            None => host.split(':').next().unwrap_or_default().to_owned(),
+        };
+        hostname == "localhost" || hostname.ends_with(".localhost") || hostname == "127.0.0.1" || hostname == "::1"
+    })
+}
+
+fn set_cookie<T>(response: &mut Response<T>, cookie: &str) -> Result<(), Status> {
+    let value = MetadataValue::try_from(cookie).map_err(|_| Status::internal("invalid cookie"))?;
+    response.metadata_mut().insert("set-cookie", value);
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl pb::session_service_server::SessionService for PublicApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let client = request.remote_addr().map(|addr| addr.ip().to_string()).unwrap_or_default();
+        self.create_limiter.try_take(&client).map_err(Error::RateLimited)?;
+        let metadata = request.metadata().clone();
+        let pb::CreateSessionRequest { display_name } = request.into_inner();
+        let created = self.sessions.create(&display_name).await?;
+        let cookie = self.cookie(&metadata, &created.token);
+        let mut response =
+            Response::new(pb::CreateSessionResponse { session: Some(to_pb(created.session)), token: created.token });
+        set_cookie(&mut response, &cookie)?;
+        Ok(response)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let token = session_token(request.metadata());
+        let pb::GetSessionRequest {} = request.into_inner();
+        let session = self.sessions.authenticate(token.as_deref()).await?;
+        Ok(Response::new(pb::GetSessionResponse { session: Some(to_pb(session)) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_display_name(
+        &self,
+        request: Request<pb::UpdateDisplayNameRequest>,
+    ) -> Result<Response<pb::UpdateDisplayNameResponse>, Status> {
+        let token = session_token(request.metadata());
+        let pb::UpdateDisplayNameRequest { display_name } = request.into_inner();
+        let session = self.sessions.rename(token.as_deref(), &display_name).await?;
+        Ok(Response::new(pb::UpdateDisplayNameResponse { session: Some(to_pb(session)) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        let token = session_token(request.metadata());
+        let metadata = request.metadata().clone();
+        let pb::EndSessionRequest {} = request.into_inner();
+        self.sessions.end(token.as_deref()).await?;
+        let mut response = Response::new(pb::EndSessionResponse {});
+        set_cookie(&mut response, &self.cookie(&metadata, ""))?;
+        Ok(response)
+    }
+}
+
+/// `xiaowo.session.v1.SessionInternalService`, for the other services.
+#[derive(Debug, Clone)]
+pub struct InternalApi {
+    pub(crate) sessions: Arc<Sessions>,
+}
+
+#[tonic::async_trait]
+impl pb::session_internal_service_server::SessionInternalService for InternalApi {
+    async fn validate_session(
+        &self,
+        request: Request<pb::ValidateSessionRequest>,
+    ) -> Result<Response<pb::ValidateSessionResponse>, Status> {
+        let pb::ValidateSessionRequest { token } = request.into_inner();
+        let session = self.sessions.authenticate(Some(&token)).await?;
+        Ok(Response::new(pb::ValidateSessionResponse { session: Some(to_pb(session)) }))
+    }
+
+    async fn batch_get_display_names(
+        &self,
+        request: Request<pb::BatchGetDisplayNamesRequest>,
+    ) -> Result<Response<pb::BatchGetDisplayNamesResponse>, Status> {
+        let pb::BatchGetDisplayNamesRequest { user_ids } = request.into_inner();
+        let display_names = self.sessions.display_names(&user_ids).await?;
+        Ok(Response::new(pb::BatchGetDisplayNamesResponse { display_names }))
+    }
+}
+
+/// `xiaowo.session.v1.SessionAdminService`, for operators holding the admin token.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) admin: AdminToken,
+}
+
+#[tonic::async_trait]
+impl pb::session_admin_service_server::SessionAdminService for AdminApi {
+    #[tracing::instrument(skip_all)]
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        self.admin.check(request.metadata()).map_err(Error::from)?;
+        let pb::ListSessionsRequest { page_size, page_token } = request.into_inner();
+        let (sessions, next) = self.sessions.list(page_size, &page_token).await?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: sessions.into_iter().map(to_pb).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id))]
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        self.admin.check(request.metadata()).map_err(Error::from)?;
+        let pb::RevokeSessionRequest { user_id } = request.into_inner();
+        tracing::Span::current().record("user_id", user_id.as_str());
+        self.sessions.revoke(&user_id).await?;
+        Ok(Response::new(pb::RevokeSessionResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_is_secure;
+    use tonic::metadata::MetadataMap;
+
+    fn with(name: &'static str, value: &'static str) -> MetadataMap {
+        let mut map = MetadataMap::new();
+        map.insert(name, value.parse().unwrap());
+        map
+    }
+
+    #[test]
+    fn secure_over_https_or_loopback_only() {
+        assert!(request_is_secure(&with("x-forwarded-proto", "https")));
+        assert!(request_is_secure(&with("host", "localhost:8080")));
+        assert!(request_is_secure(&with("host", "127.0.0.1:8080")));
+        assert!(request_is_secure(&with("host", "[::1]:8080")));
+        assert!(!request_is_secure(&with("host", "watch.example:8080")));
+        assert!(!request_is_secure(&with("x-forwarded-proto", "http")));
+        assert!(!request_is_secure(&MetadataMap::new()));
+    }
+}

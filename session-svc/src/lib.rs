@@ -1,0 +1,71 @@
+//! session-svc: anonymous sessions (the seed's `user_sessions`). Issues bearer tokens and the
+//! session cookie, validates tokens for the other services (sliding idle expiry capped by an
+//! absolute lifetime), looks up display names in batches, lets operators list and revoke
+//! sessions, and deletes expired rows on a schedule. Owns its database; calls no other service.
+
+pub mod config;
+mod entity;
+mod error;
+mod grpc;
+mod migration;
+pub mod sessions;
+mod store;
+
+use std::sync::Arc;
+
+use proto::session::v1::session_admin_service_server::SessionAdminServiceServer;
+use proto::session::v1::session_internal_service_server::SessionInternalServiceServer;
+use proto::session::v1::session_service_server::SessionServiceServer;
+use svc_kit::auth::AdminToken;
+use svc_kit::clock::SharedClock;
+use svc_kit::db::DbOptions;
+use svc_kit::ratelimit::KeyedLimiter;
+use svc_kit::server::Assembly;
+
+pub use config::Config;
+pub use error::Error;
+pub use migration::Migrator;
+
+use crate::sessions::{SessionMetrics, Sessions};
+
+/// Connects session-svc's database, registers its three gRPC services and its janitor.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn build(
+    config: &Config,
+    database_url: &str,
+    db_options: &DbOptions,
+    admin: AdminToken,
+    clock: SharedClock,
+    assembly: &mut Assembly,
+) -> Result<(), sea_orm::DbErr> {
+    let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
+    let metrics = SessionMetrics::new(assembly.metrics().registry());
+    let sessions = Arc::new(Sessions::new(store::Store::new(db), clock, config, metrics));
+    let max_message = assembly.config().max_message_bytes;
+    let per_second = f64::from(config.create_per_minute) / 60.0;
+
+    assembly.add_service(
+        SessionServiceServer::new(grpc::PublicApi {
+            sessions: Arc::clone(&sessions),
+            cookie_security: config.cookie_security,
+            create_limiter: Arc::new(KeyedLimiter::new(config.create_burst, per_second)),
+        })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message),
+    );
+    assembly.add_service(
+        SessionInternalServiceServer::new(grpc::InternalApi { sessions: Arc::clone(&sessions) })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+    );
+    assembly.add_service(
+        SessionAdminServiceServer::new(grpc::AdminApi { sessions: Arc::clone(&sessions), admin })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+    );
+    let shutdown = assembly.shutdown_token();
+    assembly.spawn_worker("session-janitor", sessions.run_janitor(config.janitor_interval, shutdown));
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The small runtime that every Xiaowo service shares and nothing domain-specific: connecting
+//! and migrating a database, assembling one tonic server (gRPC, gRPC-web, reflection, health,
+//! `/metrics`, static files), the request metrics layer, caller identity (session tokens
+//! validated by session-svc, the admin token), shared input validation, an injectable clock
+//! and signal-driven shutdown.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod metrics;
+pub mod peer;
+pub mod ratelimit;
+pub mod server;
+pub mod shutdown;
+pub mod status;
+pub mod testing;
+pub mod text;

@@ -1,0 +1,260 @@
+//! Request metrics for every gRPC method and the process, in one Prometheus registry per
+//! process that each service also registers its domain gauges in.
+//!
+//! The layer sits between gRPC-web translation and the services, so that it sees native gRPC
+//! trailers: `grpc-status` comes either in the response headers (trailers-only responses,
+//! errors before the first message) or in the trailers at the end of the body.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use tower::{Layer, Service};
+
+/// The process's registry plus the request metrics the server layer records.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    grpc: Arc<GrpcMetrics>,
+}
+
+#[derive(Debug)]
+struct GrpcMetrics {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    open_streams: IntGaugeVec,
+}
+
+impl Metrics {
+    /// A fresh registry with request and process metrics registered.
+    ///
+    /// # Panics
+    /// Never in practice: the metric names are fixed and registered once per registry.
+    #[must_use]
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("xiaowo_grpc_requests_total", "Finished gRPC calls by method and status code."),
+            &["service", "method", "code"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "xiaowo_grpc_request_duration_seconds",
+                "Time from request to final status (for streams, the stream's lifetime).",
+            )
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["service", "method"],
+        )
+        .expect("valid metric");
+        let open_streams = IntGaugeVec::new(
+            Opts::new("xiaowo_grpc_open_calls", "gRPC calls in flight, including open streams."),
+            &["service", "method"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(requests.clone())).expect("registered once");
+        registry.register(Box::new(latency.clone())).expect("registered once");
+        registry.register(Box::new(open_streams.clone())).expect("registered once");
+        #[cfg(target_os = "linux")]
+        {
+            // Resident memory, CPU time and open file descriptors of this process.
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            registry.register(Box::new(process)).expect("registered once");
+        }
+        Self { registry, grpc: Arc::new(GrpcMetrics { requests, latency, open_streams }) }
+    }
+
+    /// The registry, for services' own gauges and counters.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything in the registry in Prometheus text format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "encoding metrics failed");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// The tower layer that records every gRPC call.
+    #[must_use]
+    pub fn layer(&self) -> MetricsLayer {
+        MetricsLayer { grpc: Arc::clone(&self.grpc) }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers `collector` in `registry`, logging instead of failing when it is already there
+/// (two services in one process may share a name only by mistake; it must not stop start-up).
+pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: &C) {
+    if let Err(error) = registry.register(Box::new(collector.clone())) {
+        tracing::warn!(%error, "metric registration failed");
+    }
+}
+
+/// Records request counts, latency and open calls by method.
+#[derive(Clone, Debug)]
+pub struct MetricsLayer {
+    grpc: Arc<GrpcMetrics>,
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService { inner, grpc: Arc::clone(&self.grpc) }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct MetricsService<S> {
+    inner: S,
+    grpc: Arc<GrpcMetrics>,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for MetricsService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    ResBody: 'static,
+{
+    type Response = http::Response<MetricsBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let mut call = CallRecord::start(Arc::clone(&self.grpc), request.uri().path());
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            let (parts, body) = response.into_parts();
+            if let Some(code) = grpc_status(&parts.headers) {
+                call.finish(code);
+            }
+            Ok(http::Response::from_parts(parts, MetricsBody { inner: body, call }))
+        })
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    headers.get("grpc-status").map(|value| tonic::Code::from_bytes(value.as_bytes()))
+}
+
+/// One call's bookkeeping; recorded once, when the status is known or the body is dropped.
+struct CallRecord {
+    grpc: Arc<GrpcMetrics>,
+    service: String,
+    method: String,
+    started: Instant,
+    finished: bool,
+}
+
+impl CallRecord {
+    fn start(grpc: Arc<GrpcMetrics>, path: &str) -> Self {
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let service = parts.next().unwrap_or_default().to_owned();
+        let method = parts.next().unwrap_or_default().to_owned();
+        grpc.open_streams.with_label_values(&[&service, &method]).inc();
+        Self { grpc, service, method, started: Instant::now(), finished: false }
+    }
+
+    fn finish(&mut self, code: tonic::Code) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let labels = [self.service.as_str(), self.method.as_str()];
+        self.grpc.open_streams.with_label_values(&labels).dec();
+        self.grpc.latency.with_label_values(&labels).observe(self.started.elapsed().as_secs_f64());
+        self.grpc.requests.with_label_values(&[labels[0], labels[1], code_name(code)]).inc();
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        // A body dropped before its trailers: the client went away.
+        self.finish(tonic::Code::Cancelled);
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports the call's status when its trailers pass.
+    pub struct MetricsBody<B> {
+        #[pin]
+        inner: B,
+        call: CallRecord,
+    }
+}
+
+impl<B> Body for MetricsBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                    this.call.finish(code);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.call.finish(tonic::Code::Internal),
+            Poll::Ready(None) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,340 @@
+//! One tonic server per process, whatever services it runs: native gRPC (HTTP/2) and gRPC-web
+//! (HTTP/1.1) on one port, gRPC health with a status per service, reflection v1 and v1alpha,
+//! `/metrics`, and optionally the web client's static files.
+//!
+//! The life of a server: [`Assembly::bind`] takes the port (port 0 allowed; the real address is
+//! known at once, so peers in the same process can be pointed at it), services register
+//! themselves and their background workers, then [`Assembly::run`] serves until the shutdown
+//! token is cancelled: health flips to `NOT_SERVING`, the listener closes, open calls drain for
+//! at most the grace period, and workers stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::{Routes, RoutesBuilder};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::ServiceBuilder;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::metrics::Metrics;
+
+/// Server settings shared by every service in the process.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerConfig {
+    /// Largest request or response message in bytes.
+    #[arg(long = "max-message-bytes", env = "XIAOWO_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Most concurrent HTTP/2 streams (calls) on one connection.
+    #[arg(long = "max-concurrent-streams", env = "XIAOWO_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// How long open calls may drain after a shutdown request (e.g. `10s`).
+    #[arg(long = "shutdown-grace", env = "XIAOWO_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime_duration)]
+    pub shutdown_grace: Duration,
+}
+
+fn humantime_duration(value: &str) -> Result<Duration, String> {
+    parse_duration(value)
+}
+
+/// Parses `90s`, `15m`, `1h30m`, `7d`, `250ms` (the units people use in config files).
+///
+/// # Errors
+/// A message naming the expected form.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let mut total = Duration::ZERO;
+    let mut rest = value;
+    if rest.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("invalid duration {value:?}: expected e.g. 30s, 15m, 2h, 7d, 250ms"));
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| format!("invalid duration {value:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(number),
+            "s" | "" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number * 60),
+            "h" => Duration::from_secs(number * 3600),
+            "d" => Duration::from_secs(number * 86_400),
+            _ => {
+                return Err(format!("invalid duration unit {unit:?} in {value:?}: use ms, s, m, h or d"));
+            }
+        };
+        total += part;
+    }
+    Ok(total)
+}
+
+type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A bound server that services register into before it runs.
+pub struct Assembly {
+    config: ServerConfig,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    routes: RoutesBuilder,
+    service_names: Vec<&'static str>,
+    health: HealthReporter,
+    health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    metrics: Metrics,
+    workers: Vec<(&'static str, Worker)>,
+    static_dir: Option<PathBuf>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Assembly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assembly")
+            .field("local_addr", &self.local_addr)
+            .field("services", &self.service_names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Binding or serving failed.
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection descriptors did not load.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+impl Assembly {
+    /// Binds `listen` (port 0 picks a free port). Cancelling `shutdown` stops the server.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(listen: SocketAddr, config: ServerConfig, shutdown: CancellationToken) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let health = HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+        Ok(Self {
+            config,
+            listener,
+            local_addr,
+            routes: RoutesBuilder::default(),
+            service_names: Vec::new(),
+            health,
+            health_service,
+            metrics: Metrics::new(),
+            workers: Vec::new(),
+            static_dir: None,
+            shutdown,
+        })
+    }
+
+    /// The address actually bound.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://<local address>`, for peers in the same process.
+    #[must_use]
+    pub fn local_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Server settings, e.g. the message size limit each service applies to its codec.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The process's metrics registry.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A token cancelled when the server shuts down, for workers and long-lived streams.
+    #[must_use]
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.child_token()
+    }
+
+    /// The token that stops this server when cancelled (the one it was bound with).
+    #[must_use]
+    pub fn stop_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves a generated tonic service; its health status is `SERVING` while the server runs.
+    pub fn add_service<S>(&mut self, service: S)
+    where
+        S: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        self.routes.add_service(service);
+    }
+
+    /// Runs `worker` beside the server; it must return once the shutdown token is cancelled.
+    pub fn spawn_worker(&mut self, name: &'static str, worker: impl Future<Output = ()> + Send + 'static) {
+        self.workers.push((name, Box::pin(worker)));
+    }
+
+    /// Serves the files of `dir` for every path no service claims, `index.html` for unknown
+    /// paths (the web client routes on its own).
+    pub fn serve_static(&mut self, dir: PathBuf) {
+        self.static_dir = Some(dir);
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains.
+    ///
+    /// # Errors
+    /// When reflection cannot be built or the transport fails.
+    pub async fn run(self) -> Result<(), ServeError> {
+        let Self {
+            config,
+            listener,
+            local_addr,
+            mut routes,
+            service_names,
+            health,
+            health_service,
+            metrics,
+            workers,
+            static_dir,
+            shutdown,
+        } = self;
+
+        let health_name =
+            <tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> as NamedService>::NAME;
+        let mut reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(health_name)
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+        for name in &service_names {
+            reflection = reflection.with_service_name(*name);
+        }
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let reflection_v1alpha = service_names
+            .iter()
+            .chain([&health_name, &"grpc.reflection.v1.ServerReflection", &"grpc.reflection.v1alpha.ServerReflection"])
+            .fold(reflection_v1alpha, |builder, name| builder.with_service_name(*name));
+        routes.add_service(reflection.build_v1()?);
+        routes.add_service(reflection_v1alpha.build_v1alpha()?);
+        routes.add_service(health_service);
+
+        let grpc = routes.routes().into_axum_router().layer(metrics.layer());
+        let grpc = ServiceBuilder::new().layer(tonic_web::GrpcWebLayer::new()).service(grpc);
+        let mut app = axum::Router::new().route("/metrics", get(move || std::future::ready(metrics.render())));
+        let all_names = service_names.iter().copied().chain([
+            health_name,
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]);
+        for name in all_names {
+            app = app.route_service(&format!("/{name}/{{*method}}"), grpc.clone());
+        }
+        if let Some(dir) = static_dir {
+            let index = dir.join("index.html");
+            app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
+        }
+
+        for name in &service_names {
+            health.set_service_status(*name, ServingStatus::Serving).await;
+        }
+        tracing::info!(%local_addr, services = ?service_names, "serving");
+
+        let worker_handles: Vec<_> = workers.into_iter().map(|(name, worker)| (name, tokio::spawn(worker))).collect();
+
+        let stop_accepting = {
+            let shutdown = shutdown.clone();
+            let health = health.clone();
+            let service_names = service_names.clone();
+            async move {
+                shutdown.cancelled().await;
+                // Health first, so that balancers stop sending before the listener closes.
+                health.set_service_status("", ServingStatus::NotServing).await;
+                for name in service_names {
+                    health.set_service_status(name, ServingStatus::NotServing).await;
+                }
+                tracing::info!("not serving; draining");
+            }
+        };
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = Server::builder()
+            .accept_http1(true)
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_routes(Routes::from(app))
+            .serve_with_incoming_shutdown(incoming, stop_accepting);
+        tokio::pin!(server);
+
+        tokio::select! {
+            result = &mut server => result?,
+            () = shutdown.cancelled() => {
+                match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                    Ok(result) => result?,
+                    Err(_) => tracing::warn!(grace = ?config.shutdown_grace, "grace period over; dropping open calls"),
+                }
+            }
+        }
+
+        for (name, handle) in worker_handles {
+            match tokio::time::timeout(config.shutdown_grace, handle).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(worker = name, %error, "worker failed"),
+                Err(_) => {
+                    tracing::warn!(worker = name, "worker did not stop within the grace period")
+                }
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

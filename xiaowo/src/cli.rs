@@ -1,0 +1,120 @@
+//! The command line: `xiaowo up` and `xiaowo serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::node::{self, Common, Peers, Target};
+
+/// Xiaowo (小窝): watch videos together, in sync, with chat.
+///
+/// Every flag can also be given as the `XIAOWO_*` environment variable shown with it.
+#[derive(Debug, Parser)]
+#[command(name = "xiaowo", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every service in one process on one port, with the web client: the single-machine
+    /// install.
+    Up(UpArgs),
+    /// Runs the chosen services, each on its own port (split mode, behind nginx).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Address for gRPC, gRPC-web, the web client and `/metrics`.
+    #[arg(long, env = "XIAOWO_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The built web client (`web/dist`); not served when the directory does not exist.
+    #[arg(long, env = "XIAOWO_WEB_DIR", default_value = "web/dist")]
+    web_dir: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The services to run, comma-separated (e.g. `session,room`).
+    #[arg(long, env = "XIAOWO_TARGET", value_enum, value_delimiter = ',', required = true)]
+    target: Vec<Target>,
+    /// session-svc's address when it runs here.
+    #[arg(long, env = "XIAOWO_SESSION_LISTEN", default_value = "127.0.0.1:50051")]
+    session_listen: SocketAddr,
+    /// session-svc's URL when it runs elsewhere.
+    #[arg(long, env = "XIAOWO_SESSION_URL", default_value = "http://127.0.0.1:50051")]
+    session_url: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl ServeArgs {
+    fn listen(&self, target: Target) -> SocketAddr {
+        match target {
+            Target::Session => self.session_listen,
+        }
+    }
+}
+
+/// Parses the command line, runs it, and turns the outcome into an exit code.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(EnvFilter::try_from_env("XIAOWO_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "xiaowo failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let shutdown = svc_kit::shutdown::on_signals();
+    let clock = svc_kit::clock::system();
+    let running = match cli.command {
+        Command::Up(args) => {
+            let web_dir = args.web_dir.join("index.html").is_file().then_some(args.web_dir.as_path());
+            if web_dir.is_none() {
+                tracing::warn!(dir = %args.web_dir.display(), "web client not built; serving the API only");
+            }
+            node::start(
+                vec![(args.listen, Target::ALL.to_vec())],
+                &args.common,
+                &Peers::default(),
+                web_dir,
+                clock,
+                &shutdown,
+            )
+            .await?
+        }
+        Command::Serve(args) => {
+            let groups = args.target.iter().map(|target| (args.listen(*target), vec![*target])).collect();
+            let peers = Peers { session_url: Some(args.session_url.clone()) };
+            node::start(groups, &args.common, &peers, None, clock, &shutdown).await?
+        }
+    };
+    for (addr, targets) in &running.servers {
+        let names: Vec<_> = targets.iter().map(|target| target.name()).collect();
+        tracing::info!(%addr, services = ?names, "listening");
+    }
+    running.wait().await
+}

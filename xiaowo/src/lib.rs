@@ -1,0 +1,6 @@
+//! The `xiaowo` binary as a library: the command line, and [`node`], which starts any set of
+//! services in one process on one port (`xiaowo up`) or each on its own port (`xiaowo serve`)
+//! through the same code path that the tests use.
+
+pub mod cli;
+pub mod node;

@@ -1,0 +1,5 @@
+//! The `xiaowo` command; everything it does lives in the library.
+
+fn main() -> std::process::ExitCode {
+    xiaowo::cli::main()
+}

