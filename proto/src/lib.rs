@@ -12,6 +12,14 @@ pub mod session {
     }
 }
 
+/// `xiaowo.room.v1`: rooms, members, roles, audit log.
+pub mod room {
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod v1 {
+        tonic::include_proto!("xiaowo.room.v1");
+    }
+}
+
 /// A `google.protobuf.Timestamp` for Unix milliseconds.
 #[must_use]
 pub fn timestamp_from_ms(ms: i64) -> prost_types::Timestamp {

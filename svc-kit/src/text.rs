@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn rejects_empty_control_and_bidi() {
-        for bad in ["", "   ", "a\u{0}b", "a\nb", "a\u{7}", "\u{202E}ab", "a\u{85}"] {
+        for bad in ["", "   ", "a\u{0}b", "a\nb", "a\u{7}", "\u{202E}ab", "a\u{85}b"] {
             assert_eq!(NAME.check(bad).map_err(|v| v.field), Err("display_name".to_owned()), "{bad:?}");
         }
         assert!(CHAT.check("a\rb").is_err());
