@@ -20,6 +20,14 @@ pub mod room {
     }
 }
 
+/// `xiaowo.chat.v1`: room chat, history, receipts, moderation.
+pub mod chat {
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod v1 {
+        tonic::include_proto!("xiaowo.chat.v1");
+    }
+}
+
 /// A `google.protobuf.Timestamp` for Unix milliseconds.
 #[must_use]
 pub fn timestamp_from_ms(ms: i64) -> prost_types::Timestamp {
