@@ -20,11 +20,27 @@ pub mod room {
     }
 }
 
+/// `xiaowo.sync.v1`: the shared playback timeline, queue, clock sync and room stream.
+pub mod sync {
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod v1 {
+        tonic::include_proto!("xiaowo.sync.v1");
+    }
+}
+
 /// `xiaowo.chat.v1`: room chat, history, receipts, moderation.
 pub mod chat {
     #[allow(missing_docs, clippy::all, clippy::pedantic)]
     pub mod v1 {
         tonic::include_proto!("xiaowo.chat.v1");
+    }
+}
+
+/// `xiaowo.monitor.v1`: scraped figures, alert rules and alerts.
+pub mod monitor {
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod v1 {
+        tonic::include_proto!("xiaowo.monitor.v1");
     }
 }
 
