@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Renders Xiaowo's nginx configuration into OUT_DIR.
+#
+#   deploy/nginx/render.sh OUT_DIR            # xiaowo.conf + snippets, to include in http { }
+#   deploy/nginx/render.sh --standalone OUT_DIR
+#                                             # also nginx.conf for `nginx -p OUT_DIR -c nginx.conf`
+#                                             # (own pid, logs and temp paths; no root needed)
+#
+# Settings come from the environment (defaults in brackets):
+#   XIAOWO_HTTPS_LISTEN [443]              XIAOWO_HTTP_LISTEN [80]
+#   XIAOWO_HTTPS_PUBLIC_PORT [443]         port browsers use, for the HTTP→HTTPS redirect
+#   XIAOWO_ADMIN_LISTEN [127.0.0.1:9443]   admin listener (native gRPC to every service)
+#   XIAOWO_TLS_CERT [/etc/xiaowo/tls/fullchain.pem]   XIAOWO_TLS_KEY [/etc/xiaowo/tls/privkey.pem]
+#   XIAOWO_WEB_ROOT [/usr/share/xiaowo/web]           the built web client (web/dist)
+#   XIAOWO_{SESSION,ROOM,SYNC,CHAT,MONITOR}_UPSTREAMS  space-separated host:port lists
+#                                          [127.0.0.1:50051 … 127.0.0.1:50055]
+#   XIAOWO_SESSION_CREATE_RATE [10r/m]  XIAOWO_SESSION_CREATE_BURST [20]
+#   XIAOWO_ROOM_JOIN_RATE [30r/m]       XIAOWO_ROOM_JOIN_BURST [30]
+set -euo pipefail
+
+standalone=0
+if [ "${1:-}" = "--standalone" ]; then
+  standalone=1
+  shift
+fi
+out=${1:?usage: render.sh [--standalone] OUT_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+servers() {
+  local line=""
+  for server in $1; do
+    line+="    server ${server} max_fails=3 fail_timeout=5s;"$'\n'
+  done
+  printf '%s' "${line%$'\n'}"
+}
+
+https_port=${XIAOWO_HTTPS_PUBLIC_PORT:-443}
+redirect_port=":${https_port}"
+[ "$https_port" = "443" ] && redirect_port=""
+
+render() {
+  local source=$1 target=$2
+  python3 - "$source" "$target" <<PY
+import os, sys
+text = open(sys.argv[1]).read()
+values = {
+    "SESSION_SERVERS": """$(servers "${XIAOWO_SESSION_UPSTREAMS:-127.0.0.1:50051}")""",
+    "ROOM_SERVERS": """$(servers "${XIAOWO_ROOM_UPSTREAMS:-127.0.0.1:50052}")""",
+    "SYNC_SERVERS": """$(servers "${XIAOWO_SYNC_UPSTREAMS:-127.0.0.1:50053}")""",
+    "CHAT_SERVERS": """$(servers "${XIAOWO_CHAT_UPSTREAMS:-127.0.0.1:50054}")""",
+    "MONITOR_SERVERS": """$(servers "${XIAOWO_MONITOR_UPSTREAMS:-127.0.0.1:50055}")""",
+    "HTTP_LISTEN": "${XIAOWO_HTTP_LISTEN:-80}",
+    "HTTPS_LISTEN": "${XIAOWO_HTTPS_LISTEN:-443}",
+    ":@HTTPS_PUBLIC_PORT@": "${redirect_port}",
+    "ADMIN_LISTEN": "${XIAOWO_ADMIN_LISTEN:-127.0.0.1:9443}",
+    "TLS_CERT": "${XIAOWO_TLS_CERT:-/etc/xiaowo/tls/fullchain.pem}",
+    "TLS_KEY": "${XIAOWO_TLS_KEY:-/etc/xiaowo/tls/privkey.pem}",
+    "WEB_ROOT": "${XIAOWO_WEB_ROOT:-/usr/share/xiaowo/web}",
+    "CONF_DIR": "${out}",
+    "SESSION_CREATE_RATE": "${XIAOWO_SESSION_CREATE_RATE:-10r/m}",
+    "SESSION_CREATE_BURST": "${XIAOWO_SESSION_CREATE_BURST:-20}",
+    "ROOM_JOIN_RATE": "${XIAOWO_ROOM_JOIN_RATE:-30r/m}",
+    "ROOM_JOIN_BURST": "${XIAOWO_ROOM_JOIN_BURST:-30}",
+}
+for key, value in values.items():
+    placeholder = key if key.startswith(":") else "@" + key + "@"
+    text = text.replace(placeholder, value)
+if "@" in "".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).replace("@xiaowo_", ""):
+    sys.exit("unfilled placeholder in " + sys.argv[1])
+open(sys.argv[2], "w").write(text)
+PY
+}
+
+render "$here/xiaowo.conf.in" "$out/xiaowo.conf"
+render "$here/xiaowo-public-grpc.conf.in" "$out/xiaowo-public-grpc.conf"
+render "$here/xiaowo-security-headers.conf.in" "$out/xiaowo-security-headers.conf"
+
+if [ "$standalone" = 1 ]; then
+  mkdir -p "$out/logs" "$out/temp"
+  cat > "$out/nginx.conf" <<CONF
+# Standalone nginx for Xiaowo: run as \`nginx -p $out -c nginx.conf\`.
+worker_processes 1;
+daemon off;
+pid $out/nginx.pid;
+error_log $out/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log $out/logs/access.log;
+    client_body_temp_path $out/temp/client;
+    proxy_temp_path $out/temp/proxy;
+    fastcgi_temp_path $out/temp/fastcgi;
+    uwsgi_temp_path $out/temp/uwsgi;
+    scgi_temp_path $out/temp/scgi;
+    sendfile on;
+    server_tokens off;
+    include $out/xiaowo.conf;
+}
+CONF
+fi
+echo "$out"

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The split deployment, end to end: five `xiaowo serve` processes behind real nginx with a
+# throwaway self-signed certificate. Checks TLS and headers, gRPC-web and gRPC routing, that
+# admin and internal services answer only on the admin listener, Prometheus formats and one
+# real Prometheus scrape, the systemd units, and (when the web client is built) the browser
+# suite through nginx over HTTPS. Everything it starts it stops, also on failure.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+need_apt nginx nginx openssl openssl promtool prometheus curl curl
+need_grpcurl
+
+passed=0
+failed=0
+check() {
+  local name=$1
+  shift
+  if "$@" > "$run/check.out" 2>&1; then
+    passed=$((passed + 1))
+    echo "ok   $name"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name"
+    sed 's/^/     /' "$run/check.out" | tail -n 20
+  fi
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+run=$(mktemp -d /tmp/xiaowo-split.XXXXXX)
+chmod 755 "$run"
+export XIAOWO_PORT_BASE=$(( ( $(free_port) % 20000 ) + 30000 ))
+export XIAOWO_HTTPS_PORT=$(free_port) XIAOWO_HTTP_PORT=$(free_port) XIAOWO_ADMIN_PORT=$(free_port)
+prometheus_pid=""
+cleanup() {
+  [ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null && wait "$prometheus_pid" 2>/dev/null
+  deploy/split-stack.sh stop "$run" || true
+}
+trap cleanup EXIT
+
+log "building xiaowo"
+cargo build -p xiaowo --quiet
+export XIAOWO_BIN="$ROOT/target/debug/xiaowo"
+if [ ! -f web/dist/index.html ]; then
+  mkdir -p "$run/web" && echo '<!doctype html><title>Xiaowo</title>' > "$run/web/index.html"
+  export XIAOWO_WEB_ROOT="$run/web"
+fi
+
+log "starting the split stack in $run"
+deploy/split-stack.sh start "$run"
+https="https://127.0.0.1:$XIAOWO_HTTPS_PORT"
+admin="127.0.0.1:$XIAOWO_ADMIN_PORT"
+token=$(cat "$run/secrets/admin-token")
+
+log "checks"
+# --- TLS and headers -------------------------------------------------------------------------
+headers() { curl -sk -D - -o /dev/null "$https/"; }
+redirects() { curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$XIAOWO_HTTP_PORT/room/abc" | grep -qx "301 $https/room/abc"; }
+hsts() { headers | grep -qi '^strict-transport-security: max-age=[1-9]'; }
+csp() { headers | grep -qi "^content-security-policy: default-src 'self'"; }
+nosniff_referrer() { local h; h=$(headers); grep -qi '^x-content-type-options: nosniff' <<<"$h" && grep -qi '^referrer-policy: no-referrer' <<<"$h"; }
+modern_tls() { curl -sk --http2 -o /dev/null -w '%{http_version}' "$https/" | grep -qx 2 && ! curl -sk --tls-max 1.1 -o /dev/null "$https/"; }
+client_served() { curl -sk "$https/some/client/route" | grep -qi '<title>'; }
+check "HTTP redirects to HTTPS" redirects
+check "HSTS" hsts
+check "CSP" csp
+check "nosniff and referrer policy" nosniff_referrer
+check "HTTP/2 over TLS 1.2+ only" modern_tls
+check "web client served for client routes" client_served
+
+# --- gRPC-web through nginx (HTTP/1.1), as a browser sends it ----------------------------------
+grpc_web() { # path, printf-escaped framed body
+  printf "$2" > "$run/gw.req"
+  curl -sk --http1.1 -D "$run/gw.headers" -o "$run/gw.body" -w '%{http_code}' -H 'content-type: application/grpc-web+proto' \
+    -H 'x-grpc-web: 1' --data-binary @"$run/gw.req" "$https$1"
+}
+web_session() { grpc_web /xiaowo.session.v1.SessionService/CreateSession '\x00\x00\x00\x00\x07\x0a\x05split' > /dev/null && grep -qa 'grpc-status:0' "$run/gw.body"; }
+secure_cookie() { grep -i '^set-cookie:' "$run/gw.headers" | grep -q '__Host-xiaowo_session=.*HttpOnly.*SameSite=Strict.*Secure'; }
+web_internal_refused() { grpc_web /xiaowo.session.v1.SessionInternalService/ValidateSession '\x00\x00\x00\x00\x00' | grep -qx 404; }
+check "gRPC-web session through nginx" web_session
+check "session cookie is __Host- and Secure over HTTPS" secure_cookie
+check "internal service refused to browsers (gRPC-web)" web_internal_refused
+
+# --- native gRPC: public services on the public listener, the rest only on the admin one -------
+public_grpc() { grpcurl -insecure -import-path proto -proto xiaowo/session/v1/session.proto "$@" "127.0.0.1:$XIAOWO_HTTPS_PORT" "$method"; }
+grpc_public_ok() { method=xiaowo.session.v1.SessionService/CreateSession public_grpc -d '{"display_name":"cli"}' | grep -q displayName; }
+grpc_admin_refused() { ! method=xiaowo.session.v1.SessionAdminService/ListSessions public_grpc -H "authorization: Bearer $token"; }
+grpc_internal_refused() { ! method=xiaowo.session.v1.SessionInternalService/ValidateSession public_grpc -d '{"token":"x"}'; }
+admin_listener_ok() { grpcurl -plaintext -H "authorization: Bearer $token" "$admin" xiaowo.session.v1.SessionAdminService/ListSessions | grep -q '"split"'; }
+admin_needs_token() { ! grpcurl -plaintext "$admin" xiaowo.session.v1.SessionAdminService/ListSessions; }
+reflection_of() { grpcurl -plaintext -rpc-header "x-xiaowo-service: $1" "$admin" list | grep -q "^xiaowo\.$1\.v1\."; }
+check "gRPC (h2) public service via public listener" grpc_public_ok
+check "admin service refused on public listener" grpc_admin_refused
+check "internal service refused on public listener" grpc_internal_refused
+check "admin RPC via admin listener" admin_listener_ok
+check "admin RPC without token refused" admin_needs_token
+for target in ${XIAOWO_TARGETS:-session room sync chat monitor}; do
+  check "reflection of $target via admin listener" reflection_of "$target"
+done
+
+# --- Prometheus -----------------------------------------------------------------------------
+metrics_lint() { curl -s "http://127.0.0.1:$1/metrics" | promtool check metrics; }
+port_of() {
+  case $1 in session) echo "$XIAOWO_PORT_BASE" ;; room) echo $((XIAOWO_PORT_BASE + 1)) ;;
+    sync) echo $((XIAOWO_PORT_BASE + 2)) ;; chat) echo $((XIAOWO_PORT_BASE + 3)) ;; monitor) echo $((XIAOWO_PORT_BASE + 4)) ;; esac
+}
+targets=""
+for target in ${XIAOWO_TARGETS:-session room sync chat monitor}; do
+  port=$(port_of "$target")
+  check "promtool check metrics ($target)" metrics_lint "$port"
+  targets+="'127.0.0.1:$port',"
+done
+if [ -f deploy/prometheus/prometheus.yml ]; then
+  check "promtool check config" promtool check config --syntax-only deploy/prometheus/prometheus.yml
+fi
+if [ -f deploy/prometheus/rules.yml ]; then
+  check "promtool check rules" promtool check rules deploy/prometheus/rules.yml
+fi
+prom_port=$(free_port)
+cat > "$run/prometheus.yml" <<YML
+global: { scrape_interval: 1s, evaluation_interval: 1s }
+scrape_configs:
+  - job_name: xiaowo
+    static_configs: [ { targets: [${targets%,}] } ]
+YML
+prometheus --config.file="$run/prometheus.yml" --storage.tsdb.path="$run/prometheus-data" \
+  --web.listen-address="127.0.0.1:$prom_port" > "$run/logs/prometheus.log" 2>&1 &
+prometheus_pid=$!
+scraped() {
+  for _ in $(seq 1 60); do
+    up=$(curl -s "http://127.0.0.1:$prom_port/api/v1/query?query=sum(up)" | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)' 2>/dev/null || echo 0)
+    [ "$up" = "$1" ] && return 0
+    sleep 0.5
+  done
+  echo "Prometheus sees $up of $1 targets up"
+  return 1
+}
+count=$(wc -w <<<"${XIAOWO_TARGETS:-session room sync chat monitor}")
+check "real Prometheus scrapes every service" scraped "$count"
+
+# --- systemd units --------------------------------------------------------------------------
+verify_units() {
+  local dir="$run/units"
+  mkdir -p "$dir"
+  for unit in deploy/systemd/*.service; do
+    sed "s#/usr/local/bin/xiaowo#$XIAOWO_BIN#" "$unit" > "$dir/$(basename "$unit")"
+  done
+  cp "$dir/xiaowo@.service" "$dir/xiaowo@session.service"
+  local out
+  out=$(cd "$dir" && systemd-analyze verify --man=no ./xiaowo-up.service ./xiaowo@session.service 2>&1)
+  [ -z "$out" ] || { echo "$out"; return 1; }
+}
+if command -v systemd-analyze > /dev/null 2>&1; then
+  check "systemd units verify" verify_units
+fi
+
+# --- the browser suite through nginx over HTTPS ----------------------------------------------
+if [ -f web/dist/index.html ] && [ -f web/test/e2e.mjs ]; then
+  log "browser suite through nginx"
+  check "browser e2e through nginx (HTTPS)" env XIAOWO_E2E_BASE_URL="$https" node web/test/e2e.mjs
+fi
+
+echo
+echo "split deployment: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
