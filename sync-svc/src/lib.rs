@@ -1,1 +1,83 @@
-//! placeholder
+//! sync-svc: the shared playback timeline of every room (media, paused, rate, position
+//! anchored at a server time, and a version), its queue, NTP-style clock sync, and the live
+//! room stream (snapshot, every change, presence with reported drift, heartbeats).
+//!
+//! Every accepted change is decided by a conditional update on the stored version and written
+//! with its `sync_logs` row in one transaction, then published once per room through the
+//! service's publish/subscribe boundary ([`bus`]). Calls room-svc for access (cached),
+//! activity (debounced) and membership events, and session-svc to identify callers.
+
+mod access;
+pub mod bus;
+pub mod config;
+mod entity;
+mod error;
+mod grpc;
+mod migration;
+pub mod rooms;
+mod store;
+pub mod timeline;
+
+use std::sync::Arc;
+
+use proto::sync::v1::sync_admin_service_server::SyncAdminServiceServer;
+use svc_kit::auth::{AdminToken, SessionValidator};
+use svc_kit::clock::SharedClock;
+use svc_kit::db::DbOptions;
+use svc_kit::server::Assembly;
+use tonic::transport::Channel;
+
+pub use config::Config;
+pub use error::Error;
+pub use migration::Migrator;
+
+use crate::access::RoomAccess;
+use crate::bus::InProcessBus;
+use crate::rooms::{Rooms, SyncMetrics};
+
+/// Channels to the services sync-svc calls.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    /// session-svc, to identify callers.
+    pub session: Channel,
+    /// room-svc, for access, activity and membership events.
+    pub room: Channel,
+}
+
+/// Connects sync-svc's database, registers its gRPC services and its background workers (the
+/// room rules ticker and the room-svc event follower).
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn build(
+    config: &Config,
+    database_url: &str,
+    db_options: &DbOptions,
+    peers: Peers,
+    admin: AdminToken,
+    clock: SharedClock,
+    assembly: &mut Assembly,
+) -> Result<(), sea_orm::DbErr> {
+    let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
+    let metrics = SyncMetrics::new(assembly.metrics().registry());
+    let access = Arc::new(RoomAccess::new(peers.room, config.access_cache_ttl, config.activity_debounce));
+    let bus = Arc::new(InProcessBus::new(config.watcher_buffer));
+    let rooms = Arc::new(Rooms::new(store::Store::new(db), bus, Arc::clone(&access), clock, config, metrics));
+    let sessions = Arc::new(SessionValidator::new(peers.session, config.session_cache_ttl));
+    let max_message = assembly.config().max_message_bytes;
+    let shutdown = assembly.shutdown_token();
+
+    let api = grpc::PublicApi { rooms: Arc::clone(&rooms), sessions, shutdown: shutdown.clone() };
+    assembly.add_service(grpc::SyncServer::new(api, max_message));
+    assembly.add_service(
+        SyncAdminServiceServer::new(grpc::AdminApi { rooms: Arc::clone(&rooms), admin })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+    );
+    assembly.spawn_worker("sync-room-rules", Arc::clone(&rooms).run_ticker(config.tick_interval, shutdown.clone()));
+    let follower_rooms = Arc::clone(&rooms);
+    assembly.spawn_worker("sync-room-events", async move {
+        access.follow_events(|change| follower_rooms.on_room_change(change), shutdown).await;
+    });
+    Ok(())
+}

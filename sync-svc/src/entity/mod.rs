@@ -1,0 +1,5 @@
+//! sea-orm entities; only `store.rs` uses them.
+
+pub mod queue_item;
+pub mod room_state;
+pub mod sync_log;

@@ -1,0 +1,622 @@
+//! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else knows `proto` (apart
+//! from the room-svc client in `access.rs`).
+//!
+//! `WatchRoom` is served with a codec that writes already-encoded messages: room events are
+//! encoded once per room (see [`wire`]) and the same bytes go to every watcher, instead of
+//! tonic encoding the same message again for each stream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes};
+use futures_util::StreamExt;
+use prost::Message;
+use proto::sync::v1 as pb;
+use svc_kit::auth::{AdminToken, Caller, SessionValidator};
+use svc_kit::status::Violation;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::NamedService;
+use tonic::{Code, Request, Response, Status};
+
+use crate::Error;
+use crate::rooms::{PlayerState, Rooms, StatusReport, Watcher};
+use crate::store::SyncLog;
+use crate::timeline::{self, Action, Command, Media, QueueItem, RoomState, Timeline};
+
+/// Encoding the messages that go out on room streams, once per room.
+pub mod wire {
+    use super::{Bytes, Message, RoomState, Watcher, pb, state_to_pb, watcher_to_pb};
+
+    fn encode(event: pb::watch_room_response::Event, now_ms: i64) -> Bytes {
+        let message =
+            pb::WatchRoomResponse { server_time: Some(proto::timestamp_from_ms(now_ms)), event: Some(event) };
+        Bytes::from(message.encode_to_vec())
+    }
+
+    /// A state change.
+    #[must_use]
+    pub fn encode_state(state: &RoomState, now_ms: i64) -> Bytes {
+        encode(pb::watch_room_response::Event::State(state_to_pb(state)), now_ms)
+    }
+
+    /// A full snapshot.
+    #[must_use]
+    pub fn encode_snapshot(state: &RoomState, watchers: &[Watcher], now_ms: i64) -> Bytes {
+        let snapshot = pb::Snapshot {
+            state: Some(state_to_pb(state)),
+            watchers: watchers.iter().map(watcher_to_pb).collect(),
+        };
+        encode(pb::watch_room_response::Event::Snapshot(snapshot), now_ms)
+    }
+
+    /// Who is watching.
+    #[must_use]
+    pub fn encode_presence(watchers: &[Watcher], now_ms: i64) -> Bytes {
+        let presence = pb::Presence { watchers: watchers.iter().map(watcher_to_pb).collect() };
+        encode(pb::watch_room_response::Event::Presence(presence), now_ms)
+    }
+
+    /// A heartbeat.
+    #[must_use]
+    pub fn encode_heartbeat(now_ms: i64) -> Bytes {
+        encode(pb::watch_room_response::Event::Heartbeat(pb::Heartbeat {}), now_ms)
+    }
+}
+
+fn action_to_pb(action: Action) -> pb::Action {
+    match action {
+        Action::None => pb::Action::Unspecified,
+        Action::Play => pb::Action::Play,
+        Action::Pause => pb::Action::Pause,
+        Action::Seek => pb::Action::Seek,
+        Action::SetRate => pb::Action::SetRate,
+        Action::ChangeMedia => pb::Action::ChangeMedia,
+        Action::QueueAdd => pb::Action::QueueAdd,
+        Action::QueueRemove => pb::Action::QueueRemove,
+        Action::QueueMove => pb::Action::QueueMove,
+        Action::PlayNext => pb::Action::PlayNext,
+        Action::SetWaitForEveryone => pb::Action::SetWaitForEveryone,
+        Action::AutoAdvance => pb::Action::AutoAdvance,
+        Action::WaitPause => pb::Action::WaitPause,
+        Action::WaitResume => pb::Action::WaitResume,
+    }
+}
+
+fn media_to_pb(media: &Media) -> pb::Media {
+    let Media { media_id, url, title, duration_ms } = media;
+    pb::Media { media_id: media_id.clone(), url: url.clone(), title: title.clone(), duration_ms: *duration_ms }
+}
+
+fn queue_item_to_pb(item: &QueueItem) -> pb::QueueItem {
+    let QueueItem { media, added_by_user_id, added_at } = item;
+    pb::QueueItem {
+        item_id: media.media_id.clone(),
+        media: Some(media_to_pb(media)),
+        added_by_user_id: added_by_user_id.clone(),
+        add_time: Some(proto::timestamp_from_ms(*added_at)),
+    }
+}
+
+fn state_to_pb(state: &RoomState) -> pb::RoomState {
+    let RoomState {
+        room_id,
+        version,
+        timeline,
+        queue,
+        wait_for_everyone,
+        waiting_for,
+        last_action,
+        last_action_user_id,
+        updated_at,
+    } = state;
+    let Timeline { media, paused, rate, position_ms, anchor_ms } = timeline;
+    pb::RoomState {
+        room_id: room_id.clone(),
+        version: *version,
+        timeline: Some(pb::Timeline {
+            media: media.as_ref().map(media_to_pb),
+            paused: *paused,
+            rate: *rate,
+            position_ms: *position_ms,
+            anchor_time: Some(proto::timestamp_from_ms(*anchor_ms)),
+        }),
+        queue: queue.iter().map(queue_item_to_pb).collect(),
+        wait_for_everyone: *wait_for_everyone,
+        waiting_for_user_ids: waiting_for.clone(),
+        last_action: action_to_pb(*last_action).into(),
+        last_action_user_id: last_action_user_id.clone(),
+        update_time: Some(proto::timestamp_from_ms(*updated_at)),
+    }
+}
+
+fn player_state_to_pb(state: PlayerState) -> pb::PlayerState {
+    match state {
+        PlayerState::Unknown => pb::PlayerState::Unspecified,
+        PlayerState::Ready => pb::PlayerState::Ready,
+        PlayerState::Buffering => pb::PlayerState::Buffering,
+        PlayerState::Ended => pb::PlayerState::Ended,
+    }
+}
+
+fn watcher_to_pb(watcher: &Watcher) -> pb::Watcher {
+    let Watcher { user_id, display_name, state, offset_ms, round_trip_ms, ignore_wait, reported_at } = watcher;
+    pb::Watcher {
+        user_id: user_id.clone(),
+        display_name: display_name.clone(),
+        state: player_state_to_pb(*state).into(),
+        offset_ms: *offset_ms,
+        round_trip_ms: *round_trip_ms,
+        ignore_wait: *ignore_wait,
+        report_time: Some(proto::timestamp_from_ms(*reported_at)),
+    }
+}
+
+/// `ABORTED` for a stale version, carrying the current state: the details are a
+/// `google.rpc.Status` whose one `Any` is a `xiaowo.sync.v1.RoomState`.
+pub(crate) fn conflict_status(state: &RoomState) -> Status {
+    let message = format!("stale version; the room is at version {}", state.version);
+    let details = tonic_types::Status {
+        code: Code::Aborted as i32,
+        message: message.clone(),
+        details: vec![prost_types::Any {
+            type_url: "type.googleapis.com/xiaowo.sync.v1.RoomState".to_owned(),
+            value: state_to_pb(state).encode_to_vec(),
+        }],
+    };
+    Status::with_details(Code::Aborted, message, Bytes::from(details.encode_to_vec()))
+}
+
+fn check_room_id(room_id: &str) -> Result<String, Violation> {
+    uuid::Uuid::parse_str(room_id.trim())
+        .map(|id| id.to_string())
+        .map_err(|_| Violation::new("room_id", "must be a room id (a UUID)"))
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Builds a media item from request fields, collecting every violation.
+fn check_media(url: &str, title: &str, duration_ms: i64, violations: &mut Vec<Violation>) -> Option<Media> {
+    let url = timeline::check_url("url", url).map_err(|violation| violations.push(violation)).ok();
+    let title = timeline::TITLE.check(title).map_err(|violation| violations.push(violation)).ok();
+    let duration_ms = timeline::check_non_negative("duration_ms", duration_ms)
+        .map_err(|violation| violations.push(violation))
+        .ok();
+    Some(Media { media_id: new_id(), url: url?, title: title?, duration_ms: duration_ms? })
+}
+
+/// The room id, or every violation found with it.
+fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(String, T), Error> {
+    let mut violations = Vec::new();
+    let room_id = check_room_id(room_id).map_err(|violation| violations.push(violation)).ok();
+    let rest = rest.map_err(|mut more| violations.append(&mut more)).ok();
+    match (room_id, rest) {
+        (Some(room_id), Some(rest)) if violations.is_empty() => Ok((room_id, rest)),
+        _ => Err(Error::InvalidArgument(violations)),
+    }
+}
+
+/// `xiaowo.sync.v1.SyncService`, the browser-facing part.
+#[derive(Debug, Clone)]
+pub struct PublicApi {
+    pub(crate) rooms: Arc<Rooms>,
+    pub(crate) sessions: Arc<SessionValidator>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl PublicApi {
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
+        Ok(self.sessions.authenticate(request.metadata()).await?)
+    }
+
+    async fn run(
+        &self,
+        caller: &Caller,
+        room_id: &str,
+        expected_version: Option<i64>,
+        command: Result<Command, Vec<Violation>>,
+    ) -> Result<pb::RoomState, Error> {
+        let (room_id, command) = validated(room_id, command)?;
+        tracing::Span::current().record("room_id", room_id.as_str());
+        let state = self.rooms.command(&room_id, caller, expected_version, command).await?;
+        Ok(state_to_pb(&state))
+    }
+
+    /// The encoded stream `WatchRoom` serves.
+    async fn watch_encoded(&self, request: Request<pb::WatchRoomRequest>) -> Result<crate::rooms::WatchStream, Error> {
+        let caller = self.caller(&request).await?;
+        let pb::WatchRoomRequest { room_id } = request.into_inner();
+        let (room_id, ()) = validated(&room_id, Ok(()))?;
+        tracing::Span::current().record("room_id", room_id.as_str());
+        self.rooms.watch(&room_id, &caller, self.shutdown.child_token()).await
+    }
+}
+
+fn one<T>(result: Result<T, Violation>) -> Result<T, Vec<Violation>> {
+    result.map_err(|violation| vec![violation])
+}
+
+#[tonic::async_trait]
+impl pb::sync_service_server::SyncService for PublicApi {
+    type WatchRoomStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::WatchRoomResponse, Status>> + Send>>;
+
+    async fn get_clock(&self, request: Request<pb::GetClockRequest>) -> Result<Response<pb::GetClockResponse>, Status> {
+        let receive_time = self.rooms.now_ms();
+        let pb::GetClockRequest {} = request.into_inner();
+        Ok(Response::new(pb::GetClockResponse {
+            receive_time: Some(proto::timestamp_from_ms(receive_time)),
+            send_time: Some(proto::timestamp_from_ms(self.rooms.now_ms())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn get_room_state(
+        &self,
+        request: Request<pb::GetRoomStateRequest>,
+    ) -> Result<Response<pb::GetRoomStateResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::GetRoomStateRequest { room_id } = request.into_inner();
+        let (room_id, ()) = validated(&room_id, Ok(()))?;
+        tracing::Span::current().record("room_id", room_id.as_str());
+        let (state, watchers) = self.rooms.get(&room_id, &caller).await?;
+        Ok(Response::new(pb::GetRoomStateResponse {
+            state: Some(state_to_pb(&state)),
+            watchers: watchers.iter().map(watcher_to_pb).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn play(&self, request: Request<pb::PlayRequest>) -> Result<Response<pb::PlayResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::PlayRequest { room_id, expected_version, start_time } = request.into_inner();
+        let requested = start_time.as_ref().map(proto::ms_from_timestamp);
+        let start_at_ms = match check_room_id(&room_id) {
+            Ok(id) => self.rooms.start_time(&id, requested, "start_time")?,
+            Err(violation) => return Err(Error::from(violation).into()),
+        };
+        let state = self.run(&caller, &room_id, Some(expected_version), Ok(Command::Play { start_at_ms })).await?;
+        Ok(Response::new(pb::PlayResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn pause(&self, request: Request<pb::PauseRequest>) -> Result<Response<pb::PauseResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::PauseRequest { room_id, expected_version, position_ms } = request.into_inner();
+        let command = one(
+            position_ms
+                .map(|position| timeline::check_non_negative("position_ms", position))
+                .transpose()
+                .map(|position_ms| Command::Pause { position_ms }),
+        );
+        let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
+        Ok(Response::new(pb::PauseResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn seek(&self, request: Request<pb::SeekRequest>) -> Result<Response<pb::SeekResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::SeekRequest { room_id, expected_version, position_ms } = request.into_inner();
+        let command =
+            one(timeline::check_non_negative("position_ms", position_ms).map(|position_ms| Command::Seek { position_ms }));
+        let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
+        Ok(Response::new(pb::SeekResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn set_rate(&self, request: Request<pb::SetRateRequest>) -> Result<Response<pb::SetRateResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::SetRateRequest { room_id, expected_version, rate } = request.into_inner();
+        let command = one(timeline::check_rate("rate", rate).map(|rate| Command::SetRate { rate }));
+        let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
+        Ok(Response::new(pb::SetRateResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn change_media(
+        &self,
+        request: Request<pb::ChangeMediaRequest>,
+    ) -> Result<Response<pb::ChangeMediaResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::ChangeMediaRequest { room_id, expected_version, url, title, duration_ms } = request.into_inner();
+        let mut violations = Vec::new();
+        let media = check_media(&url, &title, duration_ms, &mut violations);
+        let command = media.map(|media| Command::ChangeMedia { media }).ok_or(violations);
+        let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
+        Ok(Response::new(pb::ChangeMediaResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn add_queue_item(
+        &self,
+        request: Request<pb::AddQueueItemRequest>,
+    ) -> Result<Response<pb::AddQueueItemResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::AddQueueItemRequest { room_id, expected_version, url, title, duration_ms } = request.into_inner();
+        let mut violations = Vec::new();
+        let media = check_media(&url, &title, duration_ms, &mut violations);
+        let item = media.map(|media| QueueItem {
+            media,
+            added_by_user_id: caller.user_id.clone(),
+            added_at: self.rooms.now_ms(),
+        });
+        let item_id = item.as_ref().map(|item| item.media.media_id.clone()).unwrap_or_default();
+        let command = item.map(|item| Command::QueueAdd { item }).ok_or(violations);
+        let state = self.run(&caller, &room_id, expected_version, command).await?;
+        let item = state.queue.iter().find(|item| item.item_id == item_id).cloned();
+        Ok(Response::new(pb::AddQueueItemResponse { state: Some(state), item }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn remove_queue_item(
+        &self,
+        request: Request<pb::RemoveQueueItemRequest>,
+    ) -> Result<Response<pb::RemoveQueueItemResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::RemoveQueueItemRequest { room_id, expected_version, item_id } = request.into_inner();
+        let command = if item_id.is_empty() {
+            Err(vec![Violation::new("item_id", "must not be empty")])
+        } else {
+            Ok(Command::QueueRemove { item_id })
+        };
+        let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
+        Ok(Response::new(pb::RemoveQueueItemResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn move_queue_item(
+        &self,
+        request: Request<pb::MoveQueueItemRequest>,
+    ) -> Result<Response<pb::MoveQueueItemResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::MoveQueueItemRequest { room_id, expected_version, item_id, new_index } = request.into_inner();
+        let mut violations = Vec::new();
+        if item_id.is_empty() {
+            violations.push(Violation::new("item_id", "must not be empty"));
+        }
+        let new_index = usize::try_from(new_index)
+            .map_err(|_| violations.push(Violation::new("new_index", "must not be negative")))
+            .ok();
+        let command = match new_index {
+            Some(new_index) if violations.is_empty() => Ok(Command::QueueMove { item_id, new_index }),
+            _ => Err(violations),
+        };
+        let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
+        Ok(Response::new(pb::MoveQueueItemResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn play_next(&self, request: Request<pb::PlayNextRequest>) -> Result<Response<pb::PlayNextResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::PlayNextRequest { room_id, expected_version } = request.into_inner();
+        let start_at_ms = match check_room_id(&room_id) {
+            Ok(id) => self.rooms.start_time(&id, None, "start_time")?,
+            Err(violation) => return Err(Error::from(violation).into()),
+        };
+        let state = self.run(&caller, &room_id, Some(expected_version), Ok(Command::PlayNext { start_at_ms })).await?;
+        Ok(Response::new(pb::PlayNextResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn set_wait_for_everyone(
+        &self,
+        request: Request<pb::SetWaitForEveryoneRequest>,
+    ) -> Result<Response<pb::SetWaitForEveryoneResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::SetWaitForEveryoneRequest { room_id, expected_version, enabled } = request.into_inner();
+        let command = Ok(Command::SetWaitForEveryone { enabled });
+        let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
+        Ok(Response::new(pb::SetWaitForEveryoneResponse { state: Some(state) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn report_status(
+        &self,
+        request: Request<pb::ReportStatusRequest>,
+    ) -> Result<Response<pb::ReportStatusResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::ReportStatusRequest { room_id, state, offset_ms, round_trip_ms, ignore_wait, media_id } =
+            request.into_inner();
+        let mut violations = Vec::new();
+        let state = match pb::PlayerState::try_from(state) {
+            Ok(pb::PlayerState::Ready) => PlayerState::Ready,
+            Ok(pb::PlayerState::Buffering) => PlayerState::Buffering,
+            Ok(pb::PlayerState::Ended) => PlayerState::Ended,
+            Ok(pb::PlayerState::Unspecified) | Err(_) => {
+                violations.push(Violation::new("state", "must be READY, BUFFERING or ENDED"));
+                PlayerState::Unknown
+            }
+        };
+        if timeline::check_non_negative("round_trip_ms", round_trip_ms).is_err() || round_trip_ms > 60_000 {
+            violations.push(Violation::new("round_trip_ms", "must be from 0 to 60000"));
+        }
+        if offset_ms.unsigned_abs() > 86_400_000 {
+            violations.push(Violation::new("offset_ms", "must be within a day"));
+        }
+        if media_id.len() > 64 {
+            violations.push(Violation::new("media_id", "must be a media id"));
+        }
+        let report = StatusReport { state, offset_ms, round_trip_ms, ignore_wait, media_id };
+        let rest = if violations.is_empty() { Ok(report) } else { Err(violations) };
+        let (room_id, report) = validated(&room_id, rest)?;
+        tracing::Span::current().record("room_id", room_id.as_str());
+        self.rooms.report(&room_id, &caller, report).await?;
+        Ok(Response::new(pb::ReportStatusResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn watch_room(
+        &self,
+        request: Request<pb::WatchRoomRequest>,
+    ) -> Result<Response<Self::WatchRoomStream>, Status> {
+        // Served through `SyncServer` with pre-encoded messages; this decoding path exists only
+        // so that the generated server stays complete.
+        let encoded = self.watch_encoded(request).await?;
+        let decoded = encoded.map(|item| match item {
+            Ok(bytes) => pb::WatchRoomResponse::decode(bytes).map_err(|_| Status::internal("internal error")),
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(Box::pin(decoded)))
+    }
+}
+
+/// Writes messages that are already protobuf-encoded; reads `WatchRoomRequest`s.
+#[derive(Debug, Clone, Copy, Default)]
+struct PreEncodedCodec;
+
+impl Codec for PreEncodedCodec {
+    type Encode = Bytes;
+    type Decode = pb::WatchRoomRequest;
+    type Encoder = PreEncodedCodec;
+    type Decoder = PreEncodedCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl Encoder for PreEncodedCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncodedCodec {
+    type Item = pb::WatchRoomRequest;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::WatchRoomRequest>, Status> {
+        pb::WatchRoomRequest::decode(src).map(Some).map_err(|_| Status::invalid_argument("malformed request"))
+    }
+}
+
+const WATCH_ROOM_PATH: &str = "/xiaowo.sync.v1.SyncService/WatchRoom";
+
+/// `SyncService` as registered: `WatchRoom` goes out pre-encoded, everything else through the
+/// generated server.
+#[derive(Clone)]
+pub struct SyncServer {
+    api: PublicApi,
+    generated: pb::sync_service_server::SyncServiceServer<PublicApi>,
+    max_message_bytes: usize,
+}
+
+impl SyncServer {
+    pub(crate) fn new(api: PublicApi, max_message_bytes: usize) -> Self {
+        let generated = pb::sync_service_server::SyncServiceServer::new(api.clone())
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes);
+        Self { api, generated, max_message_bytes }
+    }
+}
+
+impl NamedService for SyncServer {
+    const NAME: &'static str = "xiaowo.sync.v1.SyncService";
+}
+
+/// The pre-encoded `WatchRoom` handler, in the shape tonic's streaming server calls.
+#[derive(Clone)]
+struct WatchRoomMethod(PublicApi);
+
+impl tower::Service<Request<pb::WatchRoomRequest>> for WatchRoomMethod {
+    type Response = Response<std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, Status>> + Send>>>;
+    type Error = Status;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Status>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<pb::WatchRoomRequest>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move {
+            let span = tracing::info_span!("watch_room", room_id = tracing::field::Empty);
+            let stream = tracing::Instrument::instrument(api.watch_encoded(request), span).await?;
+            let stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, Status>> + Send>> =
+                Box::pin(stream.map(|item| item.map_err(Status::from)));
+            Ok(Response::new(stream))
+        })
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for SyncServer {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path() == WATCH_ROOM_PATH {
+            let method = WatchRoomMethod(self.api.clone());
+            let max_message_bytes = self.max_message_bytes;
+            Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(PreEncodedCodec)
+                    .apply_max_message_size_config(Some(max_message_bytes), Some(max_message_bytes));
+                Ok(grpc.server_streaming(method, request).await)
+            })
+        } else {
+            tower::Service::call(&mut self.generated, request)
+        }
+    }
+}
+
+fn sync_log_to_pb(log: SyncLog) -> pb::SyncLog {
+    let SyncLog { sync_log_id, room_id, user_id, action, position_ms, version, created_at } = log;
+    pb::SyncLog {
+        sync_log_id,
+        room_id,
+        user_id,
+        action: action_to_pb(Action::from_name(&action)).into(),
+        position_ms,
+        version,
+        create_time: Some(proto::timestamp_from_ms(created_at)),
+    }
+}
+
+/// `xiaowo.sync.v1.SyncAdminService`, for operators holding the admin token.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    pub(crate) rooms: Arc<Rooms>,
+    pub(crate) admin: AdminToken,
+}
+
+#[tonic::async_trait]
+impl pb::sync_admin_service_server::SyncAdminService for AdminApi {
+    #[tracing::instrument(skip_all, fields(room_id))]
+    async fn list_sync_logs(
+        &self,
+        request: Request<pb::ListSyncLogsRequest>,
+    ) -> Result<Response<pb::ListSyncLogsResponse>, Status> {
+        self.admin.check(request.metadata()).map_err(Error::from)?;
+        let pb::ListSyncLogsRequest { room_id, start_time, end_time, page_size, page_token } = request.into_inner();
+        let (room_id, ()) = validated(&room_id, Ok(()))?;
+        tracing::Span::current().record("room_id", room_id.as_str());
+        let (logs, next) = self
+            .rooms
+            .sync_logs(
+                &room_id,
+                start_time.as_ref().map(proto::ms_from_timestamp),
+                end_time.as_ref().map(proto::ms_from_timestamp),
+                page_size,
+                &page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListSyncLogsResponse {
+            sync_logs: logs.into_iter().map(sync_log_to_pb).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+}

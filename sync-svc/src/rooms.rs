@@ -1,0 +1,722 @@
+//! The sync rules around the timeline: who may change it, the optimistic lock, publishing
+//! every accepted change, presence and reported drift, wait for everyone, auto-advance, and
+//! the live room stream.
+//!
+//! The database decides every version (see `store.rs`); what is held in memory here is only
+//! what this process needs for its own watchers (presence, the last state it saw), so another
+//! instance may accept any command.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use svc_kit::auth::Caller;
+use svc_kit::clock::{SharedClock, millis};
+use svc_kit::ratelimit::KeyedLimiter;
+use svc_kit::status::Violation;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::access::{RoomAccess, RoomChange};
+use crate::bus::{RoomBus, RoomEvent, Subscription};
+use crate::config::Config;
+use crate::grpc::wire;
+use crate::store::{Commit, Store, SyncLog};
+use crate::timeline::{self, Command, RoomState};
+
+/// The furthest ahead a caller may schedule a play.
+pub const MAX_START_AHEAD: Duration = Duration::from_secs(10);
+/// The longest lead the server itself schedules, however slow members' links are.
+const MAX_START_LEAD: Duration = Duration::from_secs(3);
+/// Most heartbeat interval allowed (nginx cuts idle streams at 60 s).
+const MAX_HEARTBEAT: Duration = Duration::from_secs(20);
+/// Report-only presence entries (no open stream here) are forgotten after this long.
+const STALE_REPORT: Duration = Duration::from_secs(30);
+/// How often a command that lost only to concurrent queue additions is retried.
+const APPEND_RETRIES: usize = 5;
+/// Largest sync log page.
+pub const MAX_PAGE_SIZE: u64 = 500;
+const DEFAULT_PAGE_SIZE: u64 = 100;
+
+/// A player's state as its client reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayerState {
+    Unknown,
+    Ready,
+    Buffering,
+    Ended,
+}
+
+/// One person watching a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watcher {
+    pub user_id: String,
+    pub display_name: String,
+    pub state: PlayerState,
+    pub offset_ms: i64,
+    pub round_trip_ms: i64,
+    pub ignore_wait: bool,
+    pub reported_at: i64,
+}
+
+/// A client's status report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub state: PlayerState,
+    pub offset_ms: i64,
+    pub round_trip_ms: i64,
+    pub ignore_wait: bool,
+    /// With `Ended`: which media ended.
+    pub media_id: String,
+}
+
+#[derive(Debug)]
+struct WatcherEntry {
+    watcher: Watcher,
+    /// Open streams of this user on this room in this process.
+    streams: usize,
+    buffering_since: Option<i64>,
+    /// The room already waited the full timeout for this user; they block nobody again until
+    /// they report ready.
+    waited_out: bool,
+}
+
+#[derive(Debug, Default)]
+struct RoomPresence {
+    watchers: HashMap<String, WatcherEntry>,
+    /// Presence changed since it was last published.
+    dirty: bool,
+    last_published: Option<Instant>,
+    /// The newest state this process saw; a stale one only costs a refused conditional update.
+    latest: Option<RoomState>,
+}
+
+impl RoomPresence {
+    fn visible_watchers(&self) -> Vec<Watcher> {
+        let mut watchers: Vec<Watcher> =
+            self.watchers.values().filter(|entry| entry.streams > 0).map(|entry| entry.watcher.clone()).collect();
+        watchers.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        watchers
+    }
+}
+
+/// sync-svc's counters, gauges and the drift histogram.
+#[derive(Debug, Clone)]
+pub struct SyncMetrics {
+    commands: IntCounterVec,
+    conflicts: IntCounter,
+    drift: Histogram,
+    watchers: IntGauge,
+    resyncs: IntCounter,
+}
+
+impl SyncMetrics {
+    /// Creates and registers the metrics.
+    ///
+    /// # Panics
+    /// Never: the names, labels and buckets are fixed.
+    #[must_use]
+    #[allow(clippy::expect_used)]
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        let metrics = Self {
+            commands: IntCounterVec::new(
+                Opts::new("xiaowo_sync_commands_total", "Accepted timeline and queue changes by action."),
+                &["action"],
+            )
+            .expect("valid metric"),
+            conflicts: IntCounter::new(
+                "xiaowo_sync_version_conflicts_total",
+                "Commands refused because another change won (stale version).",
+            )
+            .expect("valid metric"),
+            drift: Histogram::with_opts(
+                HistogramOpts::new(
+                    "xiaowo_sync_drift_seconds",
+                    "How far ready players report being from the shared timeline (absolute).",
+                )
+                .buckets(vec![0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12]),
+            )
+            .expect("valid metric"),
+            watchers: IntGauge::new("xiaowo_sync_watch_streams", "Open WatchRoom streams.").expect("valid metric"),
+            resyncs: IntCounter::new(
+                "xiaowo_sync_watcher_resyncs_total",
+                "Times a watcher fell behind and was sent a fresh snapshot.",
+            )
+            .expect("valid metric"),
+        };
+        svc_kit::metrics::register(registry, &metrics.commands);
+        svc_kit::metrics::register(registry, &metrics.conflicts);
+        svc_kit::metrics::register(registry, &metrics.drift);
+        svc_kit::metrics::register(registry, &metrics.watchers);
+        svc_kit::metrics::register(registry, &metrics.resyncs);
+        metrics
+    }
+}
+
+/// Timing settings the rules need (from [`Config`]).
+#[derive(Debug, Clone)]
+struct Timing {
+    heartbeat: Duration,
+    min_start_lead: Duration,
+    wait_grace_ms: i64,
+    wait_timeout_ms: i64,
+    presence_interval: Duration,
+}
+
+/// The sync domain: commands, presence, streams and the background rules.
+#[derive(Debug)]
+pub struct Rooms {
+    store: Store,
+    bus: Arc<dyn RoomBus>,
+    access: Arc<RoomAccess>,
+    clock: SharedClock,
+    limiter: KeyedLimiter,
+    timing: Timing,
+    presence: Mutex<HashMap<String, RoomPresence>>,
+    metrics: SyncMetrics,
+}
+
+/// The stream of encoded `WatchRoomResponse`s a watcher receives.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
+
+/// How a command is checked before it is applied.
+enum Lock {
+    /// The caller's version must be the stored one.
+    Expect(i64),
+    /// Applies to whatever the current state is (queue additions).
+    Any,
+}
+
+impl Rooms {
+    /// The sync domain over `store`, publishing through `bus`.
+    #[must_use]
+    pub fn new(
+        store: Store,
+        bus: Arc<dyn RoomBus>,
+        access: Arc<RoomAccess>,
+        clock: SharedClock,
+        config: &Config,
+        metrics: SyncMetrics,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            access,
+            clock,
+            limiter: KeyedLimiter::new(config.command_burst, f64::from(config.commands_per_second)),
+            timing: Timing {
+                heartbeat: config.heartbeat_interval.min(MAX_HEARTBEAT).max(Duration::from_millis(10)),
+                min_start_lead: config.min_start_lead,
+                wait_grace_ms: millis(config.wait_grace),
+                wait_timeout_ms: millis(config.wait_timeout),
+                presence_interval: config.presence_interval,
+            },
+            presence: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// The injected clock's time (server time for clients).
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn presence(&self) -> MutexGuard<'_, HashMap<String, RoomPresence>> {
+        match self.presence.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Checks that `caller` is a member of the open room `room_id`.
+    async fn require_member(&self, room_id: &str, caller: &Caller) -> Result<crate::access::Access, Error> {
+        let access = self.access.check(room_id, &caller.user_id).await?;
+        if !access.member {
+            return Err(Error::PermissionDenied("not a member of the room"));
+        }
+        if !access.active {
+            return Err(Error::FailedPrecondition("the room is closed"));
+        }
+        Ok(access)
+    }
+
+    async fn current(&self, room_id: &str) -> Result<RoomState, Error> {
+        Ok(self.store.load(room_id).await?.unwrap_or_else(|| RoomState::initial(room_id, self.now_ms())))
+    }
+
+    /// The room's state and who is watching it here (members only).
+    ///
+    /// # Errors
+    /// Access errors, or a database failure.
+    pub async fn get(&self, room_id: &str, caller: &Caller) -> Result<(RoomState, Vec<Watcher>), Error> {
+        self.require_member(room_id, caller).await?;
+        let state = self.current(room_id).await?;
+        let watchers = self.presence().get(room_id).map(RoomPresence::visible_watchers).unwrap_or_default();
+        Ok((state, watchers))
+    }
+
+    /// The server time a play should start at: `requested` (clamped to now, at most
+    /// [`MAX_START_AHEAD`] ahead), else now plus a lead covering members' round trips.
+    ///
+    /// # Errors
+    /// A violation of `field` for a time too far ahead.
+    pub fn start_time(&self, room_id: &str, requested: Option<i64>, field: &str) -> Result<i64, Error> {
+        let now = self.now_ms();
+        if let Some(requested) = requested {
+            if requested > now + millis(MAX_START_AHEAD) {
+                return Err(Violation::new(field, "must be at most 10 s ahead of the server's time").into());
+            }
+            return Ok(requested.max(now));
+        }
+        Ok(now + self.start_lead_ms(room_id))
+    }
+
+    fn start_lead_ms(&self, room_id: &str) -> i64 {
+        let highest_round_trip = self
+            .presence()
+            .get(room_id)
+            .map(|room| room.watchers.values().map(|entry| entry.watcher.round_trip_ms).max().unwrap_or(0))
+            .unwrap_or(0);
+        (2 * highest_round_trip).clamp(millis(self.timing.min_start_lead), millis(MAX_START_LEAD))
+    }
+
+    /// Applies a caller's command if they may control the room and `expected_version` is
+    /// current; returns the new state.
+    ///
+    /// # Errors
+    /// `RateLimited`, access errors, `Conflict` with the current state for a stale version,
+    /// the command's own errors, or a database failure.
+    pub async fn command(
+        &self,
+        room_id: &str,
+        caller: &Caller,
+        expected_version: Option<i64>,
+        command: Command,
+    ) -> Result<RoomState, Error> {
+        self.limiter.try_take(&caller.user_id).map_err(Error::RateLimited)?;
+        let access = self.require_member(room_id, caller).await?;
+        if !access.can_control {
+            return Err(Error::PermissionDenied("the room's control mode does not allow you to control it"));
+        }
+        let lock = expected_version.map_or(Lock::Any, Lock::Expect);
+        let state = self.execute(room_id, &caller.user_id, lock, command).await?;
+        self.access.record_activity(room_id);
+        Ok(state)
+    }
+
+    /// Loads, checks the lock, applies and commits conditionally; publishes what was accepted.
+    async fn execute(&self, room_id: &str, user_id: &str, lock: Lock, command: Command) -> Result<RoomState, Error> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let current = self.current(room_id).await?;
+            if let Lock::Expect(expected) = lock
+                && expected != current.version
+            {
+                self.metrics.conflicts.inc();
+                self.remember(&current);
+                return Err(Error::Conflict(Box::new(current)));
+            }
+            let next = timeline::apply(&current, command.clone(), user_id, self.now_ms())?;
+            match self.store.commit(current.version, &next).await? {
+                Commit::Accepted => {
+                    self.metrics.commands.with_label_values(&[next.last_action.as_str()]).inc();
+                    tracing::info!(room_id, version = next.version, action = next.last_action.as_str(), "room changed");
+                    self.publish_state(&next);
+                    return Ok(next);
+                }
+                Commit::Stale if matches!(lock, Lock::Any) && attempts < APPEND_RETRIES => {}
+                Commit::Stale => {
+                    self.metrics.conflicts.inc();
+                    let current = self.current(room_id).await?;
+                    self.remember(&current);
+                    return Err(Error::Conflict(Box::new(current)));
+                }
+            }
+        }
+    }
+
+    fn remember(&self, state: &RoomState) {
+        if let Some(room) = self.presence().get_mut(&state.room_id)
+            && room.latest.as_ref().is_none_or(|latest| latest.version <= state.version)
+        {
+            room.latest = Some(state.clone());
+        }
+    }
+
+    fn publish_state(&self, state: &RoomState) {
+        self.remember(state);
+        let encoded = wire::encode_state(state, self.now_ms());
+        self.bus.publish(&state.room_id, RoomEvent::Message { version: Some(state.version), encoded });
+    }
+
+    /// Records a client's player status and drift; an end report advances the queue.
+    ///
+    /// # Errors
+    /// Access errors, or a database failure while advancing.
+    pub async fn report(&self, room_id: &str, caller: &Caller, report: StatusReport) -> Result<(), Error> {
+        self.require_member(room_id, caller).await?;
+        let now = self.now_ms();
+        if report.state == PlayerState::Ready {
+            #[allow(clippy::cast_precision_loss)]
+            self.metrics.drift.observe(report.offset_ms.unsigned_abs() as f64 / 1000.0);
+        }
+        {
+            let mut presence = self.presence();
+            let room = presence.entry(room_id.to_owned()).or_default();
+            let entry = room.watchers.entry(caller.user_id.clone()).or_insert_with(|| WatcherEntry {
+                watcher: new_watcher(caller, now),
+                streams: 0,
+                buffering_since: None,
+                waited_out: false,
+            });
+            entry.buffering_since = match (report.state, entry.buffering_since) {
+                (PlayerState::Buffering, Some(since)) => Some(since),
+                (PlayerState::Buffering, None) => Some(now),
+                _ => None,
+            };
+            if report.state == PlayerState::Ready {
+                entry.waited_out = false;
+            }
+            let StatusReport { state, offset_ms, round_trip_ms, ignore_wait, media_id: _ } = report.clone();
+            entry.watcher = Watcher {
+                user_id: caller.user_id.clone(),
+                display_name: caller.display_name.clone(),
+                state,
+                offset_ms,
+                round_trip_ms,
+                ignore_wait,
+                reported_at: now,
+            };
+            room.dirty = true;
+        }
+        if report.state == PlayerState::Ended && !report.media_id.is_empty() {
+            let current = self.current(room_id).await?;
+            let playing_it = current.timeline.media.as_ref().is_some_and(|media| media.media_id == report.media_id);
+            if playing_it && !current.timeline.paused {
+                let start_at_ms = now + self.start_lead_ms(room_id);
+                let command = Command::AutoAdvance { media_id: report.media_id, start_at_ms };
+                self.system_command(&current, command).await;
+            }
+        }
+        self.access.record_activity(room_id);
+        Ok(())
+    }
+
+    /// A change the server makes itself; losing a race to a person is fine (the next tick
+    /// looks again at the newer state).
+    async fn system_command(&self, current: &RoomState, command: Command) {
+        match self.execute(&current.room_id, "", Lock::Expect(current.version), command).await {
+            Ok(_) | Err(Error::Conflict(_) | Error::FailedPrecondition(_)) => {}
+            Err(error) => tracing::warn!(room_id = %current.room_id, %error, "automatic room change failed"),
+        }
+    }
+
+    /// Opens the caller's live stream of the room: a snapshot first, then every change.
+    ///
+    /// # Errors
+    /// Access errors, or a database failure loading the snapshot.
+    pub async fn watch(self: &Arc<Self>, room_id: &str, caller: &Caller, shutdown: CancellationToken) -> Result<WatchStream, Error> {
+        self.require_member(room_id, caller).await?;
+        // Subscribe before loading, so that nothing between the snapshot and the first event
+        // is lost; events the snapshot already covers are skipped by version.
+        let subscription = self.bus.subscribe(room_id);
+        let guard = PresenceGuard::join(Arc::clone(self), room_id, caller);
+        let (snapshot, version) = self.snapshot(room_id).await?;
+        let watch = Watch {
+            rooms: Arc::clone(self),
+            room_id: room_id.to_owned(),
+            user_id: caller.user_id.clone(),
+            subscription,
+            shutdown,
+            pending: Some(snapshot),
+            seen_version: version,
+            next_heartbeat: Instant::now() + self.timing.heartbeat,
+            finished: false,
+            _guard: guard,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(watch, Watch::next)))
+    }
+
+    async fn snapshot(&self, room_id: &str) -> Result<(Bytes, i64), Error> {
+        let state = self.current(room_id).await?;
+        self.remember(&state);
+        let watchers = self.presence().get(room_id).map(RoomPresence::visible_watchers).unwrap_or_default();
+        Ok((wire::encode_snapshot(&state, &watchers, self.now_ms()), state.version))
+    }
+
+    fn join(&self, room_id: &str, caller: &Caller) {
+        let now = self.now_ms();
+        let mut presence = self.presence();
+        let room = presence.entry(room_id.to_owned()).or_default();
+        let entry = room.watchers.entry(caller.user_id.clone()).or_insert_with(|| WatcherEntry {
+            watcher: new_watcher(caller, now),
+            streams: 0,
+            buffering_since: None,
+            waited_out: false,
+        });
+        entry.streams += 1;
+        room.dirty = true;
+        self.metrics.watchers.inc();
+    }
+
+    fn leave(&self, room_id: &str, user_id: &str) {
+        self.metrics.watchers.dec();
+        let mut presence = self.presence();
+        let Some(room) = presence.get_mut(room_id) else { return };
+        if let Some(entry) = room.watchers.get_mut(user_id) {
+            entry.streams = entry.streams.saturating_sub(1);
+            if entry.streams == 0 {
+                room.watchers.remove(user_id);
+            }
+        }
+        room.dirty = true;
+        if room.watchers.is_empty() {
+            presence.remove(room_id);
+        }
+    }
+
+    /// Turns a room-svc event into ended streams.
+    pub fn on_room_change(&self, change: RoomChange) {
+        match change {
+            RoomChange::MemberRemoved { room_id, user_id } => {
+                self.bus.publish(&room_id, RoomEvent::MemberRemoved { user_id });
+            }
+            RoomChange::RoomClosed { room_id } => self.bus.publish(&room_id, RoomEvent::RoomClosed),
+            RoomChange::Updated { .. } | RoomChange::Reconnected => {}
+        }
+    }
+
+    /// Runs the room rules every `interval` until `shutdown`: auto-advance at the end of an
+    /// item, wait for everyone, and presence publishing.
+    pub async fn run_ticker(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            self.tick().await;
+        }
+    }
+
+    /// One pass of the room rules over the rooms watched here.
+    pub async fn tick(&self) {
+        let now = self.now_ms();
+        let mut due = Vec::new();
+        {
+            let mut presence = self.presence();
+            for (room_id, room) in presence.iter_mut() {
+                room.watchers.retain(|_, entry| {
+                    entry.streams > 0 || now - entry.watcher.reported_at < millis(STALE_REPORT)
+                });
+                let publish_due =
+                    room.last_published.is_none_or(|at| at.elapsed() >= self.timing.presence_interval);
+                if room.dirty && publish_due {
+                    room.dirty = false;
+                    room.last_published = Some(Instant::now());
+                    let encoded = wire::encode_presence(&room.visible_watchers(), now);
+                    self.bus.publish(room_id, RoomEvent::Message { version: None, encoded });
+                }
+                if let Some(state) = room.latest.clone()
+                    && let Some(command) = self.automatic_command(&state, room, now)
+                {
+                    due.push((state, command));
+                }
+            }
+        }
+        for (state, command) in due {
+            self.system_command(&state, command).await;
+        }
+    }
+
+    /// What the server should do to `state` by itself now, if anything.
+    fn automatic_command(&self, state: &RoomState, room: &mut RoomPresence, now: i64) -> Option<Command> {
+        let timeline = &state.timeline;
+        if timeline.has_ended_at(now) {
+            let media_id = timeline.media.as_ref()?.media_id.clone();
+            return Some(Command::AutoAdvance { media_id, start_at_ms: now + millis(self.timing.min_start_lead) });
+        }
+        if !state.wait_for_everyone {
+            return None;
+        }
+        let blocking = |entry: &&WatcherEntry| {
+            entry.streams > 0
+                && !entry.watcher.ignore_wait
+                && !entry.waited_out
+                && entry.watcher.state == PlayerState::Buffering
+        };
+        if !state.waiting_for.is_empty() {
+            let still_waiting = room
+                .watchers
+                .values()
+                .filter(blocking)
+                .any(|entry| state.waiting_for.contains(&entry.watcher.user_id));
+            let timed_out = now - state.updated_at >= self.timing.wait_timeout_ms;
+            if timed_out {
+                // Those still buffering no longer hold the room until they have been ready.
+                for entry in room.watchers.values_mut() {
+                    if state.waiting_for.contains(&entry.watcher.user_id) {
+                        entry.waited_out = true;
+                    }
+                }
+            }
+            if !still_waiting || timed_out {
+                return Some(Command::WaitResume { start_at_ms: now + millis(self.timing.min_start_lead) });
+            }
+            return None;
+        }
+        if timeline.paused || timeline.media.is_none() {
+            return None;
+        }
+        let mut users: Vec<String> = room
+            .watchers
+            .values()
+            .filter(blocking)
+            .filter(|entry| entry.buffering_since.is_some_and(|since| now - since >= self.timing.wait_grace_ms))
+            .map(|entry| entry.watcher.user_id.clone())
+            .collect();
+        users.sort();
+        (!users.is_empty()).then_some(Command::WaitPause { users })
+    }
+
+    /// A page of the room's sync log for operators.
+    ///
+    /// # Errors
+    /// A bad page token or size, or a database failure.
+    pub async fn sync_logs(
+        &self,
+        room_id: &str,
+        start_ms: Option<i64>,
+        end_ms: Option<i64>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<SyncLog>, Option<String>), Error> {
+        let limit = match u64::try_from(page_size) {
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(size) if size <= MAX_PAGE_SIZE => size,
+            _ => return Err(Violation::new("page_size", "must be from 0 to 500").into()),
+        };
+        let after_id = if page_token.is_empty() {
+            0
+        } else {
+            page_token.parse::<i64>().map_err(|_| Violation::new("page_token", "not a token from a previous page"))?
+        };
+        let end_ms = end_ms.unwrap_or_else(|| self.now_ms() + 1);
+        let logs = self.store.sync_logs(room_id, start_ms.unwrap_or(0), end_ms, after_id, limit).await?;
+        let next = (logs.len() as u64 == limit).then(|| logs.last().map(|log| log.sync_log_id.to_string())).flatten();
+        Ok((logs, next))
+    }
+}
+
+fn new_watcher(caller: &Caller, now: i64) -> Watcher {
+    Watcher {
+        user_id: caller.user_id.clone(),
+        display_name: caller.display_name.clone(),
+        state: PlayerState::Unknown,
+        offset_ms: 0,
+        round_trip_ms: 0,
+        ignore_wait: false,
+        reported_at: now,
+    }
+}
+
+/// Counts a stream in the room's presence for as long as it lives.
+struct PresenceGuard {
+    rooms: Arc<Rooms>,
+    room_id: String,
+    user_id: String,
+}
+
+impl PresenceGuard {
+    fn join(rooms: Arc<Rooms>, room_id: &str, caller: &Caller) -> Self {
+        rooms.join(room_id, caller);
+        Self { rooms, room_id: room_id.to_owned(), user_id: caller.user_id.clone() }
+    }
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        self.rooms.leave(&self.room_id, &self.user_id);
+    }
+}
+
+/// One watcher's stream state.
+struct Watch {
+    rooms: Arc<Rooms>,
+    room_id: String,
+    user_id: String,
+    subscription: Subscription,
+    shutdown: CancellationToken,
+    pending: Option<Bytes>,
+    /// The newest state version this watcher has been sent; older state events are skipped.
+    seen_version: i64,
+    next_heartbeat: Instant,
+    finished: bool,
+    _guard: PresenceGuard,
+}
+
+impl Watch {
+    fn sent(mut self, encoded: Bytes) -> Option<(Result<Bytes, Error>, Self)> {
+        self.next_heartbeat = Instant::now() + self.rooms.timing.heartbeat;
+        Some((Ok(encoded), self))
+    }
+
+    fn end(mut self, error: Error) -> Option<(Result<Bytes, Error>, Self)> {
+        self.finished = true;
+        Some((Err(error), self))
+    }
+
+    async fn next(mut self) -> Option<(Result<Bytes, Error>, Self)> {
+        if self.finished {
+            return None;
+        }
+        if let Some(snapshot) = self.pending.take() {
+            return self.sent(snapshot);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return self.end(Error::ShuttingDown),
+                event = self.subscription.recv() => match event {
+                    Ok(RoomEvent::Message { version: Some(version), .. }) if version <= self.seen_version => {}
+                    Ok(RoomEvent::Message { version, encoded }) => {
+                        if let Some(version) = version {
+                            self.seen_version = version;
+                        }
+                        return self.sent(encoded);
+                    }
+                    Ok(RoomEvent::MemberRemoved { user_id }) if user_id == self.user_id => {
+                        return self.end(Error::PermissionDenied("you are no longer a member of the room"));
+                    }
+                    Ok(RoomEvent::MemberRemoved { .. }) => {}
+                    Ok(RoomEvent::RoomClosed) => return self.end(Error::FailedPrecondition("the room was closed")),
+                    Err(RecvError::Lagged(missed)) => {
+                        self.rooms.metrics.resyncs.inc();
+                        tracing::debug!(room_id = %self.room_id, missed, "watcher fell behind; resending a snapshot");
+                        return match self.rooms.snapshot(&self.room_id).await {
+                            Ok((snapshot, version)) => {
+                                self.seen_version = version;
+                                self.sent(snapshot)
+                            }
+                            Err(error) => self.end(error),
+                        };
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                () = tokio::time::sleep_until(self.next_heartbeat) => {
+                    let heartbeat = wire::encode_heartbeat(self.rooms.now_ms());
+                    return self.sent(heartbeat);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The only code that touches sync-svc's tables. The optimistic lock lives here: a change is
+//! written by a conditional `UPDATE … WHERE room_id = ? AND version = ?` (or an insert that
+//! loses to a concurrent one), so that any number of instances sharing the database agree on
+//! which command won.
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+
+use crate::entity::{queue_item, room_state, sync_log};
+use crate::timeline::{Action, Media, QueueItem, RoomState, Timeline};
+
+/// Access to `room_states`, `queue_items` and `sync_logs`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// A `sync_logs` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLog {
+    pub sync_log_id: i64,
+    pub room_id: String,
+    pub user_id: String,
+    pub action: String,
+    pub position_ms: i64,
+    pub version: i64,
+    pub created_at: i64,
+}
+
+/// What [`Store::commit`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Commit {
+    Accepted,
+    /// Another change got there first: the stored version is no longer the expected one.
+    Stale,
+}
+
+fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState {
+    let room_state::Model {
+        room_id,
+        version,
+        media_id,
+        media_url,
+        media_title,
+        media_duration_ms,
+        paused,
+        rate,
+        position_ms,
+        anchor_ms,
+        wait_for_everyone,
+        waiting_for,
+        last_action,
+        last_action_user_id,
+        updated_at,
+    } = row;
+    let media = (!media_id.is_empty()).then_some(Media {
+        media_id,
+        url: media_url,
+        title: media_title,
+        duration_ms: media_duration_ms,
+    });
+    RoomState {
+        room_id,
+        version,
+        timeline: Timeline { media, paused, rate, position_ms, anchor_ms },
+        queue: queue.into_iter().map(to_queue_item).collect(),
+        wait_for_everyone,
+        waiting_for: waiting_for.split(',').filter(|id| !id.is_empty()).map(str::to_owned).collect(),
+        last_action: Action::from_name(&last_action),
+        last_action_user_id,
+        updated_at,
+    }
+}
+
+fn to_queue_item(row: queue_item::Model) -> QueueItem {
+    let queue_item::Model { item_id, room_id: _, ordinal: _, url, title, duration_ms, added_by_user_id, added_at } = row;
+    QueueItem { media: Media { media_id: item_id, url, title, duration_ms }, added_by_user_id, added_at }
+}
+
+fn to_row(state: &RoomState) -> room_state::ActiveModel {
+    let RoomState {
+        room_id,
+        version,
+        timeline,
+        queue: _,
+        wait_for_everyone,
+        waiting_for,
+        last_action,
+        last_action_user_id,
+        updated_at,
+    } = state;
+    let Timeline { media, paused, rate, position_ms, anchor_ms } = timeline;
+    let (media_id, media_url, media_title, media_duration_ms) = match media {
+        Some(Media { media_id, url, title, duration_ms }) => (media_id.clone(), url.clone(), title.clone(), *duration_ms),
+        None => (String::new(), String::new(), String::new(), 0),
+    };
+    room_state::ActiveModel {
+        room_id: Set(room_id.clone()),
+        version: Set(*version),
+        media_id: Set(media_id),
+        media_url: Set(media_url),
+        media_title: Set(media_title),
+        media_duration_ms: Set(media_duration_ms),
+        paused: Set(*paused),
+        rate: Set(*rate),
+        position_ms: Set(*position_ms),
+        anchor_ms: Set(*anchor_ms),
+        wait_for_everyone: Set(*wait_for_everyone),
+        waiting_for: Set(waiting_for.join(",")),
+        last_action: Set(last_action.as_str().to_owned()),
+        last_action_user_id: Set(last_action_user_id.clone()),
+        updated_at: Set(*updated_at),
+    }
+}
+
+impl Store {
+    /// Wraps a migrated connection.
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// The stored state of a room, `None` when it never changed.
+    pub async fn load(&self, room_id: &str) -> Result<Option<RoomState>, DbErr> {
+        let Some(row) = room_state::Entity::find_by_id(room_id.to_owned()).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let queue = queue_item::Entity::find()
+            .filter(queue_item::Column::RoomId.eq(room_id))
+            .order_by_asc(queue_item::Column::Ordinal)
+            .all(&self.db)
+            .await?;
+        Ok(Some(to_state(row, queue)))
+    }
+
+    /// Writes `next` if the stored version is still `expected_version`, with its sync log row,
+    /// all in one transaction; nothing is written when another change won.
+    pub async fn commit(&self, expected_version: i64, next: &RoomState) -> Result<Commit, DbErr> {
+        let txn = self.db.begin().await?;
+        let written = if expected_version == 0 {
+            room_state::Entity::insert(to_row(next))
+                .on_conflict(OnConflict::column(room_state::Column::RoomId).do_nothing().to_owned())
+                .exec_without_returning(&txn)
+                .await?
+        } else {
+            let row = to_row(next);
+            room_state::Entity::update_many()
+                .set(row)
+                .filter(room_state::Column::RoomId.eq(next.room_id.as_str()))
+                .filter(room_state::Column::Version.eq(expected_version))
+                .exec(&txn)
+                .await?
+                .rows_affected
+        };
+        if written != 1 {
+            txn.rollback().await?;
+            return Ok(Commit::Stale);
+        }
+        if queue_changed(next.last_action) {
+            write_queue(&txn, next).await?;
+        }
+        sync_log::Entity::insert(sync_log::ActiveModel {
+            sync_log_id: NotSet,
+            room_id: Set(next.room_id.clone()),
+            user_id: Set(next.last_action_user_id.clone()),
+            action: Set(next.last_action.as_str().to_owned()),
+            position_ms: Set(next.timeline.position_ms),
+            version: Set(next.version),
+            created_at: Set(next.updated_at),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(Commit::Accepted)
+    }
+
+    /// Up to `limit` log rows of `room_id` created in `[start_ms, end_ms)` with ids above
+    /// `after_id`, oldest first.
+    pub async fn sync_logs(
+        &self,
+        room_id: &str,
+        start_ms: i64,
+        end_ms: i64,
+        after_id: i64,
+        limit: u64,
+    ) -> Result<Vec<SyncLog>, DbErr> {
+        let rows = sync_log::Entity::find()
+            .filter(sync_log::Column::RoomId.eq(room_id))
+            .filter(sync_log::Column::CreatedAt.gte(start_ms))
+            .filter(sync_log::Column::CreatedAt.lt(end_ms))
+            .filter(sync_log::Column::SyncLogId.gt(after_id))
+            .order_by_asc(sync_log::Column::SyncLogId)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let sync_log::Model { sync_log_id, room_id, user_id, action, position_ms, version, created_at } = row;
+                SyncLog { sync_log_id, room_id, user_id, action, position_ms, version, created_at }
+            })
+            .collect())
+    }
+}
+
+/// Whether `action` may have changed the queue (then it is rewritten with the row).
+fn queue_changed(action: Action) -> bool {
+    matches!(
+        action,
+        Action::QueueAdd | Action::QueueRemove | Action::QueueMove | Action::PlayNext | Action::AutoAdvance
+    )
+}
+
+async fn write_queue(txn: &impl ConnectionTrait, state: &RoomState) -> Result<(), DbErr> {
+    queue_item::Entity::delete_many()
+        .filter(queue_item::Column::RoomId.eq(state.room_id.as_str()))
+        .exec(txn)
+        .await?;
+    if state.queue.is_empty() {
+        return Ok(());
+    }
+    let rows = state.queue.iter().enumerate().map(|(ordinal, item)| {
+        let QueueItem { media, added_by_user_id, added_at } = item;
+        queue_item::ActiveModel {
+            item_id: Set(media.media_id.clone()),
+            room_id: Set(state.room_id.clone()),
+            ordinal: Set(i32::try_from(ordinal).unwrap_or(i32::MAX)),
+            url: Set(media.url.clone()),
+            title: Set(media.title.clone()),
+            duration_ms: Set(media.duration_ms),
+            added_by_user_id: Set(added_by_user_id.clone()),
+            added_at: Set(*added_at),
+        }
+    });
+    queue_item::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    Ok(())
+}

@@ -1,0 +1,506 @@
+//! The room's shared state as plain data, and the rules that turn a command into the next
+//! state. Pure: the current time comes in as an argument, so extrapolation and scheduling are
+//! tested without a clock or a database.
+
+use svc_kit::status::Violation;
+
+use crate::Error;
+
+/// Slowest and fastest playback rates browsers play smoothly.
+pub const MIN_RATE: f64 = 0.25;
+/// See [`MIN_RATE`].
+pub const MAX_RATE: f64 = 4.0;
+/// Longest media URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Longest queue; adding beyond it is refused.
+pub const MAX_QUEUE_ITEMS: usize = 200;
+/// Longest media title, in characters.
+pub const TITLE: svc_kit::text::TextRule =
+    svc_kit::text::TextRule { field: "title", min_chars: 0, max_chars: 200, allow_newline: false };
+
+/// A playable item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Media {
+    pub media_id: String,
+    pub url: String,
+    pub title: String,
+    /// Milliseconds; 0 when unknown.
+    pub duration_ms: i64,
+}
+
+/// Where playback is: `position_ms` holds at server time `anchor_ms` and moves at `rate`
+/// while not paused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub media: Option<Media>,
+    pub paused: bool,
+    pub rate: f64,
+    pub position_ms: i64,
+    pub anchor_ms: i64,
+}
+
+impl Timeline {
+    /// Nothing loaded, paused at 0.
+    #[must_use]
+    pub fn empty(now_ms: i64) -> Self {
+        Self { media: None, paused: true, rate: 1.0, position_ms: 0, anchor_ms: now_ms }
+    }
+
+    /// The position at server time `now_ms`: `position + max(0, now − anchor) × rate` while
+    /// playing (a scheduled start holds the frame until its anchor), capped at the duration.
+    #[must_use]
+    pub fn position_at(&self, now_ms: i64) -> i64 {
+        if self.paused {
+            return self.position_ms;
+        }
+        let elapsed = now_ms.saturating_sub(self.anchor_ms).max(0);
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        let advanced = self.position_ms.saturating_add((elapsed as f64 * self.rate).round() as i64);
+        match self.duration_ms() {
+            Some(duration) => advanced.min(duration),
+            None => advanced,
+        }
+    }
+
+    /// The known duration of the loaded media.
+    #[must_use]
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.media.as_ref().map(|media| media.duration_ms).filter(|duration| *duration > 0)
+    }
+
+    /// Whether playing media of known length has reached its end at `now_ms`.
+    #[must_use]
+    pub fn has_ended_at(&self, now_ms: i64) -> bool {
+        !self.paused && self.duration_ms().is_some_and(|duration| self.position_at(now_ms) >= duration)
+    }
+
+    /// The same timeline re-anchored at `now_ms` (position extrapolated), so that a change of
+    /// rate or a pause continues from where playback really is.
+    fn reanchored(&self, now_ms: i64) -> Self {
+        Self { position_ms: self.position_at(now_ms), anchor_ms: now_ms.max(self.anchor_ms), ..self.clone() }
+    }
+}
+
+/// A waiting queue entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueItem {
+    /// Also the media id once played.
+    pub media: Media,
+    pub added_by_user_id: String,
+    pub added_at: i64,
+}
+
+/// What a change was, as recorded in the sync log and shown to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A state nobody changed yet.
+    None,
+    Play,
+    Pause,
+    Seek,
+    SetRate,
+    ChangeMedia,
+    QueueAdd,
+    QueueRemove,
+    QueueMove,
+    PlayNext,
+    SetWaitForEveryone,
+    AutoAdvance,
+    WaitPause,
+    WaitResume,
+}
+
+impl Action {
+    /// The stable name stored in the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Play => "play",
+            Self::Pause => "pause",
+            Self::Seek => "seek",
+            Self::SetRate => "set_rate",
+            Self::ChangeMedia => "change_media",
+            Self::QueueAdd => "queue_add",
+            Self::QueueRemove => "queue_remove",
+            Self::QueueMove => "queue_move",
+            Self::PlayNext => "play_next",
+            Self::SetWaitForEveryone => "set_wait_for_everyone",
+            Self::AutoAdvance => "auto_advance",
+            Self::WaitPause => "wait_pause",
+            Self::WaitResume => "wait_resume",
+        }
+    }
+
+    /// The action stored as `name`; unknown names read as `None`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Self {
+        const ALL: [Action; 14] = [
+            Action::None,
+            Action::Play,
+            Action::Pause,
+            Action::Seek,
+            Action::SetRate,
+            Action::ChangeMedia,
+            Action::QueueAdd,
+            Action::QueueRemove,
+            Action::QueueMove,
+            Action::PlayNext,
+            Action::SetWaitForEveryone,
+            Action::AutoAdvance,
+            Action::WaitPause,
+            Action::WaitResume,
+        ];
+        ALL.into_iter().find(|action| action.as_str() == name).unwrap_or(Self::None)
+    }
+}
+
+/// Everything about one room's playback, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomState {
+    pub room_id: String,
+    /// 0 for a room nobody changed yet (no stored row).
+    pub version: i64,
+    pub timeline: Timeline,
+    pub queue: Vec<QueueItem>,
+    pub wait_for_everyone: bool,
+    /// Non-empty while the room is paused waiting for these users.
+    pub waiting_for: Vec<String>,
+    pub last_action: Action,
+    /// Empty for the server itself.
+    pub last_action_user_id: String,
+    pub updated_at: i64,
+}
+
+impl RoomState {
+    /// The state of a room without a stored row.
+    #[must_use]
+    pub fn initial(room_id: &str, now_ms: i64) -> Self {
+        Self {
+            room_id: room_id.to_owned(),
+            version: 0,
+            timeline: Timeline::empty(now_ms),
+            queue: Vec::new(),
+            wait_for_everyone: false,
+            waiting_for: Vec::new(),
+            last_action: Action::None,
+            last_action_user_id: String::new(),
+            updated_at: now_ms,
+        }
+    }
+}
+
+/// A change someone (or the server) asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Play from the current position, starting at server time `start_at_ms`.
+    Play { start_at_ms: i64 },
+    /// Pause at `position_ms`, or where the timeline is now.
+    Pause { position_ms: Option<i64> },
+    Seek { position_ms: i64 },
+    SetRate { rate: f64 },
+    ChangeMedia { media: Media },
+    QueueAdd { item: QueueItem },
+    QueueRemove { item_id: String },
+    QueueMove { item_id: String, new_index: usize },
+    /// Load the first queue item and play it at `start_at_ms`.
+    PlayNext { start_at_ms: i64 },
+    SetWaitForEveryone { enabled: bool },
+    /// `media_id` ended: play the next item at `start_at_ms`, or stay paused at the end.
+    AutoAdvance { media_id: String, start_at_ms: i64 },
+    /// Pause for the buffering `users`.
+    WaitPause { users: Vec<String> },
+    /// Everyone is ready (or the wait timed out): play at `start_at_ms`.
+    WaitResume { start_at_ms: i64 },
+}
+
+impl Command {
+    /// The action this command records.
+    #[must_use]
+    pub fn action(&self) -> Action {
+        match self {
+            Self::Play { .. } => Action::Play,
+            Self::Pause { .. } => Action::Pause,
+            Self::Seek { .. } => Action::Seek,
+            Self::SetRate { .. } => Action::SetRate,
+            Self::ChangeMedia { .. } => Action::ChangeMedia,
+            Self::QueueAdd { .. } => Action::QueueAdd,
+            Self::QueueRemove { .. } => Action::QueueRemove,
+            Self::QueueMove { .. } => Action::QueueMove,
+            Self::PlayNext { .. } => Action::PlayNext,
+            Self::SetWaitForEveryone { .. } => Action::SetWaitForEveryone,
+            Self::AutoAdvance { .. } => Action::AutoAdvance,
+            Self::WaitPause { .. } => Action::WaitPause,
+            Self::WaitResume { .. } => Action::WaitResume,
+        }
+    }
+}
+
+/// The state after `command`, version incremented; or why the command does not apply.
+///
+/// # Errors
+/// `FailedPrecondition` when there is nothing to play or the queue item is missing,
+/// `InvalidArgument` for a seek past the known end.
+pub fn apply(state: &RoomState, command: Command, user_id: &str, now_ms: i64) -> Result<RoomState, Error> {
+    let mut next = state.clone();
+    next.version = state.version + 1;
+    next.last_action = command.action();
+    next.last_action_user_id = user_id.to_owned();
+    next.updated_at = now_ms;
+    // A person's command ends any wait: they have taken control of the room.
+    next.waiting_for.clear();
+    let timeline = &state.timeline;
+    match command {
+        Command::Play { start_at_ms } | Command::WaitResume { start_at_ms } => {
+            if timeline.media.is_none() {
+                return Err(Error::FailedPrecondition("no media loaded"));
+            }
+            let mut position_ms = timeline.position_at(now_ms);
+            if timeline.duration_ms().is_some_and(|duration| position_ms >= duration) {
+                position_ms = 0;
+            }
+            next.timeline = Timeline { paused: false, position_ms, anchor_ms: start_at_ms, ..timeline.clone() };
+        }
+        Command::Pause { position_ms } => {
+            let position_ms = position_ms.unwrap_or_else(|| timeline.position_at(now_ms));
+            let position_ms = clamp_to_duration(timeline, position_ms);
+            next.timeline = Timeline { paused: true, position_ms, anchor_ms: now_ms, ..timeline.clone() };
+        }
+        Command::WaitPause { users } => {
+            next.timeline =
+                Timeline { paused: true, position_ms: timeline.position_at(now_ms), anchor_ms: now_ms, ..timeline.clone() };
+            next.waiting_for = users;
+        }
+        Command::Seek { position_ms } => {
+            if timeline.media.is_none() {
+                return Err(Error::FailedPrecondition("no media loaded"));
+            }
+            if timeline.duration_ms().is_some_and(|duration| position_ms > duration) {
+                return Err(Violation::new("position_ms", "must not be past the end of the media").into());
+            }
+            // A seek during a scheduled start keeps the start time; otherwise it applies now.
+            let anchor_ms = if timeline.paused { now_ms } else { timeline.anchor_ms.max(now_ms) };
+            next.timeline = Timeline { position_ms, anchor_ms, ..timeline.clone() };
+        }
+        Command::SetRate { rate } => {
+            next.timeline = Timeline { rate, ..timeline.reanchored(now_ms) };
+        }
+        Command::ChangeMedia { media } => {
+            next.timeline = Timeline { media: Some(media), ..Timeline::empty(now_ms) };
+            next.timeline.rate = timeline.rate;
+        }
+        Command::QueueAdd { item } => {
+            if state.queue.len() >= MAX_QUEUE_ITEMS {
+                return Err(Error::FailedPrecondition("the queue is full"));
+            }
+            next.queue.push(item);
+        }
+        Command::QueueRemove { item_id } => {
+            let index = queue_index(state, &item_id)?;
+            next.queue.remove(index);
+        }
+        Command::QueueMove { item_id, new_index } => {
+            let index = queue_index(state, &item_id)?;
+            let item = next.queue.remove(index);
+            let new_index = new_index.min(next.queue.len());
+            next.queue.insert(new_index, item);
+        }
+        Command::PlayNext { start_at_ms } => {
+            if next.queue.is_empty() {
+                return Err(Error::FailedPrecondition("the queue is empty"));
+            }
+            let item = next.queue.remove(0);
+            next.timeline = play_from_start(item.media, timeline.rate, start_at_ms);
+        }
+        Command::AutoAdvance { media_id, start_at_ms } => {
+            if timeline.media.as_ref().is_none_or(|media| media.media_id != media_id) {
+                return Err(Error::FailedPrecondition("that media is no longer playing"));
+            }
+            if next.queue.is_empty() {
+                let end = timeline.duration_ms().unwrap_or_else(|| timeline.position_at(now_ms));
+                next.timeline = Timeline { paused: true, position_ms: end, anchor_ms: now_ms, ..timeline.clone() };
+            } else {
+                let item = next.queue.remove(0);
+                next.timeline = play_from_start(item.media, timeline.rate, start_at_ms);
+            }
+        }
+        Command::SetWaitForEveryone { enabled } => {
+            next.wait_for_everyone = enabled;
+        }
+    }
+    Ok(next)
+}
+
+fn play_from_start(media: Media, rate: f64, start_at_ms: i64) -> Timeline {
+    Timeline { media: Some(media), paused: false, rate, position_ms: 0, anchor_ms: start_at_ms }
+}
+
+fn clamp_to_duration(timeline: &Timeline, position_ms: i64) -> i64 {
+    match timeline.duration_ms() {
+        Some(duration) => position_ms.min(duration),
+        None => position_ms,
+    }
+}
+
+fn queue_index(state: &RoomState, item_id: &str) -> Result<usize, Error> {
+    state.queue.iter().position(|item| item.media.media_id == item_id).ok_or(Error::QueueItemNotFound)
+}
+
+/// Checks a playback rate.
+///
+/// # Errors
+/// A violation of `field` for NaN, infinities and rates outside 0.25–4.
+pub fn check_rate(field: &str, rate: f64) -> Result<f64, Violation> {
+    if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(Violation::new(field, "must be a number from 0.25 to 4"))
+    }
+}
+
+/// Checks a media URL: http(s), a host, no whitespace or control characters, bounded length.
+///
+/// # Errors
+/// A violation of `field` describing the problem.
+pub fn check_url(field: &str, url: &str) -> Result<String, Violation> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(Violation::new(field, "must not be empty"));
+    }
+    if url.len() > MAX_URL_BYTES {
+        return Err(Violation::new(field, format!("must be at most {MAX_URL_BYTES} bytes")));
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Violation::new(field, "must not contain spaces or control characters"));
+    }
+    let lower = url.to_ascii_lowercase();
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Err(Violation::new(field, "must be an http or https URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err(Violation::new(field, "must name a host"));
+    }
+    Ok(url.to_owned())
+}
+
+/// Checks a position or duration in milliseconds.
+///
+/// # Errors
+/// A violation of `field` when negative.
+pub fn check_non_negative(field: &str, value: i64) -> Result<i64, Violation> {
+    if value >= 0 { Ok(value) } else { Err(Violation::new(field, "must not be negative")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn media(id: &str, duration_ms: i64) -> Media {
+        Media { media_id: id.to_owned(), url: format!("https://v.example/{id}.webm"), title: id.to_owned(), duration_ms }
+    }
+
+    fn loaded(duration_ms: i64) -> RoomState {
+        let state = RoomState::initial("room", T0);
+        apply(&state, Command::ChangeMedia { media: media("a", duration_ms) }, "u", T0).unwrap()
+    }
+
+    #[test]
+    fn playing_position_extrapolates_with_rate() {
+        let state = loaded(0);
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
+        assert_eq!(playing.timeline.position_at(T0 + 10_000), 10_000);
+        let faster = apply(&playing, Command::SetRate { rate: 2.0 }, "u", T0 + 10_000).unwrap();
+        assert_eq!(faster.timeline.position_ms, 10_000, "re-anchored where playback was");
+        assert_eq!(faster.timeline.position_at(T0 + 11_000), 12_000);
+        let paused = apply(&faster, Command::Pause { position_ms: None }, "u", T0 + 12_000).unwrap();
+        assert_eq!(paused.timeline.position_at(T0 + 60_000), 14_000);
+        assert_eq!(paused.version, 4);
+    }
+
+    #[test]
+    fn scheduled_play_holds_until_the_start_time() {
+        let state = loaded(0);
+        let scheduled = apply(&state, Command::Play { start_at_ms: T0 + 500 }, "u", T0).unwrap();
+        assert_eq!(scheduled.timeline.position_at(T0 + 200), 0);
+        assert_eq!(scheduled.timeline.position_at(T0 + 500), 0);
+        assert_eq!(scheduled.timeline.position_at(T0 + 1500), 1000);
+    }
+
+    #[test]
+    fn position_stops_at_the_known_end() {
+        let state = loaded(5_000);
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
+        assert!(!playing.timeline.has_ended_at(T0 + 4_999));
+        assert!(playing.timeline.has_ended_at(T0 + 5_000));
+        assert_eq!(playing.timeline.position_at(T0 + 9_000), 5_000);
+        assert!(matches!(apply(&state, Command::Seek { position_ms: 5_001 }, "u", T0), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn queue_add_move_remove_and_advance() {
+        let mut state = loaded(1_000);
+        for id in ["q1", "q2", "q3"] {
+            let item = QueueItem { media: media(id, 1_000), added_by_user_id: "u".to_owned(), added_at: T0 };
+            state = apply(&state, Command::QueueAdd { item }, "u", T0).unwrap();
+        }
+        state = apply(&state, Command::QueueMove { item_id: "q3".to_owned(), new_index: 0 }, "u", T0).unwrap();
+        let order: Vec<_> = state.queue.iter().map(|item| item.media.media_id.as_str()).collect();
+        assert_eq!(order, ["q3", "q1", "q2"]);
+        state = apply(&state, Command::QueueRemove { item_id: "q1".to_owned() }, "u", T0).unwrap();
+        assert!(matches!(
+            apply(&state, Command::QueueRemove { item_id: "q1".to_owned() }, "u", T0),
+            Err(Error::QueueItemNotFound)
+        ));
+        let advanced =
+            apply(&state, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 + 300 }, "", T0).unwrap();
+        assert_eq!(advanced.timeline.media.as_ref().unwrap().media_id, "q3");
+        assert!(!advanced.timeline.paused);
+        assert_eq!(advanced.queue.len(), 1);
+        let stale = apply(&advanced, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 }, "", T0);
+        assert!(matches!(stale, Err(Error::FailedPrecondition(_))), "a late end report skips nothing");
+    }
+
+    #[test]
+    fn auto_advance_on_an_empty_queue_pauses_at_the_end() {
+        let state = loaded(2_000);
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
+        let ended =
+            apply(&playing, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 }, "", T0 + 2_500).unwrap();
+        assert!(ended.timeline.paused);
+        assert_eq!(ended.timeline.position_ms, 2_000);
+        let replay = apply(&ended, Command::Play { start_at_ms: T0 + 3_000 }, "u", T0 + 2_600).unwrap();
+        assert_eq!(replay.timeline.position_ms, 0, "play at the end starts over");
+    }
+
+    #[test]
+    fn wait_pause_records_who_and_commands_clear_it() {
+        let state = loaded(0);
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
+        let waiting = apply(&playing, Command::WaitPause { users: vec!["b".to_owned()] }, "", T0 + 1_000).unwrap();
+        assert!(waiting.timeline.paused);
+        assert_eq!(waiting.timeline.position_ms, 1_000);
+        assert_eq!(waiting.waiting_for, ["b"]);
+        let resumed = apply(&waiting, Command::WaitResume { start_at_ms: T0 + 1_300 }, "", T0 + 1_000).unwrap();
+        assert!(resumed.waiting_for.is_empty());
+        assert!(!resumed.timeline.paused);
+    }
+
+    #[test]
+    fn input_checks() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.2, 4.01, -1.0] {
+            assert!(check_rate("rate", bad).is_err(), "{bad}");
+        }
+        assert!(check_rate("rate", 0.25).is_ok() && check_rate("rate", 4.0).is_ok());
+        for bad in ["", "ftp://h/x", "javascript:alert(1)", "https://", "https:///x", "http://a b", "file:///etc"] {
+            assert!(check_url("url", bad).is_err(), "{bad}");
+        }
+        assert!(check_url("url", &format!("https://h/{}", "a".repeat(MAX_URL_BYTES))).is_err());
+        assert_eq!(check_url("url", " https://h.example/v.mp4 ").unwrap(), "https://h.example/v.mp4");
+        assert!(check_non_negative("position_ms", -1).is_err());
+    }
+}
