@@ -1,0 +1,308 @@
+//! From two successive scrapes of one target to the figures that are stored and alerted on:
+//! per-second rates that survive counter resets, latency percentiles interpolated from
+//! histogram buckets (as Prometheus' `histogram_quantile` does), the error ratio, and gauges.
+
+use std::collections::{BTreeMap, HashMap};
+
+use prometheus_parse::{Scrape, Value};
+
+use crate::rules::RATE_SUFFIX;
+
+const REQUESTS: &str = "xiaowo_grpc_requests_total";
+const LATENCY: &str = "xiaowo_grpc_request_duration_seconds";
+const OPEN_CALLS: &str = "xiaowo_grpc_open_calls";
+const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+
+/// One labelled series: the metric name and its labels in a canonical order.
+type SeriesKey = (String, BTreeMap<String, String>);
+
+/// The parsed `/metrics` of one target at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// When it was scraped, Unix milliseconds.
+    pub at_ms: i64,
+    counters: HashMap<SeriesKey, f64>,
+    gauges: HashMap<SeriesKey, f64>,
+    /// Cumulative bucket counts by upper bound, ascending.
+    histograms: HashMap<SeriesKey, Vec<(f64, f64)>>,
+}
+
+/// Why a `/metrics` body could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable metrics text: {0}")]
+pub struct ParseError(#[from] std::io::Error);
+
+impl Snapshot {
+    /// Parses Prometheus text exposition format.
+    ///
+    /// # Errors
+    /// When the text cannot be parsed.
+    pub fn parse(text: &str, at_ms: i64) -> Result<Self, ParseError> {
+        let scrape = Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))?;
+        let mut snapshot = Self { at_ms, ..Self::default() };
+        for sample in scrape.samples {
+            let labels: BTreeMap<String, String> =
+                sample.labels.iter().map(|(name, value)| (name.clone(), value.clone())).collect();
+            let key = (sample.metric, labels);
+            match sample.value {
+                Value::Counter(value) => {
+                    snapshot.counters.insert(key, value);
+                }
+                Value::Gauge(value) | Value::Untyped(value) => {
+                    snapshot.gauges.insert(key, value);
+                }
+                Value::Histogram(buckets) => {
+                    let mut buckets: Vec<(f64, f64)> =
+                        buckets.into_iter().map(|bucket| (bucket.less_than, bucket.count)).collect();
+                    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    snapshot.histograms.insert(key, buckets);
+                }
+                Value::Summary(_) => {}
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Whether any series of metric `name` is present.
+    #[must_use]
+    pub fn has(&self, name: &str) -> bool {
+        self.counters.keys().chain(self.gauges.keys()).chain(self.histograms.keys()).any(|(metric, _)| metric == name)
+    }
+
+    /// The sum of every series of gauge `name`, if it is exported.
+    #[must_use]
+    pub fn gauge_sum(&self, name: &str) -> Option<f64> {
+        let mut values = self.gauges.iter().filter(|((metric, _), _)| metric == name).map(|(_, value)| *value);
+        let first = values.next()?;
+        Some(values.fold(first, |sum, value| sum + value))
+    }
+}
+
+/// How much a counter grew from `previous` to `current`. A smaller current value means the
+/// process restarted and counted from zero, so everything it shows is new.
+#[must_use]
+pub fn increase(previous: f64, current: f64) -> f64 {
+    if current >= previous { current - previous } else { current }
+}
+
+/// The `quantile` (0..=1) of a histogram given as cumulative counts by ascending upper bound
+/// (the last one `+Inf`), linearly interpolated inside the bucket it falls in. `None` when the
+/// histogram holds no observations.
+#[must_use]
+pub fn histogram_quantile(quantile: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 || !(0.0..=1.0).contains(&quantile) {
+        return None;
+    }
+    let rank = quantile * total;
+    let mut lower_bound = 0.0;
+    let mut count_below = 0.0;
+    for (index, &(upper_bound, count)) in buckets.iter().enumerate() {
+        if count >= rank {
+            if upper_bound.is_infinite() {
+                // Above the highest finite bound nothing is known but that bound.
+                return Some(if index == 0 { 0.0 } else { lower_bound });
+            }
+            let in_bucket = count - count_below;
+            if in_bucket <= 0.0 {
+                return Some(upper_bound);
+            }
+            return Some(lower_bound + (upper_bound - lower_bound) * (rank - count_below) / in_bucket);
+        }
+        lower_bound = upper_bound;
+        count_below = count;
+    }
+    Some(lower_bound)
+}
+
+/// Bucket counts observed between two scrapes of the same histogram series; a reset (any
+/// bucket went down) means the current counts are all new.
+fn bucket_increase(previous: Option<&Vec<(f64, f64)>>, current: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let Some(previous) = previous else { return current.to_vec() };
+    let same_shape = previous.len() == current.len()
+        && previous.iter().zip(current).all(|(before, now)| before.0.total_cmp(&now.0).is_eq());
+    let reset = !same_shape || previous.iter().zip(current).any(|(before, now)| now.1 < before.1);
+    if reset {
+        return current.to_vec();
+    }
+    previous.iter().zip(current).map(|(before, now)| (now.0, now.1 - before.1)).collect()
+}
+
+/// Long-lived streams (`Watch…` methods) last as long as a viewer stays; their durations would
+/// swamp the latency of ordinary calls, so percentiles leave them out.
+fn is_stream(labels: &BTreeMap<String, String>) -> bool {
+    labels.get("method").is_some_and(|method| method.starts_with("Watch"))
+}
+
+/// The names of the figures a target's scrape yields, besides `up`.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Counters whose per-second rate is kept as `<name>:rate`.
+    pub counters: Vec<String>,
+    /// Gauges kept under their own name.
+    pub gauges: Vec<String>,
+}
+
+impl Figures {
+    /// The figures of `current`, with rates over the time since `previous` when there is one.
+    #[must_use]
+    pub fn compute(&self, previous: Option<&Snapshot>, current: &Snapshot) -> Vec<(String, f64)> {
+        let mut figures = Vec::new();
+        if let Some(open_calls) = current.gauge_sum(OPEN_CALLS) {
+            figures.push(("open_calls".to_owned(), open_calls));
+        }
+        if let Some(memory) = current.gauge_sum(RESIDENT_MEMORY) {
+            figures.push(("resident_memory_bytes".to_owned(), memory));
+        }
+        for gauge in &self.gauges {
+            if let Some(value) = current.gauge_sum(gauge) {
+                figures.push((gauge.clone(), value));
+            }
+        }
+        let Some(previous) = previous else { return figures };
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = (current.at_ms - previous.at_ms) as f64 / 1000.0;
+        if seconds <= 0.0 {
+            return figures;
+        }
+        // A series that first appears counts from zero: a labelled counter is only exported
+        // once it was incremented, and that first burst is exactly what the rules look for.
+        let grown = |key: &SeriesKey, value: f64| increase(previous.counters.get(key).copied().unwrap_or(0.0), value);
+
+        let mut requests = 0.0;
+        let mut failed = 0.0;
+        for (key, value) in current.counters.iter().filter(|((metric, _), _)| metric == REQUESTS) {
+            let calls = grown(key, *value);
+            requests += calls;
+            if key.1.get("code").is_some_and(|code| code != "OK") {
+                failed += calls;
+            }
+        }
+        if current.has(REQUESTS) {
+            figures.push(("requests_per_second".to_owned(), requests / seconds));
+            figures.push(("error_ratio".to_owned(), if requests > 0.0 { failed / requests } else { 0.0 }));
+        }
+
+        for counter in &self.counters {
+            if !current.has(counter) {
+                continue;
+            }
+            let total: f64 = current
+                .counters
+                .iter()
+                .filter(|((metric, _), _)| metric == counter)
+                .map(|(key, value)| grown(key, *value))
+                .sum();
+            figures.push((format!("{counter}{RATE_SUFFIX}"), total / seconds));
+        }
+
+        let mut merged: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for (key, buckets) in current.histograms.iter().filter(|(key, _)| key.0 == LATENCY && !is_stream(&key.1)) {
+            for (upper_bound, count) in bucket_increase(previous.histograms.get(key), buckets) {
+                let slot = merged.entry(upper_bound.to_bits()).or_insert((upper_bound, 0.0));
+                slot.1 += count;
+            }
+        }
+        let mut merged: Vec<(f64, f64)> = merged.into_values().collect();
+        merged.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (name, quantile) in
+            [("latency_p50_seconds", 0.5), ("latency_p95_seconds", 0.95), ("latency_p99_seconds", 0.99)]
+        {
+            if let Some(value) = histogram_quantile(quantile, &merged) {
+                figures.push((name.to_owned(), value));
+            }
+        }
+        figures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(actual: f64, expected: f64) {
+        assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
+    }
+
+    fn figure(figures: &[(String, f64)], name: &str) -> Option<f64> {
+        figures.iter().find(|(metric, _)| metric == name).map(|(_, value)| *value)
+    }
+
+    #[test]
+    fn counters_increase_across_resets() {
+        close(increase(10.0, 25.0), 15.0);
+        close(increase(25.0, 4.0), 4.0);
+        close(increase(7.0, 7.0), 0.0);
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_buckets() {
+        // 10 observations ≤ 0.1, 10 more in (0.1, 0.2], 0 beyond.
+        let buckets = [(0.1, 10.0), (0.2, 20.0), (0.5, 20.0), (f64::INFINITY, 20.0)];
+        close(histogram_quantile(0.5, &buckets).unwrap(), 0.1);
+        close(histogram_quantile(0.25, &buckets).unwrap(), 0.05);
+        close(histogram_quantile(0.75, &buckets).unwrap(), 0.15);
+        close(histogram_quantile(0.99, &buckets).unwrap(), 0.198);
+        // Everything above the highest finite bound: that bound is the answer.
+        close(histogram_quantile(0.99, &[(0.1, 0.0), (1.0, 0.0), (f64::INFINITY, 5.0)]).unwrap(), 1.0);
+        assert_eq!(histogram_quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]), None);
+    }
+
+    const BEFORE: &str = r#"# TYPE xiaowo_grpc_requests_total counter
+xiaowo_grpc_requests_total{service="s",method="Get",code="OK"} 100
+xiaowo_grpc_requests_total{service="s",method="Get",code="NOT_FOUND"} 10
+# TYPE xiaowo_grpc_request_duration_seconds histogram
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="Get",le="0.1"} 50
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="Get",le="1"} 110
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="Get",le="+Inf"} 110
+xiaowo_grpc_request_duration_seconds_sum{service="s",method="Get"} 20
+xiaowo_grpc_request_duration_seconds_count{service="s",method="Get"} 110
+# TYPE xiaowo_auth_failures_total counter
+xiaowo_auth_failures_total{service="session"} 1000
+"#;
+
+    const AFTER: &str = r#"# TYPE xiaowo_grpc_requests_total counter
+xiaowo_grpc_requests_total{service="s",method="Get",code="OK"} 160
+xiaowo_grpc_requests_total{service="s",method="Get",code="NOT_FOUND"} 30
+xiaowo_grpc_requests_total{service="s",method="Put",code="INTERNAL"} 20
+# TYPE xiaowo_grpc_request_duration_seconds histogram
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="Get",le="0.1"} 100
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="Get",le="1"} 210
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="Get",le="+Inf"} 210
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="WatchThings",le="0.1"} 0
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="WatchThings",le="1"} 0
+xiaowo_grpc_request_duration_seconds_bucket{service="s",method="WatchThings",le="+Inf"} 500
+# TYPE xiaowo_grpc_open_calls gauge
+xiaowo_grpc_open_calls{service="s",method="Get"} 2
+xiaowo_grpc_open_calls{service="s",method="WatchThings"} 5
+# TYPE xiaowo_auth_failures_total counter
+xiaowo_auth_failures_total{service="session"} 30
+# TYPE xiaowo_rooms_active gauge
+xiaowo_rooms_active 4
+"#;
+
+    #[test]
+    fn figures_over_an_interval() {
+        let figures = Figures {
+            counters: vec!["xiaowo_auth_failures_total".to_owned(), "xiaowo_flood_limited_total".to_owned()],
+            gauges: vec!["xiaowo_rooms_active".to_owned()],
+        };
+        let before = Snapshot::parse(BEFORE, 1_000_000).unwrap();
+        let after = Snapshot::parse(AFTER, 1_010_000).unwrap();
+        let first = figures.compute(None, &before);
+        assert_eq!(figure(&first, "requests_per_second"), None, "no rate from a single scrape");
+
+        let figures = figures.compute(Some(&before), &after);
+        // 60 OK + 20 NOT_FOUND + 20 INTERNAL (a new series counts from zero) in 10 s.
+        close(figure(&figures, "requests_per_second").unwrap(), 10.0);
+        close(figure(&figures, "error_ratio").unwrap(), 0.4);
+        // The counter went from 1000 to 30: a restart, so 30 new failures.
+        close(figure(&figures, "xiaowo_auth_failures_total:rate").unwrap(), 3.0);
+        assert_eq!(figure(&figures, "xiaowo_flood_limited_total:rate"), None, "not exported");
+        close(figure(&figures, "open_calls").unwrap(), 7.0);
+        close(figure(&figures, "xiaowo_rooms_active").unwrap(), 4.0);
+        // Unary Get: 50 new ≤ 0.1 and 50 new in (0.1, 1]; the stream's 500 are left out.
+        close(figure(&figures, "latency_p50_seconds").unwrap(), 0.1);
+        close(figure(&figures, "latency_p99_seconds").unwrap(), 0.1 + 0.9 * 49.0 / 50.0);
+    }
+}
