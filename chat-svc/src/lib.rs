@@ -1,1 +1,165 @@
-//! placeholder
+//! chat-svc: room chat (the seed's `messages`). Members send plain-text messages that are
+//! committed — in small batches through one writer (group commit) — before the sender hears
+//! back, numbered per room without gaps by the database, and fanned out to the room's watch
+//! streams through one publish/subscribe boundary. Watchers replay what they missed from the
+//! database and then go live; clients report received/read cursors; moderators delete
+//! messages and mute members. Asks session-svc who the caller is and room-svc whether they
+//! belong in the room; follows room-svc's events to end the streams of removed members and
+//! closed rooms.
+
+mod access;
+pub mod chat;
+pub mod config;
+mod delivery;
+mod entity;
+mod error;
+mod grpc;
+mod migration;
+pub mod model;
+pub mod pubsub;
+mod store;
+mod writer;
+
+use std::sync::Arc;
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
+use proto::chat::v1::chat_admin_service_server::ChatAdminServiceServer;
+use proto::chat::v1::chat_service_server::ChatServiceServer;
+use svc_kit::auth::{AdminToken, SessionValidator};
+use svc_kit::clock::SharedClock;
+use svc_kit::db::DbOptions;
+use svc_kit::ratelimit::KeyedLimiter;
+use svc_kit::server::Assembly;
+use tonic::transport::Channel;
+
+pub use config::Config;
+pub use error::Error;
+pub use migration::Migrator;
+
+use crate::access::RoomAccess;
+use crate::chat::{Chat, ChatSettings};
+use crate::delivery::DeliveryTracker;
+use crate::pubsub::{InProcess, PubSub};
+use crate::store::Store;
+
+/// chat-svc's domain metrics.
+#[derive(Debug, Clone)]
+pub struct ChatMetrics {
+    pub(crate) messages_stored: IntCounter,
+    pub(crate) batch_size: Histogram,
+    pub(crate) watchers: IntGauge,
+    pub(crate) lag_catch_ups: IntCounter,
+}
+
+impl ChatMetrics {
+    /// Creates and registers the metrics.
+    ///
+    /// # Panics
+    /// Never: the names and buckets are constant and valid.
+    #[must_use]
+    #[allow(clippy::expect_used)]
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        let metrics = Self {
+            messages_stored: IntCounter::new("chat_messages_stored_total", "Messages committed.")
+                .expect("valid metric"),
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new("chat_write_batch_size", "Messages committed per transaction.")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            )
+            .expect("valid metric"),
+            watchers: IntGauge::new("chat_watchers", "Open WatchMessages streams.").expect("valid metric"),
+            lag_catch_ups: IntCounter::new(
+                "chat_watch_lag_catch_ups_total",
+                "Times a watcher fell behind the live buffer and caught up from the database.",
+            )
+            .expect("valid metric"),
+        };
+        svc_kit::metrics::register(registry, &metrics.messages_stored);
+        svc_kit::metrics::register(registry, &metrics.batch_size);
+        svc_kit::metrics::register(registry, &metrics.watchers);
+        svc_kit::metrics::register(registry, &metrics.lag_catch_ups);
+        metrics
+    }
+}
+
+/// Channels to the services chat-svc calls.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    /// session-svc, to validate callers' tokens.
+    pub session: Channel,
+    /// room-svc, for access checks, activity and room events.
+    pub room: Channel,
+}
+
+/// Connects chat-svc's database, registers its gRPC services, its writer and its room-event
+/// follower. The SQLite `synchronous` level is chat's own (`config.synchronous`), whatever
+/// `db_options` says, because acknowledged messages are promised to be durable.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn build(
+    config: &Config,
+    database_url: &str,
+    db_options: &DbOptions,
+    peers: Peers,
+    admin: AdminToken,
+    clock: SharedClock,
+    assembly: &mut Assembly,
+) -> Result<(), sea_orm::DbErr> {
+    let db_options = DbOptions { synchronous: config.synchronous, ..db_options.clone() };
+    let db = svc_kit::db::connect::<Migrator>(database_url, &db_options).await?;
+    let store = Store::new(db);
+    let metrics = ChatMetrics::new(assembly.metrics().registry());
+    let pubsub: Arc<dyn PubSub> = Arc::new(InProcess::new(config.room_buffer));
+    let delivery = Arc::new(DeliveryTracker::default());
+    let shutdown = assembly.shutdown_token();
+
+    let (writer, writer_task) = writer::channel(
+        config.write_queue,
+        writer::WriterTask {
+            store: store.clone(),
+            pubsub: Arc::clone(&pubsub),
+            delivery: Arc::clone(&delivery),
+            metrics: metrics.clone(),
+            batch_max: config.write_batch,
+        },
+        shutdown.clone(),
+    );
+    assembly.spawn_worker("chat-writer", writer_task);
+
+    let access = Arc::new(RoomAccess::new(peers.room, config.access_cache_ttl, config.activity_interval));
+    assembly.spawn_worker(
+        "chat-room-events",
+        Arc::clone(&access).follow_room_events(Arc::clone(&pubsub), shutdown.clone()),
+    );
+
+    let chat = Arc::new(Chat {
+        store,
+        writer,
+        pubsub,
+        delivery,
+        access,
+        flood: KeyedLimiter::new(config.flood_burst, config.flood_per_second),
+        clock,
+        settings: ChatSettings {
+            max_replay: i64::from(config.max_replay),
+            heartbeat_interval: config.heartbeat_interval,
+            watch_buffer: config.watch_buffer,
+        },
+        metrics,
+        shutdown,
+    });
+    let sessions = Arc::new(SessionValidator::new(peers.session, config.access_cache_ttl));
+    let max_message = assembly.config().max_message_bytes;
+    assembly.add_service(
+        ChatServiceServer::new(grpc::PublicApi { chat: Arc::clone(&chat), sessions })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+    );
+    assembly.add_service(
+        ChatAdminServiceServer::new(grpc::AdminApi { chat, admin })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+    );
+    Ok(())
+}

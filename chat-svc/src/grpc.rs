@@ -1,0 +1,219 @@
+//! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else in chat-svc serves
+//! `proto` types (`access.rs` is the matching edge for calls out to room-svc).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::chat::v1 as pb;
+use svc_kit::auth::{AdminToken, SessionValidator};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::Error;
+use crate::chat::{Chat, History};
+use crate::model::{Cursor, Message, MessageStatus, ModerationAction, ModerationKind, Sent, WatchEvent};
+
+fn status_to_pb(status: MessageStatus) -> pb::MessageStatus {
+    match status {
+        MessageStatus::Stored => pb::MessageStatus::Stored,
+        MessageStatus::Delivered => pb::MessageStatus::Delivered,
+        MessageStatus::Deleted => pb::MessageStatus::Deleted,
+    }
+}
+
+fn message_to_pb(message: Message) -> pb::Message {
+    let Message { room_id, seq, sender_id, text, client_message_id, status, created_at, deleted_at, deleted_by } =
+        message;
+    pb::Message {
+        room_id,
+        seq,
+        sender_id,
+        text,
+        client_message_id,
+        status: status_to_pb(status).into(),
+        create_time: Some(proto::timestamp_from_ms(created_at)),
+        delete_time: deleted_at.map(proto::timestamp_from_ms),
+        deleted_by: deleted_by.unwrap_or_default(),
+    }
+}
+
+fn cursor_to_pb(cursor: Cursor) -> pb::Cursor {
+    let Cursor { user_id, received_seq, read_seq, updated_at } = cursor;
+    pb::Cursor { user_id, received_seq, read_seq, update_time: Some(proto::timestamp_from_ms(updated_at)) }
+}
+
+fn action_to_pb(action: ModerationAction) -> pb::ModerationAction {
+    let ModerationAction { moderation_action_id, created_at, kind, room_id, actor_id, target_user_id, seq, mute_until } =
+        action;
+    let kind = match kind {
+        ModerationKind::DeleteMessage => pb::ModerationKind::DeleteMessage,
+        ModerationKind::MuteMember => pb::ModerationKind::MuteMember,
+        ModerationKind::UnmuteMember => pb::ModerationKind::UnmuteMember,
+    };
+    pb::ModerationAction {
+        moderation_action_id,
+        create_time: Some(proto::timestamp_from_ms(created_at)),
+        kind: kind.into(),
+        room_id,
+        actor_id,
+        target_user_id,
+        seq: seq.unwrap_or_default(),
+        mute_until: mute_until.map(proto::timestamp_from_ms),
+    }
+}
+
+fn event_to_pb(event: WatchEvent) -> pb::WatchMessagesResponse {
+    use pb::watch_messages_response::Event;
+    let event = match event {
+        WatchEvent::Message(message) => Event::Message(message_to_pb(message)),
+        WatchEvent::CaughtUp { latest_seq } => Event::CaughtUp(pb::CaughtUp { latest_seq }),
+        WatchEvent::TooFarBehind { latest_seq, max_replay } => {
+            Event::TooFarBehind(pb::TooFarBehind { latest_seq, max_replay })
+        }
+        WatchEvent::Deleted { seq, deleted_by, deleted_at } => Event::MessageDeleted(pb::MessageDeleted {
+            seq,
+            deleted_by,
+            delete_time: Some(proto::timestamp_from_ms(deleted_at)),
+        }),
+        WatchEvent::StatusChanged { seq, status } => {
+            Event::MessageStatusChanged(pb::MessageStatusChanged { seq, status: status_to_pb(status).into() })
+        }
+        WatchEvent::CursorUpdated(cursor) => Event::CursorUpdated(cursor_to_pb(cursor)),
+        WatchEvent::Heartbeat { server_time } => {
+            Event::Heartbeat(pb::Heartbeat { server_time: Some(proto::timestamp_from_ms(server_time)) })
+        }
+    };
+    pb::WatchMessagesResponse { event: Some(event) }
+}
+
+/// A protobuf `Duration` as a std one; `None` when absent or negative.
+fn duration_from_pb(duration: Option<prost_types::Duration>) -> Option<Duration> {
+    let prost_types::Duration { seconds, nanos } = duration?;
+    let seconds = u64::try_from(seconds).ok()?;
+    let nanos = u32::try_from(nanos).ok()?;
+    Some(Duration::from_secs(seconds) + Duration::from_nanos(u64::from(nanos)))
+}
+
+/// `xiaowo.chat.v1.ChatService`.
+#[derive(Debug, Clone)]
+pub struct PublicApi {
+    pub(crate) chat: Arc<Chat>,
+    pub(crate) sessions: Arc<SessionValidator>,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchMessagesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::chat_service_server::ChatService for PublicApi {
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::SendMessageRequest { room_id, text, client_message_id } = request.into_inner();
+        let Sent { message, duplicate } = self.chat.send(&caller.user_id, &room_id, &text, &client_message_id).await?;
+        Ok(Response::new(pb::SendMessageResponse { message: Some(message_to_pb(message)), duplicate }))
+    }
+
+    type WatchMessagesStream = WatchStream;
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn watch_messages(
+        &self,
+        request: Request<pb::WatchMessagesRequest>,
+    ) -> Result<Response<Self::WatchMessagesStream>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::WatchMessagesRequest { room_id, after_seq } = request.into_inner();
+        let receiver = self.chat.watch(&caller.user_id, &room_id, after_seq).await?;
+        let stream = ReceiverStream::new(receiver).map(|event| event.map(event_to_pb).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::ListMessagesRequest { room_id, before_seq, page_size } = request.into_inner();
+        let History { messages, next_before_seq, cursors, latest_seq } =
+            self.chat.history(&caller.user_id, &room_id, before_seq, page_size).await?;
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages: messages.into_iter().map(message_to_pb).collect(),
+            next_before_seq,
+            cursors: cursors.into_iter().map(cursor_to_pb).collect(),
+            latest_seq,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn update_cursor(
+        &self,
+        request: Request<pb::UpdateCursorRequest>,
+    ) -> Result<Response<pb::UpdateCursorResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::UpdateCursorRequest { room_id, received_seq, read_seq } = request.into_inner();
+        let cursor = self.chat.update_cursor(&caller.user_id, &room_id, received_seq, read_seq).await?;
+        Ok(Response::new(pb::UpdateCursorResponse { cursor: Some(cursor_to_pb(cursor)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn delete_message(
+        &self,
+        request: Request<pb::DeleteMessageRequest>,
+    ) -> Result<Response<pb::DeleteMessageResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::DeleteMessageRequest { room_id, seq } = request.into_inner();
+        let message = self.chat.delete(&caller.user_id, &room_id, seq).await?;
+        Ok(Response::new(pb::DeleteMessageResponse { message: Some(message_to_pb(message)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn mute_member(
+        &self,
+        request: Request<pb::MuteMemberRequest>,
+    ) -> Result<Response<pb::MuteMemberResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::MuteMemberRequest { room_id, user_id, duration } = request.into_inner();
+        let until = self.chat.mute(&caller.user_id, &room_id, &user_id, duration_from_pb(duration)).await?;
+        Ok(Response::new(pb::MuteMemberResponse { mute_until: Some(proto::timestamp_from_ms(until)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn unmute_member(
+        &self,
+        request: Request<pb::UnmuteMemberRequest>,
+    ) -> Result<Response<pb::UnmuteMemberResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::UnmuteMemberRequest { room_id, user_id } = request.into_inner();
+        self.chat.unmute(&caller.user_id, &room_id, &user_id).await?;
+        Ok(Response::new(pb::UnmuteMemberResponse {}))
+    }
+}
+
+/// `xiaowo.chat.v1.ChatAdminService`, for operators holding the admin token.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    pub(crate) chat: Arc<Chat>,
+    pub(crate) admin: AdminToken,
+}
+
+#[tonic::async_trait]
+impl pb::chat_admin_service_server::ChatAdminService for AdminApi {
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn list_moderation_actions(
+        &self,
+        request: Request<pb::ListModerationActionsRequest>,
+    ) -> Result<Response<pb::ListModerationActionsResponse>, Status> {
+        self.admin.check(request.metadata()).map_err(Error::from)?;
+        let pb::ListModerationActionsRequest { room_id, page_size, page_token } = request.into_inner();
+        let (actions, next) = self.chat.moderation_actions(&room_id, page_size, &page_token).await?;
+        Ok(Response::new(pb::ListModerationActionsResponse {
+            moderation_actions: actions.into_iter().map(action_to_pb).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+}

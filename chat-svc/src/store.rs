@@ -1,0 +1,512 @@
+//! The only code that touches chat-svc's tables.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+
+use crate::entity::{member_cursor, message, moderation_action, mute, room_sequence};
+use crate::model::{Cursor, Message, MessageStatus, ModerationAction, ModerationKind, NewMessage, Sent};
+
+const STATUS_STORED: &str = "stored";
+const STATUS_DELIVERED: &str = "delivered";
+
+/// Access to chat-svc's tables.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+fn to_message(model: message::Model) -> Message {
+    let message::Model {
+        message_id: _,
+        room_id,
+        seq,
+        sender_id,
+        text,
+        client_message_id,
+        status,
+        created_at,
+        deleted_at,
+        deleted_by,
+    } = model;
+    let status = match (deleted_at, status.as_str()) {
+        (Some(_), _) => MessageStatus::Deleted,
+        (None, STATUS_DELIVERED) => MessageStatus::Delivered,
+        (None, _) => MessageStatus::Stored,
+    };
+    Message { room_id, seq, sender_id, text, client_message_id, status, created_at, deleted_at, deleted_by }
+}
+
+fn to_cursor(model: member_cursor::Model) -> Cursor {
+    let member_cursor::Model { room_id: _, user_id, received_seq, read_seq, updated_at } = model;
+    Cursor { user_id, received_seq, read_seq, updated_at }
+}
+
+fn to_action(model: moderation_action::Model) -> Option<ModerationAction> {
+    let moderation_action::Model {
+        moderation_action_id,
+        room_id,
+        actor_id,
+        kind,
+        target_user_id,
+        seq,
+        mute_until,
+        created_at,
+    } = model;
+    Some(ModerationAction {
+        moderation_action_id,
+        created_at,
+        kind: ModerationKind::parse(&kind)?,
+        room_id,
+        actor_id,
+        target_user_id,
+        seq,
+        mute_until,
+    })
+}
+
+async fn find_by_client_id<C: ConnectionTrait>(
+    db: &C,
+    room_id: &str,
+    sender_id: &str,
+    client_message_id: &str,
+) -> Result<Option<Message>, DbErr> {
+    Ok(message::Entity::find()
+        .filter(message::Column::RoomId.eq(room_id))
+        .filter(message::Column::SenderId.eq(sender_id))
+        .filter(message::Column::ClientMessageId.eq(client_message_id))
+        .one(db)
+        .await?
+        .map(to_message))
+}
+
+async fn record_action<C: ConnectionTrait>(db: &C, action: ModerationAction) -> Result<(), DbErr> {
+    let ModerationAction {
+        moderation_action_id: _,
+        created_at,
+        kind,
+        room_id,
+        actor_id,
+        target_user_id,
+        seq,
+        mute_until,
+    } = action;
+    moderation_action::ActiveModel {
+        room_id: Set(room_id),
+        actor_id: Set(actor_id),
+        kind: Set(kind.as_str().to_owned()),
+        target_user_id: Set(target_user_id),
+        seq: Set(seq),
+        mute_until: Set(mute_until),
+        created_at: Set(created_at),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Wraps a migrated connection.
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Stores a batch of messages and status changes in one transaction (group commit).
+    ///
+    /// Each room's sequence numbers come from `room_sequences` inside the transaction, so
+    /// they are gap-free and no in-memory counter is trusted. A message whose (room, sender,
+    /// client message id) is already stored — earlier, or earlier in this batch — is answered
+    /// with the stored one. Answers come in the order of `messages`.
+    pub async fn commit_batch(
+        &self,
+        messages: &[NewMessage],
+        delivered: &[(String, Vec<i64>)],
+    ) -> Result<Vec<Sent>, DbErr> {
+        let txn = self.db.begin().await?;
+        // Making sure each room has its counter row is a write, so on SQLite the transaction
+        // holds the write lock from its first statement and never has to upgrade a read.
+        let mut rooms: Vec<&str> = messages.iter().map(|new| new.room_id.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        for room_id in &rooms {
+            room_sequence::Entity::insert(room_sequence::ActiveModel {
+                room_id: Set((*room_id).to_owned()),
+                last_seq: Set(0),
+            })
+            .on_conflict_do_nothing()
+            .exec_without_returning(&txn)
+            .await?;
+        }
+
+        // Which messages are new; a retry repeated within the batch maps to its first copy.
+        let mut first_by_key: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        let mut existing: Vec<Option<Message>> = Vec::with_capacity(messages.len());
+        let mut duplicate_of: Vec<Option<usize>> = Vec::with_capacity(messages.len());
+        let mut new_per_room: BTreeMap<&str, i64> = BTreeMap::new();
+        for (index, new) in messages.iter().enumerate() {
+            let key = (new.room_id.as_str(), new.sender_id.as_str(), new.client_message_id.as_str());
+            if let Some(first) = first_by_key.get(&key) {
+                existing.push(None);
+                duplicate_of.push(Some(*first));
+                continue;
+            }
+            first_by_key.insert(key, index);
+            duplicate_of.push(None);
+            let stored = find_by_client_id(&txn, &new.room_id, &new.sender_id, &new.client_message_id).await?;
+            if stored.is_none() {
+                *new_per_room.entry(new.room_id.as_str()).or_default() += 1;
+            }
+            existing.push(stored);
+        }
+
+        // Reserve each room's numbers with one increment; the row lock (PostgreSQL) or the
+        // write lock (SQLite) keeps any other writer out until commit.
+        let mut next_seq: HashMap<&str, i64> = HashMap::new();
+        for (room_id, count) in &new_per_room {
+            room_sequence::Entity::update_many()
+                .col_expr(room_sequence::Column::LastSeq, Expr::col(room_sequence::Column::LastSeq).add(*count))
+                .filter(room_sequence::Column::RoomId.eq(*room_id))
+                .exec(&txn)
+                .await?;
+            let last: Option<i64> = room_sequence::Entity::find()
+                .select_only()
+                .column(room_sequence::Column::LastSeq)
+                .filter(room_sequence::Column::RoomId.eq(*room_id))
+                .into_tuple()
+                .one(&txn)
+                .await?;
+            let last = last.ok_or_else(|| DbErr::RecordNotFound(format!("room_sequences row for {room_id}")))?;
+            next_seq.insert(room_id, last - count + 1);
+        }
+
+        let mut answers: Vec<Option<Sent>> = Vec::with_capacity(messages.len());
+        let mut rows = Vec::new();
+        for (index, new) in messages.iter().enumerate() {
+            if duplicate_of[index].is_some() {
+                answers.push(None);
+                continue;
+            }
+            if let Some(stored) = existing[index].take() {
+                answers.push(Some(Sent { message: stored, duplicate: true }));
+                continue;
+            }
+            let seq_slot = next_seq.get_mut(new.room_id.as_str()).ok_or_else(|| {
+                DbErr::Custom(format!("no sequence reserved for room {}", new.room_id))
+            })?;
+            let seq = *seq_slot;
+            *seq_slot += 1;
+            let NewMessage { room_id, sender_id, text, client_message_id, created_at } = new.clone();
+            rows.push(message::ActiveModel {
+                room_id: Set(room_id.clone()),
+                seq: Set(seq),
+                sender_id: Set(sender_id.clone()),
+                text: Set(text.clone()),
+                client_message_id: Set(client_message_id.clone()),
+                status: Set(STATUS_STORED.to_owned()),
+                created_at: Set(created_at),
+                deleted_at: Set(None),
+                deleted_by: Set(None),
+                ..Default::default()
+            });
+            answers.push(Some(Sent {
+                message: Message {
+                    room_id,
+                    seq,
+                    sender_id,
+                    text,
+                    client_message_id,
+                    status: MessageStatus::Stored,
+                    created_at,
+                    deleted_at: None,
+                    deleted_by: None,
+                },
+                duplicate: false,
+            }));
+        }
+        if !rows.is_empty() {
+            message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+        }
+
+        for (room_id, seqs) in delivered {
+            if seqs.is_empty() {
+                continue;
+            }
+            message::Entity::update_many()
+                .col_expr(message::Column::Status, Expr::value(STATUS_DELIVERED))
+                .filter(message::Column::RoomId.eq(room_id.as_str()))
+                .filter(message::Column::Seq.is_in(seqs.iter().copied()))
+                .filter(message::Column::Status.eq(STATUS_STORED))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+
+        // Copies within the batch answer with the first copy's message.
+        let mut resolved: Vec<Sent> = Vec::with_capacity(answers.len());
+        for (index, answer) in answers.into_iter().enumerate() {
+            match (answer, duplicate_of[index]) {
+                (Some(sent), _) => resolved.push(sent),
+                (None, Some(first)) => {
+                    let message = resolved
+                        .get(first)
+                        .map(|sent| sent.message.clone())
+                        .ok_or_else(|| DbErr::Custom("duplicate before its first copy".to_owned()))?;
+                    resolved.push(Sent { message, duplicate: true });
+                }
+                (None, None) => return Err(DbErr::Custom("message without an answer".to_owned())),
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// The message a sender stored under `client_message_id`, if any.
+    pub async fn find_by_client_id(
+        &self,
+        room_id: &str,
+        sender_id: &str,
+        client_message_id: &str,
+    ) -> Result<Option<Message>, DbErr> {
+        find_by_client_id(&self.db, room_id, sender_id, client_message_id).await
+    }
+
+    /// The highest sequence number given out in the room (0 before the first message).
+    pub async fn latest_seq(&self, room_id: &str) -> Result<i64, DbErr> {
+        let last: Option<i64> = room_sequence::Entity::find()
+            .select_only()
+            .column(room_sequence::Column::LastSeq)
+            .filter(room_sequence::Column::RoomId.eq(room_id))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(last.unwrap_or(0))
+    }
+
+    /// Up to `limit` messages after `after_seq`, oldest first.
+    pub async fn messages_after(&self, room_id: &str, after_seq: i64, limit: u64) -> Result<Vec<Message>, DbErr> {
+        let rows = message::Entity::find()
+            .filter(message::Column::RoomId.eq(room_id))
+            .filter(message::Column::Seq.gt(after_seq))
+            .order_by_asc(message::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(to_message).collect())
+    }
+
+    /// Up to `limit` messages before `before_seq` (all when `None`), newest first.
+    pub async fn messages_before(
+        &self,
+        room_id: &str,
+        before_seq: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<Message>, DbErr> {
+        let mut query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
+        if let Some(before_seq) = before_seq {
+            query = query.filter(message::Column::Seq.lt(before_seq));
+        }
+        let rows = query.order_by_desc(message::Column::Seq).limit(limit).all(&self.db).await?;
+        Ok(rows.into_iter().map(to_message).collect())
+    }
+
+    /// Messages up to `up_to_seq` deleted at or after `since`, oldest deletion first.
+    pub async fn deleted_since(&self, room_id: &str, since: i64, up_to_seq: i64) -> Result<Vec<Message>, DbErr> {
+        let rows = message::Entity::find()
+            .filter(message::Column::RoomId.eq(room_id))
+            .filter(message::Column::Seq.lte(up_to_seq))
+            .filter(message::Column::DeletedAt.gte(since))
+            .order_by_asc(message::Column::DeletedAt)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(to_message).collect())
+    }
+
+    /// Every member's cursor in the room.
+    pub async fn cursors(&self, room_id: &str) -> Result<Vec<Cursor>, DbErr> {
+        let rows = member_cursor::Entity::find()
+            .filter(member_cursor::Column::RoomId.eq(room_id))
+            .order_by_asc(member_cursor::Column::UserId)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(to_cursor).collect())
+    }
+
+    /// Moves a member's cursors forward (never back): received becomes the largest of the
+    /// stored value, `received_seq` and `read_seq`; read the largest of stored and `read_seq`.
+    pub async fn advance_cursor(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        received_seq: i64,
+        read_seq: i64,
+        now: i64,
+    ) -> Result<Cursor, DbErr> {
+        let txn = self.db.begin().await?;
+        member_cursor::Entity::insert(member_cursor::ActiveModel {
+            room_id: Set(room_id.to_owned()),
+            user_id: Set(user_id.to_owned()),
+            received_seq: Set(0),
+            read_seq: Set(0),
+            updated_at: Set(now),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await?;
+        let stored = member_cursor::Entity::find_by_id((room_id.to_owned(), user_id.to_owned()))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("member cursor".to_owned()))?;
+        let read_seq = std::cmp::max(stored.read_seq, read_seq);
+        let received_seq = std::cmp::max(std::cmp::max(stored.received_seq, received_seq), read_seq);
+        let mut active: member_cursor::ActiveModel = stored.into();
+        active.received_seq = Set(received_seq);
+        active.read_seq = Set(read_seq);
+        active.updated_at = Set(now);
+        let updated = active.update(&txn).await?;
+        txn.commit().await?;
+        Ok(to_cursor(updated))
+    }
+
+    /// Deletes a message and records who did it, in one transaction. `None` when there is no
+    /// such message; the flag says whether this call deleted it (false: it already was).
+    pub async fn delete_message(
+        &self,
+        room_id: &str,
+        seq: i64,
+        actor_id: &str,
+        now: i64,
+    ) -> Result<Option<(Message, bool)>, DbErr> {
+        let txn = self.db.begin().await?;
+        let result = message::Entity::update_many()
+            .col_expr(message::Column::Text, Expr::value(""))
+            .col_expr(message::Column::DeletedAt, Expr::value(now))
+            .col_expr(message::Column::DeletedBy, Expr::value(actor_id))
+            .filter(message::Column::RoomId.eq(room_id))
+            .filter(message::Column::Seq.eq(seq))
+            .filter(message::Column::DeletedAt.is_null())
+            .exec(&txn)
+            .await?;
+        let Some(stored) = message::Entity::find()
+            .filter(message::Column::RoomId.eq(room_id))
+            .filter(message::Column::Seq.eq(seq))
+            .one(&txn)
+            .await?
+            .map(to_message)
+        else {
+            return Ok(None);
+        };
+        let newly_deleted = result.rows_affected > 0;
+        if newly_deleted {
+            record_action(
+                &txn,
+                ModerationAction {
+                    moderation_action_id: 0,
+                    created_at: now,
+                    kind: ModerationKind::DeleteMessage,
+                    room_id: room_id.to_owned(),
+                    actor_id: actor_id.to_owned(),
+                    target_user_id: stored.sender_id.clone(),
+                    seq: Some(seq),
+                    mute_until: None,
+                },
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(Some((stored, newly_deleted)))
+    }
+
+    /// Mutes a member until `until`, replacing any earlier mute, and records it.
+    pub async fn mute(&self, room_id: &str, user_id: &str, until: i64, actor_id: &str, now: i64) -> Result<(), DbErr> {
+        let txn = self.db.begin().await?;
+        mute::Entity::insert(mute::ActiveModel {
+            room_id: Set(room_id.to_owned()),
+            user_id: Set(user_id.to_owned()),
+            muted_until: Set(until),
+            muted_by: Set(actor_id.to_owned()),
+            created_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([mute::Column::RoomId, mute::Column::UserId])
+                .update_columns([mute::Column::MutedUntil, mute::Column::MutedBy, mute::Column::CreatedAt])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        record_action(
+            &txn,
+            ModerationAction {
+                moderation_action_id: 0,
+                created_at: now,
+                kind: ModerationKind::MuteMember,
+                room_id: room_id.to_owned(),
+                actor_id: actor_id.to_owned(),
+                target_user_id: user_id.to_owned(),
+                seq: None,
+                mute_until: Some(until),
+            },
+        )
+        .await?;
+        txn.commit().await
+    }
+
+    /// Lifts a mute and records it; whether there was one in force.
+    pub async fn unmute(&self, room_id: &str, user_id: &str, actor_id: &str, now: i64) -> Result<bool, DbErr> {
+        let txn = self.db.begin().await?;
+        let result = mute::Entity::delete_many()
+            .filter(mute::Column::RoomId.eq(room_id))
+            .filter(mute::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await?;
+        record_action(
+            &txn,
+            ModerationAction {
+                moderation_action_id: 0,
+                created_at: now,
+                kind: ModerationKind::UnmuteMember,
+                room_id: room_id.to_owned(),
+                actor_id: actor_id.to_owned(),
+                target_user_id: user_id.to_owned(),
+                seq: None,
+                mute_until: None,
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Until when the member is muted, if a mute was ever set and not lifted.
+    pub async fn muted_until(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
+        mute::Entity::find()
+            .select_only()
+            .column(mute::Column::MutedUntil)
+            .filter(mute::Column::RoomId.eq(room_id))
+            .filter(mute::Column::UserId.eq(user_id))
+            .into_tuple()
+            .one(&self.db)
+            .await
+    }
+
+    /// Up to `limit` moderation actions after id `after`, oldest first, optionally one room's.
+    pub async fn moderation_actions(
+        &self,
+        room_id: Option<&str>,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<ModerationAction>, DbErr> {
+        let mut query =
+            moderation_action::Entity::find().filter(moderation_action::Column::ModerationActionId.gt(after));
+        if let Some(room_id) = room_id {
+            query = query.filter(moderation_action::Column::RoomId.eq(room_id));
+        }
+        let rows =
+            query.order_by_asc(moderation_action::Column::ModerationActionId).limit(limit).all(&self.db).await?;
+        Ok(rows.into_iter().filter_map(to_action).collect())
+    }
+}
