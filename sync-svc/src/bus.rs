@@ -65,11 +65,11 @@ impl InProcessBus {
 impl RoomBus for InProcessBus {
     fn publish(&self, room_id: &str, event: RoomEvent) {
         let Ok(mut rooms) = self.rooms.lock() else { return };
-        if let Some(sender) = rooms.get(room_id) {
-            if sender.send(event).is_err() {
-                // Nobody listens any more: forget the room so that idle rooms cost nothing.
-                rooms.remove(room_id);
-            }
+        // Nobody listening any more: forget the room so that idle rooms cost nothing.
+        if let Some(sender) = rooms.get(room_id)
+            && sender.send(event).is_err()
+        {
+            rooms.remove(room_id);
         }
     }
 

@@ -30,8 +30,7 @@ pub mod wire {
     use super::{Bytes, Message, RoomState, Watcher, pb, state_to_pb, watcher_to_pb};
 
     fn encode(event: pb::watch_room_response::Event, now_ms: i64) -> Bytes {
-        let message =
-            pb::WatchRoomResponse { server_time: Some(proto::timestamp_from_ms(now_ms)), event: Some(event) };
+        let message = pb::WatchRoomResponse { server_time: Some(proto::timestamp_from_ms(now_ms)), event: Some(event) };
         Bytes::from(message.encode_to_vec())
     }
 
@@ -44,10 +43,8 @@ pub mod wire {
     /// A full snapshot.
     #[must_use]
     pub fn encode_snapshot(state: &RoomState, watchers: &[Watcher], now_ms: i64) -> Bytes {
-        let snapshot = pb::Snapshot {
-            state: Some(state_to_pb(state)),
-            watchers: watchers.iter().map(watcher_to_pb).collect(),
-        };
+        let snapshot =
+            pb::Snapshot { state: Some(state_to_pb(state)), watchers: watchers.iter().map(watcher_to_pb).collect() };
         encode(pb::watch_room_response::Event::Snapshot(snapshot), now_ms)
     }
 
@@ -182,9 +179,8 @@ fn new_id() -> String {
 fn check_media(url: &str, title: &str, duration_ms: i64, violations: &mut Vec<Violation>) -> Option<Media> {
     let url = timeline::check_url("url", url).map_err(|violation| violations.push(violation)).ok();
     let title = timeline::TITLE.check(title).map_err(|violation| violations.push(violation)).ok();
-    let duration_ms = timeline::check_non_negative("duration_ms", duration_ms)
-        .map_err(|violation| violations.push(violation))
-        .ok();
+    let duration_ms =
+        timeline::check_non_negative("duration_ms", duration_ms).map_err(|violation| violations.push(violation)).ok();
     Some(Media { media_id: new_id(), url: url?, title: title?, duration_ms: duration_ms? })
 }
 
@@ -241,7 +237,8 @@ fn one<T>(result: Result<T, Violation>) -> Result<T, Vec<Violation>> {
 
 #[tonic::async_trait]
 impl pb::sync_service_server::SyncService for PublicApi {
-    type WatchRoomStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::WatchRoomResponse, Status>> + Send>>;
+    type WatchRoomStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::WatchRoomResponse, Status>> + Send>>;
 
     async fn get_clock(&self, request: Request<pb::GetClockRequest>) -> Result<Response<pb::GetClockResponse>, Status> {
         let receive_time = self.rooms.now_ms();
@@ -285,12 +282,10 @@ impl pb::sync_service_server::SyncService for PublicApi {
     async fn pause(&self, request: Request<pb::PauseRequest>) -> Result<Response<pb::PauseResponse>, Status> {
         let caller = self.caller(&request).await?;
         let pb::PauseRequest { room_id, expected_version, position_ms } = request.into_inner();
-        let command = one(
-            position_ms
-                .map(|position| timeline::check_non_negative("position_ms", position))
-                .transpose()
-                .map(|position_ms| Command::Pause { position_ms }),
-        );
+        let command = one(position_ms
+            .map(|position| timeline::check_non_negative("position_ms", position))
+            .transpose()
+            .map(|position_ms| Command::Pause { position_ms }));
         let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
         Ok(Response::new(pb::PauseResponse { state: Some(state) }))
     }
@@ -300,7 +295,8 @@ impl pb::sync_service_server::SyncService for PublicApi {
         let caller = self.caller(&request).await?;
         let pb::SeekRequest { room_id, expected_version, position_ms } = request.into_inner();
         let command =
-            one(timeline::check_non_negative("position_ms", position_ms).map(|position_ms| Command::Seek { position_ms }));
+            one(timeline::check_non_negative("position_ms", position_ms)
+                .map(|position_ms| Command::Seek { position_ms }));
         let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
         Ok(Response::new(pb::SeekResponse { state: Some(state) }))
     }

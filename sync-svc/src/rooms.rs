@@ -423,7 +423,12 @@ impl Rooms {
     ///
     /// # Errors
     /// Access errors, or a database failure loading the snapshot.
-    pub async fn watch(self: &Arc<Self>, room_id: &str, caller: &Caller, shutdown: CancellationToken) -> Result<WatchStream, Error> {
+    pub async fn watch(
+        self: &Arc<Self>,
+        room_id: &str,
+        caller: &Caller,
+        shutdown: CancellationToken,
+    ) -> Result<WatchStream, Error> {
         self.require_member(room_id, caller).await?;
         // Subscribe before loading, so that nothing between the snapshot and the first event
         // is lost; events the snapshot already covers are skipped by version.
@@ -515,11 +520,9 @@ impl Rooms {
         {
             let mut presence = self.presence();
             for (room_id, room) in presence.iter_mut() {
-                room.watchers.retain(|_, entry| {
-                    entry.streams > 0 || now - entry.watcher.reported_at < millis(STALE_REPORT)
-                });
-                let publish_due =
-                    room.last_published.is_none_or(|at| at.elapsed() >= self.timing.presence_interval);
+                room.watchers
+                    .retain(|_, entry| entry.streams > 0 || now - entry.watcher.reported_at < millis(STALE_REPORT));
+                let publish_due = room.last_published.is_none_or(|at| at.elapsed() >= self.timing.presence_interval);
                 if room.dirty && publish_due {
                     room.dirty = false;
                     room.last_published = Some(Instant::now());
@@ -555,11 +558,8 @@ impl Rooms {
                 && entry.watcher.state == PlayerState::Buffering
         };
         if !state.waiting_for.is_empty() {
-            let still_waiting = room
-                .watchers
-                .values()
-                .filter(blocking)
-                .any(|entry| state.waiting_for.contains(&entry.watcher.user_id));
+            let still_waiting =
+                room.watchers.values().filter(blocking).any(|entry| state.waiting_for.contains(&entry.watcher.user_id));
             let timed_out = now - state.updated_at >= self.timing.wait_timeout_ms;
             if timed_out {
                 // Those still buffering no longer hold the room until they have been ready.

@@ -5,8 +5,8 @@
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 
 use crate::entity::{queue_item, room_state, sync_log};
@@ -76,7 +76,8 @@ fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState 
 }
 
 fn to_queue_item(row: queue_item::Model) -> QueueItem {
-    let queue_item::Model { item_id, room_id: _, ordinal: _, url, title, duration_ms, added_by_user_id, added_at } = row;
+    let queue_item::Model { item_id, room_id: _, ordinal: _, url, title, duration_ms, added_by_user_id, added_at } =
+        row;
     QueueItem { media: Media { media_id: item_id, url, title, duration_ms }, added_by_user_id, added_at }
 }
 
@@ -94,7 +95,9 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
     } = state;
     let Timeline { media, paused, rate, position_ms, anchor_ms } = timeline;
     let (media_id, media_url, media_title, media_duration_ms) = match media {
-        Some(Media { media_id, url, title, duration_ms }) => (media_id.clone(), url.clone(), title.clone(), *duration_ms),
+        Some(Media { media_id, url, title, duration_ms }) => {
+            (media_id.clone(), url.clone(), title.clone(), *duration_ms)
+        }
         None => (String::new(), String::new(), String::new(), 0),
     };
     room_state::ActiveModel {
@@ -215,10 +218,7 @@ fn queue_changed(action: Action) -> bool {
 }
 
 async fn write_queue(txn: &impl ConnectionTrait, state: &RoomState) -> Result<(), DbErr> {
-    queue_item::Entity::delete_many()
-        .filter(queue_item::Column::RoomId.eq(state.room_id.as_str()))
-        .exec(txn)
-        .await?;
+    queue_item::Entity::delete_many().filter(queue_item::Column::RoomId.eq(state.room_id.as_str())).exec(txn).await?;
     if state.queue.is_empty() {
         return Ok(());
     }

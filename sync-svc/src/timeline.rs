@@ -194,24 +194,52 @@ impl RoomState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Play from the current position, starting at server time `start_at_ms`.
-    Play { start_at_ms: i64 },
+    Play {
+        start_at_ms: i64,
+    },
     /// Pause at `position_ms`, or where the timeline is now.
-    Pause { position_ms: Option<i64> },
-    Seek { position_ms: i64 },
-    SetRate { rate: f64 },
-    ChangeMedia { media: Media },
-    QueueAdd { item: QueueItem },
-    QueueRemove { item_id: String },
-    QueueMove { item_id: String, new_index: usize },
+    Pause {
+        position_ms: Option<i64>,
+    },
+    Seek {
+        position_ms: i64,
+    },
+    SetRate {
+        rate: f64,
+    },
+    ChangeMedia {
+        media: Media,
+    },
+    QueueAdd {
+        item: QueueItem,
+    },
+    QueueRemove {
+        item_id: String,
+    },
+    QueueMove {
+        item_id: String,
+        new_index: usize,
+    },
     /// Load the first queue item and play it at `start_at_ms`.
-    PlayNext { start_at_ms: i64 },
-    SetWaitForEveryone { enabled: bool },
+    PlayNext {
+        start_at_ms: i64,
+    },
+    SetWaitForEveryone {
+        enabled: bool,
+    },
     /// `media_id` ended: play the next item at `start_at_ms`, or stay paused at the end.
-    AutoAdvance { media_id: String, start_at_ms: i64 },
+    AutoAdvance {
+        media_id: String,
+        start_at_ms: i64,
+    },
     /// Pause for the buffering `users`.
-    WaitPause { users: Vec<String> },
+    WaitPause {
+        users: Vec<String>,
+    },
     /// Everyone is ready (or the wait timed out): play at `start_at_ms`.
-    WaitResume { start_at_ms: i64 },
+    WaitResume {
+        start_at_ms: i64,
+    },
 }
 
 impl Command {
@@ -267,8 +295,12 @@ pub fn apply(state: &RoomState, command: Command, user_id: &str, now_ms: i64) ->
             next.timeline = Timeline { paused: true, position_ms, anchor_ms: now_ms, ..timeline.clone() };
         }
         Command::WaitPause { users } => {
-            next.timeline =
-                Timeline { paused: true, position_ms: timeline.position_at(now_ms), anchor_ms: now_ms, ..timeline.clone() };
+            next.timeline = Timeline {
+                paused: true,
+                position_ms: timeline.position_at(now_ms),
+                anchor_ms: now_ms,
+                ..timeline.clone()
+            };
             next.waiting_for = users;
         }
         Command::Seek { position_ms } => {
@@ -401,7 +433,12 @@ mod tests {
     const T0: i64 = 1_800_000_000_000;
 
     fn media(id: &str, duration_ms: i64) -> Media {
-        Media { media_id: id.to_owned(), url: format!("https://v.example/{id}.webm"), title: id.to_owned(), duration_ms }
+        Media {
+            media_id: id.to_owned(),
+            url: format!("https://v.example/{id}.webm"),
+            title: id.to_owned(),
+            duration_ms,
+        }
     }
 
     fn loaded(duration_ms: i64) -> RoomState {
@@ -469,8 +506,8 @@ mod tests {
     fn auto_advance_on_an_empty_queue_pauses_at_the_end() {
         let state = loaded(2_000);
         let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
-        let ended =
-            apply(&playing, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 }, "", T0 + 2_500).unwrap();
+        let ended = apply(&playing, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 }, "", T0 + 2_500)
+            .unwrap();
         assert!(ended.timeline.paused);
         assert_eq!(ended.timeline.position_ms, 2_000);
         let replay = apply(&ended, Command::Play { start_at_ms: T0 + 3_000 }, "u", T0 + 2_600).unwrap();
