@@ -51,6 +51,12 @@ struct ServeArgs {
     /// session-svc's URL when it runs elsewhere.
     #[arg(long, env = "XIAOWO_SESSION_URL", default_value = "http://127.0.0.1:50051")]
     session_url: String,
+    /// sync-svc's address when it runs here.
+    #[arg(long, env = "XIAOWO_SYNC_LISTEN", default_value = "127.0.0.1:50053")]
+    sync_listen: SocketAddr,
+    /// room-svc's URL when it runs elsewhere.
+    #[arg(long, env = "XIAOWO_ROOM_URL", default_value = "http://127.0.0.1:50052")]
+    room_url: String,
     #[command(flatten)]
     common: Common,
 }
@@ -59,6 +65,7 @@ impl ServeArgs {
     fn listen(&self, target: Target) -> SocketAddr {
         match target {
             Target::Session => self.session_listen,
+            Target::Sync => self.sync_listen,
         }
     }
 }
@@ -108,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let groups = args.target.iter().map(|target| (args.listen(*target), vec![*target])).collect();
-            let peers = Peers { session_url: Some(args.session_url.clone()) };
+            let peers = Peers { session_url: Some(args.session_url.clone()), room_url: Some(args.room_url.clone()) };
             node::start(groups, &args.common, &peers, None, clock, &shutdown).await?
         }
     };

@@ -16,17 +16,20 @@ use tokio_util::sync::CancellationToken;
 pub enum Target {
     /// session-svc: anonymous sessions.
     Session,
+    /// sync-svc: the shared playback timeline, queue, clock sync and room streams.
+    Sync,
 }
 
 impl Target {
     /// Every service, in start order (a service's peers come before it).
-    pub const ALL: [Self; 1] = [Self::Session];
+    pub const ALL: [Self; 2] = [Self::Session, Self::Sync];
 
     /// The service's short name: database file stem, flag prefix.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::Session => "session",
+            Self::Sync => "sync",
         }
     }
 
@@ -35,6 +38,7 @@ impl Target {
     pub fn default_port(self) -> u16 {
         match self {
             Self::Session => 50051,
+            Self::Sync => 50053,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct Common {
     pub server: ServerConfig,
     #[command(flatten)]
     pub session: session_svc::Config,
+    #[command(flatten)]
+    pub sync: sync_svc::Config,
 }
 
 /// Why a node could not start.
@@ -79,6 +85,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{service} database: {source}")]
     Database { service: &'static str, source: sea_orm::DbErr },
+    #[error("invalid peer URL {url}")]
+    PeerUrl { url: String },
 }
 
 /// Peer addresses for services that are not in this process.
@@ -86,6 +94,8 @@ pub enum StartError {
 pub struct Peers {
     /// session-svc's URL (`http://host:port`).
     pub session_url: Option<String>,
+    /// room-svc's URL (`http://host:port`).
+    pub room_url: Option<String>,
 }
 
 /// A process's running servers.
@@ -126,6 +136,7 @@ impl Common {
     fn database_url(&self, target: Target) -> String {
         let configured = match target {
             Target::Session => self.session.database_url.clone(),
+            Target::Sync => self.sync.database_url.clone(),
         };
         configured.unwrap_or_else(|| svc_kit::db::sqlite_url(&self.data_dir, &format!("{}.db", target.name())))
     }
@@ -171,6 +182,19 @@ pub async fn start(
             match target {
                 Target::Session => {
                     session_svc::build(&common.session, &url, &db_options, admin.clone(), clock.clone(), &mut assembly)
+                        .await
+                        .map_err(database)?;
+                }
+                Target::Sync => {
+                    // Peers elsewhere default to their standard ports on this host.
+                    let session_url = peers.session_url.clone().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
+                    let room_url = peers.room_url.clone().unwrap_or_else(|| "http://127.0.0.1:50052".to_owned());
+                    let channel = |url: String| {
+                        svc_kit::peer::channel(&url, common.peer_deadline).map_err(|_| StartError::PeerUrl { url })
+                    };
+                    let sync_peers = sync_svc::Peers { session: channel(session_url)?, room: channel(room_url)? };
+                    let (admin, clock) = (admin.clone(), clock.clone());
+                    sync_svc::build(&common.sync, &url, &db_options, sync_peers, admin, clock, &mut assembly)
                         .await
                         .map_err(database)?;
                 }
