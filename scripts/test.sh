@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every Xiaowo test: proto lint, formatting, clippy, and the whole Rust workspace's unit
-# and integration tests (real SQLite files, real servers on loopback ports, real grpcurl).
+# Runs every Xiaowo test: proto lint, formatting, clippy, the whole Rust workspace's unit
+# and integration tests (real SQLite files, real servers on loopback ports, real grpcurl), and
+# the web client's unit tests and end-to-end tests in headless Chromium.
 # Installs what it needs first; safe to run again.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -19,3 +20,6 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 log "cargo test"
 cargo test --workspace --no-fail-fast
+
+log "web client (unit and headless-browser tests)"
+scripts/test-web.sh

@@ -1,0 +1,440 @@
+// End-to-end tests of the web client in real headless Chromium against a real `xiaowo up`.
+//
+// Starts the built binary on a free loopback port with a temporary data directory, serving a
+// temporary copy of web/dist plus a test video made by ffmpeg (same origin, with Range
+// support), then drives two independent browser profiles (two users with their own cookies)
+// through the scenarios below. Screenshots go to web/artifacts/. Everything started here is
+// stopped by PID on the way out, also on failure or Ctrl-C.
+//
+//   node e2e/run.mjs            (after `npm run build` and `cargo build -p xiaowo`)
+//   XIAOWO_BIN=path/to/xiaowo   to test another build
+//   E2E_ONLY=chat               to run only the scenarios whose name contains "chat"
+
+import { spawn, execFileSync } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const webRoot = join(here, "..");
+const repoRoot = join(webRoot, "..");
+const artifacts = join(webRoot, "artifacts");
+const binary = process.env.XIAOWO_BIN ?? join(repoRoot, "target", "debug", "xiaowo");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const only = process.env.E2E_ONLY ?? "";
+
+/// Players agree within this many seconds once converged (the drift controller's dead band is
+/// 40 ms; the rest is measurement: two processes sampled a few milliseconds apart).
+const TOLERANCE_S = 0.15;
+/// How long a wait may take before the scenario fails.
+const WAIT_MS = 20_000;
+
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--autoplay-policy=no-user-gesture-required",
+];
+
+const started = { server: undefined, contexts: [], tempDir: undefined };
+
+async function cleanup() {
+  for (const context of started.contexts) {
+    await context.close().catch(() => undefined);
+  }
+  started.contexts = [];
+  const server = started.server;
+  started.server = undefined;
+  if (server && server.exitCode === null && server.signalCode === null) {
+    server.kill("SIGTERM");
+    const exited = await Promise.race([
+      new Promise((resolve) => server.once("exit", () => resolve(true))),
+      new Promise((resolve) => setTimeout(() => resolve(false), 5_000)),
+    ]);
+    if (!exited) {
+      server.kill("SIGKILL");
+    }
+  }
+  if (started.tempDir) {
+    rmSync(started.tempDir, { recursive: true, force: true });
+    started.tempDir = undefined;
+  }
+}
+
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up
+
+function prepareWebDir(tempDir) {
+  const dist = join(webRoot, "dist");
+  if (!existsSync(join(dist, "index.html"))) {
+    throw new Error("web/dist is not built: run `npm run build` first");
+  }
+  const webDir = join(tempDir, "web");
+  cpSync(dist, webDir, { recursive: true });
+  mkdirSync(join(webDir, "media"), { recursive: true });
+  // A 60 s VP8 test pattern (a clock face and frame counter), about 1.5 MB.
+  execFileSync(
+    "ffmpeg",
+    ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x180:rate=30", "-t", "60", "-c:v", "libvpx", "-b:v", "200k", join(webDir, "media", "test.webm")],
+    { stdio: "inherit" },
+  );
+  return webDir;
+}
+
+async function startServer(tempDir, webDir) {
+  if (!existsSync(binary)) {
+    throw new Error(`${binary} not found: run \`cargo build -p xiaowo\` first`);
+  }
+  const server = spawn(binary, ["up", "--listen", "127.0.0.1:0", "--web-dir", webDir, "--data-dir", join(tempDir, "data")], {
+    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  started.server = server;
+  const log = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`xiaowo did not report its address:\n${log.join("")}`)), 60_000);
+    const scan = (chunk) => {
+      const text = chunk.toString();
+      log.push(text);
+      if (process.env.E2E_SERVER_LOG) {
+        process.stderr.write(text);
+      }
+      const match = /addr=(127\.0\.0\.1:\d+)/.exec(text.replace(/\x1b\[[0-9;]*m/g, ""));
+      if (match) {
+        clearTimeout(timer);
+        resolve(`http://${match[1]}`);
+      }
+    };
+    server.stdout.on("data", scan);
+    server.stderr.on("data", scan);
+    server.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`xiaowo exited with ${code}:\n${log.join("")}`));
+    });
+  });
+}
+
+/// One user: a browser profile of its own (own cookies and storage) with one page.
+async function openUser(name, tempDir, consoleErrors) {
+  const context = await chromium.launchPersistentContext(mkdtempSync(join(tempDir, `profile-${name}-`)), {
+    executablePath: chromiumPath,
+    args: CHROMIUM_ARGS,
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+  });
+  started.contexts.push(context);
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(WAIT_MS);
+  page.on("console", (message) => {
+    // Chromium logs every request refused while a profile is offline on purpose.
+    const expectedOffline = state.offline.has(name) && message.text().includes("net::ERR_INTERNET_DISCONNECTED");
+    if (message.type() === "error" && !expectedOffline) {
+      consoleErrors.push(`${name}: ${message.text()}`);
+    }
+  });
+  page.on("pageerror", (error) => consoleErrors.push(`${name}: ${error.message}`));
+  page.on("dialog", (dialog) => {
+    consoleErrors.push(`${name}: unexpected dialog "${dialog.message()}"`);
+    void dialog.dismiss();
+  });
+  return { name, context, page };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+function assert(condition, message) {
+  if (!condition) {
+    throw new Error(message);
+  }
+}
+
+async function screenshot(user, name) {
+  await user.page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+async function pickName(user, base, displayName) {
+  await user.page.goto(base);
+  await user.page.fill("#display-name", displayName);
+  await user.page.click("#name-form button[type=submit]");
+  await user.page.waitForFunction((expected) => document.getElementById("my-name")?.textContent === expected, displayName);
+}
+
+async function createRoom(user, { name, description = "", unlisted = false, password = "" }) {
+  await user.page.fill("#room-name", name);
+  await user.page.fill("#room-description", description);
+  await user.page.selectOption("#room-visibility", unlisted ? "2" : "1");
+  await user.page.fill("#room-password", password);
+  await user.page.click("#create-room button[type=submit]");
+  await user.page.waitForURL(/\/room\/[0-9a-f-]{36}$/);
+  await user.page.waitForFunction((expected) => document.getElementById("room-name")?.textContent === expected, name);
+  return new URL(user.page.url()).pathname;
+}
+
+async function waitLive(user) {
+  await user.page.waitForSelector('#connection[data-state="live"]');
+}
+
+/// The video's position and state, with the moment it was read on the shared wall clock.
+function readPlayer(user) {
+  return user.page.evaluate(() => {
+    const video = document.getElementById("video");
+    return { at: performance.timeOrigin + performance.now(), position: video.currentTime, paused: video.paused, ready: video.readyState };
+  });
+}
+
+/// A's position minus B's, with B's reading moved to the moment of A's.
+async function playerGap(first, second, rate = 1) {
+  const [a, b] = await Promise.all([readPlayer(first), readPlayer(second)]);
+  const bAtA = b.paused ? b.position : b.position + ((a.at - b.at) / 1000) * rate;
+  return { gap: a.position - bAtA, a, b };
+}
+
+/// Waits until the two players agree within the tolerance on three readings in a row.
+async function waitForAgreement(first, second, check = () => true) {
+  const deadline = Date.now() + WAIT_MS;
+  let streak = 0;
+  let last;
+  while (Date.now() < deadline) {
+    last = await playerGap(first, second);
+    streak = Math.abs(last.gap) <= TOLERANCE_S && check(last) ? streak + 1 : 0;
+    if (streak >= 3) {
+      return last;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`players did not agree within ${TOLERANCE_S} s: ${JSON.stringify(last)}`);
+}
+
+async function sendChat(user, text) {
+  await user.page.fill("#chat-input", text);
+  await user.page.click("#chat-send");
+}
+
+async function waitForChatText(user, text) {
+  await user.page.waitForFunction(
+    (expected) => [...document.querySelectorAll("#chat-messages li.message:not(.pending) .text")].some((node) => node.textContent === expected),
+    text,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios (in order; later ones build on earlier ones)
+
+const scenarios = [];
+/// `needs`: names of earlier scenarios whose outcome this one builds on; when one of them
+/// failed this one fails at once instead of waiting out its timeouts.
+const scenario = (name, needs, run) => scenarios.push({ name, needs, run });
+
+const state = { base: "", roomPath: "", alice: undefined, bob: undefined, consoleErrors: [], offline: new Set() };
+const HTML_PAYLOAD = `<img src=x onerror="window.__xiaowoPwned=1"><script>window.__xiaowoPwned=2</script><b>bold</b> & "quotes"`;
+
+const NAMES = "each user picks a display name and gets a session";
+const ROOM = "Alice opens a public room; Bob finds it in the list and joins";
+const PLAY = "Alice loads and plays the test video; Bob's player follows";
+const CHAT = "chat works in both directions";
+
+scenario(NAMES, [], async () => {
+  await pickName(state.alice, state.base, "Alice");
+  await pickName(state.bob, state.base, "Bob 小窝");
+  await screenshot(state.alice, "01-lobby");
+});
+
+scenario(ROOM, [NAMES], async () => {
+  state.roomPath = await createRoom(state.alice, { name: "Movie night", description: "Test pattern marathon" });
+  await waitLive(state.alice);
+  await state.bob.page.waitForSelector("#public-rooms a.room-link:text-is('Movie night')", { timeout: 15_000 });
+  await state.bob.page.click("#public-rooms a.room-link:text-is('Movie night')");
+  await state.bob.page.waitForURL(`**${state.roomPath}`);
+  await waitLive(state.bob);
+  await state.alice.page.waitForSelector("#members li:has-text('Bob 小窝')");
+  assert((await state.bob.page.textContent("#my-role")) === "member", "Bob should be a member");
+});
+
+scenario(PLAY, [ROOM], async () => {
+  await state.alice.page.fill("#media-url", `${state.base}/media/test.webm`);
+  await state.alice.page.fill("#media-title", "Test pattern");
+  await state.alice.page.click("#media-play-now");
+  for (const user of [state.alice, state.bob]) {
+    await user.page.waitForFunction(() => document.getElementById("video").readyState >= 1);
+  }
+  await state.alice.page.waitForSelector("#play-toggle:not([disabled])");
+  await state.alice.page.click("#play-toggle");
+  const result = await waitForAgreement(state.alice, state.bob, ({ a, b }) => !a.paused && !b.paused && a.position > 1);
+  console.log(`    playing: gap ${(result.gap * 1000).toFixed(0)} ms at ${result.a.position.toFixed(2)} s`);
+  await screenshot(state.alice, "02-room-playing-alice");
+  await screenshot(state.bob, "03-room-playing-bob");
+});
+
+scenario("Alice seeks; Bob's player jumps to the same place", [PLAY], async () => {
+  await state.alice.page.$eval("#seek", (input) => {
+    input.value = "30";
+    input.dispatchEvent(new Event("change"));
+  });
+  const result = await waitForAgreement(state.alice, state.bob, ({ a, b }) => !a.paused && !b.paused && a.position >= 30 && a.position < 40);
+  console.log(`    seeked: gap ${(result.gap * 1000).toFixed(0)} ms at ${result.a.position.toFixed(2)} s`);
+});
+
+scenario("Alice pauses; Bob's player pauses on the same frame", [PLAY], async () => {
+  await state.alice.page.click("#play-toggle");
+  const result = await waitForAgreement(state.alice, state.bob, ({ a, b }) => a.paused && b.paused);
+  console.log(`    paused: gap ${(result.gap * 1000).toFixed(0)} ms at ${result.a.position.toFixed(2)} s`);
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const later = await playerGap(state.alice, state.bob);
+  assert(later.a.paused && later.b.paused, "both players stay paused");
+  assert(Math.abs(later.a.position - result.a.position) < 0.05, "the paused frame does not move");
+});
+
+scenario(CHAT, [ROOM], async () => {
+  await sendChat(state.alice, "Hi Bob, can you see the clock?");
+  await waitForChatText(state.bob, "Hi Bob, can you see the clock?");
+  await sendChat(state.bob, "Yes! 看得见 👍");
+  await waitForChatText(state.alice, "Yes! 看得见 👍");
+});
+
+scenario("a chat message made of HTML and script is shown as text and runs nothing", [CHAT], async () => {
+  await sendChat(state.bob, HTML_PAYLOAD);
+  await waitForChatText(state.alice, HTML_PAYLOAD);
+  await waitForChatText(state.bob, HTML_PAYLOAD);
+  for (const user of [state.alice, state.bob]) {
+    const found = await user.page.evaluate(() => ({
+      pwned: window.__xiaowoPwned,
+      elements: document.querySelectorAll("#chat-messages img, #chat-messages script, #chat-messages b").length,
+    }));
+    assert(found.pwned === undefined, `${user.name}: the payload ran (${found.pwned})`);
+    assert(found.elements === 0, `${user.name}: the payload became ${found.elements} element(s)`);
+  }
+  await screenshot(state.alice, "04-chat-html-payload");
+});
+
+scenario("a stream dropped while offline reconnects and resumes chat from the last message", [CHAT], async () => {
+  state.offline.add("bob");
+  await state.bob.context.setOffline(true);
+  try {
+    await state.bob.page.waitForSelector('#connection:not([data-state="live"])', { timeout: 60_000 });
+    await sendChat(state.alice, "Sent while Bob was offline");
+  } finally {
+    await state.bob.context.setOffline(false);
+  }
+  // Requests already refused may still be logged a moment after going back online.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  state.offline.delete("bob");
+  await waitLive(state.bob);
+  await waitForChatText(state.bob, "Sent while Bob was offline");
+  const copies = await state.bob.page.evaluate(
+    () => [...document.querySelectorAll("#chat-messages .text")].filter((node) => node.textContent === "Hi Bob, can you see the clock?").length,
+  );
+  assert(copies === 1, `a resumed stream repeats nothing (saw ${copies} copies)`);
+});
+
+scenario("a reload keeps the session and brings Bob back into the room", [CHAT, PLAY], async () => {
+  await state.bob.page.reload();
+  await state.bob.page.waitForFunction(() => document.getElementById("my-name")?.textContent === "Bob 小窝");
+  await state.bob.page.waitForFunction(() => document.getElementById("room-name")?.textContent === "Movie night");
+  await waitLive(state.bob);
+  await waitForChatText(state.bob, "Hi Bob, can you see the clock?");
+  await state.bob.page.waitForFunction(() => document.getElementById("video").readyState >= 1);
+  await waitForAgreement(state.alice, state.bob, ({ a, b }) => a.paused && b.paused);
+});
+
+scenario("a password room refuses a wrong password and admits the right one", [NAMES], async () => {
+  await state.alice.page.click("a.brand");
+  const path = await createRoom(state.alice, { name: "Secret den", unlisted: true, password: "correct horse" });
+  await state.bob.page.goto(`${state.base}${path}`);
+  await state.bob.page.waitForSelector("#join-form");
+  await state.bob.page.fill("#join-password", "wrong horse!");
+  await state.bob.page.click("#join-form button[type=submit]");
+  await state.bob.page.waitForFunction(() => (document.getElementById("join-error")?.textContent ?? "") !== "");
+  assert((await state.bob.page.$("#room-name")) === null, "a wrong password must not open the room");
+  await screenshot(state.bob, "05-password-refused");
+  await state.bob.page.fill("#join-password", "correct horse");
+  await state.bob.page.click("#join-form button[type=submit]");
+  await state.bob.page.waitForFunction(() => document.getElementById("room-name")?.textContent === "Secret den");
+});
+
+scenario("controls are greyed out with a reason when the control mode forbids them", ["a password room refuses a wrong password and admits the right one"], async () => {
+  await state.alice.page.click("#room-settings summary");
+  await state.alice.page.selectOption("#settings-control", "3");
+  await state.alice.page.click("#settings-save");
+  await state.bob.page.reload();
+  await state.bob.page.waitForFunction(() => document.getElementById("play-toggle")?.disabled === true && (document.getElementById("control-reason")?.textContent ?? "") !== "");
+});
+
+scenario("the room fits a phone-width screen", [ROOM], async () => {
+  await state.bob.page.setViewportSize({ width: 390, height: 844 });
+  await state.bob.page.goto(`${state.base}${state.roomPath}`);
+  await waitLive(state.bob);
+  const overflow = await state.bob.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(overflow <= 1, `the page scrolls sideways by ${overflow}px`);
+  await screenshot(state.bob, "06-phone-room");
+});
+
+scenario("no console errors on either page", [], async () => {
+  assert(state.consoleErrors.length === 0, state.consoleErrors.join("\n"));
+});
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  let passed = 0;
+  let failed = 0;
+  rmSync(artifacts, { recursive: true, force: true });
+  mkdirSync(artifacts, { recursive: true });
+  try {
+    started.tempDir = mkdtempSync(join(tmpdir(), "xiaowo-e2e-"));
+    const webDir = prepareWebDir(started.tempDir);
+    state.base = await startServer(started.tempDir, webDir);
+    console.log(`xiaowo up at ${state.base}`);
+    state.alice = await openUser("alice", started.tempDir, state.consoleErrors);
+    state.bob = await openUser("bob", started.tempDir, state.consoleErrors);
+    const failedNames = new Set();
+    for (const { name, needs, run } of scenarios) {
+      if (only && !name.includes(only)) {
+        continue;
+      }
+      const began = Date.now();
+      try {
+        const missing = needs.filter((need) => failedNames.has(need));
+        if (missing.length > 0) {
+          throw new Error(`not run: needs "${missing.join('", "')}"`);
+        }
+        await run();
+        passed += 1;
+        console.log(`ok   ${name} (${Date.now() - began} ms)`);
+      } catch (error) {
+        failed += 1;
+        failedNames.add(name);
+        const message = String(error?.message ?? error).replace(/\x1b\[[0-9;]*m/g, "");
+        console.log(`FAIL ${name} (${Date.now() - began} ms)\n     ${message.split("\n").slice(0, 12).join("\n     ")}`);
+        for (const user of [state.alice, state.bob]) {
+          await user.page
+            .screenshot({ path: join(artifacts, `failed-${scenarios.findIndex((item) => item.name === name)}-${user.name}.png`), fullPage: true })
+            .catch(() => undefined);
+        }
+      }
+    }
+  } catch (error) {
+    failed += 1;
+    console.log(`FAIL set-up\n     ${error?.message ?? error}`);
+  } finally {
+    await cleanup();
+  }
+  console.log(`e2e: ${passed} passed, ${failed} failed`);
+  process.exitCode = failed === 0 ? 0 : 1;
+}
+
+await main();
