@@ -1,4 +1,5 @@
-//! sync-svc's settings, composed into the `xiaowo` binary's flags.
+//! sync-svc's settings, composed into the `xiaowo` binary's flags. Every argument has an
+//! explicit `sync_` id: clap ids default to field names, which other services' blocks share.
 
 use std::time::Duration;
 
@@ -8,47 +9,62 @@ use svc_kit::server::parse_duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Database URL; defaults to `sqlite://<data dir>/sync.db`.
-    #[arg(long = "sync-database-url", env = "XIAOWO_SYNC_DATABASE_URL")]
+    #[arg(id = "sync_database_url", long = "sync-database-url", env = "XIAOWO_SYNC_DATABASE_URL")]
     pub database_url: Option<String>,
     /// A room stream that sent nothing for this long gets a heartbeat (at most 20 s, well
     /// inside nginx's 60 s idle cut).
-    #[arg(long = "sync-heartbeat-interval", env = "XIAOWO_SYNC_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    #[arg(id = "sync_heartbeat_interval", long = "sync-heartbeat-interval", env = "XIAOWO_SYNC_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
     /// Events a room keeps for a slow watcher before that watcher is resynchronised from a
     /// fresh snapshot.
-    #[arg(long = "sync-watcher-buffer", env = "XIAOWO_SYNC_WATCHER_BUFFER", default_value_t = 64)]
+    #[arg(
+        id = "sync_watcher_buffer",
+        long = "sync-watcher-buffer",
+        env = "XIAOWO_SYNC_WATCHER_BUFFER",
+        default_value_t = 64
+    )]
     pub watcher_buffer: usize,
     /// How long room-svc's answer to "may this user act here" is reused.
-    #[arg(long = "sync-access-cache-ttl", env = "XIAOWO_SYNC_ACCESS_CACHE_TTL", default_value = "2s", value_parser = parse_duration)]
+    #[arg(id = "sync_access_cache_ttl", long = "sync-access-cache-ttl", env = "XIAOWO_SYNC_ACCESS_CACHE_TTL", default_value = "2s", value_parser = parse_duration)]
     pub access_cache_ttl: Duration,
     /// How long a validated session token is reused before session-svc is asked again.
-    #[arg(long = "sync-session-cache-ttl", env = "XIAOWO_SYNC_SESSION_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(id = "sync_session_cache_ttl", long = "sync-session-cache-ttl", env = "XIAOWO_SYNC_SESSION_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub session_cache_ttl: Duration,
     /// Room activity is reported to room-svc at most this often per room.
-    #[arg(long = "sync-activity-debounce", env = "XIAOWO_SYNC_ACTIVITY_DEBOUNCE", default_value = "60s", value_parser = parse_duration)]
+    #[arg(id = "sync_activity_debounce", long = "sync-activity-debounce", env = "XIAOWO_SYNC_ACTIVITY_DEBOUNCE", default_value = "60s", value_parser = parse_duration)]
     pub activity_debounce: Duration,
     /// Shortest lead of a play the server schedules (the start waits at least this long, or
     /// twice the highest round trip members reported, so that everyone starts together).
-    #[arg(long = "sync-min-start-lead", env = "XIAOWO_SYNC_MIN_START_LEAD", default_value = "300ms", value_parser = parse_duration)]
+    #[arg(id = "sync_min_start_lead", long = "sync-min-start-lead", env = "XIAOWO_SYNC_MIN_START_LEAD", default_value = "300ms", value_parser = parse_duration)]
     pub min_start_lead: Duration,
     /// Wait for everyone: how long a member may buffer before the room pauses for them.
-    #[arg(long = "sync-wait-grace", env = "XIAOWO_SYNC_WAIT_GRACE", default_value = "2s", value_parser = parse_duration)]
+    #[arg(id = "sync_wait_grace", long = "sync-wait-grace", env = "XIAOWO_SYNC_WAIT_GRACE", default_value = "2s", value_parser = parse_duration)]
     pub wait_grace: Duration,
     /// Wait for everyone: the longest pause for buffering members before playback resumes
     /// without them.
-    #[arg(long = "sync-wait-timeout", env = "XIAOWO_SYNC_WAIT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(id = "sync_wait_timeout", long = "sync-wait-timeout", env = "XIAOWO_SYNC_WAIT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub wait_timeout: Duration,
     /// How often rooms are checked for an ended item, a wait to start or end, and presence
     /// to publish.
-    #[arg(long = "sync-tick-interval", env = "XIAOWO_SYNC_TICK_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
+    #[arg(id = "sync_tick_interval", long = "sync-tick-interval", env = "XIAOWO_SYNC_TICK_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
     pub tick_interval: Duration,
     /// Presence (who watches, their drift) is streamed at most this often per room.
-    #[arg(long = "sync-presence-interval", env = "XIAOWO_SYNC_PRESENCE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(id = "sync_presence_interval", long = "sync-presence-interval", env = "XIAOWO_SYNC_PRESENCE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub presence_interval: Duration,
     /// Commands one user may send at once before being limited.
-    #[arg(long = "sync-command-burst", env = "XIAOWO_SYNC_COMMAND_BURST", default_value_t = 20)]
+    #[arg(
+        id = "sync_command_burst",
+        long = "sync-command-burst",
+        env = "XIAOWO_SYNC_COMMAND_BURST",
+        default_value_t = 20
+    )]
     pub command_burst: u32,
     /// Commands one user may send per second, sustained.
-    #[arg(long = "sync-commands-per-second", env = "XIAOWO_SYNC_COMMANDS_PER_SECOND", default_value_t = 5)]
+    #[arg(
+        id = "sync_commands_per_second",
+        long = "sync-commands-per-second",
+        env = "XIAOWO_SYNC_COMMANDS_PER_SECOND",
+        default_value_t = 5
+    )]
     pub commands_per_second: u32,
 }
