@@ -39,6 +39,9 @@ await esbuild.build({
   outdir: dist,
   bundle: true,
   format: "esm",
+  // hls.js goes into its own chunk, fetched only for HLS playlists.
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
   target: ["es2022"],
   minify: true,
   sourcemap: "linked",

@@ -62,6 +62,10 @@ export class Player {
   private seeking = false;
   private readonly stream: ReconnectingStream;
   private readonly timers: number[] = [];
+  private hls: { destroy(): void } | undefined;
+  /// Starts a scheduled play on time rather than at the next tick.
+  private startTimer = 0;
+  private startScheduledFor = 0;
 
   constructor(
     private readonly ctx: RoomContext,
@@ -192,6 +196,37 @@ export class Player {
     for (const timer of this.timers) {
       window.clearInterval(timer);
     }
+    window.clearTimeout(this.startTimer);
+    this.unload();
+  }
+
+  /// Loads a media URL: natively when the browser plays it, through hls.js (loaded only when
+  /// needed) for HLS playlists where it does not.
+  private async load(url: string): Promise<void> {
+    this.unload();
+    const isPlaylist = URL.canParse(url) && new URL(url).pathname.toLowerCase().endsWith(".m3u8");
+    if (isPlaylist && this.video.canPlayType("application/vnd.apple.mpegurl") === "") {
+      const { default: Hls } = await import("hls.js");
+      if (url !== this.state?.timeline?.media?.url) {
+        return;
+      }
+      if (Hls.isSupported()) {
+        // No worker: the content security policy allows no blob: workers.
+        const hls = new Hls({ enableWorker: false });
+        hls.loadSource(url);
+        hls.attachMedia(this.video);
+        this.hls = hls;
+        return;
+      }
+      this.ctx.app.notify("This browser cannot play HLS streams.", "error");
+    }
+    this.video.src = url;
+    this.video.load();
+  }
+
+  private unload(): void {
+    this.hls?.destroy();
+    this.hls = undefined;
     this.video.pause();
     this.video.removeAttribute("src");
     this.video.load();
@@ -241,8 +276,7 @@ export class Player {
       this.timeline = undefined;
       if (this.loadedMediaId) {
         this.loadedMediaId = "";
-        this.video.removeAttribute("src");
-        this.video.load();
+        this.unload();
       }
     } else {
       const previous = this.timeline;
@@ -257,8 +291,7 @@ export class Player {
         this.loadedMediaId = media.mediaId;
         this.endedMediaId = "";
         this.drift = initialDriftState(this.timeline.rate, this.drift.seekLead);
-        this.video.src = media.url;
-        this.video.load();
+        void this.load(media.url);
       }
       if (!previous || !sameTimeline(previous, this.timeline)) {
         // A new target: the cooldowns belonged to corrections toward the old one.
@@ -313,6 +346,12 @@ export class Player {
       } else if ((!running || atEnd) && !this.video.paused) {
         this.video.pause();
       }
+    }
+
+    if (countdown > 0 && countdown * 1000 < TICK_MS * 2 && this.startScheduledFor !== timeline.anchorServerTime) {
+      this.startScheduledFor = timeline.anchorServerTime;
+      window.clearTimeout(this.startTimer);
+      this.startTimer = window.setTimeout(() => this.tick(), countdown * 1000);
     }
 
     if (!this.seeking) {
@@ -435,8 +474,6 @@ export class Player {
   private async togglePlay(): Promise<void> {
     const roomId = this.ctx.roomId;
     if (this.timeline?.paused ?? true) {
-      // A gesture: the browser will now allow sound.
-      this.video.play().catch(() => undefined);
       await this.command((expectedVersion) => this.ctx.app.api.sync.play({ roomId, expectedVersion }));
     } else {
       const positionMs = BigInt(Math.round(this.video.currentTime * 1000));
