@@ -35,31 +35,33 @@ pub fn parse_target(value: &str) -> Result<ScrapeTarget, String> {
 
 /// monitor-svc configuration.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "monitor")]
 pub struct Config {
     /// Database URL; defaults to `sqlite://<data dir>/monitor.db`.
-    #[arg(long = "monitor-database-url", env = "XIAOWO_MONITOR_DATABASE_URL")]
+    #[arg(id = "monitor_database_url", long = "monitor-database-url", env = "XIAOWO_MONITOR_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Services to scrape as `name=http://host:port`, comma-separated. Empty: the process itself
     /// under `xiaowo up`; every service at its default address in split mode.
-    #[arg(long = "monitor-targets", env = "XIAOWO_MONITOR_TARGETS", value_delimiter = ',', value_parser = parse_target)]
+    #[arg(id = "monitor_targets", long = "monitor-targets", env = "XIAOWO_MONITOR_TARGETS", value_delimiter = ',', value_parser = parse_target)]
     pub targets: Vec<ScrapeTarget>,
     /// How often every target is scraped and the rules evaluated.
-    #[arg(long = "monitor-scrape-interval", env = "XIAOWO_MONITOR_SCRAPE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    #[arg(id = "monitor_scrape_interval", long = "monitor-scrape-interval", env = "XIAOWO_MONITOR_SCRAPE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub scrape_interval: Duration,
     /// How long one scrape may take before the target counts as down.
-    #[arg(long = "monitor-scrape-timeout", env = "XIAOWO_MONITOR_SCRAPE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(id = "monitor_scrape_timeout", long = "monitor-scrape-timeout", env = "XIAOWO_MONITOR_SCRAPE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub scrape_timeout: Duration,
     /// How long samples are kept in the `metrics` table.
-    #[arg(long = "monitor-retention", env = "XIAOWO_MONITOR_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    #[arg(id = "monitor_retention", long = "monitor-retention", env = "XIAOWO_MONITOR_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub retention: Duration,
     /// How often samples older than the retention period are deleted.
-    #[arg(long = "monitor-janitor-interval", env = "XIAOWO_MONITOR_JANITOR_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    #[arg(id = "monitor_janitor_interval", long = "monitor-janitor-interval", env = "XIAOWO_MONITOR_JANITOR_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub janitor_interval: Duration,
     /// Alert rules (TOML, see the README); the built-in defaults when unset.
-    #[arg(long = "monitor-rules", env = "XIAOWO_MONITOR_RULES")]
+    #[arg(id = "monitor_rules", long = "monitor-rules", env = "XIAOWO_MONITOR_RULES")]
     pub rules_file: Option<PathBuf>,
     /// Counters stored as per-second rates under `<name>:rate` (summed over their labels).
     #[arg(
+        id = "monitor_counters",
         long = "monitor-counters",
         env = "XIAOWO_MONITOR_COUNTERS",
         value_delimiter = ',',
@@ -68,6 +70,7 @@ pub struct Config {
     pub counters: Vec<String>,
     /// Gauges stored under their own name (summed over their labels).
     #[arg(
+        id = "monitor_gauges",
         long = "monitor-gauges",
         env = "XIAOWO_MONITOR_GAUGES",
         value_delimiter = ',',
@@ -75,41 +78,52 @@ pub struct Config {
     )]
     pub gauges: Vec<String>,
     /// Alerts are POSTed as JSON to this URL.
-    #[arg(long = "monitor-webhook-url", env = "XIAOWO_MONITOR_WEBHOOK_URL")]
+    #[arg(id = "monitor_webhook_url", long = "monitor-webhook-url", env = "XIAOWO_MONITOR_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
     /// An SMS gateway that takes `{"to": [...], "text": "..."}` as a JSON POST.
-    #[arg(long = "monitor-sms-gateway-url", env = "XIAOWO_MONITOR_SMS_GATEWAY_URL")]
+    #[arg(id = "monitor_sms_gateway_url", long = "monitor-sms-gateway-url", env = "XIAOWO_MONITOR_SMS_GATEWAY_URL")]
     pub sms_gateway_url: Option<String>,
     /// Phone numbers the SMS gateway sends to, comma-separated.
-    #[arg(long = "monitor-sms-to", env = "XIAOWO_MONITOR_SMS_TO", value_delimiter = ',')]
+    #[arg(id = "monitor_sms_to", long = "monitor-sms-to", env = "XIAOWO_MONITOR_SMS_TO", value_delimiter = ',')]
     pub sms_to: Vec<String>,
     /// SMTP relay as `host:port` (plain SMTP, e.g. a local MTA); e-mail is off when unset.
-    #[arg(long = "monitor-smtp-server", env = "XIAOWO_MONITOR_SMTP_SERVER")]
+    #[arg(id = "monitor_smtp_server", long = "monitor-smtp-server", env = "XIAOWO_MONITOR_SMTP_SERVER")]
     pub smtp_server: Option<String>,
     /// Sender address of alert e-mails.
     #[arg(
+        id = "monitor_smtp_from",
         long = "monitor-smtp-from",
         env = "XIAOWO_MONITOR_SMTP_FROM",
         default_value = "Xiaowo monitor <monitor@localhost>"
     )]
     pub smtp_from: String,
     /// Recipients of alert e-mails, comma-separated.
-    #[arg(long = "monitor-smtp-to", env = "XIAOWO_MONITOR_SMTP_TO", value_delimiter = ',')]
+    #[arg(id = "monitor_smtp_to", long = "monitor-smtp-to", env = "XIAOWO_MONITOR_SMTP_TO", value_delimiter = ',')]
     pub smtp_to: Vec<String>,
     /// SMTP user name, when the relay wants one.
-    #[arg(long = "monitor-smtp-username", env = "XIAOWO_MONITOR_SMTP_USERNAME")]
+    #[arg(id = "monitor_smtp_username", long = "monitor-smtp-username", env = "XIAOWO_MONITOR_SMTP_USERNAME")]
     pub smtp_username: Option<String>,
     /// SMTP password.
-    #[arg(long = "monitor-smtp-password", env = "XIAOWO_MONITOR_SMTP_PASSWORD", hide_env_values = true)]
+    #[arg(
+        id = "monitor_smtp_password",
+        long = "monitor-smtp-password",
+        env = "XIAOWO_MONITOR_SMTP_PASSWORD",
+        hide_env_values = true
+    )]
     pub smtp_password: Option<String>,
     /// Tries per notification and channel before it is recorded as failed.
-    #[arg(long = "monitor-notify-attempts", env = "XIAOWO_MONITOR_NOTIFY_ATTEMPTS", default_value_t = 5)]
+    #[arg(
+        id = "monitor_notify_attempts",
+        long = "monitor-notify-attempts",
+        env = "XIAOWO_MONITOR_NOTIFY_ATTEMPTS",
+        default_value_t = 5
+    )]
     pub notify_attempts: u32,
     /// Wait before the first retry; doubled after every failed try.
-    #[arg(long = "monitor-notify-backoff", env = "XIAOWO_MONITOR_NOTIFY_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    #[arg(id = "monitor_notify_backoff", long = "monitor-notify-backoff", env = "XIAOWO_MONITOR_NOTIFY_BACKOFF", default_value = "1s", value_parser = parse_duration)]
     pub notify_backoff: Duration,
     /// Deadline of one delivery try.
-    #[arg(long = "monitor-notify-timeout", env = "XIAOWO_MONITOR_NOTIFY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(id = "monitor_notify_timeout", long = "monitor-notify-timeout", env = "XIAOWO_MONITOR_NOTIFY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub notify_timeout: Duration,
 }
 
