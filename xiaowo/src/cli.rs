@@ -57,6 +57,9 @@ struct ServeArgs {
     /// room-svc's URL when it runs elsewhere.
     #[arg(long, env = "XIAOWO_ROOM_URL", default_value = "http://127.0.0.1:50052")]
     room_url: String,
+    /// monitor-svc's address when it runs here.
+    #[arg(long, env = "XIAOWO_MONITOR_LISTEN", default_value = "127.0.0.1:50055")]
+    monitor_listen: SocketAddr,
     #[command(flatten)]
     common: Common,
 }
@@ -66,6 +69,7 @@ impl ServeArgs {
         match target {
             Target::Session => self.session_listen,
             Target::Sync => self.sync_listen,
+            Target::Monitor => self.monitor_listen,
         }
     }
 }

@@ -18,11 +18,13 @@ pub enum Target {
     Session,
     /// sync-svc: the shared playback timeline, queue, clock sync and room streams.
     Sync,
+    /// monitor-svc: scraping, alert rules, notifications.
+    Monitor,
 }
 
 impl Target {
     /// Every service, in start order (a service's peers come before it).
-    pub const ALL: [Self; 2] = [Self::Session, Self::Sync];
+    pub const ALL: [Self; 3] = [Self::Session, Self::Sync, Self::Monitor];
 
     /// The service's short name: database file stem, flag prefix.
     #[must_use]
@@ -30,6 +32,7 @@ impl Target {
         match self {
             Self::Session => "session",
             Self::Sync => "sync",
+            Self::Monitor => "monitor",
         }
     }
 
@@ -39,6 +42,7 @@ impl Target {
         match self {
             Self::Session => 50051,
             Self::Sync => 50053,
+            Self::Monitor => 50055,
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct Common {
     pub session: session_svc::Config,
     #[command(flatten)]
     pub sync: sync_svc::Config,
+    #[command(flatten)]
+    pub monitor: monitor_svc::Config,
 }
 
 /// Why a node could not start.
@@ -87,6 +93,8 @@ pub enum StartError {
     Database { service: &'static str, source: sea_orm::DbErr },
     #[error("invalid peer URL {url}")]
     PeerUrl { url: String },
+    #[error("monitor-svc: {0}")]
+    Monitor(#[from] monitor_svc::BuildError),
 }
 
 /// Peer addresses for services that are not in this process.
@@ -137,9 +145,33 @@ impl Common {
         let configured = match target {
             Target::Session => self.session.database_url.clone(),
             Target::Sync => self.sync.database_url.clone(),
+            Target::Monitor => self.monitor.database_url.clone(),
         };
         configured.unwrap_or_else(|| svc_kit::db::sqlite_url(&self.data_dir, &format!("{}.db", target.name())))
     }
+}
+
+/// Whom monitor-svc scrapes unless `--monitor-targets` says otherwise: every server of this
+/// process (named `xiaowo` when it runs several services, else after its one service) and, in
+/// split mode, each service that runs elsewhere, at its default port on this host.
+fn default_monitor_targets(local: &[(String, Vec<Target>)]) -> Vec<monitor_svc::ScrapeTarget> {
+    let mut scrape: Vec<_> = local
+        .iter()
+        .map(|(url, targets)| {
+            let name = match targets.as_slice() {
+                [only] => only.name(),
+                _ => "xiaowo",
+            };
+            monitor_svc::ScrapeTarget { name: name.to_owned(), url: url.clone() }
+        })
+        .collect();
+    for target in Target::ALL {
+        if !local.iter().any(|(_, targets)| targets.contains(&target)) {
+            let url = format!("http://127.0.0.1:{}", target.default_port());
+            scrape.push(monitor_svc::ScrapeTarget { name: target.name().to_owned(), url });
+        }
+    }
+    scrape
 }
 
 /// One server per group of targets; `groups` pairs each listen address with its services.
@@ -166,6 +198,13 @@ pub async fn start(
             .map_err(|source| StartError::Bind { addr, source })?;
         assemblies.push((assembly, targets));
     }
+    let monitor_targets = if common.monitor.targets.is_empty() {
+        let local: Vec<_> =
+            assemblies.iter().map(|(assembly, targets)| (assembly.local_url(), targets.clone())).collect();
+        default_monitor_targets(&local)
+    } else {
+        common.monitor.targets.clone()
+    };
     // Peers in this process are reached through its own port.
     let mut peers = peers.clone();
     for (assembly, targets) in &assemblies {
@@ -197,6 +236,11 @@ pub async fn start(
                     sync_svc::build(&common.sync, &url, &db_options, sync_peers, admin, clock, &mut assembly)
                         .await
                         .map_err(database)?;
+                }
+                Target::Monitor => {
+                    let targets = monitor_targets.clone();
+                    let (admin, clock) = (admin.clone(), clock.clone());
+                    monitor_svc::build(&common.monitor, targets, &url, &db_options, admin, clock, &mut assembly).await?;
                 }
             }
         }
