@@ -121,7 +121,8 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
     ctx,
     (latest) => {
       watchers = latest;
-      if (latest.some((watcher) => !ctx.members.has(watcher.userId))) {
+      // Someone new is watching: fetch their name and role, at most every few seconds.
+      if (latest.some((watcher) => !ctx.members.has(watcher.userId)) && performance.now() - lastRefresh > 3_000) {
         void refresh();
       }
       renderMembers(ctx, members, watchers, chat);
@@ -179,7 +180,9 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
     ),
   );
 
+  let lastRefresh = -Infinity;
   const refresh = async (): Promise<void> => {
+    lastRefresh = performance.now();
     try {
       const [{ room, role }, { members: list }] = await Promise.all([
         ctx.app.api.room.getRoom({ roomId: ctx.roomId }),
