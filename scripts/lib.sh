@@ -43,3 +43,11 @@ need_grpcurl() {
   fi
   command -v grpcurl >/dev/null 2>&1 || { echo "grpcurl not on PATH after install" >&2; exit 1; }
 }
+
+# aiosmtpd from PyPI: the real SMTP server monitor-svc's notification tests send to.
+need_aiosmtpd() {
+  if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+    log "installing aiosmtpd (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd==1.4.6
+  fi
+}

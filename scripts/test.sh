@@ -8,9 +8,17 @@ cd "$ROOT"
 
 need_npm
 need_grpcurl
+need_apt promtool prometheus
+need_aiosmtpd
 
 log "buf lint (proto/)"
 (cd web && npx --no-install buf lint ../proto)
+
+log "promtool (deploy/prometheus: rules, their unit tests, scrape config)"
+promtool check rules deploy/prometheus/rules.yml
+promtool test rules deploy/prometheus/rules_test.yml
+promtool check config deploy/prometheus/prometheus.yml
+# `promtool check metrics` on a live /metrics page runs inside monitor-svc's tests.
 
 log "cargo fmt --check"
 cargo fmt --all --check

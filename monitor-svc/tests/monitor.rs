@@ -250,6 +250,27 @@ fn target(name: &str, server: &TestServer) -> ScrapeTarget {
     ScrapeTarget { name: name.to_owned(), url: server.url.clone() }
 }
 
+/// `promtool check metrics` (Debian's `prometheus` package; scripts/test.sh installs it)
+/// finds nothing wrong with an exposition page.
+fn assert_promtool_accepts(page: &[u8]) {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (apt-get install prometheus)");
+    promtool.stdin.take().unwrap().write_all(page).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn figure(overview: &pb::ServiceOverview, name: &str) -> f64 {
     *overview.figures.get(name).unwrap_or_else(|| panic!("{name} missing from {:?}", overview.figures))
 }
@@ -278,6 +299,7 @@ async fn real_session_metrics_are_parsed_aggregated_stored_and_queried() {
         .await
         .unwrap();
     let snapshot = Snapshot::parse(std::str::from_utf8(&body).unwrap(), START_MS).unwrap();
+    assert_promtool_accepts(&body);
     for metric in [
         "xiaowo_grpc_requests_total",
         "xiaowo_grpc_request_duration_seconds",
