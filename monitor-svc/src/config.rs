@@ -35,7 +35,7 @@ pub fn parse_target(value: &str) -> Result<ScrapeTarget, String> {
 
 /// monitor-svc configuration.
 #[derive(Debug, Clone, clap::Args)]
-#[group(id = "monitor")]
+#[group(id = "monitor-svc")]
 pub struct Config {
     /// Database URL; defaults to `sqlite://<data dir>/monitor.db`.
     #[arg(id = "monitor_database_url", long = "monitor-database-url", env = "XIAOWO_MONITOR_DATABASE_URL")]
