@@ -177,6 +177,8 @@ pub struct Rooms {
     access: Arc<RoomAccess>,
     clock: SharedClock,
     limiter: KeyedLimiter,
+    /// Status reports come every few seconds from each player; this only stops floods.
+    report_limiter: KeyedLimiter,
     timing: Timing,
     presence: Mutex<HashMap<String, RoomPresence>>,
     metrics: SyncMetrics,
@@ -210,6 +212,10 @@ impl Rooms {
             access,
             clock,
             limiter: KeyedLimiter::new(config.command_burst, f64::from(config.commands_per_second)),
+            report_limiter: KeyedLimiter::new(
+                config.command_burst.saturating_mul(2),
+                f64::from(config.commands_per_second) * 2.0,
+            ),
             timing: Timing {
                 heartbeat: config.heartbeat_interval.min(MAX_HEARTBEAT).max(Duration::from_millis(10)),
                 min_start_lead: config.min_start_lead,
@@ -362,6 +368,7 @@ impl Rooms {
     /// # Errors
     /// Access errors, or a database failure while advancing.
     pub async fn report(&self, room_id: &str, caller: &Caller, report: StatusReport) -> Result<(), Error> {
+        self.report_limiter.try_take(&caller.user_id).map_err(Error::RateLimited)?;
         self.require_member(room_id, caller).await?;
         let now = self.now_ms();
         if report.state == PlayerState::Ready {
@@ -489,13 +496,51 @@ impl Rooms {
     }
 
     /// Turns a room-svc event into ended streams.
-    pub fn on_room_change(&self, change: RoomChange) {
+    pub fn on_room_change(self: &Arc<Self>, change: RoomChange) {
         match change {
             RoomChange::MemberRemoved { room_id, user_id } => {
                 self.bus.publish(&room_id, RoomEvent::MemberRemoved { user_id });
             }
             RoomChange::RoomClosed { room_id } => self.bus.publish(&room_id, RoomEvent::RoomClosed),
-            RoomChange::Updated { .. } | RoomChange::Reconnected => {}
+            RoomChange::Updated { .. } => {}
+            RoomChange::Reconnected => {
+                // Events missed while disconnected are not replayed: ask again for every
+                // watcher here, so that nobody keeps watching a room they were removed from.
+                let watched: Vec<(String, Vec<String>)> = self
+                    .presence()
+                    .iter()
+                    .map(|(room_id, room)| {
+                        (room_id.clone(), room.visible_watchers().into_iter().map(|w| w.user_id).collect())
+                    })
+                    .filter(|(_, users): &(String, Vec<String>)| !users.is_empty())
+                    .collect();
+                if !watched.is_empty() {
+                    let rooms = Arc::clone(self);
+                    tokio::spawn(async move { rooms.recheck_watchers(watched).await });
+                }
+            }
+        }
+    }
+
+    async fn recheck_watchers(&self, watched: Vec<(String, Vec<String>)>) {
+        for (room_id, users) in watched {
+            for user_id in users {
+                match self.access.check(&room_id, &user_id).await {
+                    Ok(access) if !access.active => {
+                        self.bus.publish(&room_id, RoomEvent::RoomClosed);
+                        break;
+                    }
+                    Err(Error::RoomNotFound) => {
+                        self.bus.publish(&room_id, RoomEvent::RoomClosed);
+                        break;
+                    }
+                    Ok(access) if !access.member => {
+                        self.bus.publish(&room_id, RoomEvent::MemberRemoved { user_id });
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%room_id, %error, "re-checking a watcher's access failed"),
+                }
+            }
         }
     }
 

@@ -572,3 +572,21 @@ async fn streams_end_when_the_server_shuts_down() {
     assert_eq!(end_status(&mut events).await.code(), Code::Unavailable);
     tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("shutdown is not held up").unwrap();
 }
+
+#[tokio::test]
+async fn command_floods_are_limited_per_user() {
+    let mut config = test_config();
+    config.command_burst = 3;
+    config.commands_per_second = 1;
+    let fixture = Fixture::start_with(config, svc_kit::clock::system()).await;
+    let (_, other) = fixture.member("Other", room_pb::Role::Member).await;
+    let loaded = fixture.load_media(0).await;
+
+    let mut version = loaded.version;
+    for position_ms in [1, 2] {
+        version = fixture.seek(&fixture.owner, version, position_ms).await.unwrap().version;
+    }
+    let limited = fixture.seek(&fixture.owner, version, 3).await.unwrap_err();
+    assert_eq!(limited.code(), Code::ResourceExhausted);
+    fixture.seek(&other, version, 4).await.unwrap();
+}
