@@ -7,6 +7,7 @@ use svc_kit::server::parse_duration;
 
 /// sync-svc configuration.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "sync-svc")]
 pub struct Config {
     /// Database URL; defaults to `sqlite://<data dir>/sync.db`.
     #[arg(id = "sync_database_url", long = "sync-database-url", env = "XIAOWO_SYNC_DATABASE_URL")]
