@@ -240,7 +240,8 @@ pub async fn start(
                 Target::Monitor => {
                     let targets = monitor_targets.clone();
                     let (admin, clock) = (admin.clone(), clock.clone());
-                    monitor_svc::build(&common.monitor, targets, &url, &db_options, admin, clock, &mut assembly).await?;
+                    monitor_svc::build(&common.monitor, targets, &url, &db_options, admin, clock, &mut assembly)
+                        .await?;
                 }
             }
         }
