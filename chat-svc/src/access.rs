@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus::IntGauge;
 use proto::room::v1 as room_pb;
 use proto::room::v1::room_internal_service_client::RoomInternalServiceClient;
 use tokio_util::sync::CancellationToken;
@@ -181,17 +182,22 @@ impl RoomAccess {
     /// Follows room-svc's event stream until `shutdown`, reconnecting with back-off: drops
     /// cached access on every change and publishes removals and closings to the room's
     /// watchers. After a reconnect the whole cache goes, since missed events are not replayed.
-    pub async fn follow_room_events(self: Arc<Self>, pubsub: Arc<dyn PubSub>, shutdown: CancellationToken) {
+    pub async fn follow_room_events(
+        self: Arc<Self>,
+        pubsub: Arc<dyn PubSub>,
+        connected: IntGauge,
+        shutdown: CancellationToken,
+    ) {
         const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
         const MAX_BACKOFF: Duration = Duration::from_secs(5);
         let mut backoff = INITIAL_BACKOFF;
         while !shutdown.is_cancelled() {
             let mut client = self.client.clone();
-            let connected = tokio::select! {
+            let subscribed = tokio::select! {
                 () = shutdown.cancelled() => break,
                 response = client.watch_room_events(room_pb::WatchRoomEventsRequest {}) => response,
             };
-            match connected {
+            match subscribed {
                 Ok(response) => {
                     self.forget_all();
                     let mut stream = response.into_inner();
@@ -202,6 +208,8 @@ impl RoomAccess {
                         };
                         match next {
                             Ok(Some(event)) => {
+                                // room-svc's first message says the subscription is live.
+                                connected.set(1);
                                 backoff = INITIAL_BACKOFF;
                                 self.apply(event, pubsub.as_ref());
                             }
@@ -212,6 +220,7 @@ impl RoomAccess {
                             }
                         }
                     }
+                    connected.set(0);
                 }
                 Err(status) => tracing::warn!(code = ?status.code(), "cannot watch room events; retrying"),
             }

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ChatMetrics;
-use crate::access::{Access, RoomAccess, Role};
+use crate::access::{Access, Role, RoomAccess};
 use crate::delivery::{DeliveryTracker, WatcherId};
 use crate::error::Error;
 use crate::model::{Cursor, Message, ModerationAction, NewMessage, RoomEvent, Sent, WatchEvent};
@@ -146,13 +146,7 @@ impl Chat {
     /// # Errors
     /// `InvalidArgument`, `NotMember`, `RoomClosed`, `RoomNotFound`, `Muted`, `RateLimited`,
     /// `Unavailable`, `Database`.
-    pub async fn send(
-        &self,
-        user_id: &str,
-        room_id: &str,
-        text: &str,
-        client_message_id: &str,
-    ) -> Result<Sent, Error> {
+    pub async fn send(&self, user_id: &str, room_id: &str, text: &str, client_message_id: &str) -> Result<Sent, Error> {
         let mut violations = Vec::new();
         let text = TEXT.check(text).map_err(|violation| violations.push(violation)).ok();
         violations.extend(check_room_id(room_id).err());
@@ -240,8 +234,7 @@ impl Chat {
             }
         }
         into_result(violations)?;
-        let cursor =
-            self.store.advance_cursor(room_id, user_id, received_seq, read_seq, self.clock.now_ms()).await?;
+        let cursor = self.store.advance_cursor(room_id, user_id, received_seq, read_seq, self.clock.now_ms()).await?;
         self.pubsub.publish(room_id, RoomEvent::CursorUpdated(cursor.clone()));
         Ok(cursor)
     }
@@ -347,7 +340,10 @@ impl Chat {
         let after = if page_token.is_empty() {
             0
         } else {
-            page_token.parse::<i64>().map_err(|_| violations.push(Violation::new("page_token", "not a page token"))).unwrap_or(0)
+            page_token
+                .parse::<i64>()
+                .map_err(|_| violations.push(Violation::new("page_token", "not a page token")))
+                .unwrap_or(0)
         };
         into_result(violations)?;
         let room = (!room_id.is_empty()).then_some(room_id);

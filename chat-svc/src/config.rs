@@ -7,45 +7,62 @@ use svc_kit::server::parse_duration;
 
 /// chat-svc configuration.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "chat-svc")]
 pub struct Config {
     /// Database URL; defaults to `sqlite://<data dir>/chat.db`.
-    #[arg(long = "chat-database-url", env = "XIAOWO_CHAT_DATABASE_URL")]
+    #[arg(id = "chat-database-url", long = "chat-database-url", env = "XIAOWO_CHAT_DATABASE_URL")]
     pub database_url: Option<String>,
     /// SQLite durability of chat commits. `full` (default) fsyncs every commit, so an
     /// acknowledged message survives a power cut; group commit makes that one fsync per batch.
     /// `normal` survives a crash of the process but may lose the last commits on power loss.
-    #[arg(long = "chat-db-synchronous", env = "XIAOWO_CHAT_DB_SYNCHRONOUS", value_enum, default_value = "full")]
+    #[arg(
+        id = "chat-db-synchronous",
+        long = "chat-db-synchronous",
+        env = "XIAOWO_CHAT_DB_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
     pub synchronous: Synchronous,
     /// Messages one member may send in a burst in one room.
-    #[arg(long = "chat-flood-burst", env = "XIAOWO_CHAT_FLOOD_BURST", default_value_t = 5)]
+    #[arg(id = "chat-flood-burst", long = "chat-flood-burst", env = "XIAOWO_CHAT_FLOOD_BURST", default_value_t = 5)]
     pub flood_burst: u32,
     /// Messages per second one member may send in one room, sustained.
-    #[arg(long = "chat-flood-per-second", env = "XIAOWO_CHAT_FLOOD_PER_SECOND", default_value_t = 1.0)]
+    #[arg(
+        id = "chat-flood-per-second",
+        long = "chat-flood-per-second",
+        env = "XIAOWO_CHAT_FLOOD_PER_SECOND",
+        default_value_t = 1.0
+    )]
     pub flood_per_second: f64,
     /// How long room-svc's answer on membership is reused (room events drop it sooner).
-    #[arg(long = "chat-access-cache-ttl", env = "XIAOWO_CHAT_ACCESS_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(id = "chat-access-cache-ttl", long = "chat-access-cache-ttl", env = "XIAOWO_CHAT_ACCESS_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub access_cache_ttl: Duration,
     /// Room activity is reported to room-svc at most this often per room.
-    #[arg(long = "chat-activity-interval", env = "XIAOWO_CHAT_ACTIVITY_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    #[arg(id = "chat-activity-interval", long = "chat-activity-interval", env = "XIAOWO_CHAT_ACTIVITY_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub activity_interval: Duration,
     /// Most messages a watch replays; a client further behind is told to reload history.
-    #[arg(long = "chat-max-replay", env = "XIAOWO_CHAT_MAX_REPLAY", default_value_t = 1000)]
+    #[arg(id = "chat-max-replay", long = "chat-max-replay", env = "XIAOWO_CHAT_MAX_REPLAY", default_value_t = 1000)]
     pub max_replay: u32,
     /// Interval of heartbeats on idle watch streams (at most 20 s keeps proxies from timing
     /// them out).
-    #[arg(long = "chat-heartbeat-interval", env = "XIAOWO_CHAT_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    #[arg(id = "chat-heartbeat-interval", long = "chat-heartbeat-interval", env = "XIAOWO_CHAT_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
     /// Events buffered for one watcher before its stream waits for the client.
-    #[arg(long = "chat-watch-buffer", env = "XIAOWO_CHAT_WATCH_BUFFER", default_value_t = 64)]
+    #[arg(
+        id = "chat-watch-buffer",
+        long = "chat-watch-buffer",
+        env = "XIAOWO_CHAT_WATCH_BUFFER",
+        default_value_t = 64
+    )]
     pub watch_buffer: usize,
     /// Live events a room keeps for watchers that are behind; one further behind catches up
     /// from the database.
-    #[arg(long = "chat-room-buffer", env = "XIAOWO_CHAT_ROOM_BUFFER", default_value_t = 256)]
+    #[arg(id = "chat-room-buffer", long = "chat-room-buffer", env = "XIAOWO_CHAT_ROOM_BUFFER", default_value_t = 256)]
     pub room_buffer: usize,
     /// Sends waiting for the writer before senders wait too.
-    #[arg(long = "chat-write-queue", env = "XIAOWO_CHAT_WRITE_QUEUE", default_value_t = 4096)]
+    #[arg(id = "chat-write-queue", long = "chat-write-queue", env = "XIAOWO_CHAT_WRITE_QUEUE", default_value_t = 4096)]
     pub write_queue: usize,
     /// Most messages committed in one transaction.
-    #[arg(long = "chat-write-batch", env = "XIAOWO_CHAT_WRITE_BATCH", default_value_t = 256)]
+    #[arg(id = "chat-write-batch", long = "chat-write-batch", env = "XIAOWO_CHAT_WRITE_BATCH", default_value_t = 256)]
     pub write_batch: usize,
 }

@@ -82,10 +82,9 @@ impl From<Error> for tonic::Status {
             Error::MessageNotFound => Self::not_found("message not found"),
             Error::MemberNotFound => Self::not_found("member not found"),
             Error::RoomClosed => Self::failed_precondition("room closed"),
-            Error::RateLimited(retry_after) => Self::resource_exhausted(format!(
-                "sending too fast; retry in {}ms",
-                retry_after.as_millis().max(1)
-            )),
+            Error::RateLimited(retry_after) => {
+                Self::resource_exhausted(format!("sending too fast; retry in {}ms", retry_after.as_millis().max(1)))
+            }
             Error::Unavailable => Self::unavailable("service unavailable; retry"),
             Error::Database(error) => svc_kit::status::internal(&error),
         }

@@ -10,6 +10,7 @@
 mod access;
 pub mod chat;
 pub mod config;
+mod decode;
 mod delivery;
 mod entity;
 mod error;
@@ -38,6 +39,7 @@ pub use migration::Migrator;
 
 use crate::access::RoomAccess;
 use crate::chat::{Chat, ChatSettings};
+use crate::decode::DecodeErrorsAsInvalidArgument;
 use crate::delivery::DeliveryTracker;
 use crate::pubsub::{InProcess, PubSub};
 use crate::store::Store;
@@ -49,6 +51,7 @@ pub struct ChatMetrics {
     pub(crate) batch_size: Histogram,
     pub(crate) watchers: IntGauge,
     pub(crate) lag_catch_ups: IntCounter,
+    pub(crate) room_events_connected: IntGauge,
 }
 
 impl ChatMetrics {
@@ -73,11 +76,17 @@ impl ChatMetrics {
                 "Times a watcher fell behind the live buffer and caught up from the database.",
             )
             .expect("valid metric"),
+            room_events_connected: IntGauge::new(
+                "chat_room_events_connected",
+                "1 while room-svc's event stream is subscribed, else 0.",
+            )
+            .expect("valid metric"),
         };
         svc_kit::metrics::register(registry, &metrics.messages_stored);
         svc_kit::metrics::register(registry, &metrics.batch_size);
         svc_kit::metrics::register(registry, &metrics.watchers);
         svc_kit::metrics::register(registry, &metrics.lag_catch_ups);
+        svc_kit::metrics::register(registry, &metrics.room_events_connected);
         metrics
     }
 }
@@ -130,7 +139,11 @@ pub async fn build(
     let access = Arc::new(RoomAccess::new(peers.room, config.access_cache_ttl, config.activity_interval));
     assembly.spawn_worker(
         "chat-room-events",
-        Arc::clone(&access).follow_room_events(Arc::clone(&pubsub), shutdown.clone()),
+        Arc::clone(&access).follow_room_events(
+            Arc::clone(&pubsub),
+            metrics.room_events_connected.clone(),
+            shutdown.clone(),
+        ),
     );
 
     let chat = Arc::new(Chat {
@@ -151,11 +164,11 @@ pub async fn build(
     });
     let sessions = Arc::new(SessionValidator::new(peers.session, config.access_cache_ttl));
     let max_message = assembly.config().max_message_bytes;
-    assembly.add_service(
+    assembly.add_service(DecodeErrorsAsInvalidArgument::new(
         ChatServiceServer::new(grpc::PublicApi { chat: Arc::clone(&chat), sessions })
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message),
-    );
+    ));
     assembly.add_service(
         ChatAdminServiceServer::new(grpc::AdminApi { chat, admin })
             .max_decoding_message_size(max_message)

@@ -196,9 +196,9 @@ impl Store {
                 answers.push(Some(Sent { message: stored, duplicate: true }));
                 continue;
             }
-            let seq_slot = next_seq.get_mut(new.room_id.as_str()).ok_or_else(|| {
-                DbErr::Custom(format!("no sequence reserved for room {}", new.room_id))
-            })?;
+            let seq_slot = next_seq
+                .get_mut(new.room_id.as_str())
+                .ok_or_else(|| DbErr::Custom(format!("no sequence reserved for room {}", new.room_id)))?;
             let seq = *seq_slot;
             *seq_slot += 1;
             let NewMessage { room_id, sender_id, text, client_message_id, created_at } = new.clone();
@@ -505,8 +505,7 @@ impl Store {
         if let Some(room_id) = room_id {
             query = query.filter(moderation_action::Column::RoomId.eq(room_id));
         }
-        let rows =
-            query.order_by_asc(moderation_action::Column::ModerationActionId).limit(limit).all(&self.db).await?;
+        let rows = query.order_by_asc(moderation_action::Column::ModerationActionId).limit(limit).all(&self.db).await?;
         Ok(rows.into_iter().filter_map(to_action).collect())
     }
 }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::ChatMetrics;
 use crate::delivery::DeliveryTracker;
 use crate::error::Error;
 use crate::model::{MessageStatus, NewMessage, RoomEvent, Sent};
 use crate::pubsub::PubSub;
 use crate::store::Store;
-use crate::ChatMetrics;
 
 enum WriteOp {
     Send { message: NewMessage, reply: oneshot::Sender<Result<Sent, Error>> },
@@ -74,11 +74,7 @@ pub struct WriterTask {
 /// A queue of `capacity` and the task that drains it.
 /// On shutdown the queue closes (new sends get `Unavailable`) and what is already queued is
 /// still committed and answered.
-pub fn channel(
-    capacity: usize,
-    task: WriterTask,
-    shutdown: CancellationToken,
-) -> (Writer, impl Future<Output = ()>) {
+pub fn channel(capacity: usize, task: WriterTask, shutdown: CancellationToken) -> (Writer, impl Future<Output = ()>) {
     let (queue, receiver) = mpsc::channel(capacity.max(1));
     (Writer { queue }, task.run(receiver, shutdown))
 }

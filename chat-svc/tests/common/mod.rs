@@ -1,0 +1,305 @@
+//! The harness for chat-svc's integration tests: a real session-svc and room-svc on one
+//! loopback server, and chat-svc on another (so it can be restarted over the same SQLite
+//! file), all on port 0 over fresh files in a temporary directory.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::chat::v1 as pb;
+use proto::chat::v1::chat_admin_service_client::ChatAdminServiceClient;
+use proto::chat::v1::chat_service_client::ChatServiceClient;
+use proto::chat::v1::watch_messages_response::Event;
+use proto::room::v1 as room_pb;
+use proto::room::v1::room_service_client::RoomServiceClient;
+use proto::session::v1 as session_pb;
+use proto::session::v1::session_service_client::SessionServiceClient;
+use svc_kit::auth::AdminToken;
+use svc_kit::clock::{ManualClock, SharedClock};
+use svc_kit::db::DbOptions;
+use svc_kit::testing::TestServer;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status, Streaming};
+use tonic_types::StatusExt;
+
+pub const ADMIN_TOKEN: &str = "chat-test-admin";
+pub const START_MS: i64 = 1_800_000_000_000;
+const WAIT: Duration = Duration::from_secs(20);
+
+pub struct TestApp {
+    pub peers: TestServer,
+    pub chat: Option<TestServer>,
+    pub clock: Arc<ManualClock>,
+    pub config: chat_svc::Config,
+    pub dir: tempfile::TempDir,
+}
+
+/// A session: its token and public id.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub token: String,
+    pub user_id: String,
+}
+
+/// Settings for tests: a flood limit out of the way unless a test sets one.
+pub fn test_config() -> chat_svc::Config {
+    let mut config: chat_svc::Config = svc_kit::config::from_env();
+    config.flood_burst = 10_000;
+    config.flood_per_second = 10_000.0;
+    config
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut chat_svc::Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let shared: SharedClock = clock.clone();
+        let mut assembly = svc_kit::testing::bind().await;
+        let session_config: session_svc::Config = svc_kit::config::from_env();
+        session_svc::build(
+            &session_config,
+            &svc_kit::db::sqlite_url(dir.path(), "session.db"),
+            &DbOptions::default(),
+            AdminToken::new(Some(ADMIN_TOKEN)),
+            shared.clone(),
+            &mut assembly,
+        )
+        .await
+        .unwrap();
+        let mut room_config: room_svc::Config = svc_kit::config::from_env();
+        room_config.bcrypt_cost = 4;
+        let session_channel = svc_kit::peer::channel(&assembly.local_url(), Duration::from_secs(5)).unwrap();
+        room_svc::build(
+            &room_config,
+            &svc_kit::db::sqlite_url(dir.path(), "room.db"),
+            &DbOptions::default(),
+            session_channel,
+            AdminToken::new(Some(ADMIN_TOKEN)),
+            shared,
+            &mut assembly,
+        )
+        .await
+        .unwrap();
+        let peers = TestServer::spawn(assembly);
+        let mut config = test_config();
+        configure(&mut config);
+        let mut app = Self { peers, chat: None, clock, config, dir };
+        app.start_chat().await;
+        app
+    }
+
+    /// Starts chat-svc over the test's database and waits until it follows room events.
+    pub async fn start_chat(&mut self) {
+        let mut assembly = svc_kit::testing::bind().await;
+        let peers = chat_svc::Peers { session: self.peers.channel(), room: self.peers.channel() };
+        let shared: SharedClock = self.clock.clone();
+        chat_svc::build(
+            &self.config,
+            &svc_kit::db::sqlite_url(self.dir.path(), "chat.db"),
+            &DbOptions::default(),
+            peers,
+            AdminToken::new(Some(ADMIN_TOKEN)),
+            shared,
+            &mut assembly,
+        )
+        .await
+        .unwrap();
+        self.chat = Some(TestServer::spawn(assembly));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while metric(&self.chat_metrics().await, "chat_room_events_connected") < 1.0 {
+            assert!(tokio::time::Instant::now() < deadline, "chat-svc never subscribed to room events");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops chat-svc (draining) and starts it again over the same database.
+    pub async fn restart_chat(&mut self) {
+        if let Some(chat) = self.chat.take() {
+            chat.stop().await;
+        }
+        self.start_chat().await;
+    }
+
+    pub fn chat_server(&self) -> &TestServer {
+        self.chat.as_ref().expect("chat-svc running")
+    }
+
+    pub fn chat(&self) -> ChatServiceClient<Channel> {
+        ChatServiceClient::new(self.chat_server().channel())
+    }
+
+    pub fn chat_admin(&self) -> ChatAdminServiceClient<Channel> {
+        ChatAdminServiceClient::new(self.chat_server().channel())
+    }
+
+    pub fn rooms(&self) -> RoomServiceClient<Channel> {
+        RoomServiceClient::new(self.peers.channel())
+    }
+
+    pub async fn user(&self, name: &str) -> User {
+        let response = SessionServiceClient::new(self.peers.channel())
+            .create_session(session_pb::CreateSessionRequest { display_name: name.to_owned() })
+            .await
+            .unwrap()
+            .into_inner();
+        User { token: response.token, user_id: response.session.unwrap().user_id }
+    }
+
+    /// A public room owned by `owner`, joined by `members`; its id.
+    pub async fn room(&self, owner: &User, members: &[&User]) -> String {
+        let request = room_pb::CreateRoomRequest { name: "chat".to_owned(), ..Default::default() };
+        let room = self.rooms().create_room(as_user(request, owner)).await.unwrap().into_inner().room.unwrap();
+        for member in members {
+            let join = room_pb::JoinRoomRequest { room_id: room.room_id.clone(), password: String::new() };
+            self.rooms().join_room(as_user(join, member)).await.unwrap();
+        }
+        room.room_id
+    }
+
+    pub async fn make_moderator(&self, owner: &User, room_id: &str, member: &User) {
+        let request = room_pb::SetMemberRoleRequest {
+            room_id: room_id.to_owned(),
+            user_id: member.user_id.clone(),
+            role: room_pb::Role::Moderator.into(),
+        };
+        self.rooms().set_member_role(as_user(request, owner)).await.unwrap();
+    }
+
+    pub async fn send(
+        &self,
+        user: &User,
+        room_id: &str,
+        text: &str,
+        id: &str,
+    ) -> Result<pb::SendMessageResponse, Status> {
+        let request = pb::SendMessageRequest {
+            room_id: room_id.to_owned(),
+            text: text.to_owned(),
+            client_message_id: id.to_owned(),
+        };
+        Ok(self.chat().send_message(as_user(request, user)).await?.into_inner())
+    }
+
+    /// Sends and returns the stored message's seq.
+    pub async fn say(&self, user: &User, room_id: &str, text: &str) -> i64 {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.send(user, room_id, text, &id).await.unwrap().message.unwrap().seq
+    }
+
+    pub async fn watch(
+        &self,
+        user: &User,
+        room_id: &str,
+        after_seq: Option<i64>,
+    ) -> Result<Streaming<pb::WatchMessagesResponse>, Status> {
+        let request = pb::WatchMessagesRequest { room_id: room_id.to_owned(), after_seq };
+        Ok(self.chat().watch_messages(as_user(request, user)).await?.into_inner())
+    }
+
+    pub async fn history(
+        &self,
+        user: &User,
+        room_id: &str,
+        before_seq: i64,
+        page_size: i32,
+    ) -> Result<pb::ListMessagesResponse, Status> {
+        let request = pb::ListMessagesRequest { room_id: room_id.to_owned(), before_seq, page_size };
+        Ok(self.chat().list_messages(as_user(request, user)).await?.into_inner())
+    }
+
+    /// `GET /metrics` of chat-svc over plain HTTP/1.1, off the runtime's thread (the server
+    /// runs on the same single-threaded test runtime).
+    pub async fn chat_metrics(&self) -> String {
+        let addr = self.chat_server().addr;
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            response
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// The value of an unlabelled metric in a `/metrics` text (0 when absent).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub fn as_user<T>(message: T, user: &User) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {}", user.token).parse().unwrap());
+    request
+}
+
+pub fn as_admin<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
+    request
+}
+
+/// The fields named by an `INVALID_ARGUMENT` status's `BadRequest` details.
+pub fn violations(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut fields: Vec<String> = status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}
+
+pub fn code<T: std::fmt::Debug>(result: Result<T, Status>) -> Code {
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// The next event on a watch stream, or the status it ended with.
+pub async fn next_event(stream: &mut Streaming<pb::WatchMessagesResponse>) -> Result<Event, Status> {
+    let message = tokio::time::timeout(WAIT, stream.message()).await.expect("an event in time")?;
+    Ok(message.expect("stream still open").event.expect("an event"))
+}
+
+/// The next event that is not a heartbeat.
+pub async fn next_change(stream: &mut Streaming<pb::WatchMessagesResponse>) -> Result<Event, Status> {
+    loop {
+        match next_event(stream).await? {
+            Event::Heartbeat(_) => {}
+            event => return Ok(event),
+        }
+    }
+}
+
+/// The messages up to the `CaughtUp` marker, and the marker's latest seq.
+pub async fn replayed(stream: &mut Streaming<pb::WatchMessagesResponse>) -> (Vec<pb::Message>, i64) {
+    let mut messages = Vec::new();
+    loop {
+        match next_change(stream).await.unwrap() {
+            Event::Message(message) => messages.push(message),
+            Event::CaughtUp(pb::CaughtUp { latest_seq }) => return (messages, latest_seq),
+            _ => {}
+        }
+    }
+}
+
+/// The next message on a stream, skipping other events.
+pub async fn next_message(stream: &mut Streaming<pb::WatchMessagesResponse>) -> Result<pb::Message, Status> {
+    loop {
+        if let Event::Message(message) = next_change(stream).await? {
+            return Ok(message);
+        }
+    }
+}
