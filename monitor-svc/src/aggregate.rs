@@ -2,7 +2,7 @@
 //! per-second rates that survive counter resets, latency percentiles interpolated from
 //! histogram buckets (as Prometheus' `histogram_quantile` does), the error ratio, and gauges.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use prometheus_parse::{Scrape, Value};
 
@@ -134,6 +134,41 @@ fn is_stream(labels: &BTreeMap<String, String>) -> bool {
     labels.get("method").is_some_and(|method| method.starts_with("Watch"))
 }
 
+/// The Xiaowo domain of a gRPC service label: `xiaowo.session.v1.SessionService` → `session`.
+/// Health and reflection belong to none.
+#[must_use]
+pub fn domain_of(grpc_service: &str) -> Option<&str> {
+    let mut parts = grpc_service.split('.');
+    if parts.next() != Some("xiaowo") {
+        return None;
+    }
+    parts.next().filter(|domain| !domain.is_empty())
+}
+
+/// Every Xiaowo domain that has a protobuf package (`xiaowo.<domain>.v1`): the names under
+/// which a multi-domain process's figures are also reported.
+#[must_use]
+pub fn proto_domains() -> BTreeSet<String> {
+    use prost::Message;
+    let Ok(descriptors) = prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET) else {
+        return BTreeSet::new();
+    };
+    descriptors.file.iter().filter_map(|file| file.package.as_deref().and_then(domain_of)).map(str::to_owned).collect()
+}
+
+fn in_domain(labels: &BTreeMap<String, String>, domain: &str) -> bool {
+    labels.get("service").and_then(|service| domain_of(service)) == Some(domain)
+}
+
+/// The figures of one scrape: the target's own, and, for a process that serves several
+/// domains (`xiaowo up`), the gRPC figures of each domain apart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetFigures {
+    pub total: Vec<(String, f64)>,
+    /// By domain name; empty unless the target serves two or more domains.
+    pub by_domain: BTreeMap<String, Vec<(String, f64)>>,
+}
+
 /// The names of the figures a target's scrape yields, besides `up`.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
@@ -143,76 +178,118 @@ pub struct Figures {
     pub gauges: Vec<String>,
 }
 
+/// Seconds between two snapshots, when the second is later.
+fn interval_seconds<'a>(previous: Option<&'a Snapshot>, current: &Snapshot) -> Option<(f64, &'a Snapshot)> {
+    let previous = previous?;
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = (current.at_ms - previous.at_ms) as f64 / 1000.0;
+    (seconds > 0.0).then_some((seconds, previous))
+}
+
+/// How much counter series `key` grew since `previous`. A series that first appears counts
+/// from zero: a labelled counter is only exported once it was incremented, and that first
+/// burst is exactly what the rules look for.
+fn grown(previous: &Snapshot, key: &SeriesKey, value: f64) -> f64 {
+    increase(previous.counters.get(key).copied().unwrap_or(0.0), value)
+}
+
+/// Requests/s, error ratio, latency percentiles and open calls over the series `keep` selects.
+fn grpc_figures(
+    previous: Option<&Snapshot>,
+    current: &Snapshot,
+    keep: &dyn Fn(&BTreeMap<String, String>) -> bool,
+) -> Vec<(String, f64)> {
+    let mut figures = Vec::new();
+    let open_calls: Vec<f64> = current
+        .gauges
+        .iter()
+        .filter(|((metric, labels), _)| metric == OPEN_CALLS && keep(labels))
+        .map(|(_, value)| *value)
+        .collect();
+    if !open_calls.is_empty() {
+        figures.push(("open_calls".to_owned(), open_calls.iter().sum()));
+    }
+    let Some((seconds, previous)) = interval_seconds(previous, current) else { return figures };
+
+    let mut seen = false;
+    let mut requests = 0.0;
+    let mut failed = 0.0;
+    for (key, value) in current.counters.iter().filter(|((metric, labels), _)| metric == REQUESTS && keep(labels)) {
+        seen = true;
+        let calls = grown(previous, key, *value);
+        requests += calls;
+        if key.1.get("code").is_some_and(|code| code != "OK") {
+            failed += calls;
+        }
+    }
+    if seen {
+        figures.push(("requests_per_second".to_owned(), requests / seconds));
+        figures.push(("error_ratio".to_owned(), if requests > 0.0 { failed / requests } else { 0.0 }));
+    }
+
+    let mut merged: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    let latency = current
+        .histograms
+        .iter()
+        .filter(|((metric, labels), _)| metric == LATENCY && !is_stream(labels) && keep(labels));
+    for (key, buckets) in latency {
+        for (upper_bound, count) in bucket_increase(previous.histograms.get(key), buckets) {
+            let slot = merged.entry(upper_bound.to_bits()).or_insert((upper_bound, 0.0));
+            slot.1 += count;
+        }
+    }
+    let mut merged: Vec<(f64, f64)> = merged.into_values().collect();
+    merged.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (name, quantile) in [("latency_p50_seconds", 0.5), ("latency_p95_seconds", 0.95), ("latency_p99_seconds", 0.99)]
+    {
+        if let Some(value) = histogram_quantile(quantile, &merged) {
+            figures.push((name.to_owned(), value));
+        }
+    }
+    figures
+}
+
 impl Figures {
     /// The figures of `current`, with rates over the time since `previous` when there is one.
     #[must_use]
-    pub fn compute(&self, previous: Option<&Snapshot>, current: &Snapshot) -> Vec<(String, f64)> {
-        let mut figures = Vec::new();
-        if let Some(open_calls) = current.gauge_sum(OPEN_CALLS) {
-            figures.push(("open_calls".to_owned(), open_calls));
-        }
+    pub fn compute(&self, previous: Option<&Snapshot>, current: &Snapshot) -> TargetFigures {
+        let mut total = grpc_figures(previous, current, &|_| true);
         if let Some(memory) = current.gauge_sum(RESIDENT_MEMORY) {
-            figures.push(("resident_memory_bytes".to_owned(), memory));
+            total.push(("resident_memory_bytes".to_owned(), memory));
         }
         for gauge in &self.gauges {
             if let Some(value) = current.gauge_sum(gauge) {
-                figures.push((gauge.clone(), value));
+                total.push((gauge.clone(), value));
             }
         }
-        let Some(previous) = previous else { return figures };
-        #[allow(clippy::cast_precision_loss)]
-        let seconds = (current.at_ms - previous.at_ms) as f64 / 1000.0;
-        if seconds <= 0.0 {
-            return figures;
-        }
-        // A series that first appears counts from zero: a labelled counter is only exported
-        // once it was incremented, and that first burst is exactly what the rules look for.
-        let grown = |key: &SeriesKey, value: f64| increase(previous.counters.get(key).copied().unwrap_or(0.0), value);
-
-        let mut requests = 0.0;
-        let mut failed = 0.0;
-        for (key, value) in current.counters.iter().filter(|((metric, _), _)| metric == REQUESTS) {
-            let calls = grown(key, *value);
-            requests += calls;
-            if key.1.get("code").is_some_and(|code| code != "OK") {
-                failed += calls;
+        if let Some((seconds, previous)) = interval_seconds(previous, current) {
+            for counter in self.counters.iter().filter(|counter| current.has(counter)) {
+                let increase: f64 = current
+                    .counters
+                    .iter()
+                    .filter(|((metric, _), _)| metric == counter)
+                    .map(|(key, value)| grown(previous, key, *value))
+                    .sum();
+                total.push((format!("{counter}{RATE_SUFFIX}"), increase / seconds));
             }
-        }
-        if current.has(REQUESTS) {
-            figures.push(("requests_per_second".to_owned(), requests / seconds));
-            figures.push(("error_ratio".to_owned(), if requests > 0.0 { failed / requests } else { 0.0 }));
         }
 
-        for counter in &self.counters {
-            if !current.has(counter) {
-                continue;
-            }
-            let total: f64 = current
-                .counters
-                .iter()
-                .filter(|((metric, _), _)| metric == counter)
-                .map(|(key, value)| grown(key, *value))
-                .sum();
-            figures.push((format!("{counter}{RATE_SUFFIX}"), total / seconds));
-        }
-
-        let mut merged: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-        for (key, buckets) in current.histograms.iter().filter(|(key, _)| key.0 == LATENCY && !is_stream(&key.1)) {
-            for (upper_bound, count) in bucket_increase(previous.histograms.get(key), buckets) {
-                let slot = merged.entry(upper_bound.to_bits()).or_insert((upper_bound, 0.0));
-                slot.1 += count;
-            }
-        }
-        let mut merged: Vec<(f64, f64)> = merged.into_values().collect();
-        merged.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (name, quantile) in
-            [("latency_p50_seconds", 0.5), ("latency_p95_seconds", 0.95), ("latency_p99_seconds", 0.99)]
-        {
-            if let Some(value) = histogram_quantile(quantile, &merged) {
-                figures.push((name.to_owned(), value));
-            }
-        }
-        figures
+        let domains: BTreeSet<&str> = current
+            .counters
+            .keys()
+            .chain(current.gauges.keys())
+            .filter(|(metric, _)| metric == REQUESTS || metric == OPEN_CALLS)
+            .filter_map(|(_, labels)| labels.get("service").and_then(|service| domain_of(service)))
+            .collect();
+        let by_domain = if domains.len() > 1 {
+            domains
+                .into_iter()
+                .map(|domain| (domain.to_owned(), grpc_figures(previous, current, &|labels| in_domain(labels, domain))))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        TargetFigures { total, by_domain }
     }
 }
 
@@ -226,6 +303,12 @@ mod tests {
 
     fn figure(figures: &[(String, f64)], name: &str) -> Option<f64> {
         figures.iter().find(|(metric, _)| metric == name).map(|(_, value)| *value)
+    }
+
+    #[test]
+    fn domains_come_from_the_proto_packages() {
+        let domains = proto_domains();
+        assert!(domains.contains("session") && domains.contains("monitor"), "{domains:?}");
     }
 
     #[test]
@@ -282,6 +365,44 @@ xiaowo_rooms_active 4
 "#;
 
     #[test]
+    fn a_process_serving_several_domains_gets_figures_per_domain() {
+        let before = Snapshot::parse(
+            r#"# TYPE xiaowo_grpc_requests_total counter
+xiaowo_grpc_requests_total{service="xiaowo.session.v1.SessionService",method="Get",code="OK"} 10
+xiaowo_grpc_requests_total{service="xiaowo.room.v1.RoomService",method="Join",code="OK"} 10
+"#,
+            0,
+        )
+        .unwrap();
+        let after = Snapshot::parse(
+            r#"# TYPE xiaowo_grpc_requests_total counter
+xiaowo_grpc_requests_total{service="xiaowo.session.v1.SessionService",method="Get",code="OK"} 30
+xiaowo_grpc_requests_total{service="xiaowo.room.v1.RoomService",method="Join",code="OK"} 12
+xiaowo_grpc_requests_total{service="xiaowo.room.v1.RoomService",method="Join",code="PERMISSION_DENIED"} 2
+xiaowo_grpc_requests_total{service="grpc.health.v1.Health",method="Check",code="OK"} 100
+"#,
+            2_000,
+        )
+        .unwrap();
+        let figures = Figures::default().compute(Some(&before), &after);
+        close(figure(&figures.total, "requests_per_second").unwrap(), 62.0);
+        let domains: Vec<&str> = figures.by_domain.keys().map(String::as_str).collect();
+        assert_eq!(domains, ["room", "session"], "health belongs to no domain");
+        close(figure(&figures.by_domain["session"], "requests_per_second").unwrap(), 10.0);
+        close(figure(&figures.by_domain["room"], "requests_per_second").unwrap(), 2.0);
+        close(figure(&figures.by_domain["room"], "error_ratio").unwrap(), 0.5);
+
+        let single = Snapshot::parse(&after_text_of_one_domain(), 2_000).unwrap();
+        assert!(Figures::default().compute(Some(&before), &single).by_domain.is_empty());
+    }
+
+    fn after_text_of_one_domain() -> String {
+        "# TYPE xiaowo_grpc_requests_total counter\n\
+         xiaowo_grpc_requests_total{service=\"xiaowo.session.v1.SessionService\",method=\"Get\",code=\"OK\"} 30\n"
+            .to_owned()
+    }
+
+    #[test]
     fn figures_over_an_interval() {
         let figures = Figures {
             counters: vec!["xiaowo_auth_failures_total".to_owned(), "xiaowo_flood_limited_total".to_owned()],
@@ -289,10 +410,10 @@ xiaowo_rooms_active 4
         };
         let before = Snapshot::parse(BEFORE, 1_000_000).unwrap();
         let after = Snapshot::parse(AFTER, 1_010_000).unwrap();
-        let first = figures.compute(None, &before);
+        let first = figures.compute(None, &before).total;
         assert_eq!(figure(&first, "requests_per_second"), None, "no rate from a single scrape");
 
-        let figures = figures.compute(Some(&before), &after);
+        let figures = figures.compute(Some(&before), &after).total;
         // 60 OK + 20 NOT_FOUND + 20 INTERNAL (a new series counts from zero) in 10 s.
         close(figure(&figures, "requests_per_second").unwrap(), 10.0);
         close(figure(&figures, "error_ratio").unwrap(), 0.4);

@@ -66,7 +66,8 @@ pub async fn build(
     clock: SharedClock,
     assembly: &mut Assembly,
 ) -> Result<Arc<Monitor>, BuildError> {
-    let context = RuleContext::new(&config.counters, &config.gauges, targets.iter().map(|target| target.name.clone()));
+    let services = targets.iter().map(|target| target.name.clone()).chain(aggregate::proto_domains());
+    let context = RuleContext::new(&config.counters, &config.gauges, services);
     let rules = rules::load(config.rules_file.as_deref(), &context)?;
     let channels = Channel::from_config(config)?;
     let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;

@@ -161,7 +161,9 @@ impl Monitor {
         let now = self.clock.now_ms();
 
         let mut rows = Vec::new();
-        let mut readings: HashMap<&str, BTreeMap<String, f64>> = HashMap::new();
+        // Every target, then the domains of multi-domain targets (unless a target has that name).
+        let mut readings: Vec<(String, bool, BTreeMap<String, f64>)> = Vec::new();
+        let mut domain_readings: BTreeMap<String, (bool, BTreeMap<String, f64>)> = BTreeMap::new();
         for (target, answer) in self.targets.iter().zip(answers) {
             let snapshot = match answer {
                 Some(Ok(body)) => {
@@ -174,8 +176,14 @@ impl Monitor {
             match snapshot {
                 Ok(snapshot) => {
                     self.metrics.scrapes.with_label_values(&[&target.name, "ok"]).inc();
-                    figures.extend(self.figures.compute(previous.get(&target.name), &snapshot));
+                    let computed = self.figures.compute(previous.get(&target.name), &snapshot);
+                    figures.extend(computed.total);
                     figures.insert("up".to_owned(), 1.0);
+                    for (domain, domain_figures) in computed.by_domain {
+                        if !self.targets.iter().any(|other| other.name == domain) {
+                            domain_readings.insert(domain, (true, domain_figures.into_iter().collect()));
+                        }
+                    }
                     previous.insert(target.name.clone(), snapshot);
                 }
                 Err(error) => {
@@ -184,35 +192,36 @@ impl Monitor {
                     figures.insert("up".to_owned(), 0.0);
                 }
             }
-            rows.extend(figures.iter().map(|(name, value)| (target.name.clone(), name.clone(), *value)));
-            readings.insert(&target.name, figures);
+            let up = figures.get("up").is_some_and(|up| *up >= 1.0);
+            readings.push((target.name.clone(), up, figures));
+        }
+        readings.extend(domain_readings.into_iter().map(|(domain, (up, figures))| (domain, up, figures)));
+        for (service, _, figures) in &readings {
+            rows.extend(figures.iter().map(|(name, value)| (service.clone(), name.clone(), *value)));
         }
         self.store.insert_samples(&rows, now).await?;
         {
             let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-            for (service, figures) in &readings {
-                latest.insert(
-                    (*service).to_owned(),
-                    TargetStatus {
-                        service: (*service).to_owned(),
-                        up: figures.get("up").is_some_and(|up| *up >= 1.0),
-                        last_scrape_at: Some(now),
-                        figures: figures.clone(),
-                    },
-                );
+            for (service, up, figures) in &readings {
+                let status = TargetStatus {
+                    service: service.clone(),
+                    up: *up,
+                    last_scrape_at: Some(now),
+                    figures: figures.clone(),
+                };
+                latest.insert(service.clone(), status);
             }
         }
         self.evaluate(&readings, now).await
     }
 
-    async fn evaluate(&self, readings: &HashMap<&str, BTreeMap<String, f64>>, now: i64) -> Result<(), DbErr> {
-        for target in &self.targets {
-            let figures = readings.get(target.name.as_str());
-            for rule in self.rules.iter().filter(|rule| rule.applies_to(&target.name)) {
-                let key = (rule.name.clone(), target.name.clone());
+    async fn evaluate(&self, readings: &[(String, bool, BTreeMap<String, f64>)], now: i64) -> Result<(), DbErr> {
+        for (service, _, figures) in readings {
+            for rule in self.rules.iter().filter(|rule| rule.applies_to(service)) {
+                let key = (rule.name.clone(), service.clone());
                 let active = self.active.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
-                let value = figures.and_then(|figures| figures.get(&rule.metric)).copied();
-                match step(rule, &target.name, active.as_ref(), value, now) {
+                let value = figures.get(&rule.metric).copied();
+                match step(rule, service, active.as_ref(), value, now) {
                     Step::Unchanged => {}
                     Step::Started(mut alert) => {
                         alert.alert_id = self.store.insert_alert(&alert).await?;
@@ -299,7 +308,8 @@ impl Monitor {
         }
     }
 
-    /// Every target's latest state (in configuration order) and the alerts firing now.
+    /// Every target's latest state (in configuration order), then each domain reported apart
+    /// by a multi-domain target, and the alerts firing now.
     #[must_use]
     pub fn overview(&self) -> (Vec<TargetStatus>, Vec<Alert>) {
         let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
@@ -313,6 +323,15 @@ impl Monitor {
                     last_scrape_at: None,
                     figures: BTreeMap::new(),
                 })
+            })
+            .chain({
+                let mut others: Vec<TargetStatus> = latest
+                    .values()
+                    .filter(|status| !self.targets.iter().any(|target| target.name == status.service))
+                    .cloned()
+                    .collect();
+                others.sort_by(|a, b| a.service.cmp(&b.service));
+                others
             })
             .collect();
         drop(latest);
@@ -343,8 +362,8 @@ impl Monitor {
         step_ms: i64,
     ) -> Result<Vec<(i64, f64)>, Error> {
         let mut violations = Vec::new();
-        if !self.targets.iter().any(|target| target.name == service) {
-            violations.push(Violation::new("service", "not a scrape target"));
+        if !self.context.services.contains(service) {
+            violations.push(Violation::new("service", "not a scrape target or domain"));
         }
         if !self.context.metrics.contains(metric) {
             violations.push(Violation::new("metric", "not a stored metric"));

@@ -525,8 +525,9 @@ async fn retention_deletes_old_rows() {
 #[tokio::test]
 async fn invalid_rule_files_are_refused_naming_the_problem() {
     let bad_threshold = AUTH_BURST_RULES.replace("comparison = \">\"", "comparison = \"more\"");
-    let result = start_monitor(Vec::new(), Some(&bad_threshold), |_| {}).await;
-    // `service = "session"` is checked against the targets first: none here.
+    // A service must be a scrape target or a domain: "nowhere" is neither.
+    let unknown_service = AUTH_BURST_RULES.replace("service = \"session\"", "service = \"nowhere\"");
+    let result = start_monitor(Vec::new(), Some(&unknown_service), |_| {}).await;
     assert!(matches!(result, Err(BuildError::Rules(RulesError::Invalid { field: "service", .. }))));
 
     let targets = vec![ScrapeTarget { name: "session".to_owned(), url: "http://127.0.0.1:9".to_owned() }];

@@ -186,6 +186,12 @@ message = "refused logins under load"
     .await
     .unwrap();
     assert!(firing.contains(r#""service": "xiaowo""#), "{firing}");
+    // The all-in-one process is one target; its domains are reported apart as well.
+    let auth = format!("authorization: Bearer {ADMIN}");
+    let overview = grpcurl(&["-plaintext", "-H", &auth, &addr, "xiaowo.monitor.v1.MonitorService/GetOverview"]);
+    for service in [r#""service": "xiaowo""#, r#""service": "session""#] {
+        assert!(overview.contains(service), "{service} missing from {overview}");
+    }
     let hooks = |status: &str| {
         let needle = format!(r#""status":"{status}""#);
         posts.lock().unwrap().iter().filter(|(path, body)| path == "/hook" && body.contains(&needle)).count()
