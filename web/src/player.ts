@@ -376,6 +376,9 @@ export class Player {
     if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA && !timeline.paused) {
       return "Buffering…";
     }
+    if (performance.now() / 1000 - this.drift.lastSeekAt < 1) {
+      return "Catching up with the room…";
+    }
     const offset = this.measuredOffsetMs;
     const sync = `${offset >= 0 ? "+" : ""}${offset} ms`;
     const correcting = this.drift.appliedRate !== timeline.rate ? ` · adjusting speed ${this.drift.appliedRate.toFixed(2)}×` : "";

@@ -203,14 +203,18 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
     }
   };
 
+  // The browser knows about a lost network before a stream does: drop the streams at once (the
+  // state shows it) and reconnect as soon as the network is back.
   const online = (): void => {
     player.reconnectNow();
     chat.reconnectNow();
   };
   window.addEventListener("online", online);
+  window.addEventListener("offline", online);
   const timer = window.setInterval(() => void refresh(), REFRESH_MS);
   const stop = (): void => {
     window.removeEventListener("online", online);
+    window.removeEventListener("offline", online);
     window.clearInterval(timer);
     player.stop();
     chat.stop();

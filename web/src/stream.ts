@@ -26,6 +26,8 @@ export class ReconnectingStream {
   private controller = new AbortController();
   private stopped = false;
   private lastMessageAt = 0;
+  /// Set by reconnectNow to cut a backoff wait short.
+  private wake = false;
 
   constructor(private readonly options: StreamOptions) {}
 
@@ -45,6 +47,7 @@ export class ReconnectingStream {
 
   /// Drops the current connection and reconnects at once (e.g. the network came back).
   reconnectNow(): void {
+    this.wake = true;
     this.controller.abort();
   }
 
@@ -86,7 +89,8 @@ export class ReconnectingStream {
       }
       const inSeconds = Math.min(15, 0.5 * 2 ** Math.min(attempt, 5)) * (0.75 + Math.random() * 0.5);
       this.options.onState({ kind: "retrying", attempt, inSeconds, reason });
-      await sleep(inSeconds * 1000, () => this.stopped);
+      this.wake = false;
+      await sleep(inSeconds * 1000, () => this.stopped || this.wake);
     }
   }
 }
