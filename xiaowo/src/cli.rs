@@ -54,6 +54,9 @@ struct ServeArgs {
     /// sync-svc's address when it runs here.
     #[arg(long, env = "XIAOWO_SYNC_LISTEN", default_value = "127.0.0.1:50053")]
     sync_listen: SocketAddr,
+    /// chat-svc's address when it runs here.
+    #[arg(long, env = "XIAOWO_CHAT_LISTEN", default_value = "127.0.0.1:50054")]
+    chat_listen: SocketAddr,
     /// room-svc's URL when it runs elsewhere.
     #[arg(long, env = "XIAOWO_ROOM_URL", default_value = "http://127.0.0.1:50052")]
     room_url: String,
@@ -69,6 +72,7 @@ impl ServeArgs {
         match target {
             Target::Session => self.session_listen,
             Target::Sync => self.sync_listen,
+            Target::Chat => self.chat_listen,
             Target::Monitor => self.monitor_listen,
         }
     }

@@ -18,13 +18,15 @@ pub enum Target {
     Session,
     /// sync-svc: the shared playback timeline, queue, clock sync and room streams.
     Sync,
+    /// chat-svc: room chat, history, receipts, moderation.
+    Chat,
     /// monitor-svc: scraping, alert rules, notifications.
     Monitor,
 }
 
 impl Target {
     /// Every service, in start order (a service's peers come before it).
-    pub const ALL: [Self; 3] = [Self::Session, Self::Sync, Self::Monitor];
+    pub const ALL: [Self; 4] = [Self::Session, Self::Sync, Self::Chat, Self::Monitor];
 
     /// The service's short name: database file stem, flag prefix.
     #[must_use]
@@ -32,6 +34,7 @@ impl Target {
         match self {
             Self::Session => "session",
             Self::Sync => "sync",
+            Self::Chat => "chat",
             Self::Monitor => "monitor",
         }
     }
@@ -42,6 +45,7 @@ impl Target {
         match self {
             Self::Session => 50051,
             Self::Sync => 50053,
+            Self::Chat => 50054,
             Self::Monitor => 50055,
         }
     }
@@ -76,6 +80,8 @@ pub struct Common {
     pub session: session_svc::Config,
     #[command(flatten)]
     pub sync: sync_svc::Config,
+    #[command(flatten)]
+    pub chat: chat_svc::Config,
     #[command(flatten)]
     pub monitor: monitor_svc::Config,
 }
@@ -145,6 +151,7 @@ impl Common {
         let configured = match target {
             Target::Session => self.session.database_url.clone(),
             Target::Sync => self.sync.database_url.clone(),
+            Target::Chat => self.chat.database_url.clone(),
             Target::Monitor => self.monitor.database_url.clone(),
         };
         configured.unwrap_or_else(|| svc_kit::db::sqlite_url(&self.data_dir, &format!("{}.db", target.name())))
@@ -234,6 +241,18 @@ pub async fn start(
                     let sync_peers = sync_svc::Peers { session: channel(session_url)?, room: channel(room_url)? };
                     let (admin, clock) = (admin.clone(), clock.clone());
                     sync_svc::build(&common.sync, &url, &db_options, sync_peers, admin, clock, &mut assembly)
+                        .await
+                        .map_err(database)?;
+                }
+                Target::Chat => {
+                    let session_url = peers.session_url.clone().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
+                    let room_url = peers.room_url.clone().unwrap_or_else(|| "http://127.0.0.1:50052".to_owned());
+                    let channel = |url: String| {
+                        svc_kit::peer::channel(&url, common.peer_deadline).map_err(|_| StartError::PeerUrl { url })
+                    };
+                    let chat_peers = chat_svc::Peers { session: channel(session_url)?, room: channel(room_url)? };
+                    let (admin, clock) = (admin.clone(), clock.clone());
+                    chat_svc::build(&common.chat, &url, &db_options, chat_peers, admin, clock, &mut assembly)
                         .await
                         .map_err(database)?;
                 }
