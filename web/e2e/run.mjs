@@ -44,13 +44,9 @@ const CHROMIUM_ARGS = [
   "--autoplay-policy=no-user-gesture-required",
 ];
 
-const started = { server: undefined, contexts: [], tempDir: undefined };
+const started = { server: undefined, contexts: [], tempDir: undefined, webDir: undefined };
 
-async function cleanup() {
-  for (const context of started.contexts) {
-    await context.close().catch(() => undefined);
-  }
-  started.contexts = [];
+async function stopServer() {
   const server = started.server;
   started.server = undefined;
   if (server && server.exitCode === null && server.signalCode === null) {
@@ -63,6 +59,14 @@ async function cleanup() {
       server.kill("SIGKILL");
     }
   }
+}
+
+async function cleanup() {
+  for (const context of started.contexts) {
+    await context.close().catch(() => undefined);
+  }
+  started.contexts = [];
+  await stopServer();
   if (started.tempDir) {
     rmSync(started.tempDir, { recursive: true, force: true });
     started.tempDir = undefined;
@@ -92,14 +96,20 @@ function prepareWebDir(tempDir) {
     ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x180:rate=30", "-t", "60", "-c:v", "libvpx", "-b:v", "200k", join(webDir, "media", "test.webm")],
     { stdio: "inherit" },
   );
+  // A 3 s clip, to see the queue advance when an item ends.
+  execFileSync(
+    "ffmpeg",
+    ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "3", "-c:v", "libvpx", "-b:v", "200k", join(webDir, "media", "short.webm")],
+    { stdio: "inherit" },
+  );
   return webDir;
 }
 
-async function startServer(tempDir, webDir) {
+async function startServer(tempDir, webDir, listen = "127.0.0.1:0") {
   if (!existsSync(binary)) {
     throw new Error(`${binary} not found: run \`cargo build -p xiaowo\` first`);
   }
-  const server = spawn(binary, ["up", "--listen", "127.0.0.1:0", "--web-dir", webDir, "--data-dir", join(tempDir, "data")], {
+  const server = spawn(binary, ["up", "--listen", listen, "--web-dir", webDir, "--data-dir", join(tempDir, "data")], {
     env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -140,9 +150,9 @@ async function openUser(name, tempDir, consoleErrors) {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(WAIT_MS);
   page.on("console", (message) => {
-    // Chromium logs every request refused while a profile is offline on purpose.
-    const expectedOffline = state.offline.has(name) && message.text().includes("net::ERR_INTERNET_DISCONNECTED");
-    if (message.type() === "error" && !expectedOffline) {
+    // Chromium logs every request refused while the network or the server is down on purpose.
+    const expectedFailure = state.networkDown.has(name) && message.text().includes("net::ERR_");
+    if (message.type() === "error" && !expectedFailure) {
       consoleErrors.push(`${name}: ${message.text()}`);
     }
   });
@@ -240,7 +250,7 @@ const scenarios = [];
 /// failed this one fails at once instead of waiting out its timeouts.
 const scenario = (name, needs, run) => scenarios.push({ name, needs, run });
 
-const state = { base: "", roomPath: "", alice: undefined, bob: undefined, consoleErrors: [], offline: new Set() };
+const state = { base: "", roomPath: "", alice: undefined, bob: undefined, consoleErrors: [], networkDown: new Set() };
 const HTML_PAYLOAD = `<img src=x onerror="window.__xiaowoPwned=1"><script>window.__xiaowoPwned=2</script><b>bold</b> & "quotes"`;
 
 const NAMES = "each user picks a display name and gets a session";
@@ -322,7 +332,7 @@ scenario("a chat message made of HTML and script is shown as text and runs nothi
 });
 
 scenario("a stream dropped while offline reconnects and resumes chat from the last message", [CHAT], async () => {
-  state.offline.add("bob");
+  state.networkDown.add("bob");
   await state.bob.context.setOffline(true);
   try {
     await state.bob.page.waitForSelector('#connection:not([data-state="live"])', { timeout: 60_000 });
@@ -332,7 +342,7 @@ scenario("a stream dropped while offline reconnects and resumes chat from the la
   }
   // Requests already refused may still be logged a moment after going back online.
   await new Promise((resolve) => setTimeout(resolve, 500));
-  state.offline.delete("bob");
+  state.networkDown.delete("bob");
   await waitLive(state.bob);
   await waitForChatText(state.bob, "Sent while Bob was offline");
   const copies = await state.bob.page.evaluate(
@@ -351,6 +361,79 @@ scenario("a reload keeps the session and brings Bob back into the room", [CHAT, 
   await waitForAgreement(state.alice, state.bob, ({ a, b }) => a.paused && b.paused);
 });
 
+scenario("a moderator deletes a message for everyone", [CHAT], async () => {
+  await state.alice.page.click("#chat-messages li.message:has(.text:text-is('Yes! 看得见 👍')) button:text-is('Delete')");
+  for (const user of [state.alice, state.bob]) {
+    await user.page.waitForSelector("#chat-messages li.message.deleted");
+    const remaining = await user.page.evaluate(
+      () => [...document.querySelectorAll("#chat-messages .text")].filter((node) => node.textContent === "Yes! 看得见 👍").length,
+    );
+    assert(remaining === 0, `${user.name} still shows the deleted message`);
+  }
+  assert((await state.bob.page.$("#chat-messages button:text-is('Delete')")) === null, "a member gets no delete buttons");
+});
+
+scenario("the queue takes items, reorders, removes, plays next and advances when an item ends", [PLAY], async () => {
+  const page = state.alice.page;
+  const titles = () => page.$$eval("#queue li[data-item-id] .queue-title", (nodes) => nodes.map((node) => node.textContent));
+  const add = async (file, title) => {
+    await page.fill("#media-url", `${state.base}/media/${file}`);
+    await page.fill("#media-title", title);
+    await page.click("#media-add");
+    await page.waitForSelector(`#queue .queue-title:text-is('${title}')`);
+  };
+  await add("short.webm", "Short clip");
+  await add("test.webm", "Long clip");
+  await add("test.webm", "Extra");
+  await page.click("#queue li:has(.queue-title:text-is('Long clip')) button[aria-label='Move up']");
+  await page.waitForFunction(() => document.querySelector("#queue li[data-item-id] .queue-title")?.textContent === "Long clip");
+  await page.click("#queue li:has(.queue-title:text-is('Extra')) button[aria-label='Remove']");
+  await page.waitForFunction(() => document.querySelectorAll("#queue li[data-item-id]").length === 2);
+  await page.click("#queue li:has(.queue-title:text-is('Short clip')) button[aria-label='Move up']");
+  await page.waitForFunction(() => document.querySelector("#queue li[data-item-id] .queue-title")?.textContent === "Short clip");
+  assert(JSON.stringify(await titles()) === JSON.stringify(["Short clip", "Long clip"]), `queue order ${await titles()}`);
+  await state.bob.page.waitForSelector("#queue li[data-item-id]:nth-child(2) .queue-title:text-is('Long clip')");
+  await screenshot(state.alice, "05-queue");
+
+  await page.click("#queue-next");
+  for (const user of [state.alice, state.bob]) {
+    await user.page.waitForFunction(() => document.getElementById("now-playing")?.textContent === "Short clip");
+  }
+  // The 3 s clip ends; the room moves on to the next item by itself.
+  for (const user of [state.alice, state.bob]) {
+    await user.page.waitForFunction(() => document.getElementById("now-playing")?.textContent === "Long clip", null, { timeout: 30_000 });
+  }
+  await page.waitForFunction(() => document.querySelectorAll("#queue li[data-item-id]").length === 0);
+  await waitForAgreement(state.alice, state.bob, ({ a, b }) => !a.paused && !b.paused && a.position > 0.5);
+});
+
+scenario("after a server restart both pages reconnect, and the timeline and chat carry on", [CHAT, PLAY], async () => {
+  const listen = new URL(state.base).host;
+  // Pause first, so that the position to come back to is exact.
+  await state.alice.page.click("#play-toggle");
+  const before = await waitForAgreement(state.alice, state.bob, ({ a, b }) => a.paused && b.paused);
+  state.networkDown.add("alice").add("bob");
+  await stopServer();
+  for (const user of [state.alice, state.bob]) {
+    await user.page.waitForSelector('#connection:not([data-state="live"])');
+  }
+  await screenshot(state.bob, "06-reconnecting");
+  state.base = await startServer(started.tempDir, started.webDir, listen);
+  for (const user of [state.alice, state.bob]) {
+    await waitLive(user);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  state.networkDown.clear();
+  const after = await playerGap(state.alice, state.bob);
+  assert(Math.abs(after.a.position - before.a.position) < 0.1, `position moved from ${before.a.position} to ${after.a.position}`);
+  await sendChat(state.alice, "Back after the restart");
+  await waitForChatText(state.bob, "Back after the restart");
+  await state.alice.page.click("#play-toggle");
+  await waitForAgreement(state.alice, state.bob, ({ a, b }) => !a.paused && !b.paused && a.position > before.a.position + 0.5);
+  await state.alice.page.click("#play-toggle");
+  await waitForAgreement(state.alice, state.bob, ({ a, b }) => a.paused && b.paused);
+});
+
 scenario("a password room refuses a wrong password and admits the right one", [NAMES], async () => {
   await state.alice.page.click("a.brand");
   const path = await createRoom(state.alice, { name: "Secret den", unlisted: true, password: "correct horse" });
@@ -360,7 +443,7 @@ scenario("a password room refuses a wrong password and admits the right one", [N
   await state.bob.page.click("#join-form button[type=submit]");
   await state.bob.page.waitForFunction(() => (document.getElementById("join-error")?.textContent ?? "") !== "");
   assert((await state.bob.page.$("#room-name")) === null, "a wrong password must not open the room");
-  await screenshot(state.bob, "05-password-refused");
+  await screenshot(state.bob, "07-password-refused");
   await state.bob.page.fill("#join-password", "correct horse");
   await state.bob.page.click("#join-form button[type=submit]");
   await state.bob.page.waitForFunction(() => document.getElementById("room-name")?.textContent === "Secret den");
@@ -380,7 +463,7 @@ scenario("the room fits a phone-width screen", [ROOM], async () => {
   await waitLive(state.bob);
   const overflow = await state.bob.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert(overflow <= 1, `the page scrolls sideways by ${overflow}px`);
-  await screenshot(state.bob, "06-phone-room");
+  await screenshot(state.bob, "08-phone-room");
 });
 
 scenario("no console errors on either page", [], async () => {
@@ -396,8 +479,8 @@ async function main() {
   mkdirSync(artifacts, { recursive: true });
   try {
     started.tempDir = mkdtempSync(join(tmpdir(), "xiaowo-e2e-"));
-    const webDir = prepareWebDir(started.tempDir);
-    state.base = await startServer(started.tempDir, webDir);
+    started.webDir = prepareWebDir(started.tempDir);
+    state.base = await startServer(started.tempDir, started.webDir);
     console.log(`xiaowo up at ${state.base}`);
     state.alice = await openUser("alice", started.tempDir, state.consoleErrors);
     state.bob = await openUser("bob", started.tempDir, state.consoleErrors);

@@ -36,6 +36,7 @@ export class Player {
   readonly queueElement: HTMLElement;
   private readonly video: HTMLVideoElement;
   private readonly status = h("div", { class: "player-status", attrs: { id: "player-status" } });
+  private readonly nowPlaying = h("div", { class: "now-playing", attrs: { id: "now-playing" } });
   private readonly controls = h("div", { class: "controls" });
   private readonly reason = h("p", { class: "muted small", attrs: { id: "control-reason" } });
   private readonly seekBar: HTMLInputElement;
@@ -128,6 +129,7 @@ export class Player {
     this.element = h(
       "section",
       { class: "player card" },
+      this.nowPlaying,
       h("div", { class: "screen" }, this.video, h("div", { class: "screen-empty", attrs: { id: "no-media" } }, "Nothing is playing. Add a video below.")),
       this.controls,
       this.status,
@@ -299,6 +301,7 @@ export class Player {
       }
     }
     this.element.classList.toggle("has-media", Boolean(this.timeline));
+    this.nowPlaying.textContent = media ? media.title || media.url : "";
     this.rateSelect.value = String(this.timeline?.rate ?? 1);
     this.waitToggle.checked = state.waitForEveryone;
     this.renderQueue();
