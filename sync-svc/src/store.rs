@@ -3,6 +3,8 @@
 //! loses to a concurrent one), so that any number of instances sharing the database agree on
 //! which command won.
 
+use std::sync::Arc;
+
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -16,6 +18,10 @@ use crate::timeline::{Action, Media, QueueItem, RoomState, Timeline};
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite takes one writer at a time; writers of this process queue here in order instead
+    /// of in SQLite's busy handler, which sleeps and retries and so stretches commits under
+    /// load. Other instances are still arbitrated by the conditional update alone.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A `sync_logs` row.
@@ -123,7 +129,7 @@ impl Store {
     /// Wraps a migrated connection.
     #[must_use]
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self { db, write_lock: Arc::default() }
     }
 
     /// The stored state of a room, `None` when it never changed.
@@ -142,6 +148,7 @@ impl Store {
     /// Writes `next` if the stored version is still `expected_version`, with its sync log row,
     /// all in one transaction; nothing is written when another change won.
     pub async fn commit(&self, expected_version: i64, next: &RoomState) -> Result<Commit, DbErr> {
+        let _writer = self.write_lock.lock().await;
         let txn = self.db.begin().await?;
         let written = if expected_version == 0 {
             room_state::Entity::insert(to_row(next))
