@@ -1,1 +1,86 @@
-//! placeholder
+//! room-svc: rooms, their members and roles, password rooms, control modes and the audit log
+//! (the seed's `rooms`, `room_members` and `audit_logs`). Answers sync-svc and chat-svc's
+//! access checks, records the activity they report, streams every membership and room change
+//! to them, and closes rooms that went idle. Calls session-svc (over gRPC) to identify callers
+//! and to look up display names; owns its database.
+
+pub mod config;
+mod entity;
+mod error;
+pub mod events;
+mod grpc;
+mod migration;
+pub mod model;
+pub mod permissions;
+pub mod rooms;
+mod store;
+
+use std::sync::Arc;
+
+use proto::room::v1::room_admin_service_server::RoomAdminServiceServer;
+use proto::room::v1::room_internal_service_server::RoomInternalServiceServer;
+use proto::room::v1::room_service_server::RoomServiceServer;
+use svc_kit::auth::{AdminToken, SessionValidator};
+use svc_kit::clock::SharedClock;
+use svc_kit::db::DbOptions;
+use svc_kit::server::Assembly;
+use tonic::transport::Channel;
+
+pub use config::Config;
+pub use error::Error;
+pub use migration::Migrator;
+
+use crate::events::LocalBus;
+use crate::rooms::{RoomMetrics, Rooms};
+
+/// Connects room-svc's database, registers its three gRPC services and its idle janitor.
+/// `session` is a channel to session-svc (validation and display names).
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn build(
+    config: &Config,
+    database_url: &str,
+    db_options: &DbOptions,
+    session: Channel,
+    admin: AdminToken,
+    clock: SharedClock,
+    assembly: &mut Assembly,
+) -> Result<(), sea_orm::DbErr> {
+    let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
+    let metrics = RoomMetrics::new(assembly.metrics().registry());
+    let rooms = Arc::new(Rooms::new(
+        store::Store::new(db),
+        Arc::clone(&clock),
+        Arc::new(LocalBus::new(config.events_buffer)),
+        Arc::new(grpc::SessionNames::new(session.clone())),
+        config,
+        metrics,
+    ));
+    let sessions = Arc::new(SessionValidator::new(session, config.session_cache_ttl));
+    let max_message = assembly.config().max_message_bytes;
+
+    assembly.add_service(
+        RoomServiceServer::new(grpc::PublicApi { rooms: Arc::clone(&rooms), sessions })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+    );
+    assembly.add_service(
+        RoomInternalServiceServer::new(grpc::InternalApi {
+            rooms: Arc::clone(&rooms),
+            clock,
+            heartbeat: config.events_heartbeat,
+            shutdown: assembly.shutdown_token(),
+        })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message),
+    );
+    assembly.add_service(
+        RoomAdminServiceServer::new(grpc::AdminApi { rooms: Arc::clone(&rooms), admin })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+    );
+    let shutdown = assembly.shutdown_token();
+    assembly.spawn_worker("room-janitor", rooms.run_janitor(config.janitor_interval, shutdown));
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! room-svc's settings, composed into the `xiaowo` binary's flags.
+
+use std::time::Duration;
+
+use svc_kit::server::parse_duration;
+
+/// room-svc configuration.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "room-svc")]
+pub struct Config {
+    /// Database URL; defaults to `sqlite://<data dir>/room.db`.
+    #[arg(id = "room-database-url", long = "room-database-url", env = "XIAOWO_ROOM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// bcrypt cost for room passwords (4 to 31; each step doubles the work).
+    #[arg(id = "room-bcrypt-cost", long = "room-bcrypt-cost", env = "XIAOWO_ROOM_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+    /// A room with no activity for this long is closed (e.g. `1h`).
+    #[arg(id = "room-idle-timeout", long = "room-idle-timeout", env = "XIAOWO_ROOM_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// How often idle rooms are looked for.
+    #[arg(id = "room-janitor-interval", long = "room-janitor-interval", env = "XIAOWO_ROOM_JANITOR_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub janitor_interval: Duration,
+    /// How long a kicked member cannot rejoin the room.
+    #[arg(id = "room-kick-ban", long = "room-kick-ban", env = "XIAOWO_ROOM_KICK_BAN", default_value = "10m", value_parser = parse_duration)]
+    pub kick_ban: Duration,
+    /// Wrong passwords one caller may try per minute (also the burst), across rooms.
+    #[arg(
+        id = "room-password-attempts-per-caller",
+        long = "room-password-attempts-per-caller",
+        env = "XIAOWO_ROOM_PASSWORD_ATTEMPTS_PER_CALLER",
+        default_value_t = 5
+    )]
+    pub password_attempts_per_caller: u32,
+    /// Wrong passwords one room accepts per minute (also the burst), from everyone together;
+    /// members already in the room are never affected.
+    #[arg(
+        id = "room-password-attempts-per-room",
+        long = "room-password-attempts-per-room",
+        env = "XIAOWO_ROOM_PASSWORD_ATTEMPTS_PER_ROOM",
+        default_value_t = 20
+    )]
+    pub password_attempts_per_room: u32,
+    /// Most members one room may have.
+    #[arg(id = "room-max-members", long = "room-max-members", env = "XIAOWO_ROOM_MAX_MEMBERS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_members: u32,
+    /// How long a validated session token is trusted before asking session-svc again.
+    #[arg(id = "room-session-cache", long = "room-session-cache", env = "XIAOWO_ROOM_SESSION_CACHE", default_value = "5s", value_parser = parse_duration)]
+    pub session_cache_ttl: Duration,
+    /// Interval of the heartbeat on `WatchRoomEvents` streams.
+    #[arg(id = "room-events-heartbeat", long = "room-events-heartbeat", env = "XIAOWO_ROOM_EVENTS_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub events_heartbeat: Duration,
+    /// Events a `WatchRoomEvents` subscriber may lag behind before its stream is ended.
+    #[arg(
+        id = "room-events-buffer",
+        long = "room-events-buffer",
+        env = "XIAOWO_ROOM_EVENTS_BUFFER",
+        default_value_t = 1024
+    )]
+    pub events_buffer: usize,
+}

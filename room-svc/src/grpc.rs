@@ -1,0 +1,472 @@
+//! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else knows `proto`, including
+//! the one outbound call (display names from session-svc).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::room::v1 as pb;
+use proto::session::v1::BatchGetDisplayNamesRequest;
+use proto::session::v1::session_internal_service_client::SessionInternalServiceClient;
+use svc_kit::auth::{AdminToken, SessionValidator};
+use svc_kit::clock::SharedClock;
+use svc_kit::status::Violation;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::Error;
+use crate::events::{Change, Delivery, RoomEvent, WatchEnded};
+use crate::model::{AuditEntry, CloseReason, ControlMode, Member, RemovalReason, Role, Room, RoomStatus, Visibility};
+use crate::rooms::{Access, AuditQuery, CreateRoom, DisplayNames, Rooms, UpdateRoom};
+
+fn visibility_to_pb(visibility: Visibility) -> pb::Visibility {
+    match visibility {
+        Visibility::Public => pb::Visibility::Public,
+        Visibility::Unlisted => pb::Visibility::Unlisted,
+    }
+}
+
+fn control_mode_to_pb(mode: ControlMode) -> pb::ControlMode {
+    match mode {
+        ControlMode::Everyone => pb::ControlMode::Everyone,
+        ControlMode::Moderators => pb::ControlMode::Moderators,
+        ControlMode::Owner => pb::ControlMode::Owner,
+    }
+}
+
+fn role_to_pb(role: Option<Role>) -> pb::Role {
+    match role {
+        None => pb::Role::Unspecified,
+        Some(Role::Member) => pb::Role::Member,
+        Some(Role::Moderator) => pb::Role::Moderator,
+        Some(Role::Owner) => pb::Role::Owner,
+    }
+}
+
+fn status_to_pb(status: RoomStatus) -> pb::RoomStatus {
+    match status {
+        RoomStatus::Active => pb::RoomStatus::Active,
+        RoomStatus::Closed => pb::RoomStatus::Closed,
+    }
+}
+
+fn close_reason_to_pb(reason: CloseReason) -> pb::CloseReason {
+    match reason {
+        CloseReason::ClosedByOwner => pb::CloseReason::ClosedByOwner,
+        CloseReason::Empty => pb::CloseReason::Empty,
+        CloseReason::Idle => pb::CloseReason::Idle,
+    }
+}
+
+fn removal_reason_to_pb(reason: RemovalReason) -> pb::RemovalReason {
+    match reason {
+        RemovalReason::Left => pb::RemovalReason::Left,
+        RemovalReason::Kicked => pb::RemovalReason::Kicked,
+    }
+}
+
+/// A visibility from the wire; `UNSPECIFIED` is `default` (or refused when `None`).
+fn visibility_from_pb(value: i32, default: Option<Visibility>) -> Result<Visibility, Violation> {
+    match pb::Visibility::try_from(value) {
+        Ok(pb::Visibility::Public) => Ok(Visibility::Public),
+        Ok(pb::Visibility::Unlisted) => Ok(Visibility::Unlisted),
+        Ok(pb::Visibility::Unspecified) => default.ok_or_else(|| Violation::new("visibility", "must be set")),
+        Err(_) => Err(Violation::new("visibility", "unknown value")),
+    }
+}
+
+/// A control mode from the wire; `UNSPECIFIED` is `default` (or refused when `None`).
+fn control_mode_from_pb(value: i32, default: Option<ControlMode>) -> Result<ControlMode, Violation> {
+    match pb::ControlMode::try_from(value) {
+        Ok(pb::ControlMode::Everyone) => Ok(ControlMode::Everyone),
+        Ok(pb::ControlMode::Moderators) => Ok(ControlMode::Moderators),
+        Ok(pb::ControlMode::Owner) => Ok(ControlMode::Owner),
+        Ok(pb::ControlMode::Unspecified) => default.ok_or_else(|| Violation::new("control_mode", "must be set")),
+        Err(_) => Err(Violation::new("control_mode", "unknown value")),
+    }
+}
+
+fn role_from_pb(value: i32) -> Result<Role, Violation> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Member) => Ok(Role::Member),
+        Ok(pb::Role::Moderator) => Ok(Role::Moderator),
+        Ok(pb::Role::Owner) => Ok(Role::Owner),
+        Ok(pb::Role::Unspecified) | Err(_) => Err(Violation::new("role", "must be MEMBER or MODERATOR")),
+    }
+}
+
+/// Both converted values, or every violation among them.
+fn both<A, B>(first: Result<A, Violation>, second: Result<B, Violation>) -> Result<(A, B), Error> {
+    match (first, second) {
+        (Ok(first), Ok(second)) => Ok((first, second)),
+        (first, second) => Err(Error::InvalidArgument(first.err().into_iter().chain(second.err()).collect())),
+    }
+}
+
+fn room_to_pb(room: Room) -> pb::Room {
+    let Room {
+        room_id,
+        name,
+        description,
+        visibility,
+        control_mode,
+        has_password,
+        status,
+        owner_id,
+        member_count,
+        created_at,
+        last_active_at,
+        closed_at,
+    } = room;
+    pb::Room {
+        room_id,
+        name,
+        description,
+        visibility: visibility_to_pb(visibility).into(),
+        control_mode: control_mode_to_pb(control_mode).into(),
+        has_password,
+        status: status_to_pb(status).into(),
+        owner_id,
+        member_count: i32::try_from(member_count).unwrap_or(i32::MAX),
+        create_time: Some(proto::timestamp_from_ms(created_at)),
+        last_active_time: Some(proto::timestamp_from_ms(last_active_at)),
+        close_time: closed_at.map(proto::timestamp_from_ms),
+    }
+}
+
+fn member_to_pb(member: Member) -> pb::Member {
+    let Member { user_id, display_name, role, joined_at } = member;
+    pb::Member {
+        user_id,
+        display_name,
+        role: role_to_pb(Some(role)).into(),
+        join_time: Some(proto::timestamp_from_ms(joined_at)),
+    }
+}
+
+fn audit_to_pb(entry: AuditEntry) -> pb::AuditLog {
+    let AuditEntry { audit_log_id, created_at, action, user_id, room_id, target_user_id, detail } = entry;
+    pb::AuditLog {
+        audit_log_id,
+        create_time: Some(proto::timestamp_from_ms(created_at)),
+        action,
+        user_id: user_id.unwrap_or_default(),
+        room_id,
+        target_user_id: target_user_id.unwrap_or_default(),
+        detail,
+    }
+}
+
+fn event_to_pb(event: RoomEvent) -> pb::WatchRoomEventsResponse {
+    use pb::watch_room_events_response::Event;
+    let RoomEvent { room_id, at_ms, change } = event;
+    let event = match change {
+        Change::MemberJoined { user_id } => Event::MemberJoined(pb::MemberJoined { user_id }),
+        Change::MemberRemoved { user_id, reason } => {
+            Event::MemberRemoved(pb::MemberRemoved { user_id, reason: removal_reason_to_pb(reason).into() })
+        }
+        Change::RoleChanged { user_id, role } => {
+            Event::RoleChanged(pb::RoleChanged { user_id, role: role_to_pb(Some(role)).into() })
+        }
+        Change::RoomUpdated { control_mode } => {
+            Event::RoomUpdated(pb::RoomUpdated { control_mode: control_mode_to_pb(control_mode).into() })
+        }
+        Change::RoomClosed { reason } => {
+            Event::RoomClosed(pb::RoomClosed { reason: close_reason_to_pb(reason).into() })
+        }
+    };
+    pb::WatchRoomEventsResponse { room_id, event_time: Some(proto::timestamp_from_ms(at_ms)), event: Some(event) }
+}
+
+fn page(rooms: Vec<Room>, next: Option<String>) -> (Vec<pb::Room>, String) {
+    (rooms.into_iter().map(room_to_pb).collect(), next.unwrap_or_default())
+}
+
+/// `xiaowo.room.v1.RoomService`, the browser-facing part.
+#[derive(Debug, Clone)]
+pub struct PublicApi {
+    pub(crate) rooms: Arc<Rooms>,
+    pub(crate) sessions: Arc<SessionValidator>,
+}
+
+#[tonic::async_trait]
+impl pb::room_service_server::RoomService for PublicApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_room(
+        &self,
+        request: Request<pb::CreateRoomRequest>,
+    ) -> Result<Response<pb::CreateRoomResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::CreateRoomRequest { name, description, visibility, password, control_mode } = request.into_inner();
+        let (visibility, control_mode) = both(
+            visibility_from_pb(visibility, Some(Visibility::Public)),
+            control_mode_from_pb(control_mode, Some(ControlMode::Everyone)),
+        )?;
+        let request = CreateRoom { name, description, visibility, password, control_mode };
+        let room = self.rooms.create(&caller.user_id, request).await?;
+        Ok(Response::new(pb::CreateRoomResponse { room: Some(room_to_pb(room)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn get_room(&self, request: Request<pb::GetRoomRequest>) -> Result<Response<pb::GetRoomResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::GetRoomRequest { room_id } = request.into_inner();
+        let (room, role) = self.rooms.get(&caller.user_id, &room_id).await?;
+        Ok(Response::new(pb::GetRoomResponse { room: Some(room_to_pb(room)), role: role_to_pb(role).into() }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_rooms(
+        &self,
+        request: Request<pb::ListRoomsRequest>,
+    ) -> Result<Response<pb::ListRoomsResponse>, Status> {
+        self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::ListRoomsRequest { page_size, page_token } = request.into_inner();
+        let (rooms, next) = self.rooms.list_public(page_size, &page_token).await?;
+        let (rooms, next_page_token) = page(rooms, next);
+        Ok(Response::new(pb::ListRoomsResponse { rooms, next_page_token }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_my_rooms(
+        &self,
+        request: Request<pb::ListMyRoomsRequest>,
+    ) -> Result<Response<pb::ListMyRoomsResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::ListMyRoomsRequest { page_size, page_token } = request.into_inner();
+        let (rooms, next) = self.rooms.list_mine(&caller.user_id, page_size, &page_token).await?;
+        let (rooms, next_page_token) = page(rooms, next);
+        Ok(Response::new(pb::ListMyRoomsResponse { rooms, next_page_token }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn join_room(&self, request: Request<pb::JoinRoomRequest>) -> Result<Response<pb::JoinRoomResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::JoinRoomRequest { room_id, password } = request.into_inner();
+        let (room, member) = self.rooms.join(&caller, &room_id, password).await?;
+        Ok(Response::new(pb::JoinRoomResponse { room: Some(room_to_pb(room)), member: Some(member_to_pb(member)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn leave_room(
+        &self,
+        request: Request<pb::LeaveRoomRequest>,
+    ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::LeaveRoomRequest { room_id } = request.into_inner();
+        self.rooms.leave(&caller.user_id, &room_id).await?;
+        Ok(Response::new(pb::LeaveRoomResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::ListMembersRequest { room_id } = request.into_inner();
+        let members = self.rooms.members(&caller.user_id, &room_id).await?;
+        Ok(Response::new(pb::ListMembersResponse { members: members.into_iter().map(member_to_pb).collect() }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn update_room(
+        &self,
+        request: Request<pb::UpdateRoomRequest>,
+    ) -> Result<Response<pb::UpdateRoomResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::UpdateRoomRequest { room_id, name, description, visibility, password, clear_password, control_mode } =
+            request.into_inner();
+        let (visibility, control_mode) = both(
+            visibility.map(|value| visibility_from_pb(value, None)).transpose(),
+            control_mode.map(|value| control_mode_from_pb(value, None)).transpose(),
+        )?;
+        let update = UpdateRoom { name, description, visibility, password, clear_password, control_mode };
+        let room = self.rooms.update(&caller.user_id, &room_id, update).await?;
+        Ok(Response::new(pb::UpdateRoomResponse { room: Some(room_to_pb(room)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn set_member_role(
+        &self,
+        request: Request<pb::SetMemberRoleRequest>,
+    ) -> Result<Response<pb::SetMemberRoleResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::SetMemberRoleRequest { room_id, user_id, role } = request.into_inner();
+        let role = role_from_pb(role).map_err(Error::from)?;
+        let member = self.rooms.set_role(&caller.user_id, &room_id, &user_id, role).await?;
+        Ok(Response::new(pb::SetMemberRoleResponse { member: Some(member_to_pb(member)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn kick_member(
+        &self,
+        request: Request<pb::KickMemberRequest>,
+    ) -> Result<Response<pb::KickMemberResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::KickMemberRequest { room_id, user_id } = request.into_inner();
+        self.rooms.kick(&caller.user_id, &room_id, &user_id).await?;
+        Ok(Response::new(pb::KickMemberResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn transfer_ownership(
+        &self,
+        request: Request<pb::TransferOwnershipRequest>,
+    ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::TransferOwnershipRequest { room_id, user_id } = request.into_inner();
+        let room = self.rooms.transfer(&caller.user_id, &room_id, &user_id).await?;
+        Ok(Response::new(pb::TransferOwnershipResponse { room: Some(room_to_pb(room)) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn close_room(
+        &self,
+        request: Request<pb::CloseRoomRequest>,
+    ) -> Result<Response<pb::CloseRoomResponse>, Status> {
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let pb::CloseRoomRequest { room_id } = request.into_inner();
+        let room = self.rooms.close(&caller.user_id, &room_id).await?;
+        Ok(Response::new(pb::CloseRoomResponse { room: Some(room_to_pb(room)) }))
+    }
+}
+
+/// `xiaowo.room.v1.RoomInternalService`, for sync-svc and chat-svc.
+#[derive(Debug, Clone)]
+pub struct InternalApi {
+    pub(crate) rooms: Arc<Rooms>,
+    pub(crate) clock: SharedClock,
+    pub(crate) heartbeat: Duration,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The `WatchRoomEvents` response stream.
+pub type RoomEventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRoomEventsResponse, Status>> + Send>>;
+
+/// Items a watcher's stream may hold before it stops pulling from the bus (and, if it stays
+/// stuck, falls behind and is ended).
+const WATCH_BUFFER: usize = 64;
+
+#[tonic::async_trait]
+impl pb::room_internal_service_server::RoomInternalService for InternalApi {
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn check_access(
+        &self,
+        request: Request<pb::CheckAccessRequest>,
+    ) -> Result<Response<pb::CheckAccessResponse>, Status> {
+        let pb::CheckAccessRequest { room_id, user_id } = request.into_inner();
+        let Access { status, control_mode, role, can_control, can_moderate } =
+            self.rooms.check_access(&room_id, &user_id).await?;
+        Ok(Response::new(pb::CheckAccessResponse {
+            status: status_to_pb(status).into(),
+            control_mode: control_mode_to_pb(control_mode).into(),
+            role: role_to_pb(role).into(),
+            can_control,
+            can_moderate,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn record_activity(
+        &self,
+        request: Request<pb::RecordActivityRequest>,
+    ) -> Result<Response<pb::RecordActivityResponse>, Status> {
+        let pb::RecordActivityRequest { room_id } = request.into_inner();
+        self.rooms.record_activity(&room_id).await?;
+        Ok(Response::new(pb::RecordActivityResponse {}))
+    }
+
+    type WatchRoomEventsStream = RoomEventStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_room_events(
+        &self,
+        request: Request<pb::WatchRoomEventsRequest>,
+    ) -> Result<Response<Self::WatchRoomEventsStream>, Status> {
+        let pb::WatchRoomEventsRequest {} = request.into_inner();
+        let clock = Arc::clone(&self.clock);
+        let deliveries =
+            crate::events::watch(self.rooms.events(), self.heartbeat, WATCH_BUFFER, self.shutdown.child_token());
+        let stream = deliveries.map(move |delivery| match delivery {
+            Ok(Delivery::Heartbeat) => Ok(pb::WatchRoomEventsResponse {
+                room_id: String::new(),
+                event_time: Some(proto::timestamp_from_ms(clock.now_ms())),
+                event: Some(pb::watch_room_events_response::Event::Heartbeat(pb::Heartbeat {})),
+            }),
+            Ok(Delivery::Event(event)) => Ok(event_to_pb(event)),
+            Err(WatchEnded::FellBehind(lag)) => {
+                tracing::warn!(missed = lag.missed, "room event watcher fell behind; ending its stream");
+                Err(Status::unavailable("fell behind the room events; reconnect and re-check access"))
+            }
+            Err(WatchEnded::ShuttingDown) => Err(Status::unavailable("room service shutting down; reconnect")),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// `xiaowo.room.v1.RoomAdminService`, for operators holding the admin token.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    pub(crate) rooms: Arc<Rooms>,
+    pub(crate) admin: AdminToken,
+}
+
+#[tonic::async_trait]
+impl pb::room_admin_service_server::RoomAdminService for AdminApi {
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn list_audit_logs(
+        &self,
+        request: Request<pb::ListAuditLogsRequest>,
+    ) -> Result<Response<pb::ListAuditLogsResponse>, Status> {
+        self.admin.check(request.metadata()).map_err(Error::from)?;
+        let pb::ListAuditLogsRequest { room_id, user_id, start_time, end_time, page_size, page_token } =
+            request.into_inner();
+        let query = AuditQuery {
+            room_id,
+            user_id,
+            start: start_time.as_ref().map(proto::ms_from_timestamp),
+            end: end_time.as_ref().map(proto::ms_from_timestamp),
+            page_size,
+            page_token,
+        };
+        let (entries, next) = self.rooms.audit_logs(query).await?;
+        Ok(Response::new(pb::ListAuditLogsResponse {
+            audit_logs: entries.into_iter().map(audit_to_pb).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+}
+
+/// Display names through session-svc's `BatchGetDisplayNames`.
+#[derive(Debug, Clone)]
+pub struct SessionNames {
+    client: SessionInternalServiceClient<Channel>,
+}
+
+impl SessionNames {
+    #[must_use]
+    pub fn new(channel: Channel) -> Self {
+        Self { client: SessionInternalServiceClient::new(channel) }
+    }
+}
+
+#[tonic::async_trait]
+impl DisplayNames for SessionNames {
+    async fn display_names(&self, user_ids: Vec<String>) -> Result<HashMap<String, String>, Error> {
+        if user_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let response = self
+            .client
+            .clone()
+            .batch_get_display_names(BatchGetDisplayNamesRequest { user_ids })
+            .await
+            .map_err(|status| Error::SessionUnavailable(status.message().to_owned()))?;
+        let proto::session::v1::BatchGetDisplayNamesResponse { display_names } = response.into_inner();
+        Ok(display_names)
+    }
+}

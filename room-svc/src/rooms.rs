@@ -1,0 +1,899 @@
+//! The room rules: creating, joining (with passwords and their attempt limits), leaving with
+//! ownership hand-over, moderation, access checks for sync-svc and chat-svc, the idle janitor
+//! and the audit log. Every change and its audit row commit together; its event is published
+//! only after the commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntGauge};
+use svc_kit::auth::Caller;
+use svc_kit::clock::{SharedClock, millis};
+use svc_kit::ratelimit::KeyedLimiter;
+use svc_kit::status::Violation;
+use svc_kit::text::TextRule;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::config::Config;
+use crate::events::{Change, EventBus, RoomEvent};
+use crate::model::{AuditEntry, CloseReason, ControlMode, Member, RemovalReason, Role, Room, RoomStatus, Visibility};
+use crate::permissions::{Action, allows};
+use crate::store::{AuditFilter, AuditRecord, NewRoom, RoomChanges, Store, StoredRoom, Tx};
+
+/// Room names: 1 to 64 characters, one line.
+pub const ROOM_NAME: TextRule = TextRule { field: "name", min_chars: 1, max_chars: 64, allow_newline: false };
+/// Room descriptions: up to 500 characters, line breaks allowed.
+pub const ROOM_DESCRIPTION: TextRule =
+    TextRule { field: "description", min_chars: 0, max_chars: 500, allow_newline: true };
+/// bcrypt reads at most 72 bytes; longer passwords are refused rather than silently cut.
+pub const PASSWORD_MAX_BYTES: usize = 72;
+pub const PASSWORD_MIN_BYTES: usize = 8;
+const DEFAULT_ROOM_PAGE: u64 = 20;
+const MAX_ROOM_PAGE: u64 = 100;
+const DEFAULT_AUDIT_PAGE: u64 = 100;
+const MAX_AUDIT_PAGE: u64 = 500;
+const JANITOR_BATCH: u64 = 100;
+
+/// Display names come from session-svc; the domain only needs this one question answered.
+#[tonic::async_trait]
+pub trait DisplayNames: Send + Sync + std::fmt::Debug {
+    /// Names of the users among `user_ids` whose sessions still exist.
+    async fn display_names(&self, user_ids: Vec<String>) -> Result<HashMap<String, String>, Error>;
+}
+
+/// room-svc's domain counters and gauges; monitor-svc alerts on bursts of the counters.
+#[derive(Debug, Clone)]
+pub struct RoomMetrics {
+    active: IntGauge,
+    wrong_passwords: IntCounter,
+    permission_denied: IntCounter,
+    flood_limited: IntCounter,
+}
+
+impl RoomMetrics {
+    /// Creates and registers the metrics.
+    ///
+    /// # Panics
+    /// Never: the names are fixed.
+    #[must_use]
+    #[allow(clippy::expect_used)]
+    pub fn new(registry: &prometheus::Registry) -> Self {
+        let metrics = Self {
+            active: IntGauge::new("xiaowo_rooms_active", "Open rooms.").expect("valid metric"),
+            wrong_passwords: IntCounter::new(
+                "xiaowo_room_wrong_passwords_total",
+                "Joins refused for a wrong password.",
+            )
+            .expect("valid metric"),
+            permission_denied: IntCounter::new(
+                "xiaowo_room_permission_denied_total",
+                "Room actions refused because the caller's role does not allow them.",
+            )
+            .expect("valid metric"),
+            flood_limited: IntCounter::new(
+                "xiaowo_room_flood_limited_total",
+                "Joins refused because of too many wrong passwords for the room or from the caller.",
+            )
+            .expect("valid metric"),
+        };
+        svc_kit::metrics::register(registry, &metrics.active);
+        svc_kit::metrics::register(registry, &metrics.wrong_passwords);
+        svc_kit::metrics::register(registry, &metrics.permission_denied);
+        svc_kit::metrics::register(registry, &metrics.flood_limited);
+        metrics
+    }
+}
+
+/// A new room's settings as requested.
+#[derive(Debug, Clone)]
+pub struct CreateRoom {
+    pub name: String,
+    pub description: String,
+    pub visibility: Visibility,
+    /// Empty for none.
+    pub password: String,
+    pub control_mode: ControlMode,
+}
+
+/// Settings to change; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRoom {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub password: Option<String>,
+    pub clear_password: bool,
+    pub control_mode: Option<ControlMode>,
+}
+
+/// What a user may do in a room, for sync-svc and chat-svc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub status: RoomStatus,
+    pub control_mode: ControlMode,
+    pub role: Option<Role>,
+    pub can_control: bool,
+    pub can_moderate: bool,
+}
+
+/// Which audit rows an operator asks for.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub room_id: String,
+    pub user_id: String,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// The room domain.
+#[derive(Debug)]
+pub struct Rooms {
+    store: Store,
+    clock: SharedClock,
+    events: Arc<dyn EventBus>,
+    names: Arc<dyn DisplayNames>,
+    per_caller_attempts: KeyedLimiter,
+    per_room_attempts: KeyedLimiter,
+    bcrypt_cost: u32,
+    idle_ms: i64,
+    kick_ban_ms: i64,
+    max_members: u64,
+    metrics: RoomMetrics,
+}
+
+/// A UUID-valued request field, normalised to lower-case hyphenated form.
+///
+/// # Errors
+/// A violation of `field` when `value` is not a UUID.
+pub fn uuid_field(field: &str, value: &str) -> Result<String, Violation> {
+    uuid::Uuid::parse_str(value.trim())
+        .map(|id| id.to_string())
+        .map_err(|_| Violation::new(field, if value.is_empty() { "required" } else { "must be a UUID" }))
+}
+
+fn page_size(value: i32, default: u64, max: u64) -> Result<u64, Violation> {
+    match u64::try_from(value) {
+        Ok(0) => Ok(default),
+        Ok(size) if size <= max => Ok(size),
+        _ => Err(Violation::new("page_size", format!("must be 0 to {max}"))),
+    }
+}
+
+fn password_violation(field: &str, password: &str) -> Option<Violation> {
+    let bytes = password.len();
+    (!(PASSWORD_MIN_BYTES..=PASSWORD_MAX_BYTES).contains(&bytes))
+        .then(|| Violation::new(field, format!("must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes (UTF-8)")))
+}
+
+/// Keeps the value of a check, or records its violation.
+fn checked<T>(violations: &mut Vec<Violation>, result: Result<T, Violation>) -> Option<T> {
+    result.map_err(|violation| violations.push(violation)).ok()
+}
+
+fn decode_room_token(token: &str) -> Result<Option<(i64, String)>, Violation> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Violation::new("page_token", "not a token from a previous page");
+    let (last_active_at, room_id) = token.split_once('.').ok_or_else(invalid)?;
+    let last_active_at = last_active_at.parse().map_err(|_| invalid())?;
+    let room_id = uuid::Uuid::parse_str(room_id).map_err(|_| invalid())?;
+    Ok(Some((last_active_at, room_id.to_string())))
+}
+
+fn decode_audit_token(token: &str) -> Result<Option<(i64, i64)>, Violation> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Violation::new("page_token", "not a token from a previous page");
+    let (created_at, id) = token.split_once('.').ok_or_else(invalid)?;
+    Ok(Some((created_at.parse().map_err(|_| invalid())?, id.parse().map_err(|_| invalid())?)))
+}
+
+/// Cuts a page fetched with one extra row; the next page's token when there is more.
+fn paginate<T>(mut rows: Vec<T>, page_size: u64, token: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    if rows.len() as u64 > page_size {
+        rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+        let next = rows.last().map(token);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
+fn visibility_word(visibility: Visibility) -> &'static str {
+    match visibility {
+        Visibility::Public => "public",
+        Visibility::Unlisted => "unlisted",
+    }
+}
+
+fn control_mode_word(mode: ControlMode) -> &'static str {
+    match mode {
+        ControlMode::Everyone => "everyone",
+        ControlMode::Moderators => "moderators",
+        ControlMode::Owner => "owner",
+    }
+}
+
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Member => "member",
+        Role::Moderator => "moderator",
+        Role::Owner => "owner",
+    }
+}
+
+fn active(stored: Option<StoredRoom>) -> Result<StoredRoom, Error> {
+    let stored = stored.ok_or(Error::RoomNotFound)?;
+    match stored.room.status {
+        RoomStatus::Active => Ok(stored),
+        RoomStatus::Closed => Err(Error::RoomClosed),
+    }
+}
+
+impl Rooms {
+    #[must_use]
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        events: Arc<dyn EventBus>,
+        names: Arc<dyn DisplayNames>,
+        config: &Config,
+        metrics: RoomMetrics,
+    ) -> Self {
+        let per_minute = |count: u32| f64::from(count) / 60.0;
+        Self {
+            store,
+            clock,
+            events,
+            names,
+            per_caller_attempts: KeyedLimiter::new(
+                config.password_attempts_per_caller,
+                per_minute(config.password_attempts_per_caller),
+            ),
+            per_room_attempts: KeyedLimiter::new(
+                config.password_attempts_per_room,
+                per_minute(config.password_attempts_per_room),
+            ),
+            bcrypt_cost: config.bcrypt_cost,
+            idle_ms: millis(config.idle_timeout),
+            kick_ban_ms: millis(config.kick_ban),
+            max_members: u64::from(config.max_members),
+            metrics,
+        }
+    }
+
+    /// The bus that carries this service's room events.
+    #[must_use]
+    pub fn events(&self) -> &dyn EventBus {
+        self.events.as_ref()
+    }
+
+    fn publish(&self, room_id: &str, changes: Vec<Change>) {
+        let at_ms = self.clock.now_ms();
+        for change in changes {
+            self.events.publish(RoomEvent { room_id: room_id.to_owned(), at_ms, change });
+        }
+    }
+
+    /// Refuses `action` unless `role` may perform it, counting refusals.
+    fn authorize(&self, action: Action, role: Option<Role>, mode: ControlMode) -> Result<(), Error> {
+        if allows(action, role, mode) {
+            Ok(())
+        } else {
+            self.metrics.permission_denied.inc();
+            Err(Error::Forbidden)
+        }
+    }
+
+    async fn refresh_active_gauge(&self) {
+        match self.store.count_active().await {
+            Ok(count) => self.metrics.active.set(i64::try_from(count).unwrap_or(i64::MAX)),
+            Err(error) => tracing::warn!(%error, "cannot count active rooms"),
+        }
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, Error> {
+        let cost = self.bcrypt_cost;
+        // The length was checked (at most 72 bytes): bcrypt reads every byte of it. Its
+        // `non_truncating_*` variants would refuse 72 bytes because of the terminating NUL.
+        tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+            .await
+            .map_err(|error| Error::Hashing(Box::new(error)))?
+            .map_err(|error| Error::Hashing(Box::new(error)))
+    }
+
+    async fn password_matches(&self, password: String, hash: String) -> Result<bool, Error> {
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .map_err(|error| Error::Hashing(Box::new(error)))?
+            .map_err(|error| Error::Hashing(Box::new(error)))
+    }
+
+    /// Display names for `user_ids`. A member list without names beats no member list, and a
+    /// change that already committed must not fail afterwards: when session-svc cannot answer,
+    /// names are left empty.
+    async fn names_of(&self, user_ids: Vec<String>) -> HashMap<String, String> {
+        match self.names.display_names(user_ids).await {
+            Ok(names) => names,
+            Err(error) => {
+                tracing::warn!(%error, "display names unavailable");
+                HashMap::new()
+            }
+        }
+    }
+
+    async fn member(&self, user_id: &str, role: Role, joined_at: i64) -> Member {
+        let display_name = self.names_of(vec![user_id.to_owned()]).await.remove(user_id).unwrap_or_default();
+        Member { user_id: user_id.to_owned(), display_name, role, joined_at }
+    }
+
+    /// Opens a room owned by `caller`.
+    pub async fn create(&self, caller: &str, request: CreateRoom) -> Result<Room, Error> {
+        let CreateRoom { name, description, visibility, password, control_mode } = request;
+        let mut violations = Vec::new();
+        let name = checked(&mut violations, ROOM_NAME.check(&name));
+        let description = checked(&mut violations, ROOM_DESCRIPTION.check(&description));
+        if !password.is_empty() {
+            violations.extend(password_violation("password", &password));
+        }
+        let (Some(name), Some(description), true) = (name, description, violations.is_empty()) else {
+            return Err(Error::InvalidArgument(violations));
+        };
+        let password_hash = if password.is_empty() { None } else { Some(self.hash_password(password).await?) };
+        let has_password = password_hash.is_some();
+        let room_id = uuid::Uuid::new_v4().to_string();
+        let now = self.clock.now_ms();
+        let tx = self.store.write().await?;
+        tx.insert_room(NewRoom {
+            room_id: room_id.clone(),
+            name: name.clone(),
+            description,
+            visibility,
+            control_mode,
+            password_hash,
+            owner_id: caller.to_owned(),
+            now,
+        })
+        .await?;
+        let detail = serde_json::json!({
+            "name": name,
+            "visibility": visibility_word(visibility),
+            "control_mode": control_mode_word(control_mode),
+            "has_password": has_password,
+        });
+        audit(&tx, now, "room.create", caller, &room_id, None, detail).await?;
+        let room = active(tx.room(&room_id).await?)?.room;
+        tx.commit().await?;
+        tracing::info!(%room_id, owner_id = %caller, "room created");
+        self.refresh_active_gauge().await;
+        Ok(room)
+    }
+
+    /// A room and `caller`'s role in it.
+    pub async fn get(&self, caller: &str, room_id: &str) -> Result<(Room, Option<Role>), Error> {
+        let room_id = uuid_field("room_id", room_id)?;
+        let stored = self.store.room(&room_id).await?.ok_or(Error::RoomNotFound)?;
+        let role = self.store.role(&room_id, caller).await?;
+        Ok((stored.room, role))
+    }
+
+    /// A page of public active rooms, most recently active first, and the next page's token.
+    pub async fn list_public(&self, page_size: i32, page_token: &str) -> Result<(Vec<Room>, Option<String>), Error> {
+        let (page_size, after) = room_page(page_size, page_token)?;
+        let rooms = self.store.list_public(after, page_size + 1).await?;
+        Ok(paginate(rooms, page_size, room_token))
+    }
+
+    /// A page of the active rooms `caller` is in, most recently active first.
+    pub async fn list_mine(
+        &self,
+        caller: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Room>, Option<String>), Error> {
+        let (page_size, after) = room_page(page_size, page_token)?;
+        let rooms = self.store.list_for_member(caller, after, page_size + 1).await?;
+        Ok(paginate(rooms, page_size, room_token))
+    }
+
+    /// Joins `caller` to the room. A member joining again gets their membership back without
+    /// any password or limit; a wrong password counts against the room's and the caller's
+    /// attempt limits.
+    pub async fn join(&self, caller: &Caller, room_id: &str, password: String) -> Result<(Room, Member), Error> {
+        let room_id = uuid_field("room_id", room_id)?;
+        if password.len() > PASSWORD_MAX_BYTES {
+            // No room password can be this long, and bcrypt would only look at a prefix.
+            return Err(Violation::new("password", format!("must be at most {PASSWORD_MAX_BYTES} bytes")).into());
+        }
+        let user_id = caller.user_id.as_str();
+        let stored = active(self.store.room(&room_id).await?)?;
+        if let Some(member) = self.existing_member(&room_id, user_id, &caller.display_name).await? {
+            return Ok((stored.room, member));
+        }
+        self.check_ban(self.store.ban_until(&room_id, user_id).await?)?;
+        if let Some(hash) = &stored.password_hash {
+            self.check_password(&room_id, user_id, password, hash.clone()).await?;
+        }
+
+        let now = self.clock.now_ms();
+        let tx = self.store.write().await?;
+        let current = active(tx.room(&room_id).await?)?;
+        if current.password_hash != stored.password_hash {
+            // The password changed while this one was being checked.
+            return Err(Error::Aborted);
+        }
+        if tx.role(&room_id, user_id).await?.is_some() {
+            drop(tx);
+            let member = self.existing_member(&room_id, user_id, &caller.display_name).await?;
+            return member.map(|member| (current.room, member)).ok_or(Error::Aborted);
+        }
+        self.check_ban(tx.ban_until(&room_id, user_id).await?)?;
+        if current.room.member_count >= self.max_members {
+            return Err(Error::RoomFull);
+        }
+        tx.insert_member(&room_id, user_id, Role::Member, now).await?;
+        tx.touch(&room_id, now).await?;
+        audit(&tx, now, "member.join", user_id, &room_id, None, serde_json::json!({})).await?;
+        let room = active(tx.room(&room_id).await?)?.room;
+        tx.commit().await?;
+        self.publish(&room_id, vec![Change::MemberJoined { user_id: user_id.to_owned() }]);
+        let member = Member {
+            user_id: user_id.to_owned(),
+            display_name: caller.display_name.clone(),
+            role: Role::Member,
+            joined_at: now,
+        };
+        Ok((room, member))
+    }
+
+    async fn existing_member(&self, room_id: &str, user_id: &str, display_name: &str) -> Result<Option<Member>, Error> {
+        let members = self.store.members(room_id).await?;
+        Ok(members.into_iter().find(|(id, _, _)| id == user_id).map(|(user_id, role, joined_at)| Member {
+            user_id,
+            display_name: display_name.to_owned(),
+            role,
+            joined_at,
+        }))
+    }
+
+    fn check_ban(&self, banned_until: Option<i64>) -> Result<(), Error> {
+        let now = self.clock.now_ms();
+        match banned_until {
+            Some(until) if until > now => {
+                Err(Error::Banned(Duration::from_millis(u64::try_from(until - now).unwrap_or(0))))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn check_password(&self, room_id: &str, user_id: &str, password: String, hash: String) -> Result<(), Error> {
+        if password.is_empty() {
+            // Not a guess: the client did not know the room needs a password.
+            return Err(Error::WrongPassword);
+        }
+        let room_limited = !self.per_room_attempts.has_token(room_id);
+        let caller_limited = !self.per_caller_attempts.has_token(user_id);
+        if room_limited || caller_limited {
+            self.metrics.flood_limited.inc();
+            // `try_take` on an empty bucket takes nothing and says how long until it refills.
+            let room_wait = room_limited.then(|| self.per_room_attempts.try_take(room_id).err()).flatten();
+            let caller_wait = caller_limited.then(|| self.per_caller_attempts.try_take(user_id).err()).flatten();
+            return Err(Error::RateLimited(room_wait.max(caller_wait).unwrap_or(Duration::from_secs(1))));
+        }
+        if self.password_matches(password, hash).await? {
+            return Ok(());
+        }
+        // Only failures count, so that people who know the password are never slowed down.
+        let _ = self.per_room_attempts.try_take(room_id);
+        let _ = self.per_caller_attempts.try_take(user_id);
+        self.metrics.wrong_passwords.inc();
+        tracing::info!(%room_id, %user_id, "wrong room password");
+        Err(Error::WrongPassword)
+    }
+
+    /// Takes `caller` out of the room. An owner hands the room to the longest-standing
+    /// moderator, else member; the last one out closes it.
+    pub async fn leave(&self, caller: &str, room_id: &str) -> Result<(), Error> {
+        let room_id = uuid_field("room_id", room_id)?;
+        let now = self.clock.now_ms();
+        let tx = self.store.write().await?;
+        active(tx.room(&room_id).await?)?;
+        let role = tx.role(&room_id, caller).await?.ok_or(Error::FailedPrecondition("not a member of this room"))?;
+        tx.delete_member(&room_id, caller).await?;
+        audit(&tx, now, "member.leave", caller, &room_id, None, serde_json::json!({})).await?;
+        let mut changes = vec![Change::MemberRemoved { user_id: caller.to_owned(), reason: RemovalReason::Left }];
+        let successor = if role == Role::Owner { tx.successor(&room_id).await? } else { None };
+        if let Some(successor) = successor {
+            tx.set_owner(&room_id, &successor).await?;
+            let detail = serde_json::json!({ "reason": "owner_left" });
+            audit(&tx, now, "room.transfer_ownership", caller, &room_id, Some(&successor), detail).await?;
+            changes.push(Change::RoleChanged { user_id: successor, role: Role::Owner });
+        }
+        let closed = tx.member_count(&room_id).await? == 0;
+        if closed {
+            tx.close(&room_id, now).await?;
+            let detail = serde_json::json!({ "reason": CloseReason::Empty.as_str() });
+            audit(&tx, now, "room.close", caller, &room_id, None, detail).await?;
+            changes.push(Change::RoomClosed { reason: CloseReason::Empty });
+        }
+        tx.commit().await?;
+        self.publish(&room_id, changes);
+        if closed {
+            tracing::info!(%room_id, "last member left; room closed");
+            self.refresh_active_gauge().await;
+        }
+        Ok(())
+    }
+
+    /// The members with their display names, owner first, then moderators, then members, each
+    /// by join time. Members only.
+    pub async fn members(&self, caller: &str, room_id: &str) -> Result<Vec<Member>, Error> {
+        let room_id = uuid_field("room_id", room_id)?;
+        let stored = self.store.room(&room_id).await?.ok_or(Error::RoomNotFound)?;
+        let role = self.store.role(&room_id, caller).await?;
+        self.authorize(Action::ListMembers, role, stored.room.control_mode)?;
+        let rows = self.store.members(&room_id).await?;
+        let mut names = self.names_of(rows.iter().map(|(user_id, _, _)| user_id.clone()).collect()).await;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, role, joined_at)| Member {
+                display_name: names.remove(&user_id).unwrap_or_default(),
+                user_id,
+                role,
+                joined_at,
+            })
+            .collect())
+    }
+
+    /// Changes the room's settings: name and description (owner, moderators), visibility,
+    /// password and control mode (owner).
+    pub async fn update(&self, caller: &str, room_id: &str, request: UpdateRoom) -> Result<Room, Error> {
+        let UpdateRoom { name, description, visibility, password, clear_password, control_mode } = request;
+        let mut violations = Vec::new();
+        let room_id = checked(&mut violations, uuid_field("room_id", room_id));
+        let name = name.and_then(|name| checked(&mut violations, ROOM_NAME.check(&name)));
+        let description =
+            description.and_then(|description| checked(&mut violations, ROOM_DESCRIPTION.check(&description)));
+        if let Some(password) = &password {
+            violations.extend(password_violation("password", password));
+            if clear_password {
+                violations.push(Violation::new("clear_password", "cannot be combined with password"));
+            }
+        }
+        let Some(room_id) = room_id.filter(|_| violations.is_empty()) else {
+            return Err(Error::InvalidArgument(violations));
+        };
+        let edits_settings = visibility.is_some() || password.is_some() || clear_password || control_mode.is_some();
+        let required = if edits_settings { Action::EditSettings } else { Action::EditDetails };
+
+        // Refuse before spending a bcrypt hash on someone who may not change the password.
+        let stored = active(self.store.room(&room_id).await?)?;
+        self.authorize(required, self.store.role(&room_id, caller).await?, stored.room.control_mode)?;
+        let password_hash = match password {
+            Some(password) => Some(Some(self.hash_password(password).await?)),
+            None if clear_password => Some(None),
+            None => None,
+        };
+
+        let now = self.clock.now_ms();
+        let tx = self.store.write().await?;
+        let current = active(tx.room(&room_id).await?)?.room;
+        self.authorize(required, tx.role(&room_id, caller).await?, current.control_mode)?;
+        let mut detail = serde_json::Map::new();
+        if let Some(name) = name.as_ref().filter(|name| **name != current.name) {
+            detail.insert("name".to_owned(), name.clone().into());
+        }
+        if let Some(description) = description.as_ref().filter(|description| **description != current.description) {
+            detail.insert("description".to_owned(), description.clone().into());
+        }
+        if let Some(visibility) = visibility.filter(|visibility| *visibility != current.visibility) {
+            detail.insert("visibility".to_owned(), visibility_word(visibility).into());
+        }
+        if let Some(mode) = control_mode.filter(|mode| *mode != current.control_mode) {
+            detail.insert("control_mode".to_owned(), control_mode_word(mode).into());
+        }
+        match &password_hash {
+            Some(Some(_)) => detail.insert("password".to_owned(), "set".into()),
+            Some(None) if current.has_password => detail.insert("password".to_owned(), "cleared".into()),
+            _ => None,
+        };
+        if detail.is_empty() {
+            return Ok(current);
+        }
+        let changes = RoomChanges { name, description, visibility, control_mode, password_hash };
+        tx.update_room(&room_id, changes, now).await?;
+        audit(&tx, now, "room.update", caller, &room_id, None, detail.into()).await?;
+        let room = active(tx.room(&room_id).await?)?.room;
+        tx.commit().await?;
+        self.publish(&room_id, vec![Change::RoomUpdated { control_mode: room.control_mode }]);
+        Ok(room)
+    }
+
+    /// Makes a member a moderator or a member again (owner only).
+    pub async fn set_role(&self, caller: &str, room_id: &str, user_id: &str, role: Role) -> Result<Member, Error> {
+        let (room_id, user_id) = room_and_user(room_id, user_id)?;
+        if role == Role::Owner {
+            return Err(Violation::new("role", "must be MEMBER or MODERATOR; use TransferOwnership").into());
+        }
+        let now = self.clock.now_ms();
+        let tx = self.store.write().await?;
+        let room = active(tx.room(&room_id).await?)?.room;
+        self.authorize(Action::SetRole, tx.role(&room_id, caller).await?, room.control_mode)?;
+        let current = tx.role(&room_id, &user_id).await?.ok_or(Error::MemberNotFound)?;
+        if current == Role::Owner {
+            return Err(Error::FailedPrecondition("the owner's role changes only through TransferOwnership"));
+        }
+        if current != role {
+            tx.set_role(&room_id, &user_id, role).await?;
+            tx.touch(&room_id, now).await?;
+            let detail = serde_json::json!({ "from": role_word(current), "to": role_word(role) });
+            audit(&tx, now, "member.set_role", caller, &room_id, Some(&user_id), detail).await?;
+        }
+        let joined_at = tx.joined_at(&room_id, &user_id).await?.unwrap_or(now);
+        tx.commit().await?;
+        if current != role {
+            self.publish(&room_id, vec![Change::RoleChanged { user_id: user_id.clone(), role }]);
+        }
+        Ok(self.member(&user_id, role, joined_at).await)
+    }
+
+    /// Removes a member, who may not rejoin until the kick ban runs out. Owners kick
+    /// moderators and members, moderators kick members.
+    pub async fn kick(&self, caller: &str, room_id: &str, user_id: &str) -> Result<(), Error> {
+        let (room_id, user_id) = room_and_user(room_id, user_id)?;
+        let now = self.clock.now_ms();
+        let tx = self.store.write().await?;
+        let room = active(tx.room(&room_id).await?)?.room;
+        let actor = tx.role(&room_id, caller).await?;
+        // Outsiders learn nothing about who is in the room.
+        self.authorize(Action::ListMembers, actor, room.control_mode)?;
+        let target = tx.role(&room_id, &user_id).await?.ok_or(Error::MemberNotFound)?;
+        self.authorize(Action::Kick { target }, actor, room.control_mode)?;
+        tx.delete_member(&room_id, &user_id).await?;
+        let banned_until = now.saturating_add(self.kick_ban_ms);
+        tx.ban(&room_id, &user_id, banned_until).await?;
+        tx.touch(&room_id, now).await?;
+        let detail = serde_json::json!({ "role": role_word(target), "banned_until_ms": banned_until });
+        audit(&tx, now, "member.kick", caller, &room_id, Some(&user_id), detail).await?;
+        tx.commit().await?;
+        tracing::info!(%room_id, %user_id, kicked_by = %caller, "member kicked");
+        self.publish(&room_id, vec![Change::MemberRemoved { user_id, reason: RemovalReason::Kicked }]);
+        Ok(())
+    }
+
+    /// Hands the room to another member; the old owner stays as a moderator.
+    pub async fn transfer(&self, caller: &str, room_id: &str, user_id: &str) -> Result<Room, Error> {
+        let (room_id, user_id) = room_and_user(room_id, user_id)?;
+        let now = self.clock.now_ms();
+        let tx = self.store.write().await?;
+        let room = active(tx.room(&room_id).await?)?.room;
+        self.authorize(Action::TransferOwnership, tx.role(&room_id, caller).await?, room.control_mode)?;
+        if user_id == caller {
+            return Err(Error::FailedPrecondition("already the owner"));
+        }
+        tx.role(&room_id, &user_id).await?.ok_or(Error::MemberNotFound)?;
+        tx.set_role(&room_id, caller, Role::Moderator).await?;
+        tx.set_owner(&room_id, &user_id).await?;
+        tx.touch(&room_id, now).await?;
+        audit(&tx, now, "room.transfer_ownership", caller, &room_id, Some(&user_id), serde_json::json!({})).await?;
+        let room = active(tx.room(&room_id).await?)?.room;
+        tx.commit().await?;
+        self.publish(
+            &room_id,
+            vec![
+                Change::RoleChanged { user_id, role: Role::Owner },
+                Change::RoleChanged { user_id: caller.to_owned(), role: Role::Moderator },
+            ],
+        );
+        Ok(room)
+    }
+
+    /// Closes the room for everyone (owner only).
+    pub async fn close(&self, caller: &str, room_id: &str) -> Result<Room, Error> {
+        let room_id = uuid_field("room_id", room_id)?;
+        let now = self.clock.now_ms();
+        let tx = self.store.write().await?;
+        let room = active(tx.room(&room_id).await?)?.room;
+        self.authorize(Action::Close, tx.role(&room_id, caller).await?, room.control_mode)?;
+        tx.close(&room_id, now).await?;
+        let detail = serde_json::json!({ "reason": CloseReason::ClosedByOwner.as_str() });
+        audit(&tx, now, "room.close", caller, &room_id, None, detail).await?;
+        let room = tx.room(&room_id).await?.ok_or(Error::RoomNotFound)?.room;
+        tx.commit().await?;
+        tracing::info!(%room_id, "room closed by its owner");
+        self.publish(&room_id, vec![Change::RoomClosed { reason: CloseReason::ClosedByOwner }]);
+        self.refresh_active_gauge().await;
+        Ok(room)
+    }
+
+    /// What `user_id` may do in the room now.
+    pub async fn check_access(&self, room_id: &str, user_id: &str) -> Result<Access, Error> {
+        let (room_id, user_id) = room_and_user(room_id, user_id)?;
+        let room = self.store.room(&room_id).await?.ok_or(Error::RoomNotFound)?.room;
+        let role = self.store.role(&room_id, &user_id).await?;
+        let open = room.status == RoomStatus::Active;
+        Ok(Access {
+            status: room.status,
+            control_mode: room.control_mode,
+            role,
+            can_control: open && allows(Action::ControlPlayback, role, room.control_mode),
+            can_moderate: open && allows(Action::Moderate, role, room.control_mode),
+        })
+    }
+
+    /// Marks the room active now, postponing the idle close.
+    pub async fn record_activity(&self, room_id: &str) -> Result<(), Error> {
+        let room_id = uuid_field("room_id", room_id)?;
+        if self.store.touch(&room_id, self.clock.now_ms()).await? {
+            return Ok(());
+        }
+        active(self.store.room(&room_id).await?).map(|_| ())
+    }
+
+    /// Closes every room idle for longer than the limit, each with its audit row and event;
+    /// how many.
+    pub async fn close_idle(&self) -> Result<u64, Error> {
+        let mut closed = 0;
+        loop {
+            let now = self.clock.now_ms();
+            let cutoff = now.saturating_sub(self.idle_ms);
+            let idle = self.store.idle_rooms(cutoff, JANITOR_BATCH).await?;
+            let batch = idle.len() as u64;
+            for room_id in idle {
+                let tx = self.store.write().await?;
+                // Activity may have arrived since the rooms were listed.
+                let Some(stored) = tx.room(&room_id).await? else { continue };
+                let room = stored.room;
+                if room.status != RoomStatus::Active || room.last_active_at >= cutoff {
+                    continue;
+                }
+                tx.close(&room_id, now).await?;
+                let detail = serde_json::json!({
+                    "reason": CloseReason::Idle.as_str(),
+                    "last_active_ms": room.last_active_at,
+                });
+                tx.audit(AuditRecord {
+                    at: now,
+                    action: "room.close",
+                    user_id: None,
+                    room_id: room_id.clone(),
+                    target_user_id: None,
+                    detail,
+                })
+                .await?;
+                tx.commit().await?;
+                tracing::info!(%room_id, last_active_ms = room.last_active_at, "idle room closed");
+                self.publish(&room_id, vec![Change::RoomClosed { reason: CloseReason::Idle }]);
+                closed += 1;
+            }
+            if batch < JANITOR_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        self.refresh_active_gauge().await;
+        Ok(closed)
+    }
+
+    /// Runs [`Self::close_idle`] every `interval` until `shutdown`.
+    pub async fn run_janitor(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match self.close_idle().await {
+                Ok(0) => {}
+                Ok(closed) => tracing::info!(closed, "idle rooms closed"),
+                Err(error) => tracing::warn!(%error, "room janitor failed"),
+            }
+        }
+    }
+
+    /// A page of audit rows, oldest first, and the next page's token.
+    pub async fn audit_logs(&self, query: AuditQuery) -> Result<(Vec<AuditEntry>, Option<String>), Error> {
+        let AuditQuery { room_id, user_id, start, end, page_size: size, page_token } = query;
+        let mut violations = Vec::new();
+        let room_id = if room_id.is_empty() { None } else { checked(&mut violations, uuid_field("room_id", &room_id)) };
+        let user_id = if user_id.is_empty() { None } else { checked(&mut violations, uuid_field("user_id", &user_id)) };
+        let size = checked(&mut violations, page_size(size, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE));
+        let after = checked(&mut violations, decode_audit_token(&page_token));
+        let end = end.unwrap_or_else(|| self.clock.now_ms().saturating_add(1));
+        if start.is_some_and(|start| start > end) {
+            violations.push(Violation::new("end_time", "must not be before start_time"));
+        }
+        let (Some(size), Some(after), true) = (size, after, violations.is_empty()) else {
+            return Err(Error::InvalidArgument(violations));
+        };
+        let filter = AuditFilter { room_id, user_id, start, end };
+        let rows = self.store.audit_page(filter, after, size + 1).await?;
+        Ok(paginate(rows, size, |entry| format!("{}.{}", entry.created_at, entry.audit_log_id)))
+    }
+}
+
+fn room_page(page_size_value: i32, page_token: &str) -> Result<(u64, Option<(i64, String)>), Error> {
+    let mut violations = Vec::new();
+    let size = checked(&mut violations, page_size(page_size_value, DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE));
+    let after = checked(&mut violations, decode_room_token(page_token));
+    match (size, after) {
+        (Some(size), Some(after)) => Ok((size, after)),
+        _ => Err(Error::InvalidArgument(violations)),
+    }
+}
+
+fn room_token(room: &Room) -> String {
+    format!("{}.{}", room.last_active_at, room.room_id)
+}
+
+fn room_and_user(room_id: &str, user_id: &str) -> Result<(String, String), Error> {
+    let mut violations = Vec::new();
+    let room_id = checked(&mut violations, uuid_field("room_id", room_id));
+    let user_id = checked(&mut violations, uuid_field("user_id", user_id));
+    match (room_id, user_id) {
+        (Some(room_id), Some(user_id)) => Ok((room_id, user_id)),
+        _ => Err(Error::InvalidArgument(violations)),
+    }
+}
+
+async fn audit(
+    tx: &Tx,
+    at: i64,
+    action: &'static str,
+    user_id: &str,
+    room_id: &str,
+    target_user_id: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<(), Error> {
+    tx.audit(AuditRecord {
+        at,
+        action,
+        user_id: Some(user_id.to_owned()),
+        room_id: room_id.to_owned(),
+        target_user_id: target_user_id.map(str::to_owned),
+        detail,
+    })
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_measured_in_bytes() {
+        assert!(password_violation("password", "12345678").is_none());
+        assert!(password_violation("password", &"a".repeat(72)).is_none());
+        assert!(password_violation("password", &"a".repeat(73)).is_some());
+        assert!(password_violation("password", "1234567").is_some());
+        // 24 three-byte characters are 72 bytes; one more is 75 even though it is 25 characters.
+        assert!(password_violation("password", &"密".repeat(24)).is_none());
+        assert!(password_violation("password", &"密".repeat(25)).is_some());
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        let room_id = uuid::Uuid::new_v4().to_string();
+        assert_eq!(decode_room_token(&format!("42.{room_id}")), Ok(Some((42, room_id))));
+        assert_eq!(decode_room_token(""), Ok(None));
+        assert!(decode_room_token("42").is_err());
+        assert!(decode_room_token("x.y").is_err());
+        assert_eq!(decode_audit_token("5.7"), Ok(Some((5, 7))));
+        assert!(decode_audit_token("5.x").is_err());
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(0, 20, 100), Ok(20));
+        assert_eq!(page_size(100, 20, 100), Ok(100));
+        assert!(page_size(101, 20, 100).is_err());
+        assert!(page_size(-1, 20, 100).is_err());
+    }
+}

@@ -1,0 +1,585 @@
+//! The only code that touches room-svc's tables. Enums are stored as readable words
+//! (`status = 'active'`, as in the seed) and read back strictly.
+//!
+//! Reads that a decision depends on happen inside the same write transaction as the change
+//! ([`Tx`]), so two concurrent requests cannot both act on the state before either of them.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Condition, Expr, Func, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+
+use crate::entity::{audit_log, room, room_ban, room_member};
+use crate::model::{AuditEntry, ControlMode, Role, Room, RoomStatus, Visibility};
+
+const ACTIVE: &str = "active";
+const CLOSED: &str = "closed";
+
+fn visibility_word(visibility: Visibility) -> &'static str {
+    match visibility {
+        Visibility::Public => "public",
+        Visibility::Unlisted => "unlisted",
+    }
+}
+
+fn control_mode_word(mode: ControlMode) -> &'static str {
+    match mode {
+        ControlMode::Everyone => "everyone",
+        ControlMode::Moderators => "moderators",
+        ControlMode::Owner => "owner",
+    }
+}
+
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Member => "member",
+        Role::Moderator => "moderator",
+        Role::Owner => "owner",
+    }
+}
+
+fn unknown(column: &str, word: &str) -> DbErr {
+    DbErr::Custom(format!("unknown {column} {word:?} in the database"))
+}
+
+fn parse_role(word: &str) -> Result<Role, DbErr> {
+    match word {
+        "member" => Ok(Role::Member),
+        "moderator" => Ok(Role::Moderator),
+        "owner" => Ok(Role::Owner),
+        other => Err(unknown("role", other)),
+    }
+}
+
+fn to_room(model: room::Model, member_count: u64) -> Result<StoredRoom, DbErr> {
+    let room::Model {
+        room_id,
+        name,
+        description,
+        visibility,
+        control_mode,
+        password_hash,
+        status,
+        creator_id: _,
+        owner_id,
+        created_at,
+        last_active_at,
+        closed_at,
+    } = model;
+    let visibility = match visibility.as_str() {
+        "public" => Visibility::Public,
+        "unlisted" => Visibility::Unlisted,
+        other => return Err(unknown("visibility", other)),
+    };
+    let control_mode = match control_mode.as_str() {
+        "everyone" => ControlMode::Everyone,
+        "moderators" => ControlMode::Moderators,
+        "owner" => ControlMode::Owner,
+        other => return Err(unknown("control_mode", other)),
+    };
+    let status = match status.as_str() {
+        ACTIVE => RoomStatus::Active,
+        CLOSED => RoomStatus::Closed,
+        other => return Err(unknown("status", other)),
+    };
+    Ok(StoredRoom {
+        room: Room {
+            room_id,
+            name,
+            description,
+            visibility,
+            control_mode,
+            has_password: password_hash.is_some(),
+            status,
+            owner_id,
+            member_count,
+            created_at,
+            last_active_at,
+            closed_at,
+        },
+        password_hash,
+    })
+}
+
+/// A room with its password hash, which never leaves the domain layer.
+#[derive(Debug, Clone)]
+pub struct StoredRoom {
+    pub room: Room,
+    pub password_hash: Option<String>,
+}
+
+/// A room to insert; its creator becomes the owner member.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub room_id: String,
+    pub name: String,
+    pub description: String,
+    pub visibility: Visibility,
+    pub control_mode: ControlMode,
+    pub password_hash: Option<String>,
+    pub owner_id: String,
+    pub now: i64,
+}
+
+/// Settings to change; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct RoomChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub control_mode: Option<ControlMode>,
+    /// `Some(None)` removes the password.
+    pub password_hash: Option<Option<String>>,
+}
+
+/// An audit row to write.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub at: i64,
+    pub action: &'static str,
+    pub user_id: Option<String>,
+    pub room_id: String,
+    pub target_user_id: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Which audit rows to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub room_id: Option<String>,
+    /// Rows where this user acted or was acted upon.
+    pub user_id: Option<String>,
+    /// Inclusive.
+    pub start: Option<i64>,
+    /// Exclusive.
+    pub end: i64,
+}
+
+/// Access to room-svc's tables.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// An open write transaction; dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub struct Tx {
+    tx: DatabaseTransaction,
+}
+
+async fn find_room<C: ConnectionTrait>(db: &C, room_id: &str) -> Result<Option<StoredRoom>, DbErr> {
+    let Some(model) = room::Entity::find_by_id(room_id.to_owned()).one(db).await? else {
+        return Ok(None);
+    };
+    let count = room_member::Entity::find().filter(room_member::Column::RoomId.eq(room_id)).count(db).await?;
+    to_room(model, count).map(Some)
+}
+
+async fn find_role<C: ConnectionTrait>(db: &C, room_id: &str, user_id: &str) -> Result<Option<Role>, DbErr> {
+    let role: Option<String> = room_member::Entity::find()
+        .select_only()
+        .column(room_member::Column::Role)
+        .filter(room_member::Column::RoomId.eq(room_id))
+        .filter(room_member::Column::UserId.eq(user_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    role.as_deref().map(parse_role).transpose()
+}
+
+async fn find_ban<C: ConnectionTrait>(db: &C, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
+    Ok(room_ban::Entity::find_by_id((room_id.to_owned(), user_id.to_owned()))
+        .one(db)
+        .await?
+        .map(|ban| ban.banned_until))
+}
+
+/// Rooms with their member counts, in the order given.
+async fn with_counts<C: ConnectionTrait>(db: &C, rooms: Vec<room::Model>) -> Result<Vec<Room>, DbErr> {
+    let ids: Vec<String> = rooms.iter().map(|room| room.room_id.clone()).collect();
+    let counts: HashMap<String, i64> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        room_member::Entity::find()
+            .select_only()
+            .column(room_member::Column::RoomId)
+            .column_as(Expr::from(Func::count(Expr::col(room_member::Column::UserId))), "member_count")
+            .filter(room_member::Column::RoomId.is_in(ids))
+            .group_by(room_member::Column::RoomId)
+            .into_tuple::<(String, i64)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    rooms
+        .into_iter()
+        .map(|model| {
+            let count = counts.get(&model.room_id).copied().unwrap_or(0);
+            to_room(model, u64::try_from(count).unwrap_or(0)).map(|stored| stored.room)
+        })
+        .collect()
+}
+
+/// Active rooms by most recent activity, strictly after the `(last_active_at, room_id)`
+/// position `after`.
+fn newest_active(after: Option<(i64, String)>) -> sea_orm::Select<room::Entity> {
+    let mut query = room::Entity::find().filter(room::Column::Status.eq(ACTIVE));
+    if let Some((last_active_at, room_id)) = after {
+        query = query.filter(Condition::any().add(room::Column::LastActiveAt.lt(last_active_at)).add(
+            Condition::all().add(room::Column::LastActiveAt.eq(last_active_at)).add(room::Column::RoomId.lt(room_id)),
+        ));
+    }
+    query.order_by_desc(room::Column::LastActiveAt).order_by_desc(room::Column::RoomId)
+}
+
+impl Store {
+    /// Wraps a migrated connection.
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so that a transaction that reads before it writes waits for other writers
+    /// instead of failing when it upgrades.
+    pub async fn write(&self) -> Result<Tx, DbErr> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        Ok(Tx { tx: self.db.begin_with_options(options).await? })
+    }
+
+    pub async fn room(&self, room_id: &str) -> Result<Option<StoredRoom>, DbErr> {
+        find_room(&self.db, room_id).await
+    }
+
+    /// `user_id`'s role in the room, `None` when not a member.
+    pub async fn role(&self, room_id: &str, user_id: &str) -> Result<Option<Role>, DbErr> {
+        find_role(&self.db, room_id, user_id).await
+    }
+
+    /// Until when `user_id` may not rejoin the room, if they were ever kicked from it.
+    pub async fn ban_until(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
+        find_ban(&self.db, room_id, user_id).await
+    }
+
+    /// Up to `limit` public active rooms, most recently active first.
+    pub async fn list_public(&self, after: Option<(i64, String)>, limit: u64) -> Result<Vec<Room>, DbErr> {
+        let rooms = newest_active(after)
+            .filter(room::Column::Visibility.eq(visibility_word(Visibility::Public)))
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        with_counts(&self.db, rooms).await
+    }
+
+    /// Up to `limit` active rooms `user_id` is a member of, most recently active first.
+    pub async fn list_for_member(
+        &self,
+        user_id: &str,
+        after: Option<(i64, String)>,
+        limit: u64,
+    ) -> Result<Vec<Room>, DbErr> {
+        let memberships = Query::select()
+            .column(room_member::Column::RoomId)
+            .from(room_member::Entity)
+            .and_where(room_member::Column::UserId.eq(user_id))
+            .to_owned();
+        let rooms = newest_active(after)
+            .filter(room::Column::RoomId.in_subquery(memberships))
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        with_counts(&self.db, rooms).await
+    }
+
+    /// Every member as `(user_id, role, joined_at)`, strongest role first, then by join time.
+    pub async fn members(&self, room_id: &str) -> Result<Vec<(String, Role, i64)>, DbErr> {
+        let rows = room_member::Entity::find()
+            .filter(room_member::Column::RoomId.eq(room_id))
+            .order_by_asc(room_member::Column::JoinedAt)
+            .order_by_asc(room_member::Column::UserId)
+            .all(&self.db)
+            .await?;
+        let mut members = rows
+            .into_iter()
+            .map(|row| Ok((row.user_id, parse_role(&row.role)?, row.joined_at)))
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        // Stable: join order is kept within each role.
+        members.sort_by_key(|(_, role, _)| std::cmp::Reverse(*role));
+        Ok(members)
+    }
+
+    /// Marks an active room as active at `now`; whether it was (an active room with that id).
+    pub async fn touch(&self, room_id: &str, now: i64) -> Result<bool, DbErr> {
+        let result = room::Entity::update_many()
+            .col_expr(room::Column::LastActiveAt, Expr::value(now))
+            .filter(room::Column::RoomId.eq(room_id))
+            .filter(room::Column::Status.eq(ACTIVE))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Up to `limit` active rooms last active before `before`, oldest first.
+    pub async fn idle_rooms(&self, before: i64, limit: u64) -> Result<Vec<String>, DbErr> {
+        room::Entity::find()
+            .select_only()
+            .column(room::Column::RoomId)
+            .filter(room::Column::Status.eq(ACTIVE))
+            .filter(room::Column::LastActiveAt.lt(before))
+            .order_by_asc(room::Column::LastActiveAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+    }
+
+    /// Active rooms.
+    pub async fn count_active(&self) -> Result<u64, DbErr> {
+        room::Entity::find().filter(room::Column::Status.eq(ACTIVE)).count(&self.db).await
+    }
+
+    /// Up to `limit` audit rows matching `filter`, oldest first, strictly after the
+    /// `(created_at, id)` position `after`.
+    pub async fn audit_page(
+        &self,
+        filter: AuditFilter,
+        after: Option<(i64, i64)>,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, DbErr> {
+        let AuditFilter { room_id, user_id, start, end } = filter;
+        let mut query = audit_log::Entity::find().filter(audit_log::Column::CreatedAt.lt(end));
+        if let Some(start) = start {
+            query = query.filter(audit_log::Column::CreatedAt.gte(start));
+        }
+        if let Some(room_id) = room_id {
+            query = query.filter(audit_log::Column::RoomId.eq(room_id));
+        }
+        if let Some(user_id) = user_id {
+            query = query.filter(
+                Condition::any()
+                    .add(audit_log::Column::UserId.eq(user_id.clone()))
+                    .add(audit_log::Column::TargetUserId.eq(user_id)),
+            );
+        }
+        if let Some((created_at, id)) = after {
+            query = query.filter(Condition::any().add(audit_log::Column::CreatedAt.gt(created_at)).add(
+                Condition::all().add(audit_log::Column::CreatedAt.eq(created_at)).add(audit_log::Column::Id.gt(id)),
+            ));
+        }
+        let rows = query
+            .order_by_asc(audit_log::Column::CreatedAt)
+            .order_by_asc(audit_log::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let audit_log::Model { id, created_at, action, user_id, room_id, target_user_id, detail } = row;
+                AuditEntry { audit_log_id: id, created_at, action, user_id, room_id, target_user_id, detail }
+            })
+            .collect())
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.tx.commit().await
+    }
+
+    pub async fn room(&self, room_id: &str) -> Result<Option<StoredRoom>, DbErr> {
+        find_room(&self.tx, room_id).await
+    }
+
+    pub async fn role(&self, room_id: &str, user_id: &str) -> Result<Option<Role>, DbErr> {
+        find_role(&self.tx, room_id, user_id).await
+    }
+
+    /// When `user_id` joined the room, if they are in it.
+    pub async fn joined_at(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
+        Ok(room_member::Entity::find_by_id((room_id.to_owned(), user_id.to_owned()))
+            .one(&self.tx)
+            .await?
+            .map(|member| member.joined_at))
+    }
+
+    pub async fn ban_until(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
+        find_ban(&self.tx, room_id, user_id).await
+    }
+
+    /// Inserts the room and its owner.
+    pub async fn insert_room(&self, new: NewRoom) -> Result<(), DbErr> {
+        let NewRoom { room_id, name, description, visibility, control_mode, password_hash, owner_id, now } = new;
+        room::ActiveModel {
+            room_id: Set(room_id.clone()),
+            name: Set(name),
+            description: Set(description),
+            visibility: Set(visibility_word(visibility).to_owned()),
+            control_mode: Set(control_mode_word(control_mode).to_owned()),
+            password_hash: Set(password_hash),
+            status: Set(ACTIVE.to_owned()),
+            creator_id: Set(owner_id.clone()),
+            owner_id: Set(owner_id.clone()),
+            created_at: Set(now),
+            last_active_at: Set(now),
+            closed_at: Set(None),
+        }
+        .insert(&self.tx)
+        .await?;
+        self.insert_member(&room_id, &owner_id, Role::Owner, now).await
+    }
+
+    pub async fn insert_member(&self, room_id: &str, user_id: &str, role: Role, now: i64) -> Result<(), DbErr> {
+        room_member::ActiveModel {
+            room_id: Set(room_id.to_owned()),
+            user_id: Set(user_id.to_owned()),
+            role: Set(role_word(role).to_owned()),
+            joined_at: Set(now),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a member; whether they were one.
+    pub async fn delete_member(&self, room_id: &str, user_id: &str) -> Result<bool, DbErr> {
+        let result = room_member::Entity::delete_many()
+            .filter(room_member::Column::RoomId.eq(room_id))
+            .filter(room_member::Column::UserId.eq(user_id))
+            .exec(&self.tx)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    pub async fn member_count(&self, room_id: &str) -> Result<u64, DbErr> {
+        room_member::Entity::find().filter(room_member::Column::RoomId.eq(room_id)).count(&self.tx).await
+    }
+
+    pub async fn set_role(&self, room_id: &str, user_id: &str, role: Role) -> Result<(), DbErr> {
+        room_member::Entity::update_many()
+            .col_expr(room_member::Column::Role, Expr::value(role_word(role)))
+            .filter(room_member::Column::RoomId.eq(room_id))
+            .filter(room_member::Column::UserId.eq(user_id))
+            .exec(&self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The member who inherits the room: the longest-standing moderator, else member.
+    pub async fn successor(&self, room_id: &str) -> Result<Option<String>, DbErr> {
+        for role in [Role::Moderator, Role::Member] {
+            let found: Option<String> = room_member::Entity::find()
+                .select_only()
+                .column(room_member::Column::UserId)
+                .filter(room_member::Column::RoomId.eq(room_id))
+                .filter(room_member::Column::Role.eq(role_word(role)))
+                .order_by_asc(room_member::Column::JoinedAt)
+                .order_by_asc(room_member::Column::UserId)
+                .into_tuple()
+                .one(&self.tx)
+                .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Makes `user_id` the owner, recorded both on the room and on the member row.
+    pub async fn set_owner(&self, room_id: &str, user_id: &str) -> Result<(), DbErr> {
+        self.set_role(room_id, user_id, Role::Owner).await?;
+        room::Entity::update_many()
+            .col_expr(room::Column::OwnerId, Expr::value(user_id))
+            .filter(room::Column::RoomId.eq(room_id))
+            .exec(&self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_room(&self, room_id: &str, changes: RoomChanges, now: i64) -> Result<(), DbErr> {
+        let RoomChanges { name, description, visibility, control_mode, password_hash } = changes;
+        let mut update = room::Entity::update_many()
+            .col_expr(room::Column::LastActiveAt, Expr::value(now))
+            .filter(room::Column::RoomId.eq(room_id));
+        if let Some(name) = name {
+            update = update.col_expr(room::Column::Name, Expr::value(name));
+        }
+        if let Some(description) = description {
+            update = update.col_expr(room::Column::Description, Expr::value(description));
+        }
+        if let Some(visibility) = visibility {
+            update = update.col_expr(room::Column::Visibility, Expr::value(visibility_word(visibility)));
+        }
+        if let Some(mode) = control_mode {
+            update = update.col_expr(room::Column::ControlMode, Expr::value(control_mode_word(mode)));
+        }
+        if let Some(password_hash) = password_hash {
+            update = update.col_expr(room::Column::PasswordHash, Expr::value(password_hash));
+        }
+        update.exec(&self.tx).await?;
+        Ok(())
+    }
+
+    /// Marks the room active at `now` (a join, a change).
+    pub async fn touch(&self, room_id: &str, now: i64) -> Result<(), DbErr> {
+        room::Entity::update_many()
+            .col_expr(room::Column::LastActiveAt, Expr::value(now))
+            .filter(room::Column::RoomId.eq(room_id))
+            .exec(&self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes an active room; whether it was active.
+    pub async fn close(&self, room_id: &str, now: i64) -> Result<bool, DbErr> {
+        let result = room::Entity::update_many()
+            .col_expr(room::Column::Status, Expr::value(CLOSED))
+            .col_expr(room::Column::ClosedAt, Expr::value(now))
+            .filter(room::Column::RoomId.eq(room_id))
+            .filter(room::Column::Status.eq(ACTIVE))
+            .exec(&self.tx)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Keeps `user_id` out of the room until `until` (replacing an earlier ban).
+    pub async fn ban(&self, room_id: &str, user_id: &str, until: i64) -> Result<(), DbErr> {
+        room_ban::Entity::delete_many()
+            .filter(room_ban::Column::RoomId.eq(room_id))
+            .filter(room_ban::Column::UserId.eq(user_id))
+            .exec(&self.tx)
+            .await?;
+        room_ban::ActiveModel {
+            room_id: Set(room_id.to_owned()),
+            user_id: Set(user_id.to_owned()),
+            banned_until: Set(until),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn audit(&self, record: AuditRecord) -> Result<(), DbErr> {
+        let AuditRecord { at, action, user_id, room_id, target_user_id, detail } = record;
+        audit_log::ActiveModel {
+            id: sea_orm::NotSet,
+            created_at: Set(at),
+            action: Set(action.to_owned()),
+            user_id: Set(user_id),
+            room_id: Set(room_id),
+            target_user_id: Set(target_user_id),
+            detail: Set(detail.to_string()),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+}
