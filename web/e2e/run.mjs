@@ -373,6 +373,25 @@ scenario("a moderator deletes a message for everyone", [CHAT], async () => {
   assert((await state.bob.page.$("#chat-messages button:text-is('Delete')")) === null, "a member gets no delete buttons");
 });
 
+scenario("the flood limit is shown, and the refused message can be retried", [CHAT], async () => {
+  const page = state.bob.page;
+  for (let index = 1; index <= 12; index += 1) {
+    await sendChat(state.bob, `flood ${index}`);
+  }
+  await page.waitForSelector("#chat-messages li.message.failed button.retry");
+  assert(((await page.textContent("#chat-error")) ?? "") !== "", "the refusal is explained");
+  const failedText = await page.textContent("#chat-messages li.message.failed .text");
+  await screenshot(state.bob, "04b-flood-limit");
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  await page.click("#chat-messages li.message.failed button.retry");
+  await waitForChatText(state.alice, failedText);
+  const copies = await state.alice.page.evaluate(
+    (text) => [...document.querySelectorAll("#chat-messages .text")].filter((node) => node.textContent === text).length,
+    failedText,
+  );
+  assert(copies === 1, `the retried message arrives once (saw ${copies})`);
+});
+
 scenario("the queue takes items, reorders, removes, plays next and advances when an item ends", [PLAY], async () => {
   const page = state.alice.page;
   const titles = () => page.$$eval("#queue li[data-item-id] .queue-title", (nodes) => nodes.map((node) => node.textContent));
@@ -464,6 +483,16 @@ scenario("the room fits a phone-width screen", [ROOM], async () => {
   const overflow = await state.bob.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert(overflow <= 1, `the page scrolls sideways by ${overflow}px`);
   await screenshot(state.bob, "08-phone-room");
+});
+
+scenario("a muted member is told so when sending", [CHAT], async () => {
+  await state.alice.page.goto(`${state.base}${state.roomPath}`);
+  await waitLive(state.alice);
+  await state.alice.page.click("#members li:has-text('Bob 小窝') button:text-is('Mute')");
+  await state.bob.page.waitForTimeout(500);
+  await sendChat(state.bob, "Am I muted?");
+  await state.bob.page.waitForSelector("#chat-messages li.message.failed:has(.text:text-is('Am I muted?'))");
+  assert(((await state.bob.page.textContent("#chat-error")) ?? "") !== "", "the refusal is explained");
 });
 
 scenario("no console errors on either page", [], async () => {
