@@ -590,3 +590,22 @@ async fn command_floods_are_limited_per_user() {
     assert_eq!(limited.code(), Code::ResourceExhausted);
     fixture.seek(&other, version, 4).await.unwrap();
 }
+
+#[tokio::test]
+async fn access_is_rechecked_after_the_room_event_stream_reconnects() {
+    let fixture = Fixture::start().await;
+    fixture.peers.rooms.wait_for_follower().await;
+    let (removed_id, removed) = fixture.member("Removed", room_pb::Role::Member).await;
+    let mut removed_events = watch(&fixture.app, &fixture.room_id, &removed).await;
+    let mut owner_events = watch(&fixture.app, &fixture.room_id, &fixture.owner).await;
+    next_state(&mut removed_events).await;
+    next_state(&mut owner_events).await;
+
+    // The removal's event is lost with the stream; after reconnecting, sync-svc asks again.
+    fixture.peers.rooms.remove_silently(&fixture.room_id, &removed_id);
+    fixture.peers.rooms.drop_followers();
+    assert_eq!(end_status(&mut removed_events).await.code(), Code::PermissionDenied);
+
+    let loaded = fixture.load_media(0).await;
+    assert_eq!(next_state(&mut owner_events).await.version, loaded.version, "members keep watching");
+}

@@ -42,7 +42,7 @@ pub struct FakeRoom {
 #[derive(Debug, Clone)]
 pub struct FakeRoomService {
     rooms: Arc<Mutex<HashMap<String, FakeRoom>>>,
-    events: broadcast::Sender<room_pb::WatchRoomEventsResponse>,
+    events: Arc<Mutex<broadcast::Sender<room_pb::WatchRoomEventsResponse>>>,
     pub activity_reports: Arc<AtomicUsize>,
     pub access_checks: Arc<AtomicUsize>,
 }
@@ -51,7 +51,7 @@ impl FakeRoomService {
     fn new() -> Self {
         Self {
             rooms: Arc::default(),
-            events: broadcast::channel(64).0,
+            events: Arc::new(Mutex::new(broadcast::channel(64).0)),
             activity_reports: Arc::default(),
             access_checks: Arc::default(),
         }
@@ -82,7 +82,7 @@ impl FakeRoomService {
         self.rooms.lock().unwrap().get_mut(room_id).unwrap().control_mode = mode;
         let event =
             room_pb::watch_room_events_response::Event::RoomUpdated(room_pb::RoomUpdated { control_mode: mode.into() });
-        let _ = self.events.send(Self::event(room_id, event));
+        let _ = self.events.lock().unwrap().send(Self::event(room_id, event));
     }
 
     pub fn kick(&self, room_id: &str, user_id: &str) {
@@ -91,7 +91,7 @@ impl FakeRoomService {
             user_id: user_id.to_owned(),
             reason: room_pb::RemovalReason::Kicked.into(),
         });
-        let _ = self.events.send(Self::event(room_id, event));
+        let _ = self.events.lock().unwrap().send(Self::event(room_id, event));
     }
 
     pub fn close(&self, room_id: &str) {
@@ -99,13 +99,23 @@ impl FakeRoomService {
         let event = room_pb::watch_room_events_response::Event::RoomClosed(room_pb::RoomClosed {
             reason: room_pb::CloseReason::ClosedByOwner.into(),
         });
-        let _ = self.events.send(Self::event(room_id, event));
+        let _ = self.events.lock().unwrap().send(Self::event(room_id, event));
+    }
+
+    /// Removes a member without telling anyone, as if the event were lost.
+    pub fn remove_silently(&self, room_id: &str, user_id: &str) {
+        self.rooms.lock().unwrap().get_mut(room_id).unwrap().members.remove(user_id);
+    }
+
+    /// Ends every open event stream (followers must reconnect).
+    pub fn drop_followers(&self) {
+        *self.events.lock().unwrap() = broadcast::channel(64).0;
     }
 
     /// Waits until sync-svc follows the event stream, so that events are not sent to nobody.
     pub async fn wait_for_follower(&self) {
         for _ in 0..200 {
-            if self.events.receiver_count() > 0 {
+            if self.events.lock().unwrap().receiver_count() > 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -154,7 +164,7 @@ impl room_pb::room_internal_service_server::RoomInternalService for FakeRoomServ
         _request: Request<room_pb::WatchRoomEventsRequest>,
     ) -> Result<Response<Self::WatchRoomEventsStream>, Status> {
         let first = Self::event("", room_pb::watch_room_events_response::Event::Heartbeat(room_pb::Heartbeat {}));
-        let live = tokio_stream::wrappers::BroadcastStream::new(self.events.subscribe())
+        let live = tokio_stream::wrappers::BroadcastStream::new(self.events.lock().unwrap().subscribe())
             .filter_map(|event| std::future::ready(event.ok().map(Ok)));
         Ok(Response::new(Box::pin(futures_util::stream::iter([Ok(first)]).chain(live))))
     }
