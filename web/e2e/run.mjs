@@ -26,10 +26,12 @@ const binary = process.env.XIAOWO_BIN ?? join(repoRoot, "target", "debug", "xiao
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const only = process.env.E2E_ONLY ?? "";
 
-/// Players agree within this many seconds once converged (the drift controller's dead band is
-/// 40 ms; the rest is measurement: two processes sampled a few milliseconds apart).
+/**
+ * Players agree within this many seconds once converged (the drift controller's dead band is
+ * 40 ms; the rest is measurement: two processes sampled a few milliseconds apart).
+ */
 const TOLERANCE_S = 0.15;
-/// How long a wait may take before the scenario fails.
+/** How long a wait may take before the scenario fails. */
 const WAIT_MS = 20_000;
 
 const CHROMIUM_ARGS = [
@@ -138,7 +140,7 @@ async function startServer(tempDir, webDir, listen = "127.0.0.1:0") {
   });
 }
 
-/// One user: a browser profile of its own (own cookies and storage) with one page.
+/** One user: a browser profile of its own (own cookies and storage) with one page. */
 async function openUser(name, tempDir, consoleErrors) {
   const context = await chromium.launchPersistentContext(mkdtempSync(join(tempDir, `profile-${name}-`)), {
     executablePath: chromiumPath,
@@ -199,7 +201,7 @@ async function waitLive(user) {
   await user.page.waitForSelector('#connection[data-state="live"]');
 }
 
-/// The video's position and state, with the moment it was read on the shared wall clock.
+/** The video's position and state, with the moment it was read on the shared wall clock. */
 function readPlayer(user) {
   return user.page.evaluate(() => {
     const video = document.getElementById("video");
@@ -207,14 +209,14 @@ function readPlayer(user) {
   });
 }
 
-/// A's position minus B's, with B's reading moved to the moment of A's.
+/** A's position minus B's, with B's reading moved to the moment of A's. */
 async function playerGap(first, second, rate = 1) {
   const [a, b] = await Promise.all([readPlayer(first), readPlayer(second)]);
   const bAtA = b.paused ? b.position : b.position + ((a.at - b.at) / 1000) * rate;
   return { gap: a.position - bAtA, a, b };
 }
 
-/// Waits until the two players agree within the tolerance on three readings in a row.
+/** Waits until the two players agree within the tolerance on three readings in a row. */
 async function waitForAgreement(first, second, check = () => true) {
   const deadline = Date.now() + WAIT_MS;
   let streak = 0;
@@ -246,8 +248,10 @@ async function waitForChatText(user, text) {
 // Scenarios (in order; later ones build on earlier ones)
 
 const scenarios = [];
-/// `needs`: names of earlier scenarios whose outcome this one builds on; when one of them
-/// failed this one fails at once instead of waiting out its timeouts.
+/**
+ * `needs`: names of earlier scenarios whose outcome this one builds on; when one of them
+ * failed this one fails at once instead of waiting out its timeouts.
+ */
 const scenario = (name, needs, run) => scenarios.push({ name, needs, run });
 
 const state = { base: "", roomPath: "", alice: undefined, bob: undefined, consoleErrors: [], networkDown: new Set() };

@@ -31,8 +31,10 @@ export function errorCode(error: unknown): Code {
   return ConnectError.from(error).code;
 }
 
-/// What to tell a person about a failed call: the field violations when the input was refused,
-/// otherwise a sentence for the status code.
+/**
+ * What to tell a person about a failed call: the field violations when the input was refused,
+ * otherwise a sentence for the status code.
+ */
 export function describeError(error: unknown): string {
   const connectError = ConnectError.from(error);
   const violations = connectError.findDetails(BadRequestSchema).flatMap((badRequest) => badRequest.fieldViolations);

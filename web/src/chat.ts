@@ -27,13 +27,13 @@ export class Chat {
   private readonly input = h("textarea", { attrs: { id: "chat-input", rows: "2", maxlength: "1000", placeholder: "Say something…", "aria-label": "Message" } });
   private readonly error = h("p", { class: "error small", attrs: { id: "chat-error" } });
   private readonly olderButton: HTMLButtonElement;
-  /// Rendered messages by seq.
+  /** Rendered messages by seq. */
   private readonly rows = new Map<bigint, HTMLElement>();
-  /// Own messages not yet confirmed, by client message id.
+  /** Own messages not yet confirmed, by client message id. */
   private readonly pending = new Map<string, HTMLElement>();
-  /// The highest seq shown: where a reconnect resumes.
+  /** The highest seq shown: where a reconnect resumes. */
   private lastSeq = 0n;
-  /// Where the next "older" page starts; 0 when there is nothing older.
+  /** Where the next "older" page starts; 0 when there is nothing older. */
   private nextBeforeSeq = 0n;
   private historyLoaded = false;
   private readonly stream: ReconnectingStream;
@@ -150,8 +150,10 @@ export class Chat {
     }
   }
 
-  /// Shows a message in seq order, replacing the pending copy of our own message or an earlier
-  /// rendering of the same seq.
+  /**
+   * Shows a message in seq order, replacing the pending copy of our own message or an earlier
+   * rendering of the same seq.
+   */
   private show(message: Message): void {
     const row = this.render(message);
     const existing = this.rows.get(message.seq);
@@ -294,7 +296,7 @@ export class Chat {
     }
   }
 
-  /// Tells the server how far we have read, at most once a second.
+  /** Tells the server how far we have read, at most once a second. */
   private scheduleCursor(): void {
     if (this.cursorTimer) {
       return;

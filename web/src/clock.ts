@@ -3,8 +3,10 @@
 // Pure: the caller supplies the four timestamps of each exchange. The sample with the smallest
 // round trip is the one least disturbed by queueing, so the estimate is taken from it.
 
-/// One exchange, all times in milliseconds: the client's send and receive times on its own
-/// monotonic clock, the server's receive and send times on the server's wall clock.
+/**
+ * One exchange, all times in milliseconds: the client's send and receive times on its own
+ * monotonic clock, the server's receive and send times on the server's wall clock.
+ */
 export interface ClockSample {
   clientSend: number;
   serverReceive: number;
@@ -13,10 +15,12 @@ export interface ClockSample {
 }
 
 export interface ClockEstimate {
-  /// server time − client time, in milliseconds.
+  /** server time − client time, in milliseconds. */
   offset: number;
-  /// The round trip of the sample the offset came from, in milliseconds (its uncertainty is
-  /// at most half of it).
+  /**
+   * The round trip of the sample the offset came from, in milliseconds (its uncertainty is
+   * at most half of it).
+   */
   roundTrip: number;
 }
 
@@ -27,7 +31,7 @@ export function sampleOffset(sample: ClockSample): ClockEstimate {
   return { offset, roundTrip };
 }
 
-/// The estimate from the sample with the smallest round trip; undefined without samples.
+/** The estimate from the sample with the smallest round trip; undefined without samples. */
 export function estimateOffset(samples: readonly ClockSample[]): ClockEstimate | undefined {
   let best: ClockEstimate | undefined;
   for (const sample of samples) {
@@ -39,7 +43,7 @@ export function estimateOffset(samples: readonly ClockSample[]): ClockEstimate |
   return best;
 }
 
-/// Keeps the most recent samples (old ones go stale as the clocks drift apart).
+/** Keeps the most recent samples (old ones go stale as the clocks drift apart). */
 export class ClockSync {
   private readonly samples: ClockSample[] = [];
 

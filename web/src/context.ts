@@ -19,7 +19,7 @@ export class RoomContext {
     return this.app.session.userId;
   }
 
-  /// Calls `listener` whenever the room, the role or the members change.
+  /** Calls `listener` whenever the room, the role or the members change. */
   onChange(listener: () => void): void {
     this.listeners.push(listener);
   }
@@ -52,7 +52,7 @@ export class RoomContext {
     return this.members.get(userId)?.role ?? Role.UNSPECIFIED;
   }
 
-  /// Why the caller may not control playback and the queue, or undefined when they may.
+  /** Why the caller may not control playback and the queue, or undefined when they may. */
   controlDeniedReason(): string | undefined {
     if (this.room.status !== RoomStatus.ACTIVE) {
       return "The room is closed.";

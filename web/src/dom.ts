@@ -6,9 +6,9 @@ type Child = Node | string | null | undefined | false;
 
 export interface Props {
   class?: string;
-  /// Attributes set with setAttribute (values are plain strings, never markup).
+  /** Attributes set with setAttribute (values are plain strings, never markup). */
   attrs?: Record<string, string>;
-  /// Event listeners by event name.
+  /** Event listeners by event name. */
   on?: Record<string, (event: Event) => void>;
 }
 
@@ -36,7 +36,7 @@ export function append(parent: Node, ...children: Child[]): void {
   }
 }
 
-/// Replaces all children of `parent`.
+/** Replaces all children of `parent`. */
 export function replace(parent: Node, ...children: Child[]): void {
   while (parent.firstChild) {
     parent.removeChild(parent.firstChild);
@@ -44,7 +44,7 @@ export function replace(parent: Node, ...children: Child[]): void {
   append(parent, ...children);
 }
 
-/// A button that runs an async action, disabled while it runs.
+/** A button that runs an async action, disabled while it runs. */
 export function button(label: string, action: () => Promise<void> | void, props: Props = {}): HTMLButtonElement {
   const element = h("button", { ...props, attrs: { type: "button", ...props.attrs } }, label);
   element.addEventListener("click", async () => {

@@ -6,34 +6,40 @@
 // and stopping a nudge, and cooldowns after every seek and rate change keep it from ever
 // chasing its own corrections.
 
-/// Tuning; every time is in seconds.
+/** Tuning; every time is in seconds. */
 export interface DriftConfig {
-  /// Errors smaller than this are left alone.
+  /** Errors smaller than this are left alone. */
   deadBand: number;
-  /// A nudge, once started, runs until the error is below this (smaller than `deadBand`), so
-  /// that the controller does not flap at the edge of the dead band.
+  /**
+   * A nudge, once started, runs until the error is below this (smaller than `deadBand`), so
+   * that the controller does not flap at the edge of the dead band.
+   */
   nudgeRelease: number;
-  /// Errors at least this large are corrected by a seek.
+  /** Errors at least this large are corrected by a seek. */
   seekThreshold: number;
-  /// With nudging switched off, errors at least this large are corrected by a seek instead.
+  /** With nudging switched off, errors at least this large are corrected by a seek instead. */
   seekThresholdWithoutNudge: number;
-  /// Largest rate change a nudge applies, as a fraction of the room's rate (0.1 = ±10 %).
+  /** Largest rate change a nudge applies, as a fraction of the room's rate (0.1 = ±10 %). */
   maxNudge: number;
-  /// Rate change per second of error: the error closes in roughly `1 / nudgeGain` seconds.
+  /** Rate change per second of error: the error closes in roughly `1 / nudgeGain` seconds. */
   nudgeGain: number;
-  /// Rate changes smaller than this are not applied (players quantise the rate anyway).
+  /** Rate changes smaller than this are not applied (players quantise the rate anyway). */
   rateStep: number;
-  /// Minimum time between two rate changes.
+  /** Minimum time between two rate changes. */
   rateCooldown: number;
-  /// After a seek, the player's position is not trusted for this long (it is still seeking and
-  /// buffering), and no other correction happens.
+  /**
+   * After a seek, the player's position is not trusted for this long (it is still seeking and
+   * buffering), and no other correction happens.
+   */
   seekSettle: number;
-  /// Minimum time between two seeks; errors in between are nudged or wait.
+  /** Minimum time between two seeks; errors in between are nudged or wait. */
   seekCooldown: number;
-  /// While paused, the player is moved only when it is further than this from the position.
+  /** While paused, the player is moved only when it is further than this from the position. */
   pausedTolerance: number;
-  /// Upper bound of the learned seek lead (how far ahead of the target a seek aims, because
-  /// the player keeps losing time while it seeks).
+  /**
+   * Upper bound of the learned seek lead (how far ahead of the target a seek aims, because
+   * the player keeps losing time while it seeks).
+   */
   maxSeekLead: number;
 }
 
@@ -52,20 +58,22 @@ export const DEFAULT_DRIFT_CONFIG: Readonly<DriftConfig> = Object.freeze({
   maxSeekLead: 1.5,
 });
 
-/// What the controller remembers between observations.
+/** What the controller remembers between observations. */
 export interface DriftState {
-  /// The rate the controller last asked the player for (the room's rate when not nudging).
+  /** The rate the controller last asked the player for (the room's rate when not nudging). */
   appliedRate: number;
-  /// Whether a nudge is running (hysteresis between `deadBand` and `nudgeRelease`).
+  /** Whether a nudge is running (hysteresis between `deadBand` and `nudgeRelease`). */
   nudging: boolean;
-  /// When the last seek was asked for; -Infinity when never.
+  /** When the last seek was asked for; -Infinity when never. */
   lastSeekAt: number;
-  /// When the last rate change was asked for; -Infinity when never.
+  /** When the last rate change was asked for; -Infinity when never. */
   lastRateChangeAt: number;
-  /// How far ahead of the room a seek aims while playing: learned from where seeks land, so
-  /// that a player that always loses the same time while seeking does not seek forever.
+  /**
+   * How far ahead of the room a seek aims while playing: learned from where seeks land, so
+   * that a player that always loses the same time while seeking does not seek forever.
+   */
   seekLead: number;
-  /// Whether the first settled observation after a playing seek is still to be measured.
+  /** Whether the first settled observation after a playing seek is still to be measured. */
   measureSeek: boolean;
 }
 
@@ -73,19 +81,19 @@ export function initialDriftState(roomRate = 1, seekLead = 0): DriftState {
   return { appliedRate: roomRate, nudging: false, lastSeekAt: -Infinity, lastRateChangeAt: -Infinity, seekLead, measureSeek: false };
 }
 
-/// One look at the player, all times in seconds.
+/** One look at the player, all times in seconds. */
 export interface DriftObservation {
-  /// A monotonic local time (e.g. `performance.now() / 1000`).
+  /** A monotonic local time (e.g. `performance.now() / 1000`). */
   now: number;
-  /// Where the room's timeline says the player should be now.
+  /** Where the room's timeline says the player should be now. */
   expectedPosition: number;
-  /// Where the player is.
+  /** Where the player is. */
   actualPosition: number;
-  /// The room's playback rate.
+  /** The room's playback rate. */
   roomRate: number;
-  /// Whether the room is paused.
+  /** Whether the room is paused. */
   paused: boolean;
-  /// The per-device switch: when false, the controller only ever seeks.
+  /** The per-device switch: when false, the controller only ever seeks. */
   nudgeEnabled: boolean;
 }
 
@@ -97,13 +105,13 @@ export type DriftAction =
 export interface DriftDecision {
   state: DriftState;
   action: DriftAction;
-  /// expected − actual: positive when the player is behind the room.
+  /** expected − actual: positive when the player is behind the room. */
   error: number;
 }
 
 const NONE: DriftAction = { kind: "none" };
 
-/// Decides the next correction. Call it on every player tick (a few times a second).
+/** Decides the next correction. Call it on every player tick (a few times a second). */
 export function decideDrift(
   state: DriftState,
   observation: DriftObservation,

@@ -13,9 +13,9 @@ import { showRoom } from "./room";
 export interface App {
   api: Api;
   session: Session;
-  /// Navigates within the client (pushes history) and renders the new page.
+  /** Navigates within the client (pushes history) and renders the new page. */
   navigate: (path: string) => void;
-  /// Shows a passing message to the person (errors, confirmations).
+  /** Shows a passing message to the person (errors, confirmations). */
   notify: (text: string, kind?: "error" | "info") => void;
 }
 
@@ -81,7 +81,7 @@ async function boot(): Promise<void> {
   render();
 }
 
-/// The caller's session, or a new one after asking for a display name.
+/** The caller's session, or a new one after asking for a display name. */
 async function currentSession(api: Api, main: HTMLElement): Promise<Session> {
   try {
     const { session } = await api.session.getSession({});

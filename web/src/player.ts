@@ -26,7 +26,7 @@ const REPORT_EVERY_MS = 2_000;
 const NUDGE_SETTING = "xiaowo.nudge";
 const IGNORE_WAIT_SETTING = "xiaowo.ignoreWait";
 
-/// A monotonic clock on the epoch's scale, in milliseconds: wall-clock jumps do not move it.
+/** A monotonic clock on the epoch's scale, in milliseconds: wall-clock jumps do not move it. */
 function localNow(): number {
   return performance.timeOrigin + performance.now();
 }
@@ -64,7 +64,7 @@ export class Player {
   private readonly stream: ReconnectingStream;
   private readonly timers: number[] = [];
   private hls: { destroy(): void } | undefined;
-  /// Starts a scheduled play on time rather than at the next tick.
+  /** Starts a scheduled play on time rather than at the next tick. */
   private startTimer = 0;
   private startScheduledFor = 0;
 
@@ -202,8 +202,10 @@ export class Player {
     this.unload();
   }
 
-  /// Loads a media URL: natively when the browser plays it, through hls.js (loaded only when
-  /// needed) for HLS playlists where it does not.
+  /**
+   * Loads a media URL: natively when the browser plays it, through hls.js (loaded only when
+   * needed) for HLS playlists where it does not.
+   */
   private async load(url: string): Promise<void> {
     this.unload();
     const isPlaylist = URL.canParse(url) && new URL(url).pathname.toLowerCase().endsWith(".m3u8");
@@ -265,8 +267,10 @@ export class Player {
     return localNow() + (this.estimate?.offset ?? 0);
   }
 
-  /// Takes a state from the stream or a command's answer; older versions are ignored unless the
-  /// stream says to replace everything (a snapshot).
+  /**
+   * Takes a state from the stream or a command's answer; older versions are ignored unless the
+   * stream says to replace everything (a snapshot).
+   */
   private applyState(state: RoomState, replaceAll: boolean): void {
     if (!replaceAll && this.state && state.version < this.state.version) {
       return;
@@ -451,8 +455,10 @@ export class Player {
     }
   }
 
-  /// Runs a command against the version we saw; when someone else got there first, rebases on
-  /// the state the server sent back and tries once more.
+  /**
+   * Runs a command against the version we saw; when someone else got there first, rebases on
+   * the state the server sent back and tries once more.
+   */
   private async command(run: (expectedVersion: bigint) => Promise<{ state?: RoomState }>): Promise<boolean> {
     for (let attempt = 0; attempt < 2; attempt += 1) {
       try {

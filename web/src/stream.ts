@@ -10,15 +10,17 @@ export type StreamState =
   | { kind: "retrying"; attempt: number; inSeconds: number; reason: string }
   | { kind: "ended"; code: Code; reason: string };
 
-/// Codes after which reconnecting cannot help: the caller lost access or the room is gone.
+/** Codes after which reconnecting cannot help: the caller lost access or the room is gone. */
 const FINAL_CODES = new Set([Code.PermissionDenied, Code.FailedPrecondition, Code.NotFound, Code.Unauthenticated]);
 
 export interface StreamOptions {
-  /// Opens the stream and consumes it; calls `live()` once it has its first message. Returns
-  /// (or throws) when the stream ends.
+  /**
+   * Opens the stream and consumes it; calls `live()` once it has its first message. Returns
+   * (or throws) when the stream ends.
+   */
   run: (signal: AbortSignal, live: () => void) => Promise<void>;
   onState: (state: StreamState) => void;
-  /// A stream with no message for this long is treated as dropped (heartbeats arrive ≤ 20 s).
+  /** A stream with no message for this long is treated as dropped (heartbeats arrive ≤ 20 s). */
   idleTimeoutMs?: number;
 }
 
@@ -26,12 +28,12 @@ export class ReconnectingStream {
   private controller = new AbortController();
   private stopped = false;
   private lastMessageAt = 0;
-  /// Set by reconnectNow to cut a backoff wait short.
+  /** Set by reconnectNow to cut a backoff wait short. */
   private wake = false;
 
   constructor(private readonly options: StreamOptions) {}
 
-  /// Call on every message, so that a stalled stream is noticed.
+  /** Call on every message, so that a stalled stream is noticed. */
   touch(): void {
     this.lastMessageAt = performance.now();
   }
@@ -45,7 +47,7 @@ export class ReconnectingStream {
     this.controller.abort();
   }
 
-  /// Drops the current connection and reconnects at once (e.g. the network came back).
+  /** Drops the current connection and reconnects at once (e.g. the network came back). */
   reconnectNow(): void {
     this.wake = true;
     this.controller.abort();

@@ -5,16 +5,16 @@
 
 export interface Timeline {
   paused: boolean;
-  /// Media position at the anchor, in seconds.
+  /** Media position at the anchor, in seconds. */
   position: number;
   rate: number;
-  /// Server wall-clock time of the anchor, in milliseconds since the epoch.
+  /** Server wall-clock time of the anchor, in milliseconds since the epoch. */
   anchorServerTime: number;
-  /// Media length in seconds; 0 when unknown.
+  /** Media length in seconds; 0 when unknown. */
   duration: number;
 }
 
-/// The media position (seconds) the room is at when the server's clock reads `serverNow` (ms).
+/** The media position (seconds) the room is at when the server's clock reads `serverNow` (ms). */
 export function positionAt(timeline: Timeline, serverNow: number): number {
   const { paused, position, rate, anchorServerTime, duration } = timeline;
   const elapsed = paused ? 0 : (Math.max(0, serverNow - anchorServerTime) / 1000) * rate;
@@ -22,7 +22,7 @@ export function positionAt(timeline: Timeline, serverNow: number): number {
   return duration > 0 ? Math.min(at, duration) : at;
 }
 
-/// Seconds until a scheduled start (an anchor in the future while playing); 0 once started.
+/** Seconds until a scheduled start (an anchor in the future while playing); 0 once started. */
 export function startsIn(timeline: Timeline, serverNow: number): number {
   return timeline.paused ? 0 : Math.max(0, (timeline.anchorServerTime - serverNow) / 1000);
 }

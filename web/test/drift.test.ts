@@ -22,7 +22,7 @@ function observe(overrides: Partial<DriftObservation>): DriftObservation {
   };
 }
 
-/// A player that seeks with a delay and a landing error, and follows rate changes exactly.
+/** A player that seeks with a delay and a landing error, and follows rate changes exactly. */
 class SimulatedPlayer {
   position: number;
   rate = 1;
@@ -31,7 +31,7 @@ class SimulatedPlayer {
 
   private seeks = 0;
 
-  /// `seekLandingErrors` are used in turn, one per seek.
+  /** `seekLandingErrors` are used in turn, one per seek. */
   constructor(
     position: number,
     private readonly seekLatency: number,
@@ -66,14 +66,16 @@ class SimulatedPlayer {
 interface RunResult {
   seeks: number;
   rateChanges: number;
-  /// Rate changes whose direction differs from the previous change (speed up ↔ slow down).
+  /** Rate changes whose direction differs from the previous change (speed up ↔ slow down). */
   reversals: number;
   finalError: number;
   maxErrorInLastSeconds: number;
 }
 
-/// Runs the controller against a simulated player for `seconds` at 4 ticks per second while the
-/// room plays at rate 1 from position 0.
+/**
+ * Runs the controller against a simulated player for `seconds` at 4 ticks per second while the
+ * room plays at rate 1 from position 0.
+ */
 function run(initialPosition: number, seconds: number, nudgeEnabled = true, jitter = 0, landingErrors = [0.05]): RunResult {
   const tick = 0.25;
   const player = new SimulatedPlayer(initialPosition, 0.3, landingErrors);
