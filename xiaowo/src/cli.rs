@@ -51,6 +51,9 @@ struct ServeArgs {
     /// session-svc's URL when it runs elsewhere.
     #[arg(long, env = "XIAOWO_SESSION_URL", default_value = "http://127.0.0.1:50051")]
     session_url: String,
+    /// room-svc's address when it runs here.
+    #[arg(long, env = "XIAOWO_ROOM_LISTEN", default_value = "127.0.0.1:50052")]
+    room_listen: SocketAddr,
     /// sync-svc's address when it runs here.
     #[arg(long, env = "XIAOWO_SYNC_LISTEN", default_value = "127.0.0.1:50053")]
     sync_listen: SocketAddr,
@@ -71,6 +74,7 @@ impl ServeArgs {
     fn listen(&self, target: Target) -> SocketAddr {
         match target {
             Target::Session => self.session_listen,
+            Target::Room => self.room_listen,
             Target::Sync => self.sync_listen,
             Target::Chat => self.chat_listen,
             Target::Monitor => self.monitor_listen,

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub enum Target {
     /// session-svc: anonymous sessions.
     Session,
+    /// room-svc: rooms, members, roles, passwords, the audit log.
+    Room,
     /// sync-svc: the shared playback timeline, queue, clock sync and room streams.
     Sync,
     /// chat-svc: room chat, history, receipts, moderation.
@@ -26,13 +28,14 @@ pub enum Target {
 
 impl Target {
     /// Every service, in start order (a service's peers come before it).
-    pub const ALL: [Self; 4] = [Self::Session, Self::Sync, Self::Chat, Self::Monitor];
+    pub const ALL: [Self; 5] = [Self::Session, Self::Room, Self::Sync, Self::Chat, Self::Monitor];
 
     /// The service's short name: database file stem, flag prefix.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::Session => "session",
+            Self::Room => "room",
             Self::Sync => "sync",
             Self::Chat => "chat",
             Self::Monitor => "monitor",
@@ -44,6 +47,7 @@ impl Target {
     pub fn default_port(self) -> u16 {
         match self {
             Self::Session => 50051,
+            Self::Room => 50052,
             Self::Sync => 50053,
             Self::Chat => 50054,
             Self::Monitor => 50055,
@@ -78,6 +82,8 @@ pub struct Common {
     pub server: ServerConfig,
     #[command(flatten)]
     pub session: session_svc::Config,
+    #[command(flatten)]
+    pub room: room_svc::Config,
     #[command(flatten)]
     pub sync: sync_svc::Config,
     #[command(flatten)]
@@ -150,6 +156,7 @@ impl Common {
     fn database_url(&self, target: Target) -> String {
         let configured = match target {
             Target::Session => self.session.database_url.clone(),
+            Target::Room => self.room.database_url.clone(),
             Target::Sync => self.sync.database_url.clone(),
             Target::Chat => self.chat.database_url.clone(),
             Target::Monitor => self.monitor.database_url.clone(),
@@ -218,6 +225,9 @@ pub async fn start(
         if targets.contains(&Target::Session) {
             peers.session_url = Some(assembly.local_url());
         }
+        if targets.contains(&Target::Room) {
+            peers.room_url = Some(assembly.local_url());
+        }
     }
 
     let mut running = Running { servers: Vec::new(), handles: Vec::new() };
@@ -228,6 +238,15 @@ pub async fn start(
             match target {
                 Target::Session => {
                     session_svc::build(&common.session, &url, &db_options, admin.clone(), clock.clone(), &mut assembly)
+                        .await
+                        .map_err(database)?;
+                }
+                Target::Room => {
+                    let session_url = peers.session_url.clone().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
+                    let session = svc_kit::peer::channel(&session_url, common.peer_deadline)
+                        .map_err(|_| StartError::PeerUrl { url: session_url.clone() })?;
+                    let (admin, clock) = (admin.clone(), clock.clone());
+                    room_svc::build(&common.room, &url, &db_options, session, admin, clock, &mut assembly)
                         .await
                         .map_err(database)?;
                 }

@@ -112,3 +112,74 @@ fn reqwest_metrics(addr: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
+
+/// The value of the first `"field": "value"` in grpcurl's JSON output.
+fn json_string(output: &str, field: &str) -> String {
+    let marker = format!("\"{field}\": \"");
+    let start = output.find(&marker).unwrap_or_else(|| panic!("{field} missing from:\n{output}")) + marker.len();
+    output[start..].split('"').next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn up_creates_lists_and_joins_rooms_over_grpcurl() {
+    let xiaowo = start_up();
+    let addr = xiaowo.addr.as_str();
+    let session = |name: &str| {
+        let created = grpcurl(&[
+            "-plaintext",
+            "-d",
+            &format!(r#"{{"display_name": "{name}"}}"#),
+            addr,
+            "xiaowo.session.v1.SessionService/CreateSession",
+        ]);
+        format!("authorization: Bearer {}", json_string(&created, "token"))
+    };
+    let (ana, bo) = (session("Ana"), session("Bo"));
+
+    let created = grpcurl(&[
+        "-plaintext",
+        "-H",
+        &ana,
+        "-d",
+        r#"{"name": "Movie night", "password": "popcorn!", "control_mode": "CONTROL_MODE_MODERATORS"}"#,
+        addr,
+        "xiaowo.room.v1.RoomService/CreateRoom",
+    ]);
+    let room_id = json_string(&created, "roomId");
+
+    let listed =
+        grpcurl(&["-plaintext", "-H", &bo, "-d", r#"{"page_size": 10}"#, addr, "xiaowo.room.v1.RoomService/ListRooms"]);
+    assert_eq!(json_string(&listed, "roomId"), room_id);
+    assert!(listed.contains("\"hasPassword\": true"), "{listed}");
+    assert!(listed.contains("\"memberCount\": 1"), "{listed}");
+
+    let wrong = Command::new("grpcurl")
+        .args(["-plaintext", "-H", &bo, "-d", &format!(r#"{{"room_id": "{room_id}", "password": "nachos!!"}}"#), addr])
+        .arg("xiaowo.room.v1.RoomService/JoinRoom")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("PermissionDenied"));
+
+    let joined = grpcurl(&[
+        "-plaintext",
+        "-H",
+        &bo,
+        "-d",
+        &format!(r#"{{"room_id": "{room_id}", "password": "popcorn!"}}"#),
+        addr,
+        "xiaowo.room.v1.RoomService/JoinRoom",
+    ]);
+    assert!(joined.contains("\"role\": \"ROLE_MEMBER\""), "{joined}");
+    assert!(joined.contains("\"displayName\": \"Bo\""), "{joined}");
+    let members = grpcurl(&[
+        "-plaintext",
+        "-H",
+        &ana,
+        "-d",
+        &format!(r#"{{"room_id": "{room_id}"}}"#),
+        addr,
+        "xiaowo.room.v1.RoomService/ListMembers",
+    ]);
+    assert!(members.contains("\"displayName\": \"Ana\"") && members.contains("\"displayName\": \"Bo\""), "{members}");
+}
