@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{IntCounter, IntGauge, Opts};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
 use svc_kit::ratelimit::KeyedLimiter;
@@ -62,20 +62,17 @@ impl RoomMetrics {
     pub fn new(registry: &prometheus::Registry) -> Self {
         let metrics = Self {
             active: IntGauge::new("xiaowo_rooms_active", "Open rooms.").expect("valid metric"),
-            wrong_passwords: IntCounter::new(
-                "xiaowo_room_wrong_passwords_total",
-                "Joins refused for a wrong password.",
-            )
+            wrong_passwords: IntCounter::new("xiaowo_room_wrong_password_total", "Joins refused for a wrong password.")
+                .expect("valid metric"),
+            permission_denied: IntCounter::with_opts(by_room_svc(
+                "xiaowo_permission_denied_total",
+                "Actions refused because the caller's role does not allow them.",
+            ))
             .expect("valid metric"),
-            permission_denied: IntCounter::new(
-                "xiaowo_room_permission_denied_total",
-                "Room actions refused because the caller's role does not allow them.",
-            )
-            .expect("valid metric"),
-            flood_limited: IntCounter::new(
-                "xiaowo_room_flood_limited_total",
-                "Joins refused because of too many wrong passwords for the room or from the caller.",
-            )
+            flood_limited: IntCounter::with_opts(by_room_svc(
+                "xiaowo_flood_limited_total",
+                "Requests refused by a flood limit (here: too many wrong room passwords).",
+            ))
             .expect("valid metric"),
         };
         svc_kit::metrics::register(registry, &metrics.active);
@@ -84,6 +81,12 @@ impl RoomMetrics {
         svc_kit::metrics::register(registry, &metrics.flood_limited);
         metrics
     }
+}
+
+/// Counters other services may export under the same name carry `service="room"`, so that they
+/// can share one process's registry.
+fn by_room_svc(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).const_label("service", "room")
 }
 
 /// A new room's settings as requested.

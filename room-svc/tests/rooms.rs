@@ -315,8 +315,8 @@ async fn wrong_passwords_are_limited_per_caller_and_per_room_but_never_for_membe
     app.join(&newcomer, &other.room_id, "another one").await.unwrap();
 
     let metrics = app.metrics().await;
-    assert_eq!(metric(&metrics, "xiaowo_room_wrong_passwords_total"), 5.0);
-    assert_eq!(metric(&metrics, "xiaowo_room_flood_limited_total"), 2.0);
+    assert_eq!(metric(&metrics, "xiaowo_room_wrong_password_total"), 5.0);
+    assert_eq!(metric(&metrics, "xiaowo_flood_limited_total"), 2.0);
     // Refused joins left no audit rows: create plus the member's one join.
     assert_eq!(app.audit_actions(&room.room_id).await, ["room.create", "member.join"]);
 }
@@ -503,7 +503,7 @@ async fn permission_matrix_over_the_rpcs() {
         }
     }
     assert_eq!(cases, 3 * 10 * 4);
-    let denied = metric(&app.metrics().await, "xiaowo_room_permission_denied_total");
+    let denied = metric(&app.metrics().await, "xiaowo_permission_denied_total");
     assert!(denied >= 60.0, "refusals are counted: {denied}");
 }
 

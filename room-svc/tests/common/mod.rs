@@ -165,10 +165,14 @@ impl TestApp {
     }
 }
 
-/// The value of an unlabelled metric in a `/metrics` text.
+/// The value of a metric's first series in a `/metrics` text.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .filter_map(|line| line.strip_prefix(name))
+        .find_map(|rest| match rest.strip_prefix('{') {
+            Some(labelled) => labelled.split_once("} ").map(|(_, value)| value),
+            None => rest.strip_prefix(' '),
+        })
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("metric {name} missing"))
 }
