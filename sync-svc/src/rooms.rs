@@ -322,7 +322,19 @@ impl Rooms {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let current = self.current(room_id).await?;
+            // The state this process last saw is good to build on when it is the version the
+            // caller names: versions are unique (each is written once, by the one conditional
+            // update that won), and a newer stored one makes the commit stale anyway.
+            let cached = match lock {
+                Lock::Expect(expected) if attempts == 1 => {
+                    self.latest(room_id).filter(|latest| latest.version == expected)
+                }
+                Lock::Expect(_) | Lock::Any => None,
+            };
+            let current = match cached {
+                Some(state) => state,
+                None => self.current(room_id).await?,
+            };
             if let Lock::Expect(expected) = lock
                 && expected != current.version
             {
@@ -347,6 +359,10 @@ impl Rooms {
                 }
             }
         }
+    }
+
+    fn latest(&self, room_id: &str) -> Option<RoomState> {
+        self.presence().get(room_id).and_then(|room| room.latest.clone())
     }
 
     fn remember(&self, state: &RoomState) {

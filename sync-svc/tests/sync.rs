@@ -609,3 +609,37 @@ async fn access_is_rechecked_after_the_room_event_stream_reconnects() {
     let loaded = fixture.load_media(0).await;
     assert_eq!(next_state(&mut owner_events).await.version, loaded.version, "members keep watching");
 }
+
+#[tokio::test]
+async fn two_instances_on_one_database_agree_on_versions() {
+    let peers = Peers::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (owner_id, owner) = peers.user("Owner").await;
+    let room_id = peers.rooms.create_room(&owner_id);
+    let first = SyncApp::start(&peers, dir.path(), &test_config(), svc_kit::clock::system()).await;
+    let second = SyncApp::start(&peers, dir.path(), &test_config(), svc_kit::clock::system()).await;
+    let seek = |app: &SyncApp, version: i64, position_ms: i64| {
+        let request = pb::SeekRequest { room_id: room_id.clone(), expected_version: version, position_ms };
+        let mut client = app.client();
+        let request = with_token(request, &owner);
+        async move { client.seek(request).await.map(|response| response.into_inner().state.unwrap()) }
+    };
+    let request = pb::ChangeMediaRequest {
+        room_id: room_id.clone(),
+        expected_version: 0,
+        url: "https://media.example/a.webm".to_owned(),
+        title: String::new(),
+        duration_ms: 0,
+    };
+    let loaded = first.client().change_media(with_token(request, &owner)).await.unwrap().into_inner().state.unwrap();
+    // The second instance watches the room, so it holds the state it last saw (version 1).
+    let mut events = watch(&second, &room_id, &owner).await;
+    assert_eq!(next_state(&mut events).await.version, loaded.version);
+
+    let on_first = seek(&first, loaded.version, 1_000).await.unwrap();
+    let stale = seek(&second, loaded.version, 2_000).await.unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "the stored version decides, not the instance's memory");
+    assert_eq!(conflict_state(&stale).version, on_first.version);
+    let on_second = seek(&second, on_first.version, 3_000).await.unwrap();
+    assert_eq!(on_second.version, on_first.version + 1);
+}
