@@ -9,6 +9,17 @@ pub enum Visibility {
     Unlisted,
 }
 
+impl Visibility {
+    /// The stored and audit-logged word.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Unlisted => "unlisted",
+        }
+    }
+}
+
 /// Who may control playback and the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlMode {
@@ -17,12 +28,36 @@ pub enum ControlMode {
     Owner,
 }
 
+impl ControlMode {
+    /// The stored and audit-logged word.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Everyone => "everyone",
+            Self::Moderators => "moderators",
+            Self::Owner => "owner",
+        }
+    }
+}
+
 /// A member's role, weakest first (so `>=` reads as "at least").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     Member,
     Moderator,
     Owner,
+}
+
+impl Role {
+    /// The stored and audit-logged word.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Moderator => "moderator",
+            Self::Owner => "owner",
+        }
+    }
 }
 
 /// Whether a room is open.

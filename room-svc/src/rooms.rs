@@ -208,29 +208,6 @@ fn paginate<T>(mut rows: Vec<T>, page_size: u64, token: impl Fn(&T) -> String) -
     }
 }
 
-fn visibility_word(visibility: Visibility) -> &'static str {
-    match visibility {
-        Visibility::Public => "public",
-        Visibility::Unlisted => "unlisted",
-    }
-}
-
-fn control_mode_word(mode: ControlMode) -> &'static str {
-    match mode {
-        ControlMode::Everyone => "everyone",
-        ControlMode::Moderators => "moderators",
-        ControlMode::Owner => "owner",
-    }
-}
-
-fn role_word(role: Role) -> &'static str {
-    match role {
-        Role::Member => "member",
-        Role::Moderator => "moderator",
-        Role::Owner => "owner",
-    }
-}
-
 fn active(stored: Option<StoredRoom>) -> Result<StoredRoom, Error> {
     let stored = stored.ok_or(Error::RoomNotFound)?;
     match stored.room.status {
@@ -366,8 +343,8 @@ impl Rooms {
         .await?;
         let detail = serde_json::json!({
             "name": name,
-            "visibility": visibility_word(visibility),
-            "control_mode": control_mode_word(control_mode),
+            "visibility": visibility.as_str(),
+            "control_mode": control_mode.as_str(),
             "has_password": has_password,
         });
         audit(&tx, now, "room.create", caller, &room_id, None, detail).await?;
@@ -456,9 +433,8 @@ impl Rooms {
     }
 
     async fn existing_member(&self, room_id: &str, user_id: &str, display_name: &str) -> Result<Option<Member>, Error> {
-        let members = self.store.members(room_id).await?;
-        Ok(members.into_iter().find(|(id, _, _)| id == user_id).map(|(user_id, role, joined_at)| Member {
-            user_id,
+        Ok(self.store.member(room_id, user_id).await?.map(|(role, joined_at)| Member {
+            user_id: user_id.to_owned(),
             display_name: display_name.to_owned(),
             role,
             joined_at,
@@ -596,10 +572,10 @@ impl Rooms {
             detail.insert("description".to_owned(), description.clone().into());
         }
         if let Some(visibility) = visibility.filter(|visibility| *visibility != current.visibility) {
-            detail.insert("visibility".to_owned(), visibility_word(visibility).into());
+            detail.insert("visibility".to_owned(), visibility.as_str().into());
         }
         if let Some(mode) = control_mode.filter(|mode| *mode != current.control_mode) {
-            detail.insert("control_mode".to_owned(), control_mode_word(mode).into());
+            detail.insert("control_mode".to_owned(), mode.as_str().into());
         }
         match &password_hash {
             Some(Some(_)) => detail.insert("password".to_owned(), "set".into()),
@@ -635,7 +611,7 @@ impl Rooms {
         if current != role {
             tx.set_role(&room_id, &user_id, role).await?;
             tx.touch(&room_id, now).await?;
-            let detail = serde_json::json!({ "from": role_word(current), "to": role_word(role) });
+            let detail = serde_json::json!({ "from": current.as_str(), "to": role.as_str() });
             audit(&tx, now, "member.set_role", caller, &room_id, Some(&user_id), detail).await?;
         }
         let joined_at = tx.joined_at(&room_id, &user_id).await?.unwrap_or(now);
@@ -662,7 +638,7 @@ impl Rooms {
         let banned_until = now.saturating_add(self.kick_ban_ms);
         tx.ban(&room_id, &user_id, banned_until).await?;
         tx.touch(&room_id, now).await?;
-        let detail = serde_json::json!({ "role": role_word(target), "banned_until_ms": banned_until });
+        let detail = serde_json::json!({ "role": target.as_str(), "banned_until_ms": banned_until });
         audit(&tx, now, "member.kick", caller, &room_id, Some(&user_id), detail).await?;
         tx.commit().await?;
         tracing::info!(%room_id, %user_id, kicked_by = %caller, "member kicked");

@@ -19,29 +19,6 @@ use crate::model::{AuditEntry, ControlMode, Role, Room, RoomStatus, Visibility};
 const ACTIVE: &str = "active";
 const CLOSED: &str = "closed";
 
-fn visibility_word(visibility: Visibility) -> &'static str {
-    match visibility {
-        Visibility::Public => "public",
-        Visibility::Unlisted => "unlisted",
-    }
-}
-
-fn control_mode_word(mode: ControlMode) -> &'static str {
-    match mode {
-        ControlMode::Everyone => "everyone",
-        ControlMode::Moderators => "moderators",
-        ControlMode::Owner => "owner",
-    }
-}
-
-fn role_word(role: Role) -> &'static str {
-    match role {
-        Role::Member => "member",
-        Role::Moderator => "moderator",
-        Role::Owner => "owner",
-    }
-}
-
 fn unknown(column: &str, word: &str) -> DbErr {
     DbErr::Custom(format!("unknown {column} {word:?} in the database"))
 }
@@ -264,6 +241,15 @@ impl Store {
         find_role(&self.db, room_id, user_id).await
     }
 
+    /// `user_id`'s role and join time, when they are a member.
+    pub async fn member(&self, room_id: &str, user_id: &str) -> Result<Option<(Role, i64)>, DbErr> {
+        room_member::Entity::find_by_id((room_id.to_owned(), user_id.to_owned()))
+            .one(&self.db)
+            .await?
+            .map(|member| Ok((parse_role(&member.role)?, member.joined_at)))
+            .transpose()
+    }
+
     /// Until when `user_id` may not rejoin the room, if they were ever kicked from it.
     pub async fn ban_until(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
         find_ban(&self.db, room_id, user_id).await
@@ -272,7 +258,7 @@ impl Store {
     /// Up to `limit` public active rooms, most recently active first.
     pub async fn list_public(&self, after: Option<(i64, String)>, limit: u64) -> Result<Vec<Room>, DbErr> {
         let rooms = newest_active(after)
-            .filter(room::Column::Visibility.eq(visibility_word(Visibility::Public)))
+            .filter(room::Column::Visibility.eq(Visibility::Public.as_str()))
             .limit(limit)
             .all(&self.db)
             .await?;
@@ -422,8 +408,8 @@ impl Tx {
             room_id: Set(room_id.clone()),
             name: Set(name),
             description: Set(description),
-            visibility: Set(visibility_word(visibility).to_owned()),
-            control_mode: Set(control_mode_word(control_mode).to_owned()),
+            visibility: Set(visibility.as_str().to_owned()),
+            control_mode: Set(control_mode.as_str().to_owned()),
             password_hash: Set(password_hash),
             status: Set(ACTIVE.to_owned()),
             creator_id: Set(owner_id.clone()),
@@ -441,7 +427,7 @@ impl Tx {
         room_member::ActiveModel {
             room_id: Set(room_id.to_owned()),
             user_id: Set(user_id.to_owned()),
-            role: Set(role_word(role).to_owned()),
+            role: Set(role.as_str().to_owned()),
             joined_at: Set(now),
         }
         .insert(&self.tx)
@@ -465,7 +451,7 @@ impl Tx {
 
     pub async fn set_role(&self, room_id: &str, user_id: &str, role: Role) -> Result<(), DbErr> {
         room_member::Entity::update_many()
-            .col_expr(room_member::Column::Role, Expr::value(role_word(role)))
+            .col_expr(room_member::Column::Role, Expr::value(role.as_str()))
             .filter(room_member::Column::RoomId.eq(room_id))
             .filter(room_member::Column::UserId.eq(user_id))
             .exec(&self.tx)
@@ -480,7 +466,7 @@ impl Tx {
                 .select_only()
                 .column(room_member::Column::UserId)
                 .filter(room_member::Column::RoomId.eq(room_id))
-                .filter(room_member::Column::Role.eq(role_word(role)))
+                .filter(room_member::Column::Role.eq(role.as_str()))
                 .order_by_asc(room_member::Column::JoinedAt)
                 .order_by_asc(room_member::Column::UserId)
                 .into_tuple()
@@ -516,10 +502,10 @@ impl Tx {
             update = update.col_expr(room::Column::Description, Expr::value(description));
         }
         if let Some(visibility) = visibility {
-            update = update.col_expr(room::Column::Visibility, Expr::value(visibility_word(visibility)));
+            update = update.col_expr(room::Column::Visibility, Expr::value(visibility.as_str()));
         }
         if let Some(mode) = control_mode {
-            update = update.col_expr(room::Column::ControlMode, Expr::value(control_mode_word(mode)));
+            update = update.col_expr(room::Column::ControlMode, Expr::value(mode.as_str()));
         }
         if let Some(password_hash) = password_hash {
             update = update.col_expr(room::Column::PasswordHash, Expr::value(password_hash));

@@ -19,19 +19,9 @@ async fn subscribe(app: &TestApp) -> Streaming<pb::WatchRoomEventsResponse> {
 }
 
 /// The next event that is not a heartbeat, as `(room_id, event)`.
-async fn next_change(stream: &mut Streaming<pb::WatchRoomEventsResponse>) -> (String, Event) {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("an event within 10 s")
-            .unwrap()
-            .expect("stream still open");
-        match message.event {
-            Some(Event::Heartbeat(_)) => {}
-            Some(event) => return (message.room_id, event),
-            None => panic!("message without an event"),
-        }
-    }
+async fn next_event(stream: &mut Streaming<pb::WatchRoomEventsResponse>) -> (String, Event) {
+    let message = common::next_change(stream).await;
+    (message.room_id, message.event.expect("message with an event"))
 }
 
 #[tokio::test]
@@ -73,7 +63,7 @@ async fn membership_changes_kicks_and_closes_reach_every_watcher_in_order() {
     ];
     for stream in [&mut first, &mut second] {
         for event in &expected {
-            assert_eq!(next_change(stream).await, (room_id.clone(), event.clone()));
+            assert_eq!(next_event(stream).await, (room_id.clone(), event.clone()));
         }
     }
 }
@@ -92,19 +82,19 @@ async fn an_owner_leaving_last_announces_the_hand_over_and_the_close() {
 
     let left = pb::RemovalReason::Left.into();
     assert_eq!(
-        next_change(&mut events).await.1,
+        next_event(&mut events).await.1,
         Event::MemberRemoved(pb::MemberRemoved { user_id: ana.user_id, reason: left })
     );
     assert_eq!(
-        next_change(&mut events).await.1,
+        next_event(&mut events).await.1,
         Event::RoleChanged(pb::RoleChanged { user_id: bo.user_id.clone(), role: pb::Role::Owner.into() })
     );
     assert_eq!(
-        next_change(&mut events).await.1,
+        next_event(&mut events).await.1,
         Event::MemberRemoved(pb::MemberRemoved { user_id: bo.user_id, reason: left })
     );
     assert_eq!(
-        next_change(&mut events).await.1,
+        next_event(&mut events).await.1,
         Event::RoomClosed(pb::RoomClosed { reason: pb::CloseReason::Empty.into() })
     );
 }

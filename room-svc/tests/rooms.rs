@@ -4,25 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{START_MS, TestApp, User, as_admin, as_user, code, metric, violations};
+use common::{START_MS, TestApp, User, as_admin, as_user, code, metric, next_change, violations};
 use proto::room::v1 as pb;
 use proto::session::v1 as session_pb;
 use proto::session::v1::session_service_client::SessionServiceClient;
 use tonic::{Code, Request};
-
-/// The next message that is not a heartbeat, within a bounded wait.
-async fn next_change(stream: &mut tonic::Streaming<pb::WatchRoomEventsResponse>) -> pb::WatchRoomEventsResponse {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("an event within 10 s")
-            .unwrap()
-            .expect("stream still open");
-        if !matches!(message.event, Some(pb::watch_room_events_response::Event::Heartbeat(_))) {
-            return message;
-        }
-    }
-}
 
 fn minutes(count: u64) -> Duration {
     Duration::from_secs(60 * count)

@@ -177,6 +177,20 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("metric {name} missing"))
 }
 
+/// The next room event that is not a heartbeat, within a bounded wait.
+pub async fn next_change(stream: &mut tonic::Streaming<pb::WatchRoomEventsResponse>) -> pb::WatchRoomEventsResponse {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .expect("stream still open");
+        if !matches!(message.event, Some(pb::watch_room_events_response::Event::Heartbeat(_))) {
+            return message;
+        }
+    }
+}
+
 pub fn as_user<T>(message: T, user: &User) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("authorization", format!("Bearer {}", user.token).parse().unwrap());
