@@ -800,3 +800,24 @@ async fn members_carry_display_names_from_session_svc() {
     let outsider = app.user("Outsider").await;
     assert_eq!(code(list(&outsider).await), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn concurrent_joins_never_overfill_a_room_or_fail_internally() {
+    let app = TestApp::start_with(|config| config.max_members = 10).await;
+    let owner = app.user("Owner").await;
+    let room = app.open_room(&owner, "crowded").await;
+    let mut users = Vec::new();
+    for n in 0..24 {
+        users.push(app.user(&format!("guest {n}")).await);
+    }
+
+    let joins = users.iter().map(|user| app.join(user, &room.room_id, ""));
+    let outcomes: Vec<Code> = futures_util::future::join_all(joins).await.into_iter().map(code).collect();
+
+    assert_eq!(outcomes.iter().filter(|outcome| **outcome == Code::Ok).count(), 9);
+    assert!(outcomes.iter().all(|outcome| matches!(outcome, Code::Ok | Code::ResourceExhausted)), "{outcomes:?}");
+    let got = app.get(&owner, &room.room_id).await.unwrap().room.unwrap();
+    assert_eq!(got.member_count, 10);
+    let joins_audited = app.audit_actions(&room.room_id).await.iter().filter(|action| *action == "member.join").count();
+    assert_eq!(joins_audited, 9);
+}
