@@ -98,6 +98,9 @@ pub enum WatchEnded {
     ShuttingDown,
 }
 
+/// How long the final item of a watch stream may wait for room in its buffer.
+const FAREWELL_WAIT: Duration = Duration::from_secs(1);
+
 /// Subscribes to `bus` now and forwards its events, with a heartbeat first and every
 /// `heartbeat`, through a buffer of `buffer` items. A watcher that stops reading fills the
 /// buffer, then falls behind on the bus, and its stream ends with [`WatchEnded::FellBehind`]:
@@ -124,12 +127,21 @@ pub fn watch(
                     None => Err(WatchEnded::ShuttingDown),
                 },
             };
-            let last = item.is_err();
+            if item.is_err() {
+                // The last word says why the stream ends; a watcher that is not reading gets a
+                // moment to take it, not forever (the stream ends either way).
+                let _ = tokio::time::timeout(FAREWELL_WAIT, sender.send(item)).await;
+                return;
+            }
             let sent = tokio::select! {
                 () = shutdown.cancelled() => false,
                 sent = sender.send(item) => sent.is_ok(),
             };
-            if last || !sent {
+            if !sent {
+                // Shutting down while this watcher's buffer is full: it hears why if it can.
+                if shutdown.is_cancelled() {
+                    let _ = sender.try_send(Err(WatchEnded::ShuttingDown));
+                }
                 return;
             }
         }
