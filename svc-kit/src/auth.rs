@@ -76,6 +76,17 @@ fn cookie_token(metadata: &MetadataMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// The first 12 hex digits of the caller's token hash, for access logs: stable per session,
+/// useless to an attacker who reads the logs.
+#[must_use]
+pub fn caller_tag(headers: &http::HeaderMap) -> Option<String> {
+    if !headers.contains_key("authorization") && !headers.contains_key("cookie") {
+        return None;
+    }
+    let metadata = MetadataMap::from_headers(headers.clone());
+    session_token(&metadata).map(|token| token_hash(&token)[..12].to_owned())
+}
+
 /// SHA-256 of a token, hex-encoded: what is stored and what caches are keyed by.
 #[must_use]
 pub fn token_hash(token: &str) -> String {

@@ -143,6 +143,19 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let mut call = CallRecord::start(Arc::clone(&self.grpc), request.uri().path());
+        call.peer = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        call.forwarded_for = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        call.caller = crate::auth::caller_tag(request.headers()).unwrap_or_default();
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
@@ -166,6 +179,12 @@ struct CallRecord {
     method: String,
     started: Instant,
     finished: bool,
+    /// The TCP peer (nginx, in split mode).
+    peer: String,
+    /// The client chain nginx reports.
+    forwarded_for: String,
+    /// A short, stable tag of the caller's session token (never the token).
+    caller: String,
 }
 
 impl CallRecord {
@@ -174,7 +193,16 @@ impl CallRecord {
         let service = parts.next().unwrap_or_default().to_owned();
         let method = parts.next().unwrap_or_default().to_owned();
         grpc.open_streams.with_label_values(&[&service, &method]).inc();
-        Self { grpc, service, method, started: Instant::now(), finished: false }
+        Self {
+            grpc,
+            service,
+            method,
+            started: Instant::now(),
+            finished: false,
+            peer: String::new(),
+            forwarded_for: String::new(),
+            caller: String::new(),
+        }
     }
 
     fn finish(&mut self, code: tonic::Code) {
@@ -183,9 +211,22 @@ impl CallRecord {
         }
         self.finished = true;
         let labels = [self.service.as_str(), self.method.as_str()];
+        let elapsed = self.started.elapsed();
         self.grpc.open_streams.with_label_values(&labels).dec();
-        self.grpc.latency.with_label_values(&labels).observe(self.started.elapsed().as_secs_f64());
+        self.grpc.latency.with_label_values(&labels).observe(elapsed.as_secs_f64());
         self.grpc.requests.with_label_values(&[labels[0], labels[1], code_name(code)]).inc();
+        // The access log: every call, separate from the services' audit logs of domain actions.
+        tracing::info!(
+            target: "xiaowo::access",
+            service = %self.service,
+            method = %self.method,
+            code = code_name(code),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            peer = %self.peer,
+            forwarded_for = %self.forwarded_for,
+            caller = %self.caller,
+            "rpc"
+        );
     }
 }
 

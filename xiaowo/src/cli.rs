@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::backup;
 use crate::node::{self, Common, Peers, Target};
 
 /// Xiaowo (小窝): watch videos together, in sync, with chat.
@@ -26,6 +27,44 @@ enum Command {
     Up(UpArgs),
     /// Runs the chosen services, each on its own port (split mode, behind nginx).
     Serve(ServeArgs),
+    /// Backs up every database in the data directory now, while services keep running.
+    Backup(BackupArgs),
+    /// Restores a backup (full + increments up to the chosen one) into an empty data directory.
+    Restore(RestoreArgs),
+    /// Checks every backup in a directory as a restore would, without restoring.
+    VerifyBackups(VerifyBackupsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BackupArgs {
+    /// Directory of the live databases.
+    #[arg(long, env = "XIAOWO_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Full, or only the pages changed since the previous backup.
+    #[arg(long, value_enum, default_value = "full")]
+    kind: backup::Kind,
+    #[command(flatten)]
+    backup: backup::BackupConfig,
+}
+
+#[derive(Debug, clap::Args)]
+struct RestoreArgs {
+    /// Where the backups are (the primary or the off-site location).
+    #[arg(long, env = "XIAOWO_BACKUP_DIR")]
+    backup_dir: PathBuf,
+    /// The backup to restore to (an id from `xiaowo verify-backups`); default the newest.
+    #[arg(long)]
+    backup_id: Option<String>,
+    /// The data directory to restore into; it must not hold the services' databases yet.
+    #[arg(long, env = "XIAOWO_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyBackupsArgs {
+    /// Where the backups are.
+    #[arg(long, env = "XIAOWO_BACKUP_DIR")]
+    backup_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,9 +146,35 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let shutdown = svc_kit::shutdown::on_signals();
     let clock = svc_kit::clock::system();
-    let running = match cli.command {
+    let command = match cli.command {
+        Command::Backup(args) => {
+            let settings = args.backup.settings(&args.data_dir);
+            let now = clock.now_ms();
+            let manifest = tokio::task::spawn_blocking(move || backup::run(&settings, args.kind, now)).await??;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            return Ok(());
+        }
+        Command::Restore(args) => {
+            let manifest = tokio::task::spawn_blocking(move || {
+                backup::restore(&args.backup_dir, args.backup_id.as_deref(), &args.data_dir)
+            })
+            .await??;
+            println!("restored {} ({} databases)", manifest.id, manifest.services.len());
+            return Ok(());
+        }
+        Command::VerifyBackups(args) => {
+            let checked = tokio::task::spawn_blocking(move || backup::verify(&args.backup_dir)).await??;
+            for id in &checked {
+                println!("ok {id}");
+            }
+            println!("{} backups verified", checked.len());
+            return Ok(());
+        }
+        command => command,
+    };
+    let shutdown = svc_kit::shutdown::on_signals();
+    let running = match command {
         Command::Up(args) => {
             let web_dir = args.web_dir.join("index.html").is_file().then_some(args.web_dir.as_path());
             if web_dir.is_none() {
@@ -130,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let peers = Peers { session_url: Some(args.session_url.clone()), room_url: Some(args.room_url.clone()) };
             node::start(groups, &args.common, &peers, None, clock, &shutdown).await?
         }
+        Command::Backup(_) | Command::Restore(_) | Command::VerifyBackups(_) => return Ok(()),
     };
     for (addr, targets) in &running.servers {
         let names: Vec<_> = targets.iter().map(|target| target.name()).collect();

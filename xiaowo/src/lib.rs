@@ -2,5 +2,6 @@
 //! services in one process on one port (`xiaowo up`) or each on its own port (`xiaowo serve`)
 //! through the same code path that the tests use.
 
+pub mod backup;
 pub mod cli;
 pub mod node;

@@ -107,6 +107,32 @@ pub enum StartError {
     PeerUrl { url: String },
     #[error("monitor-svc: {0}")]
     Monitor(#[from] monitor_svc::BuildError),
+    #[error("{path}: {service} is already running on this data directory")]
+    AlreadyRunning { service: &'static str, path: PathBuf },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: std::io::Error },
+}
+
+/// The lock file a running service holds in the data directory, so that a second process (or
+/// a restore) cannot open the same database behind its back.
+#[must_use]
+pub fn lock_path(data_dir: &Path, service: &str) -> PathBuf {
+    data_dir.join(format!("{service}.lock"))
+}
+
+fn lock(data_dir: &Path, target: Target) -> Result<std::fs::File, StartError> {
+    let path = lock_path(data_dir, target.name());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::Lock { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::AlreadyRunning { service: target.name(), path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::Lock { path, source }),
+    }
 }
 
 /// Peer addresses for services that are not in this process.
@@ -124,6 +150,8 @@ pub struct Running {
     /// Each server's address and the services it runs.
     pub servers: Vec<(SocketAddr, Vec<Target>)>,
     handles: Vec<JoinHandle<Result<(), ServeError>>>,
+    /// Held until the servers stop.
+    _locks: Vec<std::fs::File>,
 }
 
 impl Running {
@@ -230,7 +258,11 @@ pub async fn start(
         }
     }
 
-    let mut running = Running { servers: Vec::new(), handles: Vec::new() };
+    let mut locks = Vec::new();
+    for target in assemblies.iter().flat_map(|(_, targets)| targets.iter().copied()) {
+        locks.push(lock(&common.data_dir, target)?);
+    }
+    let mut running = Running { servers: Vec::new(), handles: Vec::new(), _locks: locks };
     for (mut assembly, targets) in assemblies {
         for target in Target::ALL.into_iter().filter(|target| targets.contains(target)) {
             let url = common.database_url(target);
