@@ -142,12 +142,12 @@ check "real Prometheus scrapes every service" scraped "$count"
 verify_units() {
   local dir="$run/units"
   mkdir -p "$dir"
-  for unit in deploy/systemd/*.service; do
+  for unit in deploy/systemd/*.service deploy/systemd/*.timer; do
     sed "s#/usr/local/bin/xiaowo#$XIAOWO_BIN#" "$unit" > "$dir/$(basename "$unit")"
   done
   cp "$dir/xiaowo@.service" "$dir/xiaowo@session.service"
   local out
-  out=$(cd "$dir" && systemd-analyze verify --man=no ./xiaowo-up.service ./xiaowo@session.service 2>&1)
+  out=$(cd "$dir" && systemd-analyze verify --man=no ./xiaowo-up.service ./xiaowo@session.service ./xiaowo-backup.service ./xiaowo-backup.timer 2>&1)
   [ -z "$out" ] || { echo "$out"; return 1; }
 }
 if command -v systemd-analyze > /dev/null 2>&1; then

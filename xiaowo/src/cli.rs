@@ -76,6 +76,8 @@ struct UpArgs {
     #[arg(long, env = "XIAOWO_WEB_DIR", default_value = "web/dist")]
     web_dir: PathBuf,
     #[command(flatten)]
+    backup: backup::BackupConfig,
+    #[command(flatten)]
     common: Common,
 }
 
@@ -180,6 +182,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if web_dir.is_none() {
                 tracing::warn!(dir = %args.web_dir.display(), "web client not built; serving the API only");
             }
+            // The single-process install backs itself up; split deployments use a timer
+            // running `xiaowo backup` (deploy/systemd/xiaowo-backup.timer).
+            tokio::spawn(backup::run_schedule(
+                args.backup.settings(&args.common.data_dir),
+                args.backup.backup_full_interval,
+                args.backup.backup_incremental_interval,
+                clock.clone(),
+                shutdown.child_token(),
+            ));
             node::start(
                 vec![(args.listen, Target::ALL.to_vec())],
                 &args.common,
