@@ -290,6 +290,17 @@ scenario(PLAY, [ROOM], async () => {
   await state.alice.page.click("#play-toggle");
   const result = await waitForAgreement(state.alice, state.bob, ({ a, b }) => !a.paused && !b.paused && a.position > 1);
   console.log(`    playing: gap ${(result.gap * 1000).toFixed(0)} ms at ${result.a.position.toFixed(2)} s`);
+  // Once converged the players stay together: a reading every 250 ms for 3 s.
+  const gaps = [];
+  for (let reading = 0; reading < 12; reading += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    gaps.push(Math.abs((await playerGap(state.alice, state.bob)).gap) * 1000);
+  }
+  gaps.sort((x, y) => x - y);
+  const median = gaps[Math.floor(gaps.length / 2)];
+  const worst = gaps[gaps.length - 1];
+  console.log(`    steady playback over 3 s: median gap ${median.toFixed(0)} ms, worst ${worst.toFixed(0)} ms`);
+  assert(worst <= TOLERANCE_S * 1000, `players drifted apart by ${worst.toFixed(0)} ms`);
   await screenshot(state.alice, "02-room-playing-alice");
   await screenshot(state.bob, "03-room-playing-bob");
 });

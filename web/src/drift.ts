@@ -54,7 +54,8 @@ export const DEFAULT_DRIFT_CONFIG: Readonly<DriftConfig> = Object.freeze({
   rateCooldown: 0.25,
   seekSettle: 0.6,
   seekCooldown: 2.0,
-  pausedTolerance: 0.1,
+  // About a frame: a paused picture costs nothing to correct and everyone looks at it.
+  pausedTolerance: 0.03,
   maxSeekLead: 1.5,
 });
 

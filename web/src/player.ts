@@ -488,6 +488,8 @@ export class Player {
     if (this.timeline?.paused ?? true) {
       await this.command((expectedVersion) => this.ctx.app.api.sync.play({ roomId, expectedVersion }));
     } else {
+      // Hold the frame the person saw when they pressed pause; the room pauses on it.
+      this.video.pause();
       const positionMs = BigInt(Math.round(this.video.currentTime * 1000));
       await this.command((expectedVersion) => this.ctx.app.api.sync.pause({ roomId, expectedVersion, positionMs }));
     }

@@ -201,7 +201,10 @@ describe("drift controller", () => {
 
   it("while paused, seeks only beyond the paused tolerance and resets the rate", () => {
     const nudging = decideDrift(initialDriftState(), observe({ actualPosition: 9.8 }));
-    const closeEnough = decideDrift(nudging.state, observe({ now: 101, paused: true, actualPosition: 9.95 }));
+    const closeEnough = decideDrift(
+      nudging.state,
+      observe({ now: 101, paused: true, actualPosition: 10 - DEFAULT_DRIFT_CONFIG.pausedTolerance / 2 }),
+    );
     assert.deepEqual(closeEnough.action, { kind: "none" });
     assert.equal(closeEnough.state.appliedRate, 1);
     const far = decideDrift(initialDriftState(), observe({ paused: true, actualPosition: 9.5 }));
