@@ -11,23 +11,33 @@ need_grpcurl
 need_apt promtool prometheus
 need_aiosmtpd
 
-log "buf lint (proto/)"
-(cd web && npx --no-install buf lint ../proto)
+failures=()
+# Runs one suite; a failure is reported at the end instead of skipping the suites after it.
+step() {
+  local name=$1
+  shift
+  log "$name"
+  if ! "$@"; then
+    failures+=("$name")
+  fi
+}
 
-log "promtool (deploy/prometheus: rules, their unit tests, scrape config)"
-promtool check rules deploy/prometheus/rules.yml
-promtool test rules deploy/prometheus/rules_test.yml
-promtool check config deploy/prometheus/prometheus.yml
-# `promtool check metrics` on a live /metrics page runs inside monitor-svc's tests.
+step "buf lint (proto/)" bash -c 'cd web && npx --no-install buf lint ../proto'
+step "promtool (deploy/prometheus: rules, their unit tests, scrape config)" bash -c '
+  promtool check rules deploy/prometheus/rules.yml &&
+  promtool test rules deploy/prometheus/rules_test.yml &&
+  promtool check config deploy/prometheus/prometheus.yml'
+# `promtool check metrics` on live /metrics pages runs in monitor-svc's tests and test-split.sh.
+step "cargo fmt --check" cargo fmt --all --check
+step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "cargo test" cargo test --workspace --no-fail-fast
+step "web client (unit and headless-browser tests)" scripts/test-web.sh
+step "split deployment behind nginx" scripts/test-split.sh
 
-log "cargo fmt --check"
-cargo fmt --all --check
-
-log "cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-
-log "cargo test"
-cargo test --workspace --no-fail-fast
-
-log "web client (unit and headless-browser tests)"
-scripts/test-web.sh
+echo
+if [ ${#failures[@]} -eq 0 ]; then
+  echo "all suites passed"
+else
+  printf 'failed suite: %s\n' "${failures[@]}"
+  exit 1
+fi
