@@ -493,11 +493,16 @@ scenario("controls are greyed out with a reason when the control mode forbids th
 
 scenario("the room fits a phone-width screen", [ROOM], async () => {
   await state.bob.page.setViewportSize({ width: 390, height: 844 });
+  await state.bob.page.goto(state.base);
+  await state.bob.page.waitForSelector("#public-rooms a.room-link");
+  const lobbyOverflow = await state.bob.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(lobbyOverflow <= 1, `the lobby scrolls sideways by ${lobbyOverflow}px`);
+  await screenshot(state.bob, "08-phone-lobby");
   await state.bob.page.goto(`${state.base}${state.roomPath}`);
   await waitLive(state.bob);
   const overflow = await state.bob.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert(overflow <= 1, `the page scrolls sideways by ${overflow}px`);
-  await screenshot(state.bob, "08-phone-room");
+  await screenshot(state.bob, "09-phone-room");
 });
 
 scenario("a muted member is told so when sending", [CHAT], async () => {

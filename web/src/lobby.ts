@@ -64,7 +64,7 @@ function renderRooms(app: App, list: HTMLElement, rooms: Room[], empty: string):
         "li",
         {},
         link,
-        room.hasPassword ? h("span", { class: "badge", attrs: { title: "Needs a password" } }, "🔒") : null,
+        room.hasPassword ? h("span", { class: "badge", attrs: { title: "Needs a password" } }, "password") : null,
         h("span", { class: "muted" }, ` ${room.memberCount} ${room.memberCount === 1 ? "member" : "members"}`),
         room.description ? h("div", { class: "muted small" }, room.description) : null,
       );
