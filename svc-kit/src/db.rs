@@ -22,7 +22,7 @@ pub enum Synchronous {
 }
 
 /// Options shared by every service's database connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DbOptions {
     /// Pool size. SQLite allows one writer at a time, but readers proceed in parallel in WAL.
     pub max_connections: u32,
@@ -30,11 +30,29 @@ pub struct DbOptions {
     pub busy_timeout: Duration,
     /// SQLite's `synchronous` pragma.
     pub synchronous: Synchronous,
+    /// SQLCipher passphrase: the file is encrypted at rest with it (`None`: plain SQLite).
+    pub encryption_key: Option<String>,
+}
+
+impl std::fmt::Debug for DbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbOptions")
+            .field("max_connections", &self.max_connections)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("synchronous", &self.synchronous)
+            .field("encrypted", &self.encryption_key.is_some())
+            .finish()
+    }
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self { max_connections: 8, busy_timeout: Duration::from_secs(5), synchronous: Synchronous::Normal }
+        Self {
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Normal,
+            encryption_key: None,
+        }
     }
 }
 
@@ -63,8 +81,24 @@ pub async fn connect<M: MigratorTrait>(url: &str, options: &DbOptions) -> Result
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
     });
-    let db = Database::connect(connect).await?;
-    M::up(&db, None).await?;
+    if let Some(key) = options.encryption_key.as_deref().filter(|_| url.starts_with("sqlite:")) {
+        // sqlx writes pragma values verbatim: quote the passphrase as an SQL string.
+        connect.sqlcipher_key(format!("'{}'", key.replace('\'', "''")));
+    }
+    let encrypted = options.encryption_key.is_some();
+    let not_a_database = |error: DbErr| {
+        if error.to_string().contains("file is not a database") {
+            DbErr::Custom(if encrypted {
+                "cannot open the database: wrong encryption key, or the file is not encrypted".to_owned()
+            } else {
+                "cannot open the database: it is encrypted (give its key) or not a database".to_owned()
+            })
+        } else {
+            error
+        }
+    };
+    let db = Database::connect(connect).await.map_err(not_a_database)?;
+    M::up(&db, None).await.map_err(not_a_database)?;
     Ok(db)
 }
 

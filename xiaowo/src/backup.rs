@@ -138,13 +138,26 @@ fn databases(data_dir: &Path) -> Result<BTreeMap<String, PathBuf>, BackupError> 
     Ok(found)
 }
 
+/// Opens a database, unlocking it with the SQLCipher passphrase when there is one.
+fn open(path: &Path, flags: OpenFlags, key: Option<&str>) -> Result<Connection, BackupError> {
+    let connection = Connection::open_with_flags(path, flags).map_err(sqlite(path))?;
+    if let Some(key) = key {
+        connection.pragma_update(None, "key", key).map_err(sqlite(path))?;
+    }
+    Ok(connection)
+}
+
+const READ_ONLY: OpenFlags = OpenFlags::SQLITE_OPEN_READ_ONLY.union(OpenFlags::SQLITE_OPEN_NO_MUTEX);
+const READ_WRITE: OpenFlags =
+    OpenFlags::SQLITE_OPEN_READ_WRITE.union(OpenFlags::SQLITE_OPEN_CREATE).union(OpenFlags::SQLITE_OPEN_NO_MUTEX);
+
 /// A consistent snapshot of the live database at `source` into `target`, in one backup step
 /// (one read transaction), so concurrent writers cannot make it restart or tear.
-fn snapshot(source: &Path, target: &Path) -> Result<(), BackupError> {
-    let from = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(sqlite(source))?;
+/// An encrypted database stays encrypted: the copy is keyed with the same passphrase.
+fn snapshot(source: &Path, target: &Path, key: Option<&str>) -> Result<(), BackupError> {
+    let from = open(source, READ_ONLY, key)?;
     from.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite(source))?;
-    let mut to = Connection::open(target).map_err(sqlite(target))?;
+    let mut to = open(target, READ_WRITE, key)?;
     let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(sqlite(target))?;
     // All pages in one step: one read transaction, so the copy is of a single instant. Busy or
     // locked means a writer is checkpointing; wait a moment and take the step again.
@@ -177,8 +190,8 @@ fn snapshot(source: &Path, target: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-fn schema_version(path: &Path) -> Result<String, BackupError> {
-    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite(path))?;
+fn schema_version(path: &Path, key: Option<&str>) -> Result<String, BackupError> {
+    let connection = open(path, READ_ONLY, key)?;
     let tables: Vec<String> = connection
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%migrations'")
         .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
@@ -196,9 +209,20 @@ fn schema_version(path: &Path) -> Result<String, BackupError> {
         .map_err(sqlite(path))
 }
 
-fn page_size(path: &Path) -> Result<u32, BackupError> {
-    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite(path))?;
-    connection.query_row("PRAGMA page_size", [], |row| row.get(0)).map_err(sqlite(path))
+fn page_size(path: &Path, key: Option<&str>) -> Result<u32, BackupError> {
+    let connection = open(path, READ_ONLY, key)?;
+    // SQLCipher answers with text when the database is keyed, SQLite with an integer.
+    let value: rusqlite::types::Value =
+        connection.query_row("PRAGMA page_size", [], |row| row.get(0)).map_err(sqlite(path))?;
+    let size = match value {
+        rusqlite::types::Value::Integer(size) => u32::try_from(size).ok(),
+        rusqlite::types::Value::Text(text) => text.trim().parse().ok(),
+        _ => None,
+    };
+    size.filter(|size| *size > 0).ok_or_else(|| BackupError::Sqlite {
+        path: path.to_path_buf(),
+        source: rusqlite::Error::InvalidColumnType(0, "page_size".to_owned(), rusqlite::types::Type::Null),
+    })
 }
 
 /// SHA-256 of each page of the image at `path`.
@@ -230,6 +254,8 @@ pub struct Settings {
     pub offsite_dir: Option<PathBuf>,
     /// Full backups (each with its increments) kept in each location; older ones are deleted.
     pub keep_full: usize,
+    /// The SQLCipher passphrase of encrypted databases; their backups stay encrypted with it.
+    pub encryption_key: Option<String>,
 }
 
 /// Complete backups in `dir`, oldest first.
@@ -307,9 +333,10 @@ pub fn run(settings: &Settings, kind: Kind, now_ms: i64) -> Result<Manifest, Bac
     let mut services = Vec::new();
     for (service, source) in &sources {
         let image_path = staging.join(format!("{service}.snapshot"));
-        snapshot(source, &image_path)?;
-        let page_size = page_size(&image_path)?;
-        let schema_version = schema_version(&image_path)?;
+        let key = settings.encryption_key.as_deref();
+        snapshot(source, &image_path, key)?;
+        let page_size = page_size(&image_path, key)?;
+        let schema_version = schema_version(&image_path, key)?;
         let image = fs::read(&image_path).map_err(io(&image_path))?;
         let hashes = page_hashes(&image, page_size as usize);
         let page_count = u32::try_from(hashes.len()).unwrap_or(u32::MAX);
@@ -504,7 +531,12 @@ fn chain(dir: &Path, id: Option<&str>) -> Result<Vec<Manifest>, BackupError> {
 /// Rebuilds each service's database image as of `id` (default: the newest backup), checking
 /// every file's checksum, every image's checksum and SQLite's integrity check. Returns the
 /// images by service, each as a file under `work_dir`.
-fn rebuild(dir: &Path, id: Option<&str>, work_dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
+fn rebuild(
+    dir: &Path,
+    id: Option<&str>,
+    work_dir: &Path,
+    key: Option<&str>,
+) -> Result<Vec<(String, PathBuf)>, BackupError> {
     let chain = chain(dir, id)?;
     let Some(last) = chain.last() else {
         return Err(BackupError::NoSuchBackup(dir.display().to_string()));
@@ -538,14 +570,14 @@ fn rebuild(dir: &Path, id: Option<&str>, work_dir: &Path) -> Result<Vec<(String,
         }
         let path = work_dir.join(format!("{}.db", wanted.service));
         fs::write(&path, &image).map_err(io(&path))?;
-        integrity_check(&wanted.service, &path)?;
+        integrity_check(&wanted.service, &path, key)?;
         rebuilt.push((wanted.service.clone(), path));
     }
     Ok(rebuilt)
 }
 
-fn integrity_check(service: &str, path: &Path) -> Result<(), BackupError> {
-    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite(path))?;
+fn integrity_check(service: &str, path: &Path, key: Option<&str>) -> Result<(), BackupError> {
+    let connection = open(path, READ_ONLY, key)?;
     let report: String = connection.query_row("PRAGMA integrity_check", [], |row| row.get(0)).map_err(sqlite(path))?;
     if report == "ok" { Ok(()) } else { Err(BackupError::Integrity { service: service.to_owned(), report }) }
 }
@@ -554,11 +586,11 @@ fn integrity_check(service: &str, path: &Path) -> Result<(), BackupError> {
 ///
 /// # Errors
 /// The first problem found.
-pub fn verify(dir: &Path) -> Result<Vec<String>, BackupError> {
+pub fn verify(dir: &Path, key: Option<&str>) -> Result<Vec<String>, BackupError> {
     let mut checked = Vec::new();
     for manifest in list(dir)? {
         let work = tempfile::tempdir().map_err(io(dir))?;
-        rebuild(dir, Some(&manifest.id), work.path())?;
+        rebuild(dir, Some(&manifest.id), work.path(), key)?;
         checked.push(manifest.id);
     }
     Ok(checked)
@@ -569,7 +601,12 @@ pub fn verify(dir: &Path) -> Result<Vec<String>, BackupError> {
 ///
 /// # Errors
 /// When a check fails or the target is not free; nothing is written to `data_dir` then.
-pub fn restore(backup_dir: &Path, id: Option<&str>, data_dir: &Path) -> Result<Manifest, BackupError> {
+pub fn restore(
+    backup_dir: &Path,
+    id: Option<&str>,
+    data_dir: &Path,
+    key: Option<&str>,
+) -> Result<Manifest, BackupError> {
     fs::create_dir_all(data_dir).map_err(io(data_dir))?;
     let chain = chain(backup_dir, id)?;
     let Some(last) = chain.last().cloned() else {
@@ -585,7 +622,7 @@ pub fn restore(backup_dir: &Path, id: Option<&str>, data_dir: &Path) -> Result<M
         }
     }
     let work = tempfile::Builder::new().prefix(".restore").tempdir_in(data_dir).map_err(io(data_dir))?;
-    let rebuilt = rebuild(backup_dir, id, work.path())?;
+    let rebuilt = rebuild(backup_dir, id, work.path(), key)?;
     for (service, image) in rebuilt {
         let target = data_dir.join(format!("{service}.db"));
         fs::rename(&image, &target).map_err(io(&target))?;
@@ -623,10 +660,11 @@ pub struct BackupConfig {
 }
 
 impl BackupConfig {
-    /// The settings for the databases in `data_dir`.
+    /// The settings for the databases in `data_dir`, encrypted with `encryption_key` if any.
     #[must_use]
-    pub fn settings(&self, data_dir: &Path) -> Settings {
+    pub fn settings(&self, data_dir: &Path, encryption_key: Option<String>) -> Settings {
         Settings {
+            encryption_key,
             data_dir: data_dir.to_path_buf(),
             backup_dir: self.backup_dir.clone().unwrap_or_else(|| data_dir.join("backups")),
             offsite_dir: self.backup_offsite_dir.clone(),

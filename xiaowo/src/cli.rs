@@ -35,6 +35,24 @@ enum Command {
     VerifyBackups(VerifyBackupsArgs),
 }
 
+/// The SQLCipher passphrase of encrypted databases (as for `xiaowo up`).
+#[derive(Debug, clap::Args)]
+struct KeyArgs {
+    /// A file holding the database passphrase (first line).
+    #[arg(long, env = "XIAOWO_DB_KEY_FILE")]
+    db_key_file: Option<PathBuf>,
+    /// The passphrase itself.
+    #[arg(long, env = "XIAOWO_DB_KEY", hide_env_values = true, conflicts_with = "db_key_file")]
+    db_key: Option<String>,
+}
+
+impl KeyArgs {
+    fn key(&self) -> anyhow::Result<Option<String>> {
+        node::database_key(self.db_key_file.as_deref(), self.db_key.as_deref())
+            .map_err(|(path, error)| anyhow::anyhow!("cannot read database key file {}: {error}", path.display()))
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct BackupArgs {
     /// Directory of the live databases.
@@ -45,6 +63,8 @@ struct BackupArgs {
     kind: backup::Kind,
     #[command(flatten)]
     backup: backup::BackupConfig,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +78,8 @@ struct RestoreArgs {
     /// The data directory to restore into; it must not hold the services' databases yet.
     #[arg(long, env = "XIAOWO_DATA_DIR")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +87,8 @@ struct VerifyBackupsArgs {
     /// Where the backups are.
     #[arg(long, env = "XIAOWO_BACKUP_DIR")]
     backup_dir: PathBuf,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,22 +175,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = svc_kit::clock::system();
     let command = match cli.command {
         Command::Backup(args) => {
-            let settings = args.backup.settings(&args.data_dir);
+            let settings = args.backup.settings(&args.data_dir, args.key.key()?);
             let now = clock.now_ms();
             let manifest = tokio::task::spawn_blocking(move || backup::run(&settings, args.kind, now)).await??;
             println!("{}", serde_json::to_string_pretty(&manifest)?);
             return Ok(());
         }
         Command::Restore(args) => {
+            let key = args.key.key()?;
             let manifest = tokio::task::spawn_blocking(move || {
-                backup::restore(&args.backup_dir, args.backup_id.as_deref(), &args.data_dir)
+                backup::restore(&args.backup_dir, args.backup_id.as_deref(), &args.data_dir, key.as_deref())
             })
             .await??;
             println!("restored {} ({} databases)", manifest.id, manifest.services.len());
             return Ok(());
         }
         Command::VerifyBackups(args) => {
-            let checked = tokio::task::spawn_blocking(move || backup::verify(&args.backup_dir)).await??;
+            let key = args.key.key()?;
+            let checked =
+                tokio::task::spawn_blocking(move || backup::verify(&args.backup_dir, key.as_deref())).await??;
             for id in &checked {
                 println!("ok {id}");
             }
@@ -185,7 +212,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // The single-process install backs itself up; split deployments use a timer
             // running `xiaowo backup` (deploy/systemd/xiaowo-backup.timer).
             tokio::spawn(backup::run_schedule(
-                args.backup.settings(&args.common.data_dir),
+                args.backup.settings(
+                    &args.common.data_dir,
+                    node::database_key(args.common.db_key_file.as_deref(), args.common.db_key.as_deref())
+                        .map_err(|(path, error)| anyhow::anyhow!("cannot read {}: {error}", path.display()))?,
+                ),
                 args.backup.backup_full_interval,
                 args.backup.backup_incremental_interval,
                 clock.clone(),

@@ -75,6 +75,13 @@ pub struct Common {
     /// consistency) or `full` (fsync on every commit).
     #[arg(long, env = "XIAOWO_DB_SYNCHRONOUS", value_enum, default_value = "normal")]
     pub db_synchronous: Synchronous,
+    /// A file holding the SQLCipher passphrase (first line) that encrypts every database at
+    /// rest. Off by default; a database created without a key cannot be opened with one.
+    #[arg(long, env = "XIAOWO_DB_KEY_FILE")]
+    pub db_key_file: Option<PathBuf>,
+    /// The passphrase itself, for environments that pass secrets as variables.
+    #[arg(long, env = "XIAOWO_DB_KEY", hide_env_values = true, conflicts_with = "db_key_file")]
+    pub db_key: Option<String>,
     /// Deadline of every call one service makes to another.
     #[arg(long, env = "XIAOWO_PEER_DEADLINE", default_value = "2s", value_parser = parse_duration)]
     pub peer_deadline: Duration,
@@ -111,6 +118,20 @@ pub enum StartError {
     AlreadyRunning { service: &'static str, path: PathBuf },
     #[error("cannot lock {path}: {source}")]
     Lock { path: PathBuf, source: std::io::Error },
+    #[error("cannot read database key file {path}: {source}")]
+    DbKeyFile { path: PathBuf, source: std::io::Error },
+}
+
+/// The database passphrase from a key file (first line) or given directly; `None` when neither.
+///
+/// # Errors
+/// The key file's path and the read error.
+pub fn database_key(file: Option<&Path>, key: Option<&str>) -> Result<Option<String>, (PathBuf, std::io::Error)> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| (path.to_path_buf(), source))?;
+        return Ok(text.lines().next().map(str::trim).filter(|key| !key.is_empty()).map(str::to_owned));
+    }
+    Ok(key.filter(|key| !key.is_empty()).map(str::to_owned))
 }
 
 /// The lock file a running service holds in the data directory, so that a second process (or
@@ -177,8 +198,14 @@ impl Common {
         Ok(AdminToken::new(self.admin_token.as_deref()))
     }
 
-    fn db_options(&self) -> DbOptions {
-        DbOptions { busy_timeout: self.db_busy_timeout, synchronous: self.db_synchronous, ..DbOptions::default() }
+    fn db_options(&self) -> Result<DbOptions, StartError> {
+        Ok(DbOptions {
+            busy_timeout: self.db_busy_timeout,
+            synchronous: self.db_synchronous,
+            encryption_key: database_key(self.db_key_file.as_deref(), self.db_key.as_deref())
+                .map_err(|(path, source)| StartError::DbKeyFile { path, source })?,
+            ..DbOptions::default()
+        })
     }
 
     fn database_url(&self, target: Target) -> String {
@@ -231,7 +258,7 @@ pub async fn start(
     std::fs::create_dir_all(&common.data_dir)
         .map_err(|source| StartError::DataDir { path: common.data_dir.clone(), source })?;
     let admin = common.admin()?;
-    let db_options = common.db_options();
+    let db_options = common.db_options()?;
 
     let mut assemblies = Vec::new();
     for (addr, targets) in groups {

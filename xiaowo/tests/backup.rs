@@ -47,6 +47,7 @@ impl Node {
             backup_dir: backups.to_path_buf(),
             offsite_dir: offsite.map(Path::to_path_buf),
             keep_full,
+            encryption_key: None,
         }
     }
 
@@ -134,7 +135,7 @@ async fn backup_under_load_keeps_every_acknowledged_write() {
         writer.await.unwrap();
     }
     let restored = tempfile::tempdir().unwrap();
-    backup::restore(backups.path(), Some(&manifest.id), restored.path()).unwrap();
+    backup::restore(backups.path(), Some(&manifest.id), restored.path(), None).unwrap();
 
     let ids = session_ids(&restored.path().join("session.db"));
     for id in &before_backup {
@@ -175,13 +176,13 @@ async fn full_plus_increments_rebuild_each_point_exactly() {
 
     for (dir, label) in [(backups.path(), "primary"), (offsite.path(), "off-site")] {
         let to_first = tempfile::tempdir().unwrap();
-        backup::restore(dir, Some(&first_increment.id), to_first.path()).unwrap();
+        backup::restore(dir, Some(&first_increment.id), to_first.path(), None).unwrap();
         assert_eq!(dump(&to_first.path().join("session.db")), at_first_increment, "{label}: first increment");
         let to_latest = tempfile::tempdir().unwrap();
-        backup::restore(dir, None, to_latest.path()).unwrap();
+        backup::restore(dir, None, to_latest.path(), None).unwrap();
         assert_eq!(dump(&to_latest.path().join("session.db")), at_second_increment, "{label}: latest");
     }
-    let verified = backup::verify(offsite.path()).unwrap();
+    let verified = backup::verify(offsite.path(), None).unwrap();
     assert_eq!(verified, vec![full.id, first_increment.id, second_increment.id]);
     node.stop().await;
 }
@@ -210,14 +211,14 @@ async fn corrupt_or_truncated_backups_are_refused() {
 
     corrupt(&backups.path().join(&increment.id).join("session.delta"), true);
     let target = tempfile::tempdir().unwrap();
-    let truncated = backup::restore(backups.path(), None, target.path()).unwrap_err();
+    let truncated = backup::restore(backups.path(), None, target.path(), None).unwrap_err();
     assert!(matches!(truncated, BackupError::Checksum { .. }), "{truncated}");
     assert!(!target.path().join("session.db").exists(), "nothing restored from a bad chain");
 
     corrupt(&backups.path().join(&full.id).join("session.db"), false);
-    let flipped = backup::restore(backups.path(), Some(&full.id), target.path()).unwrap_err();
+    let flipped = backup::restore(backups.path(), Some(&full.id), target.path(), None).unwrap_err();
     assert!(matches!(flipped, BackupError::Checksum { .. }), "{flipped}");
-    assert!(backup::verify(backups.path()).is_err());
+    assert!(backup::verify(backups.path(), None).is_err());
 }
 
 #[tokio::test]
@@ -228,7 +229,7 @@ async fn restore_refuses_a_running_systems_files() {
     node.create("a").await;
     blocking_run(&settings, Kind::Full, 1_000);
 
-    let refused = backup::restore(backups.path(), None, node.data.path()).unwrap_err();
+    let refused = backup::restore(backups.path(), None, node.data.path(), None).unwrap_err();
 
     assert!(matches!(refused, BackupError::TargetInUse(_)), "{refused}");
     node.create("still serving").await;
