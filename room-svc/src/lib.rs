@@ -12,6 +12,7 @@ mod grpc;
 mod migration;
 pub mod model;
 pub mod permissions;
+mod retention;
 pub mod rooms;
 mod store;
 
@@ -23,6 +24,7 @@ use proto::room::v1::room_service_server::RoomServiceServer;
 use svc_kit::auth::{AdminToken, SessionValidator};
 use svc_kit::clock::SharedClock;
 use svc_kit::db::DbOptions;
+use svc_kit::retention::RetentionConfig;
 use svc_kit::server::Assembly;
 use tonic::transport::Channel;
 
@@ -33,8 +35,8 @@ pub use migration::Migrator;
 use crate::events::LocalBus;
 use crate::rooms::{RoomMetrics, Rooms};
 
-/// Connects room-svc's database, registers its three gRPC services and its idle janitor.
-/// `session` is a channel to session-svc (validation and display names).
+/// [`build_with_retention`] with a policy that keeps everything, for embedders that prune on
+/// their own and tests that are not about retention.
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.
@@ -47,10 +49,34 @@ pub async fn build(
     clock: SharedClock,
     assembly: &mut Assembly,
 ) -> Result<(), sea_orm::DbErr> {
+    let retention = RetentionConfig::keep_everything();
+    build_with_retention(config, &retention, database_url, db_options, session, admin, clock, assembly).await
+}
+
+/// Connects room-svc's database, registers its three gRPC services, its idle janitor and its
+/// retention janitor (closed rooms and audit rows past their periods). `session` is a channel
+/// to session-svc (validation and display names).
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+#[allow(clippy::too_many_arguments)]
+pub async fn build_with_retention(
+    config: &Config,
+    retention: &RetentionConfig,
+    database_url: &str,
+    db_options: &DbOptions,
+    session: Channel,
+    admin: AdminToken,
+    clock: SharedClock,
+    assembly: &mut Assembly,
+) -> Result<(), sea_orm::DbErr> {
     let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
     let metrics = RoomMetrics::new(assembly.metrics().registry());
+    let store = store::Store::new(db);
+    let janitor =
+        retention::RoomRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
     let rooms = Arc::new(Rooms::new(
-        store::Store::new(db),
+        store,
         Arc::clone(&clock),
         Arc::new(LocalBus::new(config.events_buffer)),
         Arc::new(grpc::SessionNames::new(session.clone())),
@@ -81,6 +107,7 @@ pub async fn build(
             .max_encoding_message_size(max_message),
     );
     let shutdown = assembly.shutdown_token();
-    assembly.spawn_worker("room-janitor", rooms.run_janitor(config.janitor_interval, shutdown));
+    assembly.spawn_worker("room-janitor", rooms.run_janitor(config.janitor_interval, shutdown.clone()));
+    assembly.spawn_worker("room-retention", janitor.run(retention.interval, shutdown));
     Ok(())
 }

@@ -136,6 +136,14 @@ pub struct AuditFilter {
     pub end: i64,
 }
 
+/// What one batch of closed-room retention deleted, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunedRooms {
+    pub rooms: u64,
+    pub members: u64,
+    pub bans: u64,
+}
+
 /// Access to room-svc's tables.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -325,6 +333,58 @@ impl Store {
             .into_tuple()
             .all(&self.db)
             .await
+    }
+
+    /// Deletes up to `limit` rooms closed before `before` with their members and bans, in one
+    /// short write transaction; the rows deleted from each table.
+    pub async fn prune_closed_rooms(&self, before: i64, limit: u64) -> Result<PrunedRooms, DbErr> {
+        let tx = self.write().await?;
+        let room_ids: Vec<String> = room::Entity::find()
+            .select_only()
+            .column(room::Column::RoomId)
+            .filter(room::Column::Status.eq(CLOSED))
+            .filter(room::Column::ClosedAt.lt(before))
+            .order_by_asc(room::Column::ClosedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&tx.tx)
+            .await?;
+        if room_ids.is_empty() {
+            return Ok(PrunedRooms::default());
+        }
+        let members = room_member::Entity::delete_many()
+            .filter(room_member::Column::RoomId.is_in(room_ids.iter().map(String::as_str)))
+            .exec(&tx.tx)
+            .await?
+            .rows_affected;
+        let bans = room_ban::Entity::delete_many()
+            .filter(room_ban::Column::RoomId.is_in(room_ids.iter().map(String::as_str)))
+            .exec(&tx.tx)
+            .await?
+            .rows_affected;
+        let rooms = room::Entity::delete_many()
+            .filter(room::Column::RoomId.is_in(room_ids.iter().map(String::as_str)))
+            .filter(room::Column::Status.eq(CLOSED))
+            .exec(&tx.tx)
+            .await?
+            .rows_affected;
+        tx.commit().await?;
+        Ok(PrunedRooms { rooms, members, bans })
+    }
+
+    /// Deletes up to `limit` audit rows written before `before`, oldest first; how many.
+    pub async fn prune_audit_logs(&self, before: i64, limit: u64) -> Result<u64, DbErr> {
+        let oldest = Query::select()
+            .column(audit_log::Column::Id)
+            .from(audit_log::Entity)
+            .and_where(audit_log::Column::CreatedAt.lt(before))
+            .order_by(audit_log::Column::CreatedAt, sea_orm::Order::Asc)
+            .order_by(audit_log::Column::Id, sea_orm::Order::Asc)
+            .limit(limit)
+            .to_owned();
+        let result =
+            audit_log::Entity::delete_many().filter(audit_log::Column::Id.in_subquery(oldest)).exec(&self.db).await?;
+        Ok(result.rows_affected)
     }
 
     /// Active rooms.

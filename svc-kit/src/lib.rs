@@ -1,8 +1,8 @@
 //! The small runtime that every Xiaowo service shares and nothing domain-specific: connecting
 //! and migrating a database, assembling one tonic server (gRPC, gRPC-web, reflection, health,
 //! `/metrics`, static files), the request metrics layer, caller identity (session tokens
-//! validated by session-svc, the admin token), shared input validation, an injectable clock
-//! and signal-driven shutdown.
+//! validated by session-svc, the admin token), shared input validation, an injectable clock,
+//! the retention policy with its batched pruning, and signal-driven shutdown.
 
 pub mod auth;
 pub mod clock;
@@ -11,6 +11,7 @@ pub mod db;
 pub mod metrics;
 pub mod peer;
 pub mod ratelimit;
+pub mod retention;
 pub mod server;
 pub mod shutdown;
 pub mod status;

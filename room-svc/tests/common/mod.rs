@@ -15,6 +15,7 @@ use proto::session::v1::session_service_client::SessionServiceClient;
 use svc_kit::auth::AdminToken;
 use svc_kit::clock::{ManualClock, SharedClock};
 use svc_kit::db::DbOptions;
+use svc_kit::retention::RetentionConfig;
 use svc_kit::testing::TestServer;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -50,6 +51,13 @@ impl TestApp {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut room_svc::Config)) -> Self {
+        Self::start_with_retention(configure, RetentionConfig::keep_everything()).await
+    }
+
+    pub async fn start_with_retention(
+        configure: impl FnOnce(&mut room_svc::Config),
+        retention: RetentionConfig,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START_MS);
         let shared: SharedClock = clock.clone();
@@ -68,8 +76,9 @@ impl TestApp {
         .await
         .unwrap();
         let session_channel = svc_kit::peer::channel(&assembly.local_url(), Duration::from_secs(5)).unwrap();
-        room_svc::build(
+        room_svc::build_with_retention(
             &config,
+            &retention,
             &svc_kit::db::sqlite_url(dir.path(), "room.db"),
             &DbOptions::default(),
             session_channel,
