@@ -21,7 +21,7 @@ check() {
   else
     failed=$((failed + 1))
     echo "FAIL $name"
-    sed 's/^/     /' "$run/check.out" | tail -n 20
+    sed 's/^/     /' "$run/check.out" | tail -n 40
   fi
 }
 
@@ -41,10 +41,14 @@ trap cleanup EXIT
 log "building xiaowo"
 cargo build -p xiaowo --quiet
 export XIAOWO_BIN="$ROOT/target/debug/xiaowo"
-if [ ! -f web/dist/index.html ]; then
-  mkdir -p "$run/web" && echo '<!doctype html><title>Xiaowo</title>' > "$run/web/index.html"
-  export XIAOWO_WEB_ROOT="$run/web"
+# nginx serves a copy of the web client (plus the browser suite's test media, added later).
+mkdir -p "$run/web"
+if [ -f web/dist/index.html ]; then
+  cp -r web/dist/. "$run/web/"
+else
+  echo '<!doctype html><title>Xiaowo</title>' > "$run/web/index.html"
 fi
+export XIAOWO_WEB_ROOT="$run/web"
 
 log "starting the split stack in $run"
 deploy/split-stack.sh start "$run"
@@ -155,9 +159,13 @@ if command -v systemd-analyze > /dev/null 2>&1; then
 fi
 
 # --- the browser suite through nginx over HTTPS ----------------------------------------------
-if [ -f web/dist/index.html ] && [ -f web/test/e2e.mjs ]; then
-  log "browser suite through nginx"
-  check "browser e2e through nginx (HTTPS)" env XIAOWO_E2E_BASE_URL="$https" node web/test/e2e.mjs
+if [ -f web/dist/index.html ]; then
+  log "browser suite through nginx over HTTPS"
+  browser_suite() { (cd web && E2E_BASE_URL="$https" E2E_WEB_DIR="$run/web" node e2e/run.mjs); }
+  check "browser e2e through nginx (HTTPS, two browsers, sync + chat)" browser_suite
+else
+  failed=$((failed + 1))
+  echo "FAIL browser e2e through nginx: web/dist is not built (scripts/test-web.sh builds it)"
 fi
 
 echo
