@@ -14,6 +14,7 @@ mod entity;
 mod error;
 mod grpc;
 mod migration;
+mod retention;
 pub mod rooms;
 mod store;
 pub mod timeline;
@@ -24,6 +25,7 @@ use proto::sync::v1::sync_admin_service_server::SyncAdminServiceServer;
 use svc_kit::auth::{AdminToken, SessionValidator};
 use svc_kit::clock::SharedClock;
 use svc_kit::db::DbOptions;
+use svc_kit::retention::RetentionConfig;
 use svc_kit::server::Assembly;
 use tonic::transport::Channel;
 
@@ -44,8 +46,7 @@ pub struct Peers {
     pub room: Channel,
 }
 
-/// Connects sync-svc's database, registers its gRPC services and its background workers (the
-/// room rules ticker and the room-svc event follower).
+/// [`build_with_retention`] with a policy that keeps every sync log row.
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.
@@ -58,11 +59,34 @@ pub async fn build(
     clock: SharedClock,
     assembly: &mut Assembly,
 ) -> Result<(), sea_orm::DbErr> {
+    let retention = RetentionConfig::keep_everything();
+    build_with_retention(config, &retention, database_url, db_options, peers, admin, clock, assembly).await
+}
+
+/// Connects sync-svc's database, registers its gRPC services and its background workers (the
+/// room rules ticker, the room-svc event follower and the retention janitor of `sync_logs`).
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+#[allow(clippy::too_many_arguments)]
+pub async fn build_with_retention(
+    config: &Config,
+    retention: &RetentionConfig,
+    database_url: &str,
+    db_options: &DbOptions,
+    peers: Peers,
+    admin: AdminToken,
+    clock: SharedClock,
+    assembly: &mut Assembly,
+) -> Result<(), sea_orm::DbErr> {
     let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
     let metrics = SyncMetrics::new(assembly.metrics().registry());
+    let store = store::Store::new(db);
+    let janitor =
+        retention::SyncRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
     let access = Arc::new(RoomAccess::new(peers.room, config.access_cache_ttl, config.activity_debounce));
     let bus = Arc::new(InProcessBus::new(config.watcher_buffer));
-    let rooms = Arc::new(Rooms::new(store::Store::new(db), bus, Arc::clone(&access), clock, config, metrics));
+    let rooms = Arc::new(Rooms::new(store, bus, Arc::clone(&access), clock, config, metrics));
     let sessions = Arc::new(SessionValidator::new(peers.session, config.session_cache_ttl));
     let max_message = assembly.config().max_message_bytes;
     let shutdown = assembly.shutdown_token();
@@ -75,6 +99,7 @@ pub async fn build(
             .max_encoding_message_size(max_message),
     );
     assembly.spawn_worker("sync-room-rules", Arc::clone(&rooms).run_ticker(config.tick_interval, shutdown.clone()));
+    assembly.spawn_worker("sync-retention", janitor.run(retention.interval, shutdown.clone()));
     let follower_rooms = Arc::clone(&rooms);
     assembly.spawn_worker("sync-room-events", async move {
         access.follow_events(|change| follower_rooms.on_room_change(change), shutdown).await;

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Order, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
 use crate::entity::{queue_item, room_state, sync_log};
@@ -185,6 +185,24 @@ impl Store {
         .await?;
         txn.commit().await?;
         Ok(Commit::Accepted)
+    }
+
+    /// Deletes up to `limit` log rows written before `before`, oldest first; how many. Queues
+    /// behind this process's other writers like any commit.
+    pub async fn prune_sync_logs(&self, before: i64, limit: u64) -> Result<u64, DbErr> {
+        let oldest = Query::select()
+            .column(sync_log::Column::SyncLogId)
+            .from(sync_log::Entity)
+            .and_where(sync_log::Column::CreatedAt.lt(before))
+            .order_by(sync_log::Column::SyncLogId, Order::Asc)
+            .limit(limit)
+            .to_owned();
+        let _writer = self.write_lock.lock().await;
+        let result = sync_log::Entity::delete_many()
+            .filter(sync_log::Column::SyncLogId.in_subquery(oldest))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
     }
 
     /// Up to `limit` log rows of `room_id` created in `[start_ms, end_ms)` with ids above

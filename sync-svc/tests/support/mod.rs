@@ -23,6 +23,7 @@ use proto::sync::v1::sync_service_client::SyncServiceClient;
 use svc_kit::auth::AdminToken;
 use svc_kit::clock::SharedClock;
 use svc_kit::db::DbOptions;
+use svc_kit::retention::RetentionConfig;
 use svc_kit::testing::TestServer;
 use tokio::sync::broadcast;
 use tonic::transport::Channel;
@@ -238,10 +239,21 @@ impl SyncApp {
         config: &sync_svc::Config,
         clock: SharedClock,
     ) -> Self {
+        Self::start_with_retention(peers, data_dir, config, &RetentionConfig::keep_everything(), clock).await
+    }
+
+    pub async fn start_with_retention(
+        peers: &Peers,
+        data_dir: &std::path::Path,
+        config: &sync_svc::Config,
+        retention: &RetentionConfig,
+        clock: SharedClock,
+    ) -> Self {
         let url = svc_kit::db::sqlite_url(data_dir, "sync.db");
         let mut assembly = svc_kit::testing::bind().await;
-        sync_svc::build(
+        sync_svc::build_with_retention(
             config,
+            retention,
             &url,
             &DbOptions::default(),
             sync_svc::Peers { session: peers.session.channel(), room: peers.room_server.channel() },
