@@ -33,7 +33,10 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 struct Bench {
     peers: TestServer,
-    chat: TestServer,
+    _chat: TestServer,
+    /// A few HTTP/2 connections that every client shares, as browsers behind a proxy would
+    /// arrive; hundreds of separate connections would measure the accept queue instead.
+    connections: Vec<Channel>,
     _dir: tempfile::TempDir,
 }
 
@@ -100,12 +103,14 @@ async fn start() -> Bench {
     .await
     .expect("chat-svc");
     let chat = TestServer::spawn(assembly);
-    Bench { peers, chat, _dir: dir }
+    let connections = (0..8).map(|_| chat.channel()).collect();
+    Bench { peers, _chat: chat, connections, _dir: dir }
 }
 
 impl Bench {
-    fn chat(&self) -> ChatServiceClient<Channel> {
-        ChatServiceClient::new(self.chat.channel())
+    /// A client on one of the shared connections, chosen by `index`.
+    fn chat(&self, index: usize) -> ChatServiceClient<Channel> {
+        ChatServiceClient::new(self.connections[index % self.connections.len()].clone())
     }
 
     /// A room of `size` members (the owner first); its id and members.
@@ -135,9 +140,10 @@ impl Bench {
     /// `until_seq`. Returns once every stream is live.
     async fn watch_all(&self, room_id: &str, members: &[Member], until_seq: i64) -> JoinSet<Vec<(i64, Instant)>> {
         let mut watchers = JoinSet::new();
-        for member in members {
+        for (index, member) in members.iter().enumerate() {
             let request = pb::WatchMessagesRequest { room_id: room_id.to_owned(), after_seq: None };
-            let mut stream = self.chat().watch_messages(as_member(request, member)).await.expect("watch").into_inner();
+            let mut stream =
+                self.chat(index).watch_messages(as_member(request, member)).await.expect("watch").into_inner();
             // The stream is live once it has caught up.
             while let Ok(Some(message)) = stream.message().await {
                 if matches!(message.event, Some(Event::CaughtUp(_))) {
@@ -179,7 +185,8 @@ async fn throughput(bench: &Bench, room_size: usize, in_flight: usize) -> f64 {
     for (index, member) in members.into_iter().enumerate() {
         let member = Arc::new(member);
         for lane in 0..in_flight {
-            let (mut client, room_id, member) = (bench.chat(), room_id.clone(), Arc::clone(&member));
+            let client = bench.chat(index * in_flight + lane);
+            let (mut client, room_id, member) = (client, room_id.clone(), Arc::clone(&member));
             senders.spawn(async move {
                 for n in 0..per_sender {
                     let request = send_request(&room_id, format!("t{index}-{lane}-{n}"));
@@ -188,7 +195,9 @@ async fn throughput(bench: &Bench, room_size: usize, in_flight: usize) -> f64 {
             });
         }
     }
-    while senders.join_next().await.is_some() {}
+    while let Some(done) = senders.join_next().await {
+        done.expect("every send acknowledged");
+    }
     let elapsed = started.elapsed();
     while watchers.join_next().await.is_some() {}
     total as f64 / elapsed.as_secs_f64()
@@ -202,7 +211,7 @@ async fn latency(bench: &Bench, room_size: usize) -> (f64, f64) {
     let last_seq = i64::try_from(LATENCY_MESSAGES).unwrap_or(i64::MAX);
     let mut watchers = bench.watch_all(&room_id, &members, last_seq).await;
     let sender = &members[0];
-    let mut client = bench.chat();
+    let mut client = bench.chat(0);
     let mut sent_at = vec![Instant::now(); LATENCY_MESSAGES + 1];
     let mut pace = tokio::time::interval(LATENCY_PACE);
     for n in 0..LATENCY_MESSAGES {
