@@ -97,6 +97,9 @@ pub struct Common {
     pub chat: chat_svc::Config,
     #[command(flatten)]
     pub monitor: monitor_svc::Config,
+    /// How long each service keeps closed rooms, audit and sync logs, and chat of closed rooms.
+    #[command(flatten)]
+    pub retention: svc_kit::retention::RetentionConfig,
 }
 
 /// Why a node could not start.
@@ -305,9 +308,19 @@ pub async fn start(
                     let session = svc_kit::peer::channel(&session_url, common.peer_deadline)
                         .map_err(|_| StartError::PeerUrl { url: session_url.clone() })?;
                     let (admin, clock) = (admin.clone(), clock.clone());
-                    room_svc::build(&common.room, &url, &db_options, session, admin, clock, &mut assembly)
-                        .await
-                        .map_err(database)?;
+                    let retention = &common.retention;
+                    room_svc::build_with_retention(
+                        &common.room,
+                        retention,
+                        &url,
+                        &db_options,
+                        session,
+                        admin,
+                        clock,
+                        &mut assembly,
+                    )
+                    .await
+                    .map_err(database)?;
                 }
                 Target::Sync => {
                     // Peers elsewhere default to their standard ports on this host.
@@ -318,9 +331,19 @@ pub async fn start(
                     };
                     let sync_peers = sync_svc::Peers { session: channel(session_url)?, room: channel(room_url)? };
                     let (admin, clock) = (admin.clone(), clock.clone());
-                    sync_svc::build(&common.sync, &url, &db_options, sync_peers, admin, clock, &mut assembly)
-                        .await
-                        .map_err(database)?;
+                    let retention = &common.retention;
+                    sync_svc::build_with_retention(
+                        &common.sync,
+                        retention,
+                        &url,
+                        &db_options,
+                        sync_peers,
+                        admin,
+                        clock,
+                        &mut assembly,
+                    )
+                    .await
+                    .map_err(database)?;
                 }
                 Target::Chat => {
                     let session_url = peers.session_url.clone().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
