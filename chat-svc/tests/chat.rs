@@ -442,11 +442,11 @@ async fn delivered_status_and_cursors_reach_history_and_watchers() {
     assert_eq!((read.received_seq, read.read_seq), (1, 1), "never moves back");
     assert_eq!(code(cursor(2, 0).await), Code::InvalidArgument, "beyond the latest message");
     loop {
-        if let Event::CursorUpdated(update) = next_change(&mut bo_stream).await.unwrap() {
-            if update.read_seq == 1 {
-                assert_eq!(update.user_id, bo.user_id);
-                break;
-            }
+        if let Event::CursorUpdated(update) = next_change(&mut bo_stream).await.unwrap()
+            && update.read_seq == 1
+        {
+            assert_eq!(update.user_id, bo.user_id);
+            break;
         }
     }
     let history = app.history(&ana, &room_id, 0, 0).await.unwrap();
