@@ -338,7 +338,8 @@ impl Store {
     /// Deletes up to `limit` rooms closed before `before` with their members and bans, in one
     /// short write transaction; the rows deleted from each table.
     pub async fn prune_closed_rooms(&self, before: i64, limit: u64) -> Result<PrunedRooms, DbErr> {
-        let tx = self.write().await?;
+        // Looked up before taking the write lock: closing is final and `closed_at` never
+        // changes, so the rooms found stay due.
         let room_ids: Vec<String> = room::Entity::find()
             .select_only()
             .column(room::Column::RoomId)
@@ -347,11 +348,12 @@ impl Store {
             .order_by_asc(room::Column::ClosedAt)
             .limit(limit)
             .into_tuple()
-            .all(&tx.tx)
+            .all(&self.db)
             .await?;
         if room_ids.is_empty() {
             return Ok(PrunedRooms::default());
         }
+        let tx = self.write().await?;
         let members = room_member::Entity::delete_many()
             .filter(room_member::Column::RoomId.is_in(room_ids.iter().map(String::as_str)))
             .exec(&tx.tx)
