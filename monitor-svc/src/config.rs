@@ -74,7 +74,7 @@ pub struct Config {
         long = "monitor-gauges",
         env = "XIAOWO_MONITOR_GAUGES",
         value_delimiter = ',',
-        default_value = "xiaowo_sessions_live,xiaowo_rooms_active,xiaowo_sync_watchers,xiaowo_sync_drift_seconds"
+        default_value = "xiaowo_sessions_live,xiaowo_rooms_active,xiaowo_sync_watch_streams"
     )]
     pub gauges: Vec<String>,
     /// Alerts are POSTed as JSON to this URL.

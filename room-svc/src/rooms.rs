@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntGauge, Opts};
+use prometheus::{IntCounter, IntGauge};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
+use svc_kit::metrics::{Refusal, refusal_counter};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
@@ -64,31 +65,17 @@ impl RoomMetrics {
             active: IntGauge::new("xiaowo_rooms_active", "Open rooms.").expect("valid metric"),
             wrong_passwords: IntCounter::new("xiaowo_room_wrong_password_total", "Joins refused for a wrong password.")
                 .expect("valid metric"),
-            permission_denied: IntCounter::with_opts(by_room_svc(
-                "xiaowo_permission_denied_total",
-                "Actions refused because the caller's role does not allow them.",
-            ))
-            .expect("valid metric"),
-            flood_limited: IntCounter::with_opts(by_room_svc(
-                "xiaowo_flood_limited_total",
-                "Requests refused by a flood limit (here: too many wrong room passwords).",
-            ))
-            .expect("valid metric"),
+            permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "room"),
+            flood_limited: refusal_counter(registry, Refusal::FloodLimited, "room"),
         };
         svc_kit::metrics::register(registry, &metrics.active);
         svc_kit::metrics::register(registry, &metrics.wrong_passwords);
-        svc_kit::metrics::register(registry, &metrics.permission_denied);
-        svc_kit::metrics::register(registry, &metrics.flood_limited);
         metrics
     }
 }
 
 /// Counters other services may export under the same name carry `service="room"`, so that they
 /// can share one process's registry.
-fn by_room_svc(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).const_label("service", "room")
-}
-
 /// A new room's settings as requested.
 #[derive(Debug, Clone)]
 pub struct CreateRoom {

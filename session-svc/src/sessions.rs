@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounter, IntGauge};
 use rand::RngCore;
 use svc_kit::auth::token_hash;
 use svc_kit::clock::{SharedClock, millis};
+use svc_kit::metrics::{Refusal, refusal_counter};
 use svc_kit::text::TextRule;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +41,7 @@ pub struct Session {
 #[derive(Debug, Clone)]
 pub struct SessionMetrics {
     created: IntCounter,
-    auth_failures: IntCounterVec,
+    auth_failures: IntCounter,
     expired_deleted: IntCounter,
     live: IntGauge,
 }
@@ -55,11 +56,7 @@ impl SessionMetrics {
     pub fn new(registry: &prometheus::Registry) -> Self {
         let metrics = Self {
             created: IntCounter::new("xiaowo_sessions_created_total", "Sessions created.").expect("valid metric"),
-            auth_failures: IntCounterVec::new(
-                Opts::new("xiaowo_auth_failures_total", "Refused authentications (bad, expired or revoked tokens)."),
-                &["service"],
-            )
-            .expect("valid metric"),
+            auth_failures: refusal_counter(registry, Refusal::AuthFailure, "session"),
             expired_deleted: IntCounter::new(
                 "xiaowo_sessions_expired_deleted_total",
                 "Expired sessions deleted by the janitor.",
@@ -69,7 +66,6 @@ impl SessionMetrics {
                 .expect("valid metric"),
         };
         svc_kit::metrics::register(registry, &metrics.created);
-        svc_kit::metrics::register(registry, &metrics.auth_failures);
         svc_kit::metrics::register(registry, &metrics.expired_deleted);
         svc_kit::metrics::register(registry, &metrics.live);
         metrics
@@ -138,7 +134,7 @@ impl Sessions {
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Session, Error> {
         let result = self.authenticate_inner(token).await;
         if matches!(result, Err(Error::Unauthenticated)) {
-            self.metrics.auth_failures.with_label_values(&["session"]).inc();
+            self.metrics.auth_failures.inc();
         }
         result
     }

@@ -98,6 +98,48 @@ impl Default for Metrics {
     }
 }
 
+/// Refused requests that monitor-svc's anomaly rules watch for bursts of (an attack shows as
+/// one while it happens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `xiaowo_auth_failures_total`: missing, unknown, expired or revoked session tokens.
+    AuthFailure,
+    /// `xiaowo_permission_denied_total`: the caller's role or membership does not allow it.
+    PermissionDenied,
+    /// `xiaowo_flood_limited_total`: a flood limit refused the request.
+    FloodLimited,
+}
+
+impl Refusal {
+    fn name_and_help(self) -> (&'static str, &'static str) {
+        match self {
+            Self::AuthFailure => {
+                ("xiaowo_auth_failures_total", "Refused authentications (missing, bad, expired or revoked tokens).")
+            }
+            Self::PermissionDenied => {
+                ("xiaowo_permission_denied_total", "Requests refused because the caller may not do that.")
+            }
+            Self::FloodLimited => ("xiaowo_flood_limited_total", "Requests refused by a flood limit."),
+        }
+    }
+}
+
+/// The `service`'s counter of `refusal`, registered in `registry`. Every service uses the same
+/// name and help with its own constant `service` label, so several can share one process's
+/// registry (`xiaowo up`) and monitor-svc sums them by name.
+///
+/// # Panics
+/// Never: the names and labels are fixed.
+#[must_use]
+#[allow(clippy::expect_used)]
+pub fn refusal_counter(registry: &Registry, refusal: Refusal, service: &str) -> prometheus::IntCounter {
+    let (name, help) = refusal.name_and_help();
+    let counter =
+        prometheus::IntCounter::with_opts(Opts::new(name, help).const_label("service", service)).expect("valid metric");
+    register(registry, &counter);
+    counter
+}
+
 /// Registers `collector` in `registry`, logging instead of failing when it is already there
 /// (two services in one process may share a name only by mistake; it must not stop start-up).
 pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: &C) {

@@ -205,7 +205,8 @@ pub struct PublicApi {
 
 impl PublicApi {
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
-        Ok(self.sessions.authenticate(request.metadata()).await?)
+        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from);
+        caller.inspect_err(|error| self.rooms.note_refusal(error))
     }
 
     async fn run(
@@ -217,7 +218,8 @@ impl PublicApi {
     ) -> Result<pb::RoomState, Error> {
         let (room_id, command) = validated(room_id, command)?;
         tracing::Span::current().record("room_id", room_id.as_str());
-        let state = self.rooms.command(&room_id, caller, expected_version, command).await?;
+        let state = self.rooms.command(&room_id, caller, expected_version, command).await;
+        let state = state.inspect_err(|error| self.rooms.note_refusal(error))?;
         Ok(state_to_pb(&state))
     }
 
@@ -227,7 +229,8 @@ impl PublicApi {
         let pb::WatchRoomRequest { room_id } = request.into_inner();
         let (room_id, ()) = validated(&room_id, Ok(()))?;
         tracing::Span::current().record("room_id", room_id.as_str());
-        self.rooms.watch(&room_id, &caller, self.shutdown.child_token()).await
+        let stream = self.rooms.watch(&room_id, &caller, self.shutdown.child_token()).await;
+        stream.inspect_err(|error| self.rooms.note_refusal(error))
     }
 }
 

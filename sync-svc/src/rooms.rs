@@ -16,6 +16,7 @@ use futures_util::Stream;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
+use svc_kit::metrics::{Refusal, refusal_counter};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
 use tokio::sync::broadcast::error::RecvError;
@@ -114,9 +115,22 @@ pub struct SyncMetrics {
     drift: Histogram,
     watchers: IntGauge,
     resyncs: IntCounter,
+    auth_failures: IntCounter,
+    permission_denied: IntCounter,
+    flood_limited: IntCounter,
 }
 
 impl SyncMetrics {
+    /// Counts a refused request for monitor-svc's anomaly rules.
+    pub fn note_refusal(&self, error: &Error) {
+        match error {
+            Error::Unauthenticated => self.auth_failures.inc(),
+            Error::PermissionDenied(_) => self.permission_denied.inc(),
+            Error::RateLimited(_) => self.flood_limited.inc(),
+            _ => {}
+        }
+    }
+
     /// Creates and registers the metrics.
     ///
     /// # Panics
@@ -149,6 +163,9 @@ impl SyncMetrics {
                 "Times a watcher fell behind and was sent a fresh snapshot.",
             )
             .expect("valid metric"),
+            auth_failures: refusal_counter(registry, Refusal::AuthFailure, "sync"),
+            permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "sync"),
+            flood_limited: refusal_counter(registry, Refusal::FloodLimited, "sync"),
         };
         svc_kit::metrics::register(registry, &metrics.commands);
         svc_kit::metrics::register(registry, &metrics.conflicts);
@@ -196,6 +213,11 @@ enum Lock {
 }
 
 impl Rooms {
+    /// Counts a refused request (bad session, not allowed, flood-limited).
+    pub fn note_refusal(&self, error: &Error) {
+        self.metrics.note_refusal(error);
+    }
+
     /// The sync domain over `store`, publishing through `bus`.
     #[must_use]
     pub fn new(
