@@ -103,6 +103,14 @@ pub struct PublicApi {
     pub(crate) sessions: Arc<SessionValidator>,
 }
 
+impl PublicApi {
+    /// Counts a refusal (for monitor-svc's anomaly rules) on its way out.
+    fn refused(&self, error: Error) -> Error {
+        self.chat.metrics.note_refusal(&error);
+        error
+    }
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchMessagesResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -112,9 +120,14 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller =
+            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
         let pb::SendMessageRequest { room_id, text, client_message_id } = request.into_inner();
-        let Sent { message, duplicate } = self.chat.send(&caller.user_id, &room_id, &text, &client_message_id).await?;
+        let Sent { message, duplicate } = self
+            .chat
+            .send(&caller.user_id, &room_id, &text, &client_message_id)
+            .await
+            .map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::SendMessageResponse { message: Some(message_to_pb(message)), duplicate }))
     }
 
@@ -125,9 +138,11 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::WatchMessagesRequest>,
     ) -> Result<Response<Self::WatchMessagesStream>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller =
+            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
         let pb::WatchMessagesRequest { room_id, after_seq } = request.into_inner();
-        let receiver = self.chat.watch(&caller.user_id, &room_id, after_seq).await?;
+        let receiver =
+            self.chat.watch(&caller.user_id, &room_id, after_seq).await.map_err(|error| self.refused(error))?;
         let stream = ReceiverStream::new(receiver).map(|event| event.map(event_to_pb).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
@@ -137,10 +152,14 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller =
+            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
         let pb::ListMessagesRequest { room_id, before_seq, page_size } = request.into_inner();
-        let History { messages, next_before_seq, cursors, latest_seq } =
-            self.chat.history(&caller.user_id, &room_id, before_seq, page_size).await?;
+        let History { messages, next_before_seq, cursors, latest_seq } = self
+            .chat
+            .history(&caller.user_id, &room_id, before_seq, page_size)
+            .await
+            .map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::ListMessagesResponse {
             messages: messages.into_iter().map(message_to_pb).collect(),
             next_before_seq,
@@ -154,9 +173,14 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::UpdateCursorRequest>,
     ) -> Result<Response<pb::UpdateCursorResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller =
+            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
         let pb::UpdateCursorRequest { room_id, received_seq, read_seq } = request.into_inner();
-        let cursor = self.chat.update_cursor(&caller.user_id, &room_id, received_seq, read_seq).await?;
+        let cursor = self
+            .chat
+            .update_cursor(&caller.user_id, &room_id, received_seq, read_seq)
+            .await
+            .map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::UpdateCursorResponse { cursor: Some(cursor_to_pb(cursor)) }))
     }
 
@@ -165,9 +189,10 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::DeleteMessageRequest>,
     ) -> Result<Response<pb::DeleteMessageResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller =
+            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
         let pb::DeleteMessageRequest { room_id, seq } = request.into_inner();
-        let message = self.chat.delete(&caller.user_id, &room_id, seq).await?;
+        let message = self.chat.delete(&caller.user_id, &room_id, seq).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::DeleteMessageResponse { message: Some(message_to_pb(message)) }))
     }
 
@@ -176,9 +201,14 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::MuteMemberRequest>,
     ) -> Result<Response<pb::MuteMemberResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller =
+            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
         let pb::MuteMemberRequest { room_id, user_id, duration } = request.into_inner();
-        let until = self.chat.mute(&caller.user_id, &room_id, &user_id, duration_from_pb(duration)).await?;
+        let until = self
+            .chat
+            .mute(&caller.user_id, &room_id, &user_id, duration_from_pb(duration))
+            .await
+            .map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::MuteMemberResponse { mute_until: Some(proto::timestamp_from_ms(until)) }))
     }
 
@@ -187,9 +217,10 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::UnmuteMemberRequest>,
     ) -> Result<Response<pb::UnmuteMemberResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller =
+            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
         let pb::UnmuteMemberRequest { room_id, user_id } = request.into_inner();
-        self.chat.unmute(&caller.user_id, &room_id, &user_id).await?;
+        self.chat.unmute(&caller.user_id, &room_id, &user_id).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::UnmuteMemberResponse {}))
     }
 }

@@ -29,6 +29,7 @@ use proto::chat::v1::chat_service_server::ChatServiceServer;
 use svc_kit::auth::{AdminToken, SessionValidator};
 use svc_kit::clock::SharedClock;
 use svc_kit::db::DbOptions;
+use svc_kit::metrics::{Refusal, refusal_counter};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::server::Assembly;
 use tonic::transport::Channel;
@@ -52,6 +53,9 @@ pub struct ChatMetrics {
     pub(crate) watchers: IntGauge,
     pub(crate) lag_catch_ups: IntCounter,
     pub(crate) room_events_connected: IntGauge,
+    auth_failures: IntCounter,
+    permission_denied: IntCounter,
+    flood_limited: IntCounter,
 }
 
 impl ChatMetrics {
@@ -81,6 +85,9 @@ impl ChatMetrics {
                 "1 while room-svc's event stream is subscribed, else 0.",
             )
             .expect("valid metric"),
+            auth_failures: refusal_counter(registry, Refusal::AuthFailure, "chat"),
+            permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "chat"),
+            flood_limited: refusal_counter(registry, Refusal::FloodLimited, "chat"),
         };
         svc_kit::metrics::register(registry, &metrics.messages_stored);
         svc_kit::metrics::register(registry, &metrics.batch_size);
@@ -88,6 +95,18 @@ impl ChatMetrics {
         svc_kit::metrics::register(registry, &metrics.lag_catch_ups);
         svc_kit::metrics::register(registry, &metrics.room_events_connected);
         metrics
+    }
+
+    /// Counts a refused request for monitor-svc's anomaly rules.
+    pub(crate) fn note_refusal(&self, error: &Error) {
+        match error {
+            Error::Unauthenticated => self.auth_failures.inc(),
+            Error::NotMember | Error::NotModerator | Error::Outranked | Error::Muted { .. } | Error::AdminRequired => {
+                self.permission_denied.inc();
+            }
+            Error::RateLimited(_) => self.flood_limited.inc(),
+            _ => {}
+        }
     }
 }
 

@@ -341,3 +341,24 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_counters_of_several_services_share_one_registry() {
+        let metrics = Metrics::new();
+        let room = refusal_counter(metrics.registry(), Refusal::FloodLimited, "room");
+        let chat = refusal_counter(metrics.registry(), Refusal::FloodLimited, "chat");
+        let denied = refusal_counter(metrics.registry(), Refusal::PermissionDenied, "chat");
+        room.inc();
+        chat.inc_by(3);
+        denied.inc();
+
+        let text = metrics.render();
+        assert!(text.contains("xiaowo_flood_limited_total{service=\"room\"} 1"), "{text}");
+        assert!(text.contains("xiaowo_flood_limited_total{service=\"chat\"} 3"), "{text}");
+        assert!(text.contains("xiaowo_permission_denied_total{service=\"chat\"} 1"), "{text}");
+    }
+}
