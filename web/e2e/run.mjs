@@ -400,7 +400,11 @@ scenario("the flood limit is shown, and the refused message can be retried", [CH
     await sendChat(state.bob, `flood ${index}`);
   }
   await page.waitForSelector("#chat-messages li.message.failed button.retry");
-  assert(((await page.textContent("#chat-error")) ?? "") !== "", "the refusal is explained");
+  // The explanation may land a frame after the failed mark.
+  const explained = await page
+    .waitForFunction(() => (document.getElementById("chat-error")?.textContent ?? "") !== "", null, { timeout: 5_000 })
+    .then(() => true, () => false);
+  assert(explained, "the refusal is explained");
   const failedText = await page.textContent("#chat-messages li.message.failed .text");
   await screenshot(state.bob, "04b-flood-limit");
   await new Promise((resolve) => setTimeout(resolve, 2_000));
