@@ -133,9 +133,9 @@ impl Pruner {
         self.last_pass.set(now_ms);
     }
 
-    /// Calls `delete_batch(limit)` until it deletes fewer than `limit` rows (or `shutdown`
-    /// returns true), yielding between batches so that other writers get the lock; logs and
-    /// counts the total. Rows deleted before an error are still counted.
+    /// Calls `delete_batch(limit)` until it deletes fewer than `limit` rows, yielding between
+    /// batches so that other writers get the lock; logs and counts the total. Rows deleted
+    /// before an error are still counted.
     ///
     /// # Errors
     /// The first error of `delete_batch`.
