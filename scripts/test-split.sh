@@ -92,7 +92,15 @@ grpc_admin_refused() { ! method=xiaowo.session.v1.SessionAdminService/ListSessio
 grpc_internal_refused() { ! method=xiaowo.session.v1.SessionInternalService/ValidateSession public_grpc -d '{"token":"x"}'; }
 admin_listener_ok() { grpcurl -plaintext -H "authorization: Bearer $token" "$admin" xiaowo.session.v1.SessionAdminService/ListSessions | grep -q '"split"'; }
 admin_needs_token() { ! grpcurl -plaintext "$admin" xiaowo.session.v1.SessionAdminService/ListSessions; }
-reflection_of() { grpcurl -plaintext -H "x-xiaowo-service: $1" "$admin" list | grep -q "^xiaowo\.$1\.v1\."; }
+reflection_of() {
+  local out attempt
+  for attempt in 1 2; do
+    out=$(grpcurl -plaintext -max-time 10 -H "x-xiaowo-service: $1" "$admin" list 2>&1)
+    grep -q "^xiaowo\.$1\.v1\." <<<"$out" && return 0
+    echo "attempt $attempt: $out"
+  done
+  return 1
+}
 check "gRPC (h2) public service via public listener" grpc_public_ok
 check "admin service refused on public listener" grpc_admin_refused
 check "internal service refused on public listener" grpc_internal_refused
