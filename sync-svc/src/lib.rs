@@ -33,8 +33,9 @@ pub use config::Config;
 pub use error::Error;
 pub use migration::Migrator;
 
-use crate::access::RoomAccess;
+use crate::access::{RoomAccess, RoomChange};
 use crate::bus::InProcessBus;
+use crate::retention::ClosedRoom;
 use crate::rooms::{Rooms, SyncMetrics};
 
 /// Channels to the services sync-svc calls.
@@ -82,8 +83,9 @@ pub async fn build_with_retention(
     let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
     let metrics = SyncMetrics::new(assembly.metrics().registry());
     let store = store::Store::new(db);
-    let janitor =
+    let (janitor, closed_rooms) =
         retention::SyncRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
+    let closing_clock = Arc::clone(&clock);
     let access = Arc::new(RoomAccess::new(peers.room, config.access_cache_ttl, config.activity_debounce));
     let bus = Arc::new(InProcessBus::new(config.watcher_buffer));
     let rooms = Arc::new(Rooms::new(store, bus, Arc::clone(&access), clock, config, metrics));
@@ -102,7 +104,15 @@ pub async fn build_with_retention(
     assembly.spawn_worker("sync-retention", janitor.run(retention.interval, shutdown.clone()));
     let follower_rooms = Arc::clone(&rooms);
     assembly.spawn_worker("sync-room-events", async move {
-        access.follow_events(|change| follower_rooms.on_room_change(change), shutdown).await;
+        let on_change = |change: RoomChange| {
+            // Recorded before the room's streams hear of it; the janitor only stops at shutdown.
+            if let RoomChange::RoomClosed { room_id } = &change {
+                let closed = ClosedRoom { room_id: room_id.clone(), closed_at: closing_clock.now_ms() };
+                let _ = closed_rooms.send(closed);
+            }
+            follower_rooms.on_room_change(change);
+        };
+        access.follow_events(on_change, shutdown).await;
     });
     Ok(())
 }

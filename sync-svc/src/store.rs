@@ -11,10 +11,18 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
-use crate::entity::{queue_item, room_state, sync_log};
+use crate::entity::{closed_room, queue_item, room_state, sync_log};
 use crate::timeline::{Action, Media, QueueItem, RoomState, Timeline};
 
-/// Access to `room_states`, `queue_items` and `sync_logs`.
+/// What one batch of closed-room retention deleted, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunedRooms {
+    pub rooms: u64,
+    pub room_states: u64,
+    pub queue_items: u64,
+}
+
+/// Access to `room_states`, `queue_items`, `sync_logs` and `closed_rooms`.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
@@ -185,6 +193,55 @@ impl Store {
         .await?;
         txn.commit().await?;
         Ok(Commit::Accepted)
+    }
+
+    /// Records that `room_id` closed at `closed_at`; the first record wins.
+    pub async fn record_closed_room(&self, room_id: &str, closed_at: i64) -> Result<(), DbErr> {
+        let row = closed_room::ActiveModel { room_id: Set(room_id.to_owned()), closed_at: Set(closed_at) };
+        let _writer = self.write_lock.lock().await;
+        closed_room::Entity::insert(row)
+            .on_conflict(OnConflict::column(closed_room::Column::RoomId).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the timeline and queue of up to `limit` rooms closed before `before`, and their
+    /// closing records, in one transaction; the rows deleted per table. Log rows stay until
+    /// their own period ends.
+    pub async fn prune_closed_rooms(&self, before: i64, limit: u64) -> Result<PrunedRooms, DbErr> {
+        let room_ids: Vec<String> = closed_room::Entity::find()
+            .select_only()
+            .column(closed_room::Column::RoomId)
+            .filter(closed_room::Column::ClosedAt.lt(before))
+            .order_by_asc(closed_room::Column::ClosedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if room_ids.is_empty() {
+            return Ok(PrunedRooms::default());
+        }
+        let ids = || room_ids.iter().map(String::as_str);
+        let _writer = self.write_lock.lock().await;
+        let txn = self.db.begin().await?;
+        let queue_items = queue_item::Entity::delete_many()
+            .filter(queue_item::Column::RoomId.is_in(ids()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        let room_states = room_state::Entity::delete_many()
+            .filter(room_state::Column::RoomId.is_in(ids()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        let rooms = closed_room::Entity::delete_many()
+            .filter(closed_room::Column::RoomId.is_in(ids()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        Ok(PrunedRooms { rooms, room_states, queue_items })
     }
 
     /// Deletes up to `limit` log rows written before `before`, oldest first; how many. Queues

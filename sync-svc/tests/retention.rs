@@ -1,6 +1,7 @@
 //! Retention in sync-svc: `sync_logs` rows are deleted exactly when they are older than the
 //! sync-logs period, counted in `xiaowo_retention_pruned_total`, while commands keep being
-//! accepted during a prune of thousands of rows.
+//! accepted during a prune of thousands of rows; the timeline and queue of a closed room go
+//! exactly one closed-rooms period after it closed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,9 +10,10 @@ mod support;
 use std::time::Duration;
 
 use proto::sync::v1 as pb;
-use support::{ADMIN_TOKEN, Peers, SyncApp, test_config, with_token};
+use support::{ADMIN_TOKEN, Peers, SyncApp, end_status, test_config, watch, with_token};
 use svc_kit::clock::{Clock, ManualClock, SharedClock};
 use svc_kit::retention::RetentionConfig;
+use tonic::Code;
 
 const START_MS: i64 = 1_800_000_000_000;
 const SYNC_LOGS: Duration = Duration::from_secs(5 * 86_400);
@@ -38,7 +40,11 @@ fn series(metrics: &str, name: &str, table: Option<&str>) -> i64 {
 }
 
 fn pruned(metrics: &str) -> i64 {
-    series(metrics, "xiaowo_retention_pruned_total", Some("sync_logs"))
+    pruned_from(metrics, "sync_logs")
+}
+
+fn pruned_from(metrics: &str, table: &str) -> i64 {
+    series(metrics, "xiaowo_retention_pruned_total", Some(table))
 }
 
 fn pass_finished(metrics: &str, now_ms: i64) -> bool {
@@ -147,4 +153,58 @@ async fn sync_logs_are_pruned_exactly_past_their_period() {
     let times = fixture.log_times().await;
     assert_eq!(times.len() as i64, 1 + accepted);
     assert_eq!(times.first(), Some(&(START_MS + 1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_and_queue_of_a_closed_room_go_one_period_after_it_closed() {
+    const CLOSED_ROOMS: Duration = Duration::from_secs(2 * 86_400);
+    let peers = Peers::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let shared: SharedClock = clock.clone();
+    let policy = RetentionConfig { closed_rooms: CLOSED_ROOMS, ..policy() };
+    let app = SyncApp::start_with_retention(&peers, dir.path(), &test_config(), &policy, shared).await;
+    peers.rooms.wait_for_follower().await;
+    let (owner_id, owner) = peers.user("Owner").await;
+
+    // Two rooms with a timeline and a queue, closed a millisecond apart.
+    let mut rooms = Vec::new();
+    for index in 0..2 {
+        let room_id = peers.rooms.create_room(&owner_id);
+        let request = pb::AddQueueItemRequest {
+            room_id: room_id.clone(),
+            expected_version: None,
+            url: format!("https://media.example/{index}.webm"),
+            title: String::new(),
+            duration_ms: 60_000,
+        };
+        app.client().add_queue_item(with_token(request, &owner)).await.unwrap();
+        let mut events = watch(&app, &room_id, &owner).await;
+        peers.rooms.close(&room_id);
+        // The stream ends once sync-svc has heard of the closing (and recorded it).
+        assert_eq!(end_status(&mut events).await.code(), Code::FailedPrecondition);
+        rooms.push(room_id);
+        clock.advance(Duration::from_millis(1));
+    }
+    let fixture = Fixture { app, clock, owner, room_id: rooms[0].clone(), _peers: peers, _dir: dir };
+
+    // Now START_MS + 2 ms; exactly one period after the first closing: kept.
+    fixture.clock.advance(CLOSED_ROOMS - Duration::from_millis(2));
+    let metrics = fixture.pass_done().await;
+    assert_eq!(pruned_from(&metrics, "closed_rooms"), 0);
+    assert_eq!(pruned_from(&metrics, "room_states"), 0);
+
+    fixture.clock.advance(Duration::from_millis(1));
+    let metrics = fixture.pass_done().await;
+    assert_eq!(pruned_from(&metrics, "closed_rooms"), 1);
+    assert_eq!(pruned_from(&metrics, "room_states"), 1);
+    assert_eq!(pruned_from(&metrics, "queue_items"), 1);
+
+    fixture.clock.advance(Duration::from_millis(1));
+    let metrics = fixture.pass_done().await;
+    assert_eq!(pruned_from(&metrics, "closed_rooms"), 2);
+    assert_eq!(pruned_from(&metrics, "room_states"), 2);
+    assert_eq!(pruned_from(&metrics, "queue_items"), 2);
+    // Log rows are not the closed-rooms period's business.
+    assert_eq!(pruned(&metrics), 0);
 }

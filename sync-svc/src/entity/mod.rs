@@ -1,5 +1,6 @@
 //! sea-orm entities; only `store.rs` uses them.
 
+pub mod closed_room;
 pub mod queue_item;
 pub mod room_state;
 pub mod sync_log;
