@@ -176,6 +176,26 @@ pub struct Figures {
     pub counters: Vec<String>,
     /// Gauges kept under their own name.
     pub gauges: Vec<String>,
+    /// Histograms whose p50 and p99 over the interval are kept as `<name>:p50` and `<name>:p99`.
+    pub histograms: Vec<String>,
+}
+
+/// The bucket counts of every series of histogram `name` observed since `previous`, merged.
+fn merged_increase(
+    previous: &Snapshot,
+    current: &Snapshot,
+    keep: &dyn Fn(&String, &BTreeMap<String, String>) -> bool,
+) -> Vec<(f64, f64)> {
+    let mut merged: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    for (key, buckets) in current.histograms.iter().filter(|((metric, labels), _)| keep(metric, labels)) {
+        for (upper_bound, count) in bucket_increase(previous.histograms.get(key), buckets) {
+            let slot = merged.entry(upper_bound.to_bits()).or_insert((upper_bound, 0.0));
+            slot.1 += count;
+        }
+    }
+    let mut merged: Vec<(f64, f64)> = merged.into_values().collect();
+    merged.sort_by(|a, b| a.0.total_cmp(&b.0));
+    merged
 }
 
 /// Seconds between two snapshots, when the second is later.
@@ -227,19 +247,8 @@ fn grpc_figures(
         figures.push(("error_ratio".to_owned(), if requests > 0.0 { failed / requests } else { 0.0 }));
     }
 
-    let mut merged: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-    let latency = current
-        .histograms
-        .iter()
-        .filter(|((metric, labels), _)| metric == LATENCY && !is_stream(labels) && keep(labels));
-    for (key, buckets) in latency {
-        for (upper_bound, count) in bucket_increase(previous.histograms.get(key), buckets) {
-            let slot = merged.entry(upper_bound.to_bits()).or_insert((upper_bound, 0.0));
-            slot.1 += count;
-        }
-    }
-    let mut merged: Vec<(f64, f64)> = merged.into_values().collect();
-    merged.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let merged =
+        merged_increase(previous, current, &|metric, labels| metric == LATENCY && !is_stream(labels) && keep(labels));
     for (name, quantile) in [("latency_p50_seconds", 0.5), ("latency_p95_seconds", 0.95), ("latency_p99_seconds", 0.99)]
     {
         if let Some(value) = histogram_quantile(quantile, &merged) {
@@ -271,6 +280,14 @@ impl Figures {
                     .map(|(key, value)| grown(previous, key, *value))
                     .sum();
                 total.push((format!("{counter}{RATE_SUFFIX}"), increase / seconds));
+            }
+            for histogram in &self.histograms {
+                let merged = merged_increase(previous, current, &|metric, _| metric == histogram);
+                for (suffix, quantile) in [("p50", 0.5), ("p99", 0.99)] {
+                    if let Some(value) = histogram_quantile(quantile, &merged) {
+                        total.push((format!("{histogram}:{suffix}"), value));
+                    }
+                }
             }
         }
 
@@ -342,6 +359,12 @@ xiaowo_grpc_request_duration_seconds_sum{service="s",method="Get"} 20
 xiaowo_grpc_request_duration_seconds_count{service="s",method="Get"} 110
 # TYPE xiaowo_auth_failures_total counter
 xiaowo_auth_failures_total{service="session"} 1000
+# TYPE xiaowo_sync_drift_seconds histogram
+xiaowo_sync_drift_seconds_bucket{le="0.01"} 10
+xiaowo_sync_drift_seconds_bucket{le="0.1"} 10
+xiaowo_sync_drift_seconds_bucket{le="+Inf"} 10
+xiaowo_sync_drift_seconds_sum 0.05
+xiaowo_sync_drift_seconds_count 10
 "#;
 
     const AFTER: &str = r#"# TYPE xiaowo_grpc_requests_total counter
@@ -362,6 +385,12 @@ xiaowo_grpc_open_calls{service="s",method="WatchThings"} 5
 xiaowo_auth_failures_total{service="session"} 30
 # TYPE xiaowo_rooms_active gauge
 xiaowo_rooms_active 4
+# TYPE xiaowo_sync_drift_seconds histogram
+xiaowo_sync_drift_seconds_bucket{le="0.01"} 20
+xiaowo_sync_drift_seconds_bucket{le="0.1"} 30
+xiaowo_sync_drift_seconds_bucket{le="+Inf"} 30
+xiaowo_sync_drift_seconds_sum 0.5
+xiaowo_sync_drift_seconds_count 30
 "#;
 
     #[test]
@@ -407,6 +436,7 @@ xiaowo_grpc_requests_total{service="grpc.health.v1.Health",method="Check",code="
         let figures = Figures {
             counters: vec!["xiaowo_auth_failures_total".to_owned(), "xiaowo_flood_limited_total".to_owned()],
             gauges: vec!["xiaowo_rooms_active".to_owned()],
+            histograms: vec!["xiaowo_sync_drift_seconds".to_owned()],
         };
         let before = Snapshot::parse(BEFORE, 1_000_000).unwrap();
         let after = Snapshot::parse(AFTER, 1_010_000).unwrap();
@@ -425,5 +455,8 @@ xiaowo_grpc_requests_total{service="grpc.health.v1.Health",method="Check",code="
         // Unary Get: 50 new ≤ 0.1 and 50 new in (0.1, 1]; the stream's 500 are left out.
         close(figure(&figures, "latency_p50_seconds").unwrap(), 0.1);
         close(figure(&figures, "latency_p99_seconds").unwrap(), 0.1 + 0.9 * 49.0 / 50.0);
+        // Drift reports in the interval: 10 ≤ 10 ms, 10 in (10 ms, 100 ms].
+        close(figure(&figures, "xiaowo_sync_drift_seconds:p50").unwrap(), 0.01);
+        close(figure(&figures, "xiaowo_sync_drift_seconds:p99").unwrap(), 0.01 + 0.09 * 9.8 / 10.0);
     }
 }

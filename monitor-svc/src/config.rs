@@ -77,6 +77,16 @@ pub struct Config {
         default_value = "xiaowo_sessions_live,xiaowo_rooms_active,xiaowo_sync_watch_streams"
     )]
     pub gauges: Vec<String>,
+    /// Histograms whose p50 and p99 over each interval are stored as `<name>:p50` / `<name>:p99`
+    /// (e.g. how far players drift from the shared timeline).
+    #[arg(
+        id = "monitor_histograms",
+        long = "monitor-histograms",
+        env = "XIAOWO_MONITOR_HISTOGRAMS",
+        value_delimiter = ',',
+        default_value = "xiaowo_sync_drift_seconds"
+    )]
+    pub histograms: Vec<String>,
     /// Alerts are POSTed as JSON to this URL.
     #[arg(id = "monitor_webhook_url", long = "monitor-webhook-url", env = "XIAOWO_MONITOR_WEBHOOK_URL")]
     pub webhook_url: Option<String>,

@@ -93,7 +93,11 @@ pub async fn build(
     let setup = Setup {
         targets,
         scrape_timeout: config.scrape_timeout,
-        figures: Figures { counters: config.counters.clone(), gauges: config.gauges.clone() },
+        figures: Figures {
+            counters: config.counters.clone(),
+            gauges: config.gauges.clone(),
+            histograms: config.histograms.clone(),
+        },
         rules,
         context,
         http,
