@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 use crate::error::Error;
 use crate::model::RoomEvent;
 use crate::pubsub::PubSub;
+use crate::retention::ClosedRoom;
 
 /// A caller's standing in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +187,7 @@ impl RoomAccess {
         self: Arc<Self>,
         pubsub: Arc<dyn PubSub>,
         connected: IntGauge,
+        closed: tokio::sync::mpsc::UnboundedSender<ClosedRoom>,
         shutdown: CancellationToken,
     ) {
         const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -211,7 +213,7 @@ impl RoomAccess {
                                 // room-svc's first message says the subscription is live.
                                 connected.set(1);
                                 backoff = INITIAL_BACKOFF;
-                                self.apply(event, pubsub.as_ref());
+                                self.apply(event, pubsub.as_ref(), &closed);
                             }
                             Ok(None) => break,
                             Err(status) => {
@@ -232,9 +234,14 @@ impl RoomAccess {
         }
     }
 
-    fn apply(&self, event: room_pb::WatchRoomEventsResponse, pubsub: &dyn PubSub) {
+    fn apply(
+        &self,
+        event: room_pb::WatchRoomEventsResponse,
+        pubsub: &dyn PubSub,
+        closed: &tokio::sync::mpsc::UnboundedSender<ClosedRoom>,
+    ) {
         use room_pb::watch_room_events_response::Event;
-        let room_pb::WatchRoomEventsResponse { room_id, event_time: _, event } = event;
+        let room_pb::WatchRoomEventsResponse { room_id, event_time, event } = event;
         match event {
             Some(Event::MemberJoined(room_pb::MemberJoined { user_id }))
             | Some(Event::RoleChanged(room_pb::RoleChanged { user_id, role: _ })) => {
@@ -247,6 +254,9 @@ impl RoomAccess {
             Some(Event::RoomUpdated(room_pb::RoomUpdated { control_mode: _ })) => self.forget_room(&room_id),
             Some(Event::RoomClosed(room_pb::RoomClosed { reason: _ })) => {
                 self.forget_room(&room_id);
+                // Recorded before the watchers hear of it; the janitor only stops at shutdown.
+                let closed_at = event_time.as_ref().map(proto::ms_from_timestamp);
+                let _ = closed.send(ClosedRoom { room_id: room_id.clone(), closed_at });
                 pubsub.publish(&room_id, RoomEvent::RoomClosed);
             }
             Some(Event::Heartbeat(room_pb::Heartbeat {})) | None => {}

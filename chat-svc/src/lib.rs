@@ -18,6 +18,7 @@ mod grpc;
 mod migration;
 pub mod model;
 pub mod pubsub;
+mod retention;
 mod store;
 mod writer;
 
@@ -31,6 +32,7 @@ use svc_kit::clock::SharedClock;
 use svc_kit::db::DbOptions;
 use svc_kit::metrics::{Refusal, refusal_counter};
 use svc_kit::ratelimit::KeyedLimiter;
+use svc_kit::retention::RetentionConfig;
 use svc_kit::server::Assembly;
 use tonic::transport::Channel;
 
@@ -119,9 +121,7 @@ pub struct Peers {
     pub room: Channel,
 }
 
-/// Connects chat-svc's database, registers its gRPC services, its writer and its room-event
-/// follower. The SQLite `synchronous` level is chat's own (`config.synchronous`), whatever
-/// `db_options` says, because acknowledged messages are promised to be durable.
+/// [`build_with_retention`] with a policy that keeps all chat.
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.
@@ -134,9 +134,33 @@ pub async fn build(
     clock: SharedClock,
     assembly: &mut Assembly,
 ) -> Result<(), sea_orm::DbErr> {
+    let retention = RetentionConfig::keep_everything();
+    build_with_retention(config, &retention, database_url, db_options, peers, admin, clock, assembly).await
+}
+
+/// Connects chat-svc's database, registers its gRPC services, its writer, its room-event
+/// follower and its retention janitor (chat of rooms closed longer than the period). The
+/// SQLite `synchronous` level is chat's own (`config.synchronous`), whatever `db_options`
+/// says, because acknowledged messages are promised to be durable.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+#[allow(clippy::too_many_arguments)]
+pub async fn build_with_retention(
+    config: &Config,
+    retention: &RetentionConfig,
+    database_url: &str,
+    db_options: &DbOptions,
+    peers: Peers,
+    admin: AdminToken,
+    clock: SharedClock,
+    assembly: &mut Assembly,
+) -> Result<(), sea_orm::DbErr> {
     let db_options = DbOptions { synchronous: config.synchronous, ..db_options.clone() };
     let db = svc_kit::db::connect::<Migrator>(database_url, &db_options).await?;
     let store = Store::new(db);
+    let (janitor, closed_rooms) =
+        retention::ChatRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
     let metrics = ChatMetrics::new(assembly.metrics().registry());
     let pubsub: Arc<dyn PubSub> = Arc::new(InProcess::new(config.room_buffer));
     let delivery = Arc::new(DeliveryTracker::default());
@@ -156,11 +180,13 @@ pub async fn build(
     assembly.spawn_worker("chat-writer", writer_task);
 
     let access = Arc::new(RoomAccess::new(peers.room, config.access_cache_ttl, config.activity_interval));
+    assembly.spawn_worker("chat-retention", janitor.run(retention.interval, shutdown.clone()));
     assembly.spawn_worker(
         "chat-room-events",
         Arc::clone(&access).follow_room_events(
             Arc::clone(&pubsub),
             metrics.room_events_connected.clone(),
+            closed_rooms,
             shutdown.clone(),
         ),
     );

@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
 };
 
-use crate::entity::{member_cursor, message, moderation_action, mute, room_sequence};
+use crate::entity::{closed_room, member_cursor, message, moderation_action, mute, room_sequence};
 use crate::model::{Cursor, Message, MessageStatus, ModerationAction, ModerationKind, NewMessage, Sent};
 
 const STATUS_STORED: &str = "stored";
@@ -508,4 +508,84 @@ impl Store {
         let rows = query.order_by_asc(moderation_action::Column::ModerationActionId).limit(limit).all(&self.db).await?;
         Ok(rows.into_iter().filter_map(to_action).collect())
     }
+}
+
+/// Retention: when rooms closed, and deleting the chat of those closed long enough ago.
+impl Store {
+    /// Records that `room_id` closed at `closed_at`; the first record wins.
+    pub async fn record_closed_room(&self, room_id: &str, closed_at: i64) -> Result<(), DbErr> {
+        let row = closed_room::ActiveModel { room_id: Set(room_id.to_owned()), closed_at: Set(closed_at) };
+        closed_room::Entity::insert(row)
+            .on_conflict(OnConflict::column(closed_room::Column::RoomId).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes up to `limit` messages of rooms closed before `before`; how many.
+    pub async fn prune_messages_of_closed_rooms(&self, before: i64, limit: u64) -> Result<u64, DbErr> {
+        let due_rooms = Query::select()
+            .column(closed_room::Column::RoomId)
+            .from(closed_room::Entity)
+            .and_where(closed_room::Column::ClosedAt.lt(before))
+            .to_owned();
+        let due_messages = Query::select()
+            .column(message::Column::MessageId)
+            .from(message::Entity)
+            .and_where(message::Column::RoomId.in_subquery(due_rooms))
+            .limit(limit)
+            .to_owned();
+        let result = message::Entity::delete_many()
+            .filter(message::Column::MessageId.in_subquery(due_messages))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Once their messages are gone, deletes the read cursors, mutes and sequence counters of
+    /// up to `limit` rooms closed before `before`, and their closing records, in one
+    /// transaction; the rows deleted per table.
+    pub async fn prune_closed_rooms(&self, before: i64, limit: u64) -> Result<PrunedRooms, DbErr> {
+        let room_ids: Vec<String> = closed_room::Entity::find()
+            .select_only()
+            .column(closed_room::Column::RoomId)
+            .filter(closed_room::Column::ClosedAt.lt(before))
+            .order_by_asc(closed_room::Column::ClosedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if room_ids.is_empty() {
+            return Ok(PrunedRooms::default());
+        }
+        let ids = || room_ids.iter().map(String::as_str);
+        let txn = self.db.begin().await?;
+        let messages =
+            message::Entity::delete_many().filter(message::Column::RoomId.is_in(ids())).exec(&txn).await?.rows_affected;
+        let cursors = member_cursor::Entity::delete_many()
+            .filter(member_cursor::Column::RoomId.is_in(ids()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        let mutes =
+            mute::Entity::delete_many().filter(mute::Column::RoomId.is_in(ids())).exec(&txn).await?.rows_affected;
+        room_sequence::Entity::delete_many().filter(room_sequence::Column::RoomId.is_in(ids())).exec(&txn).await?;
+        let rooms = closed_room::Entity::delete_many()
+            .filter(closed_room::Column::RoomId.is_in(ids()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        Ok(PrunedRooms { rooms, messages, cursors, mutes })
+    }
+}
+
+/// What one batch of closed-room retention deleted, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunedRooms {
+    pub rooms: u64,
+    /// Messages that arrived after the message batches (none in practice: the room is closed).
+    pub messages: u64,
+    pub cursors: u64,
+    pub mutes: u64,
 }

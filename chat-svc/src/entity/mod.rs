@@ -1,5 +1,6 @@
 //! sea-orm entities; only `store.rs` uses them.
 
+pub mod closed_room;
 pub mod member_cursor;
 pub mod message;
 pub mod moderation_action;

@@ -18,6 +18,7 @@ use proto::session::v1::session_service_client::SessionServiceClient;
 use svc_kit::auth::AdminToken;
 use svc_kit::clock::{ManualClock, SharedClock};
 use svc_kit::db::DbOptions;
+use svc_kit::retention::RetentionConfig;
 use svc_kit::testing::TestServer;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
@@ -32,6 +33,8 @@ pub struct TestApp {
     pub chat: Option<TestServer>,
     pub clock: Arc<ManualClock>,
     pub config: chat_svc::Config,
+    /// What chat-svc prunes; nothing unless a test sets it before (re)starting chat-svc.
+    pub retention: RetentionConfig,
     pub dir: tempfile::TempDir,
 }
 
@@ -88,7 +91,7 @@ impl TestApp {
         let peers = TestServer::spawn(assembly);
         let mut config = test_config();
         configure(&mut config);
-        let mut app = Self { peers, chat: None, clock, config, dir };
+        let mut app = Self { peers, chat: None, clock, config, retention: RetentionConfig::keep_everything(), dir };
         app.start_chat().await;
         app
     }
@@ -98,8 +101,9 @@ impl TestApp {
         let mut assembly = svc_kit::testing::bind().await;
         let peers = chat_svc::Peers { session: self.peers.channel(), room: self.peers.channel() };
         let shared: SharedClock = self.clock.clone();
-        chat_svc::build(
+        chat_svc::build_with_retention(
             &self.config,
+            &self.retention,
             &svc_kit::db::sqlite_url(self.dir.path(), "chat.db"),
             &DbOptions::default(),
             peers,
