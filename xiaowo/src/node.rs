@@ -353,9 +353,19 @@ pub async fn start(
                     };
                     let chat_peers = chat_svc::Peers { session: channel(session_url)?, room: channel(room_url)? };
                     let (admin, clock) = (admin.clone(), clock.clone());
-                    chat_svc::build(&common.chat, &url, &db_options, chat_peers, admin, clock, &mut assembly)
-                        .await
-                        .map_err(database)?;
+                    let retention = &common.retention;
+                    chat_svc::build_with_retention(
+                        &common.chat,
+                        retention,
+                        &url,
+                        &db_options,
+                        chat_peers,
+                        admin,
+                        clock,
+                        &mut assembly,
+                    )
+                    .await
+                    .map_err(database)?;
                 }
                 Target::Monitor => {
                     let targets = monitor_targets.clone();
