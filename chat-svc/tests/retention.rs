@@ -40,7 +40,12 @@ fn pruned(metrics: &str, table: &str) -> i64 {
 }
 
 fn pass_finished(metrics: &str, now_ms: i64) -> bool {
-    series(metrics, "xiaowo_retention_last_pass_timestamp_ms", None) >= now_ms
+    // Seconds with millisecond precision: read back as milliseconds.
+    let seconds = metrics
+        .lines()
+        .filter(|line| line.starts_with("xiaowo_retention_last_pass_timestamp_seconds{"))
+        .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()));
+    seconds.is_some_and(|seconds| (seconds * 1000.0).round() as i64 >= now_ms)
 }
 
 async fn pass_done(app: &TestApp) -> String {

@@ -42,10 +42,10 @@ fn pruned(metrics: &str, table: &str) -> u64 {
 fn last_pass(metrics: &str) -> i64 {
     metrics
         .lines()
-        .filter(|line| line.starts_with("xiaowo_retention_last_pass_timestamp_ms{"))
+        .filter(|line| line.starts_with("xiaowo_retention_last_pass_timestamp_seconds{"))
         .filter(|line| line.contains("service=\"room\""))
         .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
-        .map_or(i64::MIN, |value| value as i64)
+        .map_or(i64::MIN, |seconds| (seconds * 1000.0).round() as i64)
 }
 
 /// Waits (bounded) until a retention pass as of the clock's current time has finished; the

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, IntCounterVec, Opts, Registry};
 
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +18,7 @@ use crate::server::parse_duration;
 /// The counter every service's janitor adds its pruned rows to.
 pub const PRUNED_METRIC: &str = "xiaowo_retention_pruned_total";
 /// The clock time (Unix milliseconds) that the last finished retention pass pruned up to.
-pub const LAST_PASS_METRIC: &str = "xiaowo_retention_last_pass_timestamp_ms";
+pub const LAST_PASS_METRIC: &str = "xiaowo_retention_last_pass_timestamp_seconds";
 
 /// The retention periods of every service. A period of `0s` keeps those rows forever.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -83,7 +83,7 @@ pub fn cutoff_ms(now_ms: i64, period: Duration) -> Option<i64> {
 pub struct Pruner {
     batch: u64,
     pruned: IntCounterVec,
-    last_pass: IntGauge,
+    last_pass: Gauge,
 }
 
 impl Pruner {
@@ -102,8 +102,8 @@ impl Pruner {
             &["table"],
         )
         .expect("valid metric");
-        let last_pass = IntGauge::with_opts(
-            Opts::new(LAST_PASS_METRIC, "Clock time (Unix ms) as of which the last retention pass finished.")
+        let last_pass = Gauge::with_opts(
+            Opts::new(LAST_PASS_METRIC, "Clock time (Unix seconds) as of which the last retention pass finished.")
                 .const_label("service", service),
         )
         .expect("valid metric");
@@ -130,7 +130,8 @@ impl Pruner {
     /// Marks a pass that pruned everything due at `now_ms` as finished, so that operators
     /// (and tests) can tell when the policy was last applied.
     pub fn finish_pass(&self, now_ms: i64) {
-        self.last_pass.set(now_ms);
+        #[allow(clippy::cast_precision_loss)]
+        self.last_pass.set(now_ms as f64 / 1000.0);
     }
 
     /// Calls `delete_batch(limit)` until it deletes fewer than `limit` rows, yielding between
