@@ -11,7 +11,24 @@ use tonic_health::pb::health_client::HealthClient;
 struct Xiaowo {
     child: Child,
     addr: String,
+    /// Every line the process has logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _data: tempfile::TempDir,
+}
+
+impl Xiaowo {
+    /// Waits (bounded) for a log line containing every one of `parts`.
+    fn wait_for_log(&self, parts: &[&str]) -> Option<String> {
+        for _ in 0..100 {
+            let found =
+                self.log.lock().unwrap().iter().find(|line| parts.iter().all(|part| line.contains(part))).cloned();
+            if found.is_some() {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
 }
 
 impl Drop for Xiaowo {
@@ -36,8 +53,11 @@ fn start_up() -> Xiaowo {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = std::sync::Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line.clone());
             if let Some(addr) = line.split("addr=").nth(1) {
                 let _ = sender.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
             }
@@ -45,7 +65,7 @@ fn start_up() -> Xiaowo {
         }
     });
     let addr = receiver.recv_timeout(Duration::from_secs(30)).expect("xiaowo printed its address");
-    Xiaowo { child, addr, _data: data }
+    Xiaowo { child, addr, log, _data: data }
 }
 
 fn grpcurl(args: &[&str]) -> String {
@@ -87,6 +107,10 @@ async fn up_serves_health_reflection_and_sessions_then_stops_on_sigterm() {
     assert!(created.contains("\"displayName\": \"smoke\""), "{created}");
     let metrics = reqwest_metrics(&xiaowo.addr);
     assert!(metrics.contains("xiaowo_grpc_requests_total{code=\"OK\",method=\"CreateSession\""), "{metrics}");
+    // The access log has the call, with its status, latency and peer.
+    let access =
+        xiaowo.wait_for_log(&["xiaowo::access", "method=CreateSession", "OK", "latency_ms=", "peer=127.0.0.1:"]);
+    assert!(access.is_some(), "no access log line for CreateSession");
 
     drop(health);
     let pid = xiaowo.child.id().to_string();
