@@ -26,6 +26,9 @@ impl Node {
         common.data_dir = data.path().to_path_buf();
         // The writers here are load, not a flood.
         common.session.create_burst = 100_000;
+        common.chat.flood_burst = 100_000;
+        common.chat.flood_per_second = 100_000.0;
+        common.room.bcrypt_cost = 4;
         let shutdown = CancellationToken::new();
         let running = node::start(
             vec![(SocketAddr::from(([127, 0, 0, 1], 0)), Target::ALL.to_vec())],
@@ -103,6 +106,19 @@ fn session_ids(path: &Path) -> Vec<String> {
     statement.query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
+fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// `(room_id, seq)` of every chat message stored in `path`.
+fn chat_messages(path: &Path) -> Vec<(String, i64)> {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut statement = connection.prepare("SELECT room_id, seq FROM messages").unwrap();
+    statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
 fn blocking_run(settings: &Settings, kind: Kind, now_ms: i64) -> backup::Manifest {
     backup::run(settings, kind, now_ms).unwrap()
 }
@@ -143,6 +159,76 @@ async fn backup_under_load_keeps_every_acknowledged_write() {
     }
     assert!(ids.len() <= 240);
     Arc::try_unwrap(node).ok().unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn backup_during_chat_load_keeps_every_acknowledged_message() {
+    use proto::chat::v1 as chat;
+    use proto::room::v1 as room;
+    let node = Node::start().await;
+    let channel = svc_kit::peer::channel(&node.url, std::time::Duration::from_secs(5)).unwrap();
+    let token = node
+        .client()
+        .create_session(pb::CreateSessionRequest { display_name: "host".to_owned() })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let room_id = room::room_service_client::RoomServiceClient::new(channel.clone())
+        .create_room(authorized(room::CreateRoomRequest { name: "load".to_owned(), ..Default::default() }, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .room
+        .unwrap()
+        .room_id;
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let mut client = chat::chat_service_client::ChatServiceClient::new(channel.clone());
+            let acknowledged = Arc::clone(&acknowledged);
+            let requests: Vec<_> = (0..100)
+                .map(|index| {
+                    authorized(
+                        chat::SendMessageRequest {
+                            room_id: room_id.clone(),
+                            text: format!("message {sender}-{index}"),
+                            client_message_id: format!("c{sender}-{index}"),
+                        },
+                        &token,
+                    )
+                })
+                .collect();
+            tokio::spawn(async move {
+                for request in requests {
+                    let message = client.send_message(request).await.unwrap().into_inner().message.unwrap();
+                    acknowledged.lock().unwrap().push((message.room_id, message.seq));
+                }
+            })
+        })
+        .collect();
+    while acknowledged.lock().unwrap().len() < 80 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
+    let before_backup = acknowledged.lock().unwrap().clone();
+    let backups = tempfile::tempdir().unwrap();
+    let settings = node.settings(backups.path(), None, 3);
+    let manifest = tokio::task::spawn_blocking(move || blocking_run(&settings, Kind::Full, 1_000)).await.unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let restored = tempfile::tempdir().unwrap();
+    backup::restore(backups.path(), Some(&manifest.id), restored.path(), None).unwrap();
+
+    let stored = chat_messages(&restored.path().join("chat.db"));
+    for message in &before_backup {
+        assert!(stored.contains(message), "acknowledged before the backup, missing after restore: {message:?}");
+    }
+    let mut seqs: Vec<i64> = stored.iter().map(|(_, seq)| *seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>(), "gap-free up to the backup");
+    node.stop().await;
 }
 
 #[tokio::test]
