@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use svc_kit::clock::SharedClock;
 use svc_kit::ratelimit::KeyedLimiter;
+use svc_kit::rooms::{RoomAccess, RoomAccessClient, RoomRole};
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ChatMetrics;
-use crate::access::{Access, Role, RoomAccess};
+use crate::access::ChatRights;
 use crate::delivery::{DeliveryTracker, WatcherId};
 use crate::error::Error;
 use crate::model::{Cursor, Message, ModerationAction, NewMessage, RoomEvent, Sent, WatchEvent};
@@ -63,7 +64,7 @@ pub struct Chat {
     pub(crate) writer: Writer,
     pub(crate) pubsub: Arc<dyn PubSub>,
     pub(crate) delivery: Arc<DeliveryTracker>,
-    pub(crate) access: Arc<RoomAccess>,
+    pub(crate) access: Arc<RoomAccessClient>,
     pub(crate) flood: KeyedLimiter,
     pub(crate) clock: SharedClock,
     pub(crate) settings: ChatSettings,
@@ -137,7 +138,7 @@ struct Watch {
 }
 
 impl Chat {
-    async fn member(&self, room_id: &str, user_id: &str) -> Result<Access, Error> {
+    async fn member(&self, room_id: &str, user_id: &str) -> Result<RoomAccess, Error> {
         self.access.check(room_id, user_id).await?.require_member()
     }
 
@@ -294,11 +295,11 @@ impl Chat {
         let moderator = self.access.check(room_id, user_id).await?.require_moderator()?;
         let target_access = self.access.check(room_id, target).await?;
         match (target_access.role, moderator.role) {
-            (Role::None, _) => return Err(Error::MemberNotFound),
-            (Role::Owner, _) | (Role::Moderator, Role::Moderator | Role::Member | Role::None) => {
+            (RoomRole::None, _) => return Err(Error::MemberNotFound),
+            (RoomRole::Owner, _) | (RoomRole::Moderator, RoomRole::Moderator | RoomRole::Member | RoomRole::None) => {
                 return Err(Error::Outranked);
             }
-            (Role::Member, _) | (Role::Moderator, Role::Owner) => {}
+            (RoomRole::Member, _) | (RoomRole::Moderator, RoomRole::Owner) => {}
         }
         let now = self.clock.now_ms();
         let until = now.saturating_add(svc_kit::clock::millis(duration.unwrap_or(MIN_MUTE)));

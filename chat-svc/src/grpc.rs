@@ -1,5 +1,5 @@
 //! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else in chat-svc serves
-//! `proto` types (`access.rs` is the matching edge for calls out to room-svc).
+//! `proto` types (calls out to room-svc go through `svc_kit::rooms`).
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -33,6 +33,7 @@ use svc_kit::db::DbOptions;
 use svc_kit::metrics::{Refusal, refusal_counter};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::retention::RetentionConfig;
+use svc_kit::rooms::RoomAccessClient;
 use svc_kit::server::Assembly;
 use tonic::transport::Channel;
 
@@ -40,7 +41,6 @@ pub use config::Config;
 pub use error::Error;
 pub use migration::Migrator;
 
-use crate::access::RoomAccess;
 use crate::chat::{Chat, ChatSettings};
 use crate::decode::DecodeErrorsAsInvalidArgument;
 use crate::delivery::DeliveryTracker;
@@ -179,11 +179,12 @@ pub async fn build_with_retention(
     );
     assembly.spawn_worker("chat-writer", writer_task);
 
-    let access = Arc::new(RoomAccess::new(peers.room, config.access_cache_ttl, config.activity_interval));
+    let access = Arc::new(RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_interval));
     assembly.spawn_worker("chat-retention", janitor.run(retention.interval, shutdown.clone()));
     assembly.spawn_worker(
         "chat-room-events",
-        Arc::clone(&access).follow_room_events(
+        access::follow_room_events(
+            Arc::clone(&access),
             Arc::clone(&pubsub),
             metrics.room_events_connected.clone(),
             closed_rooms,

@@ -1,5 +1,5 @@
-//! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else knows `proto` (apart
-//! from the room-svc client in `access.rs`).
+//! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else knows `proto` (room-svc's
+//! protobuf stays inside `svc_kit::rooms`).
 //!
 //! `WatchRoom` is served with a codec that writes already-encoded messages: room events are
 //! encoded once per room (see [`wire`]) and the same bytes go to every watcher, instead of

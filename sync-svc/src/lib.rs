@@ -26,6 +26,7 @@ use svc_kit::auth::{AdminToken, SessionValidator};
 use svc_kit::clock::SharedClock;
 use svc_kit::db::DbOptions;
 use svc_kit::retention::RetentionConfig;
+use svc_kit::rooms::{RoomAccessClient, RoomChange};
 use svc_kit::server::Assembly;
 use tonic::transport::Channel;
 
@@ -33,7 +34,6 @@ pub use config::Config;
 pub use error::Error;
 pub use migration::Migrator;
 
-use crate::access::{RoomAccess, RoomChange};
 use crate::bus::InProcessBus;
 use crate::retention::ClosedRoom;
 use crate::rooms::{Rooms, SyncMetrics};
@@ -86,7 +86,7 @@ pub async fn build_with_retention(
     let (janitor, closed_rooms) =
         retention::SyncRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
     let closing_clock = Arc::clone(&clock);
-    let access = Arc::new(RoomAccess::new(peers.room, config.access_cache_ttl, config.activity_debounce));
+    let access = Arc::new(RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_debounce));
     let bus = Arc::new(InProcessBus::new(config.watcher_buffer));
     let rooms = Arc::new(Rooms::new(store, bus, Arc::clone(&access), clock, config, metrics));
     let sessions = Arc::new(SessionValidator::new(peers.session, config.session_cache_ttl));
@@ -106,13 +106,13 @@ pub async fn build_with_retention(
     assembly.spawn_worker("sync-room-events", async move {
         let on_change = |change: RoomChange| {
             // Recorded before the room's streams hear of it; the janitor only stops at shutdown.
-            if let RoomChange::RoomClosed { room_id } = &change {
+            if let RoomChange::Closed { room_id, closed_at_ms: _ } = &change {
                 let closed = ClosedRoom { room_id: room_id.clone(), closed_at: closing_clock.now_ms() };
                 let _ = closed_rooms.send(closed);
             }
             follower_rooms.on_room_change(change);
         };
-        access.follow_events(on_change, shutdown).await;
+        access.follow_events(on_change, |_connected| {}, shutdown).await;
     });
     Ok(())
 }

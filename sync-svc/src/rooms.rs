@@ -18,13 +18,13 @@ use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
 use svc_kit::metrics::{Refusal, refusal_counter};
 use svc_kit::ratelimit::KeyedLimiter;
+use svc_kit::rooms::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
 use svc_kit::status::Violation;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::access::{RoomAccess, RoomChange};
 use crate::bus::{RoomBus, RoomEvent, Subscription};
 use crate::config::Config;
 use crate::grpc::wire;
@@ -191,7 +191,7 @@ struct Timing {
 pub struct Rooms {
     store: Store,
     bus: Arc<dyn RoomBus>,
-    access: Arc<RoomAccess>,
+    access: Arc<RoomAccessClient>,
     clock: SharedClock,
     limiter: KeyedLimiter,
     /// Status reports come every few seconds from each player; this only stops floods.
@@ -223,7 +223,7 @@ impl Rooms {
     pub fn new(
         store: Store,
         bus: Arc<dyn RoomBus>,
-        access: Arc<RoomAccess>,
+        access: Arc<RoomAccessClient>,
         clock: SharedClock,
         config: &Config,
         metrics: SyncMetrics,
@@ -264,9 +264,9 @@ impl Rooms {
     }
 
     /// Checks that `caller` is a member of the open room `room_id`.
-    async fn require_member(&self, room_id: &str, caller: &Caller) -> Result<crate::access::Access, Error> {
+    async fn require_member(&self, room_id: &str, caller: &Caller) -> Result<RoomAccess, Error> {
         let access = self.access.check(room_id, &caller.user_id).await?;
-        if !access.member {
+        if !access.is_member() {
             return Err(Error::PermissionDenied("not a member of the room"));
         }
         if !access.active {
@@ -539,8 +539,8 @@ impl Rooms {
             RoomChange::MemberRemoved { room_id, user_id } => {
                 self.bus.publish(&room_id, RoomEvent::MemberRemoved { user_id });
             }
-            RoomChange::RoomClosed { room_id } => self.bus.publish(&room_id, RoomEvent::RoomClosed),
-            RoomChange::Updated { .. } => {}
+            RoomChange::Closed { room_id, closed_at_ms: _ } => self.bus.publish(&room_id, RoomEvent::RoomClosed),
+            RoomChange::MemberJoined { .. } | RoomChange::RoleChanged { .. } | RoomChange::Updated { .. } => {}
             RoomChange::Reconnected => {
                 // Events missed while disconnected are not replayed: ask again for every
                 // watcher here, so that nobody keeps watching a room they were removed from.
@@ -568,11 +568,11 @@ impl Rooms {
                         self.bus.publish(&room_id, RoomEvent::RoomClosed);
                         break;
                     }
-                    Err(Error::RoomNotFound) => {
+                    Err(RoomAccessError::RoomNotFound) => {
                         self.bus.publish(&room_id, RoomEvent::RoomClosed);
                         break;
                     }
-                    Ok(access) if !access.member => {
+                    Ok(access) if !access.is_member() => {
                         self.bus.publish(&room_id, RoomEvent::MemberRemoved { user_id });
                     }
                     Ok(_) => {}
