@@ -70,3 +70,37 @@ impl Drop for TestServer {
         self.shutdown.cancel();
     }
 }
+
+/// `message` as a call carrying `authorization: Bearer <token>`.
+///
+/// # Panics
+/// When `token` is not a valid header value.
+#[allow(clippy::expect_used)]
+#[must_use]
+pub fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header value"));
+    request
+}
+
+/// The fields named by an `INVALID_ARGUMENT` status's `BadRequest` details, sorted.
+///
+/// # Panics
+/// When the status is not `INVALID_ARGUMENT`.
+#[must_use]
+pub fn violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let mut fields: Vec<String> = status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}
+
+/// The status code of a call's outcome (`OK` for a success).
+#[must_use]
+pub fn code<T>(result: Result<T, tonic::Status>) -> tonic::Code {
+    result.map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+}

@@ -21,8 +21,7 @@ use svc_kit::db::DbOptions;
 use svc_kit::retention::RetentionConfig;
 use svc_kit::testing::TestServer;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status, Streaming};
-use tonic_types::StatusExt;
+use tonic::{Request, Status, Streaming};
 
 pub const ADMIN_TOKEN: &str = "chat-test-admin";
 pub const START_MS: i64 = 1_800_000_000_000;
@@ -241,34 +240,15 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+#[allow(unused_imports)] // not every test binary uses both
+pub use svc_kit::testing::{code, violations};
+
 pub fn as_user<T>(message: T, user: &User) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {}", user.token).parse().unwrap());
-    request
+    svc_kit::testing::with_bearer(message, &user.token)
 }
 
 pub fn as_admin<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
-    request
-}
-
-/// The fields named by an `INVALID_ARGUMENT` status's `BadRequest` details.
-pub fn violations(status: &Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let mut fields: Vec<String> = status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|violation| violation.field).collect())
-        .unwrap_or_default();
-    fields.sort();
-    fields
-}
-
-pub fn code<T: std::fmt::Debug>(result: Result<T, Status>) -> Code {
-    match result {
-        Ok(_) => Code::Ok,
-        Err(status) => status.code(),
-    }
+    svc_kit::testing::with_bearer(message, ADMIN_TOKEN)
 }
 
 /// The next event on a watch stream, or the status it ended with.
