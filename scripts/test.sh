@@ -11,6 +11,9 @@ need_grpcurl
 need_apt promtool prometheus
 need_aiosmtpd
 
+# Disk is the first thing a fresh machine runs out of; say how much there is.
+df -h . | tail -1 | awk '{print "disk free where the build runs: " $4}'
+
 failures=()
 # Runs one suite; a failure is reported at the end instead of skipping the suites after it.
 step() {
