@@ -1,5 +1,6 @@
-//! session-svc end to end: a real server on a loopback port over a fresh SQLite file, called
-//! through generated clients.
+//! session-svc end to end: a real server on a loopback port over a fresh SQLite file (or a
+//! fresh PostgreSQL database when `XIAOWO_TEST_POSTGRES` is set), called through generated
+//! clients.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ struct TestApp {
     server: TestServer,
     clock: Arc<ManualClock>,
     dir: tempfile::TempDir,
+    url: String,
 }
 
 impl TestApp {
@@ -36,7 +38,7 @@ impl TestApp {
         let mut config: session_svc::Config = svc_kit::config::from_env();
         config.janitor_interval = Duration::from_millis(50);
         configure(&mut config);
-        let url = svc_kit::db::sqlite_url(dir.path(), "session.db");
+        let url = svc_kit::testing::database_url(dir.path(), "session.db").await;
         let mut assembly = svc_kit::testing::bind().await;
         let shared: SharedClock = clock.clone();
         session_svc::build(
@@ -49,7 +51,7 @@ impl TestApp {
         )
         .await
         .unwrap();
-        Self { server: TestServer::spawn(assembly), clock, dir }
+        Self { server: TestServer::spawn(assembly), clock, dir, url }
     }
 
     fn public(&self) -> SessionServiceClient<Channel> {
@@ -78,7 +80,20 @@ impl TestApp {
         Ok(self.public().get_session(request).await?.into_inner().session.unwrap())
     }
 
-    fn database_bytes(&self) -> Vec<u8> {
+    /// Everything stored: the files' bytes on SQLite, every row as text on PostgreSQL.
+    async fn database_bytes(&self) -> Vec<u8> {
+        if svc_kit::testing::on_postgres() {
+            use sea_orm::{ConnectionTrait, Statement};
+            let db = self.database().await;
+            let rows = db
+                .query_all_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT CAST(s AS TEXT) AS row_text FROM user_sessions s",
+                ))
+                .await
+                .unwrap();
+            return rows.iter().flat_map(|row| row.try_get::<String>("", "row_text").unwrap().into_bytes()).collect();
+        }
         let mut bytes = Vec::new();
         for entry in std::fs::read_dir(self.dir.path()).unwrap() {
             bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
@@ -110,7 +125,7 @@ async fn tokens_are_random_unique_and_never_stored() {
     assert_ne!(first.token, second.token);
     assert_ne!(first.session.as_ref().unwrap().user_id, second.session.as_ref().unwrap().user_id);
     assert!(first.token.len() >= 32, "at least 128 bits of hex");
-    let stored = app.database_bytes();
+    let stored = app.database_bytes().await;
     for token in [&first.token, &second.token] {
         let needle = token.as_bytes();
         assert!(!stored.windows(needle.len()).any(|window| window == needle), "raw token found in the database files");
@@ -225,10 +240,15 @@ impl TestApp {
         self.clock.now_ms()
     }
 
-    /// Every row's id, read straight from the SQLite file.
+    /// The service's database, opened beside the running server.
+    async fn database(&self) -> sea_orm::DatabaseConnection {
+        svc_kit::db::connect::<session_svc::Migrator>(&self.url, &DbOptions::default()).await.unwrap()
+    }
+
+    /// Every row's id, read straight from the database.
     async fn stored_user_ids(&self) -> Vec<String> {
         use sea_orm::{ConnectionTrait, Statement};
-        let db = sea_orm::Database::connect(svc_kit::db::sqlite_url(self.dir.path(), "session.db")).await.unwrap();
+        let db = self.database().await;
         let rows = db
             .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT session_id FROM user_sessions"))
             .await

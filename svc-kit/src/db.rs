@@ -3,13 +3,41 @@
 //! SQLite is the default store: the file is created if missing and opened in WAL mode with an
 //! explicit `synchronous` level, a `busy_timeout` so that a briefly locked database makes
 //! writers wait instead of failing, and foreign keys enforced. A `postgres://` URL selects
-//! PostgreSQL with the same code.
+//! PostgreSQL with the same code: each service keeps its tables in its own schema (created if
+//! missing, and the only entry of every pooled connection's `search_path`), so that several
+//! services can share one PostgreSQL database without seeing each other's tables.
 
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
 use sea_orm_migration::MigratorTrait;
+
+/// Which engine a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file (`sqlite://…`), the default store.
+    Sqlite,
+    /// A PostgreSQL server (`postgres://…` or `postgresql://…`), the scale-out store.
+    Postgres,
+}
+
+impl Backend {
+    /// The engine `url` names; anything that is not PostgreSQL is handed to SQLite.
+    #[must_use]
+    pub fn of(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") { Self::Postgres } else { Self::Sqlite }
+    }
+}
+
+/// The PostgreSQL schema a migrator's tables live in: its migrations table's name without the
+/// `_migrations` suffix (`session_migrations` → `session`), so every service is told apart by
+/// what it already declares.
+#[must_use]
+pub fn schema_of<M: MigratorTrait>() -> String {
+    let table = M::migration_table_name().to_string();
+    table.strip_suffix("_migrations").map_or_else(|| table.clone(), str::to_owned)
+}
 
 /// How durable a SQLite commit is. `Normal` in WAL mode loses at most the last transactions
 /// on power loss, never consistency; `Full` fsyncs every commit.
@@ -56,11 +84,78 @@ impl Default for DbOptions {
     }
 }
 
-/// Opens `url` (`sqlite://path?mode=rwc` or `postgres://…`) and runs migrator `M`.
+/// Opens `url` (`sqlite://path?mode=rwc` or `postgres://…`) and runs migrator `M`; on
+/// PostgreSQL in the schema [`schema_of::<M>`](schema_of).
 ///
 /// # Errors
 /// When the database cannot be opened or a migration fails.
 pub async fn connect<M: MigratorTrait>(url: &str, options: &DbOptions) -> Result<DatabaseConnection, DbErr> {
+    connect_in_schema::<M>(url, &schema_of::<M>(), options).await
+}
+
+/// Like [`connect`], with the PostgreSQL schema named explicitly (ignored for SQLite, where
+/// every service has a file of its own).
+///
+/// # Errors
+/// When the database cannot be opened or a migration fails, or when an option that only
+/// SQLite has (an encryption key) is given for PostgreSQL.
+pub async fn connect_in_schema<M: MigratorTrait>(
+    url: &str,
+    schema: &str,
+    options: &DbOptions,
+) -> Result<DatabaseConnection, DbErr> {
+    match Backend::of(url) {
+        Backend::Sqlite => connect_sqlite::<M>(url, options).await,
+        Backend::Postgres => connect_postgres::<M>(url, schema, options).await,
+    }
+}
+
+async fn connect_postgres<M: MigratorTrait>(
+    url: &str,
+    schema: &str,
+    options: &DbOptions,
+) -> Result<DatabaseConnection, DbErr> {
+    if options.encryption_key.is_some() {
+        return Err(DbErr::Custom(
+            "an encryption key applies to SQLite files only; encrypt PostgreSQL's storage with the server's own means"
+                .to_owned(),
+        ));
+    }
+    if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(DbErr::Custom(format!("schema name {schema:?} is not a plain lowercase identifier")));
+    }
+    let mut connect = ConnectOptions::new(url.to_owned());
+    connect
+        .max_connections(options.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        // Only the service's own schema: a table that cannot be created there fails loudly
+        // instead of landing in `public` beside other services' tables.
+        .set_schema_search_path(schema.to_owned());
+    let db = Database::connect(connect).await?;
+    migrate_postgres::<M>(&db, schema).await?;
+    Ok(db)
+}
+
+/// Creates the schema and runs the migrations under a transaction-scoped advisory lock, so
+/// that several instances of a service starting at once on one database migrate it once.
+async fn migrate_postgres<M: MigratorTrait>(db: &DatabaseConnection, schema: &str) -> Result<(), DbErr> {
+    use sea_orm::TransactionTrait;
+    let backend = db.get_database_backend();
+    let txn = db.begin().await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        [format!("xiaowo migrate {schema}").into()],
+    ))
+    .await?;
+    txn.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+    M::up(&txn, None).await?;
+    txn.commit().await
+}
+
+async fn connect_sqlite<M: MigratorTrait>(url: &str, options: &DbOptions) -> Result<DatabaseConnection, DbErr> {
     let url = normalise_sqlite_url(url);
     let mut connect = ConnectOptions::new(url.clone());
     connect
@@ -81,7 +176,7 @@ pub async fn connect<M: MigratorTrait>(url: &str, options: &DbOptions) -> Result
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
     });
-    if let Some(key) = options.encryption_key.as_deref().filter(|_| url.starts_with("sqlite:")) {
+    if let Some(key) = options.encryption_key.as_deref() {
         // sqlx writes pragma values verbatim: quote the passphrase as an SQL string.
         connect.sqlcipher_key(format!("'{}'", key.replace('\'', "''")));
     }

@@ -104,3 +104,92 @@ pub fn violations(status: &tonic::Status) -> Vec<String> {
 pub fn code<T>(result: Result<T, tonic::Status>) -> tonic::Code {
     result.map_or_else(|status| status.code(), |_| tonic::Code::Ok)
 }
+
+/// The environment variable that points the integration tests at a PostgreSQL server: a base
+/// URL such as `postgres://xiaowo@127.0.0.1:5432/xiaowo` whose role may create databases.
+pub const TEST_POSTGRES_ENV: &str = "XIAOWO_TEST_POSTGRES";
+
+/// Whether the integration tests run against PostgreSQL (see [`TEST_POSTGRES_ENV`]).
+#[must_use]
+pub fn on_postgres() -> bool {
+    std::env::var_os(TEST_POSTGRES_ENV).is_some_and(|value| !value.is_empty())
+}
+
+/// For a test that exercises something only SQLite has (files, backups, encryption, locks):
+/// `true`, after saying why, when the tests run against PostgreSQL, so that the test returns
+/// early instead of failing.
+#[must_use]
+pub fn skip_on_postgres(why: &str) -> bool {
+    let skip = on_postgres();
+    if skip {
+        println!("skipped on PostgreSQL: {why}");
+    }
+    skip
+}
+
+/// The database a test's service keeps its data in: by default the SQLite file `file_name` in
+/// `dir` (the test's temporary directory); with [`TEST_POSTGRES_ENV`] set, a PostgreSQL
+/// database of this test's own, named after `dir` and created on first use. Every service of
+/// one test shares that database (each in its own schema), two instances of one service see
+/// the same tables, and a service restarted on the same `dir` finds its data again, as with
+/// files; other tests, having other directories, never see it.
+///
+/// # Panics
+/// When the PostgreSQL server cannot be reached or refuses to create the database.
+#[allow(clippy::expect_used)]
+pub async fn database_url(dir: &std::path::Path, file_name: &str) -> String {
+    let Some(base) = std::env::var(TEST_POSTGRES_ENV).ok().filter(|value| !value.is_empty()) else {
+        return crate::db::sqlite_url(dir, file_name);
+    };
+    use sea_orm::ConnectionTrait;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let name = format!("xiaowo_test_{}", &hex::encode(digest)[..20]);
+    let admin = sea_orm::Database::connect(base.as_str()).await.expect("connect to the test PostgreSQL server");
+    let exists = admin
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            admin.get_database_backend(),
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [name.clone().into()],
+        ))
+        .await
+        .expect("look the test database up")
+        .is_some();
+    if !exists {
+        // Two services of one test may ask at once: the loser's "already exists" is success.
+        if let Err(error) = admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await
+            && !error.to_string().contains("already exists")
+        {
+            panic!("create test database {name}: {error}");
+        }
+    }
+    admin.close().await.expect("close the admin connection");
+    replace_database(&base, &name)
+}
+
+/// `base` with its database (the URL's path) replaced by `name`, query string kept.
+fn replace_database(base: &str, name: &str) -> String {
+    let (without_query, query) = base.split_once('?').map_or((base, None), |(url, query)| (url, Some(query)));
+    let authority_end = without_query.find("://").map_or(0, |scheme| scheme + 3);
+    let server =
+        without_query[authority_end..].find('/').map_or(without_query, |slash| &without_query[..authority_end + slash]);
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn database_is_replaced_and_query_kept() {
+        assert_eq!(replace_database("postgres://u@h:1/base", "t"), "postgres://u@h:1/t");
+        assert_eq!(replace_database("postgres://u@h:1", "t"), "postgres://u@h:1/t");
+        assert_eq!(
+            replace_database("postgres://u@h:1/base?sslmode=disable", "t"),
+            "postgres://u@h:1/t?sslmode=disable"
+        );
+    }
+}
