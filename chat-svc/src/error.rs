@@ -86,7 +86,7 @@ impl From<Error> for tonic::Status {
                 Self::resource_exhausted(format!("sending too fast; retry in {}ms", retry_after.as_millis().max(1)))
             }
             Error::Unavailable => Self::unavailable("service unavailable; retry"),
-            Error::Database(error) => svc_kit::status::internal(&error),
+            Error::Database(error) => svc_kit::status::database(&error),
         }
     }
 }

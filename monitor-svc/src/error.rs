@@ -41,7 +41,7 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(violations) => svc_kit::status::invalid_argument(&violations),
             Error::Unauthenticated => Self::unauthenticated("admin token required"),
             Error::PermissionDenied => Self::permission_denied("admin token required"),
-            Error::Database(error) => svc_kit::status::internal(&error),
+            Error::Database(error) => svc_kit::status::database(&error),
         }
     }
 }

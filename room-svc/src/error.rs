@@ -104,7 +104,7 @@ impl From<Error> for tonic::Status {
                 Self::unavailable("session service unavailable")
             }
             error @ Error::Hashing(_) => svc_kit::status::internal(&error),
-            Error::Database(error) => svc_kit::status::internal(&error),
+            Error::Database(error) => svc_kit::status::database(&error),
         }
     }
 }

@@ -53,7 +53,7 @@ impl From<Error> for tonic::Status {
             Error::RateLimited(retry_after) => {
                 Self::resource_exhausted(format!("too many new sessions; retry in {}s", retry_after.as_secs().max(1)))
             }
-            Error::Database(error) => svc_kit::status::internal(&error),
+            Error::Database(error) => svc_kit::status::database(&error),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Building the rich `INVALID_ARGUMENT` status every service returns for bad input: one
-//! `google.rpc.BadRequest` field violation per problem, so that clients can point at the field.
+//! `google.rpc.BadRequest` field violation per problem, so that clients can point at the field;
+//! and the status for a database failure, which tells a busy database (retry) from a fault.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
@@ -47,4 +48,45 @@ pub fn internal(error: &(dyn std::error::Error + 'static)) -> Status {
     }
     tracing::error!(error = %chain, "internal error");
     Status::internal("internal error")
+}
+
+/// The status for a database failure. A database that stayed locked by another writer past the
+/// busy timeout, or a pool with no free connection in time, is `UNAVAILABLE`: the request
+/// changed nothing (its transaction rolled back) and the same request may simply be retried.
+/// Anything else is an opaque [`internal`] error.
+#[must_use]
+pub fn database(error: &sea_orm::DbErr) -> Status {
+    if is_busy(error) {
+        tracing::warn!(%error, "database busy; request refused as retryable");
+        Status::unavailable("the database is busy; retry")
+    } else {
+        internal(error)
+    }
+}
+
+/// Whether `error` means "busy, try again" rather than a fault: SQLite's `SQLITE_BUSY` or
+/// `SQLITE_LOCKED` (with any extended code), PostgreSQL's `lock_not_available`, or a timed-out
+/// wait for a pooled connection.
+#[must_use]
+pub fn is_busy(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    const SQLITE_BUSY: i64 = 5;
+    const SQLITE_LOCKED: i64 = 6;
+    const POSTGRES_LOCK_NOT_AVAILABLE: &str = "55P03";
+    match error {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(sqlx_error))
+        | DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx_error)) => match sqlx_error.as_ref() {
+            SqlxError::PoolTimedOut => true,
+            SqlxError::Database(database_error) => database_error.code().is_some_and(|code| {
+                // SQLite reports extended codes; the primary code is the low byte.
+                code == POSTGRES_LOCK_NOT_AVAILABLE
+                    || code.parse::<i64>().is_ok_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
 }

@@ -79,7 +79,7 @@ impl From<Error> for tonic::Status {
                 Self::unavailable("a peer service is unavailable")
             }
             Error::ShuttingDown => Self::unavailable("the server is shutting down; reconnect"),
-            Error::Database(error) => svc_kit::status::internal(&error),
+            Error::Database(error) => svc_kit::status::database(&error),
         }
     }
 }
