@@ -49,7 +49,8 @@ pub struct FakeRoomService {
 }
 
 impl FakeRoomService {
-    fn new() -> Self {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
         Self {
             rooms: Arc::default(),
             events: Arc::new(Mutex::new(broadcast::channel(64).0)),
