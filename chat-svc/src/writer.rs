@@ -128,6 +128,13 @@ impl WriterTask {
         self.metrics.batch_size.observe(messages.len() as f64);
         let results = match self.store.commit_batch(&messages, &delivered).await {
             Ok(sent) => sent.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) if svc_kit::status::is_busy(&error) => {
+                // Another writer held the database past the busy timeout: one by one would only
+                // wait that long again per message. Nothing was written; every sender may retry.
+                // Delivered status is advisory and stays `stored` in the database this time.
+                tracing::warn!(%error, batch = messages.len(), "database busy; batch refused as retryable");
+                messages.iter().map(|_| Err(Error::Unavailable)).collect()
+            }
             Err(error) => {
                 // One bad message must not fail its neighbours: retry each on its own.
                 tracing::warn!(%error, batch = messages.len(), "batch commit failed; retrying one by one");
