@@ -14,20 +14,23 @@
 //                               E2E_WEB_DIR, which that stack must serve; scenarios that restart
 //                               the server are skipped; self-signed certificates are accepted
 
-import { spawn, execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, existsSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
-import { chromium } from "playwright-core";
+import {
+  createRoom,
+  launchServer,
+  makeTestVideo,
+  openProfile,
+  pickName,
+  prepareWebDir as copyClient,
+  stopProcess,
+  waitLive,
+  webRoot,
+} from "./stack.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const webRoot = join(here, "..");
-const repoRoot = join(webRoot, "..");
 const artifacts = join(webRoot, "artifacts");
-const binary = process.env.XIAOWO_BIN ?? join(repoRoot, "target", "debug", "xiaowo");
-const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const only = process.env.E2E_ONLY ?? "";
 const externalBase = process.env.E2E_BASE_URL ?? "";
 const externalWebDir = process.env.E2E_WEB_DIR ?? "";
@@ -40,33 +43,12 @@ const TOLERANCE_S = 0.15;
 /** How long a wait may take before the scenario fails. */
 const WAIT_MS = 20_000;
 
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--autoplay-policy=no-user-gesture-required",
-];
-
 const started = { server: undefined, contexts: [], tempDir: undefined, webDir: undefined };
 
 async function stopServer() {
   const server = started.server;
   started.server = undefined;
-  if (server && server.exitCode === null && server.signalCode === null) {
-    server.kill("SIGTERM");
-    const exited = await Promise.race([
-      new Promise((resolve) => server.once("exit", () => resolve(true))),
-      new Promise((resolve) => setTimeout(() => resolve(false), 5_000)),
-    ]);
-    if (!exited) {
-      server.kill("SIGKILL");
-    }
-  }
+  await stopProcess(server);
 }
 
 async function cleanup() {
@@ -91,71 +73,24 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 // Set-up
 
 function prepareWebDir(tempDir, webDir = join(tempDir, "web")) {
-  const dist = join(webRoot, "dist");
-  if (!existsSync(join(dist, "index.html"))) {
-    throw new Error("web/dist is not built: run `npm run build` first");
-  }
-  cpSync(dist, webDir, { recursive: true });
-  mkdirSync(join(webDir, "media"), { recursive: true });
-  // A 60 s VP8 test pattern (a clock face and frame counter), about 1.5 MB.
-  execFileSync(
-    "ffmpeg",
-    ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x180:rate=30", "-t", "60", "-c:v", "libvpx", "-b:v", "200k", join(webDir, "media", "test.webm")],
-    { stdio: "inherit" },
-  );
+  copyClient(tempDir, webDir);
+  // A 60 s test pattern, about 1.5 MB.
+  makeTestVideo(join(webDir, "media", "test.webm"), 60);
   // A 3 s clip, to see the queue advance when an item ends.
-  execFileSync(
-    "ffmpeg",
-    ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "3", "-c:v", "libvpx", "-b:v", "200k", join(webDir, "media", "short.webm")],
-    { stdio: "inherit" },
-  );
+  makeTestVideo(join(webDir, "media", "short.webm"), 3, "testsrc2");
   return webDir;
 }
 
 async function startServer(tempDir, webDir, listen = "127.0.0.1:0") {
-  if (!existsSync(binary)) {
-    throw new Error(`${binary} not found: run \`cargo build -p xiaowo\` first`);
-  }
-  const server = spawn(binary, ["up", "--listen", listen, "--web-dir", webDir, "--data-dir", join(tempDir, "data")], {
-    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const { server, base } = launchServer(tempDir, webDir, listen);
   started.server = server;
-  const log = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`xiaowo did not report its address:\n${log.join("")}`)), 60_000);
-    const scan = (chunk) => {
-      const text = chunk.toString();
-      log.push(text);
-      if (process.env.E2E_SERVER_LOG) {
-        process.stderr.write(text);
-      }
-      const match = /addr=(127\.0\.0\.1:\d+)/.exec(text.replace(/\x1b\[[0-9;]*m/g, ""));
-      if (match) {
-        clearTimeout(timer);
-        resolve(`http://${match[1]}`);
-      }
-    };
-    server.stdout.on("data", scan);
-    server.stderr.on("data", scan);
-    server.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`xiaowo exited with ${code}:\n${log.join("")}`));
-    });
-  });
+  return base;
 }
 
 /** One user: a browser profile of its own (own cookies and storage) with one page. */
 async function openUser(name, tempDir, consoleErrors) {
-  const context = await chromium.launchPersistentContext(mkdtempSync(join(tempDir, `profile-${name}-`)), {
-    executablePath: chromiumPath,
-    args: CHROMIUM_ARGS,
-    headless: true,
-    ignoreHTTPSErrors: externalBase.startsWith("https:"),
-    viewport: { width: 1280, height: 860 },
-  });
+  const { context, page } = await openProfile(name, tempDir, { ignoreHTTPSErrors: externalBase.startsWith("https:") });
   started.contexts.push(context);
-  const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(WAIT_MS);
   page.on("console", (message) => {
     // Chromium logs every request refused while the network or the server is down on purpose.
@@ -183,28 +118,6 @@ function assert(condition, message) {
 
 async function screenshot(user, name) {
   await user.page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-}
-
-async function pickName(user, base, displayName) {
-  await user.page.goto(base);
-  await user.page.fill("#display-name", displayName);
-  await user.page.click("#name-form button[type=submit]");
-  await user.page.waitForFunction((expected) => document.getElementById("my-name")?.textContent === expected, displayName);
-}
-
-async function createRoom(user, { name, description = "", unlisted = false, password = "" }) {
-  await user.page.fill("#room-name", name);
-  await user.page.fill("#room-description", description);
-  await user.page.selectOption("#room-visibility", unlisted ? "2" : "1");
-  await user.page.fill("#room-password", password);
-  await user.page.click("#create-room button[type=submit]");
-  await user.page.waitForURL(/\/room\/[0-9a-f-]{36}$/);
-  await user.page.waitForFunction((expected) => document.getElementById("room-name")?.textContent === expected, name);
-  return new URL(user.page.url()).pathname;
-}
-
-async function waitLive(user) {
-  await user.page.waitForSelector('#connection[data-state="live"]');
 }
 
 /** The video's position and state, with the moment it was read on the shared wall clock. */

@@ -25,6 +25,23 @@ const TICK_MS = 250;
 const REPORT_EVERY_MS = 2_000;
 const NUDGE_SETTING = "xiaowo.nudge";
 const IGNORE_WAIT_SETTING = "xiaowo.ignoreWait";
+/** The room URL's query parameter that exposes `window.__xiaowoSync` to measuring tools. */
+const SYNC_DEBUG_PARAMETER = "sync-debug";
+
+/**
+ * What the sync-quality benchmark (web/bench/sync-quality.mjs) reads from each page: the video,
+ * and the clock offset and timeline the player steers by, so that every page can be sampled at
+ * the same server-clock instant. Only present when the room is opened with `?sync-debug`.
+ */
+export interface SyncDebugHandle {
+  video: HTMLVideoElement;
+  /** server time − local time (`performance.timeOrigin + performance.now()`), in ms. */
+  clockOffsetMs(): number | undefined;
+  /** Where the room's timeline is at server time `serverTime` (ms); undefined without media. */
+  expectedPosition(serverTime: number): number | undefined;
+}
+
+type DebugWindow = Window & { __xiaowoSync?: SyncDebugHandle };
 
 /** A monotonic clock on the epoch's scale, in milliseconds: wall-clock jumps do not move it. */
 function localNow(): number {
@@ -184,6 +201,13 @@ export class Player {
     });
     ctx.onChange(() => this.renderControls());
     this.renderControls();
+    if (new URLSearchParams(window.location.search).has(SYNC_DEBUG_PARAMETER)) {
+      (window as DebugWindow).__xiaowoSync = {
+        video: this.video,
+        clockOffsetMs: () => this.estimate?.offset,
+        expectedPosition: (serverTime) => (this.timeline ? positionAt(this.timeline, serverTime) : undefined),
+      };
+    }
   }
 
   start(): void {
@@ -200,6 +224,7 @@ export class Player {
     }
     window.clearTimeout(this.startTimer);
     this.unload();
+    delete (window as DebugWindow).__xiaowoSync;
   }
 
   /**

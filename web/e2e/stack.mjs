@@ -1,0 +1,135 @@
+// What the end-to-end suite (e2e/run.mjs) and the browser benchmarks (bench/) share: the web
+// directory with ffmpeg-made test media, the `xiaowo up` process on a loopback port, Chromium
+// with the same flags, and the few page steps every scenario starts with (pick a name, open a
+// room, wait for the streams). One place, so that a benchmark measures the stack the tests test.
+
+import { spawn, execFileSync } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const webRoot = join(here, "..");
+export const repoRoot = join(webRoot, "..");
+export const binary = process.env.XIAOWO_BIN ?? join(repoRoot, "target", "debug", "xiaowo");
+export const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--autoplay-policy=no-user-gesture-required",
+];
+
+/** Writes a VP8 test pattern (a clock face and frame counter) of `seconds` to `path`. */
+export function makeTestVideo(path, seconds, pattern = "testsrc", extra = []) {
+  execFileSync(
+    "ffmpeg",
+    ["-loglevel", "error", "-y", "-f", "lavfi", "-i", `${pattern}=size=320x180:rate=30`, "-t", String(seconds), "-c:v", "libvpx", "-b:v", "200k", ...extra, path],
+    { stdio: "inherit" },
+  );
+}
+
+/** Copies the built client to `webDir` and adds media/ for the tests; returns `webDir`. */
+export function prepareWebDir(tempDir, webDir = join(tempDir, "web")) {
+  const dist = join(webRoot, "dist");
+  if (!existsSync(join(dist, "index.html"))) {
+    throw new Error("web/dist is not built: run `npm run build` first");
+  }
+  cpSync(dist, webDir, { recursive: true });
+  mkdirSync(join(webDir, "media"), { recursive: true });
+  return webDir;
+}
+
+/**
+ * Starts `xiaowo up` serving `webDir` with its data under `tempDir`. Returns the process at once
+ * (so that the caller can stop it whatever happens next) and a promise of its base URL.
+ */
+export function launchServer(tempDir, webDir, listen = "127.0.0.1:0") {
+  if (!existsSync(binary)) {
+    throw new Error(`${binary} not found: run \`cargo build -p xiaowo\` first`);
+  }
+  const server = spawn(binary, ["up", "--listen", listen, "--web-dir", webDir, "--data-dir", join(tempDir, "data")], {
+    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const log = [];
+  const base = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`xiaowo did not report its address:\n${log.join("")}`)), 60_000);
+    const scan = (chunk) => {
+      const text = chunk.toString();
+      log.push(text);
+      if (process.env.E2E_SERVER_LOG) {
+        process.stderr.write(text);
+      }
+      const match = /addr=(127\.0\.0\.1:\d+)/.exec(text.replace(/\x1b\[[0-9;]*m/g, ""));
+      if (match) {
+        clearTimeout(timer);
+        resolve(`http://${match[1]}`);
+      }
+    };
+    server.stdout.on("data", scan);
+    server.stderr.on("data", scan);
+    server.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`xiaowo exited with ${code}:\n${log.join("")}`));
+    });
+  });
+  return { server, base };
+}
+
+/** SIGTERM, then SIGKILL after 5 s; resolves once the process is gone (or was never running). */
+export async function stopProcess(child) {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    child.kill("SIGTERM");
+    const exited = await Promise.race([
+      new Promise((resolve) => child.once("exit", () => resolve(true))),
+      new Promise((resolve) => setTimeout(() => resolve(false), 5_000)),
+    ]);
+    if (!exited) {
+      child.kill("SIGKILL");
+    }
+  }
+}
+
+/** A browser profile of its own (own cookies and storage) under `tempDir`, and its first page. */
+export async function openProfile(name, tempDir, { ignoreHTTPSErrors = false, viewport = { width: 1280, height: 860 } } = {}) {
+  const context = await chromium.launchPersistentContext(mkdtempSync(join(tempDir, `profile-${name}-`)), {
+    executablePath: chromiumPath,
+    args: CHROMIUM_ARGS,
+    headless: true,
+    ignoreHTTPSErrors,
+    viewport,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  return { context, page };
+}
+
+export async function pickName(user, base, displayName) {
+  await user.page.goto(base);
+  await user.page.fill("#display-name", displayName);
+  await user.page.click("#name-form button[type=submit]");
+  await user.page.waitForFunction((expected) => document.getElementById("my-name")?.textContent === expected, displayName);
+}
+
+export async function createRoom(user, { name, description = "", unlisted = false, password = "" }) {
+  await user.page.fill("#room-name", name);
+  await user.page.fill("#room-description", description);
+  await user.page.selectOption("#room-visibility", unlisted ? "2" : "1");
+  await user.page.fill("#room-password", password);
+  await user.page.click("#create-room button[type=submit]");
+  await user.page.waitForURL(/\/room\/[0-9a-f-]{36}$/);
+  await user.page.waitForFunction((expected) => document.getElementById("room-name")?.textContent === expected, name);
+  return new URL(user.page.url()).pathname;
+}
+
+export async function waitLive(user) {
+  await user.page.waitForSelector('#connection[data-state="live"]');
+}
