@@ -1,0 +1,449 @@
+//! The whole suite in one run: each scenario against a fresh `xiaowo up` pinned to the server
+//! core, its ceilings and peers pinned to the same core, and one Markdown report of it all.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+use crate::fanout::{self, Shape, Step};
+use crate::stack::Launcher;
+use crate::stats::Summary;
+use crate::{chat, control, procstat, stack};
+
+/// Suite options.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// The `xiaowo` binary to benchmark.
+    #[arg(long, default_value = "target/release/xiaowo")]
+    server_binary: PathBuf,
+    /// CPU the server (and every ceiling and peer server) is pinned to; the generator should be
+    /// pinned elsewhere by whoever starts it.
+    #[arg(long)]
+    server_cpu: Option<usize>,
+    /// Directory of the socket.io peer (`server.js` with its `node_modules`); skipped if absent.
+    #[arg(long)]
+    socketio_dir: Option<PathBuf>,
+    /// Tiny sizes, a second per step: checks that every scenario works, not how fast.
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the Markdown report.
+    #[arg(long, default_value = "bench-results.md")]
+    out: PathBuf,
+}
+
+struct Sizes {
+    step: Duration,
+    shapes: Vec<(Shape, f64)>,
+    step_up_shape: Shape,
+    step_up_rates: (f64, f64),
+    chat_rooms: Vec<usize>,
+    chat_messages: usize,
+    chat_in_flight: usize,
+    sqlite_rows: usize,
+    control_concurrency: Vec<usize>,
+    control_duration: Duration,
+    idle_watchers: Vec<usize>,
+    idle_duration: Duration,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        let shape = |rooms, watchers_per_room| Shape { rooms, watchers_per_room };
+        Self {
+            step: Duration::from_secs(4),
+            shapes: vec![(shape(1, 1000), 20.0), (shape(10, 100), 5.0), (shape(1000, 10), 1.0)],
+            step_up_shape: shape(1, 1000),
+            step_up_rates: (20.0, 1280.0),
+            chat_rooms: vec![10, 100],
+            chat_messages: 4000,
+            chat_in_flight: 8,
+            sqlite_rows: 4000,
+            control_concurrency: vec![1, 16, 256],
+            control_duration: Duration::from_secs(3),
+            idle_watchers: vec![1000, 5000, 10000],
+            idle_duration: Duration::from_secs(5),
+        }
+    }
+
+    fn smoke() -> Self {
+        let shape = |rooms, watchers_per_room| Shape { rooms, watchers_per_room };
+        Self {
+            step: Duration::from_secs(1),
+            shapes: vec![(shape(1, 10), 5.0), (shape(4, 3), 2.0)],
+            step_up_shape: shape(1, 10),
+            step_up_rates: (5.0, 10.0),
+            chat_rooms: vec![3],
+            chat_messages: 24,
+            chat_in_flight: 2,
+            sqlite_rows: 64,
+            control_concurrency: vec![1, 4],
+            control_duration: Duration::from_millis(500),
+            idle_watchers: vec![20],
+            idle_duration: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A ceiling or peer server in its own process, pinned like the server under test.
+struct PeerProcess {
+    child: Child,
+    address: SocketAddr,
+    pid: u32,
+}
+
+impl PeerProcess {
+    /// Starts `program args…` and waits for its `listening <port>` line.
+    async fn start(cpu: Option<usize>, program: &str, args: &[&str], dir: Option<&PathBuf>) -> anyhow::Result<Self> {
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut taskset = Command::new("taskset");
+                taskset.arg("-c").arg(cpu.to_string()).arg(program);
+                taskset
+            }
+            None => Command::new(program),
+        };
+        command.args(args).stdout(std::process::Stdio::piped()).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().with_context(|| format!("cannot start {program}"))?;
+        let pid = child.id().context("peer exited at once")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("peer did not report its port within 30 s")??
+            .context("peer exited before listening")?;
+        let port: u16 = line.strip_prefix("listening ").context("unexpected first line from peer")?.trim().parse()?;
+        Ok(Self { child, address: SocketAddr::from(([127, 0, 0, 1], port)), pid })
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Bytes per watcher of a memory growth, in KiB.
+pub fn per_watcher(after: u64, before: u64, watchers: usize) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let kib = after.saturating_sub(before) as f64 / 1024.0 / watchers.max(1) as f64;
+    kib
+}
+
+/// The column names of fan-out rows.
+pub fn fanout_header(out: &mut String) {
+    out.push_str(
+        "| system | rate/room | deliveries/s | p50 ms | p99 ms | max ms | delivered | server CPU-µs/delivery | generator CPU-µs/delivery | memory/watcher KiB |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+}
+
+/// One fan-out row.
+pub fn fanout_row(out: &mut String, system: &str, step: &Step, rss_per_watcher: f64) {
+    #[allow(clippy::cast_precision_loss)]
+    let delivered = 100.0 * step.latency.count as f64 / step.expected.max(1) as f64;
+    let _ = writeln!(
+        out,
+        "| {system} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {delivered:.1} % | {:.1} | {:.1} | {} |",
+        step.rate,
+        step.deliveries_per_second,
+        step.latency.p50_ms,
+        step.latency.p99_ms,
+        step.latency.max_ms,
+        step.server_cpu_us_per_delivery,
+        step.generator_cpu_us_per_delivery,
+        if rss_per_watcher > 0.0 { format!("{rss_per_watcher:.1}") } else { "–".to_owned() },
+    );
+}
+
+fn summary_cells(summary: &Summary) -> String {
+    format!("{:.2} | {:.2}", summary.p50_ms, summary.p99_ms)
+}
+
+/// Which fan-out implementation to measure.
+#[derive(Clone, Copy)]
+enum System {
+    Xiaowo,
+    InProcess,
+    RawTcp,
+    SocketIo,
+}
+
+impl System {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Xiaowo => "Xiaowo (gRPC WatchRoom)",
+            Self::InProcess => "ceiling: in-process broadcast",
+            Self::RawTcp => "ceiling: raw TCP fan-out",
+            Self::SocketIo => "peer: socket.io 4.8",
+        }
+    }
+}
+
+struct Bench {
+    options: Options,
+    launcher: Launcher,
+    sizes: Sizes,
+    report: String,
+}
+
+impl Bench {
+    fn section(&mut self, text: &str) {
+        self.report.push_str(text);
+        print!("{text}");
+        let _ = std::fs::write(&self.options.out, &self.report);
+    }
+
+    fn systems(&self) -> Vec<System> {
+        let mut systems = vec![System::Xiaowo, System::InProcess, System::RawTcp];
+        if self.socketio_server().is_some() {
+            systems.push(System::SocketIo);
+        }
+        systems
+    }
+
+    fn socketio_server(&self) -> Option<PathBuf> {
+        self.options.socketio_dir.clone().filter(|dir| dir.join("node_modules/socket.io").is_dir())
+    }
+
+    /// Opens a fleet of `system` in `shape`; returns it with the server process to stop after.
+    async fn fleet(
+        &self,
+        system: System,
+        shape: Shape,
+    ) -> anyhow::Result<(fanout::Fleet, f64, Option<stack::Server>, Option<PeerProcess>)> {
+        let cpu = self.options.server_cpu;
+        match system {
+            System::Xiaowo => {
+                let server = self.launcher.start(&[]).await?;
+                let before = procstat::rss_bytes(&server.targets.pids);
+                let fleet = fanout::xiaowo(&server.targets, shape, 1, Some(256)).await?;
+                let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
+                Ok((fleet, rss, Some(server), None))
+            }
+            System::InProcess => Ok((fanout::in_process(shape).await?, 0.0, None, None)),
+            System::RawTcp => {
+                let binary = std::env::current_exe()?;
+                let peer = PeerProcess::start(cpu, &binary.to_string_lossy(), &["tcp-fanout-server"], None).await?;
+                let before = procstat::rss_bytes(&[peer.pid]);
+                let fleet = fanout::raw_tcp(shape, peer.address, peer.pid).await?;
+                let rss = per_watcher(procstat::rss_bytes(&[peer.pid]), before, shape.watchers());
+                Ok((fleet, rss, None, Some(peer)))
+            }
+            System::SocketIo => {
+                let dir = self.socketio_server().context("no socket.io peer")?;
+                let peer = PeerProcess::start(cpu, "node", &["server.js"], Some(&dir)).await?;
+                let before = procstat::rss_bytes(&[peer.pid]);
+                let fleet = fanout::socket_io(shape, peer.address, peer.pid).await?;
+                let rss = per_watcher(procstat::rss_bytes(&[peer.pid]), before, shape.watchers());
+                Ok((fleet, rss, None, Some(peer)))
+            }
+        }
+    }
+
+    async fn fanout(&mut self) -> anyhow::Result<()> {
+        let mut text = String::from(
+            "\n### 1 and 7. Sync fan-out: Xiaowo beside the ceilings and the peers\n\n\
+             Publish → receive: from the publisher stamping an event (for Xiaowo: sending the `Seek`, so the \
+             command's RPC, access check and SQLite commit are included) to each watcher decoding it. \
+             One connection per watcher for every system.\n\n",
+        );
+        fanout_header(&mut text);
+        self.section(&text);
+        for (shape, rate) in self.sizes.shapes.clone() {
+            for system in self.systems() {
+                let label = format!("{}, {} × {}", system.label(), shape.rooms, shape.watchers_per_room);
+                let (fleet, rss, server, peer) = self.fleet(system, shape).await?;
+                let step = fleet.step(shape, rate, self.sizes.step).await;
+                drop(fleet);
+                stop(server, peer).await;
+                let mut row = String::new();
+                fanout_row(&mut row, &label, &step, rss);
+                self.section(&row);
+            }
+        }
+
+        let shape = self.sizes.step_up_shape;
+        let mut text = format!(
+            "\n#### Rate step-up, {} room × {} watchers (doubling until p99 > 100 ms or deliveries fall behind)\n\n",
+            shape.rooms, shape.watchers_per_room
+        );
+        fanout_header(&mut text);
+        self.section(&text);
+        let mut most = Vec::new();
+        for system in self.systems() {
+            if matches!(system, System::InProcess) {
+                continue;
+            }
+            let (fleet, rss, server, peer) = self.fleet(system, shape).await?;
+            let (first, last) = self.sizes.step_up_rates;
+            let steps = fanout::step_up(&fleet, shape, first, last, self.sizes.step).await;
+            drop(fleet);
+            stop(server, peer).await;
+            let mut rows = String::new();
+            for step in &steps {
+                let label = format!("{}{}", system.label(), if step.sustained() { "" } else { " (not sustained)" });
+                fanout_row(&mut rows, &label, step, rss);
+            }
+            self.section(&rows);
+            let best =
+                steps.iter().filter(|step| step.sustained()).map(|step| step.deliveries_per_second).fold(0.0, f64::max);
+            most.push((system.label(), best));
+        }
+        let mut text = String::from("\nMost deliveries/s sustained at p99 ≤ 100 ms: ");
+        let parts: Vec<String> = most.iter().map(|(label, best)| format!("{label} **{best:.0}**")).collect();
+        text.push_str(&parts.join("; "));
+        text.push_str(".\n");
+        self.section(&text);
+        Ok(())
+    }
+
+    async fn chat(&mut self) -> anyhow::Result<()> {
+        let mut text = String::from(
+            "\n### 2. Chat with durability (send → committed → acknowledged; every member's stream receives it)\n\n\
+             | run | msgs/s | ack p50 ms | ack p99 ms | all-received p50 ms | all-received p99 ms | complete | server CPU-µs/msg |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        let mut schema_source = None;
+        for synchronous in ["full", "normal"] {
+            for &members in &self.sizes.chat_rooms.clone() {
+                let server = self.launcher.start(&["--chat-db-synchronous", synchronous]).await?;
+                let result =
+                    chat::durable(&server.targets, members, self.sizes.chat_messages, self.sizes.chat_in_flight)
+                        .await?;
+                let _ = writeln!(
+                    text,
+                    "| Xiaowo, room of {members}, synchronous={synchronous}, {} in flight per member | {:.0} | {} | {} | {}/{} | {:.1} |",
+                    self.sizes.chat_in_flight,
+                    result.acked_per_second,
+                    summary_cells(&result.ack),
+                    summary_cells(&result.all_received),
+                    result.complete,
+                    result.messages,
+                    result.server_cpu_us_per_message,
+                );
+                if schema_source.is_none() {
+                    let copy = tempfile::Builder::new().prefix("xiaowo-bench-schema-").tempdir()?;
+                    let from = copy.path().join("chat.db");
+                    copy_schema_source(&server.data_dir().join("chat.db"), &from)?;
+                    schema_source = Some((copy, from));
+                }
+                server.stop().await;
+            }
+        }
+        let (_keep, schema) = schema_source.context("no chat run")?;
+        for synchronous in ["FULL", "NORMAL"] {
+            for per_transaction in [1, 64] {
+                let rows = chat::sqlite_ceiling(&schema, synchronous, self.sizes.sqlite_rows, per_transaction)?;
+                let _ = writeln!(
+                    text,
+                    "| ceiling: SQLite insert loop, synchronous={synchronous}, {per_transaction} row(s)/commit | {rows:.0} | – | – | – | – | – | – |"
+                );
+            }
+        }
+        self.section(&text);
+        Ok(())
+    }
+
+    async fn control(&mut self) -> anyhow::Result<()> {
+        let server = self.launcher.start(&[]).await?;
+        let loads = control::run(&server.targets, &self.sizes.control_concurrency, self.sizes.control_duration).await?;
+        server.stop().await;
+        let mut text = String::from(
+            "\n### 3. Control plane (the echo row is the ceiling: gRPC health Check on the same server)\n\n\
+             | call | concurrency | calls/s | p50 ms | p99 ms | errors | server CPU-µs/call |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for load in loads {
+            let _ = writeln!(
+                text,
+                "| {} | {} | {:.0} | {} | {} | {:.1} |",
+                load.operation,
+                load.concurrency,
+                load.per_second,
+                summary_cells(&load.latency),
+                load.errors,
+                load.server_cpu_us_per_call
+            );
+        }
+        self.section(&text);
+        Ok(())
+    }
+
+    async fn idle(&mut self) -> anyhow::Result<()> {
+        let mut text = String::from(
+            "\n### 4. Idle watchers (rooms of 10; every watcher opened at once: the join storm)\n\n\
+             | watchers | connections | join-storm p50 ms | join-storm p99 ms | max ms | server RSS/watcher KiB | idle server CPU % of a core |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for &watchers in &self.sizes.idle_watchers.clone() {
+            for per_connection in [1, 100] {
+                let server = self.launcher.start(&[]).await?;
+                let shape = Shape { rooms: watchers.div_ceil(10), watchers_per_room: 10.min(watchers) };
+                let rooms = stack::media_rooms(&server.targets, shape.rooms).await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let pids = server.targets.pids.clone();
+                let before = procstat::rss_bytes(&pids);
+                let fleet = fanout::xiaowo_in_rooms(&server.targets, shape, &rooms, per_connection, None).await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let rss = per_watcher(procstat::rss_bytes(&pids), before, shape.watchers());
+                let cpu_before = procstat::cpu_seconds(&pids);
+                tokio::time::sleep(self.sizes.idle_duration).await;
+                let idle = 100.0 * (procstat::cpu_seconds(&pids) - cpu_before) / self.sizes.idle_duration.as_secs_f64();
+                let storm = crate::stats::summarize(fleet.open_latencies_us.clone());
+                drop(fleet);
+                server.stop().await;
+                let _ = writeln!(
+                    text,
+                    "| {} | {} | {} | {:.1} | {rss:.1} | {idle:.1} |",
+                    shape.watchers(),
+                    shape.watchers().div_ceil(per_connection),
+                    summary_cells(&storm),
+                    storm.max_ms
+                );
+            }
+        }
+        self.section(&text);
+        Ok(())
+    }
+}
+
+/// The server's chat.db is live (WAL); SQLite's backup API copies it consistently.
+fn copy_schema_source(live: &std::path::Path, copy: &std::path::Path) -> anyhow::Result<()> {
+    let source = rusqlite::Connection::open_with_flags(live, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    source.backup(rusqlite::MAIN_DB, copy, None)?;
+    Ok(())
+}
+
+async fn stop(server: Option<stack::Server>, peer: Option<PeerProcess>) {
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    if let Some(peer) = peer {
+        peer.stop().await;
+    }
+}
+
+/// Runs every scenario and writes the report.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    if !options.server_binary.is_file() {
+        bail!("no server binary at {}", options.server_binary.display());
+    }
+    let launcher = Launcher { binary: options.server_binary.clone(), cpu: options.server_cpu };
+    let sizes = if options.smoke { Sizes::smoke() } else { Sizes::full() };
+    let mut bench = Bench { options, launcher, sizes, report: String::new() };
+    if bench.options.socketio_dir.is_some() && bench.socketio_server().is_none() {
+        bail!("the socket.io peer has no node_modules; run npm ci in its directory");
+    }
+    bench.fanout().await?;
+    bench.chat().await?;
+    bench.control().await?;
+    bench.idle().await?;
+    Ok(())
+}
