@@ -19,6 +19,7 @@
 // so that both sets of figures come from one run on one machine.
 //
 //   node bench/sync-quality.mjs [--viewers 3] [--duration 180] [--baseline] [--json out.json]
+//   --trace adds every sample to the JSON file (to see what happened after a command)
 //   node bench/sync-quality.mjs --smoke     2 viewers, ~20 s, one seek; fails when no numbers
 //                                           come out or the seek does not converge within 10 s
 //   (after `npm run build` and `cargo build -p xiaowo`; XIAOWO_BIN, CHROMIUM, E2E_BASE_URL and
@@ -41,11 +42,12 @@ const { values: options } = parseArgs({
     baseline: { type: "boolean", default: false },
     smoke: { type: "boolean", default: false },
     json: { type: "string" },
+    trace: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (options.help) {
-  console.log("usage: node bench/sync-quality.mjs [--viewers N] [--duration S] [--settle S] [--interval MS] [--baseline] [--smoke] [--json FILE]");
+  console.log("usage: node bench/sync-quality.mjs [--viewers N] [--duration S] [--settle S] [--interval MS] [--baseline] [--smoke] [--json FILE [--trace]]");
   process.exit(0);
 }
 
@@ -426,7 +428,7 @@ async function main() {
     }
     phases.push(await runPhase(viewers, "baseline: seek-only correction"));
   }
-  const results = phases.map(analyse);
+  const results = phases.map((phase) => ({ ...analyse(phase), ...(options.trace ? { issued: phase.issued, trace: phase.samples } : {}) }));
   for (const result of results) {
     report(result);
   }

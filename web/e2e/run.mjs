@@ -37,7 +37,7 @@ const externalWebDir = process.env.E2E_WEB_DIR ?? "";
 
 /**
  * Players agree within this many seconds once converged (the drift controller's dead band is
- * 40 ms; the rest is measurement: two processes sampled a few milliseconds apart).
+ * 25 ms; the rest is measurement: two processes sampled a few milliseconds apart).
  */
 const TOLERANCE_S = 0.15;
 /** How long a wait may take before the scenario fails. */

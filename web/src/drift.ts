@@ -44,18 +44,24 @@ export interface DriftConfig {
 }
 
 export const DEFAULT_DRIFT_CONFIG: Readonly<DriftConfig> = Object.freeze({
-  deadBand: 0.04,
-  nudgeRelease: 0.015,
+  // Half the 50 ms viewers should agree within: two players resting on opposite edges of the
+  // dead band are then still within it of each other.
+  deadBand: 0.025,
+  nudgeRelease: 0.01,
   seekThreshold: 0.75,
   seekThresholdWithoutNudge: 0.25,
   maxNudge: 0.1,
-  nudgeGain: 0.5,
+  // A start or rate change leaves every player 50–150 ms behind (the browser's start-up
+  // latency): at 1.5 per second, such an error is gone in about a second, and at four ticks a
+  // second each tick still removes less than half of what remains, so nothing overshoots.
+  nudgeGain: 1.5,
   rateStep: 0.01,
   rateCooldown: 0.25,
   seekSettle: 0.6,
   seekCooldown: 2.0,
-  // About a frame: a paused picture costs nothing to correct and everyone looks at it.
-  pausedTolerance: 0.03,
+  // Well under a frame: a paused picture costs nothing to correct (the seek lands exactly
+  // where asked) and everyone looks at it.
+  pausedTolerance: 0.01,
   maxSeekLead: 1.5,
 });
 

@@ -19,7 +19,7 @@ import {
   type Watcher,
 } from "./gen/xiaowo/sync/v1/sync_pb";
 import { ReconnectingStream, type StreamState } from "./stream";
-import { positionAt, startsIn, type Timeline } from "./timeline";
+import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "./timeline";
 
 const TICK_MS = 250;
 const REPORT_EVERY_MS = 2_000;
@@ -383,7 +383,12 @@ export class Player {
     if (countdown > 0 && countdown * 1000 < TICK_MS * 2 && this.startScheduledFor !== timeline.anchorServerTime) {
       this.startScheduledFor = timeline.anchorServerTime;
       window.clearTimeout(this.startTimer);
-      this.startTimer = window.setTimeout(() => this.tick(), countdown * 1000);
+      this.startTimer = window.setTimeout(() => {
+        // A timer that still finds the start ahead schedules the rest rather than leaving the
+        // start to the next tick, up to a whole tick late.
+        this.startScheduledFor = 0;
+        this.tick();
+      }, startTimerDelayMs(countdown));
     }
 
     if (!this.seeking) {

@@ -26,3 +26,12 @@ export function positionAt(timeline: Timeline, serverNow: number): number {
 export function startsIn(timeline: Timeline, serverNow: number): number {
   return timeline.paused ? 0 : Math.max(0, (timeline.anchorServerTime - serverNow) / 1000);
 }
+
+/**
+ * The `setTimeout` delay (ms) that wakes a player at a start `countdown` seconds away and not
+ * before it: browsers truncate delays to whole milliseconds, so an unrounded delay can fire a
+ * fraction early, find the start still ahead, and leave it to the next tick.
+ */
+export function startTimerDelayMs(countdown: number): number {
+  return Math.max(0, Math.ceil(countdown * 1000));
+}

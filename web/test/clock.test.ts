@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import { ClockSync, estimateOffset, sampleOffset } from "../src/clock";
-import { positionAt, startsIn, type Timeline } from "../src/timeline";
+import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "../src/timeline";
 
 describe("clock offset", () => {
   it("recovers the offset of a symmetric exchange exactly", () => {
@@ -50,5 +50,15 @@ describe("timeline", () => {
     assert.equal(positionAt(playing, 999_600), 10);
     assert.equal(startsIn(playing, 999_600), 0.4);
     assert.equal(startsIn(playing, 1_000_100), 0);
+  });
+
+  it("wakes a scheduled start no earlier than the start, even with delays truncated to whole ms", () => {
+    for (const serverNow of [999_700.4, 999_999.9, 999_876.5, 999_500]) {
+      const delay = startTimerDelayMs(startsIn(playing, serverNow));
+      assert.ok(Number.isInteger(delay));
+      // The timer fires `delay` ms later; the start must then be due.
+      assert.equal(startsIn(playing, serverNow + Math.trunc(delay)), 0, `woken ${delay} ms after ${serverNow}`);
+    }
+    assert.equal(startTimerDelayMs(0), 0);
   });
 });

@@ -116,6 +116,34 @@ function run(initialPosition: number, seconds: number, nudgeEnabled = true, jitt
   return { seeks, rateChanges, reversals, finalError, maxErrorInLastSeconds };
 }
 
+/**
+ * Seconds until a player starting `initialError` behind the room stays within `band` of it for
+ * the rest of `seconds` (Infinity if it never does), at 4 ticks per second.
+ */
+function timeToConverge(initialError: number, band: number, seconds = 20): number {
+  const tick = 0.25;
+  const player = new SimulatedPlayer(-initialError, 0.3, [0]);
+  let state: DriftState = initialDriftState();
+  let convergedAt = Infinity;
+  for (let step = 0; step * tick <= seconds; step += 1) {
+    const now = step * tick;
+    const error = now - player.position;
+    if (Math.abs(error) > band) {
+      convergedAt = Infinity;
+    } else if (convergedAt === Infinity) {
+      convergedAt = now;
+    }
+    const decision = decideDrift(state, observe({ now, expectedPosition: now, actualPosition: player.position }));
+    state = decision.state;
+    player.apply(decision.action, now);
+    player.advance(now + tick, tick);
+  }
+  return convergedAt;
+}
+
+/** Viewers should agree within this many seconds (the benchmark's goal). */
+const AGREEMENT = 0.05;
+
 describe("drift controller", () => {
   it("leaves errors inside the dead band alone", () => {
     const decision = decideDrift(initialDriftState(), observe({ actualPosition: 10 - DEFAULT_DRIFT_CONFIG.deadBand / 2 }));
@@ -222,6 +250,40 @@ describe("drift controller", () => {
     const result = run(-5, 60);
     assert.equal(result.seeks, 1);
     assert.ok(result.maxErrorInLastSeconds < DEFAULT_DRIFT_CONFIG.deadBand, `error ${result.maxErrorInLastSeconds}`);
+  });
+
+  it("keeps every player within half the agreement goal, so that any two agree", () => {
+    assert.ok(DEFAULT_DRIFT_CONFIG.deadBand <= AGREEMENT / 2);
+    const justOutside = decideDrift(initialDriftState(), observe({ actualPosition: 10 - (AGREEMENT / 2 + 0.002) }));
+    assert.equal(justOutside.action.kind, "rate");
+  });
+
+  it("moves a paused player that is off by more than a third of a frame to the room's frame", () => {
+    const decision = decideDrift(initialDriftState(), observe({ paused: true, actualPosition: 10 - 0.012 }));
+    assert.deepEqual(decision.action, { kind: "seek", position: 10, rate: 1 });
+  });
+
+  it("closes the lag a start leaves (50–150 ms) to within half the goal in under 2 s, by nudging", () => {
+    for (const lag of [0.05, 0.1, 0.15, -0.1]) {
+      const seconds = timeToConverge(lag, AGREEMENT / 2);
+      assert.ok(seconds <= 2, `${lag * 1000} ms took ${seconds} s`);
+    }
+    assert.equal(run(-0.15, 20).seeks, 0);
+  });
+
+  it("does not overshoot: a nudge never turns a lag into a lead beyond the release point", () => {
+    const tick = 0.25;
+    const player = new SimulatedPlayer(-0.2, 0.3, [0]);
+    let state: DriftState = initialDriftState();
+    for (let step = 0; step * tick <= 20; step += 1) {
+      const now = step * tick;
+      const error = now - player.position;
+      assert.ok(error > -DEFAULT_DRIFT_CONFIG.nudgeRelease, `ahead by ${-error} s at ${now} s`);
+      const decision = decideDrift(state, observe({ now, expectedPosition: now, actualPosition: player.position }));
+      state = decision.state;
+      player.apply(decision.action, now);
+      player.advance(now + tick, tick);
+    }
   });
 
   it("stays calm under measurement jitter smaller than the dead band", () => {
