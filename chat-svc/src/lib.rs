@@ -10,7 +10,6 @@
 mod access;
 pub mod chat;
 pub mod config;
-mod decode;
 mod delivery;
 mod entity;
 mod error;
@@ -42,7 +41,6 @@ pub use error::Error;
 pub use migration::Migrator;
 
 use crate::chat::{Chat, ChatSettings};
-use crate::decode::DecodeErrorsAsInvalidArgument;
 use crate::delivery::DeliveryTracker;
 use crate::pubsub::{InProcess, PubSub};
 use crate::store::Store;
@@ -210,11 +208,11 @@ pub async fn build_with_retention(
     });
     let sessions = Arc::new(SessionValidator::new(peers.session, config.access_cache_ttl));
     let max_message = assembly.config().max_message_bytes;
-    assembly.add_service(DecodeErrorsAsInvalidArgument::new(
+    assembly.add_service(
         ChatServiceServer::new(grpc::PublicApi { chat: Arc::clone(&chat), sessions })
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message),
-    ));
+    );
     assembly.add_service(
         ChatAdminServiceServer::new(grpc::AdminApi { chat, admin })
             .max_decoding_message_size(max_message)

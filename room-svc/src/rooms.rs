@@ -460,6 +460,13 @@ impl Rooms {
         let _ = self.per_caller_attempts.try_take(user_id);
         self.metrics.wrong_passwords.inc();
         tracing::info!(%room_id, %user_id, "wrong room password");
+        // Guessing is what an audit reader looks for: each wrong password leaves a row (the
+        // limiter bounds how many), marked when it used up the last attempt.
+        let limit_reached = !self.per_room_attempts.has_token(room_id) || !self.per_caller_attempts.has_token(user_id);
+        let detail = serde_json::json!({ "reason": "wrong_password", "limit_reached": limit_reached });
+        let tx = self.store.write().await?;
+        audit(&tx, self.clock.now_ms(), "member.join_refused", user_id, room_id, None, detail).await?;
+        tx.commit().await?;
         Err(Error::WrongPassword)
     }
 

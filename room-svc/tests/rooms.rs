@@ -303,8 +303,27 @@ async fn wrong_passwords_are_limited_per_caller_and_per_room_but_never_for_membe
     let metrics = app.metrics().await;
     assert_eq!(metric(&metrics, "xiaowo_room_wrong_password_total"), 5.0);
     assert_eq!(metric(&metrics, "xiaowo_flood_limited_total"), 2.0);
-    // Refused joins left no audit rows: create plus the member's one join.
-    assert_eq!(app.audit_actions(&room.room_id).await, ["room.create", "member.join"]);
+    // Every wrong guess left an audit row naming the guesser, and the ones that used up a
+    // caller's or the room's attempts say so; limited attempts (no guess checked) left none.
+    let audit = app.audit(&room.room_id).await;
+    let rows: Vec<(&str, &str, bool)> = audit
+        .iter()
+        .map(|row| (row.action.as_str(), row.user_id.as_str(), row.detail.contains("\"limit_reached\":true")))
+        .collect();
+    let (owner_id, member_id) = (owner.user_id.as_str(), member.user_id.as_str());
+    let (mallory, trudy) = (attacker.user_id.as_str(), second.user_id.as_str());
+    assert_eq!(
+        rows,
+        [
+            ("room.create", owner_id, false),
+            ("member.join", member_id, false),
+            ("member.join_refused", mallory, false),
+            ("member.join_refused", mallory, false),
+            ("member.join_refused", mallory, true),
+            ("member.join_refused", trudy, false),
+            ("member.join_refused", trudy, true),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -86,6 +86,58 @@ type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A bound server that services register into before it runs.
 pub struct Assembly {
+/// What the served web client may load and do: the same policy as its `<meta>` tag (which
+/// cannot say `frame-ancestors`) and as nginx sends in split mode, so that injected markup in
+/// room names or chat can run nothing even if the client ever rendered it as HTML.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; media-src 'self' http: https: blob:; connect-src 'self' https:; object-src 'none'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+fn with_page_security_headers<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let policy = http::HeaderValue::from_static(CONTENT_SECURITY_POLICY);
+    headers.insert(http::header::CONTENT_SECURITY_POLICY, policy);
+    headers.insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
+    headers.insert(http::header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
+    headers.insert(http::header::X_FRAME_OPTIONS, http::HeaderValue::from_static("DENY"));
+    response
+}
+
+/// tonic's codec answers requests it cannot read with statuses that blame the server or name
+/// the wrong limit: undecodable protobuf (above all a string that is not UTF-8) is `INTERNAL`,
+/// a message over the size limit is `OUT_OF_RANGE`. Both are the caller's fault; this turns
+/// exactly those answers into `INVALID_ARGUMENT` (with a `BadRequest`) and `RESOURCE_EXHAUSTED`
+/// (as gRPC specifies for messages over the limit), and passes every other answer through.
+pub fn caller_fault_status<B: Default>(response: http::Response<B>) -> http::Response<B> {
+    let header = |name: &str| response.headers().get(name).map(http::HeaderValue::as_bytes);
+    // The message is percent-encoded in `grpc-message`; these words survive that unchanged.
+    let message = header("grpc-message").unwrap_or_default();
+    let contains = |needle: &[u8]| message.windows(needle.len()).any(|window| window == needle);
+    match header("grpc-status") {
+        Some(b"13") if contains(b"decode") && contains(b"Protobuf") => {
+            let violation =
+                crate::status::Violation::new("request", "is not valid protobuf (a string that is not UTF-8?)");
+            crate::status::invalid_argument(&[violation]).into_http()
+        }
+        Some(b"11") if contains(b"message") && contains(b"length") && contains(b"too") && contains(b"large") => {
+            tonic::Status::resource_exhausted("the request message is larger than this server accepts").into_http()
+        }
+        _ => response,
+    }
+}
+
+/// A request to a gRPC path that is neither gRPC nor gRPC-web gets HTTP 415, as the gRPC
+/// protocol asks, instead of being read as gRPC frames (HTTP/2) or refused as a bad request
+/// (HTTP/1.1).
+async fn only_grpc_content(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let content_type = request.headers().get(http::header::CONTENT_TYPE).map(http::HeaderValue::as_bytes);
+    if content_type.is_some_and(|value| value.starts_with(b"application/grpc")) {
+        next.run(request).await
+    } else {
+        axum::response::IntoResponse::into_response(http::StatusCode::UNSUPPORTED_MEDIA_TYPE)
+    }
+}
+
     config: ServerConfig,
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -250,8 +302,15 @@ impl Assembly {
         routes.add_service(reflection_v1alpha.build_v1alpha()?);
         routes.add_service(health_service);
 
-        let grpc = routes.routes().into_axum_router().layer(metrics.layer());
-        let grpc = ServiceBuilder::new().layer(tonic_web::GrpcWebLayer::new()).service(grpc);
+        let grpc = routes
+            .routes()
+            .into_axum_router()
+            .layer(tower::util::MapResponseLayer::new(caller_fault_status))
+            .layer(metrics.layer());
+        let grpc = ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(only_grpc_content))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .service(grpc);
         let mut app = axum::Router::new().route("/metrics", get(move || std::future::ready(metrics.render())));
         let all_names = service_names.iter().copied().chain([
             health_name,
@@ -263,7 +322,8 @@ impl Assembly {
         }
         if let Some(dir) = static_dir {
             let index = dir.join("index.html");
-            app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
+            let files = ServeDir::new(dir).fallback(ServeFile::new(index));
+            app = app.fallback_service(tower::util::MapResponse::new(files, with_page_security_headers));
         }
 
         for name in &service_names {
