@@ -160,6 +160,11 @@ async fn find_room<C: ConnectionTrait>(db: &C, room_id: &str) -> Result<Option<S
     let Some(model) = room::Entity::find_by_id(room_id.to_owned()).one(db).await? else {
         return Ok(None);
     };
+    with_member_count(db, model).await
+}
+
+async fn with_member_count<C: ConnectionTrait>(db: &C, model: room::Model) -> Result<Option<StoredRoom>, DbErr> {
+    let room_id = model.room_id.as_str();
     let count = room_member::Entity::find().filter(room_member::Column::RoomId.eq(room_id)).count(db).await?;
     to_room(model, count).map(Some)
 }
@@ -231,7 +236,9 @@ impl Store {
 
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
     /// IMMEDIATE`), so that a transaction that reads before it writes waits for other writers
-    /// instead of failing when it upgrades.
+    /// instead of failing when it upgrades. PostgreSQL has no database-wide write lock: there
+    /// [`Tx::room`] locks the room's row, which every change to a room reads first, so that
+    /// changes to one room are serialised across all instances (capacity, roles, ownership).
     pub async fn write(&self) -> Result<Tx, DbErr> {
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -443,8 +450,13 @@ impl Tx {
         self.tx.commit().await
     }
 
+    /// The room, its row locked until commit (`FOR UPDATE` on PostgreSQL; SQLite's write lock
+    /// is already held).
     pub async fn room(&self, room_id: &str) -> Result<Option<StoredRoom>, DbErr> {
-        find_room(&self.tx, room_id).await
+        let Some(model) = room::Entity::find_by_id(room_id.to_owned()).lock_exclusive().one(&self.tx).await? else {
+            return Ok(None);
+        };
+        with_member_count(&self.tx, model).await
     }
 
     pub async fn role(&self, room_id: &str, user_id: &str) -> Result<Option<Role>, DbErr> {

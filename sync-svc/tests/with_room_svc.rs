@@ -43,7 +43,7 @@ impl Stack {
         let peer = |url: &str| svc_kit::peer::channel(url, Duration::from_secs(5)).unwrap();
         session_svc::build(
             &svc_kit::config::from_env(),
-            &svc_kit::db::sqlite_url(dir.path(), "session.db"),
+            &svc_kit::testing::database_url(dir.path(), "session.db").await,
             &DbOptions::default(),
             AdminToken::new(None),
             svc_kit::clock::system(),
@@ -55,7 +55,7 @@ impl Stack {
         room_config.bcrypt_cost = 4;
         room_svc::build(
             &room_config,
-            &svc_kit::db::sqlite_url(dir.path(), "room.db"),
+            &svc_kit::testing::database_url(dir.path(), "room.db").await,
             &DbOptions::default(),
             peer(&peers_url),
             AdminToken::new(None),
@@ -71,7 +71,7 @@ impl Stack {
         let mut assembly = svc_kit::testing::bind().await;
         sync_svc::build(
             &config,
-            &svc_kit::db::sqlite_url(dir.path(), "sync.db"),
+            &svc_kit::testing::database_url(dir.path(), "sync.db").await,
             &DbOptions::default(),
             sync_svc::Peers { session: peer(&peers_url), room: peer(&peers_url) },
             AdminToken::new(None),

@@ -1,6 +1,7 @@
 //! The harness for chat-svc's integration tests: a real session-svc and room-svc on one
-//! loopback server, and chat-svc on another (so it can be restarted over the same SQLite
-//! file), all on port 0 over fresh files in a temporary directory.
+//! loopback server, and chat-svc on another (so it can be restarted over the same database),
+//! all on port 0 over fresh SQLite files in a temporary directory, or a fresh PostgreSQL
+//! database when `XIAOWO_TEST_POSTGRES` is set.
 
 #![allow(dead_code)]
 
@@ -65,7 +66,7 @@ impl TestApp {
         let session_config: session_svc::Config = svc_kit::config::from_env();
         session_svc::build(
             &session_config,
-            &svc_kit::db::sqlite_url(dir.path(), "session.db"),
+            &svc_kit::testing::database_url(dir.path(), "session.db").await,
             &DbOptions::default(),
             AdminToken::new(Some(ADMIN_TOKEN)),
             shared.clone(),
@@ -78,7 +79,7 @@ impl TestApp {
         let session_channel = svc_kit::peer::channel(&assembly.local_url(), Duration::from_secs(5)).unwrap();
         room_svc::build(
             &room_config,
-            &svc_kit::db::sqlite_url(dir.path(), "room.db"),
+            &svc_kit::testing::database_url(dir.path(), "room.db").await,
             &DbOptions::default(),
             session_channel,
             AdminToken::new(Some(ADMIN_TOKEN)),
@@ -97,13 +98,19 @@ impl TestApp {
 
     /// Starts chat-svc over the test's database and waits until it follows room events.
     pub async fn start_chat(&mut self) {
+        self.chat = Some(self.spawn_chat().await);
+    }
+
+    /// One more chat-svc instance over the same database, as another host would run it;
+    /// returned once it follows room events.
+    pub async fn spawn_chat(&self) -> TestServer {
         let mut assembly = svc_kit::testing::bind().await;
         let peers = chat_svc::Peers { session: self.peers.channel(), room: self.peers.channel() };
         let shared: SharedClock = self.clock.clone();
         chat_svc::build_with_retention(
             &self.config,
             &self.retention,
-            &svc_kit::db::sqlite_url(self.dir.path(), "chat.db"),
+            &svc_kit::testing::database_url(self.dir.path(), "chat.db").await,
             &DbOptions::default(),
             peers,
             AdminToken::new(Some(ADMIN_TOKEN)),
@@ -112,12 +119,13 @@ impl TestApp {
         )
         .await
         .unwrap();
-        self.chat = Some(TestServer::spawn(assembly));
+        let chat = TestServer::spawn(assembly);
         let deadline = tokio::time::Instant::now() + WAIT;
-        while metric(&self.chat_metrics().await, "chat_room_events_connected") < 1.0 {
+        while metric(&metrics_of(&chat).await, "chat_room_events_connected") < 1.0 {
             assert!(tokio::time::Instant::now() < deadline, "chat-svc never subscribed to room events");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        chat
     }
 
     /// Stops chat-svc (draining) and starts it again over the same database.
@@ -218,18 +226,24 @@ impl TestApp {
     /// `GET /metrics` of chat-svc over plain HTTP/1.1, off the runtime's thread (the server
     /// runs on the same single-threaded test runtime).
     pub async fn chat_metrics(&self) -> String {
-        let addr = self.chat_server().addr;
-        tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut stream = std::net::TcpStream::connect(addr).unwrap();
-            write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            response
-        })
-        .await
-        .unwrap()
+        metrics_of(self.chat_server()).await
     }
+}
+
+/// `GET /metrics` of `server` over plain HTTP/1.1, off the runtime's thread (the server runs
+/// on the same single-threaded test runtime).
+pub async fn metrics_of(server: &TestServer) -> String {
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap()
 }
 
 /// The value of an unlabelled metric in a `/metrics` text (0 when absent).

@@ -1,5 +1,6 @@
 //! The harness for room-svc's integration tests: a real session-svc and a real room-svc in one
-//! server on a loopback port, over fresh SQLite files, driven through generated clients.
+//! server on a loopback port, over fresh SQLite files (or a fresh PostgreSQL database when
+//! `XIAOWO_TEST_POSTGRES` is set), driven through generated clients.
 
 #![allow(dead_code)]
 
@@ -66,7 +67,7 @@ impl TestApp {
         let session_config: session_svc::Config = svc_kit::config::from_env();
         session_svc::build(
             &session_config,
-            &svc_kit::db::sqlite_url(dir.path(), "session.db"),
+            &svc_kit::testing::database_url(dir.path(), "session.db").await,
             &DbOptions::default(),
             AdminToken::new(Some(ADMIN_TOKEN)),
             shared.clone(),
@@ -78,7 +79,7 @@ impl TestApp {
         room_svc::build_with_retention(
             &config,
             &retention,
-            &svc_kit::db::sqlite_url(dir.path(), "room.db"),
+            &svc_kit::testing::database_url(dir.path(), "room.db").await,
             &DbOptions::default(),
             session_channel,
             AdminToken::new(Some(ADMIN_TOKEN)),

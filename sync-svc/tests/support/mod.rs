@@ -1,5 +1,6 @@
 //! A running sync-svc with its peers for integration tests: a real session-svc, a room
-//! service on a loopback port, and sync-svc over a fresh SQLite file, all on port 0.
+//! service on a loopback port, and sync-svc over a fresh SQLite file (or a fresh PostgreSQL
+//! database when `XIAOWO_TEST_POSTGRES` is set), all on port 0.
 //!
 //! The room service here is a small stand-in for room-svc's `RoomInternalService` (its
 //! contract, not its implementation): tests set members, roles and control modes directly and
@@ -182,7 +183,7 @@ pub struct Peers {
 impl Peers {
     pub async fn start() -> Self {
         let session_dir = tempfile::tempdir().unwrap();
-        let session_url = svc_kit::db::sqlite_url(session_dir.path(), "session.db");
+        let session_url = svc_kit::testing::database_url(session_dir.path(), "session.db").await;
         let mut assembly = svc_kit::testing::bind().await;
         session_svc::build(
             &svc_kit::config::from_env(),
@@ -250,7 +251,7 @@ impl SyncApp {
         retention: &RetentionConfig,
         clock: SharedClock,
     ) -> Self {
-        let url = svc_kit::db::sqlite_url(data_dir, "sync.db");
+        let url = svc_kit::testing::database_url(data_dir, "sync.db").await;
         let mut assembly = svc_kit::testing::bind().await;
         sync_svc::build_with_retention(
             config,
