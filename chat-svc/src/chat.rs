@@ -480,6 +480,7 @@ impl Chat {
                 }
             }
             RoomEvent::RoomClosed => return Err(End::Status(Error::RoomClosed)),
+            RoomEvent::Resync => return self.catch_up(watch).await,
         }
         Ok(())
     }

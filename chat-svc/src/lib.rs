@@ -42,7 +42,7 @@ pub use migration::Migrator;
 
 use crate::chat::{Chat, ChatSettings};
 use crate::delivery::DeliveryTracker;
-use crate::pubsub::{InProcess, PubSub};
+use crate::pubsub::{InProcess, Nats, PubSub};
 use crate::store::Store;
 
 /// chat-svc's domain metrics.
@@ -160,7 +160,11 @@ pub async fn build_with_retention(
     let (janitor, closed_rooms) =
         retention::ChatRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
     let metrics = ChatMetrics::new(assembly.metrics().registry());
-    let pubsub: Arc<dyn PubSub> = Arc::new(InProcess::new(config.room_buffer));
+    let nats = assembly.broker().map(|broker| Arc::new(Nats::new(config.room_buffer, broker.clone())));
+    let pubsub: Arc<dyn PubSub> = match &nats {
+        Some(nats) => Arc::clone(nats) as Arc<dyn PubSub>,
+        None => Arc::new(InProcess::new(config.room_buffer)),
+    };
     let delivery = Arc::new(DeliveryTracker::default());
     let shutdown = assembly.shutdown_token();
 
@@ -176,6 +180,9 @@ pub async fn build_with_retention(
         shutdown.clone(),
     );
     assembly.spawn_worker("chat-writer", writer_task);
+    if let Some(nats) = nats {
+        assembly.spawn_worker("chat-bus", nats.run(shutdown.clone()));
+    }
 
     let access = Arc::new(RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_interval));
     assembly.spawn_worker("chat-retention", janitor.run(retention.interval, shutdown.clone()));

@@ -2,7 +2,7 @@
 //! Protobuf never reaches past `grpc.rs`; these do.
 
 /// Where a message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MessageStatus {
     /// Committed.
     Stored,
@@ -13,7 +13,7 @@ pub enum MessageStatus {
 }
 
 /// A chat message. Times are Unix milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub room_id: String,
     pub seq: i64,
@@ -44,7 +44,7 @@ pub struct Sent {
 }
 
 /// How far one member has received and read a room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
     pub user_id: String,
     pub received_seq: i64,
@@ -92,8 +92,8 @@ pub struct ModerationAction {
 }
 
 /// What passes through the publish/subscribe boundary for one room. Everything here can be
-/// serialised, so that a broker between instances can carry it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// serialised, so that a broker between instances can carry it (as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RoomEvent {
     /// A newly committed message, published in sequence order.
     Message(Message),
@@ -107,6 +107,9 @@ pub enum RoomEvent {
     MemberRemoved { user_id: String },
     /// The room closed: every stream ends.
     RoomClosed,
+    /// Live events may have been lost (the broker between instances was unreachable):
+    /// watchers catch up from the database.
+    Resync,
 }
 
 /// What a watcher receives.

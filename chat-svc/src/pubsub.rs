@@ -1,12 +1,17 @@
-//! The one publish/subscribe boundary that live delivery passes through. Today it is an
-//! in-process broadcast per room; running several instances means putting a broker (NATS)
-//! behind the same trait, with nothing else changing: sequence numbers already come from the
-//! database and watchers already catch up from it whenever they miss something.
+//! The one publish/subscribe boundary that live delivery passes through: an in-process
+//! broadcast per room, and with a broker configured ([`Nats`]) also NATS, which carries what
+//! one instance publishes to the watchers of every other (subject `xiaowo.chat.room.<room
+//! id>`, the event as JSON). Nothing else changes: sequence numbers come from the database and
+//! watchers catch up from it whenever they see one skipped, and after a broker outage every
+//! watched room catches up. Removals and closings stay local: every instance follows
+//! room-svc's events itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use svc_kit::bus::{Broker, is_subject_token};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::model::RoomEvent;
 
@@ -32,6 +37,99 @@ impl InProcess {
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         Self { capacity: capacity.max(1), rooms: Mutex::new(HashMap::new()) }
+    }
+
+    /// Rooms with subscribers here.
+    #[must_use]
+    pub fn watched_rooms(&self) -> Vec<String> {
+        let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
+        rooms.iter().filter(|(_, sender)| sender.receiver_count() > 0).map(|(room_id, _)| room_id.clone()).collect()
+    }
+}
+
+const SUBJECT: &str = "xiaowo.chat.room";
+
+/// [`InProcess`] plus NATS between instances.
+#[derive(Debug)]
+pub struct Nats {
+    local: InProcess,
+    broker: Broker,
+}
+
+impl Nats {
+    /// Rooms keep `capacity` live events here; events cross instances through `broker`.
+    #[must_use]
+    pub fn new(capacity: usize, broker: Broker) -> Self {
+        Self { local: InProcess::new(capacity), broker }
+    }
+
+    /// Delivers other instances' events to the watchers here until `shutdown`; after every
+    /// reconnection, watched rooms catch up from the database.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut connections = self.broker.connections();
+        connections.borrow_and_update();
+        let mut events = match self.broker.subscribe(&format!("{SUBJECT}.*")).await {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::error!(%error, "chat events from other instances will not arrive");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                delivery = events.next() => {
+                    let Some(delivery) = delivery else { return };
+                    let Some(room_id) = delivery.subject.strip_prefix(SUBJECT).and_then(|rest| rest.strip_prefix('.'))
+                    else {
+                        continue;
+                    };
+                    match serde_json::from_slice::<RoomEvent>(&delivery.payload) {
+                        Ok(event) if crosses_instances(&event) => self.local.publish(room_id, event),
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(room_id, %error, "unreadable chat event from another instance"),
+                    }
+                }
+                changed = connections.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let watched = self.local.watched_rooms();
+                    tracing::info!(rooms = watched.len(), "broker reconnected; watched rooms catch up");
+                    for room_id in watched {
+                        self.local.publish(&room_id, RoomEvent::Resync);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What another instance's watchers need to hear from this one (the rest they learn from
+/// room-svc or is about this instance only).
+fn crosses_instances(event: &RoomEvent) -> bool {
+    match event {
+        RoomEvent::Message(_)
+        | RoomEvent::Deleted { .. }
+        | RoomEvent::StatusChanged { .. }
+        | RoomEvent::CursorUpdated(_) => true,
+        RoomEvent::MemberRemoved { .. } | RoomEvent::RoomClosed | RoomEvent::Resync => false,
+    }
+}
+
+impl PubSub for Nats {
+    fn publish(&self, room_id: &str, event: RoomEvent) {
+        if crosses_instances(&event) && is_subject_token(room_id) {
+            match serde_json::to_vec(&event) {
+                Ok(encoded) => self.broker.publish(format!("{SUBJECT}.{room_id}"), &[], encoded.into()),
+                Err(error) => tracing::warn!(room_id, %error, "chat event not encodable for other instances"),
+            }
+        }
+        self.local.publish(room_id, event);
+    }
+
+    fn subscribe(&self, room_id: &str) -> broadcast::Receiver<Arc<RoomEvent>> {
+        self.local.subscribe(room_id)
     }
 }
 
@@ -63,6 +161,28 @@ impl PubSub for InProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Message, MessageStatus};
+
+    #[test]
+    fn events_survive_the_trip_between_instances() {
+        let message = Message {
+            room_id: "r".to_owned(),
+            seq: 7,
+            sender_id: "u".to_owned(),
+            text: "你好 <b>".to_owned(),
+            client_message_id: "c".to_owned(),
+            status: MessageStatus::Stored,
+            created_at: 1,
+            deleted_at: None,
+            deleted_by: None,
+        };
+        for event in
+            [RoomEvent::Message(message), RoomEvent::StatusChanged { seq: 7, status: MessageStatus::Delivered }]
+        {
+            let encoded = serde_json::to_vec(&event).unwrap();
+            assert_eq!(serde_json::from_slice::<RoomEvent>(&encoded).unwrap(), event);
+        }
+    }
 
     #[tokio::test]
     async fn delivers_only_to_the_room_and_signals_lag() {

@@ -13,7 +13,11 @@
 #   XIAOWO_TLS_CERT [/etc/xiaowo/tls/fullchain.pem]   XIAOWO_TLS_KEY [/etc/xiaowo/tls/privkey.pem]
 #   XIAOWO_WEB_ROOT [/usr/share/xiaowo/web]           the built web client (web/dist)
 #   XIAOWO_{SESSION,ROOM,SYNC,CHAT,MONITOR}_UPSTREAMS  space-separated host:port lists
-#                                          [127.0.0.1:50051 … 127.0.0.1:50055]
+#                                          [127.0.0.1:50051 … 127.0.0.1:50055]; several servers
+#                                          are balanced (sync and chat need --nats-url then)
+#   XIAOWO_ROOM_AFFINITY [off]             `on`: sync and chat requests carrying the same
+#                                          x-xiaowo-room header go to the same instance
+#                                          (consistent hash); others are spread as usual
 #   XIAOWO_SESSION_CREATE_RATE [10r/m]  XIAOWO_SESSION_CREATE_BURST [20]
 #   XIAOWO_ROOM_JOIN_RATE [30r/m]       XIAOWO_ROOM_JOIN_BURST [30]
 set -euo pipefail
@@ -36,6 +40,14 @@ servers() {
   printf '%s' "${line%$'\n'}"
 }
 
+# sync-svc and chat-svc: optionally room-affine (see README, "Several instances").
+room_servers() {
+  if [ "${XIAOWO_ROOM_AFFINITY:-off}" = "on" ]; then
+    printf '    hash $xiaowo_room_key consistent;\n'
+  fi
+  servers "$1"
+}
+
 https_port=${XIAOWO_HTTPS_PUBLIC_PORT:-443}
 redirect_port=":${https_port}"
 [ "$https_port" = "443" ] && redirect_port=""
@@ -48,8 +60,8 @@ text = open(sys.argv[1]).read()
 values = {
     "SESSION_SERVERS": """$(servers "${XIAOWO_SESSION_UPSTREAMS:-127.0.0.1:50051}")""",
     "ROOM_SERVERS": """$(servers "${XIAOWO_ROOM_UPSTREAMS:-127.0.0.1:50052}")""",
-    "SYNC_SERVERS": """$(servers "${XIAOWO_SYNC_UPSTREAMS:-127.0.0.1:50053}")""",
-    "CHAT_SERVERS": """$(servers "${XIAOWO_CHAT_UPSTREAMS:-127.0.0.1:50054}")""",
+    "SYNC_SERVERS": """$(room_servers "${XIAOWO_SYNC_UPSTREAMS:-127.0.0.1:50053}")""",
+    "CHAT_SERVERS": """$(room_servers "${XIAOWO_CHAT_UPSTREAMS:-127.0.0.1:50054}")""",
     "MONITOR_SERVERS": """$(servers "${XIAOWO_MONITOR_UPSTREAMS:-127.0.0.1:50055}")""",
     "HTTP_LISTEN": "${XIAOWO_HTTP_LISTEN:-80}",
     "HTTPS_LISTEN": "${XIAOWO_HTTPS_LISTEN:-443}",

@@ -5,6 +5,7 @@
 //! the retention policy with its batched pruning, and signal-driven shutdown.
 
 pub mod auth;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod db;

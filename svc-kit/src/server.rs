@@ -82,10 +82,6 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A bound server that services register into before it runs.
-pub struct Assembly {
 /// What the served web client may load and do: the same policy as its `<meta>` tag (which
 /// cannot say `frame-ancestors`) and as nginx sends in split mode, so that injected markup in
 /// room names or chat can run nothing even if the client ever rendered it as HTML.
@@ -138,6 +134,10 @@ async fn only_grpc_content(request: axum::extract::Request, next: axum::middlewa
     }
 }
 
+type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A bound server that services register into before it runs.
+pub struct Assembly {
     config: ServerConfig,
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -149,6 +149,7 @@ async fn only_grpc_content(request: axum::extract::Request, next: axum::middlewa
     workers: Vec<(&'static str, Worker)>,
     static_dir: Option<PathBuf>,
     shutdown: CancellationToken,
+    broker: Option<crate::bus::Broker>,
 }
 
 impl std::fmt::Debug for Assembly {
@@ -195,6 +196,7 @@ impl Assembly {
             workers: Vec::new(),
             static_dir: None,
             shutdown,
+            broker: None,
         })
     }
 
@@ -232,6 +234,18 @@ impl Assembly {
     #[must_use]
     pub fn stop_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Carries room events between instances through `broker` (services built after this
+    /// call publish and subscribe there as well as in-process).
+    pub fn set_broker(&mut self, broker: crate::bus::Broker) {
+        self.broker = Some(broker);
+    }
+
+    /// The broker between instances, when one is configured.
+    #[must_use]
+    pub fn broker(&self) -> Option<&crate::bus::Broker> {
+        self.broker.as_ref()
     }
 
     /// Serves a generated tonic service; its health status is `SERVING` while the server runs.
@@ -278,6 +292,7 @@ impl Assembly {
             workers,
             static_dir,
             shutdown,
+            broker: _,
         } = self;
 
         let health_name =

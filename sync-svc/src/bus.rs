@@ -1,7 +1,15 @@
 //! The one publish/subscribe boundary room events pass through. Whoever accepts a change
 //! publishes it here, already encoded; every stream watching the room subscribes here. The
-//! in-process implementation is a tokio broadcast channel per room; a broker (NATS) can take
-//! its place to carry events between instances without touching the rest of the service.
+//! in-process implementation is a tokio broadcast channel per room; with a broker configured,
+//! [`NatsBus`] also carries state changes and presence between instances through NATS.
+//!
+//! What crosses instances: state changes (subject `xiaowo.sync.room.<room id>`, the encoded
+//! `WatchRoomResponse` with its version in a header) and each instance's own watchers
+//! (`xiaowo.sync.presence.<room id>`, re-sent every heartbeat, forgotten after the expiry).
+//! What does not: presence as streamed (each instance streams the union it computes),
+//! removals and closings (every instance follows room-svc's events itself). Versions are
+//! authoritative: a watcher that sees one skipped reloads a snapshot from the database, and
+//! after a broker outage every watched room does.
 //!
 //! Memory is bounded by construction: each room's channel keeps at most `capacity` events,
 //! shared by all its subscribers, and a subscriber that falls further behind is told how many
@@ -11,8 +19,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use svc_kit::bus::{Broker, Delivery, is_subject_token};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::rooms::Rooms;
 
 /// Something that happened in a room.
 #[derive(Debug, Clone)]
@@ -28,6 +42,8 @@ pub enum RoomEvent {
     MemberRemoved { user_id: String },
     /// The room closed: every stream ends.
     RoomClosed,
+    /// Events may have been lost (the broker was unreachable): watchers reload a snapshot.
+    Resync,
 }
 
 /// A subscription to one room's events.
@@ -39,6 +55,9 @@ pub trait RoomBus: Send + Sync + fmt::Debug {
     fn publish(&self, room_id: &str, event: RoomEvent);
     /// Starts receiving the room's events from now on.
     fn subscribe(&self, room_id: &str) -> Subscription;
+    /// Tells other instances who watches the room here (an encoded presence); nothing to do
+    /// without them.
+    fn share_presence(&self, _room_id: &str, _encoded: Bytes) {}
 }
 
 /// Rooms and their channels inside this process.
@@ -59,6 +78,13 @@ impl InProcessBus {
     #[must_use]
     pub fn room_count(&self) -> usize {
         self.rooms.lock().map(|rooms| rooms.len()).unwrap_or(0)
+    }
+
+    /// Rooms that have subscribers here.
+    #[must_use]
+    pub fn watched_rooms(&self) -> Vec<String> {
+        let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
+        rooms.iter().filter(|(_, sender)| sender.receiver_count() > 0).map(|(room_id, _)| room_id.clone()).collect()
     }
 }
 
@@ -82,6 +108,115 @@ impl RoomBus for InProcessBus {
             rooms.retain(|_, sender| sender.receiver_count() > 0);
         }
         rooms.entry(room_id.to_owned()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
+    }
+}
+
+const STATE_SUBJECT: &str = "xiaowo.sync.room";
+const PRESENCE_SUBJECT: &str = "xiaowo.sync.presence";
+const VERSION_HEADER: &str = "Xiaowo-Version";
+
+/// The in-process bus plus NATS: what this instance publishes reaches its own watchers at
+/// once and the other instances through the broker; what they publish is delivered here.
+#[derive(Debug)]
+pub struct NatsBus {
+    local: InProcessBus,
+    broker: Broker,
+}
+
+impl NatsBus {
+    /// A bus keeping at most `capacity` undelivered events per room, linked through `broker`.
+    #[must_use]
+    pub fn new(capacity: usize, broker: Broker) -> Self {
+        Self { local: InProcessBus::new(capacity), broker }
+    }
+
+    /// Delivers other instances' state changes and presence to this one until `shutdown`;
+    /// after every reconnection, watched rooms reload a snapshot and presence is re-sent.
+    pub async fn run(self: Arc<Self>, rooms: Arc<Rooms>, shutdown: CancellationToken) {
+        let mut connections = self.broker.connections();
+        connections.borrow_and_update();
+        let subscribed = async {
+            let states = self.broker.subscribe(&format!("{STATE_SUBJECT}.*")).await?;
+            let presence = self.broker.subscribe(&format!("{PRESENCE_SUBJECT}.*")).await?;
+            Ok::<_, svc_kit::bus::BusError>((states, presence))
+        };
+        let (mut states, mut presence) = match subscribed.await {
+            Ok(subscriptions) => subscriptions,
+            Err(error) => {
+                tracing::error!(%error, "sync events from other instances will not arrive");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                delivery = states.next() => match delivery {
+                    Some(delivery) => self.on_state(delivery),
+                    None => return,
+                },
+                delivery = presence.next() => match delivery {
+                    Some(delivery) => on_presence(&rooms, &delivery),
+                    None => return,
+                },
+                changed = connections.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let watched = self.local.watched_rooms();
+                    tracing::info!(rooms = watched.len(), "broker reconnected; resynchronising watched rooms");
+                    for room_id in watched {
+                        self.local.publish(&room_id, RoomEvent::Resync);
+                    }
+                    rooms.share_presence_again();
+                }
+            }
+        }
+    }
+
+    fn on_state(&self, delivery: Delivery) {
+        let Some(room_id) = room_of(&delivery.subject, STATE_SUBJECT) else { return };
+        let version = delivery.header(VERSION_HEADER).and_then(|version| version.parse::<i64>().ok());
+        if version.is_none() {
+            tracing::warn!(room_id, "state change without a version from another instance; ignored");
+            return;
+        }
+        self.local.publish(room_id, RoomEvent::Message { version, encoded: delivery.payload });
+    }
+}
+
+fn room_of<'a>(subject: &'a str, prefix: &str) -> Option<&'a str> {
+    subject.strip_prefix(prefix)?.strip_prefix('.').filter(|room_id| is_subject_token(room_id))
+}
+
+fn on_presence(rooms: &Rooms, delivery: &Delivery) {
+    let (Some(room_id), Some(origin)) = (room_of(&delivery.subject, PRESENCE_SUBJECT), delivery.origin()) else {
+        return;
+    };
+    match crate::grpc::wire::decode_presence(&delivery.payload) {
+        Some(watchers) => rooms.on_remote_presence(room_id, origin, watchers),
+        None => tracing::warn!(room_id, "unreadable presence from another instance; ignored"),
+    }
+}
+
+impl RoomBus for NatsBus {
+    fn publish(&self, room_id: &str, event: RoomEvent) {
+        if let RoomEvent::Message { version: Some(version), encoded } = &event
+            && is_subject_token(room_id)
+        {
+            let version = version.to_string();
+            self.broker.publish(format!("{STATE_SUBJECT}.{room_id}"), &[(VERSION_HEADER, &version)], encoded.clone());
+        }
+        self.local.publish(room_id, event);
+    }
+
+    fn subscribe(&self, room_id: &str) -> Subscription {
+        self.local.subscribe(room_id)
+    }
+
+    fn share_presence(&self, room_id: &str, encoded: Bytes) {
+        if is_subject_token(room_id) {
+            self.broker.publish(format!("{PRESENCE_SUBJECT}.{room_id}"), &[], encoded);
+        }
     }
 }
 

@@ -52,6 +52,13 @@ pub struct Config {
     /// Presence (who watches, their drift) is streamed at most this often per room.
     #[arg(id = "sync_presence_interval", long = "sync-presence-interval", env = "XIAOWO_SYNC_PRESENCE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub presence_interval: Duration,
+    /// With a broker: how often this instance tells the others who watches each room here.
+    #[arg(id = "sync_presence_heartbeat", long = "sync-presence-heartbeat", env = "XIAOWO_SYNC_PRESENCE_HEARTBEAT", default_value = "2s", value_parser = parse_duration)]
+    pub presence_heartbeat: Duration,
+    /// With a broker: another instance's watchers are dropped from presence when it has not
+    /// confirmed them for this long (it died or lost the broker); keep it ≥ 3 heartbeats.
+    #[arg(id = "sync_presence_expiry", long = "sync-presence-expiry", env = "XIAOWO_SYNC_PRESENCE_EXPIRY", default_value = "6s", value_parser = parse_duration)]
+    pub presence_expiry: Duration,
     /// Commands one user may send at once before being limited.
     #[arg(
         id = "sync_command_burst",

@@ -27,7 +27,7 @@ use crate::timeline::{self, Action, Command, Media, QueueItem, RoomState, Timeli
 
 /// Encoding the messages that go out on room streams, once per room.
 pub mod wire {
-    use super::{Bytes, Message, RoomState, Watcher, pb, state_to_pb, watcher_to_pb};
+    use super::{Bytes, Message, RoomState, Watcher, pb, state_to_pb, watcher_from_pb, watcher_to_pb};
 
     fn encode(event: pb::watch_room_response::Event, now_ms: i64) -> Bytes {
         let message = pb::WatchRoomResponse { server_time: Some(proto::timestamp_from_ms(now_ms)), event: Some(event) };
@@ -53,6 +53,15 @@ pub mod wire {
     pub fn encode_presence(watchers: &[Watcher], now_ms: i64) -> Bytes {
         let presence = pb::Presence { watchers: watchers.iter().map(watcher_to_pb).collect() };
         encode(pb::watch_room_response::Event::Presence(presence), now_ms)
+    }
+
+    /// The watchers of a presence another instance shared ([`encode_presence`]'s output);
+    /// `None` for anything else.
+    #[must_use]
+    pub fn decode_presence(encoded: &[u8]) -> Option<Vec<Watcher>> {
+        let message = pb::WatchRoomResponse::decode(encoded).ok()?;
+        let pb::watch_room_response::Event::Presence(presence) = message.event? else { return None };
+        Some(presence.watchers.into_iter().map(watcher_from_pb).collect())
     }
 
     /// A heartbeat.
@@ -148,6 +157,18 @@ fn watcher_to_pb(watcher: &Watcher) -> pb::Watcher {
         ignore_wait: *ignore_wait,
         report_time: Some(proto::timestamp_from_ms(*reported_at)),
     }
+}
+
+fn watcher_from_pb(watcher: pb::Watcher) -> Watcher {
+    let pb::Watcher { user_id, display_name, state, offset_ms, round_trip_ms, ignore_wait, report_time } = watcher;
+    let state = match pb::PlayerState::try_from(state) {
+        Ok(pb::PlayerState::Ready) => PlayerState::Ready,
+        Ok(pb::PlayerState::Buffering) => PlayerState::Buffering,
+        Ok(pb::PlayerState::Ended) => PlayerState::Ended,
+        Ok(pb::PlayerState::Unspecified) | Err(_) => PlayerState::Unknown,
+    };
+    let reported_at = report_time.map_or(0, |time| proto::ms_from_timestamp(&time));
+    Watcher { user_id, display_name, state, offset_ms, round_trip_ms, ignore_wait, reported_at }
 }
 
 /// `ABORTED` for a stale version, carrying the current state: the details are a

@@ -34,7 +34,7 @@ pub use config::Config;
 pub use error::Error;
 pub use migration::Migrator;
 
-use crate::bus::InProcessBus;
+use crate::bus::{InProcessBus, NatsBus, RoomBus};
 use crate::retention::ClosedRoom;
 use crate::rooms::{Rooms, SyncMetrics};
 
@@ -87,7 +87,11 @@ pub async fn build_with_retention(
         retention::SyncRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
     let closing_clock = Arc::clone(&clock);
     let access = Arc::new(RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_debounce));
-    let bus = Arc::new(InProcessBus::new(config.watcher_buffer));
+    let nats = assembly.broker().map(|broker| Arc::new(NatsBus::new(config.watcher_buffer, broker.clone())));
+    let bus: Arc<dyn RoomBus> = match &nats {
+        Some(nats) => Arc::clone(nats) as Arc<dyn RoomBus>,
+        None => Arc::new(InProcessBus::new(config.watcher_buffer)),
+    };
     let rooms = Arc::new(Rooms::new(store, bus, Arc::clone(&access), clock, config, metrics));
     let sessions = Arc::new(SessionValidator::new(peers.session, config.session_cache_ttl));
     let max_message = assembly.config().max_message_bytes;
@@ -100,6 +104,9 @@ pub async fn build_with_retention(
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message),
     );
+    if let Some(nats) = nats {
+        assembly.spawn_worker("sync-bus", nats.run(Arc::clone(&rooms), shutdown.clone()));
+    }
     assembly.spawn_worker("sync-room-rules", Arc::clone(&rooms).run_ticker(config.tick_interval, shutdown.clone()));
     assembly.spawn_worker("sync-retention", janitor.run(retention.interval, shutdown.clone()));
     let follower_rooms = Arc::clone(&rooms);

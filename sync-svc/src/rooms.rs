@@ -91,9 +91,12 @@ struct WatcherEntry {
 #[derive(Debug, Default)]
 struct RoomPresence {
     watchers: HashMap<String, WatcherEntry>,
-    /// Presence changed since it was last published.
+    /// Presence (here or on another instance) changed since it was last published.
     dirty: bool,
     last_published: Option<Instant>,
+    /// This instance's own watchers changed since they were last shared with other instances.
+    changed_here: bool,
+    last_shared: Option<Instant>,
     /// The newest state this process saw; a stale one only costs a refused conditional update.
     latest: Option<RoomState>,
 }
@@ -105,6 +108,13 @@ impl RoomPresence {
         watchers.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         watchers
     }
+}
+
+/// Who watches a room on another instance, as that instance last said.
+#[derive(Debug)]
+struct RemotePresence {
+    watchers: Vec<Watcher>,
+    expires_at: Instant,
 }
 
 /// sync-svc's counters, gauges and the drift histogram.
@@ -184,6 +194,8 @@ struct Timing {
     wait_grace_ms: i64,
     wait_timeout_ms: i64,
     presence_interval: Duration,
+    presence_heartbeat: Duration,
+    presence_expiry: Duration,
 }
 
 /// The sync domain: commands, presence, streams and the background rules.
@@ -198,6 +210,8 @@ pub struct Rooms {
     report_limiter: KeyedLimiter,
     timing: Timing,
     presence: Mutex<HashMap<String, RoomPresence>>,
+    /// Per room, per other instance: their watchers (only with a broker).
+    remote_presence: Mutex<HashMap<String, HashMap<String, RemotePresence>>>,
     metrics: SyncMetrics,
 }
 
@@ -244,8 +258,11 @@ impl Rooms {
                 wait_grace_ms: millis(config.wait_grace),
                 wait_timeout_ms: millis(config.wait_timeout),
                 presence_interval: config.presence_interval,
+                presence_heartbeat: config.presence_heartbeat.max(Duration::from_millis(10)),
+                presence_expiry: config.presence_expiry,
             },
             presence: Mutex::new(HashMap::new()),
+            remote_presence: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -260,6 +277,67 @@ impl Rooms {
         match self.presence.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn remote_presence(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, RemotePresence>>> {
+        match self.remote_presence.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Everyone watching the room: here, and on other instances that said so recently. A user
+    /// watching on several instances appears once (this instance's entry first).
+    fn all_watchers(&self, room_id: &str) -> Vec<Watcher> {
+        let mut watchers = self.presence().get(room_id).map(RoomPresence::visible_watchers).unwrap_or_default();
+        self.add_remote_watchers(room_id, &mut watchers);
+        watchers
+    }
+
+    fn add_remote_watchers(&self, room_id: &str, watchers: &mut Vec<Watcher>) {
+        let now = Instant::now();
+        if let Some(instances) = self.remote_presence().get(room_id) {
+            for remote in instances.values().filter(|remote| remote.expires_at > now) {
+                for watcher in &remote.watchers {
+                    if !watchers.iter().any(|known| known.user_id == watcher.user_id) {
+                        watchers.push(watcher.clone());
+                    }
+                }
+            }
+        }
+        watchers.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    }
+
+    /// Another instance's watchers of `room_id` (an empty list: none any more).
+    pub fn on_remote_presence(&self, room_id: &str, instance: &str, watchers: Vec<Watcher>) {
+        {
+            let mut remote = self.remote_presence();
+            if watchers.is_empty() {
+                if let Some(instances) = remote.get_mut(room_id) {
+                    instances.remove(instance);
+                    if instances.is_empty() {
+                        remote.remove(room_id);
+                    }
+                }
+            } else {
+                let expires_at = Instant::now() + self.timing.presence_expiry;
+                remote
+                    .entry(room_id.to_owned())
+                    .or_default()
+                    .insert(instance.to_owned(), RemotePresence { watchers, expires_at });
+            }
+        }
+        if let Some(room) = self.presence().get_mut(room_id) {
+            room.dirty = true;
+        }
+    }
+
+    /// Makes the next tick share every room's watchers with other instances (after the broker
+    /// came back, they may have forgotten them).
+    pub fn share_presence_again(&self) {
+        for room in self.presence().values_mut() {
+            room.changed_here = true;
         }
     }
 
@@ -286,8 +364,7 @@ impl Rooms {
     pub async fn get(&self, room_id: &str, caller: &Caller) -> Result<(RoomState, Vec<Watcher>), Error> {
         self.require_member(room_id, caller).await?;
         let state = self.current(room_id).await?;
-        let watchers = self.presence().get(room_id).map(RoomPresence::visible_watchers).unwrap_or_default();
-        Ok((state, watchers))
+        Ok((state, self.all_watchers(room_id)))
     }
 
     /// The server time a play should start at: `requested` (clamped to now, at most
@@ -441,6 +518,7 @@ impl Rooms {
                 reported_at: now,
             };
             room.dirty = true;
+            room.changed_here = true;
         }
         if report.state == PlayerState::Ended && !report.media_id.is_empty() {
             let current = self.current(room_id).await?;
@@ -498,7 +576,7 @@ impl Rooms {
     async fn snapshot(&self, room_id: &str) -> Result<(Bytes, i64), Error> {
         let state = self.current(room_id).await?;
         self.remember(&state);
-        let watchers = self.presence().get(room_id).map(RoomPresence::visible_watchers).unwrap_or_default();
+        let watchers = self.all_watchers(room_id);
         Ok((wire::encode_snapshot(&state, &watchers, self.now_ms()), state.version))
     }
 
@@ -514,6 +592,7 @@ impl Rooms {
         });
         entry.streams += 1;
         room.dirty = true;
+        room.changed_here = true;
         self.metrics.watchers.inc();
     }
 
@@ -528,8 +607,12 @@ impl Rooms {
             }
         }
         room.dirty = true;
+        room.changed_here = true;
         if room.watchers.is_empty() {
             presence.remove(room_id);
+            drop(presence);
+            // Other instances drop this one's watchers now rather than at the expiry.
+            self.bus.share_presence(room_id, wire::encode_presence(&[], self.now_ms()));
         }
     }
 
@@ -600,16 +683,31 @@ impl Rooms {
     pub async fn tick(&self) {
         let now = self.now_ms();
         let mut due = Vec::new();
+        let expired = self.expire_remote_presence();
         {
             let mut presence = self.presence();
             for (room_id, room) in presence.iter_mut() {
                 room.watchers
                     .retain(|_, entry| entry.streams > 0 || now - entry.watcher.reported_at < millis(STALE_REPORT));
+                if expired.contains(room_id) {
+                    room.dirty = true;
+                }
+                let share_due = room.last_shared.is_none_or(|at| at.elapsed() >= self.timing.presence_heartbeat);
+                if share_due
+                    || (room.changed_here
+                        && room.last_shared.is_none_or(|at| at.elapsed() >= self.timing.presence_interval))
+                {
+                    room.changed_here = false;
+                    room.last_shared = Some(Instant::now());
+                    self.bus.share_presence(room_id, wire::encode_presence(&room.visible_watchers(), now));
+                }
                 let publish_due = room.last_published.is_none_or(|at| at.elapsed() >= self.timing.presence_interval);
                 if room.dirty && publish_due {
                     room.dirty = false;
                     room.last_published = Some(Instant::now());
-                    let encoded = wire::encode_presence(&room.visible_watchers(), now);
+                    let mut watchers = room.visible_watchers();
+                    self.add_remote_watchers(room_id, &mut watchers);
+                    let encoded = wire::encode_presence(&watchers, now);
                     self.bus.publish(room_id, RoomEvent::Message { version: None, encoded });
                 }
                 if let Some(state) = room.latest.clone()
@@ -622,6 +720,22 @@ impl Rooms {
         for (state, command) in due {
             self.system_command(&state, command).await;
         }
+    }
+
+    /// Forgets other instances' watchers that were not confirmed in time (that instance died
+    /// or lost the broker); returns the rooms whose presence changed.
+    fn expire_remote_presence(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        self.remote_presence().retain(|room_id, instances| {
+            let before = instances.len();
+            instances.retain(|_, remote| remote.expires_at > now);
+            if instances.len() != before {
+                expired.push(room_id.clone());
+            }
+            !instances.is_empty()
+        });
+        expired
     }
 
     /// What the server should do to `state` by itself now, if anything.
@@ -758,6 +872,20 @@ impl Watch {
         Some((Err(error), self))
     }
 
+    /// Sends a fresh snapshot from the database instead of the events that were missed.
+    async fn resync(self, reason: &'static str) -> Option<(Result<Bytes, Error>, Self)> {
+        self.rooms.metrics.resyncs.inc();
+        tracing::debug!(room_id = %self.room_id, reason, "resending a snapshot");
+        match self.rooms.snapshot(&self.room_id).await {
+            Ok((snapshot, version)) => {
+                let mut watch = self;
+                watch.seen_version = version;
+                watch.sent(snapshot)
+            }
+            Err(error) => self.end(error),
+        }
+    }
+
     async fn next(mut self) -> Option<(Result<Bytes, Error>, Self)> {
         if self.finished {
             return None;
@@ -771,6 +899,12 @@ impl Watch {
                 () = self.shutdown.cancelled() => return self.end(Error::ShuttingDown),
                 event = self.subscription.recv() => match event {
                     Ok(RoomEvent::Message { version: Some(version), .. }) if version <= self.seen_version => {}
+                    // A version was skipped (lost between instances, or published out of order):
+                    // the database has the truth.
+                    Ok(RoomEvent::Message { version: Some(version), .. }) if version > self.seen_version + 1 => {
+                        return self.resync("version gap").await;
+                    }
+                    Ok(RoomEvent::Resync) => return self.resync("broker reconnected").await,
                     Ok(RoomEvent::Message { version, encoded }) => {
                         if let Some(version) = version {
                             self.seen_version = version;
@@ -783,15 +917,8 @@ impl Watch {
                     Ok(RoomEvent::MemberRemoved { .. }) => {}
                     Ok(RoomEvent::RoomClosed) => return self.end(Error::FailedPrecondition("the room was closed")),
                     Err(RecvError::Lagged(missed)) => {
-                        self.rooms.metrics.resyncs.inc();
-                        tracing::debug!(room_id = %self.room_id, missed, "watcher fell behind; resending a snapshot");
-                        return match self.rooms.snapshot(&self.room_id).await {
-                            Ok((snapshot, version)) => {
-                                self.seen_version = version;
-                                self.sent(snapshot)
-                            }
-                            Err(error) => self.end(error),
-                        };
+                        tracing::debug!(room_id = %self.room_id, missed, "watcher fell behind");
+                        return self.resync("lagged").await;
                     }
                     Err(RecvError::Closed) => return None,
                 },

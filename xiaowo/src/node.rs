@@ -100,6 +100,9 @@ pub struct Common {
     /// How long each service keeps closed rooms, audit and sync logs, and chat of closed rooms.
     #[command(flatten)]
     pub retention: svc_kit::retention::RetentionConfig,
+    /// The NATS broker between instances of sync-svc and chat-svc, if any.
+    #[command(flatten)]
+    pub bus: svc_kit::bus::BusConfig,
 }
 
 /// Why a node could not start.
@@ -123,6 +126,8 @@ pub enum StartError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("cannot read database key file {path}: {source}")]
     DbKeyFile { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Bus(#[from] svc_kit::bus::BusError),
 }
 
 /// The database passphrase from a key file (first line) or given directly; `None` when neither.
@@ -292,8 +297,16 @@ pub async fn start(
     for target in assemblies.iter().flat_map(|(_, targets)| targets.iter().copied()) {
         locks.push(lock(&common.data_dir, target)?);
     }
+    // One broker connection per process: its id is the instance that other instances see.
+    let broker = match &common.bus.nats_url {
+        Some(url) => Some(svc_kit::bus::Broker::connect(url, "xiaowo").await?),
+        None => None,
+    };
     let mut running = Running { servers: Vec::new(), handles: Vec::new(), _locks: locks };
     for (mut assembly, targets) in assemblies {
+        if let Some(broker) = &broker {
+            assembly.set_broker(broker.clone());
+        }
         for target in Target::ALL.into_iter().filter(|target| targets.contains(target)) {
             let url = common.database_url(target);
             let database = |source| StartError::Database { service: target.name(), source };
