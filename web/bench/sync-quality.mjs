@@ -23,7 +23,7 @@
 //   node bench/sync-quality.mjs --smoke     2 viewers, ~20 s, one seek; fails when no numbers
 //                                           come out or the seek does not converge within 10 s
 //   (after `npm run build` and `cargo build -p xiaowo`; XIAOWO_BIN, CHROMIUM, E2E_BASE_URL and
-//   E2E_WEB_DIR as for e2e/run.mjs)
+//   E2E_WEB_DIR as for e2e/run.mjs; XIAOWO_WEB_DIST=dir serves another build of the client)
 
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -61,6 +61,9 @@ const settleMs = Number(options.settle) * 1000;
 const intervalMs = Number(options.interval);
 /** Viewers agree when within this many ms of each other (and of the room's timeline). */
 const AGREEMENT_MS = 50;
+/** Sampling interval for the first `DENSE_FOR_MS` after each command. */
+const DENSE_INTERVAL_MS = 50;
+const DENSE_FOR_MS = 2_500;
 /** How far ahead a sampling instant is announced, so that every page gets it in time. */
 const SAMPLE_LEAD_MS = 150;
 /** The last stretch before T that a page spins instead of sleeping (timers are coarse). */
@@ -156,6 +159,7 @@ async function sampleInPage([serverTime, spinMs]) {
     rate: video.playbackRate,
     paused: video.paused,
     expected: handle.expectedPosition(serverTime) ?? null,
+    version: handle.stateVersion(),
   };
 }
 
@@ -174,6 +178,7 @@ async function sampleAll(viewers, serverTime) {
     // how wrong the offsets are.
     wallPositions: readings.map((reading) => reading.position - moved(reading, reading.readAt)),
     roomPosition: readings[0].expected,
+    roomVersion: readings[0].version,
     lateMs: Math.max(...readings.map((reading) => reading.readAt - reading.target)),
     offsetsMs: readings.map((reading) => reading.offset),
   };
@@ -183,18 +188,29 @@ function spreadMs(values) {
   return (Math.max(...values) - Math.min(...values)) * 1000;
 }
 
-/** Samples every viewer at instants `intervalMs` apart until `stop()` is true. */
-async function sampleUntil(viewers, stop, samples) {
+/**
+ * Samples every viewer at instants `intervalMs` apart, `DENSE_INTERVAL_MS` apart while
+ * `dense()` says a command is about to go out or just went (to time convergence finely), until
+ * `stop()`.
+ * Instants are announced `SAMPLE_LEAD_MS` ahead, so several can be in flight at once.
+ */
+async function sampleUntil(viewers, stop, dense, samples) {
+  const pending = [];
   let next = Date.now() + SAMPLE_LEAD_MS;
   while (!stop()) {
     const serverTime = Math.max(next, Date.now() + SAMPLE_LEAD_MS);
-    next = serverTime + intervalMs;
-    const sample = await sampleAll(viewers, serverTime);
-    if (sample) {
-      samples.push(sample);
-    }
-    await sleep(serverTime - Date.now());
+    pending.push(
+      sampleAll(viewers, serverTime).then((sample) => {
+        if (sample) {
+          samples.push(sample);
+        }
+      }),
+    );
+    next = serverTime + (dense() ? DENSE_INTERVAL_MS : intervalMs);
+    await sleep(next - SAMPLE_LEAD_MS - Date.now());
   }
+  await Promise.all(pending);
+  samples.sort((a, b) => a.serverTime - b.serverTime);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,13 +251,22 @@ async function runPhase(viewers, name) {
   const issued = [];
   const phaseStart = Date.now();
   let done = false;
-  const sampling = sampleUntil(viewers, () => done, samples);
+  // Dense from just before each command is due (an instant is announced SAMPLE_LEAD_MS ahead).
+  const dense = () => {
+    const now = Date.now();
+    return events.some((event) => {
+      const due = phaseStart + event.at * 1000;
+      return now > due - SAMPLE_LEAD_MS - 2 * DENSE_INTERVAL_MS && now < due + DENSE_FOR_MS;
+    });
+  };
+  const sampling = sampleUntil(viewers, () => done, dense, samples);
   try {
     for (const event of events) {
       await sleep(phaseStart + event.at * 1000 - Date.now());
+      const versionBefore = await viewers[0].page.evaluate(() => window.__xiaowoSync.stateVersion());
       const at = Date.now();
       await issue(viewers[0], event);
-      issued.push({ ...event, issuedAt: at });
+      issued.push({ ...event, issuedAt: at, versionBefore });
       console.log(`  ${name}: ${((at - phaseStart) / 1000).toFixed(1)} s  ${describeEvent(event)}`);
     }
     await sleep(phaseStart + duration * 1000 - Date.now());
@@ -304,15 +329,19 @@ function analyse({ name, samples, issued, end }) {
     const until = issued[index + 1]?.issuedAt ?? end;
     const window = samples.filter((sample) => sample.serverTime >= event.issuedAt && sample.serverTime < until);
     // Agreeing with each other is not enough: before the command reaches them they agree on
-    // the old timeline. The owner's timeline says where the room is.
+    // the old timeline. The owner's timeline, once it is the command's, says where the room is.
     const agrees = (sample) =>
-      sample.roomPosition !== null && spreadMs([...sample.positions, sample.roomPosition]) <= AGREEMENT_MS;
+      sample.roomVersion > event.versionBefore &&
+      sample.roomPosition !== null &&
+      spreadMs([...sample.positions, sample.roomPosition]) <= AGREEMENT_MS;
     let first = window.length;
     while (first > 0 && agrees(window[first - 1])) {
       first -= 1;
     }
     const convergedMs = first < window.length ? window[first].serverTime - event.issuedAt : Infinity;
-    return { kind: event.kind, to: event.to, convergedMs, samples: window.length };
+    // Where the room was when they agreed: a seek that never happened also "converges".
+    const roomPosition = first < window.length ? window[first].roomPosition : null;
+    return { kind: event.kind, to: event.to, convergedMs, roomPosition, samples: window.length };
   });
   return {
     name,
@@ -451,6 +480,8 @@ async function main() {
     const bound = smoke ? SMOKE_CONVERGENCE_MS : Infinity;
     if (!(entry.convergedMs <= bound)) {
       problems.push(`the seek to ${entry.to} s did not converge within ${fmtS(bound)} s`);
+    } else if (!(entry.roomPosition >= entry.to && entry.roomPosition < entry.to + 10)) {
+      problems.push(`the seek to ${entry.to} s left the room at ${entry.roomPosition} s`);
     }
   }
   if (errors.length > 0) {

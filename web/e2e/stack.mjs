@@ -15,6 +15,8 @@ export const webRoot = join(here, "..");
 export const repoRoot = join(webRoot, "..");
 export const binary = process.env.XIAOWO_BIN ?? join(repoRoot, "target", "debug", "xiaowo");
 export const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+/** The built client to serve; XIAOWO_WEB_DIST measures another build (e.g. an older commit's). */
+const clientDist = process.env.XIAOWO_WEB_DIST ?? join(webRoot, "dist");
 
 export const CHROMIUM_ARGS = [
   "--headless",
@@ -39,11 +41,10 @@ export function makeTestVideo(path, seconds, pattern = "testsrc", extra = []) {
 
 /** Copies the built client to `webDir` and adds media/ for the tests; returns `webDir`. */
 export function prepareWebDir(tempDir, webDir = join(tempDir, "web")) {
-  const dist = join(webRoot, "dist");
-  if (!existsSync(join(dist, "index.html"))) {
-    throw new Error("web/dist is not built: run `npm run build` first");
+  if (!existsSync(join(clientDist, "index.html"))) {
+    throw new Error(`${clientDist} is not built: run \`npm run build\` first`);
   }
-  cpSync(dist, webDir, { recursive: true });
+  cpSync(clientDist, webDir, { recursive: true });
   mkdirSync(join(webDir, "media"), { recursive: true });
   return webDir;
 }

@@ -39,6 +39,8 @@ export interface SyncDebugHandle {
   clockOffsetMs(): number | undefined;
   /** Where the room's timeline is at server time `serverTime` (ms); undefined without media. */
   expectedPosition(serverTime: number): number | undefined;
+  /** The version of the room's state the player follows (0 before the first). */
+  stateVersion(): number;
 }
 
 type DebugWindow = Window & { __xiaowoSync?: SyncDebugHandle };
@@ -206,6 +208,7 @@ export class Player {
         video: this.video,
         clockOffsetMs: () => this.estimate?.offset,
         expectedPosition: (serverTime) => (this.timeline ? positionAt(this.timeline, serverTime) : undefined),
+        stateVersion: () => Number(this.state?.version ?? 0n),
       };
     }
   }
