@@ -1,7 +1,8 @@
 //! monitor-svc end to end: a real session-svc on a loopback port as the scrape target, the
-//! monitor on its own port over a fresh SQLite file, a real SMTP server (aiosmtpd) and real
-//! HTTP receivers for the webhook and the SMS gateway. A manual clock decides the time of each
-//! round, which the test runs itself.
+//! monitor on its own port over a fresh SQLite file (or a fresh PostgreSQL database when
+//! `XIAOWO_TEST_POSTGRES` is set), a real SMTP server (aiosmtpd) and real HTTP receivers for
+//! the webhook and the SMS gateway. A manual clock decides the time of each round, which the
+//! test runs itself.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -40,7 +41,7 @@ async fn start_session() -> (TestServer, tempfile::TempDir) {
     let mut assembly = svc_kit::testing::bind().await;
     session_svc::build(
         &config,
-        &svc_kit::db::sqlite_url(dir.path(), "session.db"),
+        &svc_kit::testing::database_url(dir.path(), "session.db").await,
         &DbOptions::default(),
         AdminToken::new(Some(ADMIN_TOKEN)),
         svc_kit::clock::system(),
@@ -214,7 +215,7 @@ async fn start_monitor(
     let monitor = monitor_svc::build(
         &config,
         targets,
-        &svc_kit::db::sqlite_url(dir.path(), "monitor.db"),
+        &svc_kit::testing::database_url(dir.path(), "monitor.db").await,
         &DbOptions::default(),
         AdminToken::new(Some(ADMIN_TOKEN)),
         shared,
