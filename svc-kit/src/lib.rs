@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod config;
+mod connections;
 pub mod db;
 pub mod metrics;
 pub mod peer;

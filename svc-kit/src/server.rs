@@ -37,6 +37,10 @@ pub struct ServerConfig {
     /// Most concurrent HTTP/2 streams (calls) on one connection.
     #[arg(long = "max-concurrent-streams", env = "XIAOWO_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
+    /// Most connections one client address may hold open (0: no limit). Behind a proxy all
+    /// connections come from the proxy: raise this or set 0 there, and let the proxy limit.
+    #[arg(long = "max-connections-per-ip", env = "XIAOWO_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: u32,
     /// How long open calls may drain after a shutdown request (e.g. `10s`).
     #[arg(long = "shutdown-grace", env = "XIAOWO_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime_duration)]
     pub shutdown_grace: Duration,
@@ -326,6 +330,7 @@ impl Assembly {
             .layer(axum::middleware::from_fn(only_grpc_content))
             .layer(tonic_web::GrpcWebLayer::new())
             .service(grpc);
+        let connection_limit = crate::connections::ConnectionLimit::new(config.max_connections_per_ip, metrics.registry());
         let mut app = axum::Router::new().route("/metrics", get(move || std::future::ready(metrics.render())));
         let all_names = service_names.iter().copied().chain([
             health_name,
@@ -362,7 +367,7 @@ impl Assembly {
                 tracing::info!("not serving; draining");
             }
         };
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = connection_limit.apply(TcpIncoming::from(listener).with_nodelay(Some(true)));
         let server = Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(config.max_concurrent_streams)
