@@ -36,6 +36,7 @@ step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warning
 step "cargo test" cargo test --workspace --no-fail-fast
 step "web client (unit and headless-browser tests)" scripts/test-web.sh
 step "split deployment behind nginx" scripts/test-split.sh
+step "two instances on PostgreSQL and NATS behind nginx" scripts/test-scaleout.sh
 
 echo
 if [ ${#failures[@]} -eq 0 ]; then

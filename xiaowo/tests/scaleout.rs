@@ -7,6 +7,10 @@
 //! resumes and what was missed (published by an instance that died during the outage) is
 //! repaired from the database.
 //!
+//! With `XIAOWO_SCALEOUT_NGINX` naming an `nginx` binary, the configuration rendered by
+//! deploy/nginx/render.sh is also run in front of both instances: calls are balanced over
+//! them, and with room affinity on, calls naming one room all reach one instance.
+//!
 //! Runs only when `XIAOWO_SCALEOUT_NATS_SERVER` names a `nats-server` binary (scripts/
 //! test-scaleout.sh sets it, with `XIAOWO_TEST_POSTGRES` for PostgreSQL); otherwise the
 //! instances share SQLite files.
@@ -353,6 +357,101 @@ async fn history(url: &str, room_id: &str, token: &str) -> Vec<(i64, String)> {
     messages
 }
 
+/// Sum of a service's finished calls of `method` in its `/metrics`.
+fn calls_served(url: &str, method: &str) -> u64 {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut connection = std::net::TcpStream::connect(address).unwrap();
+    write!(connection, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut page = String::new();
+    connection.read_to_string(&mut page).unwrap();
+    let label = format!("method=\"{method}\"");
+    page.lines()
+        .filter(|line| line.starts_with("xiaowo_grpc_requests_total{") && line.contains(&label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
+}
+
+/// nginx as deploy/nginx/render.sh configures it, balancing sync and chat over `sync` and
+/// `chat` upstreams; returns the process and its admin (plain gRPC) address.
+fn start_nginx(stack: &Stack, nginx: &str, name: &str, sync: &[&Instance], affinity: bool) -> (Process, String) {
+    let dir = stack.dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl made a certificate");
+    let upstreams = |url: fn(&Instance) -> &str| {
+        sync.iter().map(|instance| url(instance).trim_start_matches("http://").to_owned()).collect::<Vec<_>>().join(" ")
+    };
+    let admin = format!("127.0.0.1:{}", free_port());
+    let render = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx/render.sh");
+    let rendered = Command::new("bash")
+        .arg(render)
+        .arg("--standalone")
+        .arg(&dir)
+        .env("XIAOWO_HTTPS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("XIAOWO_HTTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("XIAOWO_ADMIN_LISTEN", &admin)
+        .env("XIAOWO_TLS_CERT", &cert)
+        .env("XIAOWO_TLS_KEY", &key)
+        .env("XIAOWO_WEB_ROOT", &dir)
+        .env("XIAOWO_SESSION_UPSTREAMS", stack.session_url.trim_start_matches("http://"))
+        .env("XIAOWO_ROOM_UPSTREAMS", stack.room_url.trim_start_matches("http://"))
+        .env("XIAOWO_SYNC_UPSTREAMS", upstreams(|instance| &instance.sync_url))
+        .env("XIAOWO_CHAT_UPSTREAMS", upstreams(|instance| &instance.chat_url))
+        .env("XIAOWO_ROOM_AFFINITY", if affinity { "on" } else { "off" })
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(rendered.success(), "render.sh");
+    let log = std::fs::File::create(dir.join("nginx.out")).unwrap();
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(&dir)
+        .args(["-c", "nginx.conf"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start nginx");
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(&admin).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen; {}",
+            std::fs::read_to_string(dir.join("nginx.out")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Process { child }, format!("http://{admin}"))
+}
+
+/// How many of `calls` GetRoomState calls through `proxy` (with `room_header` as
+/// x-xiaowo-room, if any) each instance served.
+async fn spread(proxy: &str, instances: &[&Instance], room_id: &str, token: &str, room_header: bool) -> Vec<u64> {
+    let before: Vec<u64> = instances.iter().map(|instance| calls_served(&instance.sync_url, "GetRoomState")).collect();
+    let mut client = SyncServiceClient::new(channel(proxy));
+    for _ in 0..20 {
+        let mut request = with_bearer(sync_pb::GetRoomStateRequest { room_id: room_id.to_owned() }, token);
+        if room_header {
+            request.metadata_mut().insert("x-xiaowo-room", room_id.parse().unwrap());
+        }
+        client.get_room_state(request).await.unwrap();
+    }
+    instances
+        .iter()
+        .zip(before)
+        .map(|(instance, before)| calls_served(&instance.sync_url, "GetRoomState") - before)
+        .collect()
+}
+
 async fn create_session(url: &str, name: &str) -> (String, String) {
     let request = session_pb::CreateSessionRequest { display_name: name.to_owned() };
     let created = SessionServiceClient::new(channel(url)).create_session(request).await.unwrap().into_inner();
@@ -435,6 +534,22 @@ async fn two_instances_share_rooms_through_nats_and_survive_a_kill_and_a_broker_
         alice_on_a.lock().unwrap().watchers == both && bob_on_b.lock().unwrap().watchers == both
     })
     .await;
+
+    // --- nginx in front: balanced, and room-affine when asked ----------------------------------
+    if let Ok(nginx) = std::env::var("XIAOWO_SCALEOUT_NGINX") {
+        let both_instances = [&a, &b];
+        let (mut balancing, proxy) = start_nginx(&stack, &nginx, "nginx-balanced", &both_instances, false);
+        let served = spread(&proxy, &both_instances, &room_id, &alice_token, false).await;
+        assert!(served.iter().all(|count| *count > 0), "both instances serve: {served:?}");
+        assert_eq!(served.iter().sum::<u64>(), 20);
+        balancing.kill();
+        let (mut affine, proxy) = start_nginx(&stack, &nginx, "nginx-affine", &both_instances, true);
+        let served = spread(&proxy, &both_instances, &room_id, &alice_token, true).await;
+        assert!(served.contains(&20) && served.contains(&0), "one room, one instance: {served:?}");
+        let served = spread(&proxy, &both_instances, &room_id, &alice_token, false).await;
+        assert!(served.iter().all(|count| *count > 0), "calls without a room are spread: {served:?}");
+        affine.kill();
+    }
 
     // --- a seek race across instances: one winner per version ----------------------------------
     let rounds = 10;
