@@ -479,3 +479,147 @@ pub async fn step_up(fleet: &Fleet, shape: Shape, first_rate: f64, max_rate: f64
     }
     steps
 }
+
+/// Xiaowo as a browser reaches it: `WatchRoom` and `Seek` as gRPC-web over HTTP/1.1 (one
+/// connection per watcher, as HTTP/1.1 cannot multiplex), to `address` — nginx in front of
+/// the server, or the server itself.
+pub async fn xiaowo_grpc_web(targets: &Targets, shape: Shape, address: SocketAddr) -> anyhow::Result<Fleet> {
+    use crate::grpc_web;
+    const WATCH: &str = "/xiaowo.sync.v1.SyncService/WatchRoom";
+    const SEEK: &str = "/xiaowo.sync.v1.SyncService/Seek";
+    const GET_STATE: &str = "/xiaowo.sync.v1.SyncService/GetRoomState";
+    let rooms = stack::media_rooms(targets, shape.rooms).await?;
+    let mut builder = Builder::new(shape.watchers());
+    let gate = Arc::new(Semaphore::new(256));
+    for watcher in 0..shape.watchers() {
+        let (token, room_id, _) = rooms[watcher % shape.rooms].clone();
+        let sink = builder.sink();
+        let ready = builder.ready_sender.clone();
+        let gate = Arc::clone(&gate);
+        builder.tasks.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let permit = gate.acquire_owned().await;
+            let mut connection = match grpc_web::Connection::connect(address).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    let _ = ready.send(Err(error)).await;
+                    return;
+                }
+            };
+            let request = sync_pb::WatchRoomRequest { room_id };
+            let mut call = match connection.call(WATCH, &token, &request).await {
+                Ok(call) => call,
+                Err(error) => {
+                    let _ = ready.send(Err(error)).await;
+                    return;
+                }
+            };
+            let snapshot = call.next::<sync_pb::WatchRoomResponse>().await;
+            drop(permit);
+            match snapshot {
+                Ok(Some(_)) => {
+                    let _ = ready.send(Ok(elapsed_us(started))).await;
+                }
+                Ok(None) => {
+                    let _ = ready.send(Err(anyhow::anyhow!("stream ended before its snapshot"))).await;
+                    return;
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error)).await;
+                    return;
+                }
+            }
+            while let Ok(Some(message)) = call.next::<sync_pb::WatchRoomResponse>().await {
+                if let Some(sync_pb::watch_room_response::Event::State(state)) = message.event
+                    && state.last_action() == sync_pb::Action::Seek
+                    && let Some(timeline) = state.timeline
+                {
+                    record(&sink, timeline.position_ms);
+                }
+            }
+        });
+    }
+    for (token, room_id, version) in rooms.iter().take(shape.rooms).cloned() {
+        let mut inbox = builder.publisher();
+        let mut connection = grpc_web::Connection::connect(address).await?;
+        builder.tasks.spawn(async move {
+            let mut version = version;
+            while let Some(sent_us) = inbox.recv().await {
+                let request =
+                    sync_pb::SeekRequest { room_id: room_id.clone(), expected_version: version, position_ms: sent_us };
+                let answer = match connection.call(SEEK, &token, &request).await {
+                    Ok(call) => call.unary::<sync_pb::SeekResponse>().await,
+                    Err(error) => Err(error),
+                };
+                match answer {
+                    Ok(response) => version = response.state.map_or(version, |state| state.version),
+                    Err(_) => {
+                        let request = sync_pb::GetRoomStateRequest { room_id: room_id.clone() };
+                        let Ok(call) = connection.call(GET_STATE, &token, &request).await else { break };
+                        if let Ok(response) = call.unary::<sync_pb::GetRoomStateResponse>().await {
+                            version = response.state.map_or(version, |state| state.version);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    builder.finish(shape.watchers(), targets.pids.clone()).await
+}
+
+/// Peer: Debian's `syncplay-server`, events carried as room chat (its broadcast path).
+pub async fn syncplay(shape: Shape, address: SocketAddr, server_pid: u32) -> anyhow::Result<Fleet> {
+    use crate::syncplay::Syncplay;
+    let mut builder = Builder::new(shape.watchers());
+    let gate = Arc::new(Semaphore::new(256));
+    for room in 0..shape.rooms {
+        let room_name = format!("room-{room}");
+        for watcher in 0..shape.watchers_per_room {
+            let sink = builder.sink();
+            let ready = builder.ready_sender.clone();
+            let gate = Arc::clone(&gate);
+            let (room_name, username) = (room_name.clone(), format!("w{room}-{watcher}"));
+            builder.tasks.spawn(async move {
+                let started = tokio::time::Instant::now();
+                let permit = gate.acquire_owned().await;
+                let opened = Syncplay::connect(address, &username, &room_name).await;
+                drop(permit);
+                let mut client = match opened {
+                    Ok(client) => client,
+                    Err(error) => {
+                        let _ = ready.send(Err(error)).await;
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(elapsed_us(started))).await;
+                while let Ok(text) = client.next_chat().await {
+                    if let Some(sent_us) = sent_from_text(&text) {
+                        record(&sink, sent_us);
+                    }
+                }
+            });
+        }
+        // The publisher is a member too: it hears its own messages and must keep answering.
+        let mut inbox = builder.publisher();
+        let mut publisher = Syncplay::connect(address, &format!("p{room}"), &room_name).await?;
+        builder.tasks.spawn(async move {
+            let padding = "x".repeat(PAYLOAD_BYTES - 20);
+            loop {
+                tokio::select! {
+                    sent = inbox.recv() => {
+                        let Some(sent_us) = sent else { break };
+                        if publisher.chat(&format!("{sent_us}|{padding}")).is_err() {
+                            break;
+                        }
+                    }
+                    heard = publisher.next_chat() => {
+                        if heard.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    builder.finish(shape.watchers(), vec![server_pid]).await
+}

@@ -8,10 +8,12 @@
 mod chat;
 mod control;
 mod fanout;
+mod grpc_web;
 mod procstat;
 mod stack;
 mod stats;
 mod suite;
+mod syncplay;
 mod tcp_ceiling;
 mod websocket;
 

@@ -28,6 +28,12 @@ pub struct Options {
     /// Directory of the socket.io peer (`server.js` with its `node_modules`); skipped if absent.
     #[arg(long)]
     socketio_dir: Option<PathBuf>,
+    /// Debian's `syncplay-server` executable, the second peer; skipped if not given.
+    #[arg(long)]
+    syncplay_server: Option<PathBuf>,
+    /// nginx, for the browser path (scenario 5); skipped if not given.
+    #[arg(long)]
+    nginx: Option<PathBuf>,
     /// Tiny sizes, a second per step: checks that every scenario works, not how fast.
     #[arg(long)]
     smoke: bool,
@@ -49,6 +55,7 @@ struct Sizes {
     control_duration: Duration,
     idle_watchers: Vec<usize>,
     idle_duration: Duration,
+    browser_shape: (Shape, f64),
 }
 
 impl Sizes {
@@ -67,6 +74,7 @@ impl Sizes {
             control_duration: Duration::from_secs(3),
             idle_watchers: vec![1000, 5000, 10000],
             idle_duration: Duration::from_secs(5),
+            browser_shape: (shape(1, 100), 10.0),
         }
     }
 
@@ -85,6 +93,7 @@ impl Sizes {
             control_duration: Duration::from_millis(500),
             idle_watchers: vec![20],
             idle_duration: Duration::from_secs(1),
+            browser_shape: (shape(1, 5), 2.0),
         }
     }
 }
@@ -123,10 +132,44 @@ impl PeerProcess {
         Ok(Self { child, address: SocketAddr::from(([127, 0, 0, 1], port)), pid })
     }
 
+    /// Starts a server told to listen on `port` and waits until it accepts connections there.
+    async fn start_on_port(cpu: Option<usize>, program: &str, args: &[String], port: u16) -> anyhow::Result<Self> {
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut taskset = Command::new("taskset");
+                taskset.arg("-c").arg(cpu.to_string()).arg(program);
+                taskset
+            }
+            None => Command::new(program),
+        };
+        command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let child = command.spawn().with_context(|| format!("cannot start {program}"))?;
+        let pid = child.id().context("peer exited at once")?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(address).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("{program} did not listen on {address} within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self { child, address, pid })
+    }
+
     async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// A loopback port free a moment ago, for servers that must be told their port.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Bytes per watcher of a memory growth, in KiB.
@@ -173,6 +216,7 @@ enum System {
     InProcess,
     RawTcp,
     SocketIo,
+    Syncplay,
 }
 
 impl System {
@@ -182,6 +226,7 @@ impl System {
             Self::InProcess => "ceiling: in-process broadcast",
             Self::RawTcp => "ceiling: raw TCP fan-out",
             Self::SocketIo => "peer: socket.io 4.8",
+            Self::Syncplay => "peer: syncplay-server (chat)",
         }
     }
 }
@@ -204,6 +249,9 @@ impl Bench {
         let mut systems = vec![System::Xiaowo, System::InProcess, System::RawTcp];
         if self.socketio_server().is_some() {
             systems.push(System::SocketIo);
+        }
+        if self.options.syncplay_server.is_some() {
+            systems.push(System::Syncplay);
         }
         systems
     }
@@ -241,6 +289,17 @@ impl Bench {
                 let peer = PeerProcess::start(cpu, "node", &["server.js"], Some(&dir)).await?;
                 let before = procstat::rss_bytes(&[peer.pid]);
                 let fleet = fanout::socket_io(shape, peer.address, peer.pid).await?;
+                let rss = per_watcher(procstat::rss_bytes(&[peer.pid]), before, shape.watchers());
+                Ok((fleet, rss, None, Some(peer)))
+            }
+            System::Syncplay => {
+                let program = self.options.syncplay_server.clone().context("no syncplay-server")?;
+                let port = free_port()?;
+                let args = ["--port", &port.to_string(), "--disable-ready", "--max-chat-message-length", "1000"]
+                    .map(str::to_owned);
+                let peer = PeerProcess::start_on_port(cpu, &program.to_string_lossy(), &args, port).await?;
+                let before = procstat::rss_bytes(&[peer.pid]);
+                let fleet = fanout::syncplay(shape, peer.address, peer.pid).await?;
                 let rss = per_watcher(procstat::rss_bytes(&[peer.pid]), before, shape.watchers());
                 Ok((fleet, rss, None, Some(peer)))
             }
@@ -414,6 +473,81 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// Scenario 5: the same fan-out as native gRPC, as gRPC-web straight to the server, and as
+    /// gRPC-web through nginx (HTTP/1.1 keep-alive upstream with streaming settings).
+    async fn browser_path(&mut self) -> anyhow::Result<()> {
+        let Some(nginx) = self.options.nginx.clone() else { return Ok(()) };
+        let (shape, rate) = self.sizes.browser_shape;
+        let mut text = format!(
+            "\n### 5. Browser path: {} room × {} watchers at {rate}/s, gRPC-web through nginx vs direct\n\n\
+             nginx runs as one process on the server core, plain HTTP/1.1 on loopback (TLS is not measured); \
+             server CPU includes nginx's.\n\n",
+            shape.rooms, shape.watchers_per_room
+        );
+        fanout_header(&mut text);
+        for path in ["native gRPC, direct", "gRPC-web, direct", "gRPC-web through nginx"] {
+            let server = self.launcher.start(&[]).await?;
+            let upstream = server.targets.control_url.trim_start_matches("http://").parse::<SocketAddr>()?;
+            let mut targets = server.targets.clone();
+            let mut proxy = None;
+            let fleet = match path {
+                "native gRPC, direct" => fanout::xiaowo(&targets, shape, 1, Some(256)).await?,
+                "gRPC-web, direct" => fanout::xiaowo_grpc_web(&targets, shape, upstream).await?,
+                _ => {
+                    let nginx = Nginx::start(&nginx, self.options.server_cpu, upstream).await?;
+                    targets.pids.push(nginx.process.pid);
+                    let fleet = fanout::xiaowo_grpc_web(&targets, shape, nginx.process.address).await?;
+                    proxy = Some(nginx);
+                    fleet
+                }
+            };
+            let step = fleet.step(shape, rate, self.sizes.step).await;
+            drop(fleet);
+            if let Some(nginx) = proxy {
+                nginx.process.stop().await;
+            }
+            server.stop().await;
+            fanout_row(&mut text, &format!("Xiaowo, {path}"), &step, 0.0);
+        }
+        self.section(&text);
+        Ok(())
+    }
+}
+
+/// nginx in front of one server, with its own prefix, config and logs in a temporary directory.
+struct Nginx {
+    process: PeerProcess,
+    _prefix: tempfile::TempDir,
+}
+
+impl Nginx {
+    async fn start(binary: &std::path::Path, cpu: Option<usize>, upstream: SocketAddr) -> anyhow::Result<Self> {
+        let prefix = tempfile::Builder::new().prefix("xiaowo-bench-nginx-").tempdir()?;
+        let dir = prefix.path().display().to_string();
+        // The gRPC-web proxying of deploy/nginx/xiaowo-public-grpc.conf.in, without TLS and
+        // rate limits; one process (no master) so that its CPU is one /proc entry.
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
+             worker_rlimit_nofile 65536;\nevents {{ worker_connections 30000; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+               fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+               upstream xiaowo {{ server {upstream}; keepalive 32; }}\n\
+               server {{\n    listen 127.0.0.1:{{port}};\n    location / {{\n\
+                 proxy_pass http://xiaowo;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+                 proxy_set_header Host $host;\n      proxy_buffering off;\n      proxy_request_buffering off;\n\
+                 proxy_cache off;\n      proxy_read_timeout 1h;\n      proxy_send_timeout 1h;\n    }}\n  }}\n}}\n"
+        );
+        let port = free_port()?;
+        std::fs::write(prefix.path().join("nginx.conf"), config.replace("{port}", &port.to_string()))?;
+        let conf = prefix.path().join("nginx.conf").display().to_string();
+        let error_log = prefix.path().join("startup.log").display().to_string();
+        let args = ["-p", &dir, "-c", &conf, "-e", &error_log].map(str::to_owned);
+        let process = PeerProcess::start_on_port(cpu, &binary.to_string_lossy(), &args, port).await?;
+        Ok(Self { process, _prefix: prefix })
+    }
+}
+
 /// The server's chat.db is live (WAL); SQLite's backup API copies it consistently.
 fn copy_schema_source(live: &std::path::Path, copy: &std::path::Path) -> anyhow::Result<()> {
     let source = rusqlite::Connection::open_with_flags(live, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -445,5 +579,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     bench.chat().await?;
     bench.control().await?;
     bench.idle().await?;
+    bench.browser_path().await?;
     Ok(())
 }
