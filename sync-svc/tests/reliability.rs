@@ -216,7 +216,7 @@ async fn fifty_watchers_resume_with_the_current_state_after_a_restart() {
         let version = tokio::time::timeout(Duration::from_secs(30), resumed.recv()).await.expect("all resume");
         assert_eq!(version, Some(before.version), "resumed at the version the room was left at");
     }
-    eprintln!("{WATCHERS} watchers resumed {:?} after the restart", restarted_at.elapsed());
+    println!("figures: watchers={WATCHERS} all_resumed_after_restart_ms={}", restarted_at.elapsed().as_millis());
 
     let mut client = app.client();
     let stale = seek(&mut client, &room_id, &owner, loaded, 1_000).await.unwrap_err();
