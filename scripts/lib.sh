@@ -51,3 +51,42 @@ need_aiosmtpd() {
     python3 -m pip install --quiet --disable-pip-version-check aiosmtpd==1.4.6
   fi
 }
+
+# PostgreSQL from Debian, for the tests that run the services on it. Its programs live outside
+# PATH, under the versioned directory.
+PG_BIN=/usr/lib/postgresql/15/bin
+need_postgres() {
+  need_apt "$PG_BIN/initdb" postgresql
+}
+
+# Runs a PostgreSQL program as the `postgres` OS user when we are root (the server refuses
+# root), else as ourselves.
+as_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A throwaway PostgreSQL server under <dir>/postgres, on a free loopback port with its unix
+# socket there too, durability off (test data only), and a role `xiaowo` that may create
+# databases. Sets POSTGRES_URL to postgres://xiaowo@127.0.0.1:<port>/xiaowo.
+#   start_postgres <dir>    stop_postgres <dir>
+start_postgres() {
+  local dir=$1/postgres port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$dir"
+  chmod 755 "$1"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+  as_postgres "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; return 1; }
+  as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
+    "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+  as_postgres "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt \
+    -c "CREATE ROLE xiaowo LOGIN CREATEDB" -c "CREATE DATABASE xiaowo OWNER xiaowo" >/dev/null
+  POSTGRES_URL="postgres://xiaowo@127.0.0.1:$port/xiaowo"
+}
+stop_postgres() {
+  local dir=$1/postgres
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+  fi
+}
