@@ -755,8 +755,16 @@ impl Rooms {
                 && entry.watcher.state == PlayerState::Buffering
         };
         if !state.waiting_for.is_empty() {
+            // Watchers on other instances count too: their buffering is known from presence.
             let still_waiting =
-                room.watchers.values().filter(blocking).any(|entry| state.waiting_for.contains(&entry.watcher.user_id));
+                room.watchers.values().filter(blocking).any(|entry| state.waiting_for.contains(&entry.watcher.user_id))
+                    || self.remote_presence().get(&state.room_id).is_some_and(|instances| {
+                        instances.values().flat_map(|remote| &remote.watchers).any(|watcher| {
+                            watcher.state == PlayerState::Buffering
+                                && !watcher.ignore_wait
+                                && state.waiting_for.contains(&watcher.user_id)
+                        })
+                    });
             let timed_out = now - state.updated_at >= self.timing.wait_timeout_ms;
             if timed_out {
                 // Those still buffering no longer hold the room until they have been ready.
