@@ -37,6 +37,7 @@ step "cargo test" cargo test --workspace --no-fail-fast
 step "web client (unit and headless-browser tests)" scripts/test-web.sh
 step "split deployment behind nginx" scripts/test-split.sh
 step "two instances on PostgreSQL and NATS behind nginx" scripts/test-scaleout.sh
+step "benchmark smoke" scripts/bench.sh --smoke
 
 echo
 if [ ${#failures[@]} -eq 0 ]; then
