@@ -53,7 +53,7 @@ impl PublicApi {
 
 /// Whether the browser reached us over HTTPS (as the proxy says) or on a loopback host, where
 /// browsers accept `Secure` cookies over plain HTTP.
-fn request_is_secure(metadata: &MetadataMap) -> bool {
+pub(crate) fn request_is_secure(metadata: &MetadataMap) -> bool {
     let header = |name: &str| metadata.get(name).and_then(|value| value.to_str().ok()).map(str::to_ascii_lowercase);
     if header("x-forwarded-proto").is_some_and(|proto| proto.trim() == "https") {
         return true;
@@ -125,6 +125,22 @@ impl pb::session_service_server::SessionService for PublicApi {
         self.sessions.end(token.as_deref()).await?;
         let mut response = Response::new(pb::EndSessionResponse {});
         set_cookie(&mut response, &self.cookie(&metadata, ""))?;
+        Ok(response)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_session(
+        &self,
+        request: Request<pb::RotateSessionRequest>,
+    ) -> Result<Response<pb::RotateSessionResponse>, Status> {
+        let token = session_token(request.metadata());
+        let metadata = request.metadata().clone();
+        let pb::RotateSessionRequest {} = request.into_inner();
+        let rotated = self.sessions.rotate(token.as_deref()).await?;
+        let cookie = self.cookie(&metadata, &rotated.token);
+        let mut response =
+            Response::new(pb::RotateSessionResponse { session: Some(to_pb(rotated.session)), token: rotated.token });
+        set_cookie(&mut response, &cookie)?;
         Ok(response)
     }
 }

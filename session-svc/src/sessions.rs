@@ -110,9 +110,7 @@ impl Sessions {
     /// Starts a session named `display_name`.
     pub async fn create(&self, display_name: &str) -> Result<Created, Error> {
         let display_name = DISPLAY_NAME.check(display_name)?;
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let token = hex::encode(secret);
+        let token = new_token();
         let now = self.clock.now_ms();
         let absolute_expires_at = now.saturating_add(self.absolute_ms);
         let session = Session {
@@ -148,6 +146,20 @@ impl Sessions {
         session.expires_at = now.saturating_add(self.idle_ms).min(live.absolute_expires_at);
         self.store.touch(&session.user_id, now, session.expires_at).await?;
         Ok(session)
+    }
+
+    /// Gives the session behind `token` a new token; the old one stops working at once. The
+    /// user, display name and lifetime stay, so memberships and roles elsewhere are kept.
+    pub async fn rotate(&self, token: Option<&str>) -> Result<Created, Error> {
+        let session = self.authenticate(token).await?;
+        let old_hash = token_hash(token.unwrap_or_default());
+        let token = new_token();
+        if !self.store.replace_token(&session.user_id, &old_hash, &token_hash(&token)).await? {
+            // Ended or rotated by a concurrent call: this token is no longer the session's.
+            return Err(Error::Unauthenticated);
+        }
+        tracing::info!(user_id = %session.user_id, "session token rotated");
+        Ok(Created { session, token })
     }
 
     /// Renames the session behind `token`.
@@ -242,7 +254,14 @@ impl Sessions {
     }
 }
 
-fn decode_page_token(page_token: &str) -> Result<(i64, String), Error> {
+/// 256 random bits, hex-encoded: the secret a session is known by.
+fn new_token() -> String {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    hex::encode(secret)
+}
+
+pub(crate) fn decode_page_token(page_token: &str) -> Result<(i64, String), Error> {
     let invalid = || Error::from(svc_kit::status::Violation::new("page_token", "not a token from a previous page"));
     let (created_at, user_id) = page_token.split_once('.').ok_or_else(invalid)?;
     let created_at = created_at.parse().map_err(|_| invalid())?;

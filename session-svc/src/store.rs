@@ -102,6 +102,23 @@ impl Store {
         Ok(())
     }
 
+    /// Gives the session a new token hash if `old_token_hash` is still its hash; whether it did
+    /// (not when the session ended or was rotated meanwhile).
+    pub async fn replace_token(
+        &self,
+        user_id: &str,
+        old_token_hash: &str,
+        new_token_hash: &str,
+    ) -> Result<bool, DbErr> {
+        let result = UserSessions::update_many()
+            .col_expr(Column::TokenHash, Expr::value(new_token_hash))
+            .filter(Column::SessionId.eq(user_id))
+            .filter(Column::TokenHash.eq(old_token_hash))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
     /// Deletes a session; whether there was one.
     pub async fn delete(&self, user_id: &str) -> Result<bool, DbErr> {
         let result = UserSessions::delete_many().filter(Column::SessionId.eq(user_id)).exec(&self.db).await?;

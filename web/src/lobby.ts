@@ -134,6 +134,9 @@ function createRoomForm(app: App): HTMLElement {
         controlMode: Number(control.value) as ControlMode,
       });
       if (room) {
+        // Owning a room is a privilege: a new session token (and cookie) from here on, so a
+        // token anyone saw before cannot act as this room's owner.
+        await app.api.session.rotateSession({});
         app.navigate(`/room/${room.roomId}`);
       }
     } catch (failure) {

@@ -1007,3 +1007,59 @@ async fn session_cookies_are_long_random_http_only_and_cleared_on_logout_and_pag
 fn hex_bits(token: &str) -> usize {
     token.bytes().filter(u8::is_ascii_hexdigit).count() * 4
 }
+
+#[tokio::test]
+async fn rotating_a_session_replaces_its_token_and_keeps_the_user_and_their_rooms() {
+    let up = start_up(&["--room-session-cache", "1s", "--sync-session-cache-ttl", "1s"]);
+    let channel = up.channel().await;
+    let owner = user(&channel, "Owner").await;
+    let room_id =
+        open_room(&channel, &owner, room::CreateRoomRequest { name: "mine".to_owned(), ..Default::default() })
+            .await
+            .room_id;
+
+    // The web client rotates right after opening a room (becoming its owner), through the
+    // cookie; the answer sets a new cookie with a new token.
+    let rotate = grpc_web_post(
+        &up,
+        "/xiaowo.session.v1.SessionService/RotateSession",
+        "application/grpc-web+proto",
+        &framed(&[]),
+        &format!("Cookie: __Host-xiaowo_session={}\r\n", owner.token),
+    );
+    let (status, grpc_status, response) = raw_h1(&up, &rotate);
+    assert_eq!((status, grpc_status), (200, Some(0)), "{response}");
+    let new_token = response
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: __Host-xiaowo_session="))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("a new session cookie: {response}"))
+        .to_owned();
+    assert!(new_token.len() >= 32 && new_token != owner.token);
+
+    // The old token is dead at session-svc at once and everywhere once the short validation
+    // caches expire; the new one is the same user, still the room's owner.
+    let old = code(sessions(&channel).get_session(with_bearer(session::GetSessionRequest {}, &owner.token)).await);
+    assert_eq!(old, Code::Unauthenticated);
+    eventually("the old token is refused everywhere", async || {
+        codes_for(&channel, &owner.token, &room_id).await == EVERYWHERE_UNAUTHENTICATED
+    })
+    .await;
+    assert_eq!(codes_for(&channel, &new_token, &room_id).await, [Code::Ok; 4]);
+    let me = sessions(&channel).get_session(with_bearer(session::GetSessionRequest {}, &new_token)).await.unwrap();
+    assert_eq!(me.into_inner().session.unwrap().user_id, owner.user_id);
+    let role = rooms(&channel)
+        .get_room(with_bearer(room::GetRoomRequest { room_id: room_id.clone() }, &new_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .role;
+    assert_eq!(role, i32::from(room::Role::Owner));
+
+    // A token that was rotated away cannot rotate again (nor can a forged one).
+    let again = sessions(&channel).rotate_session(with_bearer(session::RotateSessionRequest {}, &owner.token)).await;
+    assert_eq!(code(again), Code::Unauthenticated);
+    let forged =
+        sessions(&channel).rotate_session(with_bearer(session::RotateSessionRequest {}, &"f".repeat(64))).await;
+    assert_eq!(code(forged), Code::Unauthenticated);
+}
