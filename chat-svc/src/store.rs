@@ -233,6 +233,10 @@ impl Store {
             message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
 
+        // In room order, like the counters above: two instances marking the same rooms then
+        // lock rows in the same order and cannot deadlock on PostgreSQL.
+        let mut delivered: Vec<&(String, Vec<i64>)> = delivered.iter().collect();
+        delivered.sort_by(|left, right| left.0.cmp(&right.0));
         for (room_id, seqs) in delivered {
             if seqs.is_empty() {
                 continue;
