@@ -22,16 +22,16 @@ use crate::pubsub::PubSub;
 use crate::store::Store;
 use crate::writer::Writer;
 
-const TEXT: TextRule = TextRule { field: "text", min_chars: 1, max_chars: 1000, allow_newline: true };
+pub(crate) const TEXT: TextRule = TextRule { field: "text", min_chars: 1, max_chars: 1000, allow_newline: true };
 const MAX_CLIENT_MESSAGE_ID: usize = 64;
-const MAX_ROOM_ID: usize = 64;
+pub(crate) const MAX_ROOM_ID: usize = 64;
 const REPLAY_PAGE: u64 = 200;
-const DEFAULT_HISTORY_PAGE: i32 = 50;
-const MAX_HISTORY_PAGE: i32 = 200;
+pub(crate) const DEFAULT_HISTORY_PAGE: i32 = 50;
+pub(crate) const MAX_HISTORY_PAGE: i32 = 200;
 const DEFAULT_MODERATION_PAGE: i32 = 100;
 const MAX_MODERATION_PAGE: i32 = 500;
-const MIN_MUTE: Duration = Duration::from_secs(1);
-const MAX_MUTE: Duration = Duration::from_secs(30 * 86_400);
+pub(crate) const MIN_MUTE: Duration = Duration::from_secs(1);
+pub(crate) const MAX_MUTE: Duration = Duration::from_secs(30 * 86_400);
 /// Deletions are re-sent after a lag from a little before the last live event, since the
 /// clocks of the deleting instance and this one are not the same clock.
 const DELETION_SLACK_MS: i64 = 2_000;
@@ -72,14 +72,14 @@ pub struct Chat {
     pub(crate) shutdown: CancellationToken,
 }
 
-fn check_room_id(room_id: &str) -> Result<(), Violation> {
+pub(crate) fn check_room_id(room_id: &str) -> Result<(), Violation> {
     if room_id.is_empty() || room_id.len() > MAX_ROOM_ID || !room_id.is_ascii() {
         return Err(Violation::new("room_id", format!("must be 1 to {MAX_ROOM_ID} ASCII characters")));
     }
     Ok(())
 }
 
-fn check_client_message_id(client_message_id: &str) -> Result<(), Violation> {
+pub(crate) fn check_client_message_id(client_message_id: &str) -> Result<(), Violation> {
     let valid = !client_message_id.is_empty()
         && client_message_id.len() <= MAX_CLIENT_MESSAGE_ID
         && client_message_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -93,7 +93,7 @@ fn check_client_message_id(client_message_id: &str) -> Result<(), Violation> {
     }
 }
 
-fn page_size(value: i32, default: i32, max: i32) -> Result<u64, Violation> {
+pub(crate) fn page_size(value: i32, default: i32, max: i32) -> Result<u64, Violation> {
     match value {
         0 => Ok(u64::try_from(default).unwrap_or(1)),
         1.. if value <= max => Ok(u64::try_from(value).unwrap_or(1)),
@@ -101,7 +101,7 @@ fn page_size(value: i32, default: i32, max: i32) -> Result<u64, Violation> {
     }
 }
 
-fn into_result(violations: Vec<Violation>) -> Result<(), Error> {
+pub(crate) fn into_result(violations: Vec<Violation>) -> Result<(), Error> {
     if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }
 }
 

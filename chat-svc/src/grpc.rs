@@ -89,7 +89,7 @@ fn event_to_pb(event: WatchEvent) -> pb::WatchMessagesResponse {
 }
 
 /// A protobuf `Duration` as a std one; `None` when absent or negative.
-fn duration_from_pb(duration: Option<prost_types::Duration>) -> Option<Duration> {
+pub(crate) fn duration_from_pb(duration: Option<prost_types::Duration>) -> Option<Duration> {
     let prost_types::Duration { seconds, nanos } = duration?;
     let seconds = u64::try_from(seconds).ok()?;
     let nanos = u32::try_from(nanos).ok()?;

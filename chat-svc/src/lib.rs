@@ -13,6 +13,8 @@ pub mod config;
 mod delivery;
 mod entity;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod migration;
 pub mod model;

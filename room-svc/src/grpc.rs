@@ -69,7 +69,7 @@ fn removal_reason_to_pb(reason: RemovalReason) -> pb::RemovalReason {
 }
 
 /// A visibility from the wire; `UNSPECIFIED` is `default` (or refused when `None`).
-fn visibility_from_pb(value: i32, default: Option<Visibility>) -> Result<Visibility, Violation> {
+pub(crate) fn visibility_from_pb(value: i32, default: Option<Visibility>) -> Result<Visibility, Violation> {
     match pb::Visibility::try_from(value) {
         Ok(pb::Visibility::Public) => Ok(Visibility::Public),
         Ok(pb::Visibility::Unlisted) => Ok(Visibility::Unlisted),
@@ -79,7 +79,7 @@ fn visibility_from_pb(value: i32, default: Option<Visibility>) -> Result<Visibil
 }
 
 /// A control mode from the wire; `UNSPECIFIED` is `default` (or refused when `None`).
-fn control_mode_from_pb(value: i32, default: Option<ControlMode>) -> Result<ControlMode, Violation> {
+pub(crate) fn control_mode_from_pb(value: i32, default: Option<ControlMode>) -> Result<ControlMode, Violation> {
     match pb::ControlMode::try_from(value) {
         Ok(pb::ControlMode::Everyone) => Ok(ControlMode::Everyone),
         Ok(pb::ControlMode::Moderators) => Ok(ControlMode::Moderators),
@@ -89,7 +89,7 @@ fn control_mode_from_pb(value: i32, default: Option<ControlMode>) -> Result<Cont
     }
 }
 
-fn role_from_pb(value: i32) -> Result<Role, Violation> {
+pub(crate) fn role_from_pb(value: i32) -> Result<Role, Violation> {
     match pb::Role::try_from(value) {
         Ok(pb::Role::Member) => Ok(Role::Member),
         Ok(pb::Role::Moderator) => Ok(Role::Moderator),
@@ -99,7 +99,7 @@ fn role_from_pb(value: i32) -> Result<Role, Violation> {
 }
 
 /// Both converted values, or every violation among them.
-fn both<A, B>(first: Result<A, Violation>, second: Result<B, Violation>) -> Result<(A, B), Error> {
+pub(crate) fn both<A, B>(first: Result<A, Violation>, second: Result<B, Violation>) -> Result<(A, B), Error> {
     match (first, second) {
         (Ok(first), Ok(second)) => Ok((first, second)),
         (first, second) => Err(Error::InvalidArgument(first.err().into_iter().chain(second.err()).collect())),

@@ -8,6 +8,8 @@ pub mod config;
 mod entity;
 mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod migration;
 pub mod model;

@@ -33,8 +33,8 @@ pub const PASSWORD_MAX_BYTES: usize = 72;
 pub const PASSWORD_MIN_BYTES: usize = 8;
 const DEFAULT_ROOM_PAGE: u64 = 20;
 const MAX_ROOM_PAGE: u64 = 100;
-const DEFAULT_AUDIT_PAGE: u64 = 100;
-const MAX_AUDIT_PAGE: u64 = 500;
+pub(crate) const DEFAULT_AUDIT_PAGE: u64 = 100;
+pub(crate) const MAX_AUDIT_PAGE: u64 = 500;
 const JANITOR_BATCH: u64 = 100;
 
 /// Display names come from session-svc; the domain only needs this one question answered.
@@ -145,7 +145,7 @@ pub fn uuid_field(field: &str, value: &str) -> Result<String, Violation> {
         .map_err(|_| Violation::new(field, if value.is_empty() { "required" } else { "must be a UUID" }))
 }
 
-fn page_size(value: i32, default: u64, max: u64) -> Result<u64, Violation> {
+pub(crate) fn page_size(value: i32, default: u64, max: u64) -> Result<u64, Violation> {
     match u64::try_from(value) {
         Ok(0) => Ok(default),
         Ok(size) if size <= max => Ok(size),
@@ -153,14 +153,14 @@ fn page_size(value: i32, default: u64, max: u64) -> Result<u64, Violation> {
     }
 }
 
-fn password_violation(field: &str, password: &str) -> Option<Violation> {
+pub(crate) fn password_violation(field: &str, password: &str) -> Option<Violation> {
     let bytes = password.len();
     (!(PASSWORD_MIN_BYTES..=PASSWORD_MAX_BYTES).contains(&bytes))
         .then(|| Violation::new(field, format!("must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes (UTF-8)")))
 }
 
 /// Keeps the value of a check, or records its violation.
-fn checked<T>(violations: &mut Vec<Violation>, result: Result<T, Violation>) -> Option<T> {
+pub(crate) fn checked<T>(violations: &mut Vec<Violation>, result: Result<T, Violation>) -> Option<T> {
     result.map_err(|violation| violations.push(violation)).ok()
 }
 
@@ -175,7 +175,7 @@ fn decode_room_token(token: &str) -> Result<Option<(i64, String)>, Violation> {
     Ok(Some((last_active_at, room_id.to_string())))
 }
 
-fn decode_audit_token(token: &str) -> Result<Option<(i64, i64)>, Violation> {
+pub(crate) fn decode_audit_token(token: &str) -> Result<Option<(i64, i64)>, Violation> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -791,7 +791,7 @@ impl Rooms {
     }
 }
 
-fn room_page(page_size_value: i32, page_token: &str) -> Result<(u64, Option<(i64, String)>), Error> {
+pub(crate) fn room_page(page_size_value: i32, page_token: &str) -> Result<(u64, Option<(i64, String)>), Error> {
     let mut violations = Vec::new();
     let size = checked(&mut violations, page_size(page_size_value, DEFAULT_ROOM_PAGE, MAX_ROOM_PAGE));
     let after = checked(&mut violations, decode_room_token(page_token));
@@ -805,7 +805,7 @@ fn room_token(room: &Room) -> String {
     format!("{}.{}", room.last_active_at, room.room_id)
 }
 
-fn room_and_user(room_id: &str, user_id: &str) -> Result<(String, String), Error> {
+pub(crate) fn room_and_user(room_id: &str, user_id: &str) -> Result<(String, String), Error> {
     let mut violations = Vec::new();
     let room_id = checked(&mut violations, uuid_field("room_id", room_id));
     let user_id = checked(&mut violations, uuid_field("user_id", user_id));

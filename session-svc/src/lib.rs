@@ -6,6 +6,8 @@
 pub mod config;
 mod entity;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod migration;
 pub mod sessions;

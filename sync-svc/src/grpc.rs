@@ -105,7 +105,7 @@ fn queue_item_to_pb(item: &QueueItem) -> pb::QueueItem {
     }
 }
 
-fn state_to_pb(state: &RoomState) -> pb::RoomState {
+pub(crate) fn state_to_pb(state: &RoomState) -> pb::RoomState {
     let RoomState {
         room_id,
         version,
@@ -206,7 +206,7 @@ fn check_media(url: &str, title: &str, duration_ms: i64, violations: &mut Vec<Vi
 }
 
 /// The room id, or every violation found with it.
-fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(String, T), Error> {
+pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(String, T), Error> {
     let mut violations = Vec::new();
     let room_id = check_room_id(room_id).map_err(|violation| violations.push(violation)).ok();
     let rest = rest.map_err(|mut more| violations.append(&mut more)).ok();

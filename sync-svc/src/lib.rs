@@ -12,6 +12,8 @@ pub mod bus;
 pub mod config;
 mod entity;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod migration;
 mod retention;
