@@ -96,6 +96,12 @@ pub enum BackupError {
     TargetInUse(PathBuf),
     #[error("backup chain of {0} is broken: {1}")]
     BrokenChain(String, String),
+    #[error(
+        "the {} database(s) are on PostgreSQL, and backups here are snapshots of SQLite files: back \
+         PostgreSQL up with its own tools (pg_dump, or base backups with WAL archiving)",
+        .0.join(", ")
+    )]
+    OnPostgres(Vec<String>),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -307,6 +313,42 @@ fn civil(seconds: i64) -> (i64, i64, i64, i64, i64, i64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day, secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// Of `databases` (service name, database URL), the services whose database is PostgreSQL,
+/// which backups here (SQLite snapshots) cannot cover.
+#[must_use]
+pub fn postgres_services<'a>(databases: impl IntoIterator<Item = (&'a str, String)>) -> Vec<String> {
+    databases
+        .into_iter()
+        .filter(|(_, url)| svc_kit::db::Backend::of(url) == svc_kit::db::Backend::Postgres)
+        .map(|(service, _)| service.to_owned())
+        .collect()
+}
+
+/// [`run`] for a system whose `on_postgres` services keep their data in PostgreSQL: the
+/// SQLite files there are are backed up as usual, and when there are none the answer says
+/// where the data is instead of reporting an empty data directory.
+///
+/// # Errors
+/// As [`run`]; [`BackupError::OnPostgres`] when no SQLite database is left to back up.
+pub fn run_beside_postgres(
+    settings: &Settings,
+    kind: Kind,
+    now_ms: i64,
+    on_postgres: &[String],
+) -> Result<Manifest, BackupError> {
+    if on_postgres.is_empty() {
+        return run(settings, kind, now_ms);
+    }
+    tracing::warn!(services = ?on_postgres, "not in this backup: their databases are on PostgreSQL");
+    if !settings.data_dir.is_dir() {
+        return Err(BackupError::OnPostgres(on_postgres.to_vec()));
+    }
+    match run(settings, kind, now_ms) {
+        Err(BackupError::NothingToBackUp(_)) => Err(BackupError::OnPostgres(on_postgres.to_vec())),
+        outcome => outcome,
+    }
 }
 
 /// Takes a backup of every database in `settings.data_dir`, copies it off-site, and applies
@@ -743,5 +785,42 @@ mod tests {
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
         assert!(matches!(apply_delta(&path, &mut old.clone()), Err(BackupError::Delta { .. })));
+    }
+
+    fn settings_for(data_dir: &Path) -> Settings {
+        Settings {
+            data_dir: data_dir.to_path_buf(),
+            backup_dir: data_dir.join("backups"),
+            offsite_dir: None,
+            keep_full: 1,
+            encryption_key: None,
+        }
+    }
+
+    #[test]
+    fn postgres_databases_are_named_not_mistaken_for_missing_files() {
+        let on_postgres = postgres_services([
+            ("session", "sqlite:///var/lib/xiaowo/session.db".to_owned()),
+            ("sync", "postgres://xiaowo@db/xiaowo".to_owned()),
+            ("chat", "postgresql://xiaowo@db/xiaowo".to_owned()),
+        ]);
+        assert_eq!(on_postgres, ["sync", "chat"]);
+
+        let empty = tempfile::tempdir().unwrap();
+        let refused = run_beside_postgres(&settings_for(empty.path()), Kind::Full, 0, &on_postgres);
+        assert!(matches!(refused, Err(BackupError::OnPostgres(services)) if services == on_postgres));
+        let missing = empty.path().join("never-created");
+        let refused = run_beside_postgres(&settings_for(&missing), Kind::Full, 0, &on_postgres);
+        assert!(matches!(refused, Err(BackupError::OnPostgres(_))));
+        assert!(matches!(run(&settings_for(empty.path()), Kind::Full, 0), Err(BackupError::NothingToBackUp(_))));
+
+        // The SQLite databases beside them are backed up as usual.
+        let mixed = tempfile::tempdir().unwrap();
+        let session = Connection::open(mixed.path().join("session.db")).unwrap();
+        session.execute_batch("CREATE TABLE user_sessions (session_id TEXT PRIMARY KEY)").unwrap();
+        drop(session);
+        let manifest = run_beside_postgres(&settings_for(mixed.path()), Kind::Full, 0, &on_postgres).unwrap();
+        let backed_up: Vec<&str> = manifest.services.iter().map(|service| service.service.as_str()).collect();
+        assert_eq!(backed_up, ["session"]);
     }
 }

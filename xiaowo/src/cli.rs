@@ -177,7 +177,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(args) => {
             let settings = args.backup.settings(&args.data_dir, args.key.key()?);
             let now = clock.now_ms();
-            let manifest = tokio::task::spawn_blocking(move || backup::run(&settings, args.kind, now)).await??;
+            // The same variables the services read tell which databases live in PostgreSQL.
+            let on_postgres = backup::postgres_services(Target::ALL.iter().filter_map(|target| {
+                let variable = format!("XIAOWO_{}_DATABASE_URL", target.name().to_uppercase());
+                std::env::var(variable).ok().map(|url| (target.name(), url))
+            }));
+            let manifest = tokio::task::spawn_blocking(move || {
+                backup::run_beside_postgres(&settings, args.kind, now, &on_postgres)
+            })
+            .await??;
             println!("{}", serde_json::to_string_pretty(&manifest)?);
             return Ok(());
         }
@@ -210,14 +218,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!(dir = %args.web_dir.display(), "web client not built; serving the API only");
             }
             // The single-process install backs itself up; split deployments use a timer
-            // running `xiaowo backup` (deploy/systemd/xiaowo-backup.timer).
+            // running `xiaowo backup` (deploy/systemd/xiaowo-backup.timer). Databases on
+            // PostgreSQL are backed up with PostgreSQL's own tools.
+            let on_postgres = backup::postgres_services(
+                Target::ALL.iter().map(|target| (target.name(), args.common.database_url(*target))),
+            );
+            if !on_postgres.is_empty() {
+                tracing::warn!(services = ?on_postgres, "on PostgreSQL: not covered by scheduled backups");
+            }
+            let backup_full_interval = if on_postgres.len() == Target::ALL.len() {
+                std::time::Duration::ZERO
+            } else {
+                args.backup.backup_full_interval
+            };
             tokio::spawn(backup::run_schedule(
                 args.backup.settings(
                     &args.common.data_dir,
                     node::database_key(args.common.db_key_file.as_deref(), args.common.db_key.as_deref())
                         .map_err(|(path, error)| anyhow::anyhow!("cannot read {}: {error}", path.display()))?,
                 ),
-                args.backup.backup_full_interval,
+                backup_full_interval,
                 args.backup.backup_incremental_interval,
                 clock.clone(),
                 shutdown.child_token(),

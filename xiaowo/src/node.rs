@@ -216,7 +216,9 @@ impl Common {
         })
     }
 
-    fn database_url(&self, target: Target) -> String {
+    /// The database URL `target` uses: its own flag, else its SQLite file in the data dir.
+    #[must_use]
+    pub fn database_url(&self, target: Target) -> String {
         let configured = match target {
             Target::Session => self.session.database_url.clone(),
             Target::Room => self.room.database_url.clone(),
