@@ -17,8 +17,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_locked_database_refuses_sends_retryably_and_keeps_nothing_half_written() {
-    if std::env::var_os("XIAOWO_TEST_POSTGRES").is_some() {
-        // The lock is taken on the SQLite file; PostgreSQL's locks are its own business.
+    if svc_kit::testing::skip_on_postgres("the lock is taken on the SQLite file, which PostgreSQL does not use") {
         return;
     }
     let app = TestApp::start().await;
