@@ -53,13 +53,24 @@ async fn start_sync_at(
     config: &sync_svc::Config,
     db_options: &DbOptions,
 ) -> SyncApp {
+    let channels = sync_svc::Peers { session: peers.session.channel(), room: peers.room_server.channel() };
+    start_sync_with(channels, data_dir, addr, config, db_options).await
+}
+
+async fn start_sync_with(
+    peers: sync_svc::Peers,
+    data_dir: &Path,
+    addr: SocketAddr,
+    config: &sync_svc::Config,
+    db_options: &DbOptions,
+) -> SyncApp {
     let url = svc_kit::db::sqlite_url(data_dir, "sync.db");
     let mut assembly = bind_at(addr).await;
     sync_svc::build(
         config,
         &url,
         db_options,
-        sync_svc::Peers { session: peers.session.channel(), room: peers.room_server.channel() },
+        peers,
         AdminToken::new(Some(ADMIN_TOKEN)),
         svc_kit::clock::system(),
         &mut assembly,
@@ -373,4 +384,36 @@ async fn session_svc_down_fails_unvalidated_callers_fast_and_recovers() {
     };
     assert_eq!(recovered.version, accepted.version + 1);
     assert_eq!(next_state(&mut events).await, recovered);
+}
+
+#[tokio::test]
+async fn a_hanging_room_svc_turns_into_unavailable_at_the_call_deadline() {
+    let room_deadline = Duration::from_secs(1);
+    // Accepts connections and never says a word: a peer that is up but stuck.
+    let hanging = tokio::net::TcpListener::bind(any_port()).await.unwrap();
+    let hanging_url = format!("http://{}", hanging.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            held.push(socket);
+        }
+    });
+    let session_dir = tempfile::tempdir().unwrap();
+    let session = start_session_at(session_dir.path(), any_port()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let channels = sync_svc::Peers {
+        session: session.channel(),
+        room: svc_kit::peer::channel(&hanging_url, room_deadline).unwrap(),
+    };
+    let app = start_sync_with(channels, dir.path(), any_port(), &test_config(), &DbOptions::default()).await;
+    let request = proto::session::v1::CreateSessionRequest { display_name: "Owner".to_owned() };
+    let mut sessions = proto::session::v1::session_service_client::SessionServiceClient::new(session.channel());
+    let owner = sessions.create_session(request).await.unwrap().into_inner().token;
+
+    let started = Instant::now();
+    let room_id = uuid::Uuid::new_v4().to_string();
+    let refused = seek(&mut app.client(), &room_id, &owner, 0, 1_000).await.unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(refused.code(), Code::Unavailable, "a stuck peer is an outage, not a hang: {refused:?}");
+    assert!(waited >= room_deadline.mul_f32(0.9), "it gave the peer its deadline ({waited:?})");
 }
