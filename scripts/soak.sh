@@ -20,9 +20,19 @@ export XIAOWO_FAULTS_MESSAGES=${SOAK_MESSAGES:-2000}
 export XIAOWO_FAULTS_RATE=${SOAK_RATE:-200}
 export XIAOWO_FAULTS_KILLS=${SOAK_KILLS:-5}
 
+# The test executables, built once: later edits elsewhere in the tree do not rebuild them
+# in the middle of the soak.
+test_executable() {
+  cargo test -q -p "$1" --test reliability --no-run --message-format=json |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message.get("executable") and message["target"]["name"] == "reliability":
+        print(message["executable"])'
+}
 log "building the fault tests"
-cargo test -q -p xiaowo --test reliability --no-run
-cargo test -q -p sync-svc --test reliability --no-run
+chat_test=$(test_executable xiaowo)
+sync_test=$(test_executable sync-svc)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -45,8 +55,8 @@ end=$((SECONDS + minutes * 60))
 round=0
 while [ $SECONDS -lt $end ]; do
   round=$((round + 1))
-  run_round chat-kill cargo test -q -p xiaowo --test reliability -- --nocapture
-  run_round sync-restart cargo test -q -p sync-svc --test reliability fifty_watchers -- --nocapture
+  run_round chat-kill "$chat_test" --nocapture
+  run_round sync-restart "$sync_test" fifty_watchers --nocapture
 done
 
 log "totals ($started to $(date -u +%FT%TZ), $round rounds)"
