@@ -71,17 +71,23 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" | "" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number * 60),
-            "h" => Duration::from_secs(number * 3600),
-            "d" => Duration::from_secs(number * 86_400),
+        let seconds_per_unit = match unit {
+            "ms" => None,
+            "s" | "" => Some(1),
+            "m" => Some(60),
+            "h" => Some(3600),
+            "d" => Some(86_400),
             _ => {
                 return Err(format!("invalid duration unit {unit:?} in {value:?}: use ms, s, m, h or d"));
             }
         };
-        total += part;
+        // Checked: a huge number must be an error, not a wrapped value or a panic.
+        let too_long = || format!("duration {value:?} is too long");
+        let part = match seconds_per_unit {
+            None => Duration::from_millis(number),
+            Some(scale) => Duration::from_secs(number.checked_mul(scale).ok_or_else(too_long)?),
+        };
+        total = total.checked_add(part).ok_or_else(too_long)?;
     }
     Ok(total)
 }
@@ -418,3 +424,12 @@ mod tests {
         assert!(parse_duration("m").is_err());
     }
 }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/monitor_rules.rs): these panicked on overflow.
+    #[test]
+    fn durations_too_long_for_a_duration_are_errors() {
+        assert!(parse_duration("99999999999999999h").is_err());
+        assert!(parse_duration("213503982334602d").is_err());
+        assert!(parse_duration("18446744073709551615s1s").is_err());
+        assert_eq!(parse_duration("18446744073709551615s"), Ok(Duration::from_secs(u64::MAX)));
+    }
