@@ -133,6 +133,26 @@ async fn seek(
     Ok(client.seek(with_token(request, token)).await?.into_inner().state.unwrap())
 }
 
+/// A seek retried while it is `UNAVAILABLE` (a peer coming back; channels reconnect with a
+/// back-off), for at most 20 s.
+async fn seek_once_back(
+    client: &mut SyncServiceClient<tonic::transport::Channel>,
+    room_id: &str,
+    token: &str,
+    expected_version: i64,
+) -> pb::RoomState {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match seek(client, room_id, token, expected_version, 3_000).await {
+            Ok(state) => return state,
+            Err(status) if status.code() == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("the peer came back but the call still fails: {status:?}"),
+        }
+    }
+}
+
 fn position(state: &pb::RoomState) -> i64 {
     state.timeline.as_ref().unwrap().position_ms
 }
@@ -328,16 +348,7 @@ async fn room_svc_down_fails_uncached_calls_fast_keeps_streams_and_recovers() {
     let mut assembly = bind_at(room_addr).await;
     assembly.add_service(room_pb::room_internal_service_server::RoomInternalServiceServer::new(rooms.clone()));
     let _room_server = TestServer::spawn(assembly);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let recovered = loop {
-        match seek(&mut client, &room_id, &newcomer, accepted.version, 3_000).await {
-            Ok(state) => break state,
-            Err(status) if status.code() == Code::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(status) => panic!("room-svc came back but the call still fails: {status:?}"),
-        }
-    };
+    let recovered = seek_once_back(&mut client, &room_id, &newcomer, accepted.version).await;
     assert_eq!(recovered.version, accepted.version + 1);
     assert_eq!(next_state(&mut events).await, recovered);
     drop(session);
@@ -372,16 +383,7 @@ async fn session_svc_down_fails_unvalidated_callers_fast_and_recovers() {
     assert_eq!(next_state(&mut events).await, accepted, "the open stream still delivers");
 
     let _session = start_session_at(session_dir.path(), session_addr).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let recovered = loop {
-        match seek(&mut client, &room_id, &newcomer, accepted.version, 3_000).await {
-            Ok(state) => break state,
-            Err(status) if status.code() == Code::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(status) => panic!("session-svc came back but the call still fails: {status:?}"),
-        }
-    };
+    let recovered = seek_once_back(&mut client, &room_id, &newcomer, accepted.version).await;
     assert_eq!(recovered.version, accepted.version + 1);
     assert_eq!(next_state(&mut events).await, recovered);
 }
