@@ -438,6 +438,28 @@ scenario("a muted member is told so when sending", [CHAT], async () => {
   assert(((await state.bob.page.textContent("#chat-error")) ?? "") !== "", "the refusal is explained");
 });
 
+scenario("a member made moderator gets a new session cookie, and the old token stops working", [ROOM], async () => {
+  const cookieOf = async (user) => (await user.context.cookies()).find((cookie) => cookie.name.endsWith("xiaowo_session"))?.value;
+  const before = await cookieOf(state.bob);
+  assert(before, "Bob has a session cookie");
+  await state.alice.page.click("#members li:has-text('Bob 小窝') button:text-is('Make moderator')");
+  // The client rotates before it shows the new role.
+  await state.bob.page.waitForFunction(() => document.getElementById("my-role")?.textContent === "moderator");
+  const after = await cookieOf(state.bob);
+  assert(after && after !== before, "Bob's session cookie was replaced");
+  const old = await fetch(`${state.base}/xiaowo.session.v1.SessionService/GetSession`, {
+    method: "POST",
+    headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", authorization: `Bearer ${before}` },
+    body: new Uint8Array(5),
+  });
+  const body = Buffer.from(await old.arrayBuffer()).toString("latin1");
+  const status = old.headers.get("grpc-status") ?? /grpc-status:\s*(\d+)/i.exec(body)?.[1];
+  assert(status === "16", `the old token is refused as UNAUTHENTICATED (grpc-status ${status})`);
+  // The new cookie carries on: a reload finds Bob, still a moderator.
+  await state.bob.page.reload();
+  await state.bob.page.waitForFunction(() => document.getElementById("my-role")?.textContent === "moderator");
+});
+
 scenario("no console errors on either page", [], async () => {
   assert(state.consoleErrors.length === 0, state.consoleErrors.join("\n"));
 });

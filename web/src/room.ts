@@ -191,6 +191,12 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
       if (room) {
         ctx.room = room;
       }
+      if (role > ctx.role) {
+        // Promoted (moderator, or handed the room): a new session token from here on, so a
+        // token anyone saw before cannot act with the new role. Best effort: the old one
+        // keeps working if this fails.
+        await ctx.app.api.session.rotateSession({}).catch(() => undefined);
+      }
       ctx.role = role;
       ctx.setMembers(list);
       ctx.changed();
