@@ -10,7 +10,10 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 /// Which engine a database URL names.
@@ -141,7 +144,6 @@ async fn connect_postgres<M: MigratorTrait>(
 /// Creates the schema and runs the migrations under a transaction-scoped advisory lock, so
 /// that several instances of a service starting at once on one database migrate it once.
 async fn migrate_postgres<M: MigratorTrait>(db: &DatabaseConnection, schema: &str) -> Result<(), DbErr> {
-    use sea_orm::TransactionTrait;
     let backend = db.get_database_backend();
     let txn = db.begin().await?;
     txn.execute_raw(Statement::from_sql_and_values(
@@ -193,7 +195,18 @@ async fn connect_sqlite<M: MigratorTrait>(url: &str, options: &DbOptions) -> Res
         }
     };
     let db = Database::connect(connect).await.map_err(not_a_database)?;
-    M::up(&db, None).await.map_err(not_a_database)?;
+    // One write transaction from its first statement (`BEGIN IMMEDIATE`): instances starting
+    // together on one file migrate one after the other, the later finding nothing to do,
+    // instead of both recording the same migration.
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await
+        .map_err(not_a_database)?;
+    M::up(&txn, None).await.map_err(not_a_database)?;
+    txn.commit().await?;
     Ok(db)
 }
 

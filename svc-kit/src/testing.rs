@@ -146,25 +146,25 @@ pub async fn database_url(dir: &std::path::Path, file_name: &str) -> String {
     let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
     let name = format!("xiaowo_test_{}", &hex::encode(digest)[..20]);
     let admin = sea_orm::Database::connect(base.as_str()).await.expect("connect to the test PostgreSQL server");
-    let exists = admin
-        .query_one_raw(sea_orm::Statement::from_sql_and_values(
-            admin.get_database_backend(),
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            [name.clone().into()],
-        ))
-        .await
-        .expect("look the test database up")
-        .is_some();
-    if !exists {
-        // Two services of one test may ask at once: the loser's "already exists" is success.
-        if let Err(error) = admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await
-            && !error.to_string().contains("already exists")
-        {
-            panic!("create test database {name}: {error}");
-        }
+    if !database_exists(&admin, &name).await
+        && let Err(error) = admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await
+    {
+        // Services of one test may ask at once: losing that race still leaves the database.
+        assert!(database_exists(&admin, &name).await, "create test database {name}: {error}");
     }
     admin.close().await.expect("close the admin connection");
     replace_database(&base, &name)
+}
+
+#[allow(clippy::expect_used)]
+async fn database_exists(admin: &sea_orm::DatabaseConnection, name: &str) -> bool {
+    use sea_orm::ConnectionTrait;
+    let lookup = sea_orm::Statement::from_sql_and_values(
+        admin.get_database_backend(),
+        "SELECT 1 FROM pg_database WHERE datname = $1",
+        [name.into()],
+    );
+    admin.query_one_raw(lookup).await.expect("look the test database up").is_some()
 }
 
 /// `base` with its database (the URL's path) replaced by `name`, query string kept.

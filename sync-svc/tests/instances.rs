@@ -102,3 +102,23 @@ async fn racing_instances_accept_exactly_one_command_per_version() {
     let accepted = seek(&instances[0], &room_id, &owner, moved.version, 7_000).await.unwrap();
     assert_eq!(accepted.version, moved.version + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_on_a_new_database_migrate_it_once() {
+    let peers = Peers::start().await;
+    let config = test_config();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = tokio::join!(
+            SyncApp::start(&peers, dir.path(), &config, svc_kit::clock::system()),
+            SyncApp::start(&peers, dir.path(), &config, svc_kit::clock::system()),
+        );
+        let (owner_id, owner) = peers.user("Owner").await;
+        let room_id = peers.rooms.create_room(&owner_id);
+        let request = pb::GetRoomStateRequest { room_id: room_id.clone() };
+        for app in [&first, &second] {
+            let state = app.client().get_room_state(with_token(request.clone(), &owner)).await.unwrap().into_inner();
+            assert_eq!(state.state.unwrap().version, 0);
+        }
+    }
+}
