@@ -1,6 +1,7 @@
-//! chat-svc killed with SIGKILL while clients send: the real `xiaowo serve --target chat`
-//! process over its own data directory, killed and restarted on the same port several times
-//! during a paced load, with session-svc and room-svc running beside it in the test process.
+//! chat-svc as a real `xiaowo serve --target chat` process over its own data directory, with
+//! session-svc and room-svc running beside it in the test process: killed with SIGKILL and
+//! restarted on the same port several times during a paced load, and left without its peers
+//! for a while.
 //!
 //! Clients behave as the web client does: a send that fails is retried with the same client
 //! message id, and the watch stream reconnects from the last sequence number it saw. What must
@@ -50,11 +51,12 @@ struct ChatProcess {
 
 impl ChatProcess {
     /// Starts chat-svc on `listen` (port 0: any) and waits until it says where it listens.
-    fn spawn(data_dir: &Path, listen: SocketAddr, peers_url: &str) -> Self {
+    fn spawn(data_dir: &Path, listen: SocketAddr, peers_url: &str, extra_args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_xiaowo"))
             .args(["serve", "--target", "chat", "--shutdown-grace", "1s"])
             .args(["--chat-listen", &listen.to_string(), "--session-url", peers_url, "--room-url", peers_url])
             .args(["--chat-flood-burst", "100000", "--chat-flood-per-second", "100000"])
+            .args(extra_args)
             .arg("--data-dir")
             .arg(data_dir)
             .env("XIAOWO_LOG", "info")
@@ -90,6 +92,23 @@ impl Drop for ChatProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// session-svc and room-svc in this process over `data_dir`, at `addr`.
+async fn start_peers(data_dir: &Path, addr: SocketAddr) -> (node::Running, CancellationToken) {
+    let mut common: Common = svc_kit::config::from_env();
+    common.data_dir = data_dir.to_path_buf();
+    common.session.create_burst = 1_000;
+    common.room.bcrypt_cost = 4;
+    let shutdown = CancellationToken::new();
+    let groups = vec![(addr, vec![Target::Session, Target::Room])];
+    let running =
+        node::start(groups, &common, &Peers::default(), None, svc_kit::clock::system(), &shutdown).await.unwrap();
+    (running, shutdown)
 }
 
 fn channel(url: &str) -> Channel {
@@ -226,25 +245,11 @@ async fn chat_killed_during_load_keeps_every_acknowledged_message_once() {
 
     // session-svc and room-svc in this process: they are the chat process's peers, not the subject.
     let peers_data = tempfile::tempdir().unwrap();
-    let mut common: Common = svc_kit::config::from_env();
-    common.data_dir = peers_data.path().to_path_buf();
-    common.session.create_burst = 1_000;
-    common.room.bcrypt_cost = 4;
-    let peers_shutdown = CancellationToken::new();
-    let peers = node::start(
-        vec![(SocketAddr::from(([127, 0, 0, 1], 0)), vec![Target::Session, Target::Room])],
-        &common,
-        &Peers::default(),
-        None,
-        svc_kit::clock::system(),
-        &peers_shutdown,
-    )
-    .await
-    .unwrap();
+    let (peers, peers_shutdown) = start_peers(peers_data.path(), any_port()).await;
     let peers_url = format!("http://{}", peers.servers[0].0);
 
     let chat_data = tempfile::tempdir().unwrap();
-    let mut chat = ChatProcess::spawn(chat_data.path(), SocketAddr::from(([127, 0, 0, 1], 0)), &peers_url);
+    let mut chat = ChatProcess::spawn(chat_data.path(), any_port(), &peers_url, &[]);
     let chat_addr = chat.addr;
     let chat_url = format!("http://{chat_addr}");
 
@@ -299,7 +304,7 @@ async fn chat_killed_during_load_keeps_every_acknowledged_message_once() {
         }
         chat.kill_hard();
         kill_times.push(Instant::now());
-        chat = ChatProcess::spawn(chat_data.path(), chat_addr, &peers_url);
+        chat = ChatProcess::spawn(chat_data.path(), chat_addr, &peers_url, &[]);
     }
     while load.join_next().await.is_some() {}
     let load_time = started.elapsed();
@@ -344,6 +349,90 @@ async fn chat_killed_during_load_keeps_every_acknowledged_message_once() {
         load_time.as_secs_f64(),
     );
 
+    peers_shutdown.cancel();
+    peers.wait().await.unwrap();
+}
+
+/// A chat message's seq, skipping every other event on the stream.
+async fn next_seq(stream: &mut tonic::Streaming<chat_pb::WatchMessagesResponse>) -> i64 {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("an event in time");
+        if let Some(chat_pb::WatchMessagesResponse { event: Some(Event::Message(message)) }) = next.unwrap() {
+            return message.seq;
+        }
+    }
+}
+
+async fn say(
+    chat_url: &str,
+    room_id: &str,
+    token: &str,
+    client_message_id: &str,
+) -> Result<chat_pb::SendMessageResponse, tonic::Status> {
+    let request = chat_pb::SendMessageRequest {
+        room_id: room_id.to_owned(),
+        text: client_message_id.to_owned(),
+        client_message_id: client_message_id.to_owned(),
+    };
+    let response = ChatServiceClient::new(channel(chat_url)).send_message(with_bearer(request, token)).await?;
+    Ok(response.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_with_its_peers_down_fails_fast_keeps_streams_and_recovers() {
+    let peers_data = tempfile::tempdir().unwrap();
+    let (peers, peers_shutdown) = start_peers(peers_data.path(), any_port()).await;
+    let peers_addr = peers.servers[0].0;
+    let peers_url = format!("http://{peers_addr}");
+    let chat_data = tempfile::tempdir().unwrap();
+    // What chat-svc learnt from its peers a moment ago stays usable while they are away.
+    let chat = ChatProcess::spawn(chat_data.path(), any_port(), &peers_url, &["--chat-access-cache-ttl", "60s"]);
+    let chat_url = format!("http://{}", chat.addr);
+
+    let (ana, _) = user(&peers_url, "Ana").await;
+    let (bob, _) = user(&peers_url, "Bob").await;
+    let (carol, _) = user(&peers_url, "Carol").await;
+    let request = room_pb::CreateRoomRequest { name: "peers away".to_owned(), ..Default::default() };
+    let room = RoomServiceClient::new(channel(&peers_url)).create_room(with_bearer(request, &ana)).await.unwrap();
+    let room_id = room.into_inner().room.unwrap().room_id;
+    for token in [&bob, &carol] {
+        let join = room_pb::JoinRoomRequest { room_id: room_id.clone(), password: String::new() };
+        RoomServiceClient::new(channel(&peers_url)).join_room(with_bearer(join, token)).await.unwrap();
+    }
+    assert_eq!(say(&chat_url, &room_id, &ana, "before").await.unwrap().message.unwrap().seq, 1);
+    let request = chat_pb::WatchMessagesRequest { room_id: room_id.clone(), after_seq: Some(0) };
+    let mut bobs_stream = ChatServiceClient::new(channel(&chat_url))
+        .watch_messages(with_bearer(request, &bob))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_seq(&mut bobs_stream).await, 1);
+
+    peers_shutdown.cancel();
+    peers.wait().await.unwrap();
+
+    // Carol's session and membership were never checked by chat-svc: it must ask, and cannot.
+    let refused = say(&chat_url, &room_id, &carol, "while-away").await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "an answer before the caller's deadline: {refused:?}");
+    let sent = say(&chat_url, &room_id, &ana, "during").await.unwrap();
+    assert_eq!(sent.message.unwrap().seq, 2, "a caller checked a moment ago goes on");
+    assert_eq!(next_seq(&mut bobs_stream).await, 2, "the open stream still delivers");
+
+    let (peers, peers_shutdown) = start_peers(peers_data.path(), peers_addr).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let recovered = loop {
+        match say(&chat_url, &room_id, &carol, "while-away").await {
+            Ok(sent) => break sent,
+            Err(status) if status.code() == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("the peers came back but the send still fails: {status:?}"),
+        }
+    };
+    assert_eq!(recovered.message.unwrap().seq, 3, "the refused send stored nothing; its retry did");
+    assert_eq!(next_seq(&mut bobs_stream).await, 3);
+
+    drop(chat);
     peers_shutdown.cancel();
     peers.wait().await.unwrap();
 }
