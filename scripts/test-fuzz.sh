@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded fuzzing of the request decoders and the validation behind them (fuzz/: cargo fuzz with
 # libFuzzer, a workspace and target directory of its own). Builds every target, then runs each
-# for FUZZ_SECONDS (default 15) from an empty corpus. A crash fails the suite and leaves the
+# for FUZZ_SECONDS (default 20) from an empty corpus. A crash fails the suite and leaves the
 # input that caused it under fuzz/artifacts/<target>/. Longer runs, as reported in
 # RELIABILITY.md: FUZZ_SECONDS=300 scripts/test-fuzz.sh. Ends with "fuzz: N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -14,7 +14,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   log "installing cargo-fuzz (crates.io)"
   cargo install cargo-fuzz --locked --quiet
 fi
-seconds=${FUZZ_SECONDS:-15}
+seconds=${FUZZ_SECONDS:-20}
 # Unoptimised builds with overflow checks: half the build time of --release, and an arithmetic
 # overflow is a crash. No sanitizer: the workspace forbids unsafe code, so what fuzzing finds
 # here are panics, overflows and broken invariants.

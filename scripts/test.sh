@@ -34,7 +34,7 @@ step "promtool (deploy/prometheus: rules, their unit tests, scrape config)" bash
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo test" cargo test --workspace --no-fail-fast
-step "fuzzing (fuzz/: every target for 15 s)" scripts/test-fuzz.sh
+step "fuzzing (fuzz/: every target for 20 s)" scripts/test-fuzz.sh
 step "service tests again on PostgreSQL" scripts/test-postgres.sh
 step "web client (unit and headless-browser tests)" scripts/test-web.sh
 step "split deployment behind nginx" scripts/test-split.sh

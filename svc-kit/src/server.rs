@@ -425,7 +425,7 @@ mod tests {
     }
 }
 
-    /// Found by fuzzing (fuzz/fuzz_targets/monitor_rules.rs): these panicked on overflow.
+    /// These panicked on overflow (reproduced with fuzz/fuzz_targets/monitor_rules.rs).
     #[test]
     fn durations_too_long_for_a_duration_are_errors() {
         assert!(parse_duration("99999999999999999h").is_err());
