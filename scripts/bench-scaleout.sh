@@ -7,7 +7,8 @@
 #   scripts/bench-scaleout.sh [ROOMS] [WATCHERS_PER_ROOM] [RATE] [SECONDS]    (1000 10 1 10)
 #
 # XIAOWO_BIN / XIAOWO_BENCH_BIN pick the binaries (default: release builds when present, else
-# debug). The markdown tables are printed at the end.
+# debug). The markdown tables are printed at the end, then the broker-hop latency bench
+# (`cargo bench -p svc-kit --bench broker_hop`) runs against the same nats-server.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -43,7 +44,7 @@ wait_port() {
 # Generous limits, as xiaowo-bench's own suite sets them: the generator is one client address.
 export XIAOWO_SYNC_COMMAND_BURST=100000 XIAOWO_SYNC_COMMANDS_PER_SECOND=100000 XIAOWO_ADMIN_TOKEN=bench
 export XIAOWO_LOG=warn
-limits=(--max-concurrent-streams 1000 --max-connections-per-ip 0)
+limits=(--max-concurrent-streams 1000 --max-connections-per-ip 0 --peer-deadline 10s)
 up_limits=("${limits[@]}" --session-create-burst 1000000 --session-create-per-minute 100000000 --room-max-members 1000)
 
 nats_port=$(free_port)
@@ -86,3 +87,6 @@ head -n 2 "$run/one.md"
 for table in one one-nats two; do
   tail -n +3 "$run/$table.md" | sed "s/^| Xiaowo, /| $table: /"
 done
+
+log "the broker hop alone: one event at a time, in-process broadcast vs NATS"
+XIAOWO_BENCH_NATS_URL=$nats cargo bench --quiet -p svc-kit --bench broker_hop
