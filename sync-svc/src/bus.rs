@@ -151,7 +151,7 @@ impl NatsBus {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 delivery = states.next() => match delivery {
-                    Some(delivery) => self.on_state(delivery),
+                    Some(delivery) => self.on_state(&rooms, delivery),
                     None => return,
                 },
                 delivery = presence.next() => match delivery {
@@ -173,12 +173,15 @@ impl NatsBus {
         }
     }
 
-    fn on_state(&self, delivery: Delivery) {
+    fn on_state(&self, rooms: &Rooms, delivery: Delivery) {
         let Some(room_id) = room_of(&delivery.subject, STATE_SUBJECT) else { return };
         let version = delivery.header(VERSION_HEADER).and_then(|version| version.parse::<i64>().ok());
         if version.is_none() {
             tracing::warn!(room_id, "state change without a version from another instance; ignored");
             return;
+        }
+        if let Some(version) = version {
+            rooms.on_remote_change(room_id, version);
         }
         self.local.publish(room_id, RoomEvent::Message { version, encoded: delivery.payload });
     }

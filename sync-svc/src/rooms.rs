@@ -97,6 +97,8 @@ struct RoomPresence {
     /// This instance's own watchers changed since they were last shared with other instances.
     changed_here: bool,
     last_shared: Option<Instant>,
+    /// Another instance accepted a newer version than `latest`: reload it before the rules run.
+    stale: bool,
     /// The newest state this process saw; a stale one only costs a refused conditional update.
     latest: Option<RoomState>,
 }
@@ -330,6 +332,16 @@ impl Rooms {
         }
         if let Some(room) = self.presence().get_mut(room_id) {
             room.dirty = true;
+        }
+    }
+
+    /// Another instance accepted `version` of the room: the rules here must not run on an older
+    /// state (the next tick reloads it).
+    pub fn on_remote_change(&self, room_id: &str, version: i64) {
+        if let Some(room) = self.presence().get_mut(room_id)
+            && room.latest.as_ref().is_none_or(|latest| latest.version < version)
+        {
+            room.stale = true;
         }
     }
 
@@ -681,6 +693,22 @@ impl Rooms {
 
     /// One pass of the room rules over the rooms watched here.
     pub async fn tick(&self) {
+        let stale: Vec<String> = self
+            .presence()
+            .iter_mut()
+            .filter(|(_, room)| room.stale)
+            .map(|(room_id, room)| {
+                room.stale = false;
+                room_id.clone()
+            })
+            .collect();
+        for room_id in stale {
+            match self.store.load(&room_id).await {
+                Ok(Some(state)) => self.remember(&state),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%room_id, %error, "reloading a room changed elsewhere failed"),
+            }
+        }
         let now = self.now_ms();
         let mut due = Vec::new();
         let expired = self.expire_remote_presence();

@@ -137,6 +137,8 @@ impl Stack {
             .env("XIAOWO_SYNC_PRESENCE_HEARTBEAT", "500ms")
             .env("XIAOWO_SYNC_PRESENCE_EXPIRY", PRESENCE_EXPIRY)
             .env("XIAOWO_SYNC_ACCESS_CACHE_TTL", "0s")
+            .env("XIAOWO_SYNC_WAIT_GRACE", "100ms")
+            .env("XIAOWO_SYNC_WAIT_TIMEOUT", "60s")
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         for (service, url) in &self.database {
@@ -697,6 +699,45 @@ async fn two_instances_share_rooms_through_nats_and_survive_a_kill_and_a_broker_
     assert!(gap_free_from(&on_a2, latest + 1), "A2: {on_a2:?}");
     assert_eq!(bob_on_a2.lock().unwrap().ended, None);
     assert_eq!(bob_chat_a2.lock().unwrap().ended, None);
+
+    // --- wait for everyone across instances: A2 does not resume for B2's buffering watcher ------
+    let alice_on_b2 = watch_sync(&b2.sync_url, &room_id, &alice_token);
+    eventually("alice watches on B2", || !alice_on_b2.lock().unwrap().versions.is_empty()).await;
+    let mut sync_a2 = SyncServiceClient::new(channel(&a2.sync_url));
+    let version = room_version(&a2.sync_url, &room_id, &bob_token).await;
+    let wait =
+        sync_pb::SetWaitForEveryoneRequest { room_id: room_id.clone(), expected_version: version, enabled: true };
+    let version = sync_a2.set_wait_for_everyone(with_bearer(wait, &bob_token)).await.unwrap().into_inner();
+    let version = version.state.unwrap().version;
+    let play = sync_pb::PlayRequest { room_id: room_id.clone(), expected_version: version, start_time: None };
+    sync_a2.play(with_bearer(play, &bob_token)).await.unwrap();
+    let report = |state: sync_pb::PlayerState| sync_pb::ReportStatusRequest {
+        room_id: room_id.clone(),
+        state: state.into(),
+        ..Default::default()
+    };
+    let mut sync_b2 = SyncServiceClient::new(channel(&b2.sync_url));
+    sync_b2.report_status(with_bearer(report(sync_pb::PlayerState::Buffering), &alice_token)).await.unwrap();
+    let waiting_for = |url: String, token: String, room_id: String| async move {
+        let request = with_bearer(sync_pb::GetRoomStateRequest { room_id }, &token);
+        let state = SyncServiceClient::new(channel(&url)).get_room_state(request).await.unwrap().into_inner();
+        state.state.unwrap().waiting_for_user_ids
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while waiting_for(a2.sync_url.clone(), bob_token.clone(), room_id.clone()).await != vec![alice.clone()] {
+        assert!(Instant::now() < deadline, "the room never waited for alice");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A2 ticks every 200 ms and knows alice's buffering only through presence: give it several
+    // ticks to (wrongly) resume.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(waiting_for(a2.sync_url.clone(), bob_token.clone(), room_id.clone()).await, vec![alice.clone()]);
+    sync_b2.report_status(with_bearer(report(sync_pb::PlayerState::Ready), &alice_token)).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !waiting_for(a2.sync_url.clone(), bob_token.clone(), room_id.clone()).await.is_empty() {
+        assert!(Instant::now() < deadline, "the room never resumed once alice was ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(b2);
     drop(a2);
 }
