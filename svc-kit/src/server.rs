@@ -336,7 +336,8 @@ impl Assembly {
             .layer(axum::middleware::from_fn(only_grpc_content))
             .layer(tonic_web::GrpcWebLayer::new())
             .service(grpc);
-        let connection_limit = crate::connections::ConnectionLimit::new(config.max_connections_per_ip, metrics.registry());
+        let connection_limit =
+            crate::connections::ConnectionLimit::new(config.max_connections_per_ip, metrics.registry());
         let mut app = axum::Router::new().route("/metrics", get(move || std::future::ready(metrics.render())));
         let all_names = service_names.iter().copied().chain([
             health_name,
@@ -423,7 +424,6 @@ mod tests {
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("m").is_err());
     }
-}
 
     /// These panicked on overflow (reproduced with fuzz/fuzz_targets/monitor_rules.rs).
     #[test]
@@ -433,3 +433,4 @@ mod tests {
         assert!(parse_duration("18446744073709551615s1s").is_err());
         assert_eq!(parse_duration("18446744073709551615s"), Ok(Duration::from_secs(u64::MAX)));
     }
+}
