@@ -186,7 +186,10 @@ pub async fn build_with_retention(
         assembly.spawn_worker("chat-bus", nats.run(shutdown.clone()));
     }
 
-    let access = Arc::new(RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_interval));
+    let access = Arc::new(
+        RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_interval)
+            .with_internal_token(assembly.internal_token().cloned()),
+    );
     assembly.spawn_worker("chat-retention", janitor.run(retention.interval, shutdown.clone()));
     assembly.spawn_worker(
         "chat-room-events",
@@ -215,7 +218,9 @@ pub async fn build_with_retention(
         metrics,
         shutdown,
     });
-    let sessions = Arc::new(SessionValidator::new(peers.session, config.access_cache_ttl));
+    let sessions = Arc::new(
+        SessionValidator::new(peers.session, config.access_cache_ttl).with_internal_token(assembly.internal_token().cloned()),
+    );
     let max_message = assembly.config().max_message_bytes;
     assembly.add_service(
         ChatServiceServer::new(grpc::PublicApi { chat: Arc::clone(&chat), sessions })

@@ -9,7 +9,7 @@ use std::time::Duration;
 use proto::room::v1 as pb;
 use proto::session::v1::BatchGetDisplayNamesRequest;
 use proto::session::v1::session_internal_service_client::SessionInternalServiceClient;
-use svc_kit::auth::{AdminToken, SessionValidator};
+use svc_kit::auth::{AdminToken, InternalToken, SessionValidator};
 use svc_kit::clock::SharedClock;
 use svc_kit::status::Violation;
 use tokio_stream::{Stream, StreamExt};
@@ -445,12 +445,14 @@ impl pb::room_admin_service_server::RoomAdminService for AdminApi {
 #[derive(Debug, Clone)]
 pub struct SessionNames {
     client: SessionInternalServiceClient<Channel>,
+    internal_token: Option<InternalToken>,
 }
 
 impl SessionNames {
+    /// Asks session-svc over `channel`, presenting `internal_token` when the install has one.
     #[must_use]
-    pub fn new(channel: Channel) -> Self {
-        Self { client: SessionInternalServiceClient::new(channel) }
+    pub fn new(channel: Channel, internal_token: Option<InternalToken>) -> Self {
+        Self { client: SessionInternalServiceClient::new(channel), internal_token }
     }
 }
 
@@ -463,7 +465,10 @@ impl DisplayNames for SessionNames {
         let response = self
             .client
             .clone()
-            .batch_get_display_names(BatchGetDisplayNamesRequest { user_ids })
+            .batch_get_display_names(InternalToken::request(
+                self.internal_token.as_ref(),
+                BatchGetDisplayNamesRequest { user_ids },
+            ))
             .await
             .map_err(|status| Error::SessionUnavailable(status.message().to_owned()))?;
         let proto::session::v1::BatchGetDisplayNamesResponse { display_names } = response.into_inner();

@@ -28,6 +28,7 @@ use svc_kit::clock::SharedClock;
 use svc_kit::db::DbOptions;
 use svc_kit::retention::RetentionConfig;
 use svc_kit::server::Assembly;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use config::Config;
@@ -81,11 +82,14 @@ pub async fn build_with_retention(
         store,
         Arc::clone(&clock),
         Arc::new(LocalBus::new(config.events_buffer)),
-        Arc::new(grpc::SessionNames::new(session.clone())),
+        Arc::new(grpc::SessionNames::new(session.clone(), assembly.internal_token().cloned())),
         config,
         metrics,
     ));
-    let sessions = Arc::new(SessionValidator::new(session, config.session_cache_ttl));
+    let sessions = Arc::new(
+        SessionValidator::new(session, config.session_cache_ttl)
+            .with_internal_token(assembly.internal_token().cloned()),
+    );
     let max_message = assembly.config().max_message_bytes;
 
     assembly.add_service(
@@ -93,7 +97,8 @@ pub async fn build_with_retention(
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message),
     );
-    assembly.add_service(
+    let internal_guard = assembly.internal_guard("room");
+    assembly.add_service(InterceptedService::new(
         RoomInternalServiceServer::new(grpc::InternalApi {
             rooms: Arc::clone(&rooms),
             clock,
@@ -102,7 +107,8 @@ pub async fn build_with_retention(
         })
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message),
-    );
+        internal_guard,
+    ));
     assembly.add_service(
         RoomAdminServiceServer::new(grpc::AdminApi { rooms: Arc::clone(&rooms), admin })
             .max_decoding_message_size(max_message)

@@ -23,6 +23,7 @@ use svc_kit::clock::SharedClock;
 use svc_kit::db::DbOptions;
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::server::Assembly;
+use tonic::service::interceptor::InterceptedService;
 
 pub use config::Config;
 pub use error::Error;
@@ -57,11 +58,13 @@ pub async fn build(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message),
     );
-    assembly.add_service(
+    let internal_guard = assembly.internal_guard("session");
+    assembly.add_service(InterceptedService::new(
         SessionInternalServiceServer::new(grpc::InternalApi { sessions: Arc::clone(&sessions) })
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message),
-    );
+        internal_guard,
+    ));
     assembly.add_service(
         SessionAdminServiceServer::new(grpc::AdminApi { sessions: Arc::clone(&sessions), admin })
             .max_decoding_message_size(max_message)

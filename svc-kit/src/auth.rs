@@ -128,12 +128,137 @@ impl AdminToken {
     }
 }
 
+/// The metadata header that carries the service-to-service credential. It is not
+/// `authorization`, which internal calls may still need for the end user's bearer token.
+pub const INTERNAL_TOKEN_HEADER: &str = "x-xiaowo-internal-token";
+
+/// The secret every service presents to another's internal API (access checks, session
+/// validation, room events), so that a client reaching a public port cannot call them.
+#[derive(Clone)]
+pub struct InternalToken {
+    value: tonic::metadata::AsciiMetadataValue,
+    hash: [u8; 32],
+}
+
+impl std::fmt::Debug for InternalToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InternalToken(redacted)")
+    }
+}
+
+/// Why a configured internal token cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidInternalToken {
+    /// Empty after trimming.
+    #[error("the internal token is empty")]
+    Empty,
+    /// Not visible ASCII, so it cannot travel in a metadata header.
+    #[error("the internal token must be printable ASCII without spaces")]
+    NotAscii,
+}
+
+impl InternalToken {
+    /// A token from configuration (surrounding whitespace ignored).
+    ///
+    /// # Errors
+    /// When it is empty or cannot be carried in a header.
+    pub fn new(secret: &str) -> Result<Self, InvalidInternalToken> {
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err(InvalidInternalToken::Empty);
+        }
+        if !secret.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(InvalidInternalToken::NotAscii);
+        }
+        let value = secret.parse().map_err(|_| InvalidInternalToken::NotAscii)?;
+        Ok(Self { value, hash: Sha256::digest(secret.as_bytes()).into() })
+    }
+
+    /// A fresh random 256-bit token, hex-encoded.
+    #[must_use]
+    pub fn generate() -> Self {
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        Self::new(&secret).unwrap_or_else(|_| unreachable!("hex is printable ASCII"))
+    }
+
+    /// The secret itself, for writing it where other processes of the same install read it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        self.value.to_str().unwrap_or_default()
+    }
+
+    /// Adds the token to an outgoing request.
+    pub fn attach<T>(&self, request: &mut tonic::Request<T>) {
+        request.metadata_mut().insert(INTERNAL_TOKEN_HEADER, self.value.clone());
+    }
+
+    /// `message` as a request carrying `token`, if any.
+    #[must_use]
+    pub fn request<T>(token: Option<&Self>, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = token {
+            token.attach(&mut request);
+        }
+        request
+    }
+
+    /// Accepts the call only when it carries this token.
+    ///
+    /// # Errors
+    /// `Unauthenticated` when the header is missing or holds another value.
+    pub fn check(&self, metadata: &MetadataMap) -> Result<(), AuthError> {
+        let presented = metadata.get(INTERNAL_TOKEN_HEADER).ok_or(AuthError::Unauthenticated)?;
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        // Fixed-length digests compared without early exit: the timing says nothing useful.
+        let difference = self.hash.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if difference == 0 { Ok(()) } else { Err(AuthError::Unauthenticated) }
+    }
+}
+
+/// A tonic interceptor guarding a service's internal API with the [`InternalToken`]; without
+/// a token it lets every call through (an install that chose to leave internal APIs open).
+#[derive(Clone, Debug)]
+pub struct InternalGuard {
+    token: Option<InternalToken>,
+    refusals: prometheus::IntCounter,
+}
+
+impl InternalGuard {
+    /// A guard for `service`'s internal API; refusals count in
+    /// `xiaowo_auth_failures_total{service="<service>-internal"}`.
+    #[must_use]
+    pub fn new(token: Option<InternalToken>, registry: &prometheus::Registry, service: &str) -> Self {
+        let refusals = crate::metrics::refusal_counter(
+            registry,
+            crate::metrics::Refusal::AuthFailure,
+            &format!("{service}-internal"),
+        );
+        Self { token, refusals }
+    }
+}
+
+impl tonic::service::Interceptor for InternalGuard {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let Some(token) = &self.token else {
+            return Ok(request);
+        };
+        match token.check(request.metadata()) {
+            Ok(()) => Ok(request),
+            Err(_) => {
+                self.refusals.inc();
+                Err(tonic::Status::unauthenticated("internal credential required"))
+            }
+        }
+    }
+}
+
 /// Validates session tokens with session-svc, caching answers briefly so that a chatty client
 /// costs one validation per `cache_ttl`, not one per call. A revoked session keeps working
 /// for at most `cache_ttl` on services that cached it.
 #[derive(Debug)]
 pub struct SessionValidator {
     client: SessionInternalServiceClient<Channel>,
+    internal_token: Option<InternalToken>,
     cache_ttl: Duration,
     cache: Mutex<HashMap<String, (Caller, Instant)>>,
 }
@@ -145,7 +270,19 @@ impl SessionValidator {
     /// A validator calling session-svc over `channel`.
     #[must_use]
     pub fn new(channel: Channel, cache_ttl: Duration) -> Self {
-        Self { client: SessionInternalServiceClient::new(channel), cache_ttl, cache: Mutex::new(HashMap::new()) }
+        Self {
+            client: SessionInternalServiceClient::new(channel),
+            internal_token: None,
+            cache_ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Presents `token` to session-svc's internal API on every validation.
+    #[must_use]
+    pub fn with_internal_token(mut self, token: Option<InternalToken>) -> Self {
+        self.internal_token = token;
+        self
     }
 
     /// The caller behind the request's token.
@@ -170,7 +307,10 @@ impl SessionValidator {
         let response = self
             .client
             .clone()
-            .validate_session(pb::ValidateSessionRequest { token: token.to_owned() })
+            .validate_session(InternalToken::request(
+                self.internal_token.as_ref(),
+                pb::ValidateSessionRequest { token: token.to_owned() },
+            ))
             .await
             .map_err(|status| match status.code() {
                 tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::NotFound => {
@@ -228,6 +368,46 @@ mod tests {
         assert_eq!(session_token(&map).as_deref(), Some("plain"));
         assert_eq!(session_token(&metadata(&[("cookie", "other=1")])), None);
         assert_eq!(session_token(&metadata(&[("authorization", "Basic abc")])), None);
+    }
+
+    #[test]
+    fn internal_token_checks() {
+        let token = InternalToken::new(" s3cret\n").unwrap();
+        let mut request = tonic::Request::new(());
+        token.attach(&mut request);
+        assert!(token.check(request.metadata()).is_ok());
+        assert!(matches!(token.check(&metadata(&[])), Err(AuthError::Unauthenticated)));
+        assert!(matches!(
+            token.check(&metadata(&[(INTERNAL_TOKEN_HEADER, "s3cre")])),
+            Err(AuthError::Unauthenticated)
+        ));
+        // The end user's bearer is not the internal credential, even with the same value.
+        assert!(matches!(
+            token.check(&metadata(&[("authorization", "Bearer s3cret")])),
+            Err(AuthError::Unauthenticated)
+        ));
+        assert!(matches!(InternalToken::new("  "), Err(InvalidInternalToken::Empty)));
+        assert!(matches!(InternalToken::new("a b"), Err(InvalidInternalToken::NotAscii)));
+        assert!(!format!("{token:?}").contains("s3cret"));
+        let generated = InternalToken::generate();
+        assert_eq!(generated.expose().len(), 64);
+        assert_ne!(generated.expose(), InternalToken::generate().expose());
+    }
+
+    #[test]
+    fn internal_guard_refuses_and_counts() {
+        use tonic::service::Interceptor;
+        let registry = prometheus::Registry::new();
+        let token = InternalToken::new("s3cret").unwrap();
+        let mut guard = InternalGuard::new(Some(token.clone()), &registry, "room");
+        let refused = guard.call(tonic::Request::new(())).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        let mut request = tonic::Request::new(());
+        token.attach(&mut request);
+        assert!(guard.call(request).is_ok());
+        assert_eq!(guard.refusals.get(), 1);
+        let mut open = InternalGuard::new(None, &registry, "session");
+        assert!(open.call(tonic::Request::new(())).is_ok());
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl<K: Eq + Hash, V: Copy> TimedMap<K, V> {
 #[derive(Debug)]
 pub struct RoomAccessClient {
     client: RoomInternalServiceClient<Channel>,
+    internal_token: Option<crate::auth::InternalToken>,
     cache: Mutex<TimedMap<(String, String), RoomAccess>>,
     activity: Mutex<TimedMap<String, ()>>,
 }
@@ -124,9 +125,21 @@ impl RoomAccessClient {
     pub fn new(channel: Channel, cache_ttl: Duration, activity_debounce: Duration) -> Self {
         Self {
             client: RoomInternalServiceClient::new(channel),
+            internal_token: None,
             cache: Mutex::new(TimedMap::new(cache_ttl)),
             activity: Mutex::new(TimedMap::new(activity_debounce)),
         }
+    }
+
+    /// Presents `token` to room-svc's internal API on every call.
+    #[must_use]
+    pub fn with_internal_token(mut self, token: Option<crate::auth::InternalToken>) -> Self {
+        self.internal_token = token;
+        self
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        crate::auth::InternalToken::request(self.internal_token.as_ref(), message)
     }
 
     /// What `user_id` may do in `room_id`.
@@ -140,7 +153,8 @@ impl RoomAccessClient {
         {
             return Ok(access);
         }
-        let request = room_pb::CheckAccessRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };
+        let request =
+            self.request(room_pb::CheckAccessRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() });
         let response = self.client.clone().check_access(request).await.map_err(|status| match status.code() {
             tonic::Code::NotFound | tonic::Code::InvalidArgument => RoomAccessError::RoomNotFound,
             _ => RoomAccessError::Unavailable(format!("room-svc CheckAccess: {}", status.message())),
@@ -177,8 +191,8 @@ impl RoomAccessClient {
         }
         let mut client = self.client.clone();
         let room_id = room_id.to_owned();
+        let request = self.request(room_pb::RecordActivityRequest { room_id: room_id.clone() });
         tokio::spawn(async move {
-            let request = room_pb::RecordActivityRequest { room_id: room_id.clone() };
             if let Err(status) = client.record_activity(request).await {
                 tracing::debug!(%room_id, code = ?status.code(), "recording room activity failed");
             }
@@ -201,7 +215,7 @@ impl RoomAccessClient {
             let mut client = self.client.clone();
             let subscribed = tokio::select! {
                 () = shutdown.cancelled() => return,
-                result = client.watch_room_events(room_pb::WatchRoomEventsRequest {}) => result,
+                result = client.watch_room_events(self.request(room_pb::WatchRoomEventsRequest {})) => result,
             };
             match subscribed {
                 Ok(response) => {

@@ -160,6 +160,7 @@ pub struct Assembly {
     static_dir: Option<PathBuf>,
     shutdown: CancellationToken,
     broker: Option<crate::bus::Broker>,
+    internal_token: Option<crate::auth::InternalToken>,
 }
 
 impl std::fmt::Debug for Assembly {
@@ -207,6 +208,7 @@ impl Assembly {
             static_dir: None,
             shutdown,
             broker: None,
+            internal_token: None,
         })
     }
 
@@ -250,6 +252,25 @@ impl Assembly {
     /// call publish and subscribe there as well as in-process).
     pub fn set_broker(&mut self, broker: crate::bus::Broker) {
         self.broker = Some(broker);
+    }
+
+    /// Guards the internal APIs of services built after this call with `token`, and makes
+    /// their clients of other services' internal APIs present it.
+    pub fn set_internal_token(&mut self, token: crate::auth::InternalToken) {
+        self.internal_token = Some(token);
+    }
+
+    /// The service-to-service credential, when one is configured (without one, internal APIs
+    /// answer anyone who reaches the port).
+    #[must_use]
+    pub fn internal_token(&self) -> Option<&crate::auth::InternalToken> {
+        self.internal_token.as_ref()
+    }
+
+    /// An interceptor guarding `service`'s internal API with [`Self::internal_token`].
+    #[must_use]
+    pub fn internal_guard(&self, service: &str) -> crate::auth::InternalGuard {
+        crate::auth::InternalGuard::new(self.internal_token.clone(), self.metrics.registry(), service)
     }
 
     /// The broker between instances, when one is configured.
@@ -303,6 +324,7 @@ impl Assembly {
             static_dir,
             shutdown,
             broker: _,
+            internal_token: _,
         } = self;
 
         let health_name =

@@ -88,14 +88,20 @@ pub async fn build_with_retention(
     let (janitor, closed_rooms) =
         retention::SyncRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
     let closing_clock = Arc::clone(&clock);
-    let access = Arc::new(RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_debounce));
+    let access = Arc::new(
+        RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_debounce)
+            .with_internal_token(assembly.internal_token().cloned()),
+    );
     let nats = assembly.broker().map(|broker| Arc::new(NatsBus::new(config.watcher_buffer, broker.clone())));
     let bus: Arc<dyn RoomBus> = match &nats {
         Some(nats) => Arc::clone(nats) as Arc<dyn RoomBus>,
         None => Arc::new(InProcessBus::new(config.watcher_buffer)),
     };
     let rooms = Arc::new(Rooms::new(store, bus, Arc::clone(&access), clock, config, metrics));
-    let sessions = Arc::new(SessionValidator::new(peers.session, config.session_cache_ttl));
+    let sessions = Arc::new(
+        SessionValidator::new(peers.session, config.session_cache_ttl)
+            .with_internal_token(assembly.internal_token().cloned()),
+    );
     let max_message = assembly.config().max_message_bytes;
     let shutdown = assembly.shutdown_token();
 
