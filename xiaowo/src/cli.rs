@@ -212,7 +212,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let shutdown = svc_kit::shutdown::on_signals();
     let running = match command {
-        Command::Up(args) => {
+        Command::Up(mut args) => {
+            // One process, one install: a token made now closes the internal APIs on the
+            // public port with nothing for the operator to do.
+            if args.common.internal_token.is_none() && args.common.internal_token_file.is_none() {
+                args.common.internal_token = Some(svc_kit::auth::InternalToken::generate().expose().to_owned());
+            }
             let web_dir = args.web_dir.join("index.html").is_file().then_some(args.web_dir.as_path());
             if web_dir.is_none() {
                 tracing::warn!(dir = %args.web_dir.display(), "web client not built; serving the API only");

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use svc_kit::auth::AdminToken;
+use svc_kit::auth::{AdminToken, InternalToken};
 use svc_kit::clock::SharedClock;
 use svc_kit::db::{DbOptions, Synchronous};
 use svc_kit::server::{Assembly, ServeError, ServerConfig, parse_duration};
@@ -68,6 +68,23 @@ pub struct Common {
     /// A file holding the admin token (first line).
     #[arg(long, env = "XIAOWO_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// The secret services present to each other's internal APIs (access checks, session
+    /// validation, room events), which refuse calls without it. Prefer
+    /// `--internal-token-file`. Without either, `xiaowo up` generates one at each start and
+    /// `xiaowo serve` uses `<data-dir>/internal.token`, creating it (mode 0600) if missing, so
+    /// that the services of one host sharing a data directory agree; services on several
+    /// hosts must all be given the same token.
+    #[arg(
+        id = "internal_token",
+        long = "internal-token",
+        env = "XIAOWO_INTERNAL_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "internal_token_file"
+    )]
+    pub internal_token: Option<String>,
+    /// A file holding the internal token (first line).
+    #[arg(id = "internal_token_file", long = "internal-token-file", env = "XIAOWO_INTERNAL_TOKEN_FILE")]
+    pub internal_token_file: Option<PathBuf>,
     /// How long a database statement waits for a lock held by another connection.
     #[arg(long, env = "XIAOWO_DB_BUSY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub db_busy_timeout: Duration,
@@ -126,6 +143,10 @@ pub enum StartError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("cannot read database key file {path}: {source}")]
     DbKeyFile { path: PathBuf, source: std::io::Error },
+    #[error("internal token file {path}: {source}")]
+    InternalTokenFile { path: PathBuf, source: std::io::Error },
+    #[error("internal token: {0}")]
+    InternalToken(#[from] svc_kit::auth::InvalidInternalToken),
     #[error("{0}")]
     Bus(#[from] svc_kit::bus::BusError),
 }
@@ -140,6 +161,35 @@ pub fn database_key(file: Option<&Path>, key: Option<&str>) -> Result<Option<Str
         return Ok(text.lines().next().map(str::trim).filter(|key| !key.is_empty()).map(str::to_owned));
     }
     Ok(key.filter(|key| !key.is_empty()).map(str::to_owned))
+}
+
+/// Where `xiaowo serve` keeps the internal token it generated, for the other services of the
+/// host that share the data directory.
+#[must_use]
+pub fn internal_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("internal.token")
+}
+
+/// Writes a fresh token to `path` unless another process got there first. The token is
+/// written in full to a private temporary file and then hard-linked into place, which fails
+/// when `path` exists: a process starting at the same moment never reads a half-written file.
+fn persist_new_token(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension(format!("token.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&temporary).and_then(|mut file| {
+        writeln!(file, "{}", InternalToken::generate().expose())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| match std::fs::hard_link(&temporary, path) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = std::fs::remove_file(&temporary);
+    linked
 }
 
 /// The lock file a running service holds in the data directory, so that a second process (or
@@ -206,6 +256,26 @@ impl Common {
         Ok(AdminToken::new(self.admin_token.as_deref()))
     }
 
+    /// The configured internal token, else the one persisted in the data directory (created
+    /// on first use).
+    fn internal_token(&self) -> Result<InternalToken, StartError> {
+        if let Some(path) = &self.internal_token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| StartError::InternalTokenFile { path: path.clone(), source })?;
+            return Ok(InternalToken::new(text.lines().next().unwrap_or_default())?);
+        }
+        if let Some(token) = &self.internal_token {
+            return Ok(InternalToken::new(token)?);
+        }
+        let path = internal_token_path(&self.data_dir);
+        let error = |source| StartError::InternalTokenFile { path: path.clone(), source };
+        if !path.exists() {
+            persist_new_token(&path).map_err(error)?;
+        }
+        let text = std::fs::read_to_string(&path).map_err(error)?;
+        Ok(InternalToken::new(text.lines().next().unwrap_or_default())?)
+    }
+
     fn db_options(&self) -> Result<DbOptions, StartError> {
         Ok(DbOptions {
             busy_timeout: self.db_busy_timeout,
@@ -268,6 +338,7 @@ pub async fn start(
     std::fs::create_dir_all(&common.data_dir)
         .map_err(|source| StartError::DataDir { path: common.data_dir.clone(), source })?;
     let admin = common.admin()?;
+    let internal_token = common.internal_token()?;
     let db_options = common.db_options()?;
 
     let mut assemblies = Vec::new();
@@ -309,6 +380,7 @@ pub async fn start(
         if let Some(broker) = &broker {
             assembly.set_broker(broker.clone());
         }
+        assembly.set_internal_token(internal_token.clone());
         for target in Target::ALL.into_iter().filter(|target| targets.contains(target)) {
             let url = common.database_url(target);
             let database = |source| StartError::Database { service: target.name(), source };

@@ -49,6 +49,10 @@ struct ChatProcess {
     addr: SocketAddr,
 }
 
+/// chat-svc and its peers run over different data directories, so they are given the same
+/// internal token rather than each making its own.
+const INTERNAL_TOKEN: &str = "reliability-internal-token";
+
 impl ChatProcess {
     /// Starts chat-svc on `listen` (port 0: any) and waits until it says where it listens.
     fn spawn(data_dir: &Path, listen: SocketAddr, peers_url: &str, extra_args: &[&str]) -> Self {
@@ -59,6 +63,7 @@ impl ChatProcess {
             .args(extra_args)
             .arg("--data-dir")
             .arg(data_dir)
+            .env("XIAOWO_INTERNAL_TOKEN", INTERNAL_TOKEN)
             .env("XIAOWO_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -102,6 +107,7 @@ fn any_port() -> SocketAddr {
 async fn start_peers(data_dir: &Path, addr: SocketAddr) -> (node::Running, CancellationToken) {
     let mut common: Common = svc_kit::config::from_env();
     common.data_dir = data_dir.to_path_buf();
+    common.internal_token = Some(INTERNAL_TOKEN.to_owned());
     common.session.create_burst = 1_000;
     common.room.bcrypt_cost = 4;
     let shutdown = CancellationToken::new();

@@ -129,6 +129,8 @@ impl Stack {
             .args(["--session-url", &self.session_url, "--room-url", &self.room_url, "--nats-url", &self.nats.url()])
             .env("XIAOWO_LOG", "info,async_nats=warn")
             .env("XIAOWO_ADMIN_TOKEN", "scaleout-admin")
+            // Each process has its own data directory: they share the token explicitly.
+            .env("XIAOWO_INTERNAL_TOKEN", "scaleout-internal")
             .env("XIAOWO_CHAT_FLOOD_BURST", "10000")
             .env("XIAOWO_CHAT_FLOOD_PER_SECOND", "10000")
             .env("XIAOWO_SYNC_COMMAND_BURST", "10000")

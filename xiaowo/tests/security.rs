@@ -1063,3 +1063,97 @@ async fn rotating_a_session_replaces_its_token_and_keeps_the_user_and_their_room
         sessions(&channel).rotate_session(with_bearer(session::RotateSessionRequest {}, &"f".repeat(64))).await;
     assert_eq!(code(forged), Code::Unauthenticated);
 }
+
+/// `xiaowo up` serves the internal APIs (session validation, display names, access checks,
+/// activity, room events) on its one public port. They answer only the services of the
+/// install, which present the internal token generated at start-up; anyone else, with no
+/// token, a guessed one or their own session's bearer, is refused, while the normal flow that
+/// goes through them (rooms asking session-svc, chat and sync asking room-svc and following
+/// its events) keeps working.
+#[tokio::test]
+async fn internal_apis_on_the_public_port_refuse_callers_without_the_internal_token() {
+    let up = start_up(&[]);
+    let channel = up.channel().await;
+    let owner = user(&channel, "Owner").await;
+    let member = user(&channel, "Member").await;
+    let room_id =
+        open_room(&channel, &owner, room::CreateRoomRequest { name: "internal".to_owned(), ..Default::default() })
+            .await
+            .room_id;
+    join(&channel, &member, &room_id, "").await.unwrap();
+    assert_eq!(codes_for(&channel, &member.token, &room_id).await, [Code::Ok; 4]);
+    let sent = chats(&channel)
+        .send_message(with_bearer(
+            chat::SendMessageRequest {
+                room_id: room_id.clone(),
+                text: "hello".to_owned(),
+                client_message_id: "internal-1".to_owned(),
+            },
+            &member.token,
+        ))
+        .await;
+    assert_eq!(code(sent), Code::Ok);
+    let members = rooms(&channel)
+        .list_members(with_bearer(room::ListMembersRequest { room_id: room_id.clone() }, &member.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let mut names: Vec<_> = members.into_iter().map(|member| member.display_name).collect();
+    names.sort();
+    assert_eq!(names, ["Member", "Owner"]);
+    // chat-svc follows room-svc's event stream with the token.
+    eventually("chat-svc follows room events", async || {
+        raw_h1(&up, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .2
+            .lines()
+            .any(|line| line == "chat_room_events_connected 1")
+    })
+    .await;
+
+    let wrong = [
+        None,
+        Some(("x-xiaowo-internal-token", "0".repeat(64))),
+        Some(("x-xiaowo-internal-token", owner.token.clone())),
+        Some(("authorization", format!("Bearer {}", owner.token))),
+        Some(("authorization", format!("Bearer {ADMIN_TOKEN}"))),
+    ];
+    let internal_rooms = room::room_internal_service_client::RoomInternalServiceClient::new(channel.clone());
+    let internal_sessions =
+        session::session_internal_service_client::SessionInternalServiceClient::new(channel.clone());
+    for header in &wrong {
+        let events = internal_rooms.clone().watch_room_events(with(room::WatchRoomEventsRequest {}, header)).await;
+        assert_eq!(code(events), Code::Unauthenticated, "{header:?}");
+        let access = room::CheckAccessRequest { room_id: room_id.clone(), user_id: owner.user_id.clone() };
+        assert_eq!(code(internal_rooms.clone().check_access(with(access, header)).await), Code::Unauthenticated);
+        let activity = room::RecordActivityRequest { room_id: room_id.clone() };
+        assert_eq!(code(internal_rooms.clone().record_activity(with(activity, header)).await), Code::Unauthenticated);
+        let validate = session::ValidateSessionRequest { token: owner.token.clone() };
+        assert_eq!(
+            code(internal_sessions.clone().validate_session(with(validate, header)).await),
+            Code::Unauthenticated
+        );
+        let names = session::BatchGetDisplayNamesRequest { user_ids: vec![owner.user_id.clone()] };
+        assert_eq!(
+            code(internal_sessions.clone().batch_get_display_names(with(names, header)).await),
+            Code::Unauthenticated
+        );
+    }
+    // A raw gRPC call as a hand-written client would make it.
+    let path = "/xiaowo.room.v1.RoomInternalService/WatchRoomEvents";
+    let raw = raw_h2(&up, path, &[("content-type", "application/grpc")], framed(&[])).await;
+    assert_eq!(raw.1, Some(Code::Unauthenticated as i32));
+    // The generated token lives only in the process.
+    assert!(!up._data.path().join("internal.token").exists());
+    // The refused calls did no harm: the flow still works.
+    assert_eq!(codes_for(&channel, &owner.token, &room_id).await, [Code::Ok; 4]);
+}
+
+/// `message` with one extra metadata header, if any.
+fn with<T>(message: T, header: &Option<(&'static str, String)>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some((name, value)) = header {
+        request.metadata_mut().insert(*name, value.parse().unwrap());
+    }
+    request
+}
