@@ -219,7 +219,8 @@ pub async fn build_with_retention(
         shutdown,
     });
     let sessions = Arc::new(
-        SessionValidator::new(peers.session, config.access_cache_ttl).with_internal_token(assembly.internal_token().cloned()),
+        SessionValidator::new(peers.session, config.access_cache_ttl)
+            .with_internal_token(assembly.internal_token().cloned()),
     );
     let max_message = assembly.config().max_message_bytes;
     assembly.add_service(

@@ -377,10 +377,7 @@ mod tests {
         token.attach(&mut request);
         assert!(token.check(request.metadata()).is_ok());
         assert!(matches!(token.check(&metadata(&[])), Err(AuthError::Unauthenticated)));
-        assert!(matches!(
-            token.check(&metadata(&[(INTERNAL_TOKEN_HEADER, "s3cre")])),
-            Err(AuthError::Unauthenticated)
-        ));
+        assert!(matches!(token.check(&metadata(&[(INTERNAL_TOKEN_HEADER, "s3cre")])), Err(AuthError::Unauthenticated)));
         // The end user's bearer is not the internal credential, even with the same value.
         assert!(matches!(
             token.check(&metadata(&[("authorization", "Bearer s3cret")])),
