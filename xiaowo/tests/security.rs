@@ -555,6 +555,7 @@ const REVIEWED_RAW_SQL: &[(&str, &str, &str)] = &[
     ("svc-kit/src/db.rs", "CREATE SCHEMA IF NOT EXISTS", "the schema name is checked to be [a-z0-9_]+ first"),
     ("svc-kit/src/db.rs", "sqlcipher_key(format!", "the operator's key, quoted with '' doubled"),
     ("svc-kit/src/testing.rs", "from_sql_and_values", "test helper, bound parameter"),
+    ("svc-kit/src/testing.rs", "query_one_raw(lookup)", "test helper, the bound statement above"),
     ("svc-kit/src/testing.rs", "CREATE DATABASE", "test helper, a generated database name"),
     ("xiaowo/src/backup.rs", "SELECT version FROM", "a table name read from sqlite_master, quotes removed"),
     ("xiaowo/src/backup.rs", "query_row(&query", "the query above"),
