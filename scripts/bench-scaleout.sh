@@ -51,6 +51,9 @@ nats_port=$(free_port)
 nats-server -a 127.0.0.1 -p "$nats_port" > "$run/nats.log" 2>&1 &
 pids+=($!)
 nats="nats://127.0.0.1:$nats_port"
+# B calls A's internal services: both run with one internal token.
+XIAOWO_INTERNAL_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+export XIAOWO_INTERNAL_TOKEN
 
 # C: one instance, no broker (the baseline). A: the same with --nats-url. B: a second sync-svc
 # on A's sync database, linked through NATS.
