@@ -204,8 +204,10 @@ impl Builder {
     async fn finish(mut self, watchers: usize, server_pids: Vec<u32>) -> anyhow::Result<Fleet> {
         drop(self.ready_sender);
         let mut open_latencies_us = Vec::with_capacity(watchers);
+        // One deadline for the whole fleet: a server that accepts watchers slowly is given up on.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         for _ in 0..watchers {
-            let opened = tokio::time::timeout(Duration::from_secs(120), self.ready.recv())
+            let opened = tokio::time::timeout_at(deadline, self.ready.recv())
                 .await
                 .context("watchers did not open within 120 s")?
                 .context("a watcher ended before it was ready")??;

@@ -42,8 +42,9 @@ pub struct Server {
 }
 
 impl Launcher {
-    /// Starts `xiaowo up` on a free loopback port with limits opened for load (session creation,
-    /// chat flood limits, room size) and waits until its health check says SERVING.
+    /// Starts `xiaowo up` on a free loopback port with limits opened for load (session
+    /// creation, chat and sync flood limits, room size, connections per address) and waits
+    /// until its health check says SERVING.
     pub async fn start(&self, extra_args: &[&str]) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let data_dir = tempfile::Builder::new().prefix("xiaowo-bench-").tempdir()?;
@@ -65,7 +66,10 @@ impl Launcher {
             .arg(data_dir.path().join("no-web-client"))
             .args(["--session-create-burst", "1000000", "--session-create-per-minute", "100000000"])
             .args(["--chat-flood-burst", "1000000", "--chat-flood-per-second", "1000000"])
+            .args(["--sync-command-burst", "1000000", "--sync-commands-per-second", "1000000"])
             .args(["--room-max-members", "1000", "--max-concurrent-streams", "1000"])
+            // Every benchmark connection comes from 127.0.0.1, as from a proxy.
+            .args(["--max-connections-per-ip", "0"])
             .args(extra_args)
             .env("XIAOWO_LOG", "warn")
             .stdin(std::process::Stdio::null())
