@@ -60,6 +60,19 @@ log "running the suite ($mode)"
   --out "$results"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# Scenario 6: sync quality in real browsers (4 headless Chromium viewers against the release
+# server, drift correction on and, as the baseline in the same run, off). XIAOWO_BENCH_BROWSERS=0 skips it.
+browsers=$(mktemp /tmp/xiaowo-bench-browsers.XXXXXX)
+trap 'rm -f "$results" "$browsers"' EXIT
+if [ "$mode" = full ] && [ "${XIAOWO_BENCH_BROWSERS:-1}" != 0 ]; then
+  need_apt chromium chromium ffmpeg ffmpeg
+  need_npm
+  log "sync quality in real browsers (4 viewers, 120 s per phase)"
+  (cd web && node build.mjs >/dev/null &&
+    XIAOWO_BIN="$ROOT/target/release/xiaowo" node bench/sync-quality.mjs --viewers 4 --duration 120 --baseline) |
+    tee "$browsers"
+fi
+
 if [ "$mode" = smoke ]; then
   echo "benchmark smoke: every scenario ran"
   exit 0
@@ -77,6 +90,14 @@ generated=$(mktemp /tmp/xiaowo-bench-section.XXXXXX)
   echo "* machine: $(nproc) CPUs ($cpu_model), $ram RAM; load average before/after: $load_before / $load_after"
   echo "* date: $started; commit: $commit"
   cat "$results"
+  if [ -s "$browsers" ]; then
+    echo
+    echo "### Scenario 6: sync quality in real browsers (\`web/bench/sync-quality.mjs --viewers 4 --duration 120 --baseline\`)"
+    echo
+    echo '```'
+    cat "$browsers"
+    echo '```'
+  fi
   echo
   echo "<!-- xiaowo-bench:end -->"
 } > "$generated"
