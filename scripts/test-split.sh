@@ -92,6 +92,10 @@ grpc_admin_refused() { ! method=xiaowo.session.v1.SessionAdminService/ListSessio
 grpc_internal_refused() { ! method=xiaowo.session.v1.SessionInternalService/ValidateSession public_grpc -d '{"token":"x"}'; }
 admin_listener_ok() { grpcurl -plaintext -H "authorization: Bearer $token" "$admin" xiaowo.session.v1.SessionAdminService/ListSessions | grep -q '"split"'; }
 admin_needs_token() { ! grpcurl -plaintext "$admin" xiaowo.session.v1.SessionAdminService/ListSessions; }
+internal_grpc() { grpcurl -plaintext -import-path proto -proto xiaowo/session/v1/session.proto -d '{"user_ids":[]}' "$@" "$admin" xiaowo.session.v1.SessionInternalService/BatchGetDisplayNames; }
+internal_needs_token() { local out; out=$(internal_grpc 2>&1) && return 1; grep -q Unauthenticated <<<"$out"; }
+internal_token_private() { [ "$(stat -c %a "$run/data/internal.token")" = 600 ]; }
+internal_with_token() { internal_grpc -H "x-xiaowo-internal-token: $(head -n 1 "$run/data/internal.token")"; }
 reflection_of() {
   local out attempt
   for attempt in 1 2; do
@@ -106,6 +110,9 @@ check "admin service refused on public listener" grpc_admin_refused
 check "internal service refused on public listener" grpc_internal_refused
 check "admin RPC via admin listener" admin_listener_ok
 check "admin RPC without token refused" admin_needs_token
+check "internal RPC without the internal token refused, even on the admin listener" internal_needs_token
+check "internal token generated in the shared data directory, mode 0600" internal_token_private
+check "internal RPC with the internal token answered" internal_with_token
 for target in ${XIAOWO_TARGETS:-session room sync chat monitor}; do
   check "reflection of $target via admin listener" reflection_of "$target"
 done
