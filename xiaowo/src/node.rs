@@ -77,13 +77,19 @@ pub struct Common {
     #[arg(
         id = "internal_token",
         long = "internal-token",
+        value_name = "TOKEN",
         env = "XIAOWO_INTERNAL_TOKEN",
         hide_env_values = true,
         conflicts_with = "internal_token_file"
     )]
     pub internal_token: Option<String>,
     /// A file holding the internal token (first line).
-    #[arg(id = "internal_token_file", long = "internal-token-file", env = "XIAOWO_INTERNAL_TOKEN_FILE")]
+    #[arg(
+        id = "internal_token_file",
+        long = "internal-token-file",
+        value_name = "FILE",
+        env = "XIAOWO_INTERNAL_TOKEN_FILE"
+    )]
     pub internal_token_file: Option<PathBuf>,
     /// How long a database statement waits for a lock held by another connection.
     #[arg(long, env = "XIAOWO_DB_BUSY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
