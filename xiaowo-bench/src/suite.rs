@@ -15,6 +15,9 @@ use crate::stack::Launcher;
 use crate::stats::Summary;
 use crate::{chat, control, procstat, stack};
 
+/// The longest a system may take to start and open one fleet (its watchers alone get 120 s).
+const FLEET_OPEN_LIMIT: Duration = Duration::from_secs(240);
+
 /// Suite options.
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -263,6 +266,19 @@ impl Bench {
         self.options.socketio_dir.clone().filter(|dir| dir.join("node_modules/socket.io").is_dir())
     }
 
+    /// [`Self::fleet`] within [`FLEET_OPEN_LIMIT`]: a server that stops answering while the fleet
+    /// connects (syncplay-server at 1000 × 10 does) is given up on, and its process is killed
+    /// when the abandoned future drops it, instead of holding up the rest of the suite.
+    async fn bounded_fleet(
+        &self,
+        system: System,
+        shape: Shape,
+    ) -> anyhow::Result<(fanout::Fleet, f64, Option<stack::Server>, Option<PeerProcess>)> {
+        tokio::time::timeout(FLEET_OPEN_LIMIT, self.fleet(system, shape))
+            .await
+            .with_context(|| format!("the fleet did not open within {} s", FLEET_OPEN_LIMIT.as_secs()))?
+    }
+
     /// Opens a fleet of `system` in `shape`; returns it with the server process to stop after.
     async fn fleet(
         &self,
@@ -321,7 +337,7 @@ impl Bench {
         for (shape, rate) in self.sizes.shapes.clone() {
             for system in self.systems() {
                 let label = format!("{}, {} × {}", system.label(), shape.rooms, shape.watchers_per_room);
-                let (fleet, rss, server, peer) = match self.fleet(system, shape).await {
+                let (fleet, rss, server, peer) = match self.bounded_fleet(system, shape).await {
                     Ok(opened) => opened,
                     Err(error) => {
                         self.section(&format!("| {label} | {rate} | could not open the watchers: {error:#} |\n"));
@@ -349,7 +365,7 @@ impl Bench {
             if matches!(system, System::InProcess) {
                 continue;
             }
-            let (fleet, rss, server, peer) = match self.fleet(system, shape).await {
+            let (fleet, rss, server, peer) = match self.bounded_fleet(system, shape).await {
                 Ok(opened) => opened,
                 Err(error) => {
                     self.section(&format!("| {} | – | could not open the watchers: {error:#} |\n", system.label()));
