@@ -95,7 +95,8 @@ generated=$(mktemp /tmp/xiaowo-bench-section.XXXXXX)
     echo "### Scenario 6: sync quality in real browsers (\`web/bench/sync-quality.mjs --viewers 4 --duration 120 --baseline\`)"
     echo
     echo '```'
-    cat "$browsers"
+    # The figures, without the schedule of commands it printed as it went.
+    grep -vE ' [0-9]+\.[0-9] s  (seek|pause|play|rate)' "$browsers"
     echo '```'
   fi
   echo
