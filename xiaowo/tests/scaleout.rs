@@ -421,6 +421,9 @@ fn start_nginx(stack: &Stack, nginx: &str, name: &str, sync: &[&Instance], affin
         .arg("-p")
         .arg(&dir)
         .args(["-c", "nginx.conf"])
+        // One process: killing it (as the test and `Drop` do) must not leave workers behind
+        // that hold the listening ports.
+        .args(["-g", "master_process off;"])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
