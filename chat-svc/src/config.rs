@@ -35,6 +35,8 @@ pub struct Config {
     )]
     pub flood_per_second: f64,
     /// How long room-svc's answer on membership is reused (room events drop it sooner).
+    /// While room-svc's event stream is live, events drop answers as they change and answers
+    /// are kept for up to a minute; a zero TTL turns caching off.
     #[arg(id = "chat-access-cache-ttl", long = "chat-access-cache-ttl", env = "XIAOWO_CHAT_ACCESS_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub access_cache_ttl: Duration,
     /// Room activity is reported to room-svc at most this often per room.

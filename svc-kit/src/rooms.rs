@@ -5,8 +5,9 @@
 //! see plain Rust types.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::room::v1 as room_pb;
@@ -80,6 +81,11 @@ const SWEEP_AT: usize = 10_000;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long an access answer is kept while room-svc's event stream is live. Every change that
+/// alters an answer (membership, role, settings, closing) arrives as an event and drops the
+/// room's answers at once, so this only bounds what an event lost without the stream breaking
+/// could leave behind; it spares busy rooms a CheckAccess round trip every few seconds.
+const LIVE_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Entries that stay fresh for `ttl`, swept of stale ones once there are `SWEEP_AT` of them so
 /// that keys never asked for again do not pile up.
@@ -95,8 +101,12 @@ impl<K: Eq + Hash, V: Copy> TimedMap<K, V> {
     }
 
     fn fresh(&self, key: &K, now: Instant) -> Option<V> {
+        self.fresh_within(key, now, self.ttl)
+    }
+
+    fn fresh_within(&self, key: &K, now: Instant, ttl: Duration) -> Option<V> {
         let (value, at) = self.entries.get(key)?;
-        (now.saturating_duration_since(*at) < self.ttl).then_some(*value)
+        (now.saturating_duration_since(*at) < ttl).then_some(*value)
     }
 
     fn insert(&mut self, key: K, value: V, now: Instant) {
@@ -108,27 +118,56 @@ impl<K: Eq + Hash, V: Copy> TimedMap<K, V> {
     }
 }
 
+/// Access answers with the count of invalidations so far: an answer asked for before an event
+/// dropped its room must not be stored after it.
+#[derive(Debug)]
+struct AccessCache {
+    answers: TimedMap<(String, String), RoomAccess>,
+    invalidations: u64,
+}
+
 /// Cached access checks, debounced activity reports and the room event follower, over one
 /// channel to room-svc.
 #[derive(Debug)]
 pub struct RoomAccessClient {
     client: RoomInternalServiceClient<Channel>,
     internal_token: Option<crate::auth::InternalToken>,
-    cache: Mutex<TimedMap<(String, String), RoomAccess>>,
+    cache: Mutex<AccessCache>,
+    /// room-svc's event stream is live, so cached answers are dropped as soon as they change.
+    events_live: AtomicBool,
+    /// Spreads expiries over the last quarter of the TTL so that answers cached together are
+    /// not all asked for again in the same instant.
+    jitter: std::hash::RandomState,
     activity: Mutex<TimedMap<String, ()>>,
 }
 
 impl RoomAccessClient {
     /// Asks room-svc over `channel` (which carries the per-call deadline), keeping answers for
-    /// `cache_ttl` and reporting each room's activity at most once per `activity_debounce`.
+    /// `cache_ttl` (for [`LIVE_CACHE_TTL`] while [`Self::follow_events`] is live, whichever is
+    /// longer; a zero `cache_ttl` keeps none) and reporting each room's activity at most once per `activity_debounce`.
     #[must_use]
     pub fn new(channel: Channel, cache_ttl: Duration, activity_debounce: Duration) -> Self {
         Self {
             client: RoomInternalServiceClient::new(channel),
             internal_token: None,
-            cache: Mutex::new(TimedMap::new(cache_ttl)),
+            cache: Mutex::new(AccessCache { answers: TimedMap::new(cache_ttl), invalidations: 0 }),
+            events_live: AtomicBool::new(false),
+            jitter: std::hash::RandomState::new(),
             activity: Mutex::new(TimedMap::new(activity_debounce)),
         }
+    }
+
+    /// How long the answer for `key` stays fresh now: longer while events keep the cache
+    /// current, and between 3/4 and all of that depending on the key. A zero `base` turns
+    /// caching off.
+    fn ttl_for(&self, key: &(String, String), base: Duration) -> Duration {
+        if base.is_zero() {
+            return base;
+        }
+        let ttl = if self.events_live.load(Ordering::Acquire) { base.max(LIVE_CACHE_TTL) } else { base };
+        #[allow(clippy::cast_precision_loss)]
+        let spread = (self.jitter.hash_one(key) % 1024) as f64 / 4096.0;
+        ttl.mul_f64(1.0 - spread)
     }
 
     /// Presents `token` to room-svc's internal API on every call.
@@ -148,10 +187,13 @@ impl RoomAccessClient {
     /// `RoomNotFound` for a room room-svc does not know, `Unavailable` when it does not answer.
     pub async fn check(&self, room_id: &str, user_id: &str) -> Result<RoomAccess, RoomAccessError> {
         let key = (room_id.to_owned(), user_id.to_owned());
-        if let Ok(cache) = self.cache.lock()
-            && let Some(access) = cache.fresh(&key, Instant::now())
-        {
-            return Ok(access);
+        let mut invalidations = 0;
+        if let Ok(cache) = self.cache.lock() {
+            let ttl = self.ttl_for(&key, cache.answers.ttl);
+            if let Some(access) = cache.answers.fresh_within(&key, Instant::now(), ttl) {
+                return Ok(access);
+            }
+            invalidations = cache.invalidations;
         }
         let request =
             self.request(room_pb::CheckAccessRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() });
@@ -160,22 +202,38 @@ impl RoomAccessClient {
             _ => RoomAccessError::Unavailable(format!("room-svc CheckAccess: {}", status.message())),
         })?;
         let access = access_from(response.into_inner());
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(key, access, Instant::now());
-        }
+        self.remember(key, access, invalidations);
         Ok(access)
+    }
+
+    /// Stores an answer asked for when `invalidations` events had dropped answers, unless
+    /// another has since: that event may have changed it.
+    fn remember(&self, key: (String, String), access: RoomAccess, invalidations: u64) {
+        if let Ok(mut cache) = self.cache.lock()
+            && cache.invalidations == invalidations
+        {
+            cache.answers.insert(key, access, Instant::now());
+        }
     }
 
     fn forget_room(&self, room_id: &str) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.entries.retain(|(cached_room, _), _| cached_room != room_id);
+            cache.invalidations += 1;
+            cache.answers.entries.retain(|(cached_room, _), _| cached_room != room_id);
         }
     }
 
     fn forget_all(&self) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.entries.clear();
+            cache.invalidations += 1;
+            cache.answers.entries.clear();
         }
+    }
+
+    /// Without live events, answers are fresh for the short TTL again: those older than it are
+    /// asked for anew.
+    fn set_events_live(&self, live: bool) {
+        self.events_live.store(live, Ordering::Release);
     }
 
     /// Tells room-svc the room is in use, at most once per debounce period per room, in the
@@ -232,6 +290,7 @@ impl RoomAccessClient {
                             Ok(Some(event)) => {
                                 if !live {
                                     live = true;
+                                    self.set_events_live(true);
                                     on_connected(true);
                                 }
                                 backoff = INITIAL_BACKOFF;
@@ -246,6 +305,7 @@ impl RoomAccessClient {
                             }
                         }
                     }
+                    self.set_events_live(false);
                     on_connected(false);
                 }
                 Err(status) => tracing::warn!(code = ?status.code(), "cannot watch room events; retrying"),
@@ -372,9 +432,9 @@ mod tests {
         let access = RoomAccess { active: true, role: RoomRole::Member, can_control: true, can_moderate: false };
         let now = Instant::now();
         if let Ok(mut cache) = rooms.cache.lock() {
-            cache.insert(("r1".to_owned(), "u1".to_owned()), access, now);
-            cache.insert(("r1".to_owned(), "u2".to_owned()), access, now);
-            cache.insert(("r2".to_owned(), "u1".to_owned()), access, now);
+            cache.answers.insert(("r1".to_owned(), "u1".to_owned()), access, now);
+            cache.answers.insert(("r1".to_owned(), "u2".to_owned()), access, now);
+            cache.answers.insert(("r2".to_owned(), "u1".to_owned()), access, now);
         }
         let event = |event| room_pb::WatchRoomEventsResponse {
             room_id: "r1".to_owned(),
@@ -382,13 +442,42 @@ mod tests {
             event: Some(event),
         };
         assert_eq!(rooms.interpret(event(Event::Heartbeat(room_pb::Heartbeat {}))), None);
-        assert_eq!(rooms.cache.lock().map(|c| c.entries.len()).unwrap_or_default(), 3);
+        assert_eq!(rooms.cache.lock().map(|c| c.answers.entries.len()).unwrap_or_default(), 3);
         assert_eq!(
             rooms.interpret(event(Event::RoomClosed(room_pb::RoomClosed { reason: 0 }))),
             Some(RoomChange::Closed { room_id: "r1".to_owned(), closed_at_ms: Some(2_000) })
         );
-        let left: Vec<_> = rooms.cache.lock().map(|c| c.entries.keys().cloned().collect()).unwrap_or_default();
+        let left: Vec<_> = rooms.cache.lock().map(|c| c.answers.entries.keys().cloned().collect()).unwrap_or_default();
         assert_eq!(left, vec![("r2".to_owned(), "u1".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn an_answer_asked_for_before_an_event_is_not_kept() {
+        let rooms = client(Duration::from_secs(60), Duration::from_secs(60));
+        let access = RoomAccess { active: true, role: RoomRole::Owner, can_control: true, can_moderate: true };
+        let key = || ("r1".to_owned(), "u1".to_owned());
+        let asked_at = rooms.cache.lock().map(|cache| cache.invalidations).unwrap_or_default();
+        // A kick arrives while the CheckAccess call is in flight.
+        rooms.forget_room("r1");
+        rooms.remember(key(), access, asked_at);
+        assert_eq!(rooms.cache.lock().map(|c| c.answers.entries.len()).unwrap_or_default(), 0);
+        let now_at = rooms.cache.lock().map(|cache| cache.invalidations).unwrap_or_default();
+        rooms.remember(key(), access, now_at);
+        assert_eq!(rooms.cache.lock().map(|c| c.answers.entries.len()).unwrap_or_default(), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_live_longer_while_events_keep_them_current_and_expire_spread() {
+        let rooms = client(Duration::from_secs(2), Duration::from_secs(60));
+        let base = Duration::from_secs(2);
+        let keys: Vec<_> = (0..200).map(|n| (format!("room-{n}"), "u".to_owned())).collect();
+        let short: Vec<_> = keys.iter().map(|key| rooms.ttl_for(key, base)).collect();
+        assert!(short.iter().all(|ttl| *ttl <= base && *ttl >= base.mul_f64(0.75)));
+        assert!(short.iter().any(|ttl| *ttl != short[0]), "expiries are spread, not identical");
+        rooms.set_events_live(true);
+        assert!(keys.iter().all(|key| rooms.ttl_for(key, base) >= LIVE_CACHE_TTL.mul_f64(0.75)));
+        rooms.set_events_live(false);
+        assert!(keys.iter().all(|key| rooms.ttl_for(key, base) <= base));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Config {
     )]
     pub watcher_buffer: usize,
     /// How long room-svc's answer to "may this user act here" is reused.
+    /// While room-svc's event stream is live, events drop answers as they change and answers
+    /// are kept for up to a minute; a zero TTL turns caching off.
     #[arg(id = "sync_access_cache_ttl", long = "sync-access-cache-ttl", env = "XIAOWO_SYNC_ACCESS_CACHE_TTL", default_value = "2s", value_parser = parse_duration)]
     pub access_cache_ttl: Duration,
     /// How long a validated session token is reused before session-svc is asked again.
