@@ -142,10 +142,21 @@ impl Sessions {
         let now = self.clock.now_ms();
         let live = self.store.find_live_by_token(&token_hash(token), now).await?.ok_or(Error::Unauthenticated)?;
         let mut session = live.session;
+        // The slide is written at most once per `touch_granularity_ms`: validations are reads
+        // otherwise, and the idle expiry is late by no more than that.
+        if now.saturating_sub(session.last_accessed) < self.touch_granularity_ms() {
+            return Ok(session);
+        }
         session.last_accessed = now;
         session.expires_at = now.saturating_add(self.idle_ms).min(live.absolute_expires_at);
         self.store.touch(&session.user_id, now, session.expires_at).await?;
         Ok(session)
+    }
+
+    /// How long a use may go unrecorded: a minute, or a sixtieth of the idle timeout when
+    /// that is shorter.
+    fn touch_granularity_ms(&self) -> i64 {
+        (self.idle_ms / 60).min(60_000)
     }
 
     /// Gives the session behind `token` a new token; the old one stops working at once. The

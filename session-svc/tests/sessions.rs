@@ -194,6 +194,24 @@ async fn idle_expiry_slides_with_use() {
 }
 
 #[tokio::test]
+async fn uses_within_a_minute_are_not_written_again() {
+    let app = TestApp::start_with(|config| config.idle_timeout = Duration::from_secs(3600)).await;
+    let token = app.create("Chatty").await.token;
+    let created_expiry = app.clock_now() + 3_600_000;
+
+    // Within the write granularity (a minute here) a validation reads and writes nothing: the
+    // stored slide, and so the answer, stay as they were.
+    app.clock.advance(Duration::from_secs(59));
+    let session = app.who_am_i(&token).await.unwrap();
+    assert_eq!(proto::ms_from_timestamp(&session.expire_time.unwrap()), created_expiry);
+
+    // Past it the slide is written again.
+    app.clock.advance(Duration::from_secs(2));
+    let session = app.who_am_i(&token).await.unwrap();
+    assert_eq!(proto::ms_from_timestamp(&session.expire_time.unwrap()), app.clock_now() + 3_600_000);
+}
+
+#[tokio::test]
 async fn absolute_lifetime_caps_any_amount_of_use() {
     let app = TestApp::start_with(|config| {
         config.idle_timeout = Duration::from_secs(3600);
