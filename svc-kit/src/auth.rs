@@ -2,7 +2,7 @@
 //! session-svc (with a deadline and a short-lived cache), and the operator's admin token.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::session::v1 as pb;
@@ -255,12 +255,34 @@ impl tonic::service::Interceptor for InternalGuard {
 /// Validates session tokens with session-svc, caching answers briefly so that a chatty client
 /// costs one validation per `cache_ttl`, not one per call. A revoked session keeps working
 /// for at most `cache_ttl` on services that cached it.
+///
+/// An answer past half its TTL is still served while it is validated again in the background,
+/// so a client in steady use never waits for session-svc and its revocation is noticed after
+/// half the TTL.
 #[derive(Debug)]
 pub struct SessionValidator {
     client: SessionInternalServiceClient<Channel>,
     internal_token: Option<InternalToken>,
     cache_ttl: Duration,
-    cache: Mutex<HashMap<String, (Caller, Instant)>>,
+    cache: Arc<Mutex<HashMap<String, CachedCaller>>>,
+}
+
+#[derive(Debug)]
+struct CachedCaller {
+    caller: Caller,
+    at: Instant,
+    /// A background validation is on its way.
+    refreshing: bool,
+}
+
+/// What a cached answer is good for now.
+enum Cached {
+    /// Fresh: use it.
+    Fresh(Caller),
+    /// Past half its TTL: use it, and validate again in the background.
+    Refresh(Caller),
+    /// Absent or expired: validate before answering.
+    Missing,
 }
 
 /// Entries above which the cache is swept of stale ones before inserting.
@@ -274,7 +296,7 @@ impl SessionValidator {
             client: SessionInternalServiceClient::new(channel),
             internal_token: None,
             cache_ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::default(),
         }
     }
 
@@ -301,44 +323,79 @@ impl SessionValidator {
     /// As [`Self::authenticate`].
     pub async fn validate(&self, token: &str) -> Result<Caller, AuthError> {
         let key = token_hash(token);
-        if let Some(caller) = self.cached(&key) {
-            return Ok(caller);
+        match self.cached(&key) {
+            Cached::Fresh(caller) => return Ok(caller),
+            Cached::Refresh(caller) => {
+                self.refresh_in_background(key, token.to_owned());
+                return Ok(caller);
+            }
+            Cached::Missing => {}
         }
-        let response = self
-            .client
-            .clone()
-            .validate_session(InternalToken::request(
-                self.internal_token.as_ref(),
-                pb::ValidateSessionRequest { token: token.to_owned() },
-            ))
-            .await
-            .map_err(|status| match status.code() {
-                tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::NotFound => {
-                    AuthError::Unauthenticated
-                }
-                _ => AuthError::Unavailable(status.message().to_owned()),
-            })?;
-        let pb::ValidateSessionResponse { session } = response.into_inner();
-        let session = session.ok_or_else(|| AuthError::Unavailable("empty validation answer".to_owned()))?;
-        let caller = Caller { user_id: session.user_id, display_name: session.display_name };
-        self.remember(key, caller.clone());
+        let caller = ask(self.client.clone(), self.internal_token.clone(), token.to_owned()).await?;
+        remember(&self.cache, self.cache_ttl, key, caller.clone());
         Ok(caller)
     }
 
-    fn cached(&self, key: &str) -> Option<Caller> {
-        let cache = self.cache.lock().ok()?;
-        let (caller, at) = cache.get(key)?;
-        (at.elapsed() < self.cache_ttl).then(|| caller.clone())
+    fn cached(&self, key: &str) -> Cached {
+        let Ok(mut cache) = self.cache.lock() else { return Cached::Missing };
+        let Some(entry) = cache.get_mut(key) else { return Cached::Missing };
+        let age = entry.at.elapsed();
+        if age >= self.cache_ttl {
+            return Cached::Missing;
+        }
+        if age >= self.cache_ttl / 2 && !entry.refreshing {
+            entry.refreshing = true;
+            return Cached::Refresh(entry.caller.clone());
+        }
+        Cached::Fresh(entry.caller.clone())
     }
 
-    fn remember(&self, key: String, caller: Caller) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_SWEEP_AT {
-                let ttl = self.cache_ttl;
-                cache.retain(|_, (_, at)| at.elapsed() < ttl);
+    /// Validates `token` again without holding up the caller: a new answer restarts the TTL,
+    /// a refusal drops the cached one at once, and no answer leaves it to expire.
+    fn refresh_in_background(&self, key: String, token: String) {
+        let (client, internal_token) = (self.client.clone(), self.internal_token.clone());
+        let (cache, ttl) = (Arc::clone(&self.cache), self.cache_ttl);
+        tokio::spawn(async move {
+            match ask(client, internal_token, token).await {
+                Ok(caller) => remember(&cache, ttl, key, caller),
+                Err(error) => {
+                    if let Ok(mut cache) = cache.lock() {
+                        if matches!(error, AuthError::Unauthenticated) {
+                            cache.remove(&key);
+                        } else if let Some(entry) = cache.get_mut(&key) {
+                            entry.refreshing = false;
+                        }
+                    }
+                }
             }
-            cache.insert(key, (caller, Instant::now()));
+        });
+    }
+}
+
+/// session-svc's answer for `token`.
+async fn ask(
+    mut client: SessionInternalServiceClient<Channel>,
+    internal_token: Option<InternalToken>,
+    token: String,
+) -> Result<Caller, AuthError> {
+    let request = InternalToken::request(internal_token.as_ref(), pb::ValidateSessionRequest { token });
+    let response = client.validate_session(request).await.map_err(|status| match status.code() {
+        tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::NotFound => {
+            AuthError::Unauthenticated
         }
+        _ => AuthError::Unavailable(status.message().to_owned()),
+    })?;
+    let pb::ValidateSessionResponse { session } = response.into_inner();
+    let session = session.ok_or_else(|| AuthError::Unavailable("empty validation answer".to_owned()))?;
+    Ok(Caller { user_id: session.user_id, display_name: session.display_name })
+}
+
+fn remember(cache: &Mutex<HashMap<String, CachedCaller>>, ttl: Duration, key: String, caller: Caller) {
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= CACHE_SWEEP_AT {
+            cache.retain(|_, entry| entry.at.elapsed() < ttl);
+        }
+        cache.insert(key, CachedCaller { caller, at: Instant::now(), refreshing: false });
     }
 }
 
