@@ -58,6 +58,10 @@ pub trait RoomBus: Send + Sync + fmt::Debug {
     /// Tells other instances who watches the room here (an encoded presence); nothing to do
     /// without them.
     fn share_presence(&self, _room_id: &str, _encoded: Bytes) {}
+    /// Whether [`Self::share_presence`] reaches anyone (so presence is worth encoding).
+    fn shares_presence(&self) -> bool {
+        false
+    }
 }
 
 /// Rooms and their channels inside this process.
@@ -214,6 +218,10 @@ impl RoomBus for NatsBus {
 
     fn subscribe(&self, room_id: &str) -> Subscription {
         self.local.subscribe(room_id)
+    }
+
+    fn shares_presence(&self) -> bool {
+        true
     }
 
     fn share_presence(&self, room_id: &str, encoded: Bytes) {

@@ -712,6 +712,7 @@ impl Rooms {
         let now = self.now_ms();
         let mut due = Vec::new();
         let expired = self.expire_remote_presence();
+        let shares_presence = self.bus.shares_presence();
         {
             let mut presence = self.presence();
             for (room_id, room) in presence.iter_mut() {
@@ -721,9 +722,11 @@ impl Rooms {
                     room.dirty = true;
                 }
                 let share_due = room.last_shared.is_none_or(|at| at.elapsed() >= self.timing.presence_heartbeat);
-                if share_due
-                    || (room.changed_here
-                        && room.last_shared.is_none_or(|at| at.elapsed() >= self.timing.presence_interval))
+                // Without other instances there is nobody to tell, and nothing to encode.
+                if shares_presence
+                    && (share_due
+                        || (room.changed_here
+                            && room.last_shared.is_none_or(|at| at.elapsed() >= self.timing.presence_interval)))
                 {
                     room.changed_here = false;
                     room.last_shared = Some(Instant::now());
@@ -738,10 +741,14 @@ impl Rooms {
                     let encoded = wire::encode_presence(&watchers, now);
                     self.bus.publish(room_id, RoomEvent::Message { version: None, encoded });
                 }
-                if let Some(state) = room.latest.clone()
-                    && let Some(command) = self.automatic_command(&state, room, now)
-                {
-                    due.push((state, command));
+                // The state is lent out and put back, so that only rooms with something due
+                // cost a copy on each tick.
+                if let Some(state) = room.latest.take() {
+                    let command = self.automatic_command(&state, room, now);
+                    if let Some(command) = command {
+                        due.push((state.clone(), command));
+                    }
+                    room.latest.get_or_insert(state);
                 }
             }
         }
