@@ -153,44 +153,22 @@ impl Store {
         Ok(Some(to_state(row, queue)))
     }
 
-    /// Writes `next` if the stored version is still `expected_version`, with its sync log row,
-    /// all in one transaction; nothing is written when another change won.
+    /// Writes `next` if the stored version is still `expected_version`; nothing is written when
+    /// another change won. Its sync log row comes from the database's trigger on `room_states`
+    /// (migration m0003), in the same statement: a change that leaves the queue alone is that
+    /// one statement, and one that changes the queue is a transaction with the queue's rows.
     pub async fn commit(&self, expected_version: i64, next: &RoomState) -> Result<Commit, DbErr> {
         let _writer = self.write_lock.lock().await;
+        if !queue_changed(next.last_action) {
+            return write_state(&self.db, expected_version, next).await;
+        }
         let txn = self.db.begin().await?;
-        let written = if expected_version == 0 {
-            room_state::Entity::insert(to_row(next))
-                .on_conflict(OnConflict::column(room_state::Column::RoomId).do_nothing().to_owned())
-                .exec_without_returning(&txn)
-                .await?
-        } else {
-            let row = to_row(next);
-            room_state::Entity::update_many()
-                .set(row)
-                .filter(room_state::Column::RoomId.eq(next.room_id.as_str()))
-                .filter(room_state::Column::Version.eq(expected_version))
-                .exec(&txn)
-                .await?
-                .rows_affected
-        };
-        if written != 1 {
+        let commit = write_state(&txn, expected_version, next).await?;
+        if commit != Commit::Accepted {
             txn.rollback().await?;
-            return Ok(Commit::Stale);
+            return Ok(commit);
         }
-        if queue_changed(next.last_action) {
-            write_queue(&txn, next).await?;
-        }
-        sync_log::Entity::insert(sync_log::ActiveModel {
-            sync_log_id: NotSet,
-            room_id: Set(next.room_id.clone()),
-            user_id: Set(next.last_action_user_id.clone()),
-            action: Set(next.last_action.as_str().to_owned()),
-            position_ms: Set(next.timeline.position_ms),
-            version: Set(next.version),
-            created_at: Set(next.updated_at),
-        })
-        .exec_without_returning(&txn)
-        .await?;
+        write_queue(&txn, next).await?;
         txn.commit().await?;
         Ok(Commit::Accepted)
     }
@@ -297,6 +275,25 @@ fn queue_changed(action: Action) -> bool {
         action,
         Action::QueueAdd | Action::QueueRemove | Action::QueueMove | Action::PlayNext | Action::AutoAdvance
     )
+}
+
+/// The conditional write of a room's state (an insert for a room's first change).
+async fn write_state(db: &impl ConnectionTrait, expected_version: i64, next: &RoomState) -> Result<Commit, DbErr> {
+    let written = if expected_version == 0 {
+        room_state::Entity::insert(to_row(next))
+            .on_conflict(OnConflict::column(room_state::Column::RoomId).do_nothing().to_owned())
+            .exec_without_returning(db)
+            .await?
+    } else {
+        room_state::Entity::update_many()
+            .set(to_row(next))
+            .filter(room_state::Column::RoomId.eq(next.room_id.as_str()))
+            .filter(room_state::Column::Version.eq(expected_version))
+            .exec(db)
+            .await?
+            .rows_affected
+    };
+    Ok(if written == 1 { Commit::Accepted } else { Commit::Stale })
 }
 
 async fn write_queue(txn: &impl ConnectionTrait, state: &RoomState) -> Result<(), DbErr> {
