@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Order, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
 };
 
 use crate::entity::{closed_room, queue_item, room_state, sync_log};
