@@ -57,4 +57,7 @@ pub struct Config {
         default_value_t = 30
     )]
     pub create_per_minute: u32,
+    /// Interval of the heartbeat on `WatchSessionChanges` streams.
+    #[arg(id = "session-changes-heartbeat", long = "session-changes-heartbeat", env = "XIAOWO_SESSION_CHANGES_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub changes_heartbeat: Duration,
 }

@@ -1,16 +1,22 @@
 //! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else knows `proto`.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::session::v1 as pb;
 use svc_kit::auth::{AdminToken, SECURE_SESSION_COOKIE, SESSION_COOKIE, session_token};
+use svc_kit::clock::SharedClock;
 use svc_kit::ratelimit::KeyedLimiter;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
 use crate::Error;
+use crate::changes::{Delivery, WatchEnded};
 use crate::config::CookieSecurity;
-use crate::sessions::{Session, Sessions};
+use crate::sessions::{ChangeKind, EndReason, Session, SessionChange, Sessions};
 
 fn to_pb(session: Session) -> pb::Session {
     let Session { user_id, display_name, created_at, last_accessed, expires_at } = session;
@@ -145,11 +151,40 @@ impl pb::session_service_server::SessionService for PublicApi {
     }
 }
 
+fn change_to_pb(change: SessionChange) -> pb::WatchSessionChangesResponse {
+    use pb::watch_session_changes_response::Event;
+    let SessionChange { user_id, at_ms, kind } = change;
+    let event = match kind {
+        ChangeKind::Ended(reason) => {
+            let reason = match reason {
+                EndReason::LoggedOut => pb::SessionEndReason::LoggedOut,
+                EndReason::Revoked => pb::SessionEndReason::Revoked,
+                EndReason::Rotated => pb::SessionEndReason::Rotated,
+            };
+            Event::SessionEnded(pb::SessionEnded { user_id, reason: reason.into() })
+        }
+        ChangeKind::Renamed => Event::DisplayNameChanged(pb::DisplayNameChanged { user_id }),
+    };
+    pb::WatchSessionChangesResponse { event_time: Some(proto::timestamp_from_ms(at_ms)), event: Some(event) }
+}
+
 /// `xiaowo.session.v1.SessionInternalService`, for the other services.
 #[derive(Debug, Clone)]
 pub struct InternalApi {
     pub(crate) sessions: Arc<Sessions>,
+    pub(crate) clock: SharedClock,
+    /// Interval of the heartbeat on change feeds.
+    pub(crate) heartbeat: Duration,
+    /// Ends the change feeds when the server stops, so that draining does not wait on them.
+    pub(crate) shutdown: CancellationToken,
 }
+
+/// The `WatchSessionChanges` response stream.
+pub type SessionChangeStream = Pin<Box<dyn Stream<Item = Result<pb::WatchSessionChangesResponse, Status>> + Send>>;
+
+/// Items a watcher's feed may hold before it stops pulling from the broadcast (and, if it
+/// stays stuck, falls behind and is ended).
+const WATCH_BUFFER: usize = 64;
 
 #[tonic::async_trait]
 impl pb::session_internal_service_server::SessionInternalService for InternalApi {
@@ -159,7 +194,34 @@ impl pb::session_internal_service_server::SessionInternalService for InternalApi
     ) -> Result<Response<pb::ValidateSessionResponse>, Status> {
         let pb::ValidateSessionRequest { token } = request.into_inner();
         let session = self.sessions.authenticate(Some(&token)).await?;
-        Ok(Response::new(pb::ValidateSessionResponse { session: Some(to_pb(session)) }))
+        let validate_time = Some(proto::timestamp_from_ms(self.clock.now_ms()));
+        Ok(Response::new(pb::ValidateSessionResponse { session: Some(to_pb(session)), validate_time }))
+    }
+
+    type WatchSessionChangesStream = SessionChangeStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_session_changes(
+        &self,
+        request: Request<pb::WatchSessionChangesRequest>,
+    ) -> Result<Response<Self::WatchSessionChangesStream>, Status> {
+        let pb::WatchSessionChangesRequest {} = request.into_inner();
+        let clock = Arc::clone(&self.clock);
+        let deliveries =
+            crate::changes::watch(self.sessions.subscribe(), self.heartbeat, WATCH_BUFFER, self.shutdown.child_token());
+        let stream = deliveries.map(move |delivery| match delivery {
+            Ok(Delivery::Heartbeat) => Ok(pb::WatchSessionChangesResponse {
+                event_time: Some(proto::timestamp_from_ms(clock.now_ms())),
+                event: Some(pb::watch_session_changes_response::Event::Heartbeat(pb::Heartbeat {})),
+            }),
+            Ok(Delivery::Change(change)) => Ok(change_to_pb(change)),
+            Err(WatchEnded::FellBehind { missed }) => {
+                tracing::warn!(missed, "session change watcher fell behind; ending its stream");
+                Err(Status::unavailable("fell behind the session changes; reconnect and drop cached sessions"))
+            }
+            Err(WatchEnded::ShuttingDown) => Err(Status::unavailable("session service shutting down; reconnect")),
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn batch_get_display_names(

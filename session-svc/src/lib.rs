@@ -1,8 +1,10 @@
 //! session-svc: anonymous sessions (the seed's `user_sessions`). Issues bearer tokens and the
 //! session cookie, validates tokens for the other services (sliding idle expiry capped by an
 //! absolute lifetime), looks up display names in batches, lets operators list and revoke
-//! sessions, and deletes expired rows on a schedule. Owns its database; calls no other service.
+//! sessions, and deletes expired rows on a schedule. Streams session ends and renames to the
+//! services that cache validations. Owns its database; calls no other service.
 
+mod changes;
 pub mod config;
 mod entity;
 mod error;
@@ -45,7 +47,7 @@ pub async fn build(
 ) -> Result<(), sea_orm::DbErr> {
     let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
     let metrics = SessionMetrics::new(assembly.metrics().registry());
-    let sessions = Arc::new(Sessions::new(store::Store::new(db), clock, config, metrics));
+    let sessions = Arc::new(Sessions::new(store::Store::new(db), Arc::clone(&clock), config, metrics));
     let max_message = assembly.config().max_message_bytes;
     let per_second = f64::from(config.create_per_minute) / 60.0;
 
@@ -60,9 +62,14 @@ pub async fn build(
     );
     let internal_guard = assembly.internal_guard("session");
     assembly.add_service(InterceptedService::new(
-        SessionInternalServiceServer::new(grpc::InternalApi { sessions: Arc::clone(&sessions) })
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message),
+        SessionInternalServiceServer::new(grpc::InternalApi {
+            sessions: Arc::clone(&sessions),
+            clock,
+            heartbeat: config.changes_heartbeat,
+            shutdown: assembly.shutdown_token(),
+        })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message),
         internal_guard,
     ));
     assembly.add_service(

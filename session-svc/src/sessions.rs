@@ -1,5 +1,7 @@
 //! The session rules: token issue, sliding and absolute expiry, renames, logout, revocation,
-//! and the janitor that deletes what expired.
+//! and the janitor that deletes what expired. Every change that makes another service's
+//! cached validation wrong (an end before expiry, a rename) is announced on a broadcast
+//! channel once committed, for `WatchSessionChanges`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use svc_kit::auth::token_hash;
 use svc_kit::clock::{SharedClock, millis};
 use svc_kit::metrics::{Refusal, refusal_counter};
 use svc_kit::text::TextRule;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -26,6 +29,38 @@ pub const MAX_LOOKUP_IDS: usize = 1000;
 pub const MAX_PAGE_SIZE: u64 = 500;
 const DEFAULT_PAGE_SIZE: u64 = 50;
 const JANITOR_BATCH: u64 = 500;
+/// Changes a watcher may be behind before it loses the oldest and its stream is ended. Ends
+/// come one per logout, revocation or rotation, so only a stuck watcher ever gets this far.
+pub const CHANGES_BUFFER: usize = 1024;
+
+/// Why a session stopped working before its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The user logged out.
+    LoggedOut,
+    /// An operator revoked it.
+    Revoked,
+    /// It took a new token; the old one ended.
+    Rotated,
+}
+
+/// What changed about a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A token of the session stopped working.
+    Ended(EndReason),
+    /// The display name changed.
+    Renamed,
+}
+
+/// A committed change that makes cached validations of `user_id`'s session wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionChange {
+    pub user_id: String,
+    /// When it committed (Unix milliseconds).
+    pub at_ms: i64,
+    pub kind: ChangeKind,
+}
 
 /// A session as the rest of the system sees it. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +115,7 @@ pub struct Sessions {
     idle_ms: i64,
     absolute_ms: i64,
     metrics: SessionMetrics,
+    changes: broadcast::Sender<SessionChange>,
 }
 
 /// A freshly created session with its token, which exists nowhere else.
@@ -98,7 +134,21 @@ impl Sessions {
             idle_ms: millis(config.idle_timeout),
             absolute_ms: millis(config.absolute_lifetime),
             metrics,
+            changes: broadcast::Sender::new(CHANGES_BUFFER),
         }
+    }
+
+    /// Changes committed from now on. A receiver more than [`CHANGES_BUFFER`] behind is told
+    /// it lagged.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionChange> {
+        self.changes.subscribe()
+    }
+
+    fn announce(&self, user_id: &str, kind: ChangeKind) {
+        let change = SessionChange { user_id: user_id.to_owned(), at_ms: self.clock.now_ms(), kind };
+        // Nobody watching is not an error: nobody has anything cached to drop.
+        let _ = self.changes.send(change);
     }
 
     /// The absolute lifetime, for the cookie's `Max-Age`.
@@ -169,6 +219,7 @@ impl Sessions {
             // Ended or rotated by a concurrent call: this token is no longer the session's.
             return Err(Error::Unauthenticated);
         }
+        self.announce(&session.user_id, ChangeKind::Ended(EndReason::Rotated));
         tracing::info!(user_id = %session.user_id, "session token rotated");
         Ok(Created { session, token })
     }
@@ -178,6 +229,7 @@ impl Sessions {
         let display_name = DISPLAY_NAME.check(display_name)?;
         let mut session = self.authenticate(token).await?;
         self.store.rename(&session.user_id, &display_name).await?;
+        self.announce(&session.user_id, ChangeKind::Renamed);
         session.display_name = display_name;
         Ok(session)
     }
@@ -186,6 +238,7 @@ impl Sessions {
     pub async fn end(&self, token: Option<&str>) -> Result<(), Error> {
         let session = self.authenticate(token).await?;
         self.store.delete(&session.user_id).await?;
+        self.announce(&session.user_id, ChangeKind::Ended(EndReason::LoggedOut));
         tracing::info!(user_id = %session.user_id, "session ended");
         Ok(())
     }
@@ -195,6 +248,7 @@ impl Sessions {
         if !self.store.delete(user_id).await? {
             return Err(Error::NotFound);
         }
+        self.announce(user_id, ChangeKind::Ended(EndReason::Revoked));
         tracing::info!(%user_id, "session revoked");
         Ok(())
     }

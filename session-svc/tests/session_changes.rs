@@ -1,0 +1,277 @@
+//! `WatchSessionChanges` end to end, and the `SessionValidator` that follows it: a real
+//! session-svc on a loopback port over a fresh SQLite file, guarded by an internal token as
+//! every install is, called through generated clients and through the validator the other
+//! services use.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::session::v1 as pb;
+use proto::session::v1::session_admin_service_client::SessionAdminServiceClient;
+use proto::session::v1::session_internal_service_client::SessionInternalServiceClient;
+use proto::session::v1::session_service_client::SessionServiceClient;
+use svc_kit::auth::{AdminToken, AuthError, INTERNAL_TOKEN_HEADER, InternalToken, SessionValidator};
+use svc_kit::clock::{ManualClock, SharedClock};
+use svc_kit::db::DbOptions;
+use svc_kit::server::Assembly;
+use svc_kit::testing::{TestServer, with_bearer};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const ADMIN_TOKEN: &str = "test-admin-token";
+const INTERNAL: &str = "internal-test-token";
+const START_MS: i64 = 1_800_000_000_000;
+/// Longer than any session's idle timeout: session-svc refuses every token after this.
+const PAST_EVERY_EXPIRY: Duration = Duration::from_secs(15 * 24 * 3600);
+/// How long "soon" may take on a loaded machine; the checks poll, they do not time.
+const EVENTUALLY: Duration = Duration::from_secs(10);
+
+struct App {
+    server: TestServer,
+    clock: Arc<ManualClock>,
+    dir: tempfile::TempDir,
+}
+
+impl App {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, clock) = serve(&dir, svc_kit::testing::bind().await).await;
+        Self { server, clock, dir }
+    }
+
+    fn channel(&self) -> Channel {
+        self.server.channel()
+    }
+
+    fn internal(&self) -> SessionInternalServiceClient<Channel> {
+        SessionInternalServiceClient::new(self.channel())
+    }
+
+    async fn create(&self, name: &str) -> (String, String) {
+        let created = SessionServiceClient::new(self.channel())
+            .create_session(pb::CreateSessionRequest { display_name: name.to_owned() })
+            .await
+            .unwrap()
+            .into_inner();
+        (created.session.unwrap().user_id, created.token)
+    }
+
+    async fn revoke(&self, user_id: &str) {
+        SessionAdminServiceClient::new(self.channel())
+            .revoke_session(with_bearer(pb::RevokeSessionRequest { user_id: user_id.to_owned() }, ADMIN_TOKEN))
+            .await
+            .unwrap();
+    }
+
+    async fn watch(&self) -> tonic::Streaming<pb::WatchSessionChangesResponse> {
+        let request = InternalToken::request(Some(&internal_token()), pb::WatchSessionChangesRequest {});
+        self.internal().watch_session_changes(request).await.unwrap().into_inner()
+    }
+
+    /// A validator that keeps answers `cache_ttl` without the change stream.
+    fn validator(&self, cache_ttl: Duration) -> Arc<SessionValidator> {
+        Arc::new(SessionValidator::new(self.channel(), cache_ttl).with_internal_token(Some(internal_token())))
+    }
+}
+
+fn internal_token() -> InternalToken {
+    InternalToken::new(INTERNAL).unwrap()
+}
+
+/// session-svc over `dir`'s database on `assembly`, with a manual clock.
+async fn serve(dir: &tempfile::TempDir, mut assembly: Assembly) -> (TestServer, Arc<ManualClock>) {
+    let clock = ManualClock::new(START_MS);
+    let config: session_svc::Config = svc_kit::config::from_env();
+    let url = svc_kit::testing::database_url(dir.path(), "session.db").await;
+    assembly.set_internal_token(internal_token());
+    let shared: SharedClock = clock.clone();
+    session_svc::build(&config, &url, &DbOptions::default(), AdminToken::new(Some(ADMIN_TOKEN)), shared, &mut assembly)
+        .await
+        .unwrap();
+    (TestServer::spawn(assembly), clock)
+}
+
+/// The next message that is not a heartbeat.
+async fn next_change(
+    stream: &mut tonic::Streaming<pb::WatchSessionChangesResponse>,
+) -> pb::watch_session_changes_response::Event {
+    use pb::watch_session_changes_response::Event;
+    loop {
+        let message = tokio::time::timeout(EVENTUALLY, stream.message()).await.unwrap().unwrap().unwrap();
+        match message.event.unwrap() {
+            Event::Heartbeat(_) => {}
+            event => return event,
+        }
+    }
+}
+
+/// Polls `check` until it holds, failing after [`EVENTUALLY`].
+async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + EVENTUALLY;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {EVENTUALLY:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_stream_reports_logout_revocation_rotation_and_renames() {
+    use pb::watch_session_changes_response::Event;
+    let app = App::start().await;
+    let (leaving, leaving_token) = app.create("Leaving").await;
+    let (revoked, _) = app.create("Revoked").await;
+    let (rotating, rotating_token) = app.create("Rotating").await;
+    let (renaming, renaming_token) = app.create("Renaming").await;
+    let mut stream = app.watch().await;
+    let first = tokio::time::timeout(EVENTUALLY, stream.message()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(first.event, Some(Event::Heartbeat(_))), "live first: {first:?}");
+
+    let mut public = SessionServiceClient::new(app.channel());
+    public.end_session(with_bearer(pb::EndSessionRequest {}, &leaving_token)).await.unwrap();
+    app.revoke(&revoked).await;
+    public.rotate_session(with_bearer(pb::RotateSessionRequest {}, &rotating_token)).await.unwrap();
+    let rename = pb::UpdateDisplayNameRequest { display_name: "Renamed".to_owned() };
+    public.update_display_name(with_bearer(rename, &renaming_token)).await.unwrap();
+    // A refused logout ends nothing and says nothing.
+    let refused = public.end_session(with_bearer(pb::EndSessionRequest {}, &leaving_token)).await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
+
+    let ended = |user_id: &str, reason: pb::SessionEndReason| {
+        Event::SessionEnded(pb::SessionEnded { user_id: user_id.to_owned(), reason: reason.into() })
+    };
+    assert_eq!(next_change(&mut stream).await, ended(&leaving, pb::SessionEndReason::LoggedOut));
+    assert_eq!(next_change(&mut stream).await, ended(&revoked, pb::SessionEndReason::Revoked));
+    assert_eq!(next_change(&mut stream).await, ended(&rotating, pb::SessionEndReason::Rotated));
+    assert_eq!(
+        next_change(&mut stream).await,
+        Event::DisplayNameChanged(pb::DisplayNameChanged { user_id: renaming.clone() })
+    );
+}
+
+#[tokio::test]
+async fn the_stream_needs_the_internal_token() {
+    let app = App::start().await;
+    let missing = app.internal().watch_session_changes(pb::WatchSessionChangesRequest {}).await;
+    assert_eq!(missing.unwrap_err().code(), Code::Unauthenticated);
+    let mut wrong = tonic::Request::new(pb::WatchSessionChangesRequest {});
+    wrong.metadata_mut().insert(INTERNAL_TOKEN_HEADER, "internal-test-tokeN".parse().unwrap());
+    assert_eq!(app.internal().watch_session_changes(wrong).await.unwrap_err().code(), Code::Unauthenticated);
+    // The end user's bearer token is not the internal credential.
+    let (_, token) = app.create("Curious").await;
+    let bearer = with_bearer(pb::WatchSessionChangesRequest {}, &token);
+    assert_eq!(app.internal().watch_session_changes(bearer).await.unwrap_err().code(), Code::Unauthenticated);
+    let mut stream = app.watch().await;
+    assert!(tokio::time::timeout(EVENTUALLY, stream.message()).await.unwrap().unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_followed_cache_drops_an_ended_session_at_once_and_keeps_the_others() {
+    let app = App::start().await;
+    let (revoked, revoked_token) = app.create("Revoked").await;
+    let (_, kept_token) = app.create("Kept").await;
+    let short_ttl = Duration::from_millis(500);
+    let validator = app.validator(short_ttl);
+    let shutdown = CancellationToken::new();
+    let follower = tokio::spawn({
+        let (validator, shutdown) = (Arc::clone(&validator), shutdown.clone());
+        async move { validator.follow_session_changes(shutdown).await }
+    });
+    eventually("the change stream is live", || async { validator.following_changes() }).await;
+    for token in [&revoked_token, &kept_token] {
+        validator.validate(token).await.unwrap();
+    }
+
+    // From now on session-svc would refuse every token: whatever still validates comes from
+    // the cache, which outlives the short TTL while the stream is live.
+    app.clock.advance(PAST_EVERY_EXPIRY);
+    tokio::time::sleep(short_ttl * 3).await;
+    for token in [&revoked_token, &kept_token] {
+        assert!(validator.validate(token).await.is_ok());
+    }
+
+    app.revoke(&revoked).await;
+    eventually("the revoked session is refused", || async {
+        matches!(validator.validate(&revoked_token).await, Err(AuthError::Unauthenticated))
+    })
+    .await;
+    // session-svc would refuse it too: only the cache, untouched by the change, still answers.
+    assert_eq!(validator.validate(&kept_token).await.unwrap().display_name, "Kept");
+    shutdown.cancel();
+    follower.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_logout_reaches_a_following_cache() {
+    let app = App::start().await;
+    let (_, leaving_token) = app.create("Leaving").await;
+    let (_, kept_token) = app.create("Kept").await;
+    let validator = app.validator(Duration::from_secs(3600));
+    let shutdown = CancellationToken::new();
+    let follower = tokio::spawn({
+        let (validator, shutdown) = (Arc::clone(&validator), shutdown.clone());
+        async move { validator.follow_session_changes(shutdown).await }
+    });
+    eventually("the change stream is live", || async { validator.following_changes() }).await;
+    validator.validate(&leaving_token).await.unwrap();
+    validator.validate(&kept_token).await.unwrap();
+    SessionServiceClient::new(app.channel())
+        .end_session(with_bearer(pb::EndSessionRequest {}, &leaving_token))
+        .await
+        .unwrap();
+    eventually("the logged-out session is refused", || async {
+        matches!(validator.validate(&leaving_token).await, Err(AuthError::Unauthenticated))
+    })
+    .await;
+    assert_eq!(validator.validate(&kept_token).await.unwrap().display_name, "Kept");
+    shutdown.cancel();
+    follower.await.unwrap();
+}
+
+#[tokio::test]
+async fn when_the_stream_breaks_the_short_ttl_applies_and_a_restart_makes_it_live_again() {
+    let app = App::start().await;
+    let (_, token) = app.create("Watcher").await;
+    let short_ttl = Duration::from_millis(500);
+    let validator = app.validator(short_ttl);
+    let shutdown = CancellationToken::new();
+    let follower = tokio::spawn({
+        let (validator, shutdown) = (Arc::clone(&validator), shutdown.clone());
+        async move { validator.follow_session_changes(shutdown).await }
+    });
+    eventually("the change stream is live", || async { validator.following_changes() }).await;
+    validator.validate(&token).await.unwrap();
+
+    let addr: SocketAddr = app.server.addr;
+    let App { server, clock: _, dir } = app;
+    server.stop().await;
+    eventually("the validator notices the stream is gone", || async { !validator.following_changes() }).await;
+    // With session-svc gone, the cached answer is served no longer than the short TTL.
+    eventually("the cached answer is given up", || async {
+        matches!(validator.validate(&token).await, Err(AuthError::Unavailable(_)))
+    })
+    .await;
+
+    let config = svc_kit::config::from_env();
+    let assembly = Assembly::bind(addr, config, CancellationToken::new()).await.unwrap();
+    let (_server, _clock) = serve(&dir, assembly).await;
+    eventually("the validator follows the restarted session-svc", || async { validator.following_changes() }).await;
+    assert_eq!(validator.validate(&token).await.unwrap().display_name, "Watcher");
+    shutdown.cancel();
+    follower.await.unwrap();
+}
+
+#[tokio::test]
+async fn without_the_stream_a_revoked_session_is_refused_after_the_ttl() {
+    let app = App::start().await;
+    let (revoked, token) = app.create("Revoked").await;
+    let validator = app.validator(Duration::from_secs(1));
+    assert!(!validator.following_changes());
+    validator.validate(&token).await.unwrap();
+    app.revoke(&revoked).await;
+    eventually("the revoked session is refused once its answer is a TTL old", || async {
+        matches!(validator.validate(&token).await, Err(AuthError::Unauthenticated))
+    })
+    .await;
+}
