@@ -222,6 +222,11 @@ pub async fn build_with_retention(
         SessionValidator::new(peers.session, config.access_cache_ttl)
             .with_internal_token(assembly.internal_token().cloned()),
     );
+    // Session ends drop cached validations at once, so they can be kept much longer.
+    let (session_follower, follower_shutdown) = (Arc::clone(&sessions), assembly.shutdown_token());
+    assembly.spawn_worker("chat-session-changes", async move {
+        session_follower.follow_session_changes(follower_shutdown).await;
+    });
     let max_message = assembly.config().max_message_bytes;
     assembly.add_service(
         ChatServiceServer::new(grpc::PublicApi { chat: Arc::clone(&chat), sessions })

@@ -105,6 +105,11 @@ pub async fn build_with_retention(
     let max_message = assembly.config().max_message_bytes;
     let shutdown = assembly.shutdown_token();
 
+    // Session ends drop cached validations at once, so they can be kept much longer.
+    let (session_follower, follower_shutdown) = (Arc::clone(&sessions), shutdown.clone());
+    assembly.spawn_worker("sync-session-changes", async move {
+        session_follower.follow_session_changes(follower_shutdown).await;
+    });
     let api = grpc::PublicApi { rooms: Arc::clone(&rooms), sessions, shutdown: shutdown.clone() };
     assembly.add_service(grpc::SyncServer::new(api, max_message));
     assembly.add_service(
