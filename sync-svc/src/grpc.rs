@@ -16,7 +16,7 @@ use proto::sync::v1 as pb;
 use svc_kit::auth::{AdminToken, Caller, SessionValidator};
 use svc_kit::status::Violation;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::NamedService;
 use tonic::{Code, Request, Response, Status};
 
@@ -482,6 +482,11 @@ impl pb::sync_service_server::SyncService for PublicApi {
     }
 }
 
+/// Initial capacity of a watch stream's outgoing buffer.
+const WATCH_BUFFER_BYTES: usize = 1024;
+/// Bytes of queued events after which a watch stream hands them to HTTP/2 (tonic's default).
+const WATCH_YIELD_BYTES: usize = 32 * 1024;
+
 /// Writes messages that are already protobuf-encoded; reads `WatchRoomRequest`s.
 #[derive(Debug, Clone, Copy, Default)]
 struct PreEncodedCodec;
@@ -508,6 +513,13 @@ impl Encoder for PreEncodedCodec {
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put_slice(&item);
         Ok(())
+    }
+
+    /// Each stream's outgoing buffer starts small: a watch carries a few hundred bytes per
+    /// event and mostly waits, and tonic's default 8 KiB per stream would be most of an idle
+    /// watcher's memory. A larger snapshot grows it as needed.
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(WATCH_BUFFER_BYTES, WATCH_YIELD_BYTES)
     }
 }
 

@@ -390,6 +390,29 @@ async fn streams_start_with_a_snapshot_then_carry_changes_presence_and_heartbeat
 }
 
 #[tokio::test]
+async fn snapshots_and_events_larger_than_a_streams_first_buffer_arrive_whole() {
+    let fixture = Fixture::start().await;
+    let (_, viewer) = fixture.member("Viewer", room_pb::Role::Member).await;
+    // Twenty items with long URLs: a snapshot of several KiB, past the 1 KiB a watch stream's
+    // outgoing buffer starts with.
+    for index in 0..20 {
+        fixture.add_to_queue(&format!("https://media.example/{index}/{}.mp4", "x".repeat(300)), 60_000).await;
+    }
+    let state = fixture.state(&fixture.owner).await;
+    assert_eq!(state.queue.len(), 20);
+
+    let mut events = watch(&fixture.app, &fixture.room_id, &viewer).await;
+    match next_event(&mut events).await.unwrap() {
+        Event::Snapshot(snapshot) => assert_eq!(snapshot.state.unwrap(), state),
+        other => panic!("expected a snapshot first, got {other:?}"),
+    }
+    let added = fixture.add_to_queue(&format!("https://media.example/last/{}.mp4", "y".repeat(1500)), 1_000).await;
+    let after = next_state(&mut events).await;
+    assert_eq!(after.queue.len(), 21);
+    assert_eq!(Some(after), added.state);
+}
+
+#[tokio::test]
 async fn a_slow_watcher_is_resynchronised_without_holding_up_the_others() {
     let mut config = test_config();
     config.watcher_buffer = 4;
