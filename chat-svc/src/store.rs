@@ -18,6 +18,8 @@ const STATUS_DELIVERED: &str = "delivered";
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Keeps SQLite's log checkpointed off the group commit's path.
+    checkpoints: svc_kit::db::Checkpoints,
 }
 
 fn to_message(model: message::Model) -> Message {
@@ -114,7 +116,7 @@ impl Store {
     /// Wraps a migrated connection.
     #[must_use]
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db }
     }
 
     /// Stores a batch of messages and status changes in one transaction (group commit).
@@ -250,6 +252,7 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
+        self.checkpoints.committed();
 
         // Copies within the batch answer with the first copy's message.
         let mut resolved: Vec<Sent> = Vec::with_capacity(answers.len());

@@ -225,3 +225,66 @@ fn normalise_sqlite_url(url: &str) -> String {
 pub fn sqlite_url(data_dir: &std::path::Path, file_name: &str) -> String {
     format!("sqlite://{}?mode=rwc", data_dir.join(file_name).display())
 }
+
+/// Commits between two background checkpoints: a few hundred WAL pages, well under SQLite's
+/// own threshold of 1000 pages at which the committing connection checkpoints itself.
+const COMMITS_PER_CHECKPOINT: u32 = 100;
+
+/// Copies a SQLite database's write-ahead log back into the database file off the commit path.
+///
+/// Left to SQLite, the commit that takes the log past 1000 pages checkpoints it itself, and
+/// every writer queued behind that commit waits the tens of milliseconds that takes. A service
+/// with a busy write path calls [`Self::committed`] after each commit instead: every
+/// [`COMMITS_PER_CHECKPOINT`] commits a `PASSIVE` checkpoint runs on another pooled connection
+/// in the background (one at a time), concurrently with readers and writers, so the log stays
+/// small and SQLite's own checkpoint remains only a backstop. Nothing to do on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    db: DatabaseConnection,
+    state: std::sync::Arc<CheckpointState>,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointState {
+    commits: std::sync::atomic::AtomicU32,
+    running: std::sync::atomic::AtomicBool,
+    completed: std::sync::atomic::AtomicU64,
+}
+
+impl Checkpoints {
+    /// Background checkpoints for `db`.
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db, state: std::sync::Arc::default() }
+    }
+
+    /// Counts a commit, and starts a checkpoint when enough have gone by since the last.
+    pub fn committed(&self) {
+        use std::sync::atomic::Ordering;
+        if self.db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite
+            || self.state.commits.fetch_add(1, Ordering::AcqRel) + 1 < COMMITS_PER_CHECKPOINT
+            || self.state.running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.state.commits.store(0, Ordering::Release);
+        let (db, state) = (self.db.clone(), std::sync::Arc::clone(&self.state));
+        tokio::spawn(async move {
+            match db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+                Ok(_) => {
+                    state.completed.fetch_add(1, Ordering::AcqRel);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "background WAL checkpoint failed; SQLite will checkpoint on commit")
+                }
+            }
+            state.running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Background checkpoints finished so far.
+    #[must_use]
+    pub fn completed(&self) -> u64 {
+        self.state.completed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

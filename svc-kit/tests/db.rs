@@ -118,6 +118,35 @@ async fn services_sharing_a_database_keep_to_their_own_schema() {
 }
 
 #[tokio::test]
+async fn commits_are_checkpointed_into_the_database_file_in_the_background() {
+    if svc_kit::testing::on_postgres() {
+        println!("skipped on PostgreSQL: checkpoints are SQLite's write-ahead log");
+        return;
+    }
+    let dir = TempDir::new("checkpoints");
+    let url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+    let db = svc_kit::db::connect::<AlphaMigrator>(&url, &DbOptions::default()).await.unwrap();
+    let file = dir.0.join("alpha.db");
+    let checkpoints = svc_kit::db::Checkpoints::new(db.clone());
+
+    // 150 commits of 1 KiB rows: about 40 pages of log, far below SQLite's own threshold of
+    // 1000, so only the background checkpoint after the 100th commit copies them over.
+    for index in 0..150 {
+        let name = format!("{index:04}{}", "x".repeat(1024));
+        db.execute_unprepared(&format!("INSERT INTO items (name) VALUES ('{name}')")).await.unwrap();
+        checkpoints.committed();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while checkpoints.completed() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(checkpoints.completed(), 1, "one checkpoint per 100 commits");
+    let copied = std::fs::metadata(&file).unwrap().len();
+    assert!(copied >= 100 * 1024, "the first 100 rows are in the database file itself ({copied} bytes)");
+    assert_eq!(strings(&db, "SELECT count(*) || '' FROM items").await, ["150"]);
+}
+
+#[tokio::test]
 async fn an_encryption_key_is_refused_for_postgres() {
     if !svc_kit::testing::on_postgres() {
         println!("skipped on SQLite: this checks a PostgreSQL URL");

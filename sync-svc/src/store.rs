@@ -30,6 +30,9 @@ pub struct Store {
     /// of in SQLite's busy handler, which sleeps and retries and so stretches commits under
     /// load. Other instances are still arbitrated by the conditional update alone.
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Keeps SQLite's log checkpointed off the commit path, so that no command waits for a
+    /// checkpoint behind `write_lock`.
+    checkpoints: svc_kit::db::Checkpoints,
 }
 
 /// A `sync_logs` row.
@@ -137,7 +140,7 @@ impl Store {
     /// Wraps a migrated connection.
     #[must_use]
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, write_lock: Arc::default() }
+        Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db, write_lock: Arc::default() }
     }
 
     /// The stored state of a room, `None` when it never changed.
@@ -160,7 +163,11 @@ impl Store {
     pub async fn commit(&self, expected_version: i64, next: &RoomState) -> Result<Commit, DbErr> {
         let _writer = self.write_lock.lock().await;
         if !queue_changed(next.last_action) {
-            return write_state(&self.db, expected_version, next).await;
+            let commit = write_state(&self.db, expected_version, next).await?;
+            if commit == Commit::Accepted {
+                self.checkpoints.committed();
+            }
+            return Ok(commit);
         }
         let txn = self.db.begin().await?;
         let commit = write_state(&txn, expected_version, next).await?;
@@ -170,6 +177,7 @@ impl Store {
         }
         write_queue(&txn, next).await?;
         txn.commit().await?;
+        self.checkpoints.committed();
         Ok(Commit::Accepted)
     }
 

@@ -554,6 +554,7 @@ const REVIEWED_RAW_SQL: &[(&str, &str, &str)] = &[
     ("svc-kit/src/db.rs", "from_sql_and_values", "a literal statement with a bound parameter"),
     ("svc-kit/src/db.rs", "CREATE SCHEMA IF NOT EXISTS", "the schema name is checked to be [a-z0-9_]+ first"),
     ("svc-kit/src/db.rs", "sqlcipher_key(format!", "the operator's key, quoted with '' doubled"),
+    ("svc-kit/src/db.rs", "PRAGMA wal_checkpoint(PASSIVE)", "a constant pragma, no input"),
     ("svc-kit/src/testing.rs", "from_sql_and_values", "test helper, bound parameter"),
     ("svc-kit/src/testing.rs", "query_one_raw(lookup)", "test helper, the bound statement above"),
     ("svc-kit/src/testing.rs", "CREATE DATABASE", "test helper, a generated database name"),
