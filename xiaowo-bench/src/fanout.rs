@@ -173,6 +173,9 @@ fn record(sink: &Sink, sent_us: i64) {
     }
 }
 
+/// The pause between the last watcher opening and the first step.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// Gathers watchers as they become ready, then hands out the fleet.
 struct Builder {
     tasks: JoinSet<()>,
@@ -213,6 +216,9 @@ impl Builder {
                 .context("a watcher ended before it was ready")??;
             open_latencies_us.push(opened);
         }
+        // The join storm's tail (snapshots, presence, connection bookkeeping) is scenario 4's
+        // subject, not the first step's: every system gets the same quiet moment first.
+        tokio::time::sleep(SETTLE).await;
         Ok(Fleet { sinks: self.sinks, publishers: self.publishers, tasks: self.tasks, open_latencies_us, server_pids })
     }
 }

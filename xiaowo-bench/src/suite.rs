@@ -215,10 +215,16 @@ fn summary_cells(summary: &Summary) -> String {
     format!("{:.2} | {:.2}", summary.p50_ms, summary.p99_ms)
 }
 
+/// Watchers per connection in the [`System::XiaowoShared`] rows.
+const WATCHERS_PER_SHARED_CONNECTION: usize = 100;
+
 /// Which fan-out implementation to measure.
 #[derive(Clone, Copy)]
 enum System {
     Xiaowo,
+    /// Xiaowo with watchers sharing HTTP/2 connections, [`WATCHERS_PER_SHARED_CONNECTION`] each:
+    /// what a delivery costs once the connection's write is shared.
+    XiaowoShared,
     InProcess,
     RawTcp,
     SocketIo,
@@ -229,6 +235,7 @@ impl System {
     fn label(self) -> &'static str {
         match self {
             Self::Xiaowo => "Xiaowo (gRPC WatchRoom)",
+            Self::XiaowoShared => "Xiaowo, 100 watchers per HTTP/2 connection",
             Self::InProcess => "ceiling: in-process broadcast",
             Self::RawTcp => "ceiling: raw TCP fan-out",
             Self::SocketIo => "peer: socket.io 4.8",
@@ -252,7 +259,7 @@ impl Bench {
     }
 
     fn systems(&self) -> Vec<System> {
-        let mut systems = vec![System::Xiaowo, System::InProcess, System::RawTcp];
+        let mut systems = vec![System::Xiaowo, System::XiaowoShared, System::InProcess, System::RawTcp];
         if self.socketio_server().is_some() {
             systems.push(System::SocketIo);
         }
@@ -287,10 +294,12 @@ impl Bench {
     ) -> anyhow::Result<(fanout::Fleet, f64, Option<stack::Server>, Option<PeerProcess>)> {
         let cpu = self.options.server_cpu;
         match system {
-            System::Xiaowo => {
+            System::Xiaowo | System::XiaowoShared => {
+                let per_connection =
+                    if matches!(system, System::XiaowoShared) { WATCHERS_PER_SHARED_CONNECTION } else { 1 };
                 let server = self.launcher.start(&[]).await?;
                 let before = procstat::rss_bytes(&server.targets.pids);
-                let fleet = fanout::xiaowo(&server.targets, shape, 1, Some(256)).await?;
+                let fleet = fanout::xiaowo(&server.targets, shape, per_connection, Some(256)).await?;
                 let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
                 Ok((fleet, rss, Some(server), None))
             }
@@ -330,7 +339,8 @@ impl Bench {
             "\n### 1 and 7. Sync fan-out: Xiaowo beside the ceilings and the peers\n\n\
              Publish → receive: from the publisher stamping an event (for Xiaowo: sending the `Seek`, so the \
              command's RPC, access check and SQLite commit are included) to each watcher decoding it. \
-             One connection per watcher for every system.\n\n",
+             One connection per watcher for every system, except the row that shares each HTTP/2 connection \
+             among 100 of Xiaowo's watchers.\n\n",
         );
         fanout_header(&mut text);
         self.section(&text);
@@ -362,7 +372,8 @@ impl Bench {
         self.section(&text);
         let mut most = Vec::new();
         for system in self.systems() {
-            if matches!(system, System::InProcess) {
+            // The step-up compares one connection per watcher for every system.
+            if matches!(system, System::InProcess | System::XiaowoShared) {
                 continue;
             }
             let (fleet, rss, server, peer) = match self.bounded_fleet(system, shape).await {
