@@ -684,7 +684,8 @@ async fn forged_expired_revoked_and_borrowed_tokens_are_refused_by_every_service
         .await;
     assert!(matches!(code(admin), Code::Unauthenticated | Code::PermissionDenied));
 
-    // Revoked by an operator: refused everywhere once the services' short validation caches expire.
+    // Revoked by an operator: refused everywhere, as soon as session-svc's change stream
+    // reaches the services (or once their short validation caches expire, while it is down).
     let revoked = user(&channel, "Revoked").await;
     join(&channel, &revoked, &room_id, "").await.unwrap();
     assert_eq!(codes_for(&channel, &revoked.token, &room_id).await, [Code::Ok; 4]);
