@@ -22,7 +22,7 @@ use svc_kit::rooms::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
 use svc_kit::status::Violation;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::Error;
 use crate::bus::{RoomBus, RoomEvent, Subscription};
@@ -575,10 +575,11 @@ impl Rooms {
             room_id: room_id.to_owned(),
             user_id: caller.user_id.clone(),
             subscription,
-            shutdown,
+            shutdown: Box::pin(shutdown.cancelled_owned()),
             pending: Some(snapshot),
             seen_version: version,
-            next_heartbeat: Instant::now() + self.timing.heartbeat,
+            heartbeat: Box::pin(tokio::time::sleep(self.timing.heartbeat)),
+            last_sent: Instant::now(),
             finished: false,
             _guard: guard,
         };
@@ -895,18 +896,23 @@ struct Watch {
     room_id: String,
     user_id: String,
     subscription: Subscription,
-    shutdown: CancellationToken,
+    /// Created once and polled in place: a fresh wait per event would register and
+    /// unregister with the token every time.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     pending: Option<Bytes>,
     /// The newest state version this watcher has been sent; older state events are skipped.
     seen_version: i64,
-    next_heartbeat: Instant,
+    /// Fires at most once per heartbeat interval; when something was sent meanwhile it is only
+    /// pushed back, so that events do not touch the timer.
+    heartbeat: Pin<Box<tokio::time::Sleep>>,
+    last_sent: Instant,
     finished: bool,
     _guard: PresenceGuard,
 }
 
 impl Watch {
     fn sent(mut self, encoded: Bytes) -> Option<(Result<Bytes, Error>, Self)> {
-        self.next_heartbeat = Instant::now() + self.rooms.timing.heartbeat;
+        self.last_sent = Instant::now();
         Some((Ok(encoded), self))
     }
 
@@ -939,7 +945,7 @@ impl Watch {
         loop {
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return self.end(Error::ShuttingDown),
+                () = self.shutdown.as_mut() => return self.end(Error::ShuttingDown),
                 event = self.subscription.recv() => match event {
                     Ok(RoomEvent::Message { version: Some(version), .. }) if version <= self.seen_version => {}
                     // A version was skipped (lost between instances, or published out of order):
@@ -965,7 +971,13 @@ impl Watch {
                     }
                     Err(RecvError::Closed) => return None,
                 },
-                () = tokio::time::sleep_until(self.next_heartbeat) => {
+                () = self.heartbeat.as_mut() => {
+                    let due = self.last_sent + self.rooms.timing.heartbeat;
+                    if Instant::now() < due {
+                        self.heartbeat.as_mut().reset(due);
+                        continue;
+                    }
+                    self.heartbeat.as_mut().reset(Instant::now() + self.rooms.timing.heartbeat);
                     let heartbeat = wire::encode_heartbeat(self.rooms.now_ms());
                     return self.sent(heartbeat);
                 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::room::v1 as room_pb;
 use proto::sync::v1 as pb;
@@ -387,6 +387,41 @@ async fn streams_start_with_a_snapshot_then_carry_changes_presence_and_heartbeat
     let metrics = fixture.app.metrics().await;
     assert!(metrics.contains("xiaowo_sync_drift_seconds_count 1"), "the reported drift is in the histogram");
     assert!(metrics.contains("xiaowo_sync_drift_seconds_bucket{le=\"0.04\"} 1"));
+}
+
+#[tokio::test]
+async fn heartbeats_come_only_after_a_quiet_interval() {
+    let mut config = test_config();
+    config.heartbeat_interval = Duration::from_secs(2);
+    let fixture = Fixture::start_with(config, svc_kit::clock::system()).await;
+    let (_, viewer) = fixture.member("Viewer", room_pb::Role::Member).await;
+    let mut version = fixture.load_media(0).await.version;
+    let mut events = watch(&fixture.app, &fixture.room_id, &viewer).await;
+    next_state(&mut events).await;
+
+    // Changes every 200 ms for 3 s (longer than the interval): each one pushes the heartbeat
+    // back, so none is sent.
+    let busy_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < busy_until {
+        version = fixture.seek(&fixture.owner, version, 1_000).await.unwrap().version;
+        loop {
+            match next_event(&mut events).await.unwrap() {
+                Event::State(state) if state.version == version => break,
+                Event::Heartbeat(_) => panic!("a heartbeat while changes kept the stream busy"),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Quiet: the next heartbeat comes about one interval after the last change.
+    let quiet_since = Instant::now();
+    loop {
+        if let Event::Heartbeat(_) = next_event(&mut events).await.unwrap() {
+            break;
+        }
+    }
+    assert!(quiet_since.elapsed() >= Duration::from_millis(1500), "not before the interval");
 }
 
 #[tokio::test]
