@@ -9,7 +9,8 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use svc_kit::feed::{Delivery, FeedEnded};
+use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, ReceiverStream, errors::BroadcastStreamRecvError};
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -81,72 +82,17 @@ impl EventBus for LocalBus {
     }
 }
 
-/// One item of a watch stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// The stream is alive (sent first, once subscribed, then every heartbeat interval).
-    Heartbeat,
-    Event(RoomEvent),
-}
-
-/// Why a watch stream ended on the server's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchEnded {
-    /// The watcher did not keep up; events were dropped for it.
-    FellBehind(FellBehind),
-    /// The server is shutting down.
-    ShuttingDown,
-}
-
-/// How long the final item of a watch stream may wait for room in its buffer.
-const FAREWELL_WAIT: Duration = Duration::from_secs(1);
-
-/// Subscribes to `bus` now and forwards its events, with a heartbeat first and every
-/// `heartbeat`, through a buffer of `buffer` items. A watcher that stops reading fills the
-/// buffer, then falls behind on the bus, and its stream ends with [`WatchEnded::FellBehind`]:
-/// memory per watcher stays bounded.
+/// Subscribes to `bus` now and forwards its events as [`svc_kit::feed::watch`] does: a
+/// heartbeat first and every `heartbeat`, through a buffer of `buffer` items, ending with
+/// [`FeedEnded::FellBehind`] for a watcher that stops reading.
 pub fn watch(
     bus: &dyn EventBus,
     heartbeat: Duration,
     buffer: usize,
     shutdown: CancellationToken,
-) -> ReceiverStream<Result<Delivery, WatchEnded>> {
-    let mut events = bus.subscribe();
-    let (sender, receiver) = mpsc::channel(buffer.max(1));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(heartbeat);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let item = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => Err(WatchEnded::ShuttingDown),
-                _ = ticker.tick() => Ok(Delivery::Heartbeat),
-                event = events.next() => match event {
-                    Some(Ok(event)) => Ok(Delivery::Event(event)),
-                    Some(Err(lag)) => Err(WatchEnded::FellBehind(lag)),
-                    None => Err(WatchEnded::ShuttingDown),
-                },
-            };
-            if item.is_err() {
-                // The last word says why the stream ends; a watcher that is not reading gets a
-                // moment to take it, not forever (the stream ends either way).
-                let _ = tokio::time::timeout(FAREWELL_WAIT, sender.send(item)).await;
-                return;
-            }
-            let sent = tokio::select! {
-                () = shutdown.cancelled() => false,
-                sent = sender.send(item) => sent.is_ok(),
-            };
-            if !sent {
-                // Shutting down while this watcher's buffer is full: it hears why if it can.
-                if shutdown.is_cancelled() {
-                    let _ = sender.try_send(Err(WatchEnded::ShuttingDown));
-                }
-                return;
-            }
-        }
-    });
-    ReceiverStream::new(receiver)
+) -> ReceiverStream<Result<Delivery<RoomEvent>, FeedEnded>> {
+    let events = bus.subscribe().map(|event| event.map_err(|FellBehind { missed }| missed));
+    svc_kit::feed::watch(events, heartbeat, buffer, shutdown)
 }
 
 #[cfg(test)]
@@ -164,17 +110,8 @@ mod tests {
         assert_eq!(stream.next().await, Some(Ok(Delivery::Heartbeat)));
         bus.publish(event(1));
         bus.publish(event(2));
-        assert_eq!(stream.next().await, Some(Ok(Delivery::Event(event(1)))));
-        assert_eq!(stream.next().await, Some(Ok(Delivery::Event(event(2)))));
-    }
-
-    #[tokio::test]
-    async fn heartbeats_repeat() {
-        let bus = LocalBus::new(16);
-        let mut stream = watch(&bus, Duration::from_millis(10), 4, CancellationToken::new());
-        for _ in 0..3 {
-            assert_eq!(stream.next().await, Some(Ok(Delivery::Heartbeat)));
-        }
+        assert_eq!(stream.next().await, Some(Ok(Delivery::Item(event(1)))));
+        assert_eq!(stream.next().await, Some(Ok(Delivery::Item(event(2)))));
     }
 
     #[tokio::test]
@@ -189,25 +126,14 @@ mod tests {
         let mut delivered = 0;
         let ended = loop {
             match stream.next().await {
-                Some(Ok(Delivery::Event(_))) => delivered += 1,
+                Some(Ok(Delivery::Item(_))) => delivered += 1,
                 Some(Ok(Delivery::Heartbeat)) => {}
                 Some(Err(ended)) => break ended,
                 None => panic!("stream closed without saying why"),
             }
         };
-        assert!(matches!(ended, WatchEnded::FellBehind(FellBehind { missed }) if missed > 0));
+        assert!(matches!(ended, FeedEnded::FellBehind { missed } if missed > 0));
         assert!(delivered < 100);
-        assert_eq!(stream.next().await, None);
-    }
-
-    #[tokio::test]
-    async fn shutdown_ends_the_stream() {
-        let bus = LocalBus::new(4);
-        let shutdown = CancellationToken::new();
-        let mut stream = watch(&bus, Duration::from_secs(3600), 2, shutdown.clone());
-        assert_eq!(stream.next().await, Some(Ok(Delivery::Heartbeat)));
-        shutdown.cancel();
-        assert_eq!(stream.next().await, Some(Err(WatchEnded::ShuttingDown)));
         assert_eq!(stream.next().await, None);
     }
 }

@@ -18,9 +18,10 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::events::{Change, Delivery, RoomEvent, WatchEnded};
+use crate::events::{Change, RoomEvent};
 use crate::model::{AuditEntry, CloseReason, ControlMode, Member, RemovalReason, Role, Room, RoomStatus, Visibility};
 use crate::rooms::{Access, AuditQuery, CreateRoom, DisplayNames, Rooms, UpdateRoom};
+use svc_kit::feed::{Delivery, FeedEnded};
 
 fn visibility_to_pb(visibility: Visibility) -> pb::Visibility {
     match visibility {
@@ -397,12 +398,12 @@ impl pb::room_internal_service_server::RoomInternalService for InternalApi {
                 event_time: Some(proto::timestamp_from_ms(clock.now_ms())),
                 event: Some(pb::watch_room_events_response::Event::Heartbeat(pb::Heartbeat {})),
             }),
-            Ok(Delivery::Event(event)) => Ok(event_to_pb(event)),
-            Err(WatchEnded::FellBehind(lag)) => {
-                tracing::warn!(missed = lag.missed, "room event watcher fell behind; ending its stream");
+            Ok(Delivery::Item(event)) => Ok(event_to_pb(event)),
+            Err(FeedEnded::FellBehind { missed }) => {
+                tracing::warn!(missed, "room event watcher fell behind; ending its stream");
                 Err(Status::unavailable("fell behind the room events; reconnect and re-check access"))
             }
-            Err(WatchEnded::ShuttingDown) => Err(Status::unavailable("room service shutting down; reconnect")),
+            Err(FeedEnded::ShuttingDown) => Err(Status::unavailable("room service shutting down; reconnect")),
         });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -14,9 +14,9 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::changes::{Delivery, WatchEnded};
 use crate::config::CookieSecurity;
 use crate::sessions::{ChangeKind, EndReason, Session, SessionChange, Sessions};
+use svc_kit::feed::{Delivery, FeedEnded};
 
 fn to_pb(session: Session) -> pb::Session {
     let Session { user_id, display_name, created_at, last_accessed, expires_at } = session;
@@ -207,19 +207,23 @@ impl pb::session_internal_service_server::SessionInternalService for InternalApi
     ) -> Result<Response<Self::WatchSessionChangesStream>, Status> {
         let pb::WatchSessionChangesRequest {} = request.into_inner();
         let clock = Arc::clone(&self.clock);
-        let deliveries =
-            crate::changes::watch(self.sessions.subscribe(), self.heartbeat, WATCH_BUFFER, self.shutdown.child_token());
+        let deliveries = svc_kit::feed::watch_broadcast(
+            self.sessions.subscribe(),
+            self.heartbeat,
+            WATCH_BUFFER,
+            self.shutdown.child_token(),
+        );
         let stream = deliveries.map(move |delivery| match delivery {
             Ok(Delivery::Heartbeat) => Ok(pb::WatchSessionChangesResponse {
                 event_time: Some(proto::timestamp_from_ms(clock.now_ms())),
                 event: Some(pb::watch_session_changes_response::Event::Heartbeat(pb::Heartbeat {})),
             }),
-            Ok(Delivery::Change(change)) => Ok(change_to_pb(change)),
-            Err(WatchEnded::FellBehind { missed }) => {
+            Ok(Delivery::Item(change)) => Ok(change_to_pb(change)),
+            Err(FeedEnded::FellBehind { missed }) => {
                 tracing::warn!(missed, "session change watcher fell behind; ending its stream");
                 Err(Status::unavailable("fell behind the session changes; reconnect and drop cached sessions"))
             }
-            Err(WatchEnded::ShuttingDown) => Err(Status::unavailable("session service shutting down; reconnect")),
+            Err(FeedEnded::ShuttingDown) => Err(Status::unavailable("session service shutting down; reconnect")),
         });
         Ok(Response::new(Box::pin(stream)))
     }

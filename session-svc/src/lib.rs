@@ -4,7 +4,6 @@
 //! sessions, and deletes expired rows on a schedule. Streams session ends and renames to the
 //! services that cache validations. Owns its database; calls no other service.
 
-mod changes;
 pub mod config;
 mod entity;
 mod error;

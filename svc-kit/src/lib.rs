@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 mod connections;
 pub mod db;
+pub mod feed;
 pub mod metrics;
 pub mod peer;
 pub mod ratelimit;
