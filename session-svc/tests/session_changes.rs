@@ -76,6 +76,29 @@ impl App {
     }
 }
 
+/// `validator` following session-svc's changes in the background, once the stream is live.
+struct Follower {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Follower {
+    async fn start(validator: &Arc<SessionValidator>) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let (validator, shutdown) = (Arc::clone(validator), shutdown.clone());
+            async move { validator.follow_session_changes(shutdown).await }
+        });
+        eventually("the change stream is live", || async { validator.following_changes() }).await;
+        Self { shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 fn internal_token() -> InternalToken {
     InternalToken::new(INTERNAL).unwrap()
 }
@@ -173,12 +196,7 @@ async fn a_followed_cache_drops_an_ended_session_at_once_and_keeps_the_others() 
     let (_, kept_token) = app.create("Kept").await;
     let short_ttl = Duration::from_millis(500);
     let validator = app.validator(short_ttl);
-    let shutdown = CancellationToken::new();
-    let follower = tokio::spawn({
-        let (validator, shutdown) = (Arc::clone(&validator), shutdown.clone());
-        async move { validator.follow_session_changes(shutdown).await }
-    });
-    eventually("the change stream is live", || async { validator.following_changes() }).await;
+    let follower = Follower::start(&validator).await;
     for token in [&revoked_token, &kept_token] {
         validator.validate(token).await.unwrap();
     }
@@ -198,8 +216,7 @@ async fn a_followed_cache_drops_an_ended_session_at_once_and_keeps_the_others() 
     .await;
     // session-svc would refuse it too: only the cache, untouched by the change, still answers.
     assert_eq!(validator.validate(&kept_token).await.unwrap().display_name, "Kept");
-    shutdown.cancel();
-    follower.await.unwrap();
+    follower.stop().await;
 }
 
 #[tokio::test]
@@ -208,12 +225,7 @@ async fn a_logout_reaches_a_following_cache() {
     let (_, leaving_token) = app.create("Leaving").await;
     let (_, kept_token) = app.create("Kept").await;
     let validator = app.validator(Duration::from_secs(3600));
-    let shutdown = CancellationToken::new();
-    let follower = tokio::spawn({
-        let (validator, shutdown) = (Arc::clone(&validator), shutdown.clone());
-        async move { validator.follow_session_changes(shutdown).await }
-    });
-    eventually("the change stream is live", || async { validator.following_changes() }).await;
+    let follower = Follower::start(&validator).await;
     validator.validate(&leaving_token).await.unwrap();
     validator.validate(&kept_token).await.unwrap();
     SessionServiceClient::new(app.channel())
@@ -225,8 +237,7 @@ async fn a_logout_reaches_a_following_cache() {
     })
     .await;
     assert_eq!(validator.validate(&kept_token).await.unwrap().display_name, "Kept");
-    shutdown.cancel();
-    follower.await.unwrap();
+    follower.stop().await;
 }
 
 #[tokio::test]
@@ -235,12 +246,7 @@ async fn when_the_stream_breaks_the_short_ttl_applies_and_a_restart_makes_it_liv
     let (_, token) = app.create("Watcher").await;
     let short_ttl = Duration::from_millis(500);
     let validator = app.validator(short_ttl);
-    let shutdown = CancellationToken::new();
-    let follower = tokio::spawn({
-        let (validator, shutdown) = (Arc::clone(&validator), shutdown.clone());
-        async move { validator.follow_session_changes(shutdown).await }
-    });
-    eventually("the change stream is live", || async { validator.following_changes() }).await;
+    let follower = Follower::start(&validator).await;
     validator.validate(&token).await.unwrap();
 
     let addr: SocketAddr = app.server.addr;
@@ -258,8 +264,7 @@ async fn when_the_stream_breaks_the_short_ttl_applies_and_a_restart_makes_it_liv
     let (_server, _clock) = serve(&dir, assembly).await;
     eventually("the validator follows the restarted session-svc", || async { validator.following_changes() }).await;
     assert_eq!(validator.validate(&token).await.unwrap().display_name, "Watcher");
-    shutdown.cancel();
-    follower.await.unwrap();
+    follower.stop().await;
 }
 
 #[tokio::test]
