@@ -385,12 +385,9 @@ impl SessionValidator {
     /// between 3/4 and all of that depending on the key (a token hash), so that answers cached
     /// together are not all asked for again in the same instant. Zero turns caching off.
     fn ttl_for(&self, key: &str) -> Duration {
-        if self.cache_ttl.is_zero() {
-            return self.cache_ttl;
-        }
-        let ttl = if self.following_changes() { self.cache_ttl.max(LIVE_CACHE_TTL) } else { self.cache_ttl };
-        let spread = key.get(..3).and_then(|digits| u16::from_str_radix(digits, 16).ok()).unwrap_or(0) % 1024;
-        ttl.mul_f64(1.0 - f64::from(spread) / 4096.0)
+        // The key is a SHA-256 in hex: its first digits are as good a seed as any.
+        let seed = key.get(..3).and_then(|digits| u64::from_str_radix(digits, 16).ok()).unwrap_or(0);
+        crate::clock::cache_ttl(self.cache_ttl, self.following_changes(), LIVE_CACHE_TTL, seed)
     }
 
     /// The cached answer for `key` and the invalidation count to store a new one under.

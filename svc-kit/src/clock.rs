@@ -15,6 +15,19 @@ pub trait Clock: Send + Sync + fmt::Debug {
 /// The clock every service shares.
 pub type SharedClock = Arc<dyn Clock>;
 
+/// How long a cached answer stays fresh: `base` (zero turns caching off), or at least
+/// `live_ttl` while a change stream keeps the cache current, shortened by up to a quarter
+/// according to `seed` so that answers cached together do not all expire in the same instant.
+pub(crate) fn cache_ttl(base: Duration, live: bool, live_ttl: Duration, seed: u64) -> Duration {
+    if base.is_zero() {
+        return base;
+    }
+    let ttl = if live { base.max(live_ttl) } else { base };
+    #[allow(clippy::cast_precision_loss)]
+    let spread = (seed % 1024) as f64 / 4096.0;
+    ttl.mul_f64(1.0 - spread)
+}
+
 /// The operating system's clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

@@ -161,13 +161,8 @@ impl RoomAccessClient {
     /// current, and between 3/4 and all of that depending on the key. A zero `base` turns
     /// caching off.
     fn ttl_for(&self, key: &(String, String), base: Duration) -> Duration {
-        if base.is_zero() {
-            return base;
-        }
-        let ttl = if self.events_live.load(Ordering::Acquire) { base.max(LIVE_CACHE_TTL) } else { base };
-        #[allow(clippy::cast_precision_loss)]
-        let spread = (self.jitter.hash_one(key) % 1024) as f64 / 4096.0;
-        ttl.mul_f64(1.0 - spread)
+        let live = self.events_live.load(Ordering::Acquire);
+        crate::clock::cache_ttl(base, live, LIVE_CACHE_TTL, self.jitter.hash_one(key))
     }
 
     /// Presents `token` to room-svc's internal API on every call.
