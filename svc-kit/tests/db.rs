@@ -166,3 +166,32 @@ fn the_schema_is_named_after_the_migrations_table() {
     assert_eq!(Backend::of("postgresql://u@h/db"), Backend::Postgres);
     assert_eq!(Backend::of("sqlite:///var/lib/xiaowo/room.db"), Backend::Sqlite);
 }
+
+/// Turning a new SQLite file into WAL mode takes a lock that SQLite's busy timeout does not
+/// wait for, so services opening one new file at the same moment used to fail at start with
+/// "database is locked" on a loaded machine. Many pools opening and migrating one new file at
+/// once must all succeed, the migration recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_starts_at_once_on_a_new_file_all_succeed_and_migrate_it_once() {
+    if svc_kit::testing::on_postgres() {
+        println!("skipped on PostgreSQL: this is about SQLite's file locks");
+        return;
+    }
+    for round in 0..50 {
+        let dir = TempDir::new(&format!("starts-{round}"));
+        let url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { svc_kit::db::connect::<AlphaMigrator>(&url, &DbOptions::default()).await })
+            })
+            .collect();
+        let mut connections = Vec::new();
+        for start in starts {
+            connections.push(start.await.unwrap().unwrap_or_else(|error| panic!("round {round}: {error}")));
+        }
+        let applied = strings(&connections[0], "SELECT version FROM alpha_migrations").await;
+        assert_eq!(applied, ["m0001_create_items"], "round {round}");
+        assert_eq!(strings(&connections[0], "PRAGMA journal_mode").await, ["wal"]);
+    }
+}
