@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use svc_kit::clock::SharedClock;
+use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomRole};
 use svc_kit::ratelimit::KeyedLimiter;
-use svc_kit::rooms::{RoomAccess, RoomAccessClient, RoomRole};
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
 use tokio::sync::{broadcast, mpsc};
@@ -243,7 +243,7 @@ impl Chat {
     /// Deletes a message for everyone (moderators and the owner); recorded in the moderation log.
     ///
     /// # Errors
-    /// `InvalidArgument`, `NotModerator`, access errors, `MessageNotFound`, `Database`.
+    /// `InvalidArgument`, `Forbidden`, access errors, `MessageNotFound`, `Database`.
     pub async fn delete(&self, user_id: &str, room_id: &str, seq: i64) -> Result<Message, Error> {
         let mut violations = Vec::new();
         violations.extend(check_room_id(room_id).err());
@@ -274,7 +274,7 @@ impl Chat {
     /// Mutes `target` for `duration`; returns until when.
     ///
     /// # Errors
-    /// `InvalidArgument`, `NotModerator`, `MemberNotFound`, `Outranked`, `Database`.
+    /// `InvalidArgument`, `Forbidden`, `MemberNotFound`, `Database`.
     pub async fn mute(
         &self,
         user_id: &str,
@@ -297,7 +297,7 @@ impl Chat {
         match (target_access.role, moderator.role) {
             (RoomRole::None, _) => return Err(Error::MemberNotFound),
             (RoomRole::Owner, _) | (RoomRole::Moderator, RoomRole::Moderator | RoomRole::Member | RoomRole::None) => {
-                return Err(Error::Outranked);
+                return Err(Error::Forbidden("cannot moderate this member"));
             }
             (RoomRole::Member, _) | (RoomRole::Moderator, RoomRole::Owner) => {}
         }
@@ -311,7 +311,7 @@ impl Chat {
     /// Lifts a mute.
     ///
     /// # Errors
-    /// `InvalidArgument`, `NotModerator`, `Database`.
+    /// `InvalidArgument`, `Forbidden`, `Database`.
     pub async fn unmute(&self, user_id: &str, room_id: &str, target: &str) -> Result<(), Error> {
         let mut violations = Vec::new();
         violations.extend(check_room_id(room_id).err());

@@ -1,12 +1,12 @@
 //! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else in chat-svc serves
-//! `proto` types (calls out to room-svc go through `svc_kit::rooms`).
+//! `proto` types (calls out to room-svc go through `svc_kit::peer::room`).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proto::chat::v1 as pb;
-use svc_kit::auth::{AdminToken, SessionValidator};
+use svc_kit::auth::Caller;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -96,11 +96,10 @@ pub(crate) fn duration_from_pb(duration: Option<prost_types::Duration>) -> Optio
     Some(Duration::from_secs(seconds) + Duration::from_nanos(u64::from(nanos)))
 }
 
-/// `xiaowo.chat.v1.ChatService`.
+/// `xiaowo.chat.v1.ChatService`, behind a session guard: every call carries its [`Caller`].
 #[derive(Debug, Clone)]
 pub struct PublicApi {
     pub(crate) chat: Arc<Chat>,
-    pub(crate) sessions: Arc<SessionValidator>,
 }
 
 impl PublicApi {
@@ -120,8 +119,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let caller =
-            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
+        let caller = Caller::of(&request)?;
         let pb::SendMessageRequest { room_id, text, client_message_id } = request.into_inner();
         let Sent { message, duplicate } = self
             .chat
@@ -138,8 +136,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::WatchMessagesRequest>,
     ) -> Result<Response<Self::WatchMessagesStream>, Status> {
-        let caller =
-            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
+        let caller = Caller::of(&request)?;
         let pb::WatchMessagesRequest { room_id, after_seq } = request.into_inner();
         let receiver =
             self.chat.watch(&caller.user_id, &room_id, after_seq).await.map_err(|error| self.refused(error))?;
@@ -152,8 +149,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
-        let caller =
-            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
+        let caller = Caller::of(&request)?;
         let pb::ListMessagesRequest { room_id, before_seq, page_size } = request.into_inner();
         let History { messages, next_before_seq, cursors, latest_seq } = self
             .chat
@@ -173,8 +169,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::UpdateCursorRequest>,
     ) -> Result<Response<pb::UpdateCursorResponse>, Status> {
-        let caller =
-            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
+        let caller = Caller::of(&request)?;
         let pb::UpdateCursorRequest { room_id, received_seq, read_seq } = request.into_inner();
         let cursor = self
             .chat
@@ -189,8 +184,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::DeleteMessageRequest>,
     ) -> Result<Response<pb::DeleteMessageResponse>, Status> {
-        let caller =
-            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
+        let caller = Caller::of(&request)?;
         let pb::DeleteMessageRequest { room_id, seq } = request.into_inner();
         let message = self.chat.delete(&caller.user_id, &room_id, seq).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::DeleteMessageResponse { message: Some(message_to_pb(message)) }))
@@ -201,8 +195,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::MuteMemberRequest>,
     ) -> Result<Response<pb::MuteMemberResponse>, Status> {
-        let caller =
-            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
+        let caller = Caller::of(&request)?;
         let pb::MuteMemberRequest { room_id, user_id, duration } = request.into_inner();
         let until = self
             .chat
@@ -217,19 +210,18 @@ impl pb::chat_service_server::ChatService for PublicApi {
         &self,
         request: Request<pb::UnmuteMemberRequest>,
     ) -> Result<Response<pb::UnmuteMemberResponse>, Status> {
-        let caller =
-            self.sessions.authenticate(request.metadata()).await.map_err(|error| self.refused(error.into()))?;
+        let caller = Caller::of(&request)?;
         let pb::UnmuteMemberRequest { room_id, user_id } = request.into_inner();
         self.chat.unmute(&caller.user_id, &room_id, &user_id).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::UnmuteMemberResponse {}))
     }
 }
 
-/// `xiaowo.chat.v1.ChatAdminService`, for operators holding the admin token.
+/// `xiaowo.chat.v1.ChatAdminService`, for operators holding the admin token (its guard checks
+/// it).
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     pub(crate) chat: Arc<Chat>,
-    pub(crate) admin: AdminToken,
 }
 
 #[tonic::async_trait]
@@ -239,7 +231,6 @@ impl pb::chat_admin_service_server::ChatAdminService for AdminApi {
         &self,
         request: Request<pb::ListModerationActionsRequest>,
     ) -> Result<Response<pb::ListModerationActionsResponse>, Status> {
-        self.admin.check(request.metadata()).map_err(Error::from)?;
         let pb::ListModerationActionsRequest { room_id, page_size, page_token } = request.into_inner();
         let (actions, next) = self.chat.moderation_actions(&room_id, page_size, &page_token).await?;
         Ok(Response::new(pb::ListModerationActionsResponse {

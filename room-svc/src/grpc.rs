@@ -9,7 +9,7 @@ use std::time::Duration;
 use proto::room::v1 as pb;
 use proto::session::v1::BatchGetDisplayNamesRequest;
 use proto::session::v1::session_internal_service_client::SessionInternalServiceClient;
-use svc_kit::auth::{AdminToken, InternalToken, SessionValidator};
+use svc_kit::auth::{Caller, InternalToken};
 use svc_kit::clock::SharedClock;
 use svc_kit::status::Violation;
 use tokio_stream::{Stream, StreamExt};
@@ -186,11 +186,11 @@ fn page(rooms: Vec<Room>, next: Option<String>) -> (Vec<pb::Room>, String) {
     (rooms.into_iter().map(room_to_pb).collect(), next.unwrap_or_default())
 }
 
-/// `xiaowo.room.v1.RoomService`, the browser-facing part.
+/// `xiaowo.room.v1.RoomService`, the browser-facing part, behind a session guard: every call
+/// carries its [`Caller`].
 #[derive(Debug, Clone)]
 pub struct PublicApi {
     pub(crate) rooms: Arc<Rooms>,
-    pub(crate) sessions: Arc<SessionValidator>,
 }
 
 #[tonic::async_trait]
@@ -200,7 +200,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::CreateRoomRequest>,
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::CreateRoomRequest { name, description, visibility, password, control_mode } = request.into_inner();
         let (visibility, control_mode) = both(
             visibility_from_pb(visibility, Some(Visibility::Public)),
@@ -213,7 +213,7 @@ impl pb::room_service_server::RoomService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
     async fn get_room(&self, request: Request<pb::GetRoomRequest>) -> Result<Response<pb::GetRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::GetRoomRequest { room_id } = request.into_inner();
         let (room, role) = self.rooms.get(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::GetRoomResponse { room: Some(room_to_pb(room)), role: role_to_pb(role).into() }))
@@ -224,7 +224,6 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
-        self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
         let pb::ListRoomsRequest { page_size, page_token } = request.into_inner();
         let (rooms, next) = self.rooms.list_public(page_size, &page_token).await?;
         let (rooms, next_page_token) = page(rooms, next);
@@ -236,7 +235,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::ListMyRoomsRequest>,
     ) -> Result<Response<pb::ListMyRoomsResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::ListMyRoomsRequest { page_size, page_token } = request.into_inner();
         let (rooms, next) = self.rooms.list_mine(&caller.user_id, page_size, &page_token).await?;
         let (rooms, next_page_token) = page(rooms, next);
@@ -245,7 +244,7 @@ impl pb::room_service_server::RoomService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
     async fn join_room(&self, request: Request<pb::JoinRoomRequest>) -> Result<Response<pb::JoinRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::JoinRoomRequest { room_id, password } = request.into_inner();
         let (room, member) = self.rooms.join(&caller, &room_id, password).await?;
         Ok(Response::new(pb::JoinRoomResponse { room: Some(room_to_pb(room)), member: Some(member_to_pb(member)) }))
@@ -256,7 +255,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::LeaveRoomRequest>,
     ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::LeaveRoomRequest { room_id } = request.into_inner();
         self.rooms.leave(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::LeaveRoomResponse {}))
@@ -267,7 +266,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::ListMembersRequest { room_id } = request.into_inner();
         let members = self.rooms.members(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::ListMembersResponse { members: members.into_iter().map(member_to_pb).collect() }))
@@ -278,7 +277,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::UpdateRoomRequest>,
     ) -> Result<Response<pb::UpdateRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::UpdateRoomRequest { room_id, name, description, visibility, password, clear_password, control_mode } =
             request.into_inner();
         let (visibility, control_mode) = both(
@@ -295,7 +294,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::SetMemberRoleRequest>,
     ) -> Result<Response<pb::SetMemberRoleResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::SetMemberRoleRequest { room_id, user_id, role } = request.into_inner();
         let role = role_from_pb(role).map_err(Error::from)?;
         let member = self.rooms.set_role(&caller.user_id, &room_id, &user_id, role).await?;
@@ -307,7 +306,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::KickMemberRequest>,
     ) -> Result<Response<pb::KickMemberResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::KickMemberRequest { room_id, user_id } = request.into_inner();
         self.rooms.kick(&caller.user_id, &room_id, &user_id).await?;
         Ok(Response::new(pb::KickMemberResponse {}))
@@ -318,7 +317,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::TransferOwnershipRequest>,
     ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::TransferOwnershipRequest { room_id, user_id } = request.into_inner();
         let room = self.rooms.transfer(&caller.user_id, &room_id, &user_id).await?;
         Ok(Response::new(pb::TransferOwnershipResponse { room: Some(room_to_pb(room)) }))
@@ -329,7 +328,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::CloseRoomRequest>,
     ) -> Result<Response<pb::CloseRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::CloseRoomRequest { room_id } = request.into_inner();
         let room = self.rooms.close(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::CloseRoomResponse { room: Some(room_to_pb(room)) }))
@@ -409,11 +408,11 @@ impl pb::room_internal_service_server::RoomInternalService for InternalApi {
     }
 }
 
-/// `xiaowo.room.v1.RoomAdminService`, for operators holding the admin token.
+/// `xiaowo.room.v1.RoomAdminService`, for operators holding the admin token (its guard checks
+/// it).
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     pub(crate) rooms: Arc<Rooms>,
-    pub(crate) admin: AdminToken,
 }
 
 #[tonic::async_trait]
@@ -423,7 +422,6 @@ impl pb::room_admin_service_server::RoomAdminService for AdminApi {
         &self,
         request: Request<pb::ListAuditLogsRequest>,
     ) -> Result<Response<pb::ListAuditLogsResponse>, Status> {
-        self.admin.check(request.metadata()).map_err(Error::from)?;
         let pb::ListAuditLogsRequest { room_id, user_id, start_time, end_time, page_size, page_token } =
             request.into_inner();
         let query = AuditQuery {
@@ -471,7 +469,7 @@ impl DisplayNames for SessionNames {
                 BatchGetDisplayNamesRequest { user_ids },
             ))
             .await
-            .map_err(|status| Error::SessionUnavailable(status.message().to_owned()))?;
+            .map_err(|status| Error::Unavailable(format!("session-svc BatchGetDisplayNames: {}", status.message())))?;
         let proto::session::v1::BatchGetDisplayNamesResponse { display_names } = response.into_inner();
         Ok(display_names)
     }

@@ -254,7 +254,7 @@ impl Rooms {
             Ok(())
         } else {
             self.metrics.permission_denied.inc();
-            Err(Error::Forbidden)
+            Err(Error::Forbidden("your role in this room does not allow this"))
         }
     }
 

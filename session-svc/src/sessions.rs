@@ -246,7 +246,7 @@ impl Sessions {
     /// Ends `user_id`'s session on an operator's request.
     pub async fn revoke(&self, user_id: &str) -> Result<(), Error> {
         if !self.store.delete(user_id).await? {
-            return Err(Error::NotFound);
+            return Err(Error::SessionNotFound);
         }
         self.announce(user_id, ChangeKind::Ended(EndReason::Revoked));
         tracing::info!(%user_id, "session revoked");

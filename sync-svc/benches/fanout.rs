@@ -14,16 +14,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss, clippy::print_stdout)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/sync/helpers.rs"]
+#[allow(dead_code, unused_imports, reason = "the benchmark uses a few of the tests' helpers")]
+mod helpers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use helpers::{Peers, SyncApp, test_config, with_token};
 use proto::sync::v1 as pb;
-use support::{Peers, SyncApp, test_config, with_token};
 use tokio::sync::broadcast;
 
 const MEASURE: Duration = Duration::from_secs(8);

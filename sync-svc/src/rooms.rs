@@ -17,8 +17,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
 use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
 use svc_kit::ratelimit::KeyedLimiter;
-use svc_kit::rooms::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
 use svc_kit::status::Violation;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -127,7 +127,6 @@ pub struct SyncMetrics {
     drift: Histogram,
     watchers: IntGauge,
     resyncs: IntCounter,
-    auth_failures: IntCounter,
     permission_denied: IntCounter,
     flood_limited: IntCounter,
 }
@@ -136,8 +135,7 @@ impl SyncMetrics {
     /// Counts a refused request for monitor-svc's anomaly rules.
     pub fn note_refusal(&self, error: &Error) {
         match error {
-            Error::Unauthenticated => self.auth_failures.inc(),
-            Error::PermissionDenied(_) => self.permission_denied.inc(),
+            Error::NotMember | Error::Forbidden(_) => self.permission_denied.inc(),
             Error::RateLimited(_) => self.flood_limited.inc(),
             _ => {}
         }
@@ -175,7 +173,6 @@ impl SyncMetrics {
                 "Times a watcher fell behind and was sent a fresh snapshot.",
             )
             .expect("valid metric"),
-            auth_failures: refusal_counter(registry, Refusal::AuthFailure, "sync"),
             permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "sync"),
             flood_limited: refusal_counter(registry, Refusal::FloodLimited, "sync"),
         };
@@ -229,7 +226,7 @@ enum Lock {
 }
 
 impl Rooms {
-    /// Counts a refused request (bad session, not allowed, flood-limited).
+    /// Counts a refused request (not allowed, flood-limited).
     pub fn note_refusal(&self, error: &Error) {
         self.metrics.note_refusal(error);
     }
@@ -357,7 +354,7 @@ impl Rooms {
     async fn require_member(&self, room_id: &str, caller: &Caller) -> Result<RoomAccess, Error> {
         let access = self.access.check(room_id, &caller.user_id).await?;
         if !access.is_member() {
-            return Err(Error::PermissionDenied("not a member of the room"));
+            return Err(Error::NotMember);
         }
         if !access.active {
             return Err(Error::FailedPrecondition("the room is closed"));
@@ -420,7 +417,7 @@ impl Rooms {
         self.limiter.try_take(&caller.user_id).map_err(Error::RateLimited)?;
         let access = self.require_member(room_id, caller).await?;
         if !access.can_control {
-            return Err(Error::PermissionDenied("the room's control mode does not allow you to control it"));
+            return Err(Error::Forbidden("the room's control mode does not allow you to control it"));
         }
         let lock = expected_version.map_or(Lock::Any, Lock::Expect);
         let state = self.execute(room_id, &caller.user_id, lock, command).await?;
@@ -961,7 +958,7 @@ impl Watch {
                         return self.sent(encoded);
                     }
                     Ok(RoomEvent::MemberRemoved { user_id }) if user_id == self.user_id => {
-                        return self.end(Error::PermissionDenied("you are no longer a member of the room"));
+                        return self.end(Error::NotMember);
                     }
                     Ok(RoomEvent::MemberRemoved { .. }) => {}
                     Ok(RoomEvent::RoomClosed) => return self.end(Error::FailedPrecondition("the room was closed")),
