@@ -4,6 +4,7 @@
 //! validated by session-svc, the admin token), room access and events from room-svc, shared input validation, an injectable clock,
 //! the retention policy with its batched pruning, and signal-driven shutdown.
 
+pub mod address;
 pub mod auth;
 pub mod bus;
 pub mod clock;

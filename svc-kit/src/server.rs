@@ -41,6 +41,15 @@ pub struct ServerConfig {
     /// connections come from the proxy: raise this or set 0 there, and let the proxy limit.
     #[arg(long = "max-connections-per-ip", env = "XIAOWO_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client, comma-separated (by
+    /// default loopback, where nginx runs in split mode). Limits per client address use it.
+    #[arg(
+        long = "trusted-proxies",
+        env = "XIAOWO_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long open calls may drain after a shutdown request (e.g. `10s`).
     #[arg(long = "shutdown-grace", env = "XIAOWO_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime_duration)]
     pub shutdown_grace: Duration,
@@ -130,6 +139,20 @@ pub fn caller_fault_status<B: Default>(response: http::Response<B>) -> http::Res
         }
         _ => response,
     }
+}
+
+/// Records on the request which client it came from ([`crate::address::ClientAddress`]).
+fn with_client_address<B>(mut request: http::Request<B>, trusted: &[std::net::IpAddr]) -> http::Request<B> {
+    let peer = request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr);
+    if let Some(peer) = peer {
+        let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+        let client = crate::address::resolve(peer.ip(), forwarded_for, trusted);
+        request.extensions_mut().insert(crate::address::ClientAddress(client));
+    }
+    request
 }
 
 /// A request to a gRPC path that is neither gRPC nor gRPC-web gets HTTP 415, as the gRPC
@@ -349,10 +372,12 @@ impl Assembly {
         routes.add_service(reflection_v1alpha.build_v1alpha()?);
         routes.add_service(health_service);
 
+        let trusted_proxies = config.trusted_proxies.clone();
         let grpc = routes
             .routes()
             .into_axum_router()
             .layer(tower::util::MapResponseLayer::new(caller_fault_status))
+            .layer(tower::util::MapRequestLayer::new(move |request| with_client_address(request, &trusted_proxies)))
             .layer(metrics.layer());
         let grpc = ServiceBuilder::new()
             .layer(axum::middleware::from_fn(only_grpc_content))
