@@ -47,6 +47,7 @@ fn start_up(extra: &[&str]) -> Up {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xiaowo"))
         .args(["up", "--listen", "127.0.0.1:0", "--shutdown-grace", "2s", "--max-message-bytes", &max_message])
         .args(["--session-create-burst", "1000", "--chat-flood-burst", "1000", "--sync-command-burst", "1000"])
+        .args(["--room-creates-per-caller", "0", "--room-max-open-per-owner", "0"])
         .args(extra)
         .arg("--data-dir")
         .arg(data.path())

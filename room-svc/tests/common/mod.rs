@@ -37,11 +37,15 @@ pub struct User {
     pub user_id: String,
 }
 
-/// Settings for tests: the cheapest bcrypt cost and a fast janitor.
+/// Settings for tests: the cheapest bcrypt cost, a fast janitor, no room creation limits.
 pub fn test_config() -> room_svc::Config {
     let mut config: room_svc::Config = svc_kit::config::from_env();
     config.bcrypt_cost = 4;
     config.janitor_interval = Duration::from_millis(50);
+    // Tests open many rooms from one session; the creation limits have tests of their own.
+    config.creates_per_caller = 0;
+    config.creates_per_address = 0;
+    config.max_open_per_owner = 0;
     config
 }
 
@@ -126,6 +130,25 @@ impl TestApp {
         Ok(self.rooms().join_room(as_user(request, user)).await?.into_inner())
     }
 
+    /// Joins as `user` calling from `address` (as nginx, a trusted loopback proxy, reports it).
+    pub async fn join_from(
+        &self,
+        user: &User,
+        address: &str,
+        room_id: &str,
+        password: &str,
+    ) -> Result<pb::JoinRoomResponse, Status> {
+        let request = pb::JoinRoomRequest { room_id: room_id.to_owned(), password: password.to_owned() };
+        Ok(self.rooms().join_room(from_address(as_user(request, user), address)).await?.into_inner())
+    }
+
+    /// Creates a room as `user` calling from `address`.
+    pub async fn create_from(&self, user: &User, address: &str, name: &str) -> Result<pb::Room, Status> {
+        let request = pb::CreateRoomRequest { name: name.to_owned(), ..Default::default() };
+        let response = self.rooms().create_room(from_address(as_user(request, user), address)).await?;
+        Ok(response.into_inner().room.unwrap())
+    }
+
     pub async fn get(&self, user: &User, room_id: &str) -> Result<pb::GetRoomResponse, Status> {
         let request = pb::GetRoomRequest { room_id: room_id.to_owned() };
         Ok(self.rooms().get_room(as_user(request, user)).await?.into_inner())
@@ -205,6 +228,12 @@ pub use svc_kit::testing::{code, violations};
 
 pub fn as_user<T>(message: T, user: &User) -> Request<T> {
     svc_kit::testing::with_bearer(message, &user.token)
+}
+
+/// `request` as forwarded by a proxy on loopback for a client at `address`.
+pub fn from_address<T>(mut request: Request<T>, address: &str) -> Request<T> {
+    request.metadata_mut().insert("x-forwarded-for", address.parse().unwrap());
+    request
 }
 
 pub fn as_admin<T>(message: T) -> Request<T> {
