@@ -10,7 +10,6 @@
 mod access;
 pub mod chat;
 pub mod config;
-mod delivery;
 mod entity;
 mod error;
 #[doc(hidden)]
@@ -43,7 +42,6 @@ pub use error::Error;
 pub use migration::Migrator;
 
 use crate::chat::{Chat, ChatSettings};
-use crate::delivery::DeliveryTracker;
 use crate::pubsub::{InProcess, Nats, PubSub};
 use crate::store::Store;
 
@@ -167,7 +165,6 @@ pub async fn build_with_retention(
         Some(nats) => Arc::clone(nats) as Arc<dyn PubSub>,
         None => Arc::new(InProcess::new(config.room_buffer)),
     };
-    let delivery = Arc::new(DeliveryTracker::default());
     let shutdown = assembly.shutdown_token();
 
     let (writer, writer_task) = writer::channel(
@@ -175,7 +172,6 @@ pub async fn build_with_retention(
         writer::WriterTask {
             store: store.clone(),
             pubsub: Arc::clone(&pubsub),
-            delivery: Arc::clone(&delivery),
             metrics: metrics.clone(),
             batch_max: config.write_batch,
         },
@@ -206,7 +202,6 @@ pub async fn build_with_retention(
         store,
         writer,
         pubsub,
-        delivery,
         access,
         flood: KeyedLimiter::new(config.flood_burst, config.flood_per_second),
         clock,
