@@ -119,26 +119,60 @@ fn with_page_security_headers<B>(mut response: http::Response<B>) -> http::Respo
 }
 
 /// tonic's codec answers requests it cannot read with statuses that blame the server or name
-/// the wrong limit: undecodable protobuf (above all a string that is not UTF-8) is `INTERNAL`,
-/// a message over the size limit is `OUT_OF_RANGE`. Both are the caller's fault; this turns
-/// exactly those answers into `INVALID_ARGUMENT` (with a `BadRequest`) and `RESOURCE_EXHAUSTED`
-/// (as gRPC specifies for messages over the limit), and passes every other answer through.
+/// the wrong limit: undecodable protobuf (above all a string that is not UTF-8) and broken
+/// framing (a body that ends inside a message or its 5-byte prefix, a compressed flag without a
+/// `grpc-encoding`, an unknown flag, gRPC-web text that is not base64) are `INTERNAL`, a message
+/// over the size limit is `OUT_OF_RANGE`. All are the caller's fault; this turns exactly those
+/// answers into `INVALID_ARGUMENT` (with a `BadRequest`) and `RESOURCE_EXHAUSTED` (as gRPC
+/// specifies for messages over the limit), and passes every other answer through. (The gRPC
+/// spec asks for `INTERNAL` on a compressed flag without an encoding; a server that tells a
+/// client its own request is malformed serves operators better, whose alerts count `INTERNAL`
+/// as the server's fault.)
 pub fn caller_fault_status<B: Default>(response: http::Response<B>) -> http::Response<B> {
     let header = |name: &str| response.headers().get(name).map(http::HeaderValue::as_bytes);
-    // The message is percent-encoded in `grpc-message`; these words survive that unchanged.
-    let message = header("grpc-message").unwrap_or_default();
-    let contains = |needle: &[u8]| message.windows(needle.len()).any(|window| window == needle);
+    let message = percent_decoded(header("grpc-message").unwrap_or_default());
+    let request_fault = |description: &str| {
+        let violation = crate::status::Violation::new("request", description);
+        crate::status::invalid_argument(&[violation]).into_http()
+    };
     match header("grpc-status") {
-        Some(b"13") if contains(b"decode") && contains(b"Protobuf") => {
-            let violation =
-                crate::status::Violation::new("request", "is not valid protobuf (a string that is not UTF-8?)");
-            crate::status::invalid_argument(&[violation]).into_http()
+        Some(b"13") if message.contains("decode") && message.contains("Protobuf") => {
+            request_fault("is not valid protobuf (a string that is not UTF-8?)")
         }
-        Some(b"11") if contains(b"message") && contains(b"length") && contains(b"too") && contains(b"large") => {
+        Some(b"13")
+            if message.starts_with("protocol error: received message with")
+                || message == "Unexpected EOF decoding stream."
+                || message.starts_with("tonic-web: ") =>
+        {
+            request_fault(
+                "is not a well-formed gRPC message (a cut-short body, an unknown or compressed frame flag without grpc-encoding, or gRPC-web text that is not base64)",
+            )
+        }
+        Some(b"11") if message.contains("message length too large") => {
             tonic::Status::resource_exhausted("the request message is larger than this server accepts").into_http()
         }
         _ => response,
     }
+}
+
+/// `grpc-message` is percent-encoded; invalid escapes are kept as they are.
+fn percent_decoded(encoded: &[u8]) -> String {
+    let mut decoded = Vec::with_capacity(encoded.len());
+    let mut index = 0;
+    while index < encoded.len() {
+        let escape = encoded.get(index + 1..index + 3).and_then(|hex| std::str::from_utf8(hex).ok());
+        match (encoded[index], escape.and_then(|hex| u8::from_str_radix(hex, 16).ok())) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// Records on the request which client it came from ([`crate::address::ClientAddress`]).
