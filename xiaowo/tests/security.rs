@@ -351,6 +351,58 @@ async fn malformed_requests_get_clear_statuses_and_the_server_keeps_serving() {
     assert_eq!(names, ["Ana", "Bo", "Cy", "Two"], "Ana, the one well-formed gRPC-web call (Bo), Cy, and Two once");
 }
 
+/// Text that shows nothing, or breaks a single line: every service refuses it with
+/// INVALID_ARGUMENT naming the field, and nothing is stored.
+#[tokio::test]
+async fn invisible_names_and_messages_and_line_separators_are_refused_everywhere() {
+    let up = start_up(&[]);
+    let channel = up.channel().await;
+    let ana = user(&channel, "Ana").await;
+    let violation_fields = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        svc_kit::testing::violations(&status)
+    };
+    for name in ["\u{200b}\u{200b}", "a\u{2028}b", "\u{3164}"] {
+        let created = sessions(&channel)
+            .create_session(session::CreateSessionRequest { display_name: name.to_owned() })
+            .await
+            .unwrap_err();
+        assert_eq!(violation_fields(created), ["display_name"], "{name:?}");
+        let renamed = sessions(&channel)
+            .update_display_name(with_bearer(
+                session::UpdateDisplayNameRequest { display_name: name.to_owned() },
+                &ana.token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(violation_fields(renamed), ["display_name"], "{name:?}");
+    }
+    let blank_room = room::CreateRoomRequest { name: "\u{200b}".to_owned(), ..Default::default() };
+    let refused = rooms(&channel).create_room(with_bearer(blank_room, &ana.token)).await.unwrap_err();
+    assert_eq!(violation_fields(refused), ["name"]);
+    let room =
+        open_room(&channel, &ana, room::CreateRoomRequest { name: "visible".to_owned(), ..Default::default() }).await;
+    let blank_message = chat::SendMessageRequest {
+        room_id: room.room_id.clone(),
+        text: "\u{200b}\u{200b}\u{200b}".to_owned(),
+        client_message_id: "blank".to_owned(),
+    };
+    let refused = chats(&channel).send_message(with_bearer(blank_message, &ana.token)).await.unwrap_err();
+    assert_eq!(violation_fields(refused), ["text"]);
+    // Ana's name is unchanged and the room holds no message.
+    let me = sessions(&channel).get_session(with_bearer(session::GetSessionRequest {}, &ana.token)).await.unwrap();
+    assert_eq!(me.into_inner().session.unwrap().display_name, "Ana");
+    let history = chats(&channel)
+        .list_messages(with_bearer(
+            chat::ListMessagesRequest { room_id: room.room_id, before_seq: 0, page_size: 0 },
+            &ana.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(history.messages.is_empty());
+}
+
 /// Classic injection strings; each must come back exactly as sent (TextRule trims, so none
 /// starts or ends with whitespace).
 const SQL_INJECTION: &[&str] = &[
