@@ -1215,3 +1215,38 @@ fn with<T>(message: T, header: &Option<(&'static str, String)>) -> tonic::Reques
     }
     request
 }
+
+/// The outside walk's find: with `--session-idle-timeout 4s`, someone chatting every second was
+/// logged out after about 4 s, because chat-svc kept using its cached validation while the idle
+/// expiry at session-svc never slid. Using any service is using the session: it must stay alive
+/// as long as it is used, and still end once it is left idle.
+#[tokio::test]
+async fn a_session_used_only_through_other_services_slides_its_idle_expiry() {
+    const IDLE: Duration = Duration::from_secs(4);
+    let up = start_up(&["--session-idle-timeout", "4s"]);
+    let channel = up.channel().await;
+    let ana = user(&channel, "Ana").await;
+    let room =
+        open_room(&channel, &ana, room::CreateRoomRequest { name: "chatty".to_owned(), ..Default::default() }).await;
+    let send = |index: usize| {
+        let request = chat::SendMessageRequest {
+            room_id: room.room_id.clone(),
+            text: format!("message {index}"),
+            client_message_id: format!("m{index}"),
+        };
+        let mut client = chats(&channel);
+        let token = ana.token.clone();
+        async move { client.send_message(with_bearer(request, &token)).await.map(|_| ()) }
+    };
+    // Three idle periods of chatting, a message a second: every one is accepted.
+    let started = Instant::now();
+    let mut index = 0;
+    while started.elapsed() < 3 * IDLE {
+        send(index).await.unwrap_or_else(|status| panic!("message {index} after {:?}: {status:?}", started.elapsed()));
+        index += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Left idle past the timeout (and the slide's granularity), the session ends.
+    tokio::time::sleep(IDLE + Duration::from_secs(2)).await;
+    assert_eq!(send(index).await.unwrap_err().code(), Code::Unauthenticated);
+}
