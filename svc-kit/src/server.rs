@@ -189,6 +189,20 @@ fn with_client_address<B>(mut request: http::Request<B>, trusted: &[std::net::Ip
     request
 }
 
+/// HTTP/2 requests name their host in the `:authority` pseudo-header, which gRPC metadata does
+/// not carry; HTTP/1.1 requests send `Host`. Services that decide by host (the session cookie's
+/// `Secure` and `__Host-` prefix on loopback) read `host`, so it is filled in from the
+/// authority when missing.
+fn with_host<B>(mut request: http::Request<B>) -> http::Request<B> {
+    if !request.headers().contains_key(http::header::HOST)
+        && let Some(authority) = request.uri().authority()
+        && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(http::header::HOST, value);
+    }
+    request
+}
+
 /// A request to a gRPC path that is neither gRPC nor gRPC-web gets HTTP 415, as the gRPC
 /// protocol asks, instead of being read as gRPC frames (HTTP/2) or refused as a bad request
 /// (HTTP/1.1).
@@ -411,7 +425,9 @@ impl Assembly {
             .routes()
             .into_axum_router()
             .layer(tower::util::MapResponseLayer::new(caller_fault_status))
-            .layer(tower::util::MapRequestLayer::new(move |request| with_client_address(request, &trusted_proxies)))
+            .layer(tower::util::MapRequestLayer::new(move |request| {
+                with_host(with_client_address(request, &trusted_proxies))
+            }))
             .layer(metrics.layer());
         let grpc = ServiceBuilder::new()
             .layer(axum::middleware::from_fn(only_grpc_content))

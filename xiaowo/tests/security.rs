@@ -1011,8 +1011,18 @@ async fn session_cookies_are_long_random_http_only_and_cleared_on_logout_and_pag
         }
     }
 
-    // Tokens are ≥128 bits and do not repeat.
+    // Native gRPC over HTTP/2 names the host in `:authority`, not `Host`: on loopback the
+    // cookie is just as Secure and __Host- prefixed (it was plain `xiaowo_session` before).
     let channel = up.channel().await;
+    let created = sessions(&channel)
+        .create_session(session::CreateSessionRequest { display_name: "Native".to_owned() })
+        .await
+        .unwrap();
+    let cookie = created.metadata().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-xiaowo_session="), "{cookie}");
+    assert!(cookie.split(';').map(str::trim).any(|attribute| attribute == "Secure"), "{cookie}");
+
+    // Tokens are ≥128 bits and do not repeat.
     let mut tokens = std::collections::HashSet::new();
     for index in 0..50 {
         let token = user(&channel, &format!("u{index}")).await.token;
