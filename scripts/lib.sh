@@ -90,3 +90,11 @@ stop_postgres() {
     as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
   fi
 }
+
+# cargo-deb from crates.io, for the Debian package.
+need_cargo_deb() {
+  if ! cargo deb --version >/dev/null 2>&1; then
+    log "installing cargo-deb (crates.io)"
+    cargo install --quiet --locked cargo-deb --version 3.8.0
+  fi
+}

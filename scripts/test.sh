@@ -39,6 +39,7 @@ step "service tests again on PostgreSQL" scripts/test-postgres.sh
 step "web client (unit and headless-browser tests)" scripts/test-web.sh
 step "split deployment behind nginx" scripts/test-split.sh
 step "two instances on PostgreSQL and NATS behind nginx" scripts/test-scaleout.sh
+step "Debian package: build, install, run as its user, purge" scripts/test-package.sh
 step "benchmark smoke" scripts/bench.sh --smoke
 
 echo

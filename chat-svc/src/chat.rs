@@ -15,9 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ChatMetrics;
 use crate::access::ChatRights;
-use crate::delivery::{DeliveryTracker, WatcherId};
 use crate::error::Error;
-use crate::model::{Cursor, Message, ModerationAction, NewMessage, RoomEvent, Sent, WatchEvent};
+use crate::model::{Cursor, Message, MessageStatus, ModerationAction, NewMessage, RoomEvent, Sent, WatchEvent};
 use crate::pubsub::PubSub;
 use crate::store::Store;
 use crate::writer::Writer;
@@ -63,7 +62,6 @@ pub struct Chat {
     pub(crate) store: Store,
     pub(crate) writer: Writer,
     pub(crate) pubsub: Arc<dyn PubSub>,
-    pub(crate) delivery: Arc<DeliveryTracker>,
     pub(crate) access: Arc<RoomAccessClient>,
     pub(crate) flood: KeyedLimiter,
     pub(crate) clock: SharedClock,
@@ -129,7 +127,6 @@ impl From<sea_orm::DbErr> for End {
 struct Watch {
     user_id: String,
     room_id: String,
-    watcher: WatcherId,
     out: mpsc::Sender<Result<WatchEvent, Error>>,
     /// Highest seq handed to the stream.
     last_seq: i64,
@@ -214,7 +211,8 @@ impl Chat {
         Ok(History { messages, next_before_seq, cursors, latest_seq })
     }
 
-    /// Moves the caller's received/read cursors forward and tells the room's watchers.
+    /// Moves the caller's received/read cursors forward and tells the room's watchers; the
+    /// messages of others it newly covers become delivered, and their senders hear of it.
     ///
     /// # Errors
     /// `InvalidArgument` (negative or beyond the latest message), access errors, `Database`.
@@ -235,7 +233,11 @@ impl Chat {
             }
         }
         into_result(violations)?;
-        let cursor = self.store.advance_cursor(room_id, user_id, received_seq, read_seq, self.clock.now_ms()).await?;
+        let (cursor, delivered) =
+            self.store.advance_cursor(room_id, user_id, received_seq, read_seq, self.clock.now_ms()).await?;
+        for (seq, sender_id) in delivered {
+            self.pubsub.publish(room_id, RoomEvent::StatusChanged { seq, sender_id, status: MessageStatus::Delivered });
+        }
         self.pubsub.publish(room_id, RoomEvent::CursorUpdated(cursor.clone()));
         Ok(cursor)
     }
@@ -378,7 +380,6 @@ impl Chat {
         let watch = Watch {
             user_id: user_id.to_owned(),
             room_id: room_id.to_owned(),
-            watcher: self.delivery.register(room_id),
             out,
             last_seq: 0,
             last_live_at: self.clock.now_ms(),
@@ -397,7 +398,6 @@ impl Chat {
         latest: i64,
     ) {
         let result = self.watch_loop(&mut watch, events, after_seq, latest).await;
-        self.delivery.unregister(&watch.room_id, watch.watcher);
         self.metrics.watchers.dec();
         if let Err(End::Status(error)) = result {
             tracing::debug!(room_id = %watch.room_id, user_id = %watch.user_id, %error, "watch ended");
@@ -416,13 +416,13 @@ impl Chat {
             Some(after_seq) if latest - after_seq > self.settings.max_replay => {
                 self.emit(watch, WatchEvent::TooFarBehind { latest_seq: latest, max_replay: self.settings.max_replay })
                     .await?;
-                self.handed(watch, latest);
+                Self::handed(watch, latest);
             }
             Some(after_seq) => {
                 watch.last_seq = after_seq;
                 self.replay(watch).await?;
             }
-            None => self.handed(watch, latest),
+            None => Self::handed(watch, latest),
         }
         self.emit(watch, WatchEvent::CaughtUp { latest_seq: watch.last_seq }).await?;
 
@@ -462,14 +462,16 @@ impl Chat {
                     return self.catch_up(watch).await;
                 }
                 self.emit(watch, WatchEvent::Message(message.clone())).await?;
-                self.handed(watch, message.seq);
+                Self::handed(watch, message.seq);
             }
             RoomEvent::Deleted { seq, deleted_by, deleted_at } => {
                 let event = WatchEvent::Deleted { seq: *seq, deleted_by: deleted_by.clone(), deleted_at: *deleted_at };
                 self.emit(watch, event).await?;
             }
-            RoomEvent::StatusChanged { seq, status } => {
-                if *seq <= watch.last_seq {
+            RoomEvent::StatusChanged { seq, sender_id, status } => {
+                // Delivery ticks are for the sender; everyone else would get a second frame per
+                // message for nothing.
+                if *sender_id == watch.user_id && *seq <= watch.last_seq {
                     self.emit(watch, WatchEvent::StatusChanged { seq: *seq, status: *status }).await?;
                 }
             }
@@ -495,7 +497,7 @@ impl Chat {
             for message in page {
                 self.emit(watch, WatchEvent::Message(message)).await?;
             }
-            self.handed(watch, last);
+            Self::handed(watch, last);
         }
     }
 
@@ -534,10 +536,8 @@ impl Chat {
         Ok(())
     }
 
-    fn handed(&self, watch: &mut Watch, seq: i64) {
+    fn handed(watch: &mut Watch, seq: i64) {
         watch.last_seq = watch.last_seq.max(seq);
-        let delivered = self.delivery.handed(&watch.room_id, watch.watcher, seq);
-        self.writer.delivered(&watch.room_id, delivered);
     }
 }
 

@@ -10,7 +10,6 @@
 mod access;
 pub mod chat;
 pub mod config;
-mod delivery;
 mod entity;
 mod error;
 #[doc(hidden)]
@@ -38,7 +37,6 @@ pub use error::Error;
 pub use migration::Migrator;
 
 use crate::chat::{Chat, ChatSettings};
-use crate::delivery::DeliveryTracker;
 use crate::pubsub::{InProcess, Nats, PubSub};
 use crate::store::Store;
 
@@ -123,7 +121,6 @@ pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> 
         Some(nats) => Arc::clone(nats) as Arc<dyn PubSub>,
         None => Arc::new(InProcess::new(config.room_buffer)),
     };
-    let delivery = Arc::new(DeliveryTracker::default());
     let shutdown = assembly.shutdown_token();
 
     let (writer, writer_task) = writer::channel(
@@ -131,7 +128,6 @@ pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> 
         writer::WriterTask {
             store: store.clone(),
             pubsub: Arc::clone(&pubsub),
-            delivery: Arc::clone(&delivery),
             metrics: metrics.clone(),
             batch_max: config.write_batch,
         },
@@ -159,7 +155,6 @@ pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> 
         store,
         writer,
         pubsub,
-        delivery,
         access,
         flood: KeyedLimiter::new(config.flood_burst, config.flood_per_second),
         clock: Arc::clone(&deps.clock),

@@ -99,8 +99,8 @@ pub enum RoomEvent {
     Message(Message),
     /// A message was deleted.
     Deleted { seq: i64, deleted_by: String, deleted_at: i64 },
-    /// A message's status moved on (stored → delivered).
-    StatusChanged { seq: i64, status: MessageStatus },
+    /// A message's status moved on (stored → delivered): only its sender's streams hear it.
+    StatusChanged { seq: i64, sender_id: String, status: MessageStatus },
     /// A member's cursor moved.
     CursorUpdated(Cursor),
     /// A member left or was kicked: their streams end.

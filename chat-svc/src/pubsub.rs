@@ -176,9 +176,10 @@ mod tests {
             deleted_at: None,
             deleted_by: None,
         };
-        for event in
-            [RoomEvent::Message(message), RoomEvent::StatusChanged { seq: 7, status: MessageStatus::Delivered }]
-        {
+        for event in [
+            RoomEvent::Message(message),
+            RoomEvent::StatusChanged { seq: 7, sender_id: "u1".to_owned(), status: MessageStatus::Delivered },
+        ] {
             let encoded = serde_json::to_vec(&event).unwrap();
             assert_eq!(serde_json::from_slice::<RoomEvent>(&encoded).unwrap(), event);
         }

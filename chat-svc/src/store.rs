@@ -125,11 +125,7 @@ impl Store {
     /// they are gap-free and no in-memory counter is trusted. A message whose (room, sender,
     /// client message id) is already stored — earlier, or earlier in this batch — is answered
     /// with the stored one. Answers come in the order of `messages`.
-    pub async fn commit_batch(
-        &self,
-        messages: &[NewMessage],
-        delivered: &[(String, Vec<i64>)],
-    ) -> Result<Vec<Sent>, DbErr> {
+    pub async fn commit_batch(&self, messages: &[NewMessage]) -> Result<Vec<Sent>, DbErr> {
         let txn = self.db.begin().await?;
         // Making sure each room has its counter row is a write, so on SQLite the transaction
         // holds the write lock from its first statement and never has to upgrade a read.
@@ -235,22 +231,6 @@ impl Store {
             message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
 
-        // In room order, like the counters above: two instances marking the same rooms then
-        // lock rows in the same order and cannot deadlock on PostgreSQL.
-        let mut delivered: Vec<&(String, Vec<i64>)> = delivered.iter().collect();
-        delivered.sort_by(|left, right| left.0.cmp(&right.0));
-        for (room_id, seqs) in delivered {
-            if seqs.is_empty() {
-                continue;
-            }
-            message::Entity::update_many()
-                .col_expr(message::Column::Status, Expr::value(STATUS_DELIVERED))
-                .filter(message::Column::RoomId.eq(room_id.as_str()))
-                .filter(message::Column::Seq.is_in(seqs.iter().copied()))
-                .filter(message::Column::Status.eq(STATUS_STORED))
-                .exec(&txn)
-                .await?;
-        }
         txn.commit().await?;
         self.checkpoints.committed();
 
@@ -345,6 +325,9 @@ impl Store {
 
     /// Moves a member's cursors forward (never back): received becomes the largest of the
     /// stored value, `received_seq` and `read_seq`; read the largest of stored and `read_seq`.
+    /// The member's client has then received every message up to it, so the messages of others
+    /// among those newly received that were still only stored become delivered, in the same
+    /// transaction; they are returned as (seq, sender) for their senders to hear of.
     pub async fn advance_cursor(
         &self,
         room_id: &str,
@@ -352,7 +335,7 @@ impl Store {
         received_seq: i64,
         read_seq: i64,
         now: i64,
-    ) -> Result<Cursor, DbErr> {
+    ) -> Result<(Cursor, Vec<(i64, String)>), DbErr> {
         let txn = self.db.begin().await?;
         member_cursor::Entity::insert(member_cursor::ActiveModel {
             room_id: Set(room_id.to_owned()),
@@ -369,14 +352,34 @@ impl Store {
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("member cursor".to_owned()))?;
         let read_seq = std::cmp::max(stored.read_seq, read_seq);
-        let received_seq = std::cmp::max(std::cmp::max(stored.received_seq, received_seq), read_seq);
+        let received_before = stored.received_seq;
+        let received_seq = std::cmp::max(std::cmp::max(received_before, received_seq), read_seq);
         let mut active: member_cursor::ActiveModel = stored.into();
         active.received_seq = Set(received_seq);
         active.read_seq = Set(read_seq);
         active.updated_at = Set(now);
         let updated = active.update(&txn).await?;
+        // Everything up to the old cursor was settled when it moved there. RETURNING names
+        // exactly the rows this update changed, also when another member's cursor delivers the
+        // same messages at the same moment on another instance.
+        let delivered = if received_seq > received_before {
+            message::Entity::update_many()
+                .col_expr(message::Column::Status, Expr::value(STATUS_DELIVERED))
+                .filter(message::Column::RoomId.eq(room_id))
+                .filter(message::Column::Seq.gt(received_before))
+                .filter(message::Column::Seq.lte(received_seq))
+                .filter(message::Column::SenderId.ne(user_id))
+                .filter(message::Column::Status.eq(STATUS_STORED))
+                .exec_with_returning(&txn)
+                .await?
+                .into_iter()
+                .map(|row| (row.seq, row.sender_id))
+                .collect()
+        } else {
+            Vec::new()
+        };
         txn.commit().await?;
-        Ok(to_cursor(updated))
+        Ok((to_cursor(updated), delivered))
     }
 
     /// Deletes a message and records who did it, in one transaction. `None` when there is no

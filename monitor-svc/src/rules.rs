@@ -11,10 +11,11 @@ use serde::Deserialize;
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
 
 /// The series every target gets, whatever it exports.
-pub const BUILTIN_METRICS: [&str; 8] = [
+pub const BUILTIN_METRICS: [&str; 9] = [
     "up",
     "requests_per_second",
     "error_ratio",
+    "refused_per_second",
     "latency_p50_seconds",
     "latency_p95_seconds",
     "latency_p99_seconds",

@@ -22,6 +22,13 @@ pub enum Error {
     /// Too many wrong passwords for this room or from this caller.
     #[error("too many wrong passwords; retry in {0:?}")]
     RateLimited(Duration),
+    /// The caller (session or address) created as many rooms as allowed for now.
+    #[error("too many rooms created; retry in {0:?}")]
+    CreateLimited(Duration),
+    /// The caller owns as many open rooms as allowed; one of them closing (the idle janitor
+    /// closes the least active first) makes room for another.
+    #[error("too many open rooms; retry in {retry_after:?}")]
+    TooManyOpenRooms { open: u64, retry_after: Duration },
     /// The room has as many members as allowed.
     #[error("room is full")]
     RoomFull,
@@ -71,9 +78,18 @@ impl From<Error> for tonic::Status {
             Error::Banned(remaining) => {
                 Self::permission_denied(format!("kicked from this room; rejoin in {}s", seconds(remaining)))
             }
-            Error::RateLimited(retry_after) => {
-                Self::resource_exhausted(format!("too many wrong passwords; retry in {}s", seconds(retry_after)))
-            }
+            Error::RateLimited(retry_after) => svc_kit::status::resource_exhausted(
+                format!("too many wrong passwords; retry in {}s", seconds(retry_after)),
+                retry_after,
+            ),
+            Error::CreateLimited(retry_after) => svc_kit::status::resource_exhausted(
+                format!("too many rooms created; retry in {}s", seconds(retry_after)),
+                retry_after,
+            ),
+            Error::TooManyOpenRooms { open, retry_after } => svc_kit::status::resource_exhausted(
+                format!("you already have {open} open rooms; close one or retry in {}s", seconds(retry_after)),
+                retry_after,
+            ),
             Error::RoomFull => Self::resource_exhausted("room is full"),
             Error::RoomNotFound => Self::not_found("room not found"),
             Error::MemberNotFound => Self::not_found("not a member of this room"),

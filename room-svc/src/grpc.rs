@@ -9,6 +9,7 @@ use std::time::Duration;
 use proto::room::v1 as pb;
 use proto::session::v1::BatchGetDisplayNamesRequest;
 use proto::session::v1::session_internal_service_client::SessionInternalServiceClient;
+use svc_kit::address::ClientAddress;
 use svc_kit::auth::{Caller, InternalToken};
 use svc_kit::clock::SharedClock;
 use svc_kit::status::Violation;
@@ -201,13 +202,14 @@ impl pb::room_service_server::RoomService for PublicApi {
         request: Request<pb::CreateRoomRequest>,
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
         let caller = Caller::of(&request)?;
+        let address = ClientAddress::key_of(&request);
         let pb::CreateRoomRequest { name, description, visibility, password, control_mode } = request.into_inner();
         let (visibility, control_mode) = both(
             visibility_from_pb(visibility, Some(Visibility::Public)),
             control_mode_from_pb(control_mode, Some(ControlMode::Everyone)),
         )?;
         let request = CreateRoom { name, description, visibility, password, control_mode };
-        let room = self.rooms.create(&caller.user_id, request).await?;
+        let room = self.rooms.create(&caller.user_id, &address, request).await?;
         Ok(Response::new(pb::CreateRoomResponse { room: Some(room_to_pb(room)) }))
     }
 
@@ -245,8 +247,9 @@ impl pb::room_service_server::RoomService for PublicApi {
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
     async fn join_room(&self, request: Request<pb::JoinRoomRequest>) -> Result<Response<pb::JoinRoomResponse>, Status> {
         let caller = Caller::of(&request)?;
+        let address = ClientAddress::key_of(&request);
         let pb::JoinRoomRequest { room_id, password } = request.into_inner();
-        let (room, member) = self.rooms.join(&caller, &room_id, password).await?;
+        let (room, member) = self.rooms.join(&caller, &address, &room_id, password).await?;
         Ok(Response::new(pb::JoinRoomResponse { room: Some(room_to_pb(room)), member: Some(member_to_pb(member)) }))
     }
 

@@ -127,7 +127,11 @@ pub struct Rooms {
     events: Arc<dyn EventBus>,
     names: Arc<dyn DisplayNames>,
     per_caller_attempts: KeyedLimiter,
+    per_address_attempts: KeyedLimiter,
     per_room_attempts: KeyedLimiter,
+    per_caller_creates: Option<KeyedLimiter>,
+    per_address_creates: Option<KeyedLimiter>,
+    max_open_per_owner: u64,
     bcrypt_cost: u32,
     idle_ms: i64,
     kick_ban_ms: i64,
@@ -195,6 +199,15 @@ fn paginate<T>(mut rows: Vec<T>, page_size: u64, token: impl Fn(&T) -> String) -
     }
 }
 
+/// A limiter of `count` per hour with a burst of `count`; `None` (no limit) for 0.
+fn per_hour(count: u32) -> Option<KeyedLimiter> {
+    (count > 0).then(|| KeyedLimiter::new(count, f64::from(count) / 3600.0))
+}
+
+/// The longest a wrong password is held back while its room is being guessed at: long enough to
+/// slow guessing from many sessions at once, short enough not to tie up a connection.
+const GUARDED_ROOM_HOLD: Duration = Duration::from_secs(2);
+
 fn active(stored: Option<StoredRoom>) -> Result<StoredRoom, Error> {
     let stored = stored.ok_or(Error::RoomNotFound)?;
     match stored.room.status {
@@ -223,10 +236,17 @@ impl Rooms {
                 config.password_attempts_per_caller,
                 per_minute(config.password_attempts_per_caller),
             ),
+            per_address_attempts: KeyedLimiter::new(
+                config.password_attempts_per_address,
+                per_minute(config.password_attempts_per_address),
+            ),
             per_room_attempts: KeyedLimiter::new(
                 config.password_attempts_per_room,
                 per_minute(config.password_attempts_per_room),
             ),
+            per_caller_creates: per_hour(config.creates_per_caller),
+            per_address_creates: per_hour(config.creates_per_address),
+            max_open_per_owner: u64::from(config.max_open_per_owner),
             bcrypt_cost: config.bcrypt_cost,
             idle_ms: millis(config.idle_timeout),
             kick_ban_ms: millis(config.kick_ban),
@@ -301,7 +321,10 @@ impl Rooms {
     }
 
     /// Opens a room owned by `caller`.
-    pub async fn create(&self, caller: &str, request: CreateRoom) -> Result<Room, Error> {
+    /// Opens a room owned by `caller`, who called from `address` (a limiter key). Creating is
+    /// limited per session and per address (so that nobody floods the lobby), and a session may
+    /// own only so many open rooms at once.
+    pub async fn create(&self, caller: &str, address: &str, request: CreateRoom) -> Result<Room, Error> {
         let CreateRoom { name, description, visibility, password, control_mode } = request;
         let mut violations = Vec::new();
         let name = checked(&mut violations, ROOM_NAME.check(&name));
@@ -312,11 +335,34 @@ impl Rooms {
         let (Some(name), Some(description), true) = (name, description, violations.is_empty()) else {
             return Err(Error::InvalidArgument(violations));
         };
+        let limits: Vec<_> = [(self.per_caller_creates.as_ref(), caller), (self.per_address_creates.as_ref(), address)]
+            .into_iter()
+            .filter_map(|(limiter, key)| limiter.map(|limiter| (limiter, key)))
+            .collect();
+        // Checked before the password is hashed, taken once nothing else refuses the room.
+        if let Some(retry_after) = limits.iter().filter_map(|(limiter, key)| limiter.wait(key)).max() {
+            self.metrics.flood_limited.inc();
+            return Err(Error::CreateLimited(retry_after));
+        }
         let password_hash = if password.is_empty() { None } else { Some(self.hash_password(password).await?) };
         let has_password = password_hash.is_some();
         let room_id = uuid::Uuid::new_v4().to_string();
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
+        if self.max_open_per_owner > 0 {
+            let (open, least_active) = tx.open_rooms_owned_by(caller).await?;
+            if open >= self.max_open_per_owner {
+                self.metrics.flood_limited.inc();
+                // The idle janitor closes the least active of them first.
+                let closes_at = least_active.unwrap_or(now).saturating_add(self.idle_ms);
+                let retry_after = Duration::from_millis(u64::try_from(closes_at - now).unwrap_or(0));
+                return Err(Error::TooManyOpenRooms { open, retry_after });
+            }
+        }
+        if let Err(retry_after) = svc_kit::ratelimit::try_take_all(&limits) {
+            self.metrics.flood_limited.inc();
+            return Err(Error::CreateLimited(retry_after));
+        }
         tx.insert_room(NewRoom {
             room_id: room_id.clone(),
             name: name.clone(),
@@ -369,10 +415,16 @@ impl Rooms {
         Ok(paginate(rooms, page_size, room_token))
     }
 
-    /// Joins `caller` to the room. A member joining again gets their membership back without
-    /// any password or limit; a wrong password counts against the room's and the caller's
-    /// attempt limits.
-    pub async fn join(&self, caller: &Caller, room_id: &str, password: String) -> Result<(Room, Member), Error> {
+    /// Joins `caller`, who called from `address` (a limiter key), to the room. A member joining
+    /// again gets their membership back without any password or limit; a wrong password counts
+    /// against the caller's, the address's and the room's attempt limits.
+    pub async fn join(
+        &self,
+        caller: &Caller,
+        address: &str,
+        room_id: &str,
+        password: String,
+    ) -> Result<(Room, Member), Error> {
         let room_id = uuid_field("room_id", room_id)?;
         if password.len() > PASSWORD_MAX_BYTES {
             // No room password can be this long, and bcrypt would only look at a prefix.
@@ -385,7 +437,7 @@ impl Rooms {
         }
         self.check_ban(self.store.ban_until(&room_id, user_id).await?)?;
         if let Some(hash) = &stored.password_hash {
-            self.check_password(&room_id, user_id, password, hash.clone()).await?;
+            self.check_password(&room_id, user_id, address, password, hash.clone()).await?;
         }
 
         let now = self.clock.now_ms();
@@ -438,35 +490,53 @@ impl Rooms {
         }
     }
 
-    async fn check_password(&self, room_id: &str, user_id: &str, password: String, hash: String) -> Result<(), Error> {
+    /// Checks a join password. Guessing is bounded per session and per address, both checked
+    /// before any work; a session or address past its limit is refused whatever it sends. The
+    /// room's own limit never refuses the right password — friends given it must get in while
+    /// strangers guess — but past it every wrong answer is held back and refused as a flood,
+    /// which slows guessing spread over many sessions and addresses.
+    async fn check_password(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        address: &str,
+        password: String,
+        hash: String,
+    ) -> Result<(), Error> {
         if password.is_empty() {
             // Not a guess: the client did not know the room needs a password.
             return Err(Error::WrongPassword);
         }
-        let room_limited = !self.per_room_attempts.has_token(room_id);
-        let caller_limited = !self.per_caller_attempts.has_token(user_id);
-        if room_limited || caller_limited {
+        let guesser = [(&self.per_caller_attempts, user_id), (&self.per_address_attempts, address)];
+        if let Some(wait) = guesser.iter().filter_map(|(limiter, key)| limiter.wait(key)).max() {
             self.metrics.flood_limited.inc();
-            // `try_take` on an empty bucket takes nothing and says how long until it refills.
-            let room_wait = room_limited.then(|| self.per_room_attempts.try_take(room_id).err()).flatten();
-            let caller_wait = caller_limited.then(|| self.per_caller_attempts.try_take(user_id).err()).flatten();
-            return Err(Error::RateLimited(room_wait.max(caller_wait).unwrap_or(Duration::from_secs(1))));
+            return Err(Error::RateLimited(wait));
         }
         if self.password_matches(password, hash).await? {
             return Ok(());
         }
         // Only failures count, so that people who know the password are never slowed down.
-        let _ = self.per_room_attempts.try_take(room_id);
-        let _ = self.per_caller_attempts.try_take(user_id);
+        for (limiter, key) in guesser {
+            let _ = limiter.try_take(key);
+        }
+        let room_guarded = self.per_room_attempts.try_take(room_id).err();
         self.metrics.wrong_passwords.inc();
-        tracing::info!(%room_id, %user_id, "wrong room password");
+        tracing::info!(%room_id, %user_id, %address, "wrong room password");
         // Guessing is what an audit reader looks for: each wrong password leaves a row (the
-        // limiter bounds how many), marked when it used up the last attempt.
-        let limit_reached = !self.per_room_attempts.has_token(room_id) || !self.per_caller_attempts.has_token(user_id);
+        // limiters bound how many), marked when it used up the last attempt of the session, the
+        // address or the room.
+        let limit_reached = room_guarded.is_some()
+            || !self.per_room_attempts.has_token(room_id)
+            || guesser.iter().any(|(limiter, key)| !limiter.has_token(key));
         let detail = serde_json::json!({ "reason": "wrong_password", "limit_reached": limit_reached });
         let tx = self.store.write().await?;
         audit(&tx, self.clock.now_ms(), "member.join_refused", user_id, room_id, None, detail).await?;
         tx.commit().await?;
+        if let Some(wait) = room_guarded {
+            self.metrics.flood_limited.inc();
+            tokio::time::sleep(wait.min(GUARDED_ROOM_HOLD)).await;
+            return Err(Error::RateLimited(wait));
+        }
         Err(Error::WrongPassword)
     }
 

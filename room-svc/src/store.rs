@@ -475,6 +475,22 @@ impl Tx {
         find_ban(&self.tx, room_id, user_id).await
     }
 
+    /// How many open rooms `owner_id` owns, and the least recent activity among them (the
+    /// room the idle janitor will close first).
+    pub async fn open_rooms_owned_by(&self, owner_id: &str) -> Result<(u64, Option<i64>), DbErr> {
+        let row: Option<(i64, Option<i64>)> = room::Entity::find()
+            .select_only()
+            .column_as(room::Column::RoomId.count(), "open")
+            .column_as(room::Column::LastActiveAt.min(), "least_active")
+            .filter(room::Column::OwnerId.eq(owner_id))
+            .filter(room::Column::Status.eq(ACTIVE))
+            .into_tuple()
+            .one(&self.tx)
+            .await?;
+        let (open, least_active) = row.unwrap_or((0, None));
+        Ok((u64::try_from(open).unwrap_or(0), least_active))
+    }
+
     /// Inserts the room and its owner.
     pub async fn insert_room(&self, new: NewRoom) -> Result<(), DbErr> {
         let NewRoom { room_id, name, description, visibility, control_mode, password_hash, owner_id, now } = new;

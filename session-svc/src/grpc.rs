@@ -86,7 +86,8 @@ impl pb::session_service_server::SessionService for PublicApi {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
-        let client = request.remote_addr().map(|addr| addr.ip().to_string()).unwrap_or_default();
+        // Per client address: behind nginx, the address nginx saw, not nginx's own.
+        let client = svc_kit::address::ClientAddress::key_of(&request);
         self.create_limiter.try_take(&client).map_err(Error::RateLimited)?;
         let metadata = request.metadata().clone();
         let pb::CreateSessionRequest { display_name } = request.into_inner();

@@ -14,6 +14,7 @@
 //! * With the `testing` feature (dev-dependencies only, never in the binary): [`testing`], the
 //!   pieces of the integration-test harness that need no service.
 
+pub mod address;
 pub mod auth;
 pub mod bus;
 pub mod clock;

@@ -165,9 +165,12 @@ const tempDir = mkdtempSync(join(tmpdir(), "xiaowo-xss-"));
 let server;
 let context;
 try {
-  // Hundreds of sessions, messages and queue items from one address in a few seconds.
+  // Hundreds of sessions, rooms, messages and queue items from one address in a few seconds.
   Object.assign(process.env, {
     XIAOWO_SESSION_CREATE_BURST: "2000",
+    XIAOWO_ROOM_CREATES_PER_CALLER: "0",
+    XIAOWO_ROOM_CREATES_PER_ADDRESS: "0",
+    XIAOWO_ROOM_MAX_OPEN_PER_OWNER: "0",
     XIAOWO_CHAT_FLOOD_BURST: "2000",
     XIAOWO_SYNC_COMMAND_BURST: "2000",
   });

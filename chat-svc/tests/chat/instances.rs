@@ -101,3 +101,47 @@ async fn a_retry_on_the_other_instance_returns_the_original() {
     }
     second.stop().await;
 }
+
+/// Delivery is decided by the database: members acknowledging the same messages through both
+/// instances at once mark each delivered exactly once, and either instance's history agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledgements_through_either_instance_make_messages_delivered_once() {
+    let app = TestApp::start().await;
+    let second = app.spawn_chat().await;
+    let instances = [app.chat(), ChatServiceClient::new(second.channel())];
+    let (ana, bo, cy) = (app.user("Ana").await, app.user("Bo").await, app.user("Cy").await);
+    let room_id = app.room(&ana, &[&bo, &cy]).await;
+    for n in 1..=5 {
+        app.say(&ana, &room_id, &format!("m{n}")).await;
+    }
+    // Ana's own acknowledgement, through the second instance, delivers nothing of hers.
+    let request = pb::UpdateCursorRequest { room_id: room_id.clone(), received_seq: 5, read_seq: 5 };
+    instances[1].clone().update_cursor(as_user(request, &ana)).await.unwrap();
+    let statuses = |client: ChatServiceClient<Channel>| {
+        let (ana, room_id) = (ana.clone(), room_id.clone());
+        async move {
+            let request = pb::ListMessagesRequest { room_id, before_seq: 0, page_size: 0 };
+            let mut client = client;
+            let history = client.list_messages(as_user(request, &ana)).await.unwrap().into_inner();
+            history.messages.into_iter().map(|message| message.status).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(statuses(instances[0].clone()).await, vec![pb::MessageStatus::Stored as i32; 5]);
+
+    // Bo and Cy acknowledge overlapping ranges through different instances at the same time.
+    let mut acks = JoinSet::new();
+    for (member, client, received_seq) in [(&bo, &instances[0], 3), (&cy, &instances[1], 5)] {
+        let (member, mut client, room_id) = (member.clone(), client.clone(), room_id.clone());
+        acks.spawn(async move {
+            let request = pb::UpdateCursorRequest { room_id, received_seq, read_seq: 0 };
+            client.update_cursor(as_user(request, &member)).await.unwrap();
+        });
+    }
+    while let Some(done) = acks.join_next().await {
+        done.unwrap();
+    }
+    for client in instances {
+        assert_eq!(statuses(client).await, vec![pb::MessageStatus::Delivered as i32; 5]);
+    }
+    second.stop().await;
+}

@@ -406,19 +406,36 @@ async fn moderators_delete_messages_for_everyone_and_it_is_logged() {
 }
 
 #[tokio::test]
-async fn delivered_status_and_cursors_reach_history_and_watchers() {
+async fn delivered_means_another_member_received_it_and_only_the_sender_hears_so() {
     let app = TestApp::start().await;
     let ana = app.user("Ana").await;
     let bo = app.user("Bo").await;
     let room_id = app.room(&ana, &[&bo]).await;
+    let mut ana_stream = app.watch(&ana, &room_id, None).await.unwrap();
     let mut bo_stream = app.watch(&bo, &room_id, None).await.unwrap();
+    replayed(&mut ana_stream).await;
     replayed(&mut bo_stream).await;
+    let cursor = |user: &crate::helpers::User, received_seq: i64, read_seq: i64| {
+        let mut client = app.chat();
+        let request = as_user(pb::UpdateCursorRequest { room_id: room_id.clone(), received_seq, read_seq }, user);
+        async move { client.update_cursor(request).await.map(tonic::Response::into_inner) }
+    };
 
+    // Streamed to both, but nobody other than Ana has said they received it: still stored.
     let sent = app.send(&ana, &room_id, "hi Bo", "d1").await.unwrap().message.unwrap();
     assert_eq!(sent.status, pb::MessageStatus::Stored as i32, "acknowledged once stored");
     assert_eq!(next_message(&mut bo_stream).await.unwrap().seq, sent.seq);
+    assert_eq!(next_message(&mut ana_stream).await.unwrap().seq, sent.seq);
+    // Ana's own cursor delivers nothing of hers.
+    cursor(&ana, sent.seq, sent.seq).await.unwrap();
+    let history = app.history(&ana, &room_id, 0, 0).await.unwrap();
+    assert_eq!(history.messages[0].status, pb::MessageStatus::Stored as i32);
+
+    // Bo's client acknowledges it: delivered, in history and on Ana's stream.
+    let received = cursor(&bo, sent.seq, 0).await.unwrap().cursor.unwrap();
+    assert_eq!((received.received_seq, received.read_seq), (1, 0));
     loop {
-        if let Event::MessageStatusChanged(changed) = next_change(&mut bo_stream).await.unwrap() {
+        if let Event::MessageStatusChanged(changed) = next_change(&mut ana_stream).await.unwrap() {
             assert_eq!(
                 changed,
                 pb::MessageStatusChanged { seq: sent.seq, status: pb::MessageStatus::Delivered as i32 }
@@ -429,28 +446,32 @@ async fn delivered_status_and_cursors_reach_history_and_watchers() {
     let history = app.history(&ana, &room_id, 0, 0).await.unwrap();
     assert_eq!(history.messages[0].status, pb::MessageStatus::Delivered as i32);
 
-    let cursor = |received_seq: i64, read_seq: i64| {
-        let mut client = app.chat();
-        let request = as_user(pb::UpdateCursorRequest { room_id: room_id.clone(), received_seq, read_seq }, &bo);
-        async move { client.update_cursor(request).await.map(tonic::Response::into_inner) }
-    };
-    let received = cursor(1, 0).await.unwrap().cursor.unwrap();
-    assert_eq!((received.received_seq, received.read_seq), (1, 0));
-    let read = cursor(0, 1).await.unwrap().cursor.unwrap();
+    let read = cursor(&bo, 0, 1).await.unwrap().cursor.unwrap();
     assert_eq!((read.received_seq, read.read_seq), (1, 1), "never moves back");
-    assert_eq!(code(cursor(2, 0).await), Code::InvalidArgument, "beyond the latest message");
+    assert_eq!(code(cursor(&bo, 2, 0).await), Code::InvalidArgument, "beyond the latest message");
+    // Bo hears cursors, never a status change: the message was one frame for him.
     loop {
-        if let Event::CursorUpdated(update) = next_change(&mut bo_stream).await.unwrap()
-            && update.read_seq == 1
-        {
-            assert_eq!(update.user_id, bo.user_id);
-            break;
+        match next_change(&mut bo_stream).await.unwrap() {
+            Event::CursorUpdated(update) if update.user_id == bo.user_id && update.read_seq == 1 => break,
+            Event::CursorUpdated(_) => {}
+            other => panic!("Bo got {other:?}"),
         }
     }
     let history = app.history(&ana, &room_id, 0, 0).await.unwrap();
     let cursors: HashMap<String, (i64, i64)> =
         history.cursors.into_iter().map(|c| (c.user_id, (c.received_seq, c.read_seq))).collect();
-    assert_eq!(cursors, HashMap::from([(bo.user_id.clone(), (1, 1))]));
+    assert_eq!(cursors, HashMap::from([(ana.user_id.clone(), (1, 1)), (bo.user_id.clone(), (1, 1))]));
+
+    // A message to a room where nobody else is watching stays stored until someone comes
+    // back and acknowledges it.
+    drop(bo_stream);
+    let unseen = app.send(&ana, &room_id, "anyone?", "d2").await.unwrap().message.unwrap();
+    let history = app.history(&ana, &room_id, 0, 0).await.unwrap();
+    assert_eq!(history.messages[0].seq, unseen.seq);
+    assert_eq!(history.messages[0].status, pb::MessageStatus::Stored as i32);
+    cursor(&bo, unseen.seq, 0).await.unwrap();
+    let history = app.history(&bo, &room_id, 0, 0).await.unwrap();
+    assert_eq!(history.messages[0].status, pb::MessageStatus::Delivered as i32);
 }
 
 #[tokio::test]

@@ -40,6 +40,10 @@ impl TestApp {
     ) -> Self {
         let stack = Stack::new().await.with(|common| {
             common.room.janitor_interval = Duration::from_millis(50);
+            // Tests open many rooms from one session; the creation limits have tests of their own.
+            common.room.creates_per_caller = 0;
+            common.room.creates_per_address = 0;
+            common.room.max_open_per_owner = 0;
             configure(&mut common.room);
             common.retention = retention;
         });
@@ -77,6 +81,25 @@ impl TestApp {
     pub async fn join(&self, user: &User, room_id: &str, password: &str) -> Result<pb::JoinRoomResponse, Status> {
         let request = pb::JoinRoomRequest { room_id: room_id.to_owned(), password: password.to_owned() };
         Ok(self.rooms().join_room(as_user(request, user)).await?.into_inner())
+    }
+
+    /// Joins as `user` calling from `address` (as nginx, a trusted loopback proxy, reports it).
+    pub async fn join_from(
+        &self,
+        user: &User,
+        address: &str,
+        room_id: &str,
+        password: &str,
+    ) -> Result<pb::JoinRoomResponse, Status> {
+        let request = pb::JoinRoomRequest { room_id: room_id.to_owned(), password: password.to_owned() };
+        Ok(self.rooms().join_room(from_address(as_user(request, user), address)).await?.into_inner())
+    }
+
+    /// Creates a room as `user` calling from `address`.
+    pub async fn create_from(&self, user: &User, address: &str, name: &str) -> Result<pb::Room, Status> {
+        let request = pb::CreateRoomRequest { name: name.to_owned(), ..Default::default() };
+        let response = self.rooms().create_room(from_address(as_user(request, user), address)).await?;
+        Ok(response.into_inner().room.unwrap())
     }
 
     pub async fn get(&self, user: &User, room_id: &str) -> Result<pb::GetRoomResponse, Status> {
@@ -134,4 +157,10 @@ pub async fn next_change(stream: &mut tonic::Streaming<pb::WatchRoomEventsRespon
             return message;
         }
     }
+}
+
+/// `request` as forwarded by a proxy on loopback for a client at `address`.
+pub fn from_address<T>(mut request: tonic::Request<T>, address: &str) -> tonic::Request<T> {
+    request.metadata_mut().insert("x-forwarded-for", address.parse().unwrap());
+    request
 }

@@ -243,10 +243,10 @@ async fn password_rooms_check_bytes_exactly() {
 }
 
 #[tokio::test]
-async fn wrong_passwords_are_limited_per_caller_and_per_room_but_never_for_members() {
+async fn wrong_passwords_are_limited_per_caller_and_per_address_but_never_for_members() {
     let app = TestApp::start_with(|config| {
         config.password_attempts_per_caller = 3;
-        config.password_attempts_per_room = 5;
+        config.password_attempts_per_address = 5;
     })
     .await;
     let owner = app.user("Owner").await;
@@ -261,55 +261,55 @@ async fn wrong_passwords_are_limited_per_caller_and_per_room_but_never_for_membe
             },
         )
         .await;
-    app.join(&member, &room.room_id, "correct horse").await.unwrap();
+    app.join_from(&member, "198.51.100.9", &room.room_id, "correct horse").await.unwrap();
 
     // One caller: three wrong guesses, then even the right password is refused for now.
     let attacker = app.user("Mallory").await;
+    let mallory_address = "203.0.113.66";
     for _ in 0..3 {
-        assert_eq!(code(app.join(&attacker, &room.room_id, "guess guess").await), Code::PermissionDenied);
+        let refused = app.join_from(&attacker, mallory_address, &room.room_id, "guess guess").await;
+        assert_eq!(code(refused), Code::PermissionDenied);
     }
-    assert_eq!(code(app.join(&attacker, &room.room_id, "correct horse").await), Code::ResourceExhausted);
+    let refused = app.join_from(&attacker, mallory_address, &room.room_id, "correct horse").await;
+    assert_eq!(code(refused), Code::ResourceExhausted);
 
-    // The room: two more callers' wrong guesses use up its five, then newcomers wait too.
-    let second = app.user("Trudy").await;
+    // A new session from the same address gets the address's last two guesses, then it is
+    // refused too: starting sessions does not buy more guesses.
+    let second = app.user("Mallory again").await;
     for _ in 0..2 {
-        assert_eq!(code(app.join(&second, &room.room_id, "guess guess").await), Code::PermissionDenied);
+        let refused = app.join_from(&second, mallory_address, &room.room_id, "guess guess").await;
+        assert_eq!(code(refused), Code::PermissionDenied);
     }
-    let newcomer = app.user("Newcomer").await;
-    assert_eq!(code(app.join(&newcomer, &room.room_id, "correct horse").await), Code::ResourceExhausted);
+    let refused = app.join_from(&second, mallory_address, &room.room_id, "guess guess").await;
+    let status = refused.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let retry = tonic_types::StatusExt::get_details_retry_info(&status).expect("a retry delay");
+    assert!(retry.retry_delay.is_some_and(|delay| delay >= Duration::from_secs(1)), "{retry:?}");
+
+    // A friend given the password, from elsewhere, gets in at once.
+    let friend = app.user("Friend").await;
+    app.join_from(&friend, "198.51.100.10", &room.room_id, "correct horse").await.unwrap();
 
     // Members are never locked out: rejoining needs no password and counts against nothing.
     for _ in 0..3 {
-        let again = app.join(&member, &room.room_id, "").await.unwrap();
+        let again = app.join_from(&member, mallory_address, &room.room_id, "").await.unwrap();
         assert_eq!(again.member.unwrap().user_id, member.user_id);
     }
     let access = app.access(&room.room_id, &member).await;
     assert_eq!(access.role, pb::Role::Member as i32);
-    // Another password room is not affected by this one's limit.
-    let other = app
-        .create_room(
-            &owner,
-            pb::CreateRoomRequest {
-                name: "other".to_owned(),
-                password: "another one".to_owned(),
-                ..Default::default()
-            },
-        )
-        .await;
-    app.join(&newcomer, &other.room_id, "another one").await.unwrap();
 
     let metrics = app.metrics().await;
     assert_eq!(metric(&metrics, "xiaowo_room_wrong_password_total"), 5.0);
     assert_eq!(metric(&metrics, "xiaowo_flood_limited_total"), 2.0);
     // Every wrong guess left an audit row naming the guesser, and the ones that used up a
-    // caller's or the room's attempts say so; limited attempts (no guess checked) left none.
+    // caller's or the address's attempts say so; limited attempts (no guess checked) left none.
     let audit = app.audit(&room.room_id).await;
     let rows: Vec<(&str, &str, bool)> = audit
         .iter()
         .map(|row| (row.action.as_str(), row.user_id.as_str(), row.detail.contains("\"limit_reached\":true")))
         .collect();
-    let (owner_id, member_id) = (owner.user_id.as_str(), member.user_id.as_str());
-    let (mallory, trudy) = (attacker.user_id.as_str(), second.user_id.as_str());
+    let (owner_id, member_id, friend_id) = (owner.user_id.as_str(), member.user_id.as_str(), friend.user_id.as_str());
+    let (mallory, again) = (attacker.user_id.as_str(), second.user_id.as_str());
     assert_eq!(
         rows,
         [
@@ -318,10 +318,95 @@ async fn wrong_passwords_are_limited_per_caller_and_per_room_but_never_for_membe
             ("member.join_refused", mallory, false),
             ("member.join_refused", mallory, false),
             ("member.join_refused", mallory, true),
-            ("member.join_refused", trudy, false),
-            ("member.join_refused", trudy, true),
+            ("member.join_refused", again, false),
+            ("member.join_refused", again, true),
+            ("member.join", friend_id, false),
         ]
     );
+}
+
+/// The outside walk's finding: after five sessions sent 5–6 wrong passwords each, a newcomer
+/// with the right password was refused. The room's own limit now holds back and refuses only
+/// wrong answers; the right password always gets in.
+#[tokio::test]
+async fn a_room_being_guessed_at_still_lets_in_whoever_has_the_password() {
+    let app = TestApp::start_with(|config| config.password_attempts_per_room = 5).await;
+    let owner = app.user("Owner").await;
+    let room = app
+        .create_room(
+            &owner,
+            pb::CreateRoomRequest {
+                name: "vault".to_owned(),
+                password: "correct horse".to_owned(),
+                ..Default::default()
+            },
+        )
+        .await;
+    // Five guessers, each from its own address, within their own limits: the room's five
+    // wrong answers go, then wrong answers are refused as a flood.
+    let mut outcomes = Vec::new();
+    for index in 0..5 {
+        let guesser = app.user(&format!("Guesser {index}")).await;
+        for _ in 0..2 {
+            let answer = app.join_from(&guesser, &format!("203.0.113.{index}"), &room.room_id, "guess guess").await;
+            outcomes.push(code(answer));
+        }
+    }
+    let denied = outcomes.iter().filter(|outcome| **outcome == Code::PermissionDenied).count();
+    let exhausted = outcomes.iter().filter(|outcome| **outcome == Code::ResourceExhausted).count();
+    assert_eq!((denied, exhausted), (5, 5), "{outcomes:?}");
+
+    // The friend with the password gets in while the room is guarded, first try.
+    let friend = app.user("Friend").await;
+    let joined = app.join_from(&friend, "198.51.100.10", &room.room_id, "correct horse").await.unwrap();
+    assert_eq!(joined.member.unwrap().user_id, friend.user_id);
+    // And a wrong answer from a fresh session and address is still refused.
+    let late = app.user("Late guesser").await;
+    let refused = app.join_from(&late, "203.0.113.99", &room.room_id, "guess guess").await;
+    assert_eq!(code(refused), Code::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn creating_rooms_is_limited_per_session_per_address_and_open_rooms_per_owner() {
+    let app = TestApp::start_with(|config| {
+        config.creates_per_caller = 3;
+        config.creates_per_address = 5;
+        config.max_open_per_owner = 2;
+    })
+    .await;
+    // Open rooms per owner: two, then refused until one closes.
+    let ana = app.user("Ana").await;
+    let first = app.create_from(&ana, "198.51.100.1", "one").await.unwrap();
+    app.create_from(&ana, "198.51.100.1", "two").await.unwrap();
+    let status = app.create_from(&ana, "198.51.100.1", "three").await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let retry = tonic_types::StatusExt::get_details_retry_info(&status).expect("a retry delay");
+    // The idle janitor closes the least active room after the idle timeout (1 h by default).
+    assert!(retry.retry_delay.is_some_and(|delay| delay > Duration::from_secs(60)), "{retry:?}");
+    app.rooms().close_room(as_user(pb::CloseRoomRequest { room_id: first.room_id.clone() }, &ana)).await.unwrap();
+    // Per session: the third create of the hour is the last (the refused one took nothing).
+    app.create_from(&ana, "198.51.100.1", "three").await.unwrap();
+    let status = app.create_from(&ana, "198.51.100.1", "four").await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(tonic_types::StatusExt::get_details_retry_info(&status).is_some());
+
+    // Per address: new sessions from the same address share its five.
+    let bo = app.user("Bo").await;
+    app.create_from(&bo, "198.51.100.1", "five").await.unwrap();
+    let cy = app.user("Cy").await;
+    app.create_from(&cy, "198.51.100.1", "six").await.unwrap();
+    let status = app.create_from(&cy, "198.51.100.1", "seven").await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    // Someone elsewhere is not affected.
+    let dee = app.user("Dee").await;
+    app.create_from(&dee, "198.51.100.2", "elsewhere").await.unwrap();
+
+    // Nothing refused was written: three rooms listed for the owners above, plus Dee's.
+    let request = pb::ListRoomsRequest { page_size: 100, page_token: String::new() };
+    let public = app.rooms().list_rooms(as_user(request, &dee)).await.unwrap().into_inner().rooms;
+    let mut names: Vec<_> = public.iter().map(|room| room.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["elsewhere", "five", "six", "three", "two"]);
 }
 
 #[tokio::test]

@@ -24,7 +24,9 @@ use crate::feed::Followed;
 /// most `cache_ttl`. An answer is never served past the session's own expiry.
 ///
 /// An answer past half its TTL is still served while it is validated again in the background,
-/// so a client in steady use never waits for session-svc.
+/// so a client in steady use never waits for session-svc. The same happens once a quarter of the
+/// session's remaining idle life has passed, so that using a service keeps sliding the session's
+/// idle expiry at session-svc (at most once per idle timeout / 4).
 #[derive(Debug)]
 pub struct SessionValidator {
     client: SessionInternalServiceClient<Channel>,
@@ -152,7 +154,13 @@ impl SessionValidator {
         if age >= ttl {
             return (Cached::Missing, invalidations);
         }
-        if age >= ttl / 2 && !entry.refreshing {
+        // Using any service is using the session: once a quarter of the life the session had
+        // left when validated has passed, a use validates it again, which slides its idle
+        // expiry at session-svc. With a short idle timeout the answer would otherwise outlive
+        // the session while its owner is busy chatting.
+        let slide_due =
+            entry.expires_at.is_some_and(|expires_at| age >= expires_at.saturating_duration_since(entry.at) / 4);
+        if (age >= ttl / 2 || slide_due) && !entry.refreshing {
             entry.refreshing = true;
             return (Cached::Refresh(entry.caller.clone()), invalidations);
         }

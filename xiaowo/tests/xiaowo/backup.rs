@@ -336,3 +336,52 @@ async fn retention_keeps_the_newest_full_chains() {
     }
     node.stop().await;
 }
+
+/// An instance restarted more often than the increment interval used to never back itself up:
+/// the first scheduled backup came one interval after start. Now a full backup is taken right
+/// after start when none is younger than the full interval; a restart with a recent one takes
+/// none at start and an increment at the next tick.
+#[tokio::test]
+async fn the_schedule_takes_a_full_backup_right_after_start_when_none_is_recent() {
+    let node = Node::start().await;
+    node.create("before the first start").await;
+    let backups = tempfile::tempdir().unwrap();
+    let settings = node.settings(backups.path(), None, 3);
+    let schedule = |interval: std::time::Duration| {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(backup::run_schedule(
+            settings.clone(),
+            std::time::Duration::from_secs(24 * 3600),
+            interval,
+            svc_kit::clock::system(),
+            shutdown.clone(),
+        ));
+        (shutdown, task)
+    };
+    let backups_now = || backup::list(backups.path()).unwrap();
+    let eventually = async |what: &str, done: &dyn Fn(&[backup::Manifest]) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !done(&backups_now()) {
+            assert!(std::time::Instant::now() < deadline, "{what}: {:?}", backups_now());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+
+    // First start, hourly increments: a full backup at once, not an hour later.
+    let (shutdown, task) = schedule(std::time::Duration::from_secs(3600));
+    eventually("a full backup right after start", &|taken| taken.len() == 1).await;
+    assert_eq!(backups_now()[0].kind, Kind::Full);
+    shutdown.cancel();
+    task.await.unwrap();
+
+    // A restart with that full backup recent, increments every 200 ms: the start takes none, the
+    // ticks after it take increments of that full backup.
+    let (shutdown, task) = schedule(std::time::Duration::from_millis(200));
+    eventually("an increment at the next tick", &|taken| taken.len() >= 2).await;
+    shutdown.cancel();
+    task.await.unwrap();
+    let taken = backups_now();
+    assert_eq!(taken.iter().filter(|manifest| manifest.kind == Kind::Full).count(), 1, "{taken:?}");
+    assert_eq!(taken[1].parent.as_deref(), Some(taken[0].id.as_str()));
+    node.stop().await;
+}

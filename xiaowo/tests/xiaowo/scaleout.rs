@@ -259,6 +259,8 @@ struct ChatHeard {
     messages: Vec<(i64, String)>,
     /// The seq the watch started after.
     after_seq: i64,
+    /// Seqs whose status changed to delivered on this stream.
+    delivered: Vec<i64>,
     ended: Option<Code>,
 }
 
@@ -287,6 +289,11 @@ fn watch_chat(url: &str, room_id: &str, token: &str, after_seq: i64) -> Arc<Mute
                     event: Some(chat_pb::watch_messages_response::Event::Message(message)),
                 })) => {
                     sink.lock().unwrap().messages.push((message.seq, message.client_message_id));
+                }
+                Ok(Some(chat_pb::WatchMessagesResponse {
+                    event: Some(chat_pb::watch_messages_response::Event::MessageStatusChanged(changed)),
+                })) if changed.status == chat_pb::MessageStatus::Delivered as i32 => {
+                    sink.lock().unwrap().delivered.push(changed.seq);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
@@ -601,6 +608,23 @@ async fn two_instances_share_rooms_through_nats_and_survive_a_kill_and_a_broker_
     assert!(gap_free_from(&on_a, 1), "A: {on_a:?}");
     assert_eq!(on_a, on_b, "both instances show one order");
     assert_eq!(on_a, history(&b.chat_url, &room_id, &bob_token).await);
+
+    // Bob's client acknowledges everything through B: Alice's messages become delivered, and
+    // the news reaches her stream on A (only hers: Bob's messages wait for Alice's own ack).
+    let request = chat_pb::UpdateCursorRequest {
+        room_id: room_id.clone(),
+        received_seq: i64::try_from(total).unwrap(),
+        read_seq: 0,
+    };
+    ChatServiceClient::new(channel(&b.chat_url)).update_cursor(with_bearer(request, &bob_token)).await.unwrap();
+    let alices: Vec<i64> = on_a.iter().filter(|(_, id)| id.starts_with("a-")).map(|(seq, _)| *seq).collect();
+    eventually("Alice's stream on A hears her messages delivered through B", async || {
+        let mut delivered = alice_chat_a.lock().unwrap().delivered.clone();
+        delivered.sort_unstable();
+        delivered == alices
+    })
+    .await;
+    assert!(bob_chat_b.lock().unwrap().delivered.is_empty(), "status changes go to the sender only");
 
     // --- kill -9 of A: nothing acknowledged is lost; its clients resume on B ---------------------
     let acknowledged = Arc::new(Mutex::new(Vec::new()));

@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use prost::Message;
@@ -30,6 +30,7 @@ fn start_up(extra: &[&str]) -> Up {
     let max_message = MAX_MESSAGE_BYTES.to_string();
     let mut args = vec!["--shutdown-grace", "2s", "--max-message-bytes", &max_message];
     args.extend(["--session-create-burst", "1000", "--chat-flood-burst", "1000", "--sync-command-burst", "1000"]);
+    args.extend(["--room-creates-per-caller", "0", "--room-max-open-per-owner", "0"]);
     args.extend(extra);
     crate::helpers::start_up(&args, ADMIN_TOKEN, &[("XIAOWO_LOG", "warn,xiaowo=info,svc_kit=info")])
 }
@@ -214,19 +215,16 @@ async fn malformed_requests_get_clear_statuses_and_the_server_keeps_serving() {
         raw_h2(&up, CREATE_SESSION, GRPC, framed(&over_limit)).await,
         Some(8),
     ));
-    // Framing: a body that ends inside a message, a compressed flag with no encoding, an
-    // unknown flag, an encoding the server does not speak.
+    // Framing, all the caller's fault: a body that ends inside a message or its 5-byte prefix, a
+    // compressed flag with no encoding, an unknown flag (INVALID_ARGUMENT, where tonic answers
+    // INTERNAL), an encoding the server does not speak (UNIMPLEMENTED).
     let truncated = frame(0, 100, &good_session);
-    observed.push(("truncated frame".to_owned(), raw_h2(&up, CREATE_SESSION, GRPC, truncated).await, Some(13)));
-    observed.push(("half a header".to_owned(), raw_h2(&up, CREATE_SESSION, GRPC, vec![0, 0]).await, Some(13)));
+    observed.push(("truncated frame".to_owned(), raw_h2(&up, CREATE_SESSION, GRPC, truncated).await, Some(3)));
+    observed.push(("half a header".to_owned(), raw_h2(&up, CREATE_SESSION, GRPC, vec![0, 0]).await, Some(3)));
     let compressed = frame(1, u32::try_from(good_session.len()).unwrap(), &good_session);
-    observed.push((
-        "compressed, no encoding".to_owned(),
-        raw_h2(&up, CREATE_SESSION, GRPC, compressed).await,
-        Some(13),
-    ));
+    observed.push(("compressed, no encoding".to_owned(), raw_h2(&up, CREATE_SESSION, GRPC, compressed).await, Some(3)));
     let bad_flag = frame(7, u32::try_from(good_session.len()).unwrap(), &good_session);
-    observed.push(("unknown frame flag".to_owned(), raw_h2(&up, CREATE_SESSION, GRPC, bad_flag).await, Some(13)));
+    observed.push(("unknown frame flag".to_owned(), raw_h2(&up, CREATE_SESSION, GRPC, bad_flag).await, Some(3)));
     let brotli = [("content-type", "application/grpc"), ("grpc-encoding", "br")];
     let compressed = frame(1, u32::try_from(good_session.len()).unwrap(), &good_session);
     observed.push((
@@ -265,7 +263,7 @@ async fn malformed_requests_get_clear_statuses_and_the_server_keeps_serving() {
     observed.push((
         "grpc-web: frame cut short".to_owned(),
         h1(grpc_web_post(&up, CREATE_SESSION, web, &frame(0, 100, &good_session), "")),
-        Some(13),
+        Some(3),
     ));
     // The HTTP body itself ends before its Content-Length: the call fails, nothing is created.
     let mut cut = grpc_web_post(&up, CREATE_SESSION, web, &framed(&good_session), "");
@@ -275,7 +273,7 @@ async fn malformed_requests_get_clear_statuses_and_the_server_keeps_serving() {
     observed.push((
         "grpc-web-text: not base64".to_owned(),
         h1(grpc_web_post(&up, CREATE_SESSION, "application/grpc-web-text", b"!!!not base64!!!", "")),
-        Some(13),
+        Some(3),
     ));
 
     let mut failures = Vec::new();
@@ -313,6 +311,58 @@ async fn malformed_requests_get_clear_statuses_and_the_server_keeps_serving() {
     let mut names: Vec<_> = listed.iter().map(|session| session.display_name.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["Ana", "Bo", "Cy", "Two"], "Ana, the one well-formed gRPC-web call (Bo), Cy, and Two once");
+}
+
+/// Text that shows nothing, or breaks a single line: every service refuses it with
+/// INVALID_ARGUMENT naming the field, and nothing is stored.
+#[tokio::test]
+async fn invisible_names_and_messages_and_line_separators_are_refused_everywhere() {
+    let up = start_up(&[]);
+    let channel = up.channel().await;
+    let ana = user(&channel, "Ana").await;
+    let violation_fields = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        svc_kit::testing::violations(&status)
+    };
+    for name in ["\u{200b}\u{200b}", "a\u{2028}b", "\u{3164}"] {
+        let created = sessions(&channel)
+            .create_session(session::CreateSessionRequest { display_name: name.to_owned() })
+            .await
+            .unwrap_err();
+        assert_eq!(violation_fields(created), ["display_name"], "{name:?}");
+        let renamed = sessions(&channel)
+            .update_display_name(with_bearer(
+                session::UpdateDisplayNameRequest { display_name: name.to_owned() },
+                &ana.token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(violation_fields(renamed), ["display_name"], "{name:?}");
+    }
+    let blank_room = room::CreateRoomRequest { name: "\u{200b}".to_owned(), ..Default::default() };
+    let refused = rooms(&channel).create_room(with_bearer(blank_room, &ana.token)).await.unwrap_err();
+    assert_eq!(violation_fields(refused), ["name"]);
+    let room =
+        open_room(&channel, &ana, room::CreateRoomRequest { name: "visible".to_owned(), ..Default::default() }).await;
+    let blank_message = chat::SendMessageRequest {
+        room_id: room.room_id.clone(),
+        text: "\u{200b}\u{200b}\u{200b}".to_owned(),
+        client_message_id: "blank".to_owned(),
+    };
+    let refused = chats(&channel).send_message(with_bearer(blank_message, &ana.token)).await.unwrap_err();
+    assert_eq!(violation_fields(refused), ["text"]);
+    // Ana's name is unchanged and the room holds no message.
+    let me = sessions(&channel).get_session(with_bearer(session::GetSessionRequest {}, &ana.token)).await.unwrap();
+    assert_eq!(me.into_inner().session.unwrap().display_name, "Ana");
+    let history = chats(&channel)
+        .list_messages(with_bearer(
+            chat::ListMessagesRequest { room_id: room.room_id, before_seq: 0, page_size: 0 },
+            &ana.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(history.messages.is_empty());
 }
 
 /// Classic injection strings; each must come back exactly as sent (TextRule trims, so none
@@ -912,8 +962,18 @@ async fn session_cookies_are_long_random_http_only_and_cleared_on_logout_and_pag
         }
     }
 
-    // Tokens are ≥128 bits and do not repeat.
+    // Native gRPC over HTTP/2 names the host in `:authority`, not `Host`: on loopback the
+    // cookie is just as Secure and __Host- prefixed (it was plain `xiaowo_session` before).
     let channel = up.channel().await;
+    let created = sessions(&channel)
+        .create_session(session::CreateSessionRequest { display_name: "Native".to_owned() })
+        .await
+        .unwrap();
+    let cookie = created.metadata().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-xiaowo_session="), "{cookie}");
+    assert!(cookie.split(';').map(str::trim).any(|attribute| attribute == "Secure"), "{cookie}");
+
+    // Tokens are ≥128 bits and do not repeat.
     let mut tokens = std::collections::HashSet::new();
     for index in 0..50 {
         let token = user(&channel, &format!("u{index}")).await.token;
@@ -1115,4 +1175,39 @@ fn with<T>(message: T, header: &Option<(&'static str, String)>) -> tonic::Reques
         request.metadata_mut().insert(*name, value.parse().unwrap());
     }
     request
+}
+
+/// The outside walk's find: with `--session-idle-timeout 4s`, someone chatting every second was
+/// logged out after about 4 s, because chat-svc kept using its cached validation while the idle
+/// expiry at session-svc never slid. Using any service is using the session: it must stay alive
+/// as long as it is used, and still end once it is left idle.
+#[tokio::test]
+async fn a_session_used_only_through_other_services_slides_its_idle_expiry() {
+    const IDLE: Duration = Duration::from_secs(4);
+    let up = start_up(&["--session-idle-timeout", "4s"]);
+    let channel = up.channel().await;
+    let ana = user(&channel, "Ana").await;
+    let room =
+        open_room(&channel, &ana, room::CreateRoomRequest { name: "chatty".to_owned(), ..Default::default() }).await;
+    let send = |index: usize| {
+        let request = chat::SendMessageRequest {
+            room_id: room.room_id.clone(),
+            text: format!("message {index}"),
+            client_message_id: format!("m{index}"),
+        };
+        let mut client = chats(&channel);
+        let token = ana.token.clone();
+        async move { client.send_message(with_bearer(request, &token)).await.map(|_| ()) }
+    };
+    // Three idle periods of chatting, a message a second: every one is accepted.
+    let started = Instant::now();
+    let mut index = 0;
+    while started.elapsed() < 3 * IDLE {
+        send(index).await.unwrap_or_else(|status| panic!("message {index} after {:?}: {status:?}", started.elapsed()));
+        index += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Left idle past the timeout (and the slide's granularity), the session ends.
+    tokio::time::sleep(IDLE + Duration::from_secs(2)).await;
+    assert_eq!(send(index).await.unwrap_err().code(), Code::Unauthenticated);
 }
