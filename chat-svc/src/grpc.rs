@@ -88,6 +88,95 @@ fn event_to_pb(event: WatchEvent) -> pb::WatchMessagesResponse {
     pb::WatchMessagesResponse { event: Some(event) }
 }
 
+fn status_from_pb(status: i32) -> Option<MessageStatus> {
+    match pb::MessageStatus::try_from(status).ok()? {
+        pb::MessageStatus::Stored => Some(MessageStatus::Stored),
+        pb::MessageStatus::Delivered => Some(MessageStatus::Delivered),
+        pb::MessageStatus::Deleted => Some(MessageStatus::Deleted),
+        pb::MessageStatus::Unspecified => None,
+    }
+}
+
+fn message_from_pb(message: pb::Message) -> Option<Message> {
+    let pb::Message {
+        room_id,
+        seq,
+        sender_id,
+        text,
+        client_message_id,
+        status,
+        create_time,
+        delete_time,
+        deleted_by,
+    } = message;
+    Some(Message {
+        room_id,
+        seq,
+        sender_id,
+        text,
+        client_message_id,
+        status: status_from_pb(status)?,
+        created_at: proto::ms_from_timestamp(&create_time?),
+        deleted_at: delete_time.as_ref().map(proto::ms_from_timestamp),
+        deleted_by: Some(deleted_by).filter(|deleted_by| !deleted_by.is_empty()),
+    })
+}
+
+fn cursor_from_pb(cursor: pb::Cursor) -> Option<Cursor> {
+    let pb::Cursor { user_id, received_seq, read_seq, update_time } = cursor;
+    Some(Cursor { user_id, received_seq, read_seq, updated_at: proto::ms_from_timestamp(&update_time?) })
+}
+
+/// The live events that cross instances on the broker, as protobuf (`xiaowo.chat.v1.RoomBusEvent`),
+/// like every other subject on it.
+pub(crate) mod wire {
+    use bytes::Bytes;
+    use prost::Message as _;
+
+    use super::{cursor_from_pb, cursor_to_pb, message_from_pb, message_to_pb, pb, status_from_pb, status_to_pb};
+    use crate::model::RoomEvent;
+
+    /// `event` encoded for the other instances; `None` for events that stay in this one
+    /// (removals and closings come to every instance from room-svc; resyncs are local).
+    #[must_use]
+    pub fn encode(event: &RoomEvent) -> Option<Bytes> {
+        use pb::room_bus_event::Event;
+        let (event, sender_id) = match event.clone() {
+            RoomEvent::Message(message) => (Event::Message(message_to_pb(message)), String::new()),
+            RoomEvent::Deleted { seq, deleted_by, deleted_at } => {
+                let deleted =
+                    pb::MessageDeleted { seq, deleted_by, delete_time: Some(proto::timestamp_from_ms(deleted_at)) };
+                (Event::MessageDeleted(deleted), String::new())
+            }
+            RoomEvent::StatusChanged { seq, sender_id, status } => {
+                let changed = pb::MessageStatusChanged { seq, status: status_to_pb(status).into() };
+                (Event::MessageStatusChanged(changed), sender_id)
+            }
+            RoomEvent::CursorUpdated(cursor) => (Event::CursorUpdated(cursor_to_pb(cursor)), String::new()),
+            RoomEvent::MemberRemoved { .. } | RoomEvent::RoomClosed | RoomEvent::Resync => return None,
+        };
+        Some(Bytes::from(pb::RoomBusEvent { event: Some(event), sender_id }.encode_to_vec()))
+    }
+
+    /// An event another instance published; `None` when it cannot be read (a newer instance's
+    /// event, or damage): the receivers' gap detection repairs what that loses.
+    #[must_use]
+    pub fn decode(encoded: &[u8]) -> Option<RoomEvent> {
+        use pb::room_bus_event::Event;
+        let pb::RoomBusEvent { event, sender_id } = pb::RoomBusEvent::decode(encoded).ok()?;
+        Some(match event? {
+            Event::Message(message) => RoomEvent::Message(message_from_pb(message)?),
+            Event::MessageDeleted(pb::MessageDeleted { seq, deleted_by, delete_time }) => {
+                RoomEvent::Deleted { seq, deleted_by, deleted_at: proto::ms_from_timestamp(&delete_time?) }
+            }
+            Event::MessageStatusChanged(pb::MessageStatusChanged { seq, status }) => {
+                RoomEvent::StatusChanged { seq, sender_id, status: status_from_pb(status)? }
+            }
+            Event::CursorUpdated(cursor) => RoomEvent::CursorUpdated(cursor_from_pb(cursor)?),
+        })
+    }
+}
+
 /// A protobuf `Duration` as a std one; `None` when absent or negative.
 pub(crate) fn duration_from_pb(duration: Option<prost_types::Duration>) -> Option<Duration> {
     let prost_types::Duration { seconds, nanos } = duration?;

@@ -2,7 +2,7 @@
 //! Protobuf never reaches past `grpc.rs`; these do.
 
 /// Where a message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageStatus {
     /// Committed.
     Stored,
@@ -13,7 +13,7 @@ pub enum MessageStatus {
 }
 
 /// A chat message. Times are Unix milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub room_id: String,
     pub seq: i64,
@@ -44,7 +44,7 @@ pub struct Sent {
 }
 
 /// How far one member has received and read a room.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub user_id: String,
     pub received_seq: i64,
@@ -91,9 +91,9 @@ pub struct ModerationAction {
     pub mute_until: Option<i64>,
 }
 
-/// What passes through the publish/subscribe boundary for one room. Everything here can be
-/// serialised, so that a broker between instances can carry it (as JSON).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What passes through the publish/subscribe boundary for one room (a broker between instances
+/// carries what crosses them as protobuf: `grpc::wire`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
     /// A newly committed message, published in sequence order.
     Message(Message),

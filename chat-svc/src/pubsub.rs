@@ -1,7 +1,7 @@
 //! The one publish/subscribe boundary that live delivery passes through: an in-process
 //! broadcast per room, and with a broker configured ([`Nats`]) also NATS, which carries what
 //! one instance publishes to the watchers of every other (subject `xiaowo.chat.room.<room
-//! id>`, the event as JSON). Nothing else changes: sequence numbers come from the database and
+//! id>`, the event as protobuf, `xiaowo.chat.v1.RoomBusEvent`). Nothing else changes: sequence numbers come from the database and
 //! watchers catch up from it whenever they see one skipped, and after a broker outage every
 //! watched room catches up. Removals and closings stay local: every instance follows
 //! room-svc's events itself.
@@ -84,10 +84,9 @@ impl Nats {
                     else {
                         continue;
                     };
-                    match serde_json::from_slice::<RoomEvent>(&delivery.payload) {
-                        Ok(event) if crosses_instances(&event) => self.local.publish(room_id, event),
-                        Ok(_) => {}
-                        Err(error) => tracing::warn!(room_id, %error, "unreadable chat event from another instance"),
+                    match crate::grpc::wire::decode(&delivery.payload) {
+                        Some(event) => self.local.publish(room_id, event),
+                        None => tracing::warn!(room_id, "unreadable chat event from another instance"),
                     }
                 }
                 changed = connections.changed() => {
@@ -105,25 +104,14 @@ impl Nats {
     }
 }
 
-/// What another instance's watchers need to hear from this one (the rest they learn from
-/// room-svc or is about this instance only).
-fn crosses_instances(event: &RoomEvent) -> bool {
-    match event {
-        RoomEvent::Message(_)
-        | RoomEvent::Deleted { .. }
-        | RoomEvent::StatusChanged { .. }
-        | RoomEvent::CursorUpdated(_) => true,
-        RoomEvent::MemberRemoved { .. } | RoomEvent::RoomClosed | RoomEvent::Resync => false,
-    }
-}
-
 impl PubSub for Nats {
     fn publish(&self, room_id: &str, event: RoomEvent) {
-        if crosses_instances(&event) && is_subject_token(room_id) {
-            match serde_json::to_vec(&event) {
-                Ok(encoded) => self.broker.publish(format!("{SUBJECT}.{room_id}"), &[], encoded.into()),
-                Err(error) => tracing::warn!(room_id, %error, "chat event not encodable for other instances"),
-            }
+        // What another instance's watchers need to hear from this one: removals, closings
+        // and resyncs stay here (every instance hears room-svc itself).
+        if is_subject_token(room_id)
+            && let Some(encoded) = crate::grpc::wire::encode(&event)
+        {
+            self.broker.publish(format!("{SUBJECT}.{room_id}"), &[], encoded);
         }
         self.local.publish(room_id, event);
     }
@@ -161,7 +149,7 @@ impl PubSub for InProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Message, MessageStatus};
+    use crate::model::{Cursor, Message, MessageStatus};
 
     #[test]
     fn events_survive_the_trip_between_instances() {
@@ -176,12 +164,21 @@ mod tests {
             deleted_at: None,
             deleted_by: None,
         };
-        for event in [
+        let deleted = Message { deleted_at: Some(2), deleted_by: Some("m".to_owned()), ..message.clone() };
+        let cursor = Cursor { user_id: "v".to_owned(), received_seq: 7, read_seq: 6, updated_at: 3 };
+        let crossing = [
             RoomEvent::Message(message),
+            RoomEvent::Message(deleted),
+            RoomEvent::Deleted { seq: 7, deleted_by: "m".to_owned(), deleted_at: 4 },
             RoomEvent::StatusChanged { seq: 7, sender_id: "u1".to_owned(), status: MessageStatus::Delivered },
-        ] {
-            let encoded = serde_json::to_vec(&event).unwrap();
-            assert_eq!(serde_json::from_slice::<RoomEvent>(&encoded).unwrap(), event);
+            RoomEvent::CursorUpdated(cursor),
+        ];
+        for event in crossing {
+            let encoded = crate::grpc::wire::encode(&event).unwrap();
+            assert_eq!(crate::grpc::wire::decode(&encoded), Some(event));
+        }
+        for local in [RoomEvent::MemberRemoved { user_id: "u".to_owned() }, RoomEvent::RoomClosed, RoomEvent::Resync] {
+            assert_eq!(crate::grpc::wire::encode(&local), None, "{local:?} stays in its instance");
         }
     }
 
