@@ -98,17 +98,8 @@ fn status_from_pb(status: i32) -> Option<MessageStatus> {
 }
 
 fn message_from_pb(message: pb::Message) -> Option<Message> {
-    let pb::Message {
-        room_id,
-        seq,
-        sender_id,
-        text,
-        client_message_id,
-        status,
-        create_time,
-        delete_time,
-        deleted_by,
-    } = message;
+    let pb::Message { room_id, seq, sender_id, text, client_message_id, status, create_time, delete_time, deleted_by } =
+        message;
     Some(Message {
         room_id,
         seq,

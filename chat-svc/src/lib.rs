@@ -27,7 +27,7 @@ use std::sync::Arc;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use proto::chat::v1::chat_admin_service_server::ChatAdminServiceServer;
 use proto::chat::v1::chat_service_server::ChatServiceServer;
-use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::server::Assembly;
 use svc_kit::service::{BuildError, Deps};
@@ -54,40 +54,38 @@ pub struct ChatMetrics {
 
 impl ChatMetrics {
     /// Creates and registers the metrics.
-    ///
-    /// # Panics
-    /// Never: the names and buckets are constant and valid.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &prometheus::Registry) -> Self {
-        let metrics = Self {
-            messages_stored: IntCounter::new("xiaowo_chat_messages_stored_total", "Messages committed.")
-                .expect("valid metric"),
-            batch_size: Histogram::with_opts(
-                HistogramOpts::new("xiaowo_chat_write_batch_size", "Messages committed per transaction.")
-                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
-            )
-            .expect("valid metric"),
-            watchers: IntGauge::new("xiaowo_chat_watchers", "Open WatchMessages streams.").expect("valid metric"),
-            lag_catch_ups: IntCounter::new(
-                "xiaowo_chat_watch_lag_catch_ups_total",
-                "Times a watcher fell behind the live buffer and caught up from the database.",
-            )
-            .expect("valid metric"),
-            room_events_connected: IntGauge::new(
-                "xiaowo_chat_room_events_connected",
-                "1 while room-svc's event stream is subscribed, else 0.",
-            )
-            .expect("valid metric"),
+        Self {
+            messages_stored: registered(
+                registry,
+                IntCounter::new("xiaowo_chat_messages_stored_total", "Messages committed."),
+            ),
+            batch_size: registered(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("xiaowo_chat_write_batch_size", "Messages committed per transaction.")
+                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                ),
+            ),
+            watchers: registered(registry, IntGauge::new("xiaowo_chat_watchers", "Open WatchMessages streams.")),
+            lag_catch_ups: registered(
+                registry,
+                IntCounter::new(
+                    "xiaowo_chat_watch_lag_catch_ups_total",
+                    "Times a watcher fell behind the live buffer and caught up from the database.",
+                ),
+            ),
+            room_events_connected: registered(
+                registry,
+                IntGauge::new(
+                    "xiaowo_chat_room_events_connected",
+                    "1 while room-svc's event stream is subscribed, else 0.",
+                ),
+            ),
             permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "chat"),
             flood_limited: refusal_counter(registry, Refusal::FloodLimited, "chat"),
-        };
-        svc_kit::metrics::register(registry, &metrics.messages_stored);
-        svc_kit::metrics::register(registry, &metrics.batch_size);
-        svc_kit::metrics::register(registry, &metrics.watchers);
-        svc_kit::metrics::register(registry, &metrics.lag_catch_ups);
-        svc_kit::metrics::register(registry, &metrics.room_events_connected);
-        metrics
+        }
     }
 
     /// Counts a refused request for monitor-svc's anomaly rules.

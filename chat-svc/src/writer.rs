@@ -88,7 +88,8 @@ impl WriterTask {
     /// Commits one batch, publishes, answers.
     async fn commit(&self, ops: Vec<WriteOp>) {
         let (messages, replies): (Vec<_>, Vec<_>) = ops.into_iter().map(|op| (op.message, op.reply)).unzip();
-        self.metrics.batch_size.observe(messages.len() as f64);
+        // A batch holds at most `--chat-write-batch` messages.
+        self.metrics.batch_size.observe(f64::from(u32::try_from(messages.len()).unwrap_or(u32::MAX)));
         let results = match self.store.commit_batch(&messages).await {
             Ok(sent) => sent.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(error) if svc_kit::status::is_busy(&error) => {

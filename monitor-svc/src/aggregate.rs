@@ -201,7 +201,7 @@ fn merged_increase(
 /// Seconds between two snapshots, when the second is later.
 fn interval_seconds<'a>(previous: Option<&'a Snapshot>, current: &Snapshot) -> Option<(f64, &'a Snapshot)> {
     let previous = previous?;
-    #[allow(clippy::cast_precision_loss)]
+    #[expect(clippy::cast_precision_loss, reason = "milliseconds between two scrapes: far inside 2^52")]
     let seconds = (current.at_ms - previous.at_ms) as f64 / 1000.0;
     (seconds > 0.0).then_some((seconds, previous))
 }

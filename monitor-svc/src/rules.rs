@@ -315,7 +315,7 @@ message = "burst"
 
     #[test]
     fn default_rules_are_valid_with_the_default_metrics() {
-        let config: crate::Config = svc_kit::config::from_env();
+        let config: crate::Config = svc_kit::testing::from_env();
         let context = RuleContext::new(&config.counters, &config.gauges, Vec::new());
         let rules = load(None, &context).unwrap();
         let names: Vec<_> = rules.iter().map(|rule| rule.name.as_str()).collect();

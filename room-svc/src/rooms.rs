@@ -10,7 +10,7 @@ use std::time::Duration;
 use prometheus::{IntCounter, IntGauge};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
-use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
@@ -55,22 +55,17 @@ pub struct RoomMetrics {
 
 impl RoomMetrics {
     /// Creates and registers the metrics.
-    ///
-    /// # Panics
-    /// Never: the names are fixed.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &prometheus::Registry) -> Self {
-        let metrics = Self {
-            active: IntGauge::new("xiaowo_rooms_active", "Open rooms.").expect("valid metric"),
-            wrong_passwords: IntCounter::new("xiaowo_room_wrong_password_total", "Joins refused for a wrong password.")
-                .expect("valid metric"),
+        Self {
+            active: registered(registry, IntGauge::new("xiaowo_rooms_active", "Open rooms.")),
+            wrong_passwords: registered(
+                registry,
+                IntCounter::new("xiaowo_room_wrong_password_total", "Joins refused for a wrong password."),
+            ),
             permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "room"),
             flood_limited: refusal_counter(registry, Refusal::FloodLimited, "room"),
-        };
-        svc_kit::metrics::register(registry, &metrics.active);
-        svc_kit::metrics::register(registry, &metrics.wrong_passwords);
-        metrics
+        }
     }
 }
 

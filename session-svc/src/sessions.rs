@@ -11,7 +11,7 @@ use prometheus::{IntCounter, IntGauge};
 use rand::RngCore;
 use svc_kit::auth::token_hash;
 use svc_kit::clock::{SharedClock, millis};
-use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::text::TextRule;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -83,27 +83,20 @@ pub struct SessionMetrics {
 
 impl SessionMetrics {
     /// Creates and registers the metrics.
-    ///
-    /// # Panics
-    /// Never: the names and labels are fixed.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &prometheus::Registry) -> Self {
-        let metrics = Self {
-            created: IntCounter::new("xiaowo_sessions_created_total", "Sessions created.").expect("valid metric"),
+        Self {
+            created: registered(registry, IntCounter::new("xiaowo_sessions_created_total", "Sessions created.")),
             auth_failures: refusal_counter(registry, Refusal::AuthFailure, "session"),
-            expired_deleted: IntCounter::new(
-                "xiaowo_sessions_expired_deleted_total",
-                "Expired sessions deleted by the janitor.",
-            )
-            .expect("valid metric"),
-            live: IntGauge::new("xiaowo_sessions_live", "Unexpired sessions, as of the janitor's last run.")
-                .expect("valid metric"),
-        };
-        svc_kit::metrics::register(registry, &metrics.created);
-        svc_kit::metrics::register(registry, &metrics.expired_deleted);
-        svc_kit::metrics::register(registry, &metrics.live);
-        metrics
+            expired_deleted: registered(
+                registry,
+                IntCounter::new("xiaowo_sessions_expired_deleted_total", "Expired sessions deleted by the janitor."),
+            ),
+            live: registered(
+                registry,
+                IntGauge::new("xiaowo_sessions_live", "Unexpired sessions, as of the janitor's last run."),
+            ),
+        }
     }
 }
 

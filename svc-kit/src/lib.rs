@@ -5,8 +5,8 @@
 //!   static files, bounded shutdown), [`db`] (connect and migrate, SQLite or PostgreSQL),
 //!   [`metrics`], [`auth`] (the [`auth::Guard`] layer that authenticates every call once),
 //!   [`feed`] (serving and following change feeds), [`bus`] (the NATS broker between
-//!   instances), [`clock`], [`ratelimit`], [`status`] and [`text`] (input validation),
-//!   [`shutdown`] and [`config`].
+//!   instances), [`clock`], [`ratelimit`], [`address`] (client addresses behind proxies),
+//!   [`status`] and [`text`] (input validation), and [`shutdown`].
 //! * The contracts several services share, and so the only domain knowledge here: [`peer`]
 //!   (the clients of session-svc's and room-svc's internal APIs that room-scoped services all
 //!   need) and [`retention`] (one policy block for every service's periods, each service
@@ -18,7 +18,6 @@ pub mod address;
 pub mod auth;
 pub mod bus;
 pub mod clock;
-pub mod config;
 mod connections;
 pub mod db;
 pub mod feed;

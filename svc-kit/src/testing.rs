@@ -34,12 +34,24 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// A crate's configuration from its defaults and `XIAOWO_*` environment variables alone, the
+/// way the binary would build it with no flags. Tests start from this and change fields.
+///
+/// # Panics
+/// When a default or an environment variable does not parse.
+#[must_use]
+pub fn from_env<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("xiaowo"));
+    let matches = command.get_matches_from(["xiaowo"]);
+    T::from_arg_matches(&matches).expect("configuration defaults parse")
+}
+
 /// An assembly bound to `127.0.0.1:0` with default settings and a short grace period.
 ///
 /// # Panics
 /// When no loopback port can be bound.
 pub async fn bind() -> Assembly {
-    let mut config: ServerConfig = crate::config::from_env();
+    let mut config: ServerConfig = from_env();
     config.shutdown_grace = std::time::Duration::from_secs(2);
     Assembly::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config, CancellationToken::new())
         .await
@@ -229,6 +241,49 @@ pub fn metric(page: &str, name: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// `xiaowo_retention_pruned_total` of `service`'s `table` on a `/metrics` page; 0 before its
+/// first prune.
+#[must_use]
+pub fn pruned(page: &str, service: &str, table: &str) -> u64 {
+    let (service, table) = (format!("service=\"{service}\""), format!("table=\"{table}\""));
+    page.lines()
+        .filter(|line| line.starts_with(&format!("{}{{", crate::retention::PRUNED_METRIC)))
+        .filter(|line| line.contains(&service) && line.contains(&table))
+        .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The clock time (Unix milliseconds) as of which `service`'s last retention pass finished, as
+/// a `/metrics` page says (in seconds with millisecond digits); `None` before the first.
+#[must_use]
+pub fn last_retention_pass_ms(page: &str, service: &str) -> Option<i64> {
+    let service = format!("service=\"{service}\"");
+    let value = page
+        .lines()
+        .filter(|line| line.starts_with(&format!("{}{{", crate::retention::LAST_PASS_METRIC)))
+        .filter(|line| line.contains(&service))
+        .find_map(|line| line.rsplit_once(' ').map(|(_, value)| value.trim().to_owned()))?;
+    // Read as decimal digits rather than through a float, so that no millisecond is lost.
+    let (seconds, fraction) = value.split_once('.').unwrap_or((&value, ""));
+    let millis: String = fraction.chars().chain(std::iter::repeat('0')).take(3).collect();
+    Some(seconds.parse::<i64>().ok()? * 1000 + millis.parse::<i64>().ok()?)
+}
+
+/// Waits (at most [`PATIENCE`]) until `service`'s retention janitor has finished a pass as of
+/// `now_ms`; the `/metrics` page of `addr` then.
+///
+/// # Panics
+/// When no such pass finishes in time.
+pub async fn retention_pass_done(addr: SocketAddr, service: &str, now_ms: i64) -> String {
+    let mut page = String::new();
+    eventually("a retention pass as of the clock's time", async || {
+        page = metrics_page(addr).await;
+        last_retention_pass_ms(&page, service).is_some_and(|done| done >= now_ms)
+    })
+    .await;
+    page
+}
+
 /// A child process of the test, usually the real `xiaowo` binary, whose stdout is echoed and
 /// kept; killed (SIGKILL) when dropped.
 #[derive(Debug)]
@@ -316,7 +371,19 @@ impl Drop for Spawned {
 
 #[cfg(test)]
 mod tests {
-    use super::replace_database;
+    use super::{last_retention_pass_ms, pruned, replace_database};
+
+    #[test]
+    fn retention_figures_are_read_from_a_metrics_page() {
+        let page = "xiaowo_retention_pruned_total{service=\"room\",table=\"rooms\"} 1001\n\
+                    xiaowo_retention_last_pass_timestamp_seconds{service=\"room\"} 1800000000.001\n\
+                    xiaowo_retention_last_pass_timestamp_seconds{service=\"sync\"} 1800000001\n";
+        assert_eq!(pruned(page, "room", "rooms"), 1001);
+        assert_eq!(pruned(page, "room", "audit_logs"), 0);
+        assert_eq!(last_retention_pass_ms(page, "room"), Some(1_800_000_000_001));
+        assert_eq!(last_retention_pass_ms(page, "sync"), Some(1_800_000_001_000));
+        assert_eq!(last_retention_pass_ms(page, "chat"), None);
+    }
 
     #[test]
     fn database_is_replaced_and_query_kept() {

@@ -12,7 +12,14 @@
 //! * CPU per delivery: the whole process's CPU time (server, drivers and watchers alike) over
 //!   the measured window, divided by deliveries.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a benchmark stops at any failure, and reports counts and ranks as f64 figures"
+)]
 
 #[path = "../tests/sync/helpers.rs"]
 #[allow(dead_code, unused_imports, reason = "the benchmark uses a few of the tests' helpers")]

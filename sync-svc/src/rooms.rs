@@ -16,7 +16,7 @@ use futures_util::Stream;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
-use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
@@ -142,46 +142,44 @@ impl SyncMetrics {
     }
 
     /// Creates and registers the metrics.
-    ///
-    /// # Panics
-    /// Never: the names, labels and buckets are fixed.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &prometheus::Registry) -> Self {
-        let metrics = Self {
-            commands: IntCounterVec::new(
-                Opts::new("xiaowo_sync_commands_total", "Accepted timeline and queue changes by action."),
-                &["action"],
-            )
-            .expect("valid metric"),
-            conflicts: IntCounter::new(
-                "xiaowo_sync_version_conflicts_total",
-                "Commands refused because another change won (stale version).",
-            )
-            .expect("valid metric"),
-            drift: Histogram::with_opts(
-                HistogramOpts::new(
-                    "xiaowo_sync_drift_seconds",
-                    "How far ready players report being from the shared timeline (absolute).",
-                )
-                .buckets(vec![0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12]),
-            )
-            .expect("valid metric"),
-            watchers: IntGauge::new("xiaowo_sync_watch_streams", "Open WatchRoom streams.").expect("valid metric"),
-            resyncs: IntCounter::new(
-                "xiaowo_sync_watcher_resyncs_total",
-                "Times a watcher fell behind and was sent a fresh snapshot.",
-            )
-            .expect("valid metric"),
+        Self {
+            commands: registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("xiaowo_sync_commands_total", "Accepted timeline and queue changes by action."),
+                    &["action"],
+                ),
+            ),
+            conflicts: registered(
+                registry,
+                IntCounter::new(
+                    "xiaowo_sync_version_conflicts_total",
+                    "Commands refused because another change won (stale version).",
+                ),
+            ),
+            drift: registered(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "xiaowo_sync_drift_seconds",
+                        "How far ready players report being from the shared timeline (absolute).",
+                    )
+                    .buckets(vec![0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12]),
+                ),
+            ),
+            watchers: registered(registry, IntGauge::new("xiaowo_sync_watch_streams", "Open WatchRoom streams.")),
+            resyncs: registered(
+                registry,
+                IntCounter::new(
+                    "xiaowo_sync_watcher_resyncs_total",
+                    "Times a watcher fell behind and was sent a fresh snapshot.",
+                ),
+            ),
             permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "sync"),
             flood_limited: refusal_counter(registry, Refusal::FloodLimited, "sync"),
-        };
-        svc_kit::metrics::register(registry, &metrics.commands);
-        svc_kit::metrics::register(registry, &metrics.conflicts);
-        svc_kit::metrics::register(registry, &metrics.drift);
-        svc_kit::metrics::register(registry, &metrics.watchers);
-        svc_kit::metrics::register(registry, &metrics.resyncs);
-        metrics
+        }
     }
 }
 
@@ -496,8 +494,9 @@ impl Rooms {
         self.require_member(room_id, caller).await?;
         let now = self.now_ms();
         if report.state == PlayerState::Ready {
-            #[allow(clippy::cast_precision_loss)]
-            self.metrics.drift.observe(report.offset_ms.unsigned_abs() as f64 / 1000.0);
+            // Offsets were checked to be within a day: far inside a u32 of milliseconds.
+            let drift_ms = u32::try_from(report.offset_ms.unsigned_abs()).unwrap_or(u32::MAX);
+            self.metrics.drift.observe(f64::from(drift_ms) / 1000.0);
         }
         {
             let mut presence = self.presence();

@@ -69,7 +69,7 @@ impl Stack {
     /// cost and a short shutdown grace.
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut common: Common = svc_kit::config::from_env();
+        let mut common: Common = svc_kit::testing::from_env();
         common.data_dir = dir.path().join("data");
         common.admin_token = Some(ADMIN_TOKEN.to_owned());
         let internal_token = InternalToken::generate();

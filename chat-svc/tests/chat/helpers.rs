@@ -37,7 +37,7 @@ pub struct TestApp {
 
 /// Settings for tests: a flood limit out of the way unless a test sets one.
 pub fn test_config() -> chat_svc::Config {
-    let mut config: chat_svc::Config = svc_kit::config::from_env();
+    let mut config: chat_svc::Config = svc_kit::testing::from_env();
     config.flood_burst = 10_000;
     config.flood_per_second = 10_000.0;
     config

@@ -23,38 +23,16 @@ fn policy() -> RetentionConfig {
     }
 }
 
-/// chat-svc's series of a retention metric (`table` for the counter); 0 when absent.
-fn series(metrics: &str, name: &str, table: Option<&str>) -> i64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains("service=\"chat\""))
-        .filter(|line| table.is_none_or(|table| line.contains(&format!("table=\"{table}\""))))
-        .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
-        .map_or(0, |value| value as i64)
-}
-
-fn pruned(metrics: &str, table: &str) -> i64 {
-    series(metrics, "xiaowo_retention_pruned_total", Some(table))
+fn pruned(metrics: &str, table: &str) -> u64 {
+    svc_kit::testing::pruned(metrics, "chat", table)
 }
 
 fn pass_finished(metrics: &str, now_ms: i64) -> bool {
-    // Seconds with millisecond precision: read back as milliseconds.
-    let seconds = metrics
-        .lines()
-        .filter(|line| line.starts_with("xiaowo_retention_last_pass_timestamp_seconds{"))
-        .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()));
-    seconds.is_some_and(|seconds| (seconds * 1000.0).round() as i64 >= now_ms)
+    svc_kit::testing::last_retention_pass_ms(metrics, "chat").is_some_and(|done| done >= now_ms)
 }
 
 async fn pass_done(app: &TestApp) -> String {
-    for _ in 0..600 {
-        let metrics = app.chat_metrics().await;
-        if pass_finished(&metrics, app.stack.clock.now_ms()) {
-            return metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no retention pass within 30 s");
+    svc_kit::testing::retention_pass_done(app.chat_server().addr, "chat", app.stack.clock.now_ms()).await
 }
 
 /// Closes the room and waits until chat-svc has heard so (the watcher's stream ends).
@@ -125,7 +103,7 @@ async fn chat_of_closed_rooms_is_pruned_exactly_past_its_period() {
             break metrics;
         }
     };
-    assert_eq!(pruned(&metrics, "messages"), OLD_MESSAGES as i64);
+    assert_eq!(pruned(&metrics, "messages"), OLD_MESSAGES);
     assert_eq!(pruned(&metrics, "member_cursors"), 1);
     assert_eq!(pruned(&metrics, "closed_rooms"), 1);
     let history = app.history(&bo, &live, 0, 100).await.unwrap();
@@ -134,6 +112,6 @@ async fn chat_of_closed_rooms_is_pruned_exactly_past_its_period() {
     // And `newer`'s one millisecond after its own period.
     app.stack.clock.advance(Duration::from_millis(1));
     let metrics = pass_done(&app).await;
-    assert_eq!(pruned(&metrics, "messages"), OLD_MESSAGES as i64 + 1);
+    assert_eq!(pruned(&metrics, "messages"), OLD_MESSAGES + 1);
     assert_eq!(pruned(&metrics, "closed_rooms"), 2);
 }

@@ -168,7 +168,7 @@ struct MonitorApp {
 }
 
 fn test_config() -> monitor_svc::Config {
-    let mut config: monitor_svc::Config = svc_kit::config::from_env();
+    let mut config: monitor_svc::Config = svc_kit::testing::from_env();
     // Rounds are run by the tests, at the manual clock's time.
     config.scrape_interval = Duration::from_secs(3600);
     config.scrape_timeout = Duration::from_secs(2);

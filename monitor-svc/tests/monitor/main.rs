@@ -4,5 +4,6 @@
 //! (`xiaowo::testing::Stack`), a real SMTP server (aiosmtpd) and real HTTP receivers for the
 //! webhook and the SMS gateway. A manual clock decides the time of each round, which the test
 //! runs itself through the `Monitor` monitor-svc exposes.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail by panicking")]
 
 mod end_to_end;

@@ -25,39 +25,15 @@ fn policy() -> RetentionConfig {
     }
 }
 
-/// A series of `xiaowo_retention_pruned_total` for room-svc's `table`; 0 before the first prune.
+/// `xiaowo_retention_pruned_total` for room-svc's `table`.
 fn pruned(metrics: &str, table: &str) -> u64 {
-    let series = format!("table=\"{table}\"");
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("xiaowo_retention_pruned_total{"))
-        .filter(|line| line.contains("service=\"room\"") && line.contains(&series))
-        .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse().ok()))
-        .unwrap_or(0)
+    svc_kit::testing::pruned(metrics, "room", table)
 }
 
-/// The clock time that room-svc's last finished retention pass pruned up to.
-fn last_pass(metrics: &str) -> i64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("xiaowo_retention_last_pass_timestamp_seconds{"))
-        .filter(|line| line.contains("service=\"room\""))
-        .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
-        .map_or(i64::MIN, |seconds| (seconds * 1000.0).round() as i64)
-}
-
-/// Waits (bounded) until a retention pass as of the clock's current time has finished; the
-/// metrics text at that point.
+/// Waits until a retention pass as of the clock's current time has finished; the metrics text
+/// at that point.
 async fn pass_done(app: &TestApp) -> String {
-    let now = app.clock.now_ms();
-    for _ in 0..600 {
-        let metrics = app.metrics().await;
-        if last_pass(&metrics) >= now {
-            return metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no retention pass within 30 s");
+    svc_kit::testing::retention_pass_done(app.server.addr, "room", app.clock.now_ms()).await
 }
 
 async fn close(app: &TestApp, owner: &User, room_id: &str) {
@@ -145,7 +121,7 @@ async fn closed_rooms_and_audit_rows_are_pruned_exactly_past_their_periods() {
         assert!(join.member.is_some());
         served += 1;
         let metrics = app.metrics().await;
-        if last_pass(&metrics) >= app.clock.now_ms() {
+        if svc_kit::testing::last_retention_pass_ms(&metrics, "room").is_some_and(|done| done >= app.clock.now_ms()) {
             break metrics;
         }
     };

@@ -17,7 +17,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn server(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
-    let mut config: ServerConfig = svc_kit::config::from_env();
+    let mut config: ServerConfig = svc_kit::testing::from_env();
     config.shutdown_grace = Duration::from_secs(1);
     configure(&mut config);
     let assembly =

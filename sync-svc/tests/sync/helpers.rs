@@ -225,7 +225,7 @@ impl Peers {
 
 /// sync-svc settings suited to tests: no access caching, quick ticks, no flood limit.
 pub fn test_config() -> sync_svc::Config {
-    let mut config: sync_svc::Config = svc_kit::config::from_env();
+    let mut config: sync_svc::Config = svc_kit::testing::from_env();
     config.access_cache_ttl = Duration::ZERO;
     config.tick_interval = Duration::from_millis(20);
     config.presence_interval = Duration::from_millis(50);

@@ -25,31 +25,16 @@ fn policy() -> RetentionConfig {
     }
 }
 
-/// sync-svc's series of a retention metric (`table` for the counter); 0 when absent.
-fn series(metrics: &str, name: &str, table: Option<&str>) -> i64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains("service=\"sync\""))
-        .filter(|line| table.is_none_or(|table| line.contains(&format!("table=\"{table}\""))))
-        .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
-        .map_or(0, |value| value as i64)
-}
-
-fn pruned(metrics: &str) -> i64 {
+fn pruned(metrics: &str) -> u64 {
     pruned_from(metrics, "sync_logs")
 }
 
-fn pruned_from(metrics: &str, table: &str) -> i64 {
-    series(metrics, "xiaowo_retention_pruned_total", Some(table))
+fn pruned_from(metrics: &str, table: &str) -> u64 {
+    svc_kit::testing::pruned(metrics, "sync", table)
 }
 
 fn pass_finished(metrics: &str, now_ms: i64) -> bool {
-    // Seconds with millisecond precision: read back as milliseconds.
-    let seconds = metrics
-        .lines()
-        .filter(|line| line.starts_with("xiaowo_retention_last_pass_timestamp_seconds{"))
-        .find_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()));
-    seconds.is_some_and(|seconds| (seconds * 1000.0).round() as i64 >= now_ms)
+    svc_kit::testing::last_retention_pass_ms(metrics, "sync").is_some_and(|done| done >= now_ms)
 }
 
 struct Fixture {
@@ -67,16 +52,9 @@ impl Fixture {
         self.app.client().seek(with_token(request, &self.owner)).await.unwrap().into_inner().state.unwrap()
     }
 
-    /// Waits (bounded) until a retention pass as of the clock's time has finished.
+    /// Waits until a retention pass as of the clock's time has finished.
     async fn pass_done(&self) -> String {
-        for _ in 0..600 {
-            let metrics = self.app.metrics().await;
-            if pass_finished(&metrics, self.clock.now_ms()) {
-                return metrics;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no retention pass within 30 s");
+        svc_kit::testing::retention_pass_done(self.app.server.addr, "sync", self.clock.now_ms()).await
     }
 
     /// Creation times of every log row of the room, oldest first.
@@ -130,14 +108,15 @@ async fn sync_logs_are_pruned_exactly_past_their_period() {
     fixture.clock.advance(Duration::from_millis(1));
     version = fixture.seek(version, 0).await.version;
     let times = fixture.log_times().await;
-    assert_eq!(times.iter().filter(|&&time| time == START_MS).count(), OLD_COMMANDS as usize);
-    assert_eq!(times.len(), OLD_COMMANDS as usize + 1);
+    let old_commands = usize::try_from(OLD_COMMANDS).unwrap();
+    assert_eq!(times.iter().filter(|&&time| time == START_MS).count(), old_commands);
+    assert_eq!(times.len(), old_commands + 1);
 
     // Exactly one period after the oldest rows: all kept.
     fixture.clock.advance(SYNC_LOGS - Duration::from_millis(1));
     let metrics = fixture.pass_done().await;
     assert_eq!(pruned(&metrics), 0);
-    assert_eq!(fixture.log_times().await.len(), OLD_COMMANDS as usize + 1);
+    assert_eq!(fixture.log_times().await.len(), old_commands + 1);
 
     // One millisecond more: the rows of START_MS go, while commands are still accepted.
     fixture.clock.advance(Duration::from_millis(1));
@@ -150,9 +129,9 @@ async fn sync_logs_are_pruned_exactly_past_their_period() {
             break metrics;
         }
     };
-    assert_eq!(pruned(&metrics), OLD_COMMANDS);
+    assert_eq!(pruned(&metrics), u64::try_from(OLD_COMMANDS).unwrap());
     let times = fixture.log_times().await;
-    assert_eq!(times.len() as i64, 1 + accepted);
+    assert_eq!(i64::try_from(times.len()).unwrap(), 1 + accepted);
     assert_eq!(times.first(), Some(&(START_MS + 1)));
 }
 

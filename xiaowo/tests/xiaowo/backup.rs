@@ -22,7 +22,7 @@ struct Node {
 impl Node {
     async fn start() -> Self {
         let data = tempfile::tempdir().unwrap();
-        let mut common: Common = svc_kit::config::from_env();
+        let mut common: Common = svc_kit::testing::from_env();
         common.data_dir = data.path().to_path_buf();
         // The writers here are load, not a flood.
         common.session.create_burst = 100_000;

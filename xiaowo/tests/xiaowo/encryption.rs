@@ -16,7 +16,7 @@ use xiaowo::node::{self, Common, Plan, StartError, Target};
 const KEY: &str = "correct horse battery staple";
 
 async fn start(data_dir: &Path, key: Option<&str>) -> Result<(node::Running, CancellationToken), StartError> {
-    let mut common: Common = svc_kit::config::from_env();
+    let mut common: Common = svc_kit::testing::from_env();
     common.data_dir = data_dir.to_path_buf();
     common.db_key = key.map(str::to_owned);
     let shutdown = CancellationToken::new();

@@ -30,7 +30,7 @@ fn channel(url: &str) -> tonic::transport::Channel {
 #[tokio::test]
 async fn services_sharing_a_data_directory_share_a_generated_token() {
     let data = tempfile::tempdir().unwrap();
-    let mut common: Common = svc_kit::config::from_env();
+    let mut common: Common = svc_kit::testing::from_env();
     common.data_dir = data.path().to_path_buf();
     common.room.bcrypt_cost = 4;
     let shutdown = CancellationToken::new();
@@ -89,7 +89,7 @@ async fn services_sharing_a_data_directory_share_a_generated_token() {
 #[tokio::test]
 async fn a_configured_token_is_used_and_nothing_is_written() {
     let data = tempfile::tempdir().unwrap();
-    let mut common: Common = svc_kit::config::from_env();
+    let mut common: Common = svc_kit::testing::from_env();
     common.data_dir = data.path().to_path_buf();
     common.internal_token = Some("configured-internal-token".to_owned());
     let shutdown = CancellationToken::new();

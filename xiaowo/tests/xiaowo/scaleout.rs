@@ -371,8 +371,7 @@ fn calls_served(url: &str, method: &str) -> u64 {
     let label = format!("method=\"{method}\"");
     page.lines()
         .filter(|line| line.starts_with("xiaowo_grpc_requests_total{") && line.contains(&label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|value| value as u64)
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
 
