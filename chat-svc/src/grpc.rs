@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use proto::chat::v1 as pb;
 use svc_kit::auth::Caller;
+use svc_kit::id::{RoomId, UserId};
+use svc_kit::status::Violation;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::chat::{Chat, History};
+use crate::chat::{Chat, Draft, History, HistoryPage, message_seq, mute_duration};
 use crate::model::{Cursor, Message, MessageStatus, ModerationAction, ModerationKind, Sent, WatchEvent};
 
 fn status_to_pb(status: MessageStatus) -> pb::MessageStatus {
@@ -168,6 +170,27 @@ pub(crate) mod wire {
     }
 }
 
+/// The room id of a request and the rest of it as `rest` checked it, or every violation of both.
+pub(crate) fn in_room<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(RoomId, T), Error> {
+    match (RoomId::parse("room_id", room_id), rest) {
+        (Ok(room_id), Ok(rest)) => Ok((room_id, rest)),
+        (room_id, rest) => {
+            Err(Error::InvalidArgument(room_id.err().into_iter().chain(rest.err().unwrap_or_default()).collect()))
+        }
+    }
+}
+
+/// Both checked values, or every violation among them.
+pub(crate) fn all_of<A, B>(
+    first: Result<A, Violation>,
+    second: Result<B, Violation>,
+) -> Result<(A, B), Vec<Violation>> {
+    match (first, second) {
+        (Ok(first), Ok(second)) => Ok((first, second)),
+        (first, second) => Err(first.err().into_iter().chain(second.err()).collect()),
+    }
+}
+
 /// A protobuf `Duration` as a std one; `None` when absent or negative.
 pub(crate) fn duration_from_pb(duration: Option<prost_types::Duration>) -> Option<Duration> {
     let prost_types::Duration { seconds, nanos } = duration?;
@@ -201,11 +224,9 @@ impl pb::chat_service_server::ChatService for PublicApi {
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::SendMessageRequest { room_id, text, client_message_id } = request.into_inner();
-        let Sent { message, duplicate } = self
-            .chat
-            .send(&caller.user_id, &room_id, &text, &client_message_id)
-            .await
-            .map_err(|error| self.refused(error))?;
+        let (room_id, draft) = in_room(&room_id, Draft::new(&text, &client_message_id))?;
+        let Sent { message, duplicate } =
+            self.chat.send(&caller.user_id, &room_id, draft).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::SendMessageResponse { message: Some(message_to_pb(message)), duplicate }))
     }
 
@@ -218,6 +239,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
     ) -> Result<Response<Self::WatchMessagesStream>, Status> {
         let caller = Caller::of(&request)?;
         let pb::WatchMessagesRequest { room_id, after_seq } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let receiver =
             self.chat.watch(&caller.user_id, &room_id, after_seq).await.map_err(|error| self.refused(error))?;
         let stream = ReceiverStream::new(receiver).map(|event| event.map(event_to_pb).map_err(Status::from));
@@ -231,11 +253,9 @@ impl pb::chat_service_server::ChatService for PublicApi {
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::ListMessagesRequest { room_id, before_seq, page_size } = request.into_inner();
-        let History { messages, next_before_seq, cursors, latest_seq } = self
-            .chat
-            .history(&caller.user_id, &room_id, before_seq, page_size)
-            .await
-            .map_err(|error| self.refused(error))?;
+        let (room_id, page) = in_room(&room_id, HistoryPage::new(before_seq, page_size))?;
+        let History { messages, next_before_seq, cursors, latest_seq } =
+            self.chat.history(&caller.user_id, &room_id, page).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::ListMessagesResponse {
             messages: messages.into_iter().map(message_to_pb).collect(),
             next_before_seq,
@@ -251,6 +271,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
     ) -> Result<Response<pb::UpdateCursorResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::UpdateCursorRequest { room_id, received_seq, read_seq } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let cursor = self
             .chat
             .update_cursor(&caller.user_id, &room_id, received_seq, read_seq)
@@ -266,6 +287,7 @@ impl pb::chat_service_server::ChatService for PublicApi {
     ) -> Result<Response<pb::DeleteMessageResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::DeleteMessageRequest { room_id, seq } = request.into_inner();
+        let (room_id, seq) = in_room(&room_id, message_seq(seq).map_err(|violation| vec![violation]))?;
         let message = self.chat.delete(&caller.user_id, &room_id, seq).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::DeleteMessageResponse { message: Some(message_to_pb(message)) }))
     }
@@ -277,11 +299,11 @@ impl pb::chat_service_server::ChatService for PublicApi {
     ) -> Result<Response<pb::MuteMemberResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::MuteMemberRequest { room_id, user_id, duration } = request.into_inner();
-        let until = self
-            .chat
-            .mute(&caller.user_id, &room_id, &user_id, duration_from_pb(duration))
-            .await
-            .map_err(|error| self.refused(error))?;
+        let target = UserId::parse("user_id", &user_id);
+        let duration = mute_duration(duration_from_pb(duration));
+        let (room_id, (target, duration)) = in_room(&room_id, all_of(target, duration))?;
+        let until =
+            self.chat.mute(&caller.user_id, &room_id, &target, duration).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::MuteMemberResponse { mute_until: Some(proto::timestamp_from_ms(until)) }))
     }
 
@@ -292,7 +314,9 @@ impl pb::chat_service_server::ChatService for PublicApi {
     ) -> Result<Response<pb::UnmuteMemberResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::UnmuteMemberRequest { room_id, user_id } = request.into_inner();
-        self.chat.unmute(&caller.user_id, &room_id, &user_id).await.map_err(|error| self.refused(error))?;
+        let target = UserId::parse("user_id", &user_id).map_err(|violation| vec![violation]);
+        let (room_id, target) = in_room(&room_id, target)?;
+        self.chat.unmute(&caller.user_id, &room_id, &target).await.map_err(|error| self.refused(error))?;
         Ok(Response::new(pb::UnmuteMemberResponse {}))
     }
 }
@@ -312,7 +336,10 @@ impl pb::chat_admin_service_server::ChatAdminService for AdminApi {
         request: Request<pb::ListModerationActionsRequest>,
     ) -> Result<Response<pb::ListModerationActionsResponse>, Status> {
         let pb::ListModerationActionsRequest { room_id, page_size, page_token } = request.into_inner();
-        let (actions, next) = self.chat.moderation_actions(&room_id, page_size, &page_token).await?;
+        // The room is an optional filter: empty means every room.
+        let room_id = (!room_id.is_empty()).then(|| RoomId::parse("room_id", &room_id)).transpose();
+        let room_id = room_id.map_err(Error::from)?;
+        let (actions, next) = self.chat.moderation_actions(room_id.as_ref(), page_size, &page_token).await?;
         Ok(Response::new(pb::ListModerationActionsResponse {
             moderation_actions: actions.into_iter().map(action_to_pb).collect(),
             next_page_token: next.unwrap_or_default(),

@@ -1,6 +1,8 @@
 //! chat-svc's own types: what the domain, the store and the live-delivery boundary exchange.
 //! Protobuf never reaches past `grpc.rs`; these do.
 
+use svc_kit::id::{RoomId, UserId};
+
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageStatus {
@@ -29,8 +31,8 @@ pub struct Message {
 /// A message as submitted, before it has a sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
-    pub room_id: String,
-    pub sender_id: String,
+    pub room_id: RoomId,
+    pub sender_id: UserId,
     pub text: String,
     pub client_message_id: String,
     pub created_at: i64,
@@ -104,7 +106,7 @@ pub enum RoomEvent {
     /// A member's cursor moved.
     CursorUpdated(Cursor),
     /// A member left or was kicked: their streams end.
-    MemberRemoved { user_id: String },
+    MemberRemoved { user_id: UserId },
     /// The room closed: every stream ends.
     RoomClosed,
     /// Live events may have been lost (the broker between instances was unreachable):

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use svc_kit::bus::{Broker, is_subject_token};
+use svc_kit::id::RoomId;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -18,18 +19,18 @@ use crate::model::RoomEvent;
 /// Publishes room events and hands out subscriptions to them.
 pub trait PubSub: Send + Sync + std::fmt::Debug {
     /// Sends `event` to every current subscriber of `room_id`; never blocks.
-    fn publish(&self, room_id: &str, event: RoomEvent);
+    fn publish(&self, room_id: &RoomId, event: RoomEvent);
 
     /// Receives the room's events from now on. The receiver holds a bounded ring: a
     /// subscriber that falls further behind gets `Lagged` and must catch up from the database.
-    fn subscribe(&self, room_id: &str) -> broadcast::Receiver<Arc<RoomEvent>>;
+    fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>>;
 }
 
 /// One bounded broadcast channel per room with subscribers.
 #[derive(Debug)]
 pub struct InProcess {
     capacity: usize,
-    rooms: Mutex<HashMap<String, broadcast::Sender<Arc<RoomEvent>>>>,
+    rooms: Mutex<HashMap<RoomId, broadcast::Sender<Arc<RoomEvent>>>>,
 }
 
 impl InProcess {
@@ -41,7 +42,7 @@ impl InProcess {
 
     /// Rooms with subscribers here.
     #[must_use]
-    pub fn watched_rooms(&self) -> Vec<String> {
+    pub fn watched_rooms(&self) -> Vec<RoomId> {
         let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
         rooms.iter().filter(|(_, sender)| sender.receiver_count() > 0).map(|(room_id, _)| room_id.clone()).collect()
     }
@@ -85,7 +86,8 @@ impl Nats {
                         continue;
                     };
                     match crate::grpc::wire::decode(&delivery.payload) {
-                        Some(event) => self.local.publish(room_id, event),
+                        // Other instances of this install publish only rooms it issued.
+                        Some(event) => self.local.publish(&RoomId::issued(room_id.to_owned()), event),
                         None => tracing::warn!(room_id, "unreadable chat event from another instance"),
                     }
                 }
@@ -105,10 +107,10 @@ impl Nats {
 }
 
 impl PubSub for Nats {
-    fn publish(&self, room_id: &str, event: RoomEvent) {
+    fn publish(&self, room_id: &RoomId, event: RoomEvent) {
         // What another instance's watchers need to hear from this one: removals, closings
         // and resyncs stay here (every instance hears room-svc itself).
-        if is_subject_token(room_id)
+        if is_subject_token(room_id.as_str())
             && let Some(encoded) = crate::grpc::wire::encode(&event)
         {
             self.broker.publish(format!("{SUBJECT}.{room_id}"), &[], encoded);
@@ -116,13 +118,13 @@ impl PubSub for Nats {
         self.local.publish(room_id, event);
     }
 
-    fn subscribe(&self, room_id: &str) -> broadcast::Receiver<Arc<RoomEvent>> {
+    fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {
         self.local.subscribe(room_id)
     }
 }
 
 impl PubSub for InProcess {
-    fn publish(&self, room_id: &str, event: RoomEvent) {
+    fn publish(&self, room_id: &RoomId, event: RoomEvent) {
         let Ok(mut rooms) = self.rooms.lock() else {
             return;
         };
@@ -134,7 +136,7 @@ impl PubSub for InProcess {
         }
     }
 
-    fn subscribe(&self, room_id: &str) -> broadcast::Receiver<Arc<RoomEvent>> {
+    fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {
         let mut rooms = match self.rooms.lock() {
             Ok(rooms) => rooms,
             Err(poisoned) => poisoned.into_inner(),
@@ -142,13 +144,17 @@ impl PubSub for InProcess {
         if rooms.len() > 1024 {
             rooms.retain(|_, sender| sender.receiver_count() > 0);
         }
-        rooms.entry(room_id.to_owned()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
+        rooms.entry(room_id.clone()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn room(name: &str) -> RoomId {
+        RoomId::issued(name.to_owned())
+    }
     use crate::model::{Cursor, Message, MessageStatus};
 
     #[test]
@@ -177,7 +183,11 @@ mod tests {
             let encoded = crate::grpc::wire::encode(&event).unwrap();
             assert_eq!(crate::grpc::wire::decode(&encoded), Some(event));
         }
-        for local in [RoomEvent::MemberRemoved { user_id: "u".to_owned() }, RoomEvent::RoomClosed, RoomEvent::Resync] {
+        for local in [
+            RoomEvent::MemberRemoved { user_id: svc_kit::id::UserId::issued("u".to_owned()) },
+            RoomEvent::RoomClosed,
+            RoomEvent::Resync,
+        ] {
             assert_eq!(crate::grpc::wire::encode(&local), None, "{local:?} stays in its instance");
         }
     }
@@ -185,13 +195,13 @@ mod tests {
     #[tokio::test]
     async fn delivers_only_to_the_room_and_signals_lag() {
         let pubsub = InProcess::new(2);
-        let mut a = pubsub.subscribe("a");
-        let mut b = pubsub.subscribe("b");
-        pubsub.publish("a", RoomEvent::RoomClosed);
+        let mut a = pubsub.subscribe(&room("a"));
+        let mut b = pubsub.subscribe(&room("b"));
+        pubsub.publish(&room("a"), RoomEvent::RoomClosed);
         assert_eq!(*a.recv().await.unwrap(), RoomEvent::RoomClosed);
         assert!(b.try_recv().is_err());
         for _ in 0..3 {
-            pubsub.publish("a", RoomEvent::RoomClosed);
+            pubsub.publish(&room("a"), RoomEvent::RoomClosed);
         }
         assert!(matches!(a.recv().await, Err(broadcast::error::RecvError::Lagged(1))));
     }

@@ -114,7 +114,9 @@ impl WriterTask {
                 && !sent.duplicate
             {
                 self.metrics.messages_stored.inc();
-                self.pubsub.publish(&sent.message.room_id, RoomEvent::Message(sent.message.clone()));
+                // The room of a message just stored is one the sender's request named.
+                let room_id = svc_kit::id::RoomId::issued(sent.message.room_id.clone());
+                self.pubsub.publish(&room_id, RoomEvent::Message(sent.message.clone()));
             }
             // The sender may have given up (deadline); the message is stored all the same.
             let _ = reply.send(result);

@@ -12,6 +12,7 @@ use proto::session::v1::session_internal_service_client::SessionInternalServiceC
 use svc_kit::address::ClientAddress;
 use svc_kit::auth::{Caller, InternalToken};
 use svc_kit::clock::SharedClock;
+use svc_kit::id::{RoomId, UserId};
 use svc_kit::status::Violation;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -21,7 +22,9 @@ use tonic::{Request, Response, Status};
 use crate::Error;
 use crate::events::{Change, RoomEvent};
 use crate::model::{AuditEntry, CloseReason, ControlMode, Member, RemovalReason, Role, Room, RoomStatus, Visibility};
-use crate::rooms::{Access, AuditQuery, CreateRoom, DisplayNames, Rooms, UpdateRoom};
+use crate::rooms::{
+    Access, AuditQuery, CreateRoom, DisplayNames, Rooms, UpdateRoom, audit_page, checked, room_and_user,
+};
 use svc_kit::feed::{Delivery, FeedEnded};
 
 fn visibility_to_pb(visibility: Visibility) -> pb::Visibility {
@@ -166,12 +169,13 @@ fn event_to_pb(event: RoomEvent) -> pb::WatchRoomEventsResponse {
     use pb::watch_room_events_response::Event;
     let RoomEvent { room_id, at_ms, change } = event;
     let event = match change {
-        Change::MemberJoined { user_id } => Event::MemberJoined(pb::MemberJoined { user_id }),
-        Change::MemberRemoved { user_id, reason } => {
-            Event::MemberRemoved(pb::MemberRemoved { user_id, reason: removal_reason_to_pb(reason).into() })
-        }
+        Change::MemberJoined { user_id } => Event::MemberJoined(pb::MemberJoined { user_id: user_id.into() }),
+        Change::MemberRemoved { user_id, reason } => Event::MemberRemoved(pb::MemberRemoved {
+            user_id: user_id.into(),
+            reason: removal_reason_to_pb(reason).into(),
+        }),
         Change::RoleChanged { user_id, role } => {
-            Event::RoleChanged(pb::RoleChanged { user_id, role: role_to_pb(Some(role)).into() })
+            Event::RoleChanged(pb::RoleChanged { user_id: user_id.into(), role: role_to_pb(Some(role)).into() })
         }
         Change::RoomUpdated { control_mode } => {
             Event::RoomUpdated(pb::RoomUpdated { control_mode: control_mode_to_pb(control_mode).into() })
@@ -180,7 +184,11 @@ fn event_to_pb(event: RoomEvent) -> pb::WatchRoomEventsResponse {
             Event::RoomClosed(pb::RoomClosed { reason: close_reason_to_pb(reason).into() })
         }
     };
-    pb::WatchRoomEventsResponse { room_id, event_time: Some(proto::timestamp_from_ms(at_ms)), event: Some(event) }
+    pb::WatchRoomEventsResponse {
+        room_id: room_id.into(),
+        event_time: Some(proto::timestamp_from_ms(at_ms)),
+        event: Some(event),
+    }
 }
 
 fn page(rooms: Vec<Room>, next: Option<String>) -> (Vec<pb::Room>, String) {
@@ -217,6 +225,7 @@ impl pb::room_service_server::RoomService for PublicApi {
     async fn get_room(&self, request: Request<pb::GetRoomRequest>) -> Result<Response<pb::GetRoomResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::GetRoomRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let (room, role) = self.rooms.get(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::GetRoomResponse { room: Some(room_to_pb(room)), role: role_to_pb(role).into() }))
     }
@@ -249,6 +258,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         let caller = Caller::of(&request)?;
         let address = ClientAddress::key_of(&request);
         let pb::JoinRoomRequest { room_id, password } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let (room, member) = self.rooms.join(&caller, &address, &room_id, password).await?;
         Ok(Response::new(pb::JoinRoomResponse { room: Some(room_to_pb(room)), member: Some(member_to_pb(member)) }))
     }
@@ -260,6 +270,7 @@ impl pb::room_service_server::RoomService for PublicApi {
     ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::LeaveRoomRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         self.rooms.leave(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::LeaveRoomResponse {}))
     }
@@ -271,6 +282,7 @@ impl pb::room_service_server::RoomService for PublicApi {
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::ListMembersRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let members = self.rooms.members(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::ListMembersResponse { members: members.into_iter().map(member_to_pb).collect() }))
     }
@@ -288,6 +300,14 @@ impl pb::room_service_server::RoomService for PublicApi {
             control_mode.map(|value| control_mode_from_pb(value, None)).transpose(),
         )?;
         let update = UpdateRoom { name, description, visibility, password, clear_password, control_mode };
+        let room_id = match RoomId::parse("room_id", &room_id) {
+            Ok(room_id) => room_id,
+            // Every problem with the request is reported, the settings' as well.
+            Err(violation) => {
+                let violations = std::iter::once(violation).chain(update.checked().err().unwrap_or_default());
+                return Err(Error::InvalidArgument(violations.collect()).into());
+            }
+        };
         let room = self.rooms.update(&caller.user_id, &room_id, update).await?;
         Ok(Response::new(pb::UpdateRoomResponse { room: Some(room_to_pb(room)) }))
     }
@@ -300,6 +320,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         let caller = Caller::of(&request)?;
         let pb::SetMemberRoleRequest { room_id, user_id, role } = request.into_inner();
         let role = role_from_pb(role).map_err(Error::from)?;
+        let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
         let member = self.rooms.set_role(&caller.user_id, &room_id, &user_id, role).await?;
         Ok(Response::new(pb::SetMemberRoleResponse { member: Some(member_to_pb(member)) }))
     }
@@ -311,6 +332,7 @@ impl pb::room_service_server::RoomService for PublicApi {
     ) -> Result<Response<pb::KickMemberResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::KickMemberRequest { room_id, user_id } = request.into_inner();
+        let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
         self.rooms.kick(&caller.user_id, &room_id, &user_id).await?;
         Ok(Response::new(pb::KickMemberResponse {}))
     }
@@ -322,6 +344,7 @@ impl pb::room_service_server::RoomService for PublicApi {
     ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::TransferOwnershipRequest { room_id, user_id } = request.into_inner();
+        let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
         let room = self.rooms.transfer(&caller.user_id, &room_id, &user_id).await?;
         Ok(Response::new(pb::TransferOwnershipResponse { room: Some(room_to_pb(room)) }))
     }
@@ -333,6 +356,7 @@ impl pb::room_service_server::RoomService for PublicApi {
     ) -> Result<Response<pb::CloseRoomResponse>, Status> {
         let caller = Caller::of(&request)?;
         let pb::CloseRoomRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let room = self.rooms.close(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::CloseRoomResponse { room: Some(room_to_pb(room)) }))
     }
@@ -362,6 +386,7 @@ impl pb::room_internal_service_server::RoomInternalService for InternalApi {
         request: Request<pb::CheckAccessRequest>,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
         let pb::CheckAccessRequest { room_id, user_id } = request.into_inner();
+        let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
         let Access { status, control_mode, role, can_control, can_moderate } =
             self.rooms.check_access(&room_id, &user_id).await?;
         Ok(Response::new(pb::CheckAccessResponse {
@@ -379,6 +404,7 @@ impl pb::room_internal_service_server::RoomInternalService for InternalApi {
         request: Request<pb::RecordActivityRequest>,
     ) -> Result<Response<pb::RecordActivityResponse>, Status> {
         let pb::RecordActivityRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         self.rooms.record_activity(&room_id).await?;
         Ok(Response::new(pb::RecordActivityResponse {}))
     }
@@ -427,14 +453,20 @@ impl pb::room_admin_service_server::RoomAdminService for AdminApi {
     ) -> Result<Response<pb::ListAuditLogsResponse>, Status> {
         let pb::ListAuditLogsRequest { room_id, user_id, start_time, end_time, page_size, page_token } =
             request.into_inner();
-        let query = AuditQuery {
-            room_id,
-            user_id,
-            start: start_time.as_ref().map(proto::ms_from_timestamp),
-            end: end_time.as_ref().map(proto::ms_from_timestamp),
-            page_size,
-            page_token,
+        let (start, end) =
+            (start_time.as_ref().map(proto::ms_from_timestamp), end_time.as_ref().map(proto::ms_from_timestamp));
+        // Both filters are optional: empty means every room, every user.
+        let mut violations = Vec::new();
+        let room_id = (!room_id.is_empty()).then(|| RoomId::parse("room_id", &room_id)).transpose();
+        let user_id = (!user_id.is_empty()).then(|| UserId::parse("user_id", &user_id)).transpose();
+        let (room_id, user_id) = (checked(&mut violations, room_id), checked(&mut violations, user_id));
+        let (Some(room_id), Some(user_id)) = (room_id, user_id) else {
+            // Every problem with the request is reported, the page's as well.
+            violations
+                .extend(audit_page(page_size, &page_token, start, end.unwrap_or(i64::MAX)).err().unwrap_or_default());
+            return Err(Error::InvalidArgument(violations).into());
         };
+        let query = AuditQuery { room_id, user_id, start, end, page_size, page_token };
         let (entries, next) = self.rooms.audit_logs(query).await?;
         Ok(Response::new(pb::ListAuditLogsResponse {
             audit_logs: entries.into_iter().map(audit_to_pb).collect(),

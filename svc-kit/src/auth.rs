@@ -26,7 +26,7 @@ pub const SECURE_SESSION_COOKIE: &str = "__Host-xiaowo_session";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The session's public id.
-    pub user_id: String,
+    pub user_id: crate::id::UserId,
     /// The name the session chose.
     pub display_name: String,
 }

@@ -4,6 +4,7 @@
 //!   [`server`] (one tonic server per process: gRPC, gRPC-web, reflection, health, `/metrics`,
 //!   static files, bounded shutdown), [`db`] (connect and migrate, SQLite or PostgreSQL),
 //!   [`metrics`], [`auth`] (the [`auth::Guard`] layer that authenticates every call once),
+//!   [`id`] (room and user ids as types, checked once where they come in),
 //!   [`feed`] (serving and following change feeds), [`bus`] (the NATS broker between
 //!   instances), [`clock`], [`ratelimit`], [`address`] (client addresses behind proxies),
 //!   [`status`] and [`text`] (input validation), and [`shutdown`].
@@ -21,6 +22,7 @@ pub mod clock;
 mod connections;
 pub mod db;
 pub mod feed;
+pub mod id;
 pub mod metrics;
 pub mod peer;
 pub mod ratelimit;

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use prost::Message;
 use proto::sync::v1 as pb;
 use svc_kit::auth::Caller;
+use svc_kit::id::RoomId;
 use svc_kit::status::Violation;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -119,7 +120,7 @@ pub(crate) fn state_to_pb(state: &RoomState) -> pb::RoomState {
     } = state;
     let Timeline { media, paused, rate, position_ms, anchor_ms } = timeline;
     pb::RoomState {
-        room_id: room_id.clone(),
+        room_id: room_id.to_string(),
         version: *version,
         timeline: Some(pb::Timeline {
             media: media.as_ref().map(media_to_pb),
@@ -186,10 +187,8 @@ pub(crate) fn conflict_status(state: &RoomState) -> Status {
     Status::with_details(Code::Aborted, message, Bytes::from(details.encode_to_vec()))
 }
 
-fn check_room_id(room_id: &str) -> Result<String, Violation> {
-    uuid::Uuid::parse_str(room_id.trim())
-        .map(|id| id.to_string())
-        .map_err(|_| Violation::new("room_id", "must be a room id (a UUID)"))
+fn check_room_id(room_id: &str) -> Result<RoomId, Violation> {
+    RoomId::parse("room_id", room_id)
 }
 
 fn new_id() -> String {
@@ -206,7 +205,7 @@ fn check_media(url: &str, title: &str, duration_ms: i64, violations: &mut Vec<Vi
 }
 
 /// The room id, or every violation found with it.
-pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(String, T), Error> {
+pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(RoomId, T), Error> {
     let mut violations = Vec::new();
     let room_id = check_room_id(room_id).map_err(|violation| violations.push(violation)).ok();
     let rest = rest.map_err(|mut more| violations.append(&mut more)).ok();
@@ -354,7 +353,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         let media = check_media(&url, &title, duration_ms, &mut violations);
         let item = media.map(|media| QueueItem {
             media,
-            added_by_user_id: caller.user_id.clone(),
+            added_by_user_id: caller.user_id.to_string(),
             added_at: self.rooms.now_ms(),
         });
         let item_id = item.as_ref().map(|item| item.media.media_id.clone()).unwrap_or_default();

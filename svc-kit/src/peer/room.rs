@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::feed::Followed;
+use crate::id::{RoomId, UserId};
 
 /// A user's standing in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +64,15 @@ pub enum RoomAccessError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomChange {
     /// A user joined the room.
-    MemberJoined { room_id: String, user_id: String },
+    MemberJoined { room_id: RoomId, user_id: UserId },
     /// A user left or was kicked.
-    MemberRemoved { room_id: String, user_id: String },
+    MemberRemoved { room_id: RoomId, user_id: UserId },
     /// A member's role changed.
-    RoleChanged { room_id: String, user_id: String },
+    RoleChanged { room_id: RoomId, user_id: UserId },
     /// The room's settings changed.
-    Updated { room_id: String },
+    Updated { room_id: RoomId },
     /// The room closed, at `closed_at_ms` (Unix ms) when room-svc said when.
-    Closed { room_id: String, closed_at_ms: Option<i64> },
+    Closed { room_id: RoomId, closed_at_ms: Option<i64> },
     /// The event stream (re)connected; events may have been missed meanwhile, so every cached
     /// answer has been dropped.
     Reconnected,
@@ -120,7 +121,7 @@ impl<K: Eq + Hash, V: Copy> TimedMap<K, V> {
 /// dropped its room must not be stored after it.
 #[derive(Debug)]
 struct AccessCache {
-    answers: TimedMap<(String, String), RoomAccess>,
+    answers: TimedMap<(RoomId, UserId), RoomAccess>,
     invalidations: u64,
 }
 
@@ -136,7 +137,7 @@ pub struct RoomAccessClient {
     /// Spreads expiries over the last quarter of the TTL so that answers cached together are
     /// not all asked for again in the same instant.
     jitter: std::hash::RandomState,
-    activity: Mutex<TimedMap<String, ()>>,
+    activity: Mutex<TimedMap<RoomId, ()>>,
 }
 
 impl RoomAccessClient {
@@ -158,7 +159,7 @@ impl RoomAccessClient {
     /// How long the answer for `key` stays fresh now: longer while events keep the cache
     /// current, and between 3/4 and all of that depending on the key. A zero `base` turns
     /// caching off.
-    fn ttl_for(&self, key: &(String, String), base: Duration) -> Duration {
+    fn ttl_for(&self, key: &(RoomId, UserId), base: Duration) -> Duration {
         let live = self.events_live.load(Ordering::Acquire);
         crate::clock::cache_ttl(base, live, LIVE_CACHE_TTL, self.jitter.hash_one(key))
     }
@@ -178,8 +179,8 @@ impl RoomAccessClient {
     ///
     /// # Errors
     /// `RoomNotFound` for a room room-svc does not know, `Unavailable` when it does not answer.
-    pub async fn check(&self, room_id: &str, user_id: &str) -> Result<RoomAccess, RoomAccessError> {
-        let key = (room_id.to_owned(), user_id.to_owned());
+    pub async fn check(&self, room_id: &RoomId, user_id: &UserId) -> Result<RoomAccess, RoomAccessError> {
+        let key = (room_id.clone(), user_id.clone());
         let mut invalidations = 0;
         if let Ok(cache) = self.cache.lock() {
             let ttl = self.ttl_for(&key, cache.answers.ttl);
@@ -189,7 +190,7 @@ impl RoomAccessClient {
             invalidations = cache.invalidations;
         }
         let request =
-            self.request(room_pb::CheckAccessRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() });
+            self.request(room_pb::CheckAccessRequest { room_id: room_id.to_string(), user_id: user_id.to_string() });
         let response = self.client.clone().check_access(request).await.map_err(|status| match status.code() {
             tonic::Code::NotFound | tonic::Code::InvalidArgument => RoomAccessError::RoomNotFound,
             _ => RoomAccessError::Unavailable(format!("room-svc CheckAccess: {}", status.message())),
@@ -201,7 +202,7 @@ impl RoomAccessClient {
 
     /// Stores an answer asked for when `invalidations` events had dropped answers, unless
     /// another has since: that event may have changed it.
-    fn remember(&self, key: (String, String), access: RoomAccess, invalidations: u64) {
+    fn remember(&self, key: (RoomId, UserId), access: RoomAccess, invalidations: u64) {
         if let Ok(mut cache) = self.cache.lock()
             && cache.invalidations == invalidations
         {
@@ -209,7 +210,7 @@ impl RoomAccessClient {
         }
     }
 
-    fn forget_room(&self, room_id: &str) {
+    fn forget_room(&self, room_id: &RoomId) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.invalidations += 1;
             cache.answers.entries.retain(|(cached_room, _), _| cached_room != room_id);
@@ -231,18 +232,18 @@ impl RoomAccessClient {
 
     /// Tells room-svc the room is in use, at most once per debounce period per room, in the
     /// background: the caller must neither wait for it nor fail because of it.
-    pub fn record_activity(&self, room_id: &str) {
+    pub fn record_activity(&self, room_id: &RoomId) {
         {
             let Ok(mut activity) = self.activity.lock() else { return };
             let now = Instant::now();
-            if activity.fresh(&room_id.to_owned(), now).is_some() {
+            if activity.fresh(room_id, now).is_some() {
                 return;
             }
-            activity.insert(room_id.to_owned(), (), now);
+            activity.insert(room_id.clone(), (), now);
         }
         let mut client = self.client.clone();
-        let room_id = room_id.to_owned();
-        let request = self.request(room_pb::RecordActivityRequest { room_id: room_id.clone() });
+        let room_id = room_id.clone();
+        let request = self.request(room_pb::RecordActivityRequest { room_id: room_id.to_string() });
         tokio::spawn(async move {
             if let Err(status) = client.record_activity(request).await {
                 tracing::debug!(%room_id, code = ?status.code(), "recording room activity failed");
@@ -291,33 +292,39 @@ impl RoomAccessClient {
     fn interpret(&self, event: room_pb::WatchRoomEventsResponse) -> Option<RoomChange> {
         use room_pb::watch_room_events_response::Event;
         let room_pb::WatchRoomEventsResponse { room_id, event_time, event } = event;
+        // room-svc issued these ids: they are not checked again.
+        let (room_id, user) = (RoomId::issued(room_id), UserId::issued);
         let change = match event? {
             Event::Heartbeat(room_pb::Heartbeat {}) => return None,
-            Event::MemberJoined(room_pb::MemberJoined { user_id }) => RoomChange::MemberJoined { room_id, user_id },
+            Event::MemberJoined(room_pb::MemberJoined { user_id }) => {
+                RoomChange::MemberJoined { room_id, user_id: user(user_id) }
+            }
             Event::MemberRemoved(room_pb::MemberRemoved { user_id, reason: _ }) => {
-                RoomChange::MemberRemoved { room_id, user_id }
+                RoomChange::MemberRemoved { room_id, user_id: user(user_id) }
             }
             Event::RoleChanged(room_pb::RoleChanged { user_id, role: _ }) => {
-                RoomChange::RoleChanged { room_id, user_id }
+                RoomChange::RoleChanged { room_id, user_id: user(user_id) }
             }
             Event::RoomUpdated(room_pb::RoomUpdated { control_mode: _ }) => RoomChange::Updated { room_id },
             Event::RoomClosed(room_pb::RoomClosed { reason: _ }) => {
                 RoomChange::Closed { room_id, closed_at_ms: event_time.as_ref().map(proto::ms_from_timestamp) }
             }
         };
-        self.forget_room(change_room(&change));
+        if let Some(room_id) = change_room(&change) {
+            self.forget_room(room_id);
+        }
         Some(change)
     }
 }
 
-fn change_room(change: &RoomChange) -> &str {
+fn change_room(change: &RoomChange) -> Option<&RoomId> {
     match change {
         RoomChange::MemberJoined { room_id, .. }
         | RoomChange::MemberRemoved { room_id, .. }
         | RoomChange::RoleChanged { room_id, .. }
         | RoomChange::Updated { room_id }
-        | RoomChange::Closed { room_id, .. } => room_id,
-        RoomChange::Reconnected => "",
+        | RoomChange::Closed { room_id, .. } => Some(room_id),
+        RoomChange::Reconnected => None,
     }
 }
 
@@ -337,6 +344,14 @@ fn access_from(response: room_pb::CheckAccessResponse) -> RoomAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn room(name: &str) -> RoomId {
+        RoomId::issued(name.to_owned())
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::issued(name.to_owned())
+    }
 
     #[test]
     fn entries_expire_after_the_ttl() {
@@ -383,14 +398,14 @@ mod tests {
     #[tokio::test]
     async fn activity_is_reported_once_per_debounce_period_per_room() {
         let rooms = client(Duration::from_secs(1), Duration::from_secs(60));
-        rooms.record_activity("a");
-        rooms.record_activity("a");
-        rooms.record_activity("b");
+        rooms.record_activity(&room("a"));
+        rooms.record_activity(&room("a"));
+        rooms.record_activity(&room("b"));
         let reported = rooms.activity.lock().map(|map| map.entries.len()).unwrap_or_default();
         assert_eq!(reported, 2);
-        let first = rooms.activity.lock().ok().and_then(|map| map.entries.get("a").map(|(_, at)| *at));
-        rooms.record_activity("a");
-        let again = rooms.activity.lock().ok().and_then(|map| map.entries.get("a").map(|(_, at)| *at));
+        let first = rooms.activity.lock().ok().and_then(|map| map.entries.get(&room("a")).map(|(_, at)| *at));
+        rooms.record_activity(&room("a"));
+        let again = rooms.activity.lock().ok().and_then(|map| map.entries.get(&room("a")).map(|(_, at)| *at));
         assert!(first.is_some());
         assert_eq!(first, again, "a debounced report must not restart the period");
     }
@@ -402,9 +417,9 @@ mod tests {
         let access = RoomAccess { active: true, role: RoomRole::Member, can_control: true, can_moderate: false };
         let now = Instant::now();
         if let Ok(mut cache) = rooms.cache.lock() {
-            cache.answers.insert(("r1".to_owned(), "u1".to_owned()), access, now);
-            cache.answers.insert(("r1".to_owned(), "u2".to_owned()), access, now);
-            cache.answers.insert(("r2".to_owned(), "u1".to_owned()), access, now);
+            cache.answers.insert((room("r1"), user("u1")), access, now);
+            cache.answers.insert((room("r1"), user("u2")), access, now);
+            cache.answers.insert((room("r2"), user("u1")), access, now);
         }
         let event = |event| room_pb::WatchRoomEventsResponse {
             room_id: "r1".to_owned(),
@@ -415,20 +430,20 @@ mod tests {
         assert_eq!(rooms.cache.lock().map(|c| c.answers.entries.len()).unwrap_or_default(), 3);
         assert_eq!(
             rooms.interpret(event(Event::RoomClosed(room_pb::RoomClosed { reason: 0 }))),
-            Some(RoomChange::Closed { room_id: "r1".to_owned(), closed_at_ms: Some(2_000) })
+            Some(RoomChange::Closed { room_id: room("r1"), closed_at_ms: Some(2_000) })
         );
         let left: Vec<_> = rooms.cache.lock().map(|c| c.answers.entries.keys().cloned().collect()).unwrap_or_default();
-        assert_eq!(left, vec![("r2".to_owned(), "u1".to_owned())]);
+        assert_eq!(left, vec![(room("r2"), user("u1"))]);
     }
 
     #[tokio::test]
     async fn an_answer_asked_for_before_an_event_is_not_kept() {
         let rooms = client(Duration::from_secs(60), Duration::from_secs(60));
         let access = RoomAccess { active: true, role: RoomRole::Owner, can_control: true, can_moderate: true };
-        let key = || ("r1".to_owned(), "u1".to_owned());
+        let key = || (room("r1"), user("u1"));
         let asked_at = rooms.cache.lock().map(|cache| cache.invalidations).unwrap_or_default();
         // A kick arrives while the CheckAccess call is in flight.
-        rooms.forget_room("r1");
+        rooms.forget_room(&room("r1"));
         rooms.remember(key(), access, asked_at);
         assert_eq!(rooms.cache.lock().map(|c| c.answers.entries.len()).unwrap_or_default(), 0);
         let now_at = rooms.cache.lock().map(|cache| cache.invalidations).unwrap_or_default();
@@ -440,7 +455,7 @@ mod tests {
     async fn answers_live_longer_while_events_keep_them_current_and_expire_spread() {
         let rooms = client(Duration::from_secs(2), Duration::from_secs(60));
         let base = Duration::from_secs(2);
-        let keys: Vec<_> = (0..200).map(|n| (format!("room-{n}"), "u".to_owned())).collect();
+        let keys: Vec<_> = (0..200).map(|n| (room(&format!("room-{n}")), user("u"))).collect();
         let short: Vec<_> = keys.iter().map(|key| rooms.ttl_for(key, base)).collect();
         assert!(short.iter().all(|ttl| *ttl <= base && *ttl >= base.mul_f64(0.75)));
         assert!(short.iter().any(|ttl| *ttl != short[0]), "expiries are spread, not identical");

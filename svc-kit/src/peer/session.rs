@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 
 use crate::auth::{AuthError, Caller, InternalToken, token_hash};
 use crate::feed::Followed;
+use crate::id::UserId;
 
 /// Validates session tokens with session-svc, caching answers so that a chatty client costs
 /// one validation per TTL, not one per call.
@@ -192,7 +193,7 @@ impl SessionValidator {
     fn forget_user(&self, user_id: &str) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.invalidations += 1;
-            cache.entries.retain(|_, entry| entry.caller.user_id != user_id);
+            cache.entries.retain(|_, entry| entry.caller.user_id.as_str() != user_id);
         }
     }
 
@@ -263,7 +264,8 @@ async fn ask(
     let validate_ms = validate_time.as_ref().map(proto::ms_from_timestamp);
     let expires_at =
         expire_time.map(|expire_time| expiry(asked_at, validate_ms, proto::ms_from_timestamp(&expire_time)));
-    Ok(Validated { caller: Caller { user_id, display_name }, expires_at })
+    // session-svc issued the id: it is not checked again.
+    Ok(Validated { caller: Caller { user_id: UserId::issued(user_id), display_name }, expires_at })
 }
 
 /// The local instant of session-svc's `expire_ms`: measured from its own `validate_ms` when
@@ -310,7 +312,10 @@ mod tests {
     }
 
     fn answer(user_id: &str, expires_at: Option<Instant>) -> Validated {
-        Validated { caller: Caller { user_id: user_id.to_owned(), display_name: "n".to_owned() }, expires_at }
+        Validated {
+            caller: Caller { user_id: UserId::issued(user_id.to_owned()), display_name: "n".to_owned() },
+            expires_at,
+        }
     }
 
     fn invalidations(validator: &SessionValidator) -> u64 {
@@ -321,7 +326,7 @@ mod tests {
         let mut users: Vec<String> = validator
             .cache
             .lock()
-            .map(|cache| cache.entries.values().map(|entry| entry.caller.user_id.clone()).collect())
+            .map(|cache| cache.entries.values().map(|entry| entry.caller.user_id.to_string()).collect())
             .unwrap_or_default();
         users.sort();
         users
