@@ -23,7 +23,7 @@ use crate::Error;
 use crate::events::{Change, RoomEvent};
 use crate::model::{AuditEntry, CloseReason, ControlMode, Member, RemovalReason, Role, Room, RoomStatus, Visibility};
 use crate::rooms::{
-    Access, AuditQuery, CreateRoom, DisplayNames, Rooms, UpdateRoom, audit_page, checked, room_and_user,
+    Access, AuditQuery, CreateRoom, DisplayNames, Membership, Rooms, UpdateRoom, audit_page, checked, room_and_user,
 };
 use svc_kit::feed::{Delivery, FeedEnded};
 
@@ -285,6 +285,24 @@ impl pb::room_service_server::RoomService for PublicApi {
         let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let members = self.rooms.members(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::ListMembersResponse { members: members.into_iter().map(member_to_pb).collect() }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn get_my_membership(
+        &self,
+        request: Request<pb::GetMyMembershipRequest>,
+    ) -> Result<Response<pb::GetMyMembershipResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let pb::GetMyMembershipRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
+        let Membership { member, can_control, can_moderate, can_manage } =
+            self.rooms.membership(&caller, &room_id).await?;
+        Ok(Response::new(pb::GetMyMembershipResponse {
+            member: Some(member_to_pb(member)),
+            can_control,
+            can_moderate,
+            can_manage,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]

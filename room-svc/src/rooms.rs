@@ -129,6 +129,15 @@ pub struct Access {
     pub can_moderate: bool,
 }
 
+/// A member's view of their own membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub member: Member,
+    pub can_control: bool,
+    pub can_moderate: bool,
+    pub can_manage: bool,
+}
+
 /// Which audit rows an operator asks for.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -605,6 +614,28 @@ impl Rooms {
                 joined_at,
             })
             .collect())
+    }
+
+    /// The caller's own membership and what the permission matrix lets them do now (nothing
+    /// in a closed room).
+    ///
+    /// # Errors
+    /// `RoomNotFound`, `MemberNotFound` when the caller is not a member, `Database`.
+    pub async fn membership(&self, caller: &Caller, room_id: &RoomId) -> Result<Membership, Error> {
+        let room = self.store.room(room_id).await?.ok_or(Error::RoomNotFound)?.room;
+        let (role, joined_at) = self.store.member(room_id, &caller.user_id).await?.ok_or(Error::MemberNotFound)?;
+        let may = |action| room.status == RoomStatus::Active && allows(action, Some(role), room.control_mode);
+        Ok(Membership {
+            member: Member {
+                user_id: caller.user_id.to_string(),
+                display_name: caller.display_name.clone(),
+                role,
+                joined_at,
+            },
+            can_control: may(Action::ControlPlayback),
+            can_moderate: may(Action::Moderate),
+            can_manage: may(Action::EditSettings),
+        })
     }
 
     /// Changes the room's settings: name and description (owner, moderators), visibility,

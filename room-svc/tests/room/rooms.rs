@@ -923,3 +923,48 @@ async fn concurrent_joins_never_overfill_a_room_or_fail_internally() {
     let joins_audited = app.audit_actions(&room.room_id).await.iter().filter(|action| *action == "member.join").count();
     assert_eq!(joins_audited, 9);
 }
+
+#[tokio::test]
+async fn my_membership_says_what_the_caller_may_do_in_the_room() {
+    let app = TestApp::start().await;
+    let (ana, bo, cy, outsider) =
+        (app.user("Ana").await, app.user("Bo").await, app.user("Cy").await, app.user("Out").await);
+    let request = pb::CreateRoomRequest {
+        name: "film".to_owned(),
+        control_mode: pb::ControlMode::Moderators.into(),
+        ..Default::default()
+    };
+    let room = app.create_room(&ana, request).await;
+    app.join(&bo, &room.room_id, "").await.unwrap();
+    app.join(&cy, &room.room_id, "").await.unwrap();
+    app.set_role(&ana, &room.room_id, &bo, pb::Role::Moderator).await.unwrap();
+    let mine = |user: &User, room_id: &str| {
+        let mut client = app.rooms();
+        let request = as_user(pb::GetMyMembershipRequest { room_id: room_id.to_owned() }, user);
+        async move { client.get_my_membership(request).await.map(tonic::Response::into_inner) }
+    };
+    let may = |membership: &pb::GetMyMembershipResponse| {
+        (membership.can_control, membership.can_moderate, membership.can_manage)
+    };
+
+    let owner = mine(&ana, &room.room_id).await.unwrap();
+    let member = owner.member.as_ref().unwrap();
+    assert_eq!((member.user_id.as_str(), member.display_name.as_str()), (ana.user_id.as_str(), "Ana"));
+    assert_eq!(member.role(), pb::Role::Owner);
+    assert_eq!(proto::ms_from_timestamp(member.join_time.as_ref().unwrap()), START_MS);
+    assert_eq!(may(&owner), (true, true, true));
+    let moderator = mine(&bo, &room.room_id).await.unwrap();
+    assert_eq!(moderator.member.as_ref().unwrap().role(), pb::Role::Moderator);
+    assert_eq!(may(&moderator), (true, true, false));
+    // Under MODERATORS control, a plain member may only watch.
+    assert_eq!(may(&mine(&cy, &room.room_id).await.unwrap()), (false, false, false));
+
+    assert_eq!(code(mine(&outsider, &room.room_id).await), Code::NotFound);
+    assert_eq!(violations(&mine(&ana, "not-a-room").await.unwrap_err()), ["room_id"]);
+    let anonymous = app.rooms().get_my_membership(pb::GetMyMembershipRequest { room_id: room.room_id.clone() }).await;
+    assert_eq!(code(anonymous), Code::Unauthenticated);
+
+    // A closed room lets nobody do anything any more.
+    app.rooms().close_room(as_user(pb::CloseRoomRequest { room_id: room.room_id.clone() }, &ana)).await.unwrap();
+    assert_eq!(may(&mine(&ana, &room.room_id).await.unwrap()), (false, false, false));
+}
