@@ -9,6 +9,7 @@ use proto::chat::v1 as pb;
 use proto::chat::v1::chat_service_client::ChatServiceClient;
 use tokio::task::JoinSet;
 use tonic::Code;
+use xiaowo::node::Target;
 
 /// chat-svc's busy timeout in these tests (svc-kit's default).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,7 +31,7 @@ async fn a_locked_database_refuses_sends_retryably_and_keeps_nothing_half_writte
     // Longer than the busy timeout, so that the answer comes from chat-svc, not the deadline.
     let channel = svc_kit::peer::channel(&app.chat_server().url, BUSY_TIMEOUT * 4).unwrap();
 
-    let other_writer = rusqlite::Connection::open(app.stack.dir().join("chat.db")).unwrap();
+    let other_writer = rusqlite::Connection::open(app.stack.sqlite_file(Target::Chat)).unwrap();
     other_writer.execute_batch("BEGIN IMMEDIATE").unwrap();
     let send = |index: usize| {
         let mut client = ChatServiceClient::new(channel.clone());
