@@ -1,0 +1,105 @@
+// The people tab: who is in the room, their role, whether their player is in sync (a word and a
+// colour; the milliseconds in the tooltip), and, for owners and moderators, a menu of what they
+// may do to each person.
+
+import { type RoomContext, roleId, roleLabel } from "./context";
+import { h, initial, replace } from "./dom";
+import { Role } from "./gen/xiaowo/room/v1/room_pb";
+import { PlayerState, type Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
+import { type Shown, t } from "./i18n";
+import { kick, openMuteDialog, outranks, setRole, transferOwnership } from "./moderation";
+import { actionMenu, type MenuItem } from "./ui";
+
+/** A watcher whose player is further than this from the room (ms) is catching up. */
+const IN_SYNC_MS = 80;
+
+export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[], refresh: () => Promise<void>): void {
+  const watching = new Map(watchers.map((watcher) => [watcher.userId, watcher]));
+  const userIds = [...ctx.members.keys()];
+  for (const watcher of watchers) {
+    if (!ctx.members.has(watcher.userId)) {
+      userIds.push(watcher.userId);
+    }
+  }
+  if (userIds.length === 0) {
+    replace(list, h("li", { class: "empty-state" }, t("member.loading")));
+    return;
+  }
+  // The owner first, then moderators, then everyone else; yourself first within your group.
+  userIds.sort((a, b) => ctx.roleOf(b) - ctx.roleOf(a) || Number(b === ctx.myUserId) - Number(a === ctx.myUserId));
+  replace(
+    list,
+    ...userIds.map((userId) => {
+      const role = ctx.roleOf(userId);
+      const watcher = watching.get(userId);
+      const me = userId === ctx.myUserId;
+      const sync = syncOf(watcher);
+      return h(
+        "li",
+        { class: "member", attrs: { "data-user-id": userId, "data-role": roleId(role) } },
+        h("span", { class: "avatar", attrs: { "aria-hidden": "true" } }, initial(ctx.nameOf(userId))),
+        h(
+          "div",
+          { class: "member-text" },
+          h("span", { class: "member-name" }, ctx.nameOf(userId), me ? h("span", { class: "you" }, t("member.you")) : null),
+          h(
+            "span",
+            { class: "member-sub" },
+            role >= Role.MODERATOR ? h("span", { class: `badge role-${roleId(role)}` }, roleLabel(role)) : null,
+            h("span", { class: "member-sync", attrs: { "data-sync": sync.state, title: sync.detail } }, sync.label),
+          ),
+        ),
+        me ? null : memberActions(ctx, userId, role, refresh),
+      );
+    }),
+  );
+}
+
+interface MemberSync {
+  state: "in-sync" | "catching-up" | "buffering" | "finished" | "idle" | "away";
+  label: Shown;
+  detail?: Shown;
+}
+
+/** How a member's player is doing, in a word, with the numbers for the tooltip. */
+function syncOf(watcher: Watcher | undefined): MemberSync {
+  if (!watcher) {
+    return { state: "away", label: t("member.notWatching") };
+  }
+  const offset = Number(watcher.offsetMs);
+  const detail = offset === 0 ? t("sync.detailExact") : offset > 0 ? t("sync.detailAhead", { ms: offset }) : t("sync.detailBehind", { ms: -offset });
+  switch (watcher.state) {
+    case PlayerState.BUFFERING:
+      return { state: "buffering", label: t("sync.buffering"), detail };
+    case PlayerState.ENDED:
+      return { state: "finished", label: t("member.finished") };
+    case PlayerState.READY:
+      return Math.abs(offset) <= IN_SYNC_MS ? { state: "in-sync", label: t("sync.inSync"), detail } : { state: "catching-up", label: t("sync.catchingUp"), detail };
+    case PlayerState.UNSPECIFIED:
+      return { state: "idle", label: t("member.watching") };
+  }
+}
+
+function memberActions(ctx: RoomContext, userId: string, role: Role, refresh: () => Promise<void>): HTMLElement | null {
+  const after = (action: () => Promise<boolean>) => async () => {
+    if (await action()) {
+      await refresh();
+    }
+  };
+  const items: MenuItem[] = [];
+  if (ctx.role === Role.OWNER && role !== Role.OWNER) {
+    items.push(
+      role === Role.MODERATOR
+        ? { label: t("member.makeMember"), id: "make-member", action: after(() => setRole(ctx, userId, Role.MEMBER)) }
+        : { label: t("member.makeModerator"), id: "make-moderator", action: after(() => setRole(ctx, userId, Role.MODERATOR)) },
+      { label: t("member.makeOwner"), id: "make-owner", action: after(() => transferOwnership(ctx, userId)) },
+    );
+  }
+  if (ctx.canModerate() && outranks(ctx, role) && ctx.members.has(userId)) {
+    items.push(
+      { label: t("member.mute"), id: "mute", action: () => openMuteDialog(ctx, userId) },
+      { label: t("member.kick"), id: "kick", danger: true, action: after(() => kick(ctx, userId)) },
+    );
+  }
+  return items.length > 0 ? actionMenu(t("member.actionsFor", { name: ctx.nameOf(userId) }), items) : null;
+}
