@@ -33,6 +33,23 @@ export const CATALOGS: Readonly<Record<Language, Readonly<Record<MessageKey, Mes
 
 export type Params = Readonly<Record<string, string | number>>;
 
+// Intl objects are slow to make (tens of microseconds to milliseconds each, more for the first
+// of a locale) and the player formats several times a second: one of each per locale and options.
+const formatters = new Map<string, Intl.NumberFormat | Intl.DateTimeFormat | Intl.PluralRules | Intl.ListFormat>();
+function cached<T extends Intl.NumberFormat | Intl.DateTimeFormat | Intl.PluralRules | Intl.ListFormat>(kind: string, locale: string, options: object, make: () => T): T {
+  const key = `${kind}|${locale}|${JSON.stringify(options)}`;
+  let formatter = formatters.get(key) as T | undefined;
+  if (!formatter) {
+    formatter = make();
+    formatters.set(key, formatter);
+  }
+  return formatter;
+}
+const numberFormat = (locale: string, options: Intl.NumberFormatOptions = {}): Intl.NumberFormat =>
+  cached("number", locale, options, () => new Intl.NumberFormat(locale, options));
+const dateFormat = (locale: string, options: Intl.DateTimeFormatOptions): Intl.DateTimeFormat =>
+  cached("date", locale, options, () => new Intl.DateTimeFormat(locale, options));
+
 const STORAGE_KEY = "xiaowo.lang";
 let current: Language = "en";
 /** The locale Intl formats with: the viewer's own variant of the chosen language (en-GB, zh-TW). */
@@ -138,7 +155,7 @@ export function translate(language: Language, key: MessageKey, params: Params = 
     text = message;
   } else {
     const count = Number(params.count ?? 0);
-    const category = new Intl.PluralRules(language === "zh" ? "zh" : "en").select(count);
+    const category = cached("plural", language, {}, () => new Intl.PluralRules(language === "zh" ? "zh" : "en")).select(count);
     text = message[category] ?? message.other;
   }
   return text.replace(/\{(\w+)\}/g, (whole, name: string) => {
@@ -146,7 +163,7 @@ export function translate(language: Language, key: MessageKey, params: Params = 
     if (value === undefined) {
       return whole;
     }
-    return typeof value === "number" ? new Intl.NumberFormat(formatLocaleOf(language)).format(value) : value;
+    return typeof value === "number" ? numberFormat(formatLocaleOf(language)).format(value) : value;
   }) as Shown;
 }
 
@@ -173,7 +190,7 @@ export function placeholders(message: Message): string[] {
 
 /** "21:40" (or "9:40 PM" where the viewer's locale says so). */
 export function formatTime(date: Date): Shown {
-  return new Intl.DateTimeFormat(formatLocale, { hour: "numeric", minute: "2-digit" }).format(date) as Shown;
+  return dateFormat(formatLocale, { hour: "numeric", minute: "2-digit" }).format(date) as Shown;
 }
 
 /** A time for "until …": the time alone today, with the day when it is later. */
@@ -182,12 +199,12 @@ export function formatMoment(date: Date, now = new Date()): Shown {
   const options: Intl.DateTimeFormatOptions = sameDay
     ? { hour: "numeric", minute: "2-digit" }
     : { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" };
-  return new Intl.DateTimeFormat(formatLocale, options).format(date) as Shown;
+  return dateFormat(formatLocale, options).format(date) as Shown;
 }
 
 /** "12 Mar 2026, 21:40" in the viewer's locale. */
 export function formatDateTime(date: Date): Shown {
-  return new Intl.DateTimeFormat(formatLocale, { dateStyle: "medium", timeStyle: "short" }).format(date) as Shown;
+  return dateFormat(formatLocale, { dateStyle: "medium", timeStyle: "short" }).format(date) as Shown;
 }
 
 /**
@@ -206,7 +223,7 @@ export function formatSpan(seconds: number): Shown {
     if (whole >= size || unit === "second") {
       const value = Math.ceil(whole / size - 1e-9);
       // 90 s is better said "2 minutes" than "1 minute"; 59 min stays minutes.
-      return new Intl.NumberFormat(formatLocale, { style: "unit", unit, unitDisplay: "long" }).format(value) as Shown;
+      return numberFormat(formatLocale, { style: "unit", unit, unitDisplay: "long" }).format(value) as Shown;
     }
   }
   return String(whole) as Shown;
@@ -214,12 +231,12 @@ export function formatSpan(seconds: number): Shown {
 
 /** "Alice, Bob and Mei" / "Alice、Bob和Mei". */
 export function formatList(items: readonly string[]): Shown {
-  return new Intl.ListFormat(formatLocale, { style: "long", type: "conjunction" }).format(items) as Shown;
+  return cached("list", formatLocale, {}, () => new Intl.ListFormat(formatLocale, { style: "long", type: "conjunction" })).format(items) as Shown;
 }
 
 /** A plain number in the viewer's locale. */
 export function formatNumber(value: number, options: Intl.NumberFormatOptions = {}): Shown {
-  return new Intl.NumberFormat(formatLocale, options).format(value) as Shown;
+  return numberFormat(formatLocale, options).format(value) as Shown;
 }
 
 /** A media position or length: "1:05" or "1:02:05". Digits only, the same in every language. */

@@ -4,9 +4,10 @@
 
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 
-import { button, h, icon, initial, replace, setDocumentTitle } from "./dom";
+import { button, h, icon, initial, replace, setDocumentTitle, setLabel } from "./dom";
 import { sentenceFor } from "./errors";
-import { ControlMode, type Room, Visibility } from "./gen/xiaowo/room/v1/room_pb";
+import type { Api } from "./api";
+import { ControlMode, type ListMyRoomsResponse, type ListRoomsResponse, type Room, Visibility } from "./gen/xiaowo/room/v1/room_pb";
 import { formatDateTime, type Shown, t, userText } from "./i18n";
 import type { App } from "./main";
 import { checkbox, field, openDialog } from "./ui";
@@ -26,21 +27,31 @@ interface NowPlaying {
 /** What is playing, by room id (kept across visits to the lobby). */
 const nowPlaying = new Map<string, NowPlaying>();
 
-export function showLobby(app: App, main: HTMLElement): () => void {
+export type LobbyLists = [ListRoomsResponse, ListMyRoomsResponse];
+
+export function fetchLobbyLists(api: Api): Promise<LobbyLists> {
+  return Promise.all([api.room.listRooms({ pageSize: 50 }), api.room.listMyRooms({ pageSize: 50 })]);
+}
+
+/** Shows the lobby; `prefetched` is a first answer asked for while the page was starting. */
+export function showLobby(app: App, main: HTMLElement, prefetched?: Promise<LobbyLists>): () => void {
   setDocumentTitle(t("lobby.pageTitle"));
   const publicList = h("ul", { class: "room-grid", attrs: { id: "public-rooms", "aria-labelledby": "public-rooms-title" } });
   const myList = h("ul", { class: "room-grid", attrs: { id: "my-rooms", "aria-labelledby": "my-rooms-title" } });
   const mySection = h("section", { class: "lobby-section", attrs: { id: "my-rooms-section" } }, h("h2", { attrs: { id: "my-rooms-title" } }, t("lobby.yourRooms")), myList);
   mySection.hidden = true;
+  const publicSection = h("section", { class: "lobby-section" }, h("h2", { attrs: { id: "public-rooms-title" } }, t("lobby.publicRooms")), publicList);
+  publicSection.hidden = true;
   const listError = h("p", { class: "error", attrs: { role: "alert" } });
   let interactive = false;
 
   const refresh = async (): Promise<void> => {
     try {
-      const [publicRooms, myRooms] = await Promise.all([
-        app.api.room.listRooms({ pageSize: 50 }),
-        app.api.room.listMyRooms({ pageSize: 50 }),
-      ]);
+      const first = prefetched;
+      prefetched = undefined;
+      const [publicRooms, myRooms] = await (first ?? fetchLobbyLists(app.api)).catch(() => fetchLobbyLists(app.api));
+      // Shown once there is something to show, so that nothing moves when the lists arrive.
+      publicSection.hidden = false;
       mySection.hidden = myRooms.rooms.length === 0;
       // A room of yours is listed once, under your rooms.
       const mine = new Set(myRooms.rooms.map((room) => room.roomId));
@@ -86,7 +97,7 @@ export function showLobby(app: App, main: HTMLElement): () => void {
       ),
       listError,
       mySection,
-      h("section", { class: "lobby-section" }, h("h2", { attrs: { id: "public-rooms-title" } }, t("lobby.publicRooms")), publicList),
+      publicSection,
     ),
   );
   void refresh();
@@ -177,7 +188,7 @@ function roomCard(app: App, room: Room): HTMLElement {
     ),
   );
   if (created) {
-    link.setAttribute("title", t("lobby.lastActive", { time: formatDateTime(timestampDate(created)) }));
+    setLabel(link, "title", t("lobby.lastActive", { time: formatDateTime(timestampDate(created)) }));
   }
   link.addEventListener("click", (event) => {
     if (event instanceof MouseEvent && (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0)) {

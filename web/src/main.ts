@@ -7,11 +7,12 @@
 import { Code } from "@connectrpc/connect";
 
 import { createApi, type Api } from "./api";
-import { button, h, initial, replace, setDocumentTitle, setText } from "./dom";
+import { button, h, initial, replace, setDocumentTitle, setLabel, setText } from "./dom";
 import { errorCode, sentenceFor, type ErrorContext } from "./errors";
+import type { GetRoomResponse } from "./gen/xiaowo/room/v1/room_pb";
 import type { Session } from "./gen/xiaowo/session/v1/session_pb";
 import { initLanguage, type Language, language, languageTag, onLanguageChange, setLanguage, type Shown, t, userText } from "./i18n";
-import { showLobby } from "./lobby";
+import { fetchLobbyLists, type LobbyLists, showLobby } from "./lobby";
 import { actionMenu, field, openDialog } from "./ui";
 
 export interface App {
@@ -34,6 +35,9 @@ async function boot(): Promise<void> {
   }
   initLanguage();
   const api = createApi();
+  // Started beside the session lookup rather than after it, each saving a round trip on the
+  // first load; used once, by the first page drawn, and redone if it failed.
+  let early = prefetch(api);
   // Polite for confirmations; errors are announced at once (role=alert on each).
   const toasts = h("div", { class: "toasts", attrs: { role: "status", "aria-live": "polite" } });
   const main = h("main", { class: "page", attrs: { id: "main" } });
@@ -53,7 +57,7 @@ async function boot(): Promise<void> {
 
   const renderChrome = (): void => {
     replace(brand, h("span", { class: "brand-mark", attrs: { "aria-hidden": "true" } }), h("span", { class: "brand-name" }, t("brand.name")));
-    brand.setAttribute("title", t("brand.home"));
+    setLabel(brand, "title", t("brand.home"));
     setText(skip, t("nav.skip"));
     renderLanguageSwitch(languageSwitch);
   };
@@ -86,13 +90,15 @@ async function boot(): Promise<void> {
     renderChrome();
     renderWho(app, who);
     const match = ROOM_PATH.exec(window.location.pathname);
+    const prefetched = early;
+    early = {};
     if (match?.[1]) {
       const roomId = match[1];
       replace(main, h("p", { class: "loading", attrs: { role: "status" } }, t("room.opening")));
-      void import("./room")
+      void (prefetched.roomPage ?? import("./room"))
         .then(({ showRoom }) => {
           if (mine === generation) {
-            leavePage = showRoom(app, main, roomId);
+            leavePage = showRoom(app, main, roomId, prefetched.room?.id === roomId ? prefetched.room.call : undefined);
           }
         })
         .catch((error: unknown) => {
@@ -100,7 +106,7 @@ async function boot(): Promise<void> {
           replace(main, h("p", { class: "error", attrs: { role: "alert" } }, t("error.unreachable")));
         });
     } else {
-      leavePage = showLobby(app, main);
+      leavePage = showLobby(app, main, prefetched.lobby);
     }
   };
   const app: App = {
@@ -121,6 +127,26 @@ async function boot(): Promise<void> {
   window.addEventListener("popstate", render);
   onLanguageChange(() => render());
   render();
+}
+
+interface Prefetched {
+  lobby?: Promise<LobbyLists>;
+  roomPage?: Promise<typeof import("./room")>;
+  room?: { id: string; call: Promise<GetRoomResponse> };
+}
+
+/** What the page at the current address will ask for first. */
+function prefetch(api: Api): Prefetched {
+  const quiet = <T>(promise: Promise<T>): Promise<T> => {
+    // A failure (e.g. no session yet) is handled where the result is used.
+    promise.catch(() => undefined);
+    return promise;
+  };
+  const roomId = ROOM_PATH.exec(window.location.pathname)?.[1];
+  if (roomId) {
+    return { roomPage: import("./room"), room: { id: roomId, call: quiet(api.room.getRoom({ roomId })) } };
+  }
+  return { lobby: quiet(fetchLobbyLists(api)) };
 }
 
 /** The button that switches to the other language, labelled in that language. */

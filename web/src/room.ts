@@ -10,7 +10,7 @@ import { Chat } from "./chat";
 import { RoomContext, roleId, roleLabel } from "./context";
 import { button, h, icon, replace, setButtonLabel, setDocumentTitle, setLabel, setText } from "./dom";
 import { errorCode, explain, sentenceFor } from "./errors";
-import { type Room, Role, RoomStatus } from "./gen/xiaowo/room/v1/room_pb";
+import { type GetRoomResponse, type Room, Role, RoomStatus } from "./gen/xiaowo/room/v1/room_pb";
 import type { Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
 import { formatNumber, type MessageKey, type Shown, t, userText } from "./i18n";
 import type { App } from "./main";
@@ -24,14 +24,17 @@ import { tabs } from "./ui";
 const REFRESH_MS = 10_000;
 const THEATER_SETTING = "xiaowo.theater";
 
-export function showRoom(app: App, main: HTMLElement, roomId: string): () => void {
+/** Opens a room; `prefetched` is a GetRoom answer asked for while the page was starting. */
+export function showRoom(app: App, main: HTMLElement, roomId: string, prefetched?: Promise<GetRoomResponse>): () => void {
   let left = false;
   let teardown: (() => void) | undefined;
   replace(main, h("p", { class: "loading", attrs: { role: "status" } }, t("room.opening")));
 
   const enter = async (password?: string): Promise<void> => {
     try {
-      const { room, role } = await app.api.room.getRoom({ roomId });
+      const first = prefetched;
+      prefetched = undefined;
+      const { room, role } = await (first ?? app.api.room.getRoom({ roomId })).catch(() => app.api.room.getRoom({ roomId }));
       if (!room) {
         throw new Error("no room");
       }
