@@ -388,14 +388,68 @@ try {
     assert(!(await bao.page.isVisible("#chat-empty")), "the placeholder goes once there are messages");
   });
 
+  await check("messages that arrive while another tab is open are counted on the chat tab", async () => {
+    await bao.page.click("[data-tab=people]");
+    await alice.page.fill("#chat-input", "Popcorn is ready 🍿");
+    await alice.page.press("#chat-input", "Enter");
+    await bao.page.waitForFunction(() => document.getElementById("chat-unread")?.textContent === "1");
+    await bao.page.click("[data-tab=chat]");
+    await bao.page.waitForFunction(() => document.getElementById("chat-unread")?.textContent === "");
+  });
+
   await captureScreen(bao, "room-chat", async () => {
     await waitLive(bao);
     await bao.page.waitForSelector("#chat-messages li.message");
   });
 
+  // The other tabs, with something in them.
+  for (const title of ["Opening credits", "第二集：回家"]) {
+    await alice.page.click("[data-tab=queue]");
+    await alice.page.fill("#media-url", `${base}/media/test.webm`);
+    await alice.page.fill("#media-title", title);
+    await alice.page.click("#media-add");
+    await alice.page.waitForSelector(`#queue .queue-title:text-is('${title}')`);
+  }
+  for (const tab of ["queue", "people", "settings"]) {
+    await captureScreen(alice, `room-${tab}`, async () => {
+      await waitLive(alice);
+      await alice.page.click(`[data-tab=${tab}]`);
+      if (tab === "settings") {
+        await alice.page.click("#advanced-sync summary");
+      }
+    });
+  }
+  await captureScreen(bao, "room-settings-member", async () => {
+    await waitLive(bao);
+    await bao.page.click("[data-tab=settings]");
+  });
+
+  await check("theater mode puts the chat over a full-width video, and is remembered", async () => {
+    const page = alice.page;
+    await page.click("[data-tab=chat]");
+    await page.click("#theater-toggle");
+    await page.waitForSelector("#room.theater #chat-overlay #chat-input");
+    const widths = await page.evaluate(() => ({ screen: document.querySelector(".screen").getBoundingClientRect().width, page: innerWidth }));
+    assert(widths.screen >= widths.page - 1, `the video spans the page: ${JSON.stringify(widths)}`);
+    await page.reload();
+    await waitLive(alice);
+    await page.waitForSelector("#room.theater #chat-overlay #chat-input");
+  });
+  await captureScreen(alice, "room-theater", async () => {
+    await waitLive(alice);
+    await alice.page.waitForSelector("#room.theater #chat-overlay #chat-input");
+  });
+  await check("theater mode can be left with the keyboard (t)", async () => {
+    await alice.page.click("#room-name");
+    await alice.page.keyboard.press("t");
+    await alice.page.waitForSelector("#room:not(.theater)");
+    assert(await alice.page.isVisible("#panel-chat #chat-input"), "the chat is back in its tab");
+  });
+
   await check("phone: the video and the chat's input are both in one viewport, with no sideways scroll", async () => {
     for (const user of [alice, bao]) {
       const page = user.page;
+      await page.click("[data-tab=chat]");
       await page.setViewportSize(PHONE);
       await settle(page);
       const layout = await page.evaluate(() => {
@@ -455,6 +509,7 @@ try {
     await alice.page.click("#mute-confirm");
     const done = await toastText(alice.page, "info");
     assert(/until \d{1,2}:\d{2}/.test(done) && /10 minutes/.test(done), `the moderator reads how long and until when: ${done}`);
+    await bao.page.click("[data-tab=chat]");
     await bao.page.fill("#chat-input", "我被禁言了吗？");
     await bao.page.press("#chat-input", "Enter");
     await bao.page.waitForFunction(() => (document.getElementById("chat-error")?.textContent ?? "") !== "");

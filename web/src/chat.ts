@@ -45,6 +45,8 @@ export class Chat {
   constructor(
     private readonly ctx: RoomContext,
     onStreamState: (state: StreamState) => void,
+    /** Called for each new message from someone else (for an unread count). */
+    private readonly onIncoming: () => void = () => undefined,
   ) {
     this.olderButton = button(t("chat.older"), () => this.loadOlder(), { kind: "quiet", small: true, attrs: { id: "chat-older" } });
     this.olderButton.hidden = true;
@@ -182,6 +184,9 @@ export class Chat {
     }
     this.rows.set(message.seq, row);
     if (message.seq > this.lastSeq) {
+      if (this.historyLoaded && message.senderId !== this.ctx.myUserId) {
+        this.onIncoming();
+      }
       this.lastSeq = message.seq;
       this.scheduleCursor();
     }

@@ -43,7 +43,6 @@ export function showLobby(app: App, main: HTMLElement, prefetched?: Promise<Lobb
   const publicSection = h("section", { class: "lobby-section" }, h("h2", { attrs: { id: "public-rooms-title" } }, t("lobby.publicRooms")), publicList);
   publicSection.hidden = true;
   const listError = h("p", { class: "error", attrs: { role: "alert" } });
-  let interactive = false;
 
   const refresh = async (): Promise<void> => {
     try {
@@ -70,11 +69,6 @@ export function showLobby(app: App, main: HTMLElement, prefetched?: Promise<Lobb
       });
     } catch (error) {
       replace(listError, sentenceFor(error));
-    }
-    if (!interactive) {
-      interactive = true;
-      // For the first-load measurement: the lobby is drawn and every control on it works.
-      performance.mark("xiaowo:lobby-interactive");
     }
   };
 

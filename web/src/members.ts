@@ -10,8 +10,8 @@ import { type Shown, t } from "./i18n";
 import { kick, openMuteDialog, outranks, setRole, transferOwnership } from "./moderation";
 import { actionMenu, type MenuItem } from "./ui";
 
-/** A watcher whose player is further than this from the room (ms) is catching up. */
-const IN_SYNC_MS = 80;
+/** A watcher whose player is further than this from the room (ms) is catching up (as in player.ts). */
+const IN_SYNC_MS = 150;
 
 export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[], refresh: () => Promise<void>): void {
   const watching = new Map(watchers.map((watcher) => [watcher.userId, watcher]));

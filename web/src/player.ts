@@ -34,8 +34,11 @@ const MUTED_SETTING = "xiaowo.muted";
 const SYNC_DEBUG_PARAMETER = "sync-debug";
 /** How far the arrow keys move the shared position, in seconds. */
 export const SEEK_STEP_S = 5;
-/** Beyond this offset (ms) a player is said to be catching up rather than in sync. */
-const IN_SYNC_MS = 80;
+/**
+ * Beyond this offset (ms) a player is said to be catching up rather than in sync: less is not
+ * seen or heard as out of step, even while the controller still nudges it away.
+ */
+const IN_SYNC_MS = 150;
 
 /**
  * What the sync-quality benchmark (web/bench/sync-quality.mjs) reads from each page: the video,
@@ -502,7 +505,7 @@ export class Player {
     if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA && !timeline.paused) {
       return { kind: "buffering" };
     }
-    if (performance.now() / 1000 - this.drift.lastSeekAt < 1 || this.drift.appliedRate !== timeline.rate || Math.abs(this.measuredOffsetMs) > IN_SYNC_MS) {
+    if (performance.now() / 1000 - this.drift.lastSeekAt < 1 || Math.abs(this.measuredOffsetMs) > IN_SYNC_MS) {
       return timeline.paused ? { kind: "paused" } : { kind: "catchingUp" };
     }
     return timeline.paused ? { kind: "paused" } : { kind: "inSync" };

@@ -167,7 +167,16 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
   const members = h("ul", { class: "members", attrs: { id: "members" } });
   const memberCount = h("span", { class: "count", attrs: { id: "member-count" } });
   let watchers: Watcher[] = [];
-  const chat = new Chat(ctx, onStreamState("chat"));
+  // Messages that arrived while another tab was open.
+  const unread = h("span", { class: "count unread", attrs: { id: "chat-unread" } });
+  let unreadCount = 0;
+  const chat = new Chat(ctx, onStreamState("chat"), () => {
+    if (!chatInView()) {
+      unreadCount += 1;
+      replace(unread, formatNumber(unreadCount));
+      setLabel(unread, "aria-label", t("chat.unread", { count: unreadCount }));
+    }
+  });
   const drawMembers = (): void => {
     renderMembers(ctx, members, watchers, refresh);
     replace(memberCount, formatNumber(Math.max(ctx.members.size, watchers.length)));
@@ -234,13 +243,21 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
   const panels = tabs(
     t("room.panels"),
     [
-      { id: "chat", label: t("tab.chat"), panel: chatHome },
+      { id: "chat", label: t("tab.chat"), panel: chatHome, badge: unread },
       { id: "queue", label: t("tab.queue"), panel: h("div", {}, player.queueElement), badge: player.queueCount },
       { id: "people", label: t("tab.people"), panel: h("div", {}, members), badge: memberCount },
       { id: "settings", label: t("tab.settings"), panel: settings },
     ],
     "room-tabs",
   );
+  const chatInView = (): boolean => panels.selected() === "chat" || chat.element.parentElement === player.overlaySlot;
+  panels.onSelect((id) => {
+    if (id === "chat") {
+      unreadCount = 0;
+      replace(unread);
+      setLabel(unread, "aria-label", undefined);
+    }
+  });
   const side = h("aside", { class: "side", attrs: { "aria-label": t("room.panels") } }, panels.element);
   const roomBar = h(
     "div",

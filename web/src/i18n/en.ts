@@ -216,6 +216,7 @@ export const en = {
   "chat.sending": "Sending…",
   "chat.notSent": "Not sent",
   "chat.retry": "Send again",
+  "chat.unread": { one: "{count} new message", other: "{count} new messages" },
   "chat.older": "Show earlier messages",
   "chat.deleted": "This message was deleted.",
   "chat.delivered": "Delivered to everyone in the room",

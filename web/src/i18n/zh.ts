@@ -217,6 +217,7 @@ export const zh: Catalog = {
   "chat.sending": "发送中…",
   "chat.notSent": "未发送",
   "chat.retry": "重新发送",
+  "chat.unread": { other: "{count} 条新消息" },
   "chat.older": "显示更早的消息",
   "chat.deleted": "这条消息已被删除。",
   "chat.delivered": "已送达房间里的每个人",
