@@ -14,7 +14,7 @@
 //                               E2E_WEB_DIR, which that stack must serve; scenarios that restart
 //                               the server are skipped; self-signed certificates are accepted
 
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request as apiRequest } from "playwright-core";
@@ -491,8 +491,11 @@ scenario("no console errors on either page", [], async () => {
 async function main() {
   let passed = 0;
   let failed = 0;
-  rmSync(artifacts, { recursive: true, force: true });
+  // Only this suite's own screenshots: the screens suite keeps its own in artifacts/ui/.
   mkdirSync(artifacts, { recursive: true });
+  for (const name of readdirSync(artifacts).filter((file) => file.endsWith(".png"))) {
+    rmSync(join(artifacts, name), { force: true });
+  }
   try {
     started.tempDir = mkdtempSync(join(tmpdir(), "xiaowo-e2e-"));
     if (externalBase) {

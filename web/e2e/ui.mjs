@@ -106,6 +106,11 @@ async function setLanguage(page, language) {
   }
 }
 
+/** Waits (a while, not failing) for the player to settle in sync, as a viewer would see it. */
+async function settledPlayer(page) {
+  await page.waitForSelector('#sync-status[data-state="inSync"]', { timeout: 15_000 }).catch(() => undefined);
+}
+
 async function closeDialogs(page) {
   for (let attempt = 0; attempt < 3 && (await page.$("dialog[open]")); attempt += 1) {
     await page.keyboard.press("Escape");
@@ -138,7 +143,9 @@ async function axe(page) {
 async function settle(page) {
   await page.evaluate(() => document.fonts.ready);
   await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
-  await page.waitForTimeout(150);
+  // Colour transitions after a scheme switch would be audited half-way.
+  await page.waitForFunction(() => document.getAnimations().every((animation) => animation.playState !== "running"));
+  await page.waitForTimeout(100);
 }
 
 /**
@@ -375,6 +382,7 @@ try {
   await captureScreen(alice, "room-playing", async () => {
     await waitLive(alice);
     await alice.page.waitForFunction(() => !document.getElementById("video").paused);
+    await settledPlayer(alice.page);
   });
 
   await check("chat in both directions, with a placeholder before the first message", async () => {
@@ -400,6 +408,7 @@ try {
   await captureScreen(bao, "room-chat", async () => {
     await waitLive(bao);
     await bao.page.waitForSelector("#chat-messages li.message");
+    await settledPlayer(bao.page);
   });
 
   // The other tabs, with something in them.

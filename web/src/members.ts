@@ -3,7 +3,7 @@
 // may do to each person.
 
 import { type RoomContext, roleId, roleLabel } from "./context";
-import { h, initial, replace } from "./dom";
+import { h, initial, replace, setLabel, setText } from "./dom";
 import { Role } from "./gen/xiaowo/room/v1/room_pb";
 import { PlayerState, type Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
 import { type Shown, t } from "./i18n";
@@ -13,6 +13,14 @@ import { actionMenu, type MenuItem } from "./ui";
 /** A watcher whose player is further than this from the room (ms) is catching up (as in player.ts). */
 const IN_SYNC_MS = 150;
 
+/** The rows drawn last time, by user id, with what they were drawn from. */
+const drawn = new WeakMap<HTMLElement, Map<string, { row: HTMLElement; key: string; sync: HTMLElement }>>();
+
+/**
+ * Draws the people list. Presence changes every few seconds, so rows are kept and only their
+ * sync state is updated; a row is rebuilt only when what it shows otherwise changed, so that an
+ * open menu or the keyboard focus in it survives.
+ */
 export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[], refresh: () => Promise<void>): void {
   const watching = new Map(watchers.map((watcher) => [watcher.userId, watcher]));
   const userIds = [...ctx.members.keys()];
@@ -22,19 +30,23 @@ export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Wat
     }
   }
   if (userIds.length === 0) {
+    drawn.delete(list);
     replace(list, h("li", { class: "empty-state" }, t("member.loading")));
     return;
   }
   // The owner first, then moderators, then everyone else; yourself first within your group.
   userIds.sort((a, b) => ctx.roleOf(b) - ctx.roleOf(a) || Number(b === ctx.myUserId) - Number(a === ctx.myUserId));
-  replace(
-    list,
-    ...userIds.map((userId) => {
-      const role = ctx.roleOf(userId);
-      const watcher = watching.get(userId);
-      const me = userId === ctx.myUserId;
-      const sync = syncOf(watcher);
-      return h(
+  const previous = drawn.get(list) ?? new Map();
+  const next = new Map<string, { row: HTMLElement; key: string; sync: HTMLElement }>();
+  const rows = userIds.map((userId) => {
+    const role = ctx.roleOf(userId);
+    const me = userId === ctx.myUserId;
+    const key = [ctx.nameOf(userId), role, ctx.role, ctx.canModerate(), ctx.members.has(userId)].join("|");
+    const sync = syncOf(watching.get(userId));
+    let entry = previous.get(userId);
+    if (!entry || entry.key !== key) {
+      const syncElement = h("span", { class: "member-sync" });
+      const row = h(
         "li",
         { class: "member", attrs: { "data-user-id": userId, "data-role": roleId(role) } },
         h("span", { class: "avatar", attrs: { "aria-hidden": "true" } }, initial(ctx.nameOf(userId))),
@@ -42,17 +54,23 @@ export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Wat
           "div",
           { class: "member-text" },
           h("span", { class: "member-name" }, ctx.nameOf(userId), me ? h("span", { class: "you" }, t("member.you")) : null),
-          h(
-            "span",
-            { class: "member-sub" },
-            role >= Role.MODERATOR ? h("span", { class: `badge role-${roleId(role)}` }, roleLabel(role)) : null,
-            h("span", { class: "member-sync", attrs: { "data-sync": sync.state, title: sync.detail } }, sync.label),
-          ),
+          h("span", { class: "member-sub" }, role >= Role.MODERATOR ? h("span", { class: `badge role-${roleId(role)}` }, roleLabel(role)) : null, syncElement),
         ),
         me ? null : memberActions(ctx, userId, role, refresh),
       );
-    }),
-  );
+      entry = { row, key, sync: syncElement };
+    }
+    entry.sync.setAttribute("data-sync", sync.state);
+    setText(entry.sync, sync.label);
+    setLabel(entry.sync, "title", sync.detail);
+    next.set(userId, entry);
+    return entry.row;
+  });
+  drawn.set(list, next);
+  const current = [...list.children];
+  if (current.length !== rows.length || rows.some((row, index) => current[index] !== row)) {
+    replace(list, ...rows);
+  }
 }
 
 interface MemberSync {

@@ -103,6 +103,7 @@ export class Player {
   private readonly nextButton: HTMLButtonElement;
   private readonly queueList = h("ol", { class: "queue", attrs: { id: "queue" } });
   private readonly queueSlot = h("div", { class: "queue-add" });
+  private queueKey = "";
 
   private state: RoomState | undefined;
   private timeline: Timeline | undefined;
@@ -761,6 +762,13 @@ export class Player {
     const queue = this.state?.queue ?? [];
     const denied = this.ctx.controlDeniedReason();
     const roomId = this.ctx.roomId;
+    // Redrawn only when something it shows changed, so that the focus on a button survives the
+    // room's periodic refresh.
+    const key = JSON.stringify([denied ?? "", queue.map((item) => [item.itemId, item.media?.title, item.media?.url, this.ctx.nameOf(item.addedByUserId)])]);
+    if (key === this.queueKey) {
+      return;
+    }
+    this.queueKey = key;
     replace(this.queueCount, queue.length > 0 ? formatNumber(queue.length) : null);
     setEnabled(this.nextButton, denied === undefined && queue.length > 0, denied ?? t("queue.emptyReason"));
     if (queue.length === 0) {
