@@ -1,6 +1,7 @@
 // What the parts of a room page share: the room, the caller's role in it, the members' names,
 // and the permission rules the server enforces (mirrored here only to grey out controls).
 
+import { h } from "./dom";
 import { ControlMode, type Member, Role, type Room, RoomStatus } from "./gen/xiaowo/room/v1/room_pb";
 import { type Shown, t, userText } from "./i18n";
 import type { App } from "./main";
@@ -117,4 +118,17 @@ export function controlModeLabel(mode: ControlMode): Shown {
     case ControlMode.UNSPECIFIED:
       return t("control.everyone");
   }
+}
+
+/** The "who controls playback" choice, as the create-room dialog and the settings offer it. */
+export function controlModeSelect(id: string, mode: ControlMode = ControlMode.EVERYONE): HTMLSelectElement {
+  const select = h(
+    "select",
+    { attrs: { id } },
+    h("option", { attrs: { value: String(ControlMode.EVERYONE) } }, t("control.everyone")),
+    h("option", { attrs: { value: String(ControlMode.MODERATORS) } }, t("control.moderators")),
+    h("option", { attrs: { value: String(ControlMode.OWNER) } }, t("control.ownerMine")),
+  );
+  select.value = String(mode === ControlMode.UNSPECIFIED ? ControlMode.EVERYONE : mode);
+  return select;
 }

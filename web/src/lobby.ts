@@ -7,6 +7,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { button, h, icon, initial, replace, setDocumentTitle, setLabel } from "./dom";
 import { sentenceFor } from "./errors";
 import type { Api } from "./api";
+import { controlModeSelect } from "./context";
 import { ControlMode, type ListMyRoomsResponse, type ListRoomsResponse, type Room, Visibility } from "./gen/xiaowo/room/v1/room_pb";
 import { formatDateTime, type Shown, t, userText } from "./i18n";
 import type { App } from "./main";
@@ -240,13 +241,7 @@ export function openCreateRoom(app: App): void {
       password.focus();
     }
   });
-  const control = h(
-    "select",
-    { attrs: { id: "room-control" } },
-    h("option", { attrs: { value: String(ControlMode.EVERYONE) } }, t("control.everyone")),
-    h("option", { attrs: { value: String(ControlMode.MODERATORS) } }, t("control.moderators")),
-    h("option", { attrs: { value: String(ControlMode.OWNER) } }, t("control.ownerMine")),
-  );
+  const control = controlModeSelect("room-control");
   const error = h("p", { class: "error", attrs: { id: "create-error", role: "alert" } });
   const form = h(
     "form",

@@ -7,8 +7,8 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { RoomContext } from "./context";
 import { button, h } from "./dom";
 import { Role } from "./gen/xiaowo/room/v1/room_pb";
-import { formatMoment, formatSpan, t } from "./i18n";
-import { confirmAction, openDialog } from "./ui";
+import { formatMoment, formatSpan, type Shown, t } from "./i18n";
+import { type ConfirmOptions, confirmAction, openDialog } from "./ui";
 
 /** The lengths a mute can be chosen from, in minutes. */
 const MUTE_CHOICES_MIN = [10, 60, 24 * 60];
@@ -47,16 +47,14 @@ export function openMuteDialog(ctx: RoomContext, userId: string): void {
   });
 }
 
-/** Removes `userId` from the room after asking. */
-export async function kick(ctx: RoomContext, userId: string): Promise<boolean> {
-  const name = ctx.nameOf(userId);
-  const sure = await confirmAction({ title: t("kick.title", { name }), text: t("kick.text"), confirm: t("kick.confirm"), danger: true, id: "kick-dialog" });
-  if (!sure) {
+/** Asks with `question`, then runs `act`; tells the person `done` or why it failed. */
+async function confirmed(ctx: RoomContext, question: ConfirmOptions, act: () => Promise<unknown>, done: Shown): Promise<boolean> {
+  if (!(await confirmAction(question))) {
     return false;
   }
   try {
-    await ctx.app.api.room.kickMember({ roomId: ctx.roomId, userId });
-    ctx.app.notify(t("kick.done", { name }));
+    await act();
+    ctx.app.notify(done);
     return true;
   } catch (error) {
     ctx.app.fail(error, "moderation");
@@ -64,21 +62,26 @@ export async function kick(ctx: RoomContext, userId: string): Promise<boolean> {
   }
 }
 
-/** Hands the room to `userId` after asking. */
-export async function transferOwnership(ctx: RoomContext, userId: string): Promise<boolean> {
+/** Removes `userId` from the room after asking. */
+export function kick(ctx: RoomContext, userId: string): Promise<boolean> {
   const name = ctx.nameOf(userId);
-  const sure = await confirmAction({ title: t("owner.title", { name }), text: t("owner.text", { name }), confirm: t("owner.confirm"), danger: true, id: "owner-dialog" });
-  if (!sure) {
-    return false;
-  }
-  try {
-    await ctx.app.api.room.transferOwnership({ roomId: ctx.roomId, userId });
-    ctx.app.notify(t("owner.done", { name }));
-    return true;
-  } catch (error) {
-    ctx.app.fail(error, "moderation");
-    return false;
-  }
+  return confirmed(
+    ctx,
+    { title: t("kick.title", { name }), text: t("kick.text"), confirm: t("kick.confirm"), danger: true, id: "kick-dialog" },
+    () => ctx.app.api.room.kickMember({ roomId: ctx.roomId, userId }),
+    t("kick.done", { name }),
+  );
+}
+
+/** Hands the room to `userId` after asking. */
+export function transferOwnership(ctx: RoomContext, userId: string): Promise<boolean> {
+  const name = ctx.nameOf(userId);
+  return confirmed(
+    ctx,
+    { title: t("owner.title", { name }), text: t("owner.text", { name }), confirm: t("owner.confirm"), danger: true, id: "owner-dialog" },
+    () => ctx.app.api.room.transferOwnership({ roomId: ctx.roomId, userId }),
+    t("owner.done", { name }),
+  );
 }
 
 /** Makes `userId` a moderator or a plain member again (no confirmation: it is undone as easily). */

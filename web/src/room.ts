@@ -208,7 +208,11 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
     myRole.setAttribute("data-role", roleId(ctx.role));
     myRole.hidden = ctx.role < Role.MODERATOR;
     setDocumentTitle(t("room.pageTitle", { name: userText(ctx.room.name) }));
-    if (settingsFor !== ctx.role) {
+    renderSettings();
+  };
+  // Built when the tab is first opened (a smaller first render), rebuilt when the role changes.
+  const renderSettings = (): void => {
+    if (settingsFor !== ctx.role && panels.selected() === "settings") {
       settingsFor = ctx.role;
       replace(settings, settingsPanel(ctx, { playback: player.roomSettingsElement, device: player.deviceSettingsElement }));
     }
@@ -252,6 +256,9 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
   );
   const chatInView = (): boolean => panels.selected() === "chat" || chat.element.parentElement === player.overlaySlot;
   panels.onSelect((id) => {
+    if (id === "settings") {
+      renderSettings();
+    }
     if (id === "chat") {
       unreadCount = 0;
       replace(unread);

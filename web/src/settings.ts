@@ -2,7 +2,7 @@
 // everyone else), the room's playback rule, this device's sync options behind "Advanced", and
 // closing the room (owner only, confirmed).
 
-import { type RoomContext, controlModeLabel } from "./context";
+import { type RoomContext, controlModeLabel, controlModeSelect } from "./context";
 import { button, h } from "./dom";
 import { ControlMode, Role, Visibility } from "./gen/xiaowo/room/v1/room_pb";
 import { t } from "./i18n";
@@ -32,14 +32,7 @@ export function settingsPanel(ctx: RoomContext, parts: SettingsParts): HTMLEleme
       h("option", { attrs: { value: String(Visibility.UNLISTED) } }, t("create.unlisted")),
     );
     visibility.value = String(room.visibility === Visibility.UNLISTED ? Visibility.UNLISTED : Visibility.PUBLIC);
-    const control = h(
-      "select",
-      { attrs: { id: "settings-control" } },
-      h("option", { attrs: { value: String(ControlMode.EVERYONE) } }, t("control.everyone")),
-      h("option", { attrs: { value: String(ControlMode.MODERATORS) } }, t("control.moderators")),
-      h("option", { attrs: { value: String(ControlMode.OWNER) } }, t("control.ownerMine")),
-    );
-    control.value = String(room.controlMode === ControlMode.UNSPECIFIED ? ControlMode.EVERYONE : room.controlMode);
+    const control = controlModeSelect("settings-control", room.controlMode);
     const password = h("input", {
       attrs: { id: "settings-password", type: "password", autocomplete: "new-password", placeholder: room.hasPassword ? t("settings.passwordKeep") : t("settings.passwordNone") },
     });
