@@ -106,6 +106,15 @@ async function setLanguage(page, language) {
   }
 }
 
+/** Opens the people tab and picks `action` from `name`'s menu; waits for its dialog. */
+async function memberAction(page, name, action) {
+  await waitLive({ page });
+  await page.click("[data-tab=people]");
+  await page.click(`#members li:has-text('${name}') .menu-toggle`);
+  await page.click(`#members li:has-text('${name}') [data-action=${action}]`);
+  await page.waitForSelector(`#${action}-dialog[open]`);
+}
+
 /** Waits (a while, not failing) for the player to settle in sync, as a viewer would see it. */
 async function settledPlayer(page) {
   await page.waitForSelector('#sync-status[data-state="inSync"]', { timeout: 15_000 }).catch(() => undefined);
@@ -500,21 +509,12 @@ try {
     assert(advanced && !(await advanced.evaluate((node) => node.open)), "the sync settings are behind a closed disclosure");
   });
 
-  await captureScreen(alice, "mute-dialog", async () => {
-    await waitLive(alice);
-    await alice.page.click("[data-tab=people]");
-    await alice.page.click("#members li:has-text('宝宝') .menu-toggle");
-    await alice.page.click("#members li:has-text('宝宝') [data-action=mute]");
-    await alice.page.waitForSelector("#mute-dialog[open]");
-  });
+  await captureScreen(alice, "mute-dialog", () => memberAction(alice.page, "宝宝", "mute"));
 
   await check("a muted member reads until when, in their own words", async () => {
     await closeDialogs(alice.page);
     await setLanguage(alice.page, "en");
-    await waitLive(alice);
-    await alice.page.click("[data-tab=people]");
-    await alice.page.click("#members li:has-text('宝宝') .menu-toggle");
-    await alice.page.click("#members li:has-text('宝宝') [data-action=mute]");
+    await memberAction(alice.page, "宝宝", "mute");
     await alice.page.click("#mute-confirm");
     const done = await toastText(alice.page, "info");
     assert(/until \d{1,2}:\d{2}/.test(done) && /10 minutes/.test(done), `the moderator reads how long and until when: ${done}`);
@@ -527,22 +527,12 @@ try {
     assert(/\d{1,2}:\d{2}/.test(text ?? "") && /分钟/.test(text ?? ""), `the mute says until when and how long: ${text}`);
   });
 
-  await captureScreen(alice, "remove-dialog", async () => {
-    await waitLive(alice);
-    await alice.page.click("[data-tab=people]");
-    await alice.page.click("#members li:has-text('宝宝') .menu-toggle");
-    await alice.page.click("#members li:has-text('宝宝') [data-action=kick]");
-    await alice.page.waitForSelector("#kick-dialog[open]");
-  });
+  await captureScreen(alice, "remove-dialog", () => memberAction(alice.page, "宝宝", "kick"));
 
   await check("removing someone asks first, and they see a page that says so", async () => {
     await closeDialogs(alice.page);
     await setLanguage(alice.page, "en");
-    await waitLive(alice);
-    await alice.page.click("[data-tab=people]");
-    await alice.page.click("#members li:has-text('宝宝') .menu-toggle");
-    await alice.page.click("#members li:has-text('宝宝') [data-action=kick]");
-    await alice.page.waitForSelector("#kick-dialog[open]");
+    await memberAction(alice.page, "宝宝", "kick");
     assert(await alice.page.evaluate(() => document.activeElement?.dataset.action === "cancel"), "the safe choice has the focus");
     await alice.page.click("#kick-dialog [data-action=confirm]");
     await bao.page.waitForSelector("#room-gone[data-reason=kicked]");
