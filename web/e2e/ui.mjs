@@ -12,7 +12,6 @@
 //
 //   node e2e/ui.mjs            (after `npm run build` and `cargo build -p xiaowo`)
 //   UI_ONLY=phone              runs only the checks whose name contains "phone"
-//   UI_SCREENS=0               skips the screen matrix (axe and screenshots)
 //
 // Ends with "ui: N passed, N failed".
 
@@ -28,7 +27,6 @@ const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const artifacts = join(webRoot, "artifacts", "ui");
 const only = process.env.UI_ONLY ?? "";
-const screens = process.env.UI_SCREENS !== "0";
 const WAIT_MS = 20_000;
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
@@ -162,9 +160,6 @@ async function settle(page) {
  * `prepare` brings the page to the screen again after a language switch (which re-renders).
  */
 async function captureScreen(user, name, prepare = async () => undefined) {
-  if (!screens) {
-    return;
-  }
   await check(`screen "${name}": no serious or critical axe violations in en/zh, light/dark, desktop/phone`, async () => {
     const page = user.page;
     const found = [];
