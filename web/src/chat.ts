@@ -297,6 +297,7 @@ export class Chat {
     replace(this.error);
     row.classList.remove("failed");
     row.querySelector(".retry")?.remove();
+    row.querySelector(".reason")?.remove();
     try {
       const { message } = await this.ctx.app.api.chat.sendMessage({ roomId: this.ctx.roomId, text, clientMessageId });
       if (message && this.pending.has(clientMessageId)) {
@@ -309,6 +310,9 @@ export class Chat {
       if (state) {
         setText(state, t("chat.notSent"));
       }
+      // The reason stays with the message: a later send that goes through clears the line
+      // under the chat, not why this one was refused.
+      row.appendChild(h("p", { class: "reason small" }, sentenceFor(error, "chat")));
       // The same client id makes the retry safe even if the first attempt was stored after all.
       row.appendChild(button(t("chat.retry"), () => this.deliver(text, clientMessageId, row), { kind: "secondary", small: true, class: "retry" }));
     }
