@@ -274,7 +274,13 @@ pub fn list(dir: &Path) -> Result<Vec<Manifest>, BackupError> {
     }
     let mut manifests = Vec::new();
     for entry in fs::read_dir(dir).map_err(io(dir))? {
-        let path = entry.map_err(io(dir))?.path().join(MANIFEST);
+        let entry = entry.map_err(io(dir))?;
+        // A backup being written lives in a hidden staging directory until it is renamed into
+        // place; its manifest may be half-written, and it is not a backup yet.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path().join(MANIFEST);
         if path.is_file() {
             manifests.push(read_manifest(&path)?);
         }

@@ -330,6 +330,11 @@ async fn retention_keeps_the_newest_full_chains() {
         ids.push(blocking_run(&settings, Kind::Incremental, now + 1).id);
     }
 
+    // A backup being written sits in a hidden staging directory with a manifest that may be
+    // half-written; listing while the schedule writes one must not trip over it.
+    let staging = backups.path().join(".20991231T000000000Z-full.partial");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::write(staging.join("manifest.json"), "").unwrap();
     for dir in [backups.path(), offsite.path()] {
         let kept: Vec<String> = backup::list(dir).unwrap().into_iter().map(|manifest| manifest.id).collect();
         assert_eq!(kept, ids[2..].to_vec());
