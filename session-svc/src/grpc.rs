@@ -17,11 +17,12 @@ use crate::Error;
 use crate::config::CookieSecurity;
 use crate::sessions::{ChangeKind, EndReason, Session, SessionChange, Sessions};
 use svc_kit::feed::{Delivery, FeedEnded};
+use svc_kit::id::UserId;
 
 fn to_pb(session: Session) -> pb::Session {
     let Session { user_id, display_name, created_at, last_accessed, expires_at } = session;
     pb::Session {
-        user_id,
+        user_id: user_id.into_string(),
         display_name,
         create_time: Some(proto::timestamp_from_ms(created_at)),
         last_access_time: Some(proto::timestamp_from_ms(last_accessed)),
@@ -162,9 +163,9 @@ fn change_to_pb(change: SessionChange) -> pb::WatchSessionChangesResponse {
                 EndReason::Revoked => pb::SessionEndReason::Revoked,
                 EndReason::Rotated => pb::SessionEndReason::Rotated,
             };
-            Event::SessionEnded(pb::SessionEnded { user_id, reason: reason.into() })
+            Event::SessionEnded(pb::SessionEnded { user_id: user_id.into_string(), reason: reason.into() })
         }
-        ChangeKind::Renamed => Event::DisplayNameChanged(pb::DisplayNameChanged { user_id }),
+        ChangeKind::Renamed => Event::DisplayNameChanged(pb::DisplayNameChanged { user_id: user_id.into_string() }),
     };
     pb::WatchSessionChangesResponse { event_time: Some(proto::timestamp_from_ms(at_ms)), event: Some(event) }
 }
@@ -267,6 +268,7 @@ impl pb::session_admin_service_server::SessionAdminService for AdminApi {
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
         let pb::RevokeSessionRequest { user_id } = request.into_inner();
+        let user_id = UserId::parse("user_id", &user_id).map_err(Error::from)?;
         tracing::Span::current().record("user_id", user_id.as_str());
         self.sessions.revoke(&user_id).await?;
         Ok(Response::new(pb::RevokeSessionResponse {}))

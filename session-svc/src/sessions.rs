@@ -11,6 +11,7 @@ use prometheus::{IntCounter, IntGauge};
 use rand::RngCore;
 use svc_kit::auth::token_hash;
 use svc_kit::clock::{SharedClock, millis};
+use svc_kit::id::UserId;
 use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::text::TextRule;
 use tokio::sync::broadcast;
@@ -56,7 +57,7 @@ pub enum ChangeKind {
 /// A committed change that makes cached validations of `user_id`'s session wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionChange {
-    pub user_id: String,
+    pub user_id: UserId,
     /// When it committed (Unix milliseconds).
     pub at_ms: i64,
     pub kind: ChangeKind,
@@ -65,7 +66,7 @@ pub struct SessionChange {
 /// A session as the rest of the system sees it. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub user_id: String,
+    pub user_id: UserId,
     pub display_name: String,
     pub created_at: i64,
     pub last_accessed: i64,
@@ -138,8 +139,8 @@ impl Sessions {
         self.changes.subscribe()
     }
 
-    fn announce(&self, user_id: &str, kind: ChangeKind) {
-        let change = SessionChange { user_id: user_id.to_owned(), at_ms: self.clock.now_ms(), kind };
+    fn announce(&self, user_id: &UserId, kind: ChangeKind) {
+        let change = SessionChange { user_id: user_id.clone(), at_ms: self.clock.now_ms(), kind };
         // Nobody watching is not an error: nobody has anything cached to drop.
         let _ = self.changes.send(change);
     }
@@ -157,7 +158,7 @@ impl Sessions {
         let now = self.clock.now_ms();
         let absolute_expires_at = now.saturating_add(self.absolute_ms);
         let session = Session {
-            user_id: uuid::Uuid::new_v4().to_string(),
+            user_id: UserId::generate(),
             display_name,
             created_at: now,
             last_accessed: now,
@@ -237,7 +238,7 @@ impl Sessions {
     }
 
     /// Ends `user_id`'s session on an operator's request.
-    pub async fn revoke(&self, user_id: &str) -> Result<(), Error> {
+    pub async fn revoke(&self, user_id: &UserId) -> Result<(), Error> {
         if !self.store.delete(user_id).await? {
             return Err(Error::SessionNotFound);
         }

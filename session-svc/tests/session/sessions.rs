@@ -221,6 +221,9 @@ async fn logout_and_revoke_end_the_session() {
     assert_eq!(app.who_am_i(&revoked.token).await.unwrap_err().code(), Code::Unauthenticated);
     let again = app.admin().revoke_session(as_admin(pb::RevokeSessionRequest { user_id })).await;
     assert_eq!(again.unwrap_err().code(), Code::NotFound);
+    let garbled = pb::RevokeSessionRequest { user_id: "not-a-user-id".to_owned() };
+    let garbled = app.admin().revoke_session(as_admin(garbled)).await.unwrap_err();
+    assert_eq!(garbled.code(), Code::InvalidArgument, "{garbled:?}");
     let twice = app.public().end_session(with_bearer(pb::EndSessionRequest {}, &leaving)).await;
     assert_eq!(twice.unwrap_err().code(), Code::Unauthenticated);
 }
