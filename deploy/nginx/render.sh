@@ -20,6 +20,8 @@
 #                                          (consistent hash); others are spread as usual
 #   XIAOWO_SESSION_CREATE_RATE [10r/m]  XIAOWO_SESSION_CREATE_BURST [20]
 #   XIAOWO_ROOM_JOIN_RATE [30r/m]       XIAOWO_ROOM_JOIN_BURST [30]
+#   XIAOWO_ADMIN_WEB_ALLOW [127.0.0.1 ::1] addresses or CIDRs whose browsers may call the admin
+#                                          services over gRPC-web (the operator console, /admin)
 set -euo pipefail
 
 standalone=0
@@ -52,6 +54,14 @@ https_port=${XIAOWO_HTTPS_PUBLIC_PORT:-443}
 redirect_port=":${https_port}"
 [ "$https_port" = "443" ] && redirect_port=""
 
+allow_lines() {
+  local line=""
+  for address in $1; do
+    line+="        allow ${address};"$'\n'
+  done
+  printf '%s' "${line%$'\n'}"
+}
+
 render() {
   local source=$1 target=$2
   python3 - "$source" "$target" <<PY
@@ -75,6 +85,7 @@ values = {
     "SESSION_CREATE_BURST": "${XIAOWO_SESSION_CREATE_BURST:-20}",
     "ROOM_JOIN_RATE": "${XIAOWO_ROOM_JOIN_RATE:-30r/m}",
     "ROOM_JOIN_BURST": "${XIAOWO_ROOM_JOIN_BURST:-30}",
+    "ADMIN_WEB_ALLOW": """$(allow_lines "${XIAOWO_ADMIN_WEB_ALLOW:-127.0.0.1 ::1}")""",
 }
 for key, value in values.items():
     placeholder = key if key.startswith(":") else "@" + key + "@"
