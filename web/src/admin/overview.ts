@@ -34,6 +34,8 @@ interface ChartSpec {
   title: MessageKey;
   series: { metric: string; label?: MessageKey }[];
   format: (value: number) => Shown;
+  /** A count of things: the axis marks whole numbers only. */
+  whole?: boolean;
 }
 
 const count = (value: number): Shown => formatNumber(value, { maximumFractionDigits: 0 });
@@ -61,11 +63,11 @@ export const CHARTS: readonly ChartSpec[] = [
     format: seconds,
   },
   { id: "errors", title: "admin.chart.errors", series: [{ metric: "error_ratio" }], format: ratio },
-  { id: "connections", title: "admin.chart.connections", series: [{ metric: "xiaowo_open_connections" }], format: count },
+  { id: "connections", title: "admin.chart.connections", series: [{ metric: "xiaowo_open_connections" }], format: count, whole: true },
   { id: "memory", title: "admin.chart.memory", series: [{ metric: "resident_memory_bytes" }], format: bytes },
-  { id: "watchers", title: "admin.chart.watchers", series: [{ metric: "xiaowo_sync_watch_streams" }], format: count },
-  { id: "rooms", title: "admin.chart.rooms", series: [{ metric: "xiaowo_rooms_active" }], format: count },
-  { id: "sessions", title: "admin.chart.sessions", series: [{ metric: "xiaowo_sessions_live" }], format: count },
+  { id: "watchers", title: "admin.chart.watchers", series: [{ metric: "xiaowo_sync_watch_streams" }], format: count, whole: true },
+  { id: "rooms", title: "admin.chart.rooms", series: [{ metric: "xiaowo_rooms_active" }], format: count, whole: true },
+  { id: "sessions", title: "admin.chart.sessions", series: [{ metric: "xiaowo_sessions_live" }], format: count, whole: true },
 ];
 
 /** The target an all-in-one install reports under; in split mode the first one listed. */
@@ -145,7 +147,7 @@ class Chart {
       padding: [8, 8, 0, 0],
       scales: {
         x: { time: true, range: () => this.range },
-        y: { range: (_plot, _min, max) => [0, max > 0 ? max * 1.15 : 1] },
+        y: { range: (_plot, _min, max) => [0, max > 0 ? max * 1.15 : this.spec.whole ? 2 : 1] },
       },
       axes: [
         {
@@ -163,6 +165,7 @@ class Chart {
           gap: 4,
           grid: { stroke: grid, width: 1 },
           ticks: { show: false },
+          ...(this.spec.whole ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 100_000, 1_000_000] } : {}),
           values: (_plot, splits) => splits.map((split) => format(split)),
         },
       ],
