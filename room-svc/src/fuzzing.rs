@@ -12,8 +12,7 @@ use crate::grpc::{both, control_mode_from_pb, role_from_pb, visibility_from_pb};
 use crate::model::{ControlMode, Visibility};
 use crate::rooms::{
     DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, PASSWORD_MAX_BYTES, ROOM_DESCRIPTION, ROOM_NAME, audit_action, checked,
-    decode_audit_token,
-    page_size, password_violation, room_and_user, room_page,
+    decode_audit_token, page_size, password_violation, room_and_user, room_page,
 };
 
 /// Decodes one public or admin request, chosen by the first byte, and validates it.

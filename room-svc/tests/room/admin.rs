@@ -147,10 +147,10 @@ async fn the_audit_log_filters_by_action_and_reads_newest_first() {
         ..Default::default()
     };
     let rows = app.admin().list_audit_logs(as_admin(request)).await.unwrap().into_inner().audit_logs;
-    assert_eq!(rows.iter().map(|row| (row.action.as_str(), row.room_id.as_str())).collect::<Vec<_>>(), [(
-        "room.create",
-        room_ids[1].as_str()
-    )]);
+    assert_eq!(
+        rows.iter().map(|row| (row.action.as_str(), row.room_id.as_str())).collect::<Vec<_>>(),
+        [("room.create", room_ids[1].as_str())]
+    );
     let unknown = pb::ListAuditLogsRequest { action: "room.drop".to_owned(), page_size: -1, ..Default::default() };
     assert_eq!(violations(&app.admin().list_audit_logs(as_admin(unknown)).await.unwrap_err()), ["action", "page_size"]);
 }
