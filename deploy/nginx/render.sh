@@ -34,13 +34,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-servers() {
-  local line=""
-  for server in $1; do
-    line+="    server ${server} max_fails=3 fail_timeout=5s;"$'\n'
+# One line per word of $2: the format $1 with the word in place of %s.
+lines() {
+  local line="" item
+  for item in $2; do
+    line+="$(printf "$1" "$item")"$'\n'
   done
   printf '%s' "${line%$'\n'}"
 }
+
+servers() { lines '    server %s max_fails=3 fail_timeout=5s;' "$1"; }
 
 # sync-svc and chat-svc: optionally room-affine (see README, "Several instances").
 room_servers() {
@@ -54,13 +57,7 @@ https_port=${XIAOWO_HTTPS_PUBLIC_PORT:-443}
 redirect_port=":${https_port}"
 [ "$https_port" = "443" ] && redirect_port=""
 
-allow_lines() {
-  local line=""
-  for address in $1; do
-    line+="        allow ${address};"$'\n'
-  done
-  printf '%s' "${line%$'\n'}"
-}
+allow_lines() { lines '        allow %s;' "$1"; }
 
 render() {
   local source=$1 target=$2

@@ -66,6 +66,19 @@ function pagedList<T>(context: AdminContext, id: string, fetch: (token: string) 
   return { element: h("div", { class: "admin-paged" }, list, empty, h("div", { class: "admin-more" }, more)), reload: () => load(true) };
 }
 
+/** A paged list read again whenever `filter` changes; `fetch` gets the filter's value. */
+function filteredList<T>(
+  context: AdminContext,
+  id: string,
+  filter: HTMLSelectElement,
+  fetch: (value: string, token: string) => Promise<Page<T>>,
+  render: (item: T) => HTMLElement,
+): PagedList {
+  const list = pagedList(context, id, (token) => fetch(filter.value, token), render);
+  filter.addEventListener("change", () => void list.reload());
+  return list;
+}
+
 function select(id: string, options: [string, Shown][]): HTMLSelectElement {
   return h("select", { attrs: { id } }, ...options.map(([value, label]) => h("option", { attrs: { value } }, label)));
 }
@@ -139,17 +152,16 @@ export function mountAlerts(panel: HTMLElement, context: AdminContext): MountedS
     activeEmpty.hidden = alerts.length > 0;
   };
   const stateSelect = select("alerts-state", [AlertState.UNSPECIFIED, AlertState.FIRING, AlertState.PENDING, AlertState.RESOLVED].map((state) => [String(state), t(STATE_KEYS[state])]));
-  const history = pagedList(
+  const history = filteredList(
     context,
     "alerts-history",
-    async (token) => {
-      const state = Number(stateSelect.value) as AlertState;
-      const response = await context.api.monitor.listAlerts({ state, pageSize: PAGE_SIZE, pageToken: token });
+    stateSelect,
+    async (state, token) => {
+      const response = await context.api.monitor.listAlerts({ state: Number(state) as AlertState, pageSize: PAGE_SIZE, pageToken: token });
       return { items: response.alerts, next: response.nextPageToken };
     },
     alertItem,
   );
-  stateSelect.addEventListener("change", () => void history.reload());
   replace(
     panel,
     h("section", { class: "admin-block" }, h("h2", {}, t("admin.alerts.active")), activeList, activeEmpty),
@@ -350,17 +362,16 @@ export function mountRooms(panel: HTMLElement, context: AdminContext): MountedSe
     );
     return row;
   };
-  const rooms = pagedList(
+  const rooms = filteredList(
     context,
     "rooms-list",
-    async (token) => {
-      const status = Number(statusSelect.value) as RoomStatus;
-      const response = await context.api.rooms.listRooms({ status, pageSize: PAGE_SIZE, pageToken: token });
+    statusSelect,
+    async (status, token) => {
+      const response = await context.api.rooms.listRooms({ status: Number(status) as RoomStatus, pageSize: PAGE_SIZE, pageToken: token });
       return { items: response.rooms, next: response.nextPageToken };
     },
     render,
   );
-  statusSelect.addEventListener("change", () => void rooms.reload());
   replace(
     panel,
     h(
