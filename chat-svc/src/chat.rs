@@ -258,8 +258,8 @@ impl Chat {
         Ok(History { messages, next_before_seq, cursors, latest_seq })
     }
 
-    /// Moves the caller's received/read cursors forward and tells the room's watchers; the
-    /// messages of others it newly covers become delivered, and their senders hear of it.
+    /// Moves the caller's received/read cursors forward and tells the caller's other streams;
+    /// the messages of others it newly covers become delivered, and their senders hear of it.
     ///
     /// # Errors
     /// `InvalidArgument` (negative or beyond the latest message), access errors, `Database`.
@@ -497,7 +497,15 @@ impl Chat {
                     self.emit(watch, WatchEvent::StatusChanged { seq: *seq, status: *status }).await?;
                 }
             }
-            RoomEvent::CursorUpdated(cursor) => self.emit(watch, WatchEvent::CursorUpdated(cursor.clone())).await?,
+            RoomEvent::CursorUpdated(cursor) => {
+                // A member's cursor is news to their own other streams (another tab or
+                // device); everyone else's come with history when asked. Every client moves its
+                // cursor about once a second while messages arrive, so sending each to every
+                // watcher would be a frame per member per watcher — more than the messages.
+                if cursor.user_id == watch.user_id.as_str() {
+                    self.emit(watch, WatchEvent::CursorUpdated(cursor.clone())).await?;
+                }
+            }
             RoomEvent::MemberRemoved { user_id } => {
                 if *user_id == watch.user_id {
                     return Err(End::Status(Error::NotMember));

@@ -391,6 +391,70 @@ pub struct InternalApi {
     pub(crate) shutdown: CancellationToken,
 }
 
+/// `xiaowo.room.v1.RoomAccessInternalService`: access checks in bulk, for sync-svc and chat-svc.
+#[derive(Debug, Clone)]
+pub struct AccessApi {
+    pub(crate) rooms: Arc<Rooms>,
+}
+
+#[tonic::async_trait]
+impl pb::room_access_internal_service_server::RoomAccessInternalService for AccessApi {
+    #[tracing::instrument(skip_all, fields(checks = request.get_ref().checks.len()))]
+    async fn batch_check_access(
+        &self,
+        request: Request<pb::BatchCheckAccessRequest>,
+    ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
+        let pb::BatchCheckAccessRequest { checks } = request.into_inner();
+        let pairs = batch_pairs(&checks)?;
+        let answers = self.rooms.check_access_many(&pairs).await?;
+        let results = answers
+            .into_iter()
+            .map(|answer| {
+                let outcome = match answer {
+                    Some(access) => pb::check_access_result::Outcome::Access(access_to_pb(access)),
+                    None => pb::check_access_result::Outcome::RoomNotFound(true),
+                };
+                pb::CheckAccessResult { outcome: Some(outcome) }
+            })
+            .collect();
+        Ok(Response::new(pb::BatchCheckAccessResponse { results }))
+    }
+}
+
+/// Most pairs one `BatchCheckAccess` may ask about: two queries with twice as many bound ids
+/// stay well inside every database's parameter limit.
+pub const MAX_BATCH_CHECKS: usize = 500;
+
+/// A batch's pairs, checked: 1 to [`MAX_BATCH_CHECKS`] of them, each id valid (every bad one
+/// reported, as `checks[i].room_id`).
+fn batch_pairs(checks: &[pb::CheckAccessRequest]) -> Result<Vec<(RoomId, UserId)>, Error> {
+    if checks.is_empty() || checks.len() > MAX_BATCH_CHECKS {
+        let violation = Violation::new("checks", format!("must hold 1 to {MAX_BATCH_CHECKS} checks"));
+        return Err(Error::InvalidArgument(vec![violation]));
+    }
+    let mut violations = Vec::new();
+    let mut pairs = Vec::with_capacity(checks.len());
+    for (index, pb::CheckAccessRequest { room_id, user_id }) in checks.iter().enumerate() {
+        let room_id = checked(&mut violations, RoomId::parse(&format!("checks[{index}].room_id"), room_id));
+        let user_id = checked(&mut violations, UserId::parse(&format!("checks[{index}].user_id"), user_id));
+        if let (Some(room_id), Some(user_id)) = (room_id, user_id) {
+            pairs.push((room_id, user_id));
+        }
+    }
+    if violations.is_empty() { Ok(pairs) } else { Err(Error::InvalidArgument(violations)) }
+}
+
+fn access_to_pb(access: Access) -> pb::CheckAccessResponse {
+    let Access { status, control_mode, role, can_control, can_moderate } = access;
+    pb::CheckAccessResponse {
+        status: status_to_pb(status).into(),
+        control_mode: control_mode_to_pb(control_mode).into(),
+        role: role_to_pb(role).into(),
+        can_control,
+        can_moderate,
+    }
+}
+
 /// The `WatchRoomEvents` response stream.
 pub type RoomEventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRoomEventsResponse, Status>> + Send>>;
 
@@ -407,15 +471,8 @@ impl pb::room_internal_service_server::RoomInternalService for InternalApi {
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
         let pb::CheckAccessRequest { room_id, user_id } = request.into_inner();
         let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
-        let Access { status, control_mode, role, can_control, can_moderate } =
-            self.rooms.check_access(&room_id, &user_id).await?;
-        Ok(Response::new(pb::CheckAccessResponse {
-            status: status_to_pb(status).into(),
-            control_mode: control_mode_to_pb(control_mode).into(),
-            role: role_to_pb(role).into(),
-            can_control,
-            can_moderate,
-        }))
+        let access = self.rooms.check_access(&room_id, &user_id).await?;
+        Ok(Response::new(access_to_pb(access)))
     }
 
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]

@@ -20,6 +20,7 @@ mod store;
 
 use std::sync::Arc;
 
+use proto::room::v1::room_access_internal_service_server::RoomAccessInternalServiceServer;
 use proto::room::v1::room_admin_service_server::RoomAdminServiceServer;
 use proto::room::v1::room_internal_service_server::RoomInternalServiceServer;
 use proto::room::v1::room_service_server::RoomServiceServer;
@@ -68,7 +69,12 @@ pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Resu
     })
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(max_message);
-    assembly.add_service(deps.internal_guard(assembly, "room").wrap(internal));
+    let internal_guard = deps.internal_guard(assembly, "room");
+    assembly.add_service(internal_guard.wrap(internal));
+    let access = RoomAccessInternalServiceServer::new(grpc::AccessApi { rooms: Arc::clone(&rooms) })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    assembly.add_service(internal_guard.wrap(access));
     let admin = RoomAdminServiceServer::new(grpc::AdminApi { rooms: Arc::clone(&rooms) })
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);

@@ -853,16 +853,28 @@ impl Rooms {
 
     /// What `user_id` may do in the room now.
     pub async fn check_access(&self, room_id: &RoomId, user_id: &UserId) -> Result<Access, Error> {
-        let room = self.store.room(room_id).await?.ok_or(Error::RoomNotFound)?.room;
-        let role = self.store.role(room_id, user_id).await?;
-        let open = room.status == RoomStatus::Active;
-        Ok(Access {
-            status: room.status,
-            control_mode: room.control_mode,
-            role,
-            can_control: open && allows(Action::ControlPlayback, role, room.control_mode),
-            can_moderate: open && allows(Action::Moderate, role, room.control_mode),
-        })
+        let pair = [(room_id.clone(), user_id.clone())];
+        self.check_access_many(&pair).await?.pop().flatten().ok_or(Error::RoomNotFound)
+    }
+
+    /// [`Self::check_access`] for each pair, in order; `None` where the room is unknown. Two
+    /// queries answer any number of pairs, so that a burst of first-time checks from other
+    /// services (one per new sender or watcher) costs room-svc one call instead of hundreds.
+    pub async fn check_access_many(&self, pairs: &[(RoomId, UserId)]) -> Result<Vec<Option<Access>>, Error> {
+        let (rooms, roles) = self.store.access_rows(pairs).await?;
+        let answers = pairs.iter().map(|(room_id, user_id)| {
+            let &(status, control_mode) = rooms.get(room_id.as_str())?;
+            let role = roles.get(&(room_id.to_string(), user_id.to_string())).copied();
+            let open = status == RoomStatus::Active;
+            Some(Access {
+                status,
+                control_mode,
+                role,
+                can_control: open && allows(Action::ControlPlayback, role, control_mode),
+                can_moderate: open && allows(Action::Moderate, role, control_mode),
+            })
+        });
+        Ok(answers.collect())
     }
 
     /// Marks the room active now, postponing the idle close.

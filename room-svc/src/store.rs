@@ -276,6 +276,42 @@ impl Store {
         find_role(&self.db, room_id, user_id).await
     }
 
+    /// What access checks need for many (room, user) pairs in two queries however many pairs
+    /// there are: each known room's status and control mode, and the role of each pair that is
+    /// a membership. The second query asks for those users in those rooms, which may also find
+    /// pairs nobody asked about; callers look up only theirs.
+    pub async fn access_rows(
+        &self,
+        pairs: &[(RoomId, UserId)],
+    ) -> Result<(HashMap<String, (RoomStatus, ControlMode)>, HashMap<(String, String), Role>), DbErr> {
+        let mut room_ids: Vec<String> = pairs.iter().map(|(room_id, _)| room_id.to_string()).collect();
+        let mut user_ids: Vec<String> = pairs.iter().map(|(_, user_id)| user_id.to_string()).collect();
+        for ids in [&mut room_ids, &mut user_ids] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        let mut rooms = HashMap::new();
+        for model in room::Entity::find().filter(room::Column::RoomId.is_in(room_ids.clone())).all(&self.db).await? {
+            let room = to_room(model, 0)?.room;
+            rooms.insert(room.room_id, (room.status, room.control_mode));
+        }
+        let memberships: Vec<(String, String, String)> = room_member::Entity::find()
+            .select_only()
+            .column(room_member::Column::RoomId)
+            .column(room_member::Column::UserId)
+            .column(room_member::Column::Role)
+            .filter(room_member::Column::RoomId.is_in(room_ids))
+            .filter(room_member::Column::UserId.is_in(user_ids))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut roles = HashMap::with_capacity(memberships.len());
+        for (room_id, user_id, role) in memberships {
+            roles.insert((room_id, user_id), parse_role(&role)?);
+        }
+        Ok((rooms, roles))
+    }
+
     /// `user_id`'s role and join time, when they are a member.
     pub async fn member(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<(Role, i64)>, DbErr> {
         room_member::Entity::find_by_id((room_id.to_string(), user_id.to_string()))

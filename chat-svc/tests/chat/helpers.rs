@@ -49,7 +49,23 @@ impl TestApp {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut chat_svc::Config)) -> Self {
-        let stack = Stack::new().await;
+        Self::start_in(Stack::new().await, configure).await
+    }
+
+    /// With session-svc's and room-svc's limits on creating sessions and rooms lifted, for
+    /// tests that set up crowds from one address.
+    pub async fn start_for_crowds() -> Self {
+        let stack = Stack::new().await.with(|common| {
+            common.session.create_burst = 1_000_000;
+            common.session.create_per_minute = 1_000_000;
+            common.room.creates_per_caller = 0;
+            common.room.creates_per_address = 0;
+            common.room.max_open_per_owner = 0;
+        });
+        Self::start_in(stack, |_| {}).await
+    }
+
+    async fn start_in(stack: Stack, configure: impl FnOnce(&mut chat_svc::Config)) -> Self {
         let peers = stack.start(&[Target::Session, Target::Room]).await;
         let mut config = test_config();
         configure(&mut config);

@@ -4,6 +4,7 @@
 //! `XIAOWO_TEST_POSTGRES` is set), called through generated clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail by panicking")]
 
+mod crowd;
 mod helpers;
 mod instances;
 mod reliability;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::room::v1 as pb;
+use proto::room::v1::room_access_internal_service_client::RoomAccessInternalServiceClient;
 use proto::room::v1::room_admin_service_client::RoomAdminServiceClient;
 use proto::room::v1::room_internal_service_client::RoomInternalServiceClient;
 use proto::room::v1::room_service_client::RoomServiceClient;
@@ -59,6 +60,10 @@ impl TestApp {
     /// room-svc's internal API, called as sync-svc and chat-svc call it (with the internal token).
     pub fn internal(&self) -> RoomInternalServiceClient<InternalChannel> {
         RoomInternalServiceClient::new(self.server.internal_channel())
+    }
+
+    pub fn access_internal(&self) -> RoomAccessInternalServiceClient<InternalChannel> {
+        RoomAccessInternalServiceClient::new(self.server.internal_channel())
     }
 
     pub fn admin(&self) -> RoomAdminServiceClient<Channel> {

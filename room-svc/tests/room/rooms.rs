@@ -968,3 +968,77 @@ async fn my_membership_says_what_the_caller_may_do_in_the_room() {
     app.rooms().close_room(as_user(pb::CloseRoomRequest { room_id: room.room_id.clone() }, &ana)).await.unwrap();
     assert_eq!(may(&mine(&ana, &room.room_id).await.unwrap()), (false, false, false));
 }
+
+#[tokio::test]
+async fn batch_check_access_answers_each_pair_as_check_access_does() {
+    // Arrange: an open room with its owner and a member, a closed room, an unknown room.
+    let app = TestApp::start().await;
+    let [ana, bo, cy] = [app.user("Ana").await, app.user("Bo").await, app.user("Cy").await];
+    let open = app.open_room(&ana, "open").await.room_id;
+    app.join(&bo, &open, "").await.unwrap();
+    let closed = app.open_room(&ana, "closed").await.room_id;
+    app.join(&cy, &closed, "").await.unwrap();
+    app.rooms().close_room(as_user(pb::CloseRoomRequest { room_id: closed.clone() }, &ana)).await.unwrap();
+    let missing = uuid::Uuid::new_v4().to_string();
+    let pair = |room_id: &str, user: &User| pb::CheckAccessRequest {
+        room_id: room_id.to_owned(),
+        user_id: user.user_id.clone(),
+    };
+    let checks = vec![
+        pair(&open, &ana),
+        pair(&open, &bo),
+        pair(&open, &cy),
+        pair(&closed, &cy),
+        pair(&missing, &bo),
+        pair(&open, &bo),
+    ];
+
+    // Act
+    let request = pb::BatchCheckAccessRequest { checks: checks.clone() };
+    let results = app.access_internal().batch_check_access(request).await.unwrap().into_inner().results;
+
+    // Assert: in order, each what CheckAccess answers alone; the unknown room per pair.
+    assert_eq!(results.len(), checks.len());
+    for (check, result) in checks.into_iter().zip(results) {
+        let alone = app.internal().check_access(check).await;
+        let expected = match alone {
+            Ok(response) => pb::check_access_result::Outcome::Access(response.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::NotFound);
+                pb::check_access_result::Outcome::RoomNotFound(true)
+            }
+        };
+        assert_eq!(result.outcome, Some(expected));
+    }
+    let owner = app.internal().check_access(pair(&open, &ana)).await.unwrap().into_inner();
+    assert_eq!((owner.role(), owner.can_moderate), (pb::Role::Owner, true));
+    let outsider = app.internal().check_access(pair(&open, &cy)).await.unwrap().into_inner();
+    assert_eq!((outsider.role(), outsider.can_control), (pb::Role::Unspecified, false));
+    let in_closed = app.internal().check_access(pair(&closed, &cy)).await.unwrap().into_inner();
+    assert_eq!((in_closed.status(), in_closed.can_control), (pb::RoomStatus::Closed, false));
+}
+
+#[tokio::test]
+async fn batch_check_access_refuses_empty_oversized_and_malformed_batches() {
+    let app = TestApp::start().await;
+    let ana = app.user("Ana").await;
+    let open = app.open_room(&ana, "open").await.room_id;
+    let good = pb::CheckAccessRequest { room_id: open, user_id: ana.user_id.clone() };
+    let refused = |checks: Vec<pb::CheckAccessRequest>| {
+        let mut internal = app.access_internal();
+        async move { internal.batch_check_access(pb::BatchCheckAccessRequest { checks }).await.unwrap_err() }
+    };
+
+    assert_eq!(violations(&refused(Vec::new()).await), ["checks"]);
+    assert_eq!(violations(&refused(vec![good.clone(); 501]).await), ["checks"]);
+    let malformed = pb::CheckAccessRequest { room_id: "x".to_owned(), user_id: String::new() };
+    assert_eq!(violations(&refused(vec![good.clone(), malformed]).await), ["checks[1].room_id", "checks[1].user_id"]);
+    let full =
+        app.access_internal().batch_check_access(pb::BatchCheckAccessRequest { checks: vec![good.clone(); 500] });
+    assert_eq!(full.await.unwrap().into_inner().results.len(), 500);
+    // Internal: without the internal token, nothing is answered.
+    let mut anyone =
+        pb::room_access_internal_service_client::RoomAccessInternalServiceClient::new(app.server.channel());
+    let unauthenticated = anyone.batch_check_access(pb::BatchCheckAccessRequest { checks: vec![good] }).await;
+    assert_eq!(code(unauthenticated), Code::Unauthenticated);
+}

@@ -1,16 +1,18 @@
-//! room-svc as a peer (`xiaowo.room.v1.RoomInternalService`), as every room-scoped service
-//! needs it: what a user may do in a room (cached briefly), room activity (debounced per room and
+//! room-svc as a peer (`xiaowo.room.v1.RoomInternalService`, and `RoomAccessInternalService` for
+//! checks in bulk), as every room-scoped service needs it: what a user may do in a room (cached,
+//! and checks that miss the cache queued and sent together), room activity (debounced per room and
 //! sent in the background), and the room event stream, which drops cached access at once and
 //! hands the changes that matter to the service. room-svc's protobuf stays in here; services
 //! see plain Rust types.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::room::v1 as room_pb;
+use proto::room::v1::room_access_internal_service_client::RoomAccessInternalServiceClient;
 use proto::room::v1::room_internal_service_client::RoomInternalServiceClient;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -121,8 +123,45 @@ impl<K: Eq + Hash, V: Copy> TimedMap<K, V> {
 /// dropped its room must not be stored after it.
 #[derive(Debug)]
 struct AccessCache {
-    answers: TimedMap<(RoomId, UserId), RoomAccess>,
+    answers: TimedMap<AccessKey, RoomAccess>,
     invalidations: u64,
+}
+
+impl AccessCache {
+    /// Stores an answer asked for when `invalidations` events had dropped answers, unless
+    /// another has since: that event may have changed it.
+    fn remember(&mut self, key: AccessKey, access: RoomAccess, invalidations: u64) {
+        if self.invalidations == invalidations {
+            self.answers.insert(key, access, Instant::now());
+        }
+    }
+}
+
+type AccessKey = (RoomId, UserId);
+type AccessAnswer = Result<RoomAccess, RoomAccessError>;
+
+/// Most checks sent in one `BatchCheckAccess` (room-svc's limit).
+const MAX_BATCH: usize = 500;
+/// Calls to room-svc for access in flight at once. A burst of first-time checks (a thousand
+/// people sending their first message, or opening their streams, in the same second) used to be
+/// a thousand concurrent `CheckAccess` calls, each with its own deadline, queueing inside
+/// room-svc for its database connections until some ran out of time. Now the checks queue here,
+/// outside any deadline, and each call carries everything queued so far: the burst becomes a
+/// few calls of up to [`MAX_BATCH`] checks, two queries each.
+const MAX_FLIGHTS: usize = 4;
+
+/// Checks waiting for room-svc: the queue of keys not yet sent, and everyone waiting for each
+/// key's answer. A key asked for again while its first check is queued or in flight waits for
+/// that answer instead of asking again, unless an event dropped answers in between (then it is
+/// a different entry, keyed by the newer invalidation count).
+#[derive(Debug, Default)]
+struct PendingChecks {
+    queued: Vec<(AccessKey, u64)>,
+    waiting: HashMap<(AccessKey, u64), Vec<tokio::sync::oneshot::Sender<AccessAnswer>>>,
+    flights: usize,
+    /// room-svc answered `BatchCheckAccess` with UNIMPLEMENTED (an older room-svc, or a stand-in
+    /// that only serves `RoomInternalService`): checks go one by one from then on.
+    batch_unsupported: bool,
 }
 
 /// Cached access checks, debounced activity reports and the room event follower, over one
@@ -130,8 +169,10 @@ struct AccessCache {
 #[derive(Debug)]
 pub struct RoomAccessClient {
     client: RoomInternalServiceClient<Channel>,
+    batch_client: RoomAccessInternalServiceClient<Channel>,
     internal_token: Option<crate::auth::InternalToken>,
-    cache: Mutex<AccessCache>,
+    cache: Arc<Mutex<AccessCache>>,
+    pending: Arc<Mutex<PendingChecks>>,
     /// room-svc's event stream is live, so cached answers are dropped as soon as they change.
     events_live: AtomicBool,
     /// Spreads expiries over the last quarter of the TTL so that answers cached together are
@@ -147,9 +188,11 @@ impl RoomAccessClient {
     #[must_use]
     pub fn new(channel: Channel, cache_ttl: Duration, activity_debounce: Duration) -> Self {
         Self {
-            client: RoomInternalServiceClient::new(channel),
+            client: RoomInternalServiceClient::new(channel.clone()),
+            batch_client: RoomAccessInternalServiceClient::new(channel),
             internal_token: None,
-            cache: Mutex::new(AccessCache { answers: TimedMap::new(cache_ttl), invalidations: 0 }),
+            cache: Arc::new(Mutex::new(AccessCache { answers: TimedMap::new(cache_ttl), invalidations: 0 })),
+            pending: Arc::default(),
             events_live: AtomicBool::new(false),
             jitter: std::hash::RandomState::new(),
             activity: Mutex::new(TimedMap::new(activity_debounce)),
@@ -175,7 +218,8 @@ impl RoomAccessClient {
         crate::auth::InternalToken::request(self.internal_token.as_ref(), message)
     }
 
-    /// What `user_id` may do in `room_id`.
+    /// What `user_id` may do in `room_id`: from the cache, or from the answer to a check
+    /// already on its way, or queued for the next call to room-svc (see [`MAX_FLIGHTS`]).
     ///
     /// # Errors
     /// `RoomNotFound` for a room room-svc does not know, `Unavailable` when it does not answer.
@@ -189,24 +233,45 @@ impl RoomAccessClient {
             }
             invalidations = cache.invalidations;
         }
-        let request =
-            self.request(room_pb::CheckAccessRequest { room_id: room_id.to_string(), user_id: user_id.to_string() });
-        let response = self.client.clone().check_access(request).await.map_err(|status| match status.code() {
-            tonic::Code::NotFound | tonic::Code::InvalidArgument => RoomAccessError::RoomNotFound,
-            _ => RoomAccessError::Unavailable(format!("room-svc CheckAccess: {}", status.message())),
-        })?;
-        let access = access_from(response.into_inner());
-        self.remember(key, access, invalidations);
-        Ok(access)
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let start_flight = {
+            let Ok(mut pending) = self.pending.lock() else {
+                return Err(RoomAccessError::Unavailable("access check queue poisoned".to_owned()));
+            };
+            let pending = &mut *pending;
+            let entry = (key, invalidations);
+            match pending.waiting.get_mut(&entry) {
+                Some(waiters) => waiters.push(answer),
+                None => {
+                    pending.queued.push(entry.clone());
+                    pending.waiting.insert(entry, vec![answer]);
+                }
+            }
+            let start = pending.flights < MAX_FLIGHTS;
+            if start {
+                pending.flights += 1;
+            }
+            start
+        };
+        if start_flight {
+            // In a task of its own, so that a caller going away does not strand the checks
+            // the flight carries for everyone else.
+            let flight = Flight {
+                client: self.client.clone(),
+                batch_client: self.batch_client.clone(),
+                internal_token: self.internal_token.clone(),
+                cache: Arc::clone(&self.cache),
+                pending: Arc::clone(&self.pending),
+            };
+            tokio::spawn(flight.run());
+        }
+        answered.await.unwrap_or_else(|_| Err(RoomAccessError::Unavailable("access check abandoned".to_owned())))
     }
 
-    /// Stores an answer asked for when `invalidations` events had dropped answers, unless
-    /// another has since: that event may have changed it.
-    fn remember(&self, key: (RoomId, UserId), access: RoomAccess, invalidations: u64) {
-        if let Ok(mut cache) = self.cache.lock()
-            && cache.invalidations == invalidations
-        {
-            cache.answers.insert(key, access, Instant::now());
+    #[cfg(test)]
+    fn remember(&self, key: AccessKey, access: RoomAccess, invalidations: u64) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remember(key, access, invalidations);
         }
     }
 
@@ -315,6 +380,114 @@ impl RoomAccessClient {
         }
         Some(change)
     }
+}
+
+/// One caller of room-svc for queued access checks: sends what is queued, answers everyone
+/// waiting, and goes on while checks keep arriving.
+struct Flight {
+    client: RoomInternalServiceClient<Channel>,
+    batch_client: RoomAccessInternalServiceClient<Channel>,
+    internal_token: Option<crate::auth::InternalToken>,
+    cache: Arc<Mutex<AccessCache>>,
+    pending: Arc<Mutex<PendingChecks>>,
+}
+
+impl Flight {
+    async fn run(mut self) {
+        loop {
+            let (batch, batch_unsupported) = {
+                let Ok(mut pending) = self.pending.lock() else { return };
+                if pending.queued.is_empty() {
+                    pending.flights -= 1;
+                    return;
+                }
+                let take = pending.queued.len().min(MAX_BATCH);
+                (pending.queued.drain(..take).collect::<Vec<_>>(), pending.batch_unsupported)
+            };
+            let keys: Vec<&AccessKey> = batch.iter().map(|(key, _)| key).collect();
+            let answers = self.ask(&keys, batch_unsupported).await;
+            if let Ok(mut cache) = self.cache.lock() {
+                for ((key, invalidations), answer) in batch.iter().zip(&answers) {
+                    if let Ok(access) = answer {
+                        cache.remember(key.clone(), *access, *invalidations);
+                    }
+                }
+            }
+            let Ok(mut pending) = self.pending.lock() else { return };
+            for (entry, answer) in batch.into_iter().zip(answers) {
+                for waiter in pending.waiting.remove(&entry).unwrap_or_default() {
+                    // A waiter that went away needs no answer.
+                    let _ = waiter.send(answer.clone());
+                }
+            }
+        }
+    }
+
+    /// One answer per key, in order: one `CheckAccess` for a lone key (or for each key when
+    /// room-svc is too old to batch), one `BatchCheckAccess` otherwise.
+    async fn ask(&mut self, keys: &[&AccessKey], batch_unsupported: bool) -> Vec<AccessAnswer> {
+        if keys.len() > 1 && !batch_unsupported {
+            match self.ask_batch(keys).await {
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    if let Ok(mut pending) = self.pending.lock() {
+                        pending.batch_unsupported = true;
+                    }
+                }
+                Err(status) => {
+                    let unavailable = unavailable("BatchCheckAccess", &status);
+                    return keys.iter().map(|_| Err(unavailable.clone())).collect();
+                }
+                Ok(answers) => return answers,
+            }
+        }
+        let mut answers = Vec::with_capacity(keys.len());
+        for (room_id, user_id) in keys {
+            answers.push(self.ask_one(room_id, user_id).await);
+        }
+        answers
+    }
+
+    async fn ask_one(&mut self, room_id: &RoomId, user_id: &UserId) -> AccessAnswer {
+        let request = room_pb::CheckAccessRequest { room_id: room_id.to_string(), user_id: user_id.to_string() };
+        let request = crate::auth::InternalToken::request(self.internal_token.as_ref(), request);
+        match self.client.check_access(request).await {
+            Ok(response) => Ok(access_from(response.into_inner())),
+            Err(status) if matches!(status.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => {
+                Err(RoomAccessError::RoomNotFound)
+            }
+            Err(status) => Err(unavailable("CheckAccess", &status)),
+        }
+    }
+
+    async fn ask_batch(&mut self, keys: &[&AccessKey]) -> Result<Vec<AccessAnswer>, tonic::Status> {
+        let checks = keys
+            .iter()
+            .map(|(room_id, user_id)| room_pb::CheckAccessRequest {
+                room_id: room_id.to_string(),
+                user_id: user_id.to_string(),
+            })
+            .collect();
+        let request = room_pb::BatchCheckAccessRequest { checks };
+        let request = crate::auth::InternalToken::request(self.internal_token.as_ref(), request);
+        let room_pb::BatchCheckAccessResponse { results } =
+            self.batch_client.batch_check_access(request).await?.into_inner();
+        if results.len() != keys.len() {
+            return Err(tonic::Status::internal("BatchCheckAccess answered a different number of checks"));
+        }
+        let answers = results.into_iter().map(|room_pb::CheckAccessResult { outcome }| {
+            use room_pb::check_access_result::Outcome;
+            match outcome {
+                Some(Outcome::Access(access)) => Ok(access_from(access)),
+                Some(Outcome::RoomNotFound(_)) => Err(RoomAccessError::RoomNotFound),
+                None => Err(RoomAccessError::Unavailable("BatchCheckAccess answered without an outcome".to_owned())),
+            }
+        });
+        Ok(answers.collect())
+    }
+}
+
+fn unavailable(rpc: &str, status: &tonic::Status) -> RoomAccessError {
+    RoomAccessError::Unavailable(format!("room-svc {rpc}: {}", status.message()))
 }
 
 fn change_room(change: &RoomChange) -> Option<&RoomId> {

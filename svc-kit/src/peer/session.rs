@@ -36,7 +36,16 @@ pub struct SessionValidator {
     cache: Arc<Mutex<CallerCache>>,
     /// session-svc's change stream is live, so cached answers are dropped as soon as they change.
     changes_live: AtomicBool,
+    /// Room for [`MAX_VALIDATIONS_IN_FLIGHT`] validations of tokens not in the cache.
+    in_flight: tokio::sync::Semaphore,
 }
+
+/// Validations of uncached tokens in flight at once. A burst of people new to this service (a
+/// thousand first messages in the same second) would otherwise be a thousand concurrent calls,
+/// each with its own deadline, queueing inside session-svc for its database connections until
+/// some ran out of time; the rest wait here, outside any deadline, and a token validated while
+/// its caller waited is answered from the cache.
+const MAX_VALIDATIONS_IN_FLIGHT: usize = 16;
 
 /// Cached answers with the count of invalidations so far: an answer asked for before a change
 /// dropped its user must not be stored after it.
@@ -93,6 +102,7 @@ impl SessionValidator {
             cache_ttl,
             cache: Arc::default(),
             changes_live: AtomicBool::new(false),
+            in_flight: tokio::sync::Semaphore::new(MAX_VALIDATIONS_IN_FLIGHT),
         }
     }
 
@@ -118,6 +128,12 @@ impl SessionValidator {
                 return Ok(caller);
             }
             Cached::Missing => {}
+        }
+        let _permit =
+            self.in_flight.acquire().await.map_err(|_| AuthError::Unavailable("validator closed".to_owned()))?;
+        let (cached, invalidations) = self.cached(&key);
+        if let Cached::Fresh(caller) | Cached::Refresh(caller) = cached {
+            return Ok(caller);
         }
         let validated = ask(self.client.clone(), self.internal_token.clone(), token.to_owned()).await?;
         let caller = validated.caller.clone();
