@@ -3,11 +3,13 @@
 //! carries them (Xiaowo's `WatchRoom` over gRPC or gRPC-web, the ceilings, the peers).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
+use proto::chat::v1 as chat_pb;
 use proto::sync::v1 as sync_pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -49,6 +51,8 @@ pub struct Fleet {
     pub open_latencies_us: Vec<u64>,
     /// Processes charged with the server side; empty when the server runs in this process.
     pub server_pids: Vec<u32>,
+    /// Publishes the server refused with UNAVAILABLE (Xiaowo's publishers count them).
+    unavailable: Arc<AtomicU64>,
 }
 
 impl Drop for Fleet {
@@ -76,6 +80,8 @@ pub struct Step {
     pub server_cpu_us_per_delivery: f64,
     /// The load generator's own CPU µs per delivery.
     pub generator_cpu_us_per_delivery: f64,
+    /// Publishes refused with UNAVAILABLE during the step.
+    pub unavailable: u64,
 }
 
 impl Step {
@@ -102,6 +108,7 @@ impl Fleet {
             }
         };
         let (server_before, own_before) = (server_cpu(), procstat::own_cpu_seconds());
+        let unavailable_before = self.unavailable.load(Ordering::Relaxed);
         let start_us = wall_micros();
         let interval = Duration::from_secs_f64(1.0 / rate);
         let mut drivers = JoinSet::new();
@@ -159,6 +166,7 @@ impl Fleet {
             deliveries_per_second: deliveries / duration.as_secs_f64(),
             server_cpu_us_per_delivery,
             generator_cpu_us_per_delivery: own_used * 1e6 / deliveries,
+            unavailable: self.unavailable.load(Ordering::Relaxed) - unavailable_before,
         }
     }
 }
@@ -180,18 +188,57 @@ struct Builder {
     ready: mpsc::Receiver<anyhow::Result<u64>>,
     ready_sender: mpsc::Sender<anyhow::Result<u64>>,
     publishers: Vec<mpsc::Sender<i64>>,
+    unavailable: Arc<AtomicU64>,
 }
 
 impl Builder {
     fn new(watchers: usize) -> Self {
         let (ready_sender, ready) = mpsc::channel(watchers.max(1));
-        Self { tasks: JoinSet::new(), sinks: Vec::new(), ready, ready_sender, publishers: Vec::new() }
+        Self {
+            tasks: JoinSet::new(),
+            sinks: Vec::new(),
+            ready,
+            ready_sender,
+            publishers: Vec::new(),
+            unavailable: Arc::default(),
+        }
     }
 
     fn sink(&mut self) -> Sink {
         let sink = Sink::default();
         self.sinks.push(Arc::clone(&sink));
         sink
+    }
+
+    /// Starts a watcher: `open` runs within `gate`, the fleet hears when it is open (or why it
+    /// could not be), then `receive` reads it into its sink.
+    fn spawn_watcher<T, Receiving>(
+        &mut self,
+        gate: &Arc<Semaphore>,
+        open: impl Future<Output = anyhow::Result<T>> + Send + 'static,
+        receive: impl FnOnce(T, Sink) -> Receiving + Send + 'static,
+    ) where
+        T: Send + 'static,
+        Receiving: Future<Output = ()> + Send + 'static,
+    {
+        let sink = self.sink();
+        let ready = self.ready_sender.clone();
+        let gate = Arc::clone(gate);
+        self.tasks.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let permit = gate.acquire_owned().await;
+            let opened = open.await;
+            drop(permit);
+            match opened {
+                Ok(watcher) => {
+                    let _ = ready.send(Ok(elapsed_us(started))).await;
+                    receive(watcher, sink).await;
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error)).await;
+                }
+            }
+        });
     }
 
     /// A publisher's inbox; a second of events at most waits behind a busy publisher.
@@ -216,7 +263,14 @@ impl Builder {
         // The join storm's tail (snapshots, presence, connection bookkeeping) is scenario 4's
         // subject, not the first step's: every system gets the same quiet moment first.
         tokio::time::sleep(SETTLE).await;
-        Ok(Fleet { sinks: self.sinks, publishers: self.publishers, tasks: self.tasks, open_latencies_us, server_pids })
+        Ok(Fleet {
+            sinks: self.sinks,
+            publishers: self.publishers,
+            tasks: self.tasks,
+            open_latencies_us,
+            server_pids,
+            unavailable: self.unavailable,
+        })
     }
 }
 
@@ -317,24 +371,62 @@ pub async fn raw_tcp(shape: Shape, address: SocketAddr, server_pid: u32) -> anyh
     builder.finish(shape.watchers(), vec![server_pid]).await
 }
 
+/// Whose sessions a room's watchers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum People {
+    /// Every watcher a different person: their own session, a member of the room (what rooms
+    /// are like, and what every scenario measures).
+    Distinct,
+    /// Every watcher the room owner's session: the shape of earlier figures, kept as a
+    /// labelled extra (one access check and one membership per room).
+    RoomOwner,
+}
+
+/// Each room's watchers' tokens for `people`, room by room.
+pub async fn watcher_tokens(
+    targets: &Targets,
+    shape: Shape,
+    rooms: &[(String, String, i64)],
+    people: People,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    match people {
+        People::Distinct => {
+            // The owner is one of the watchers, so that a room of 1000 watchers is 1000 members
+            // (room-svc's largest room).
+            let room_ids: Vec<String> = rooms.iter().map(|(_, room_id, _)| room_id.clone()).collect();
+            let members = stack::room_members(targets, &room_ids, shape.watchers_per_room.saturating_sub(1)).await?;
+            let with_owner = rooms
+                .iter()
+                .zip(members)
+                .map(|((owner, ..), members)| std::iter::once(owner.clone()).chain(members).collect());
+            Ok(with_owner.collect())
+        }
+        People::RoomOwner => Ok(rooms.iter().map(|(token, ..)| vec![token.clone()]).collect()),
+    }
+}
+
 /// Xiaowo: `Seek` commands (their send time rides in `position_ms`) and `WatchRoom` streams,
 /// `per_connection` watchers sharing each HTTP/2 connection, spread over every sync-svc URL.
 /// `open_concurrency` bounds how many watchers connect at once (none: all at once, a storm).
 pub async fn xiaowo(
     targets: &Targets,
     shape: Shape,
+    people: People,
     per_connection: usize,
     open_concurrency: Option<usize>,
 ) -> anyhow::Result<Fleet> {
     let rooms = stack::media_rooms(targets, shape.rooms).await?;
-    xiaowo_in_rooms(targets, shape, &rooms, per_connection, open_concurrency).await
+    let watchers = watcher_tokens(targets, shape, &rooms, people).await?;
+    xiaowo_in_rooms(targets, shape, &rooms, &watchers, per_connection, open_concurrency).await
 }
 
-/// As [`xiaowo`], in rooms made beforehand with [`stack::media_rooms`].
+/// As [`xiaowo`], in rooms made beforehand with [`stack::media_rooms`], each watched by
+/// `watchers[room]` in turn ([`watcher_tokens`]).
 pub async fn xiaowo_in_rooms(
     targets: &Targets,
     shape: Shape,
     rooms: &[(String, String, i64)],
+    watchers: &[Vec<String>],
     per_connection: usize,
     open_concurrency: Option<usize>,
 ) -> anyhow::Result<Fleet> {
@@ -346,31 +438,18 @@ pub async fn xiaowo_in_rooms(
         channels.push(stack::channel(&targets.sync_urls[index % targets.sync_urls.len()])?);
     }
     for watcher in 0..shape.watchers() {
-        let (token, room_id, _) = rooms[watcher % shape.rooms].clone();
-        let channel = channels[watcher / per_connection].clone();
-        let sink = builder.sink();
-        let ready = builder.ready_sender.clone();
-        let gate = Arc::clone(&gate);
-        builder.tasks.spawn(async move {
-            let started = tokio::time::Instant::now();
-            let permit = gate.acquire_owned().await;
-            let mut client = sync_pb::sync_service_client::SyncServiceClient::new(channel);
-            let opened = async {
-                let mut events =
-                    client.watch_room(stack::bearer(sync_pb::WatchRoomRequest { room_id }, &token)).await?.into_inner();
-                events.message().await?.context("stream ended before its snapshot")?;
-                anyhow::Ok(events)
-            }
-            .await;
-            drop(permit);
-            let mut events = match opened {
-                Ok(events) => events,
-                Err(error) => {
-                    let _ = ready.send(Err(error)).await;
-                    return;
-                }
-            };
-            let _ = ready.send(Ok(elapsed_us(started))).await;
+        let room = watcher % shape.rooms;
+        let room_id = rooms[room].1.clone();
+        let token = watcher_token(watchers, room, watcher / shape.rooms)?;
+        let mut client =
+            sync_pb::sync_service_client::SyncServiceClient::new(channels[watcher / per_connection].clone());
+        let open = async move {
+            let mut events =
+                client.watch_room(stack::bearer(sync_pb::WatchRoomRequest { room_id }, &token)).await?.into_inner();
+            events.message().await?.context("stream ended before its snapshot")?;
+            anyhow::Ok(events)
+        };
+        builder.spawn_watcher(&gate, open, |mut events, sink| async move {
             while let Ok(Some(message)) = events.message().await {
                 if let Some(sync_pb::watch_room_response::Event::State(state)) = message.event
                     && state.last_action() == sync_pb::Action::Seek
@@ -385,6 +464,7 @@ pub async fn xiaowo_in_rooms(
     for (index, (token, room_id, version)) in rooms.iter().take(shape.rooms).cloned().enumerate() {
         let mut inbox = builder.publisher();
         let mut client = sync_pb::sync_service_client::SyncServiceClient::new(command_channels[index % 4].clone());
+        let unavailable = Arc::clone(&builder.unavailable);
         builder.tasks.spawn(async move {
             let mut version = version;
             while let Some(sent_us) = inbox.recv().await {
@@ -392,7 +472,8 @@ pub async fn xiaowo_in_rooms(
                     sync_pb::SeekRequest { room_id: room_id.clone(), expected_version: version, position_ms: sent_us };
                 match client.seek(stack::bearer(request, &token)).await {
                     Ok(response) => version = response.into_inner().state.map_or(version, |state| state.version),
-                    Err(_) => {
+                    Err(status) => {
+                        count_unavailable(&unavailable, &status);
                         // Lost a race (a rerun in the same room): start from the current version.
                         let request = sync_pb::GetRoomStateRequest { room_id: room_id.clone() };
                         if let Ok(response) = client.get_room_state(stack::bearer(request, &token)).await {
@@ -459,6 +540,75 @@ pub async fn socket_io(shape: Shape, address: SocketAddr, server_pid: u32) -> an
     builder.finish(shape.watchers(), vec![server_pid]).await
 }
 
+/// The token of the `slot`th watcher of `room` (slots past the room's people wrap around).
+fn watcher_token(watchers: &[Vec<String>], room: usize, slot: usize) -> anyhow::Result<String> {
+    let people = watchers.get(room).filter(|people| !people.is_empty()).context("a room without watchers")?;
+    Ok(people[slot % people.len()].clone())
+}
+
+fn count_unavailable(unavailable: &AtomicU64, status: &tonic::Status) {
+    if status.code() == tonic::Code::Unavailable {
+        unavailable.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Xiaowo's chat as a fan-out: in each room the owner publishes with `SendMessage` (the send
+/// time starts the text) and `watchers_per_room` other members, each their own session, receive
+/// it on `WatchMessages`, one connection each. A send is acknowledged once committed, so the
+/// access check, flood limit and SQLite commit are all inside the measure; the first step's
+/// first second is a burst of first-time senders, one per room.
+pub async fn xiaowo_chat(targets: &Targets, shape: Shape) -> anyhow::Result<Fleet> {
+    let rooms = stack::owned_rooms(targets, shape.rooms, false).await?;
+    let watchers = watcher_tokens(targets, shape, &rooms, People::Distinct).await?;
+
+    let mut builder = Builder::new(shape.watchers());
+    let gate = Arc::new(Semaphore::new(256));
+    for watcher in 0..shape.watchers() {
+        let room = watcher % shape.rooms;
+        let room_id = rooms[room].1.clone();
+        let token = watcher_token(&watchers, room, watcher / shape.rooms)?;
+        let mut client = chat_pb::chat_service_client::ChatServiceClient::new(stack::channel(&targets.chat_url)?);
+        let open = async move {
+            let request = chat_pb::WatchMessagesRequest { room_id, after_seq: None };
+            let mut events = client.watch_messages(stack::bearer(request, &token)).await?.into_inner();
+            // The first frame says the stream is live (CaughtUp).
+            events.message().await?.context("stream ended before it caught up")?;
+            anyhow::Ok(events)
+        };
+        builder.spawn_watcher(&gate, open, |mut events, sink| async move {
+            while let Ok(Some(frame)) = events.message().await {
+                if let Some(chat_pb::watch_messages_response::Event::Message(message)) = frame.event
+                    && let Some(sent_us) = sent_from_text(&message.text)
+                {
+                    record(&sink, sent_us);
+                }
+            }
+        });
+    }
+    let send_channels: Vec<_> = (0..4).map(|_| stack::channel(&targets.chat_url)).collect::<Result<_, _>>()?;
+    for (index, (token, room_id, _)) in rooms.into_iter().enumerate() {
+        let mut inbox = builder.publisher();
+        let mut client = chat_pb::chat_service_client::ChatServiceClient::new(send_channels[index % 4].clone());
+        let unavailable = Arc::clone(&builder.unavailable);
+        builder.tasks.spawn(async move {
+            let padding = "x".repeat(PAYLOAD_BYTES - 20);
+            let mut sent = 0u64;
+            while let Some(sent_us) = inbox.recv().await {
+                sent += 1;
+                let request = chat_pb::SendMessageRequest {
+                    room_id: room_id.clone(),
+                    text: format!("{sent_us}|{padding}"),
+                    client_message_id: format!("bench-{sent}"),
+                };
+                if let Err(status) = client.send_message(stack::bearer(request, &token)).await {
+                    count_unavailable(&unavailable, &status);
+                }
+            }
+        });
+    }
+    builder.finish(shape.watchers(), targets.pids.clone()).await
+}
+
 /// The send time at the start of a text payload (`"<µs>|…"`).
 pub fn sent_from_text(text: &str) -> Option<i64> {
     text.split('|').next().and_then(|digits| digits.parse().ok())
@@ -494,10 +644,13 @@ pub async fn xiaowo_grpc_web(targets: &Targets, shape: Shape, address: SocketAdd
     const SEEK: &str = "/xiaowo.sync.v1.SyncService/Seek";
     const GET_STATE: &str = "/xiaowo.sync.v1.SyncService/GetRoomState";
     let rooms = stack::media_rooms(targets, shape.rooms).await?;
+    let watchers = watcher_tokens(targets, shape, &rooms, People::Distinct).await?;
     let mut builder = Builder::new(shape.watchers());
     let gate = Arc::new(Semaphore::new(256));
     for watcher in 0..shape.watchers() {
-        let (token, room_id, _) = rooms[watcher % shape.rooms].clone();
+        let room = watcher % shape.rooms;
+        let room_id = rooms[room].1.clone();
+        let token = watcher_token(&watchers, room, watcher / shape.rooms)?;
         let sink = builder.sink();
         let ready = builder.ready_sender.clone();
         let gate = Arc::clone(&gate);

@@ -61,6 +61,10 @@ struct FanoutArgs {
     /// Watchers sharing one HTTP/2 connection.
     #[arg(long, default_value_t = 1)]
     per_connection: usize,
+    /// Every watcher uses the room owner's session (the shape of earlier figures) instead of
+    /// being a different member.
+    #[arg(long)]
+    owner_session: bool,
     /// Events per second per room (the first step when stepping up).
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
@@ -94,7 +98,8 @@ async fn fanout_only(args: FanoutArgs) -> anyhow::Result<()> {
     };
     let shape = fanout::Shape { rooms: args.rooms, watchers_per_room: args.watchers_per_room };
     let rss_before = procstat::rss_bytes(&targets.pids);
-    let fleet = fanout::xiaowo(&targets, shape, args.per_connection, Some(256)).await?;
+    let people = if args.owner_session { fanout::People::RoomOwner } else { fanout::People::Distinct };
+    let fleet = fanout::xiaowo(&targets, shape, people, args.per_connection, Some(256)).await?;
     let rss_per_watcher = suite::per_watcher(procstat::rss_bytes(&targets.pids), rss_before, shape.watchers());
     let duration = Duration::from_secs_f64(args.seconds);
     let steps = match args.step_up_to {

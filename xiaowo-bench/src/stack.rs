@@ -185,6 +185,16 @@ pub async fn load_media(channel: &Channel, token: &str, room_id: &str) -> anyhow
 
 /// Rooms owned by one session each, with media loaded: `(token, room_id, version)`.
 pub async fn media_rooms(targets: &Targets, count: usize) -> anyhow::Result<Vec<(String, String, i64)>> {
+    owned_rooms(targets, count, true).await
+}
+
+/// Rooms owned by one session each, with media loaded when `with_media`:
+/// `(token, room_id, version)`.
+pub async fn owned_rooms(
+    targets: &Targets,
+    count: usize,
+    with_media: bool,
+) -> anyhow::Result<Vec<(String, String, i64)>> {
     let control = channel(&targets.control_url)?;
     let sync = channel(&targets.sync_urls[0])?;
     let mut rooms = Vec::with_capacity(count);
@@ -194,7 +204,7 @@ pub async fn media_rooms(targets: &Targets, count: usize) -> anyhow::Result<Vec<
         pending.spawn(async move {
             let (token, _) = create_session(&control, &format!("Host {index}")).await?;
             let room_id = create_room(&control, &token, &format!("Bench room {index}")).await?;
-            let version = load_media(&sync, &token, &room_id).await?;
+            let version = if with_media { load_media(&sync, &token, &room_id).await? } else { 0 };
             anyhow::Ok((index, token, room_id, version))
         });
         // Bounded setup concurrency: the server is pinned to one core.
@@ -209,4 +219,38 @@ pub async fn media_rooms(targets: &Targets, count: usize) -> anyhow::Result<Vec<
     }
     rooms.sort_by_key(|(index, ..)| *index);
     Ok(rooms.into_iter().map(|(_, token, room_id, version)| (token, room_id, version)).collect())
+}
+
+/// `per_room` people in each of `room_ids`, each with their own session and joined to the room,
+/// as rooms are in life: every one of them is a distinct member with their own access check.
+/// Their tokens, room by room.
+pub async fn room_members(targets: &Targets, room_ids: &[String], per_room: usize) -> anyhow::Result<Vec<Vec<String>>> {
+    let control = channel(&targets.control_url)?;
+    let mut members: Vec<Vec<Option<String>>> = room_ids.iter().map(|_| vec![None; per_room]).collect();
+    let mut pending = tokio::task::JoinSet::new();
+    let mut place = |done: anyhow::Result<(usize, usize, String)>| -> anyhow::Result<()> {
+        let (room, slot, token) = done?;
+        members[room][slot] = Some(token);
+        Ok(())
+    };
+    for (room, room_id) in room_ids.iter().enumerate() {
+        for slot in 0..per_room {
+            let (control, room_id) = (control.clone(), room_id.clone());
+            pending.spawn(async move {
+                let (token, _) = create_session(&control, &format!("Member {slot} of room {room}")).await?;
+                join_room(&control, &token, &room_id).await?;
+                anyhow::Ok((room, slot, token))
+            });
+            // Bounded setup concurrency: the server is pinned to one core.
+            if pending.len() >= 32
+                && let Some(done) = pending.join_next().await
+            {
+                place(done?)?;
+            }
+        }
+    }
+    while let Some(done) = pending.join_next().await {
+        place(done?)?;
+    }
+    Ok(members.into_iter().map(|room| room.into_iter().flatten().collect()).collect())
 }

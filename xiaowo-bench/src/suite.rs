@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
-use crate::fanout::{self, Shape, Step};
+use crate::fanout::{self, People, Shape, Step};
 use crate::stack::Launcher;
 use crate::stats::Summary;
 use crate::{chat, control, procstat, stack};
@@ -43,6 +43,14 @@ pub struct Options {
     /// Scenarios to run (default all): fanout, chat, control, idle, browser.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Fan-out shapes instead of the default ones, as ROOMSxWATCHERS@RATE (e.g. 1000x10@1);
+    /// the step-up is then skipped.
+    #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
+    shapes: Vec<(Shape, f64)>,
+    /// Fan-out systems to measure (default all): xiaowo, xiaowo-shared, xiaowo-owner-session,
+    /// xiaowo-chat, in-process, raw-tcp, socketio, syncplay.
+    #[arg(long, value_delimiter = ',')]
+    systems: Vec<String>,
     /// Where to write the Markdown report.
     #[arg(long, default_value = "bench-results.md")]
     out: PathBuf,
@@ -186,9 +194,9 @@ pub fn per_watcher(after: u64, before: u64, watchers: usize) -> f64 {
 /// The column names of fan-out rows.
 pub fn fanout_header(out: &mut String) {
     out.push_str(
-        "| system | rate/room | deliveries/s | p50 ms | p99 ms | max ms | delivered | server CPU-µs/delivery | generator CPU-µs/delivery | memory/watcher KiB |\n",
+        "| system | rate/room | deliveries/s | p50 ms | p99 ms | max ms | delivered | server CPU-µs/delivery | generator CPU-µs/delivery | memory/watcher KiB | UNAVAILABLE |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
 }
 
 /// One fan-out row.
@@ -196,7 +204,7 @@ pub fn fanout_row(out: &mut String, system: &str, step: &Step, rss_per_watcher: 
     let delivered = 100.0 * step.latency.count as f64 / step.expected.max(1) as f64;
     let _ = writeln!(
         out,
-        "| {system} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {delivered:.1} % | {:.1} | {:.1} | {} |",
+        "| {system} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {delivered:.1} % | {:.1} | {:.1} | {} | {} |",
         step.rate,
         step.deliveries_per_second,
         step.latency.p50_ms,
@@ -205,6 +213,7 @@ pub fn fanout_row(out: &mut String, system: &str, step: &Step, rss_per_watcher: 
         step.server_cpu_us_per_delivery,
         step.generator_cpu_us_per_delivery,
         if rss_per_watcher > 0.0 { format!("{rss_per_watcher:.1}") } else { "–".to_owned() },
+        step.unavailable,
     );
 }
 
@@ -215,13 +224,31 @@ fn summary_cells(summary: &Summary) -> String {
 /// Watchers per connection in the [`System::XiaowoShared`] rows.
 const WATCHERS_PER_SHARED_CONNECTION: usize = 100;
 
-/// Which fan-out implementation to measure.
+/// `ROOMSxWATCHERS@RATE`, e.g. `1000x10@1`.
+fn parse_shape(text: &str) -> Result<(Shape, f64), String> {
+    let parsed = text.split_once('@').and_then(|(shape, rate)| {
+        let (rooms, watchers_per_room) = shape.split_once('x')?;
+        let shape = Shape { rooms: rooms.parse().ok()?, watchers_per_room: watchers_per_room.parse().ok()? };
+        Some((shape, rate.parse().ok()?))
+    });
+    parsed
+        .filter(|(shape, rate)| shape.rooms > 0 && shape.watchers_per_room > 0 && *rate > 0.0)
+        .ok_or_else(|| format!("{text:?} is not ROOMSxWATCHERS@RATE, e.g. 1000x10@1"))
+}
+
+/// Which fan-out implementation to measure. Every Xiaowo row but one gives each watcher its
+/// own session and membership.
 #[derive(Clone, Copy)]
 enum System {
     Xiaowo,
     /// Xiaowo with watchers sharing HTTP/2 connections, [`WATCHERS_PER_SHARED_CONNECTION`] each:
     /// what a delivery costs once the connection's write is shared.
     XiaowoShared,
+    /// Xiaowo with every watcher the room owner's session: the shape of earlier figures, a
+    /// labelled extra.
+    XiaowoOwnerSession,
+    /// Chat as a fan-out: `SendMessage` → `WatchMessages`.
+    XiaowoChat,
     InProcess,
     RawTcp,
     SocketIo,
@@ -229,10 +256,25 @@ enum System {
 }
 
 impl System {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Xiaowo => "xiaowo",
+            Self::XiaowoShared => "xiaowo-shared",
+            Self::XiaowoOwnerSession => "xiaowo-owner-session",
+            Self::XiaowoChat => "xiaowo-chat",
+            Self::InProcess => "in-process",
+            Self::RawTcp => "raw-tcp",
+            Self::SocketIo => "socketio",
+            Self::Syncplay => "syncplay",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Self::Xiaowo => "Xiaowo (gRPC WatchRoom)",
             Self::XiaowoShared => "Xiaowo, 100 watchers per HTTP/2 connection",
+            Self::XiaowoOwnerSession => "extra: Xiaowo, every watcher the room owner's session",
+            Self::XiaowoChat => "Xiaowo chat (SendMessage → WatchMessages)",
             Self::InProcess => "ceiling: in-process broadcast",
             Self::RawTcp => "ceiling: raw TCP fan-out",
             Self::SocketIo => "peer: socket.io 4.8",
@@ -256,13 +298,22 @@ impl Bench {
     }
 
     fn systems(&self) -> Vec<System> {
-        let mut systems = vec![System::Xiaowo, System::XiaowoShared, System::InProcess, System::RawTcp];
+        let mut systems = vec![
+            System::Xiaowo,
+            System::XiaowoShared,
+            System::XiaowoOwnerSession,
+            System::XiaowoChat,
+            System::InProcess,
+            System::RawTcp,
+        ];
         if self.socketio_server().is_some() {
             systems.push(System::SocketIo);
         }
         if self.options.syncplay_server.is_some() {
             systems.push(System::Syncplay);
         }
+        let chosen = &self.options.systems;
+        systems.retain(|system| chosen.is_empty() || chosen.iter().any(|name| name == system.name()));
         systems
     }
 
@@ -291,12 +342,21 @@ impl Bench {
     ) -> anyhow::Result<(fanout::Fleet, f64, Option<stack::Server>, Option<PeerProcess>)> {
         let cpu = self.options.server_cpu;
         match system {
-            System::Xiaowo | System::XiaowoShared => {
+            System::Xiaowo | System::XiaowoShared | System::XiaowoOwnerSession => {
                 let per_connection =
                     if matches!(system, System::XiaowoShared) { WATCHERS_PER_SHARED_CONNECTION } else { 1 };
+                let people =
+                    if matches!(system, System::XiaowoOwnerSession) { People::RoomOwner } else { People::Distinct };
                 let server = self.launcher.start(&[]).await?;
                 let before = procstat::rss_bytes(&server.targets.pids);
-                let fleet = fanout::xiaowo(&server.targets, shape, per_connection, Some(256)).await?;
+                let fleet = fanout::xiaowo(&server.targets, shape, people, per_connection, Some(256)).await?;
+                let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
+                Ok((fleet, rss, Some(server), None))
+            }
+            System::XiaowoChat => {
+                let server = self.launcher.start(&[]).await?;
+                let before = procstat::rss_bytes(&server.targets.pids);
+                let fleet = fanout::xiaowo_chat(&server.targets, shape).await?;
                 let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
                 Ok((fleet, rss, Some(server), None))
             }
@@ -337,11 +397,16 @@ impl Bench {
              Publish → receive: from the publisher stamping an event (for Xiaowo: sending the `Seek`, so the \
              command's RPC, access check and SQLite commit are included) to each watcher decoding it. \
              One connection per watcher for every system, except the row that shares each HTTP/2 connection \
-             among 100 of Xiaowo's watchers.\n\n",
+             among 100 of Xiaowo's watchers. Every Xiaowo watcher is a different person (their own session, \
+             a member of the room), except in the row labelled extra, where all of a room's watchers use its \
+             owner's session. The chat row publishes with `SendMessage` (committed before it is acknowledged) \
+             and receives on `WatchMessages`; UNAVAILABLE counts the publishes the server refused so.\n\n",
         );
         fanout_header(&mut text);
         self.section(&text);
-        for (shape, rate) in self.sizes.shapes.clone() {
+        let shapes =
+            if self.options.shapes.is_empty() { self.sizes.shapes.clone() } else { self.options.shapes.clone() };
+        for (shape, rate) in shapes {
             for system in self.systems() {
                 let label = format!("{}, {} × {}", system.label(), shape.rooms, shape.watchers_per_room);
                 let (fleet, rss, server, peer) = match self.bounded_fleet(system, shape).await {
@@ -360,6 +425,9 @@ impl Bench {
             }
         }
 
+        if !self.options.shapes.is_empty() {
+            return Ok(());
+        }
         let shape = self.sizes.step_up_shape;
         let mut text = format!(
             "\n#### Rate step-up, {} room × {} watchers (doubling until p99 > 100 ms or deliveries fall behind)\n\n",
@@ -369,8 +437,12 @@ impl Bench {
         self.section(&text);
         let mut most = Vec::new();
         for system in self.systems() {
-            // The step-up compares one connection per watcher for every system.
-            if matches!(system, System::InProcess | System::XiaowoShared) {
+            // The step-up compares sync fan-out with one connection per watcher and distinct
+            // people for every system.
+            if matches!(
+                system,
+                System::InProcess | System::XiaowoShared | System::XiaowoOwnerSession | System::XiaowoChat
+            ) {
                 continue;
             }
             let (fleet, rss, server, peer) = match self.bounded_fleet(system, shape).await {
@@ -485,12 +557,15 @@ impl Bench {
                 let server = self.launcher.start(&[]).await?;
                 let shape = Shape { rooms: watchers.div_ceil(10), watchers_per_room: 10.min(watchers) };
                 let rooms = stack::media_rooms(&server.targets, shape.rooms).await?;
+                let watchers = fanout::watcher_tokens(&server.targets, shape, &rooms, People::Distinct).await?;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let pids = server.targets.pids.clone();
                 let before = procstat::rss_bytes(&pids);
                 // A storm, bounded only so that the listen backlog does not overflow into resets.
                 let fleet =
-                    match fanout::xiaowo_in_rooms(&server.targets, shape, &rooms, per_connection, Some(512)).await {
+                    match fanout::xiaowo_in_rooms(&server.targets, shape, &rooms, &watchers, per_connection, Some(512))
+                        .await
+                    {
                         Ok(fleet) => fleet,
                         Err(error) => {
                             let _ = writeln!(text, "| {} | – | failed: {error:#} |", shape.watchers());
@@ -540,7 +615,7 @@ impl Bench {
             let mut targets = server.targets.clone();
             let mut proxy = None;
             let fleet = match path {
-                "native gRPC, direct" => fanout::xiaowo(&targets, shape, 1, Some(256)).await?,
+                "native gRPC, direct" => fanout::xiaowo(&targets, shape, People::Distinct, 1, Some(256)).await?,
                 "gRPC-web, direct" => fanout::xiaowo_grpc_web(&targets, shape, upstream).await?,
                 _ => {
                     let nginx = Nginx::start(&nginx, self.options.server_cpu, upstream).await?;

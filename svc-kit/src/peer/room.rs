@@ -247,7 +247,8 @@ impl RoomAccessClient {
                     pending.waiting.insert(entry, vec![answer]);
                 }
             }
-            let start = pending.flights < MAX_FLIGHTS;
+            // A check that joined one already queued needs no new flight.
+            let start = pending.flights < MAX_FLIGHTS && !pending.queued.is_empty();
             if start {
                 pending.flights += 1;
             }
