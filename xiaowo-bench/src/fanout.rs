@@ -438,9 +438,7 @@ pub async fn xiaowo_in_rooms(
         channels.push(stack::channel(&targets.sync_urls[index % targets.sync_urls.len()])?);
     }
     for watcher in 0..shape.watchers() {
-        let room = watcher % shape.rooms;
-        let room_id = rooms[room].1.clone();
-        let token = watcher_token(watchers, room, watcher / shape.rooms)?;
+        let (room_id, token) = watcher_place(shape, rooms, watchers, watcher)?;
         let mut client =
             sync_pb::sync_service_client::SyncServiceClient::new(channels[watcher / per_connection].clone());
         let open = async move {
@@ -540,10 +538,18 @@ pub async fn socket_io(shape: Shape, address: SocketAddr, server_pid: u32) -> an
     builder.finish(shape.watchers(), vec![server_pid]).await
 }
 
-/// The token of the `slot`th watcher of `room` (slots past the room's people wrap around).
-fn watcher_token(watchers: &[Vec<String>], room: usize, slot: usize) -> anyhow::Result<String> {
+/// The room id and token of watcher number `watcher`: rooms take turns, and within a room its
+/// people do (wrapping around when there are fewer people than watchers).
+fn watcher_place(
+    shape: Shape,
+    rooms: &[(String, String, i64)],
+    watchers: &[Vec<String>],
+    watcher: usize,
+) -> anyhow::Result<(String, String)> {
+    let room = watcher % shape.rooms;
+    let (_, room_id, _) = rooms.get(room).context("fewer rooms than the shape")?;
     let people = watchers.get(room).filter(|people| !people.is_empty()).context("a room without watchers")?;
-    Ok(people[slot % people.len()].clone())
+    Ok((room_id.clone(), people[(watcher / shape.rooms) % people.len()].clone()))
 }
 
 fn count_unavailable(unavailable: &AtomicU64, status: &tonic::Status) {
@@ -564,9 +570,7 @@ pub async fn xiaowo_chat(targets: &Targets, shape: Shape) -> anyhow::Result<Flee
     let mut builder = Builder::new(shape.watchers());
     let gate = Arc::new(Semaphore::new(256));
     for watcher in 0..shape.watchers() {
-        let room = watcher % shape.rooms;
-        let room_id = rooms[room].1.clone();
-        let token = watcher_token(&watchers, room, watcher / shape.rooms)?;
+        let (room_id, token) = watcher_place(shape, &rooms, &watchers, watcher)?;
         let mut client = chat_pb::chat_service_client::ChatServiceClient::new(stack::channel(&targets.chat_url)?);
         let open = async move {
             let request = chat_pb::WatchMessagesRequest { room_id, after_seq: None };
@@ -648,9 +652,7 @@ pub async fn xiaowo_grpc_web(targets: &Targets, shape: Shape, address: SocketAdd
     let mut builder = Builder::new(shape.watchers());
     let gate = Arc::new(Semaphore::new(256));
     for watcher in 0..shape.watchers() {
-        let room = watcher % shape.rooms;
-        let room_id = rooms[room].1.clone();
-        let token = watcher_token(&watchers, room, watcher / shape.rooms)?;
+        let (room_id, token) = watcher_place(shape, &rooms, &watchers, watcher)?;
         let sink = builder.sink();
         let ready = builder.ready_sender.clone();
         let gate = Arc::clone(&gate);

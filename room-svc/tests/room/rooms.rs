@@ -1033,9 +1033,9 @@ async fn batch_check_access_refuses_empty_oversized_and_malformed_batches() {
     assert_eq!(violations(&refused(vec![good.clone(); 501]).await), ["checks"]);
     let malformed = pb::CheckAccessRequest { room_id: "x".to_owned(), user_id: String::new() };
     assert_eq!(violations(&refused(vec![good.clone(), malformed]).await), ["checks[1].room_id", "checks[1].user_id"]);
-    let full =
-        app.access_internal().batch_check_access(pb::BatchCheckAccessRequest { checks: vec![good.clone(); 500] });
-    assert_eq!(full.await.unwrap().into_inner().results.len(), 500);
+    let full = pb::BatchCheckAccessRequest { checks: vec![good.clone(); 500] };
+    let full = app.access_internal().batch_check_access(full).await.unwrap().into_inner();
+    assert_eq!(full.results.len(), 500);
     // Internal: without the internal token, nothing is answered.
     let mut anyone =
         pb::room_access_internal_service_client::RoomAccessInternalServiceClient::new(app.server.channel());
