@@ -13,6 +13,7 @@ import { PlayerState, type Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
 import type { App } from "./main";
 import { Player } from "./player";
 import type { StreamState } from "./stream";
+import { syncText } from "./sync-text";
 
 const REFRESH_MS = 10_000;
 
@@ -286,8 +287,8 @@ function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[],
 }
 
 function describeWatcher(watcher: Watcher): string {
-  const offset = Number(watcher.offsetMs);
-  const drift = `${offset >= 0 ? "+" : ""}${offset} ms`;
+  // The offset as the player measured it, with how far its clock may be off.
+  const drift = syncText().memberOffset(Number(watcher.offsetMs), Number(watcher.offsetUncertaintyMs));
   switch (watcher.state) {
     case PlayerState.BUFFERING:
       return `buffering · ${drift}`;
