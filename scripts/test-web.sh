@@ -2,8 +2,9 @@
 # The browser client's tests: builds web/ (protobuf codegen, type-check, bundle), runs the unit
 # tests with node's test runner, then the end-to-end suite in headless Chromium against a real
 # `xiaowo up` (debug build), the XSS corpus (e2e/xss.mjs: 240 payloads through every text
-# field, nothing may run), and a smoke run of the sync-quality benchmark (2 viewers, one seek:
-# it must produce numbers and converge). Installs Chromium, ffmpeg and the npm packages when
+# field, nothing may run), and a CI-sized run of the sync-quality benchmark (an owner and a
+# viewer at 80 ms of added latency, a WebM and an H.264 + AAC MP4, 3 seeks and a rate change on
+# each: no page may pause or seek for the rate change, every seek converges within 3 s). Installs Chromium, ffmpeg and the npm packages when
 # missing. Ends with one line "web: N passed, N failed" over all of them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -41,7 +42,7 @@ xss_passed=$(sed -n 's/^xss: \([0-9]*\) passed, \([0-9]*\) failed.*$/\1/p' "$xss
 xss_failed=$(sed -n 's/^xss: \([0-9]*\) passed, \([0-9]*\) failed.*$/\2/p' "$xss_report")
 rm -f "$xss_report"
 
-log "sync quality in headless Chromium (smoke: 2 viewers, ~20 s, one seek)"
+log "sync quality in headless Chromium (smoke: 2 viewers, 2 files, 3 seeks and a rate change each)"
 sync_status=0
 (cd web && node bench/sync-quality.mjs --smoke) || sync_status=$?
 

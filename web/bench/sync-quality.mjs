@@ -30,7 +30,7 @@
 //   --seek-only    switches "Smooth sync" off in every page (the controller then only seeks)
 //   --trace        adds every sample, state, event and the pages' controller traces to --json
 //   --fixtures DIR writes small recorded traces for the unit tests (web/test/fixtures)
-//   --analyse FILE prints the figures of a --trace file again
+//   --analyse FILE prints the figures of a --trace file again (and writes --fixtures from it)
 //   --smoke        the CI-sized run: the owner and the 80 ms viewer, both files (60 s each),
 //                  3 seeks and one rate change each; fails when a rate change pauses or seeks
 //                  a page, a seek does not converge within 3 s, no samples come out or a page
@@ -806,10 +806,12 @@ async function main() {
 /** Re-reads the figures from a file written with --trace, without running anything. */
 function reanalyse(file) {
   const saved = JSON.parse(readFileSync(file, "utf8"));
-  for (const result of saved.results) {
-    if (result.run) {
-      report(saved.label, analyse(result.run));
-    }
+  const runs = saved.results.map((result) => result.run).filter(Boolean);
+  for (const run of runs) {
+    report(saved.label, analyse(run));
+  }
+  if (options.fixtures) {
+    writeFixtures(options.fixtures, runs);
   }
   return [];
 }

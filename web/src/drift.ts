@@ -11,8 +11,11 @@
 // * Small errors are corrected by a proportional-integral controller on the playback rate:
 //   the proportional part is a nudge of at most ±5 % (pitch preserved by the player) sized to
 //   the error and planned to end when the error is gone, so that one correction is two rate
-//   changes; the integral part is a slow trim (at most ±1 %) that takes up a steady difference
-//   between this player's clock and the room's, so that steady state needs no nudges at all.
+//   changes; the integral part is a trim (at most ±1 %): the drift rate measured over the
+//   last seconds with the controller's own rate changes taken out, which takes up a steady
+//   difference between this player's clock and the room's, so that steady state needs no
+//   nudges at all. (It follows the error's slope, not the error: an offset inside the dead
+//   band is no reason to change speed, and integrating it would make the trim swing around it.)
 //   A dead band on the median of the last few errors keeps it from chasing measurement noise.
 // * Starts and rate changes are scheduled by the server at a future instant: the player
 //   switches early by its learned latency (an audio pipeline plays out what it has buffered at
@@ -35,8 +38,10 @@ export interface DriftConfig {
   nudgeStep: number;
   /** A nudge whose error departs from its plan by more than this is planned again. */
   replanTolerance: number;
-  /** Trim per second per second of error (the integral gain). */
-  integralGain: number;
+  /** The drift rate is measured over this long, then becomes the trim. */
+  driftWindow: number;
+  /** A change of the error between two looks larger than this is a jump, not drift. */
+  driftJump: number;
   /** Largest trim, as a fraction of the room's rate. */
   maxTrim: number;
   /** The trim the player is given is a multiple of this (so that it changes rarely). */
@@ -57,8 +62,8 @@ export interface DriftConfig {
   pausedTolerance: number;
   /** After a start or a rate switch, the error is measured (to learn the latency) after this. */
   settle: number;
-  /** How much of each latency measurement is learned. */
-  latencyLearningRate: number;
+  /** A latency is the median of this many recent measurements (a stall now and then is not one). */
+  latencyMeasurements: number;
   /** Largest start or switch latency learned. */
   maxLatency: number;
   /** How often the player looks without being woken; events closer than two ticks get a wake. */
@@ -73,8 +78,9 @@ export const DEFAULT_DRIFT_CONFIG: Readonly<DriftConfig> = Object.freeze({
   minNudge: 0.01,
   nudgeStep: 0.005,
   replanTolerance: 0.02,
-  // A steady 0.3 % difference is taken up in well under a minute of 5–10 ms errors.
-  integralGain: 0.01,
+  // Long enough for a 0.05 % drift to stand out of readings good to a fraction of a ms.
+  driftWindow: 8,
+  driftJump: 0.005,
   maxTrim: 0.01,
   trimStep: 0.001,
   // At 5 %, 250 ms take 5 s to nudge away; a held seek takes a few hundred ms.
@@ -88,7 +94,7 @@ export const DEFAULT_DRIFT_CONFIG: Readonly<DriftConfig> = Object.freeze({
   // Well under a frame: a paused picture costs nothing to correct and everyone looks at it.
   pausedTolerance: 0.01,
   settle: 0.4,
-  latencyLearningRate: 0.6,
+  latencyMeasurements: 5,
   maxLatency: 0.3,
   tick: 0.25,
 });
@@ -136,6 +142,12 @@ export interface DriftState {
   /** The integral term, and the multiple of `trimStep` the player is given. */
   trim: number;
   appliedTrim: number;
+  /**
+   * The errors of the current drift window with the controller's own rate changes taken out
+   * (each plus `driftOffset`: how far the rates it set moved the player from the room's rate).
+   */
+  driftSamples: [number, number][];
+  driftOffset: number;
   /** The running nudge (a fraction of the room's rate), its plan and its end. */
   nudge: number;
   nudgeStartedAt: number;
@@ -147,6 +159,8 @@ export interface DriftState {
   lastCorrectiveSeekAt: number;
   settling: Settling | undefined;
   latencies: Latencies;
+  /** The recent measurements of each on this media. */
+  measured: { start: number[]; rateSwitch: number[] };
   /** Whether a rate switch was measured on this media (until then the start latency stands in). */
   switchMeasured: boolean;
   seekModel: SeekModel;
@@ -169,6 +183,8 @@ export function initialDriftState(roomRate = 1, priors: DriftPriors = {}): Drift
     baseRate: roomRate,
     appliedRate: roomRate,
     trim: 0,
+    driftSamples: [],
+    driftOffset: 0,
     appliedTrim: 0,
     nudge: 0,
     nudgeStartedAt: -Infinity,
@@ -179,6 +195,7 @@ export function initialDriftState(roomRate = 1, priors: DriftPriors = {}): Drift
     lastCorrectiveSeekAt: -Infinity,
     settling: undefined,
     latencies: { ...(priors.latencies ?? PRIOR_LATENCIES) },
+    measured: { start: [], rateSwitch: [] },
     switchMeasured: false,
     seekModel: { ...seekModel, observations: [] },
     priorSeekModel: seekModel,
@@ -236,13 +253,27 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
 
+/** The least-squares slope of [x, y] points. */
+function slope(points: readonly [number, number][]): number {
+  const count = points.length;
+  const meanX = points.reduce((sum, [x]) => sum + x, 0) / count;
+  const meanY = points.reduce((sum, [, y]) => sum + y, 0) / count;
+  let covariance = 0;
+  let variance = 0;
+  for (const [x, y] of points) {
+    covariance += (x - meanX) * (y - meanY);
+    variance += (x - meanX) * (x - meanX);
+  }
+  return variance > 0 ? covariance / variance : 0;
+}
+
 function clamp(value: number, low: number, high: number): number {
   return Math.min(high, Math.max(low, value));
 }
 
 /** A corrections-free state for following the room at `baseRate` from `now`. */
 function calm(state: DriftState): DriftState {
-  return { ...state, nudge: 0, nudgeUntil: -Infinity, errors: [], settling: undefined };
+  return { ...state, nudge: 0, nudgeUntil: -Infinity, errors: [], settling: undefined, driftSamples: [], driftOffset: 0 };
 }
 
 /** Decides what the player should do now. Call it every tick, on every wake and on video events. */
@@ -258,7 +289,6 @@ export function decideDrift(
     wakeAt = wakeAt === undefined ? at : Math.min(wakeAt, at);
   };
   let state = { ...previous, lastLookAt: now };
-  const dt = clamp(now - previous.lastLookAt, 0, 0.5);
   const done = (error: number | undefined, plan?: SeekPlan): DriftDecision => ({ state, commands, error, wakeAt, ...(plan ? { plan } : {}) });
   const setRate = (rate: number) => {
     if (Math.abs(rate - state.appliedRate) > 1e-9) {
@@ -364,10 +394,9 @@ export function decideDrift(
   }
   if (state.settling) {
     const { settling } = state;
-    const latencies = settling.kind === "switch" && !state.switchMeasured ? { ...state.latencies, rateSwitch: settling.latencyUsed } : state.latencies;
     state = {
       ...state,
-      latencies: learnLatency(latencies, settling, error, config),
+      ...learnLatency(state, settling, error, config),
       switchMeasured: state.switchMeasured || (settling.kind === "switch" && Math.abs(settling.toRate - settling.fromRate) >= 0.05),
       settling: undefined,
     };
@@ -437,6 +466,23 @@ export function decideDrift(
   state = { ...state, errors: [...state.errors, error].slice(-3) };
   const filtered = median(state.errors);
 
+  // Integral: how fast the error grows with the controller's own rate changes taken out is how
+  // much faster or slower this player's clock runs; once measured long enough, it is the trim.
+  // A jump (a stall, a reading taken late) is no drift: the window starts again after it.
+  const driftOffset =
+    state.driftSamples.length > 0 ? state.driftOffset + (previous.appliedRate - baseRate) * clamp(now - previous.lastLookAt, 0, 1) : 0;
+  const lastSample = state.driftSamples.at(-1);
+  const jumped = lastSample !== undefined && Math.abs(error + driftOffset - lastSample[1]) > config.driftJump;
+  const driftSamples: [number, number][] = jumped ? [[now, error]] : [...state.driftSamples, [now, error + driftOffset]];
+  state = { ...state, driftSamples, driftOffset: jumped ? 0 : driftOffset };
+  if (now - driftSamples[0]![0] >= config.driftWindow && driftSamples.length >= 8) {
+    const trim = clamp(slope(driftSamples) / baseRate, -config.maxTrim, config.maxTrim);
+    state = { ...state, driftSamples: [], driftOffset: 0, trim };
+    if (Math.abs(trim - state.appliedTrim) >= config.trimStep / 2) {
+      state = { ...state, appliedTrim: Math.round(trim / config.trimStep) * config.trimStep };
+    }
+  }
+
   if (state.nudge !== 0) {
     // The player takes up a new rate only after its switch latency.
     const working = Math.max(0, now - state.nudgeStartedAt - switchLatency());
@@ -454,15 +500,6 @@ export function decideDrift(
       return done(error);
     }
     // It went wrong (a stall, a clock step): plan again from what is measured now.
-  }
-
-  // Integral: a steady remainder becomes a trim (only near the target, so that transients
-  // the nudges take care of do not wind it up).
-  if (steady && Math.abs(filtered) < 3 * config.deadBand) {
-    const trim = clamp(state.trim + config.integralGain * filtered * dt, -config.maxTrim, config.maxTrim);
-    const appliedTrim =
-      Math.abs(trim - state.appliedTrim) >= 0.75 * config.trimStep ? Math.round(trim / config.trimStep) * config.trimStep : state.appliedTrim;
-    state = { ...state, trim, appliedTrim };
   }
 
   // Proportional: a nudge sized to the error, planned to end when the error is gone.
@@ -483,16 +520,22 @@ export function decideDrift(
  * The latencies after a start or switch whose error, `settle` s later, was `error`. A start
  * from the error e₀ that then stood still for L behind a room moving at r is e₀ + L·r behind
  * (a start released early by the latency it expected has e₀ = −L·r); a switch made L' before
- * the room's instant that really took L changed the error by (L − L')·Δrate. Each measurement
- * moves the latency part of the way to what it found.
+ * the room's instant that really took L changed the error by (L − L')·Δrate. The latency is
+ * the median of the recent measurements.
  */
-export function learnLatency(latencies: Latencies, settling: Settling, error: number, config: Readonly<DriftConfig> = DEFAULT_DRIFT_CONFIG): Latencies {
+export function learnLatency(
+  state: Pick<DriftState, "latencies" | "measured">,
+  settling: Settling,
+  error: number,
+  config: Readonly<DriftConfig> = DEFAULT_DRIFT_CONFIG,
+): Pick<DriftState, "latencies" | "measured"> {
   const { kind, fromRate, toRate, errorBefore, latencyUsed } = settling;
   const change = toRate - fromRate;
   if (Math.abs(change) < 0.05) {
-    return latencies;
+    return state;
   }
-  const measured = kind === "start" ? (error - errorBefore) / change : latencyUsed + (error - errorBefore) / change;
-  const learn = (current: number) => clamp(current + config.latencyLearningRate * (measured - current), 0, config.maxLatency);
-  return kind === "start" ? { ...latencies, start: learn(latencies.start) } : { ...latencies, rateSwitch: learn(latencies.rateSwitch) };
+  const latency = clamp(kind === "start" ? (error - errorBefore) / change : latencyUsed + (error - errorBefore) / change, 0, config.maxLatency);
+  const key = kind === "start" ? "start" : "rateSwitch";
+  const recent = [...state.measured[key], latency].slice(-config.latencyMeasurements);
+  return { latencies: { ...state.latencies, [key]: median(recent) }, measured: { ...state.measured, [key]: recent } };
 }

@@ -30,6 +30,11 @@ const REPORT_EVERY_MS = 2_000;
 const NUDGE_SETTING = "xiaowo.nudge";
 /** What this device learned about its seeks and start/switch latencies (the next media's priors). */
 const SYNC_DEVICE_SETTING = "xiaowo.syncDevice";
+/** A clock estimate this close needs a new sample only every `CLOCK_INTERVAL_MS`… */
+const CLOCK_GOOD_ENOUGH_MS = 5;
+const CLOCK_INTERVAL_MS = 15_000;
+/** …a less certain one every `CLOCK_RETRY_MS`. */
+const CLOCK_RETRY_MS = 2_000;
 /** Entries the sync-debug trace keeps. */
 const TRACE_ENTRIES = 20_000;
 const IGNORE_WAIT_SETTING = "xiaowo.ignoreWait";
@@ -105,7 +110,7 @@ export class Player {
   private state: RoomState | undefined;
   private timeline: Timeline | undefined;
   private loadedMediaId = "";
-  private readonly clock = new ClockSync();
+  private readonly clock = new ClockSync(32);
   private estimate: ClockEstimate | undefined;
   private drift: DriftState = initialDriftState(1, loadDevicePriors());
   private keyframes: KeyframeIndex | undefined;
@@ -125,6 +130,8 @@ export class Player {
   /** Wakes the controller at the instant it asked for (a start, a switch, a release, a nudge's end). */
   private wakeTimer = 0;
   private wakeAt = Infinity;
+  private clockTimer = 0;
+  private running = false;
 
   constructor(
     private readonly ctx: RoomContext,
@@ -265,10 +272,10 @@ export class Player {
   }
 
   start(): void {
+    this.running = true;
     this.stream.start();
-    void this.sampleClock(8);
+    void this.sampleClock(8).finally(() => this.scheduleClockSample());
     this.timers.push(window.setInterval(() => this.tick(), TICK_MS));
-    this.timers.push(window.setInterval(() => void this.sampleClock(1), 15_000));
   }
 
   stop(): void {
@@ -277,6 +284,8 @@ export class Player {
       window.clearInterval(timer);
     }
     window.clearTimeout(this.wakeTimer);
+    this.running = false;
+    window.clearTimeout(this.clockTimer);
     this.unload();
     delete (window as DebugWindow).__xiaowoSync;
   }
@@ -337,6 +346,21 @@ export class Player {
         await new Promise((resolve) => window.setTimeout(resolve, 200));
       }
     }
+  }
+
+  /**
+   * One more clock sample soon while the estimate is uncertain (a loaded or slow device delays
+   * most exchanges: it takes many to find one that was not), else every 15 s.
+   */
+  private scheduleClockSample(): void {
+    if (!this.running) {
+      return;
+    }
+    const uncertain = (this.estimate?.uncertainty ?? Infinity) > CLOCK_GOOD_ENOUGH_MS;
+    this.clockTimer = window.setTimeout(
+      () => void this.sampleClock(1).finally(() => this.scheduleClockSample()),
+      uncertain ? CLOCK_RETRY_MS : CLOCK_INTERVAL_MS,
+    );
   }
 
   private serverNow(): number {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
 import { ClockSync, type ClockSample, type OneWaySample, estimateOffset, sampleOffset } from "../src/clock";
@@ -121,4 +122,42 @@ describe("timeline", () => {
     }
     assert.equal(startTimerDelayMs(0), 0);
   });
+});
+
+/** Clock samples a page of the benchmark took, and its true offset (its clock against the wall clock the server's is on). */
+interface RecordedClock {
+  page: string;
+  latencyMs: number;
+  jitterMs: number;
+  trueOffsetMs: number;
+  samples: ({ kind: "exchange" } & ClockSample | { kind: "oneWay" } & OneWaySample)[];
+}
+
+function recorded(name: string): RecordedClock {
+  return JSON.parse(readFileSync(new URL(`../test/fixtures/${name}`, import.meta.url), "utf8")) as RecordedClock;
+}
+
+describe("clock offset against recorded samples", () => {
+  for (const name of ["clock-lat80.json", "clock-lat2010.json"]) {
+    it(`${name}: within a few ms of the truth, which stays inside the stated uncertainty`, () => {
+      const { trueOffsetMs, latencyMs, samples } = recorded(name);
+      const sync = new ClockSync(32);
+      let estimate;
+      for (const sample of samples) {
+        estimate = sample.kind === "exchange" ? sync.add(sample) : sync.addOneWay(sample);
+        if (estimate && sample.kind === "exchange") {
+          // The page's clock against the wall clock is known to about 0.5 ms.
+          assert.ok(Math.abs(estimate.offset - trueOffsetMs) <= estimate.uncertainty + 0.5, `${estimate.offset} ± ${estimate.uncertainty} misses ${trueOffsetMs}`);
+        }
+      }
+      assert.ok(estimate && Math.abs(estimate.offset - trueOffsetMs) <= 6, `ends ${estimate?.offset} for ${trueOffsetMs}`);
+      assert.ok(estimate.uncertainty <= latencyMs / 2, `± ${estimate.uncertainty}`);
+      if (name === "clock-lat80.json") {
+        // The classic estimate (the least-delayed exchange's middle) is off by half the latency.
+        const exchanges = samples.filter((sample): sample is { kind: "exchange" } & ClockSample => sample.kind === "exchange");
+        const classic = exchanges.map(sampleOffset).sort((a, b) => a.roundTrip - b.roundTrip)[0]!;
+        assert.ok(Math.abs(classic.offset - trueOffsetMs) > latencyMs / 3, `classic ${classic.offset}`);
+      }
+    });
+  }
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
 import { DEFAULT_DRIFT_CONFIG, decideDrift, initialDriftState, type PlayerView } from "../src/drift";
@@ -204,4 +205,47 @@ describe("sync controller: the per-device switch", () => {
     assert.equal(commandsBetween(large.player, "rate", 10).filter((command) => command.kind === "rate" && command.rate !== 1).length, 0);
     assert.ok(convergedAfter(large, 10, 15, AGREEMENT) < 1.5);
   });
+});
+
+function fixture<T>(name: string): T {
+  return JSON.parse(readFileSync(new URL(`../test/fixtures/${name}`, import.meta.url), "utf8")) as T;
+}
+
+describe("sync controller against traces recorded by the benchmark", () => {
+  it("does not chase the jitter of real readings (H.264 + AAC, a minute of steady playback)", () => {
+    const { looks } = fixture<{ looks: { expected: number; position: number }[] }>("steady-mp4-owner.json");
+    // What the readings wander around their local median: the measurement's own noise.
+    const errors = looks.map((look) => look.expected - look.position);
+    const jitter = errors.map((error, index) => {
+      const around = errors.slice(Math.max(0, index - 4), index + 5).sort((a, b) => a - b);
+      return error - around[Math.floor(around.length / 2)]!;
+    });
+    assert.ok(jitter.length >= 40);
+    const model = { ...AUDIO_PLAYER, noise: (index: number) => jitter[index % jitter.length]! };
+    const priors = { latencies: { start: AUDIO_PLAYER.startLatency, rateSwitch: AUDIO_PLAYER.switchLatency } };
+    const simulation = simulate({ model, timelineAt: () => playing(10, 0), seconds: 60, initialPosition: 10.3, priors });
+    assert.equal(commandsBetween(simulation.player, "rate", 1).length, 0);
+    assert.ok(convergedAfter(simulation, 1, 60, DEFAULT_DRIFT_CONFIG.deadBand) < 0.01);
+  });
+
+  for (const name of ["seeks-mp4-cpu4x.json", "seeks-mp4-owner.json"]) {
+    it(`with the seek durations of ${name}, converges after every seek without a backward seek`, () => {
+      const { seeks } = fixture<{ seeks: { duration: number }[] }>(name);
+      const model = { ...AUDIO_PLAYER, seekDuration: (_target: number, index: number) => seeks[index % seeks.length]!.duration };
+      // A seek to a new place every 4 s, as the benchmark does.
+      const seekEvery = (now: number) => playing(17 * Math.floor(now / 4) + 5, Math.floor(now / 4) * 4_000);
+      const simulation = simulate({ model, timelineAt: seekEvery, seconds: 4 * 12, initialPosition: 5, from: 0.001 });
+      const times: number[] = [];
+      for (let at = 8; at < 48; at += 4) {
+        const room = seekEvery(at).position;
+        for (const seek of commandsBetween(simulation.player, "seek", at, at + 4)) {
+          assert.ok(seek.kind === "seek" && seek.position >= room, `a seek behind the room after ${at} s`);
+        }
+        times.push(convergedAfter(simulation, at, at + 4, AGREEMENT));
+      }
+      assert.ok(Math.max(...times) <= 3, `worst ${Math.max(...times)} s`);
+      const sorted = [...times].sort((a, b) => a - b);
+      assert.ok(sorted[Math.ceil(sorted.length * 0.95) - 1]! <= 1.5, `p95 ${sorted[Math.ceil(sorted.length * 0.95) - 1]} s`);
+    });
+  }
 });
