@@ -555,7 +555,7 @@ function analyse(run) {
       window,
     };
   };
-  const pageEventsIn = (command, type) => events.filter((event) => event.type === type && event.at >= command.at && event.at < command.until);
+  const pageEventsIn = (command, type, until = command.until) => events.filter((event) => event.type === type && event.at >= command.at && event.at < until);
 
   const seeks = commands
     .filter((command) => command.scenario === "seek" && command.state.action === "SEEK")
@@ -596,6 +596,8 @@ function analyse(run) {
       const afterSwitch = window.filter((sample) => sample.at >= switchAt);
       const worstFirstSecond = Math.max(0, ...afterSwitch.filter((sample) => sample.at < switchAt + 1000).map((sample) => sample.worst));
       const worstLater = Math.max(0, ...afterSwitch.filter((sample) => sample.at >= switchAt + 1000).map((sample) => sample.worst));
+      // What the change caused: up to a second after the switch; a stall later is counted apart.
+      const causedUntil = Math.min(command.until, switchAt + 1000);
       return {
         to: command.state.rate,
         stayedMs,
@@ -603,8 +605,10 @@ function analyse(run) {
         leadMs: switchAt - command.at,
         worstFirstSecondMs: worstFirstSecond,
         worstLaterMs: worstLater,
-        pauses: pageEventsIn(command, "pause").length,
-        seeks: pageEventsIn(command, "seeking").length,
+        pauses: pageEventsIn(command, "pause", causedUntil).length,
+        seeks: pageEventsIn(command, "seeking", causedUntil).length,
+        laterPauses: pageEventsIn(command, "pause").length - pageEventsIn(command, "pause", causedUntil).length,
+        laterSeeks: pageEventsIn(command, "seeking").length - pageEventsIn(command, "seeking", causedUntil).length,
       };
     });
 
@@ -644,11 +648,17 @@ function report(label, result) {
       `extra seeks ${seeks.reduce((sum, seek) => sum + seek.extraSeeks, 0)}, of them backward ${seeks.reduce((sum, seek) => sum + seek.backwardSeeks, 0)}`,
   );
   console.log(`    each: ${seeks.map((seek) => fmtS(seek.stayedMs)).join(" ")}`);
-  console.log(`  pauses: frame held, furthest page from the room p50 ${fmt(result.pauses.worstFrameMs.p50)} ms  max ${fmt(result.pauses.worstFrameMs.max)} ms; resumes converged p50 ${fmtS(result.resumes.p50)} s  max ${fmtS(result.resumes.max)} s`);
+  if (result.pauses.worstFrameMs.count > 0) {
+    console.log(
+      `  pauses (${result.pauses.worstFrameMs.count}): frame held, furthest page from the room p50 ${fmt(result.pauses.worstFrameMs.p50)} ms  max ${fmt(result.pauses.worstFrameMs.max)} ms; ` +
+        `resumes converged p50 ${fmtS(result.resumes.p50)} s  max ${fmtS(result.resumes.max)} s`,
+    );
+  }
   for (const rate of result.rates) {
     console.log(
       `  rate → ${rate.to}×: scheduled ${fmt(rate.leadMs, 0)} ms ahead; converged ${fmtS(rate.stayedMs)} s after the command (${fmtS(rate.stayedAfterSwitchMs)} s after the switch); ` +
-        `worst ${fmt(rate.worstFirstSecondMs, 0)} ms in the first second, ${fmt(rate.worstLaterMs, 0)} ms later; pauses ${rate.pauses}, seeks ${rate.seeks}`,
+        `worst ${fmt(rate.worstFirstSecondMs, 0)} ms in the first second, ${fmt(rate.worstLaterMs, 0)} ms later; pauses ${rate.pauses}, seeks ${rate.seeks}` +
+        (rate.laterPauses + rate.laterSeeks > 0 ? ` (later in the interval: ${rate.laterPauses} pauses, ${rate.laterSeeks} seeks)` : ""),
     );
   }
 }

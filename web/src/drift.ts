@@ -388,6 +388,13 @@ export function decideDrift(
     // Otherwise the room moved on (or back): plan again below.
   }
 
+  if (!view.paused && !view.ready) {
+    // Buffering: the position stands still for reasons no correction helps; measure afresh
+    // once it plays (a seek now would only ask for more data).
+    state = calm(state);
+    return done(error);
+  }
+
   if (state.settling && now - state.settling.at < config.settle) {
     wake(state.settling.at + config.settle);
     return done(error);
