@@ -167,6 +167,17 @@ export function planSeek(context: SeekContext): SeekPlan {
   if (!keyframes || keyframes.everyFrame || keyframes.times.length === 0) {
     return plain(0, expected);
   }
+  /** The plan to land on `target`, decoding from `keyframe`. */
+  const landing = (target: number, keyframe: number): SeekPlan => {
+    const unbuffered = !buffered(target);
+    return {
+      target: clampToEnd(target),
+      predicted: predictSeek(model, target - keyframe, unbuffered) + margin,
+      fromKeyframe: target - keyframe,
+      unbuffered,
+      onKeyframe: target === keyframe,
+    };
+  };
   const times = keyframes.times;
   let index = keyframeIndexBefore(times, expected);
   for (let gop = 0; gop < MAX_GOPS && index < times.length; gop += 1, index += 1) {
@@ -179,15 +190,7 @@ export function planSeek(context: SeekContext): SeekPlan {
     };
     const from = Math.max(keyframe, Math.min(expected, next));
     if (slack(from) >= 0) {
-      const onKeyframe = from === keyframe;
-      const unbuffered = !buffered(from);
-      return {
-        target: clampToEnd(from),
-        predicted: predictSeek(model, from - keyframe, unbuffered) + margin,
-        fromKeyframe: from - keyframe,
-        unbuffered,
-        onKeyframe,
-      };
+      return landing(from, keyframe);
     }
     const last = Number.isFinite(next) ? next - 0.001 : from + 3600;
     if (slack(last) < 0) {
@@ -204,14 +207,7 @@ export function planSeek(context: SeekContext): SeekPlan {
         low = middle;
       }
     }
-    const unbuffered = !buffered(high);
-    return {
-      target: clampToEnd(high),
-      predicted: predictSeek(model, high - keyframe, unbuffered) + margin,
-      fromKeyframe: high - keyframe,
-      unbuffered,
-      onKeyframe: false,
-    };
+    return landing(high, keyframe);
   }
   return plain(Math.max(0, expected - keyframeBefore(keyframes, expected)), expected);
 }
