@@ -417,15 +417,16 @@ export class Player {
       this.status.textContent = "";
       return;
     }
+    // The clock and the video are read back to back: anything in between (on a slow phone the
+    // page can be suspended for tens of ms at any point) would count as sync error.
     const nowMs = performance.now();
+    const position = this.video.currentTime;
     const serverNow = performance.timeOrigin + nowMs + (this.estimate?.offset ?? 0);
     const countdown = startsIn(timeline, serverNow);
     const expected = positionAt(timeline, serverNow);
     const duration = this.duration();
 
     if (this.video.readyState >= HTMLMediaElement.HAVE_METADATA) {
-      // Read the video first: Chromium holds `currentTime` for the rest of the task.
-      const position = this.video.currentTime;
       const previous = this.drift;
       const decision = decideDrift(this.drift, {
         now: nowMs / 1000,
