@@ -271,7 +271,7 @@ function clamp(value: number, low: number, high: number): number {
   return Math.min(high, Math.max(low, value));
 }
 
-/** A corrections-free state for following the room at `baseRate` from `now`. */
+/** The state with every correction in progress forgotten (nothing measured so far still holds). */
 function calm(state: DriftState): DriftState {
   return { ...state, nudge: 0, nudgeUntil: -Infinity, errors: [], settling: undefined, driftSamples: [], driftOffset: 0 };
 }
