@@ -372,6 +372,14 @@ async function sampleUntil(pages, stop, dense, samples) {
 // ---------------------------------------------------------------------------------------------
 // The owner's commands, through the page's controls
 
+/**
+ * Clicks in the page itself: Playwright's click first waits for the element to hold still and
+ * for navigations to settle, which on a loaded machine can take longer than the schedule allows.
+ */
+async function clickIn(page, selector) {
+  await page.$eval(selector, (element) => element.click());
+}
+
 async function issue(owner, step) {
   const page = owner.page;
   switch (step.kind) {
@@ -387,11 +395,20 @@ async function issue(owner, step) {
       break;
     case "pause":
     case "play":
-      await page.waitForFunction((label) => document.getElementById("play-toggle")?.textContent === label, step.kind === "pause" ? "Pause" : "Play");
-      await page.click("#play-toggle");
+      await page.waitForFunction((label) => document.getElementById("play-toggle")?.textContent === label, step.kind === "pause" ? "Pause" : "Play", {
+        polling: 20,
+      });
+      await clickIn(page, "#play-toggle");
       break;
     case "rate":
-      await page.selectOption("#rate", String(step.to));
+      await page.$eval(
+        "#rate",
+        (select, to) => {
+          select.value = String(to);
+          select.dispatchEvent(new Event("change"));
+        },
+        step.to,
+      );
       break;
   }
 }
@@ -401,7 +418,7 @@ async function startFile(pages, base, file, roomStates) {
   const mediaBefore = roomStates.at(-1)?.mediaId;
   await owner.page.fill("#media-url", `${base}/media/${file.name}`);
   await owner.page.fill("#media-title", file.name);
-  await owner.page.click("#media-play-now");
+  await clickIn(owner.page, "#media-play-now");
   const deadline = Date.now() + 30_000;
   while (!roomStates.at(-1)?.mediaId || roomStates.at(-1).mediaId === mediaBefore) {
     if (Date.now() > deadline) {
@@ -415,10 +432,10 @@ async function startFile(pages, base, file, roomStates) {
   }
   if (roomStates.at(-1).rate !== 1) {
     // A new file keeps the room's rate; every file starts at 1×.
-    await owner.page.selectOption("#rate", "1");
+    await issue(owner, { kind: "rate", to: 1 });
   }
   await owner.page.waitForSelector("#play-toggle:not([disabled])");
-  await owner.page.click("#play-toggle");
+  await clickIn(owner.page, "#play-toggle");
   for (const viewer of pages) {
     await viewer.page.waitForFunction(() => !window.__xiaowoSync.video.paused && window.__xiaowoSync.video.currentTime > 0.5);
   }
