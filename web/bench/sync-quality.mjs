@@ -3,7 +3,7 @@
 //
 // Starts `xiaowo up` (or uses a running stack) like the end-to-end suite and opens the viewers
 // in browser profiles of their own: the room's owner, one at 80 ms of added latency, one at
-// 20 ms ± 10 ms (the latency changes every 200 ms), and a "phone" whose CPU is throttled 4×
+// 20 ms ± 10 ms (the latency changes every 500 ms), and a "phone" whose CPU is throttled 4×
 // (Chrome DevTools' Network.emulateNetworkConditions and Emulation.setCPUThrottlingRate; the
 // added latency delays the first byte of every response, so it is all on one side of a round
 // trip). For each of two files made by ffmpeg — a 2 s-GOP VP8 WebM and an H.264 + AAC MP4 with
@@ -88,6 +88,8 @@ const DENSE_FOR_MS = 3_000;
 const SAMPLE_LEAD_MS = 150;
 /** The last stretch before T that a page spins instead of sleeping (timers are coarse). */
 const SPIN_MS = 8;
+/** How often the jittering page's latency changes. */
+const JITTER_PERIOD_MS = 500;
 /** Sampling instants in flight at most (a throttled page must not pile them up). */
 const MAX_PENDING = 8;
 const externalBase = process.env.E2E_BASE_URL ?? "";
@@ -227,7 +229,8 @@ async function openPages(base) {
       viewport: { width: 800, height: 600 },
     });
     started.contexts.push(context);
-    page.setDefaultTimeout(60_000);
+    // Generous: on a machine loaded by others, four pages playing video answer slowly.
+    page.setDefaultTimeout(120_000);
     const viewer = { ...spec, context, page, errors: [], wallOffset: 0 };
     page.on("pageerror", (error) => viewer.errors.push(error.message));
     const cdp = await context.newCDPSession(page);
@@ -241,7 +244,7 @@ async function openPages(base) {
           setInterval(() => {
             const latency = spec.latencyMs + (jitter() * 2 - 1) * spec.jitterMs;
             cdp.send("Network.emulateNetworkConditions", conditions(latency)).catch(() => undefined);
-          }, 200),
+          }, JITTER_PERIOD_MS),
         );
       }
     }
@@ -254,7 +257,17 @@ async function openPages(base) {
   const roomPath = await createRoom(pages[0], { name: "Sync quality", description: "benchmark" });
   for (const viewer of pages) {
     await viewer.page.goto(`${base}${roomPath}?sync-debug`);
-    await waitLive(viewer);
+    await waitLive(viewer).catch(async (error) => {
+      const shown = await viewer.page
+        .evaluate(() => ({
+          url: window.location.href,
+          connection: document.getElementById("connection")?.textContent,
+          toasts: [...document.querySelectorAll(".toast")].map((toast) => toast.textContent),
+          body: document.body.innerText.slice(0, 300),
+        }))
+        .catch((failure) => String(failure));
+      throw new Error(`${viewer.name} never got its room stream: ${error.message.split("\n")[0]} ${JSON.stringify(shown)}`);
+    });
     await viewer.page.waitForFunction(() => window.__xiaowoSync !== undefined);
     if (options["seek-only"]) {
       await viewer.page.uncheck("#nudge-toggle");
@@ -394,12 +407,34 @@ async function issue(owner, step) {
       );
       break;
     case "pause":
-    case "play":
-      await page.waitForFunction((label) => document.getElementById("play-toggle")?.textContent === label, step.kind === "pause" ? "Pause" : "Play", {
-        polling: 20,
-      });
+    case "play": {
+      const label = step.kind === "pause" ? "Pause" : "Play";
+      const ready = await page
+        .waitForFunction((expected) => document.getElementById("play-toggle")?.textContent === expected, label, { polling: 20, timeout: 20_000 })
+        .then(() => true, () => false);
+      if (!ready) {
+        // Say what the page shows instead, so that a failed run can be understood.
+        const shown = await page.evaluate(async () => ({
+          button: document.getElementById("play-toggle")?.textContent,
+          disabled: document.getElementById("play-toggle")?.disabled,
+          status: document.getElementById("player-status")?.textContent,
+          toasts: [...document.querySelectorAll(".toast")].map((toast) => toast.textContent),
+          version: window.__xiaowoSync?.stateVersion(),
+          readyState: window.__xiaowoSync?.video.readyState,
+          networkState: window.__xiaowoSync?.video.networkState,
+          buffered: [...Array(window.__xiaowoSync?.video.buffered.length ?? 0).keys()].map((index) => [window.__xiaowoSync.video.buffered.start(index), window.__xiaowoSync.video.buffered.end(index)]),
+          position: window.__xiaowoSync?.video.currentTime,
+          fetch: await Promise.race([
+            fetch("/", { method: "HEAD", cache: "no-store" }).then((response) => response.status, (error) => String(error)),
+            new Promise((resolve) => setTimeout(() => resolve("no answer in 5 s"), 5000)),
+          ]),
+          lastLooks: window.__xiaowoSync?.trace?.().filter((entry) => entry.kind === "look").slice(-5),
+        }));
+        throw new Error(`the owner's button never read "${label}": ${JSON.stringify(shown)}`);
+      }
       await clickIn(page, "#play-toggle");
       break;
+    }
     case "rate":
       await page.$eval(
         "#rate",
