@@ -88,7 +88,8 @@ impl WriterTask {
     /// Commits one batch, publishes, answers.
     async fn commit(&self, ops: Vec<WriteOp>) {
         let (messages, replies): (Vec<_>, Vec<_>) = ops.into_iter().map(|op| (op.message, op.reply)).unzip();
-        self.metrics.batch_size.observe(messages.len() as f64);
+        // A batch holds at most `--chat-write-batch` messages.
+        self.metrics.batch_size.observe(f64::from(u32::try_from(messages.len()).unwrap_or(u32::MAX)));
         let results = match self.store.commit_batch(&messages).await {
             Ok(sent) => sent.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(error) if svc_kit::status::is_busy(&error) => {
@@ -113,7 +114,9 @@ impl WriterTask {
                 && !sent.duplicate
             {
                 self.metrics.messages_stored.inc();
-                self.pubsub.publish(&sent.message.room_id, RoomEvent::Message(sent.message.clone()));
+                // The room of a message just stored is one the sender's request named.
+                let room_id = svc_kit::id::RoomId::issued(sent.message.room_id.clone());
+                self.pubsub.publish(&room_id, RoomEvent::Message(sent.message.clone()));
             }
             // The sender may have given up (deadline); the message is stored all the same.
             let _ = reply.send(result);

@@ -78,12 +78,14 @@ pub struct Config {
     /// Most members one room may have.
     #[arg(id = "room-max-members", long = "room-max-members", env = "XIAOWO_ROOM_MAX_MEMBERS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_members: u32,
-    /// How long a validated session token is trusted before asking session-svc again.
-    #[arg(id = "room-session-cache", long = "room-session-cache", env = "XIAOWO_ROOM_SESSION_CACHE", default_value = "5s", value_parser = parse_duration)]
+    /// How long a validated session token is trusted before asking session-svc again (while
+    /// session-svc's change feed is live, ended sessions drop out at once and answers are kept
+    /// for up to 5 minutes; a zero TTL turns caching off).
+    #[arg(id = "room-session-cache-ttl", long = "room-session-cache-ttl", alias = "room-session-cache", env = "XIAOWO_ROOM_SESSION_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub session_cache_ttl: Duration,
     /// Interval of the heartbeat on `WatchRoomEvents` streams.
-    #[arg(id = "room-events-heartbeat", long = "room-events-heartbeat", env = "XIAOWO_ROOM_EVENTS_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
-    pub events_heartbeat: Duration,
+    #[arg(id = "room-heartbeat-interval", long = "room-heartbeat-interval", alias = "room-events-heartbeat", env = "XIAOWO_ROOM_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
     /// Events a `WatchRoomEvents` subscriber may lag behind before its stream is ended.
     #[arg(
         id = "room-events-buffer",

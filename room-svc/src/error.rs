@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use svc_kit::auth::AuthError;
 use svc_kit::status::Violation;
 
 /// Everything a room-svc call can fail with.
@@ -11,15 +10,9 @@ pub enum Error {
     /// Bad request fields.
     #[error("invalid argument")]
     InvalidArgument(Vec<Violation>),
-    /// No session token, or an unknown or expired one.
-    #[error("unauthenticated")]
-    Unauthenticated,
-    /// Admin RPC without the right admin token.
-    #[error("admin token required")]
-    AdminRequired,
     /// The caller's role does not allow the action (see `permissions`).
-    #[error("not allowed in this room")]
-    Forbidden,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// Joining with a wrong or missing password.
     #[error("wrong room password")]
     WrongPassword,
@@ -55,25 +48,15 @@ pub enum Error {
     /// The room changed under a concurrent request; retrying will see the new state.
     #[error("room changed concurrently")]
     Aborted,
-    /// session-svc did not answer in time.
-    #[error("session service unavailable")]
-    SessionUnavailable(String),
+    /// A peer (session-svc) did not answer in time.
+    #[error("peer unavailable: {0}")]
+    Unavailable(String),
     /// Hashing or checking a password failed.
     #[error("password hashing")]
     Hashing(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The database failed.
     #[error("database")]
     Database(#[from] sea_orm::DbErr),
-}
-
-impl From<AuthError> for Error {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Unauthenticated => Self::Unauthenticated,
-            AuthError::PermissionDenied => Self::AdminRequired,
-            AuthError::Unavailable(reason) => Self::SessionUnavailable(reason),
-        }
-    }
 }
 
 impl From<Violation> for Error {
@@ -90,9 +73,7 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => svc_kit::status::invalid_argument(&violations),
-            Error::Unauthenticated => Self::unauthenticated("missing or expired session"),
-            Error::AdminRequired => Self::permission_denied("admin token required"),
-            Error::Forbidden => Self::permission_denied("your role in this room does not allow this"),
+            Error::Forbidden(reason) => Self::permission_denied(reason),
             Error::WrongPassword => Self::permission_denied("wrong room password"),
             Error::Banned(remaining) => {
                 Self::permission_denied(format!("kicked from this room; rejoin in {}s", seconds(remaining)))
@@ -115,9 +96,9 @@ impl From<Error> for tonic::Status {
             Error::RoomClosed => Self::failed_precondition("room is closed"),
             Error::FailedPrecondition(reason) => Self::failed_precondition(reason),
             Error::Aborted => Self::aborted("room changed concurrently; retry"),
-            Error::SessionUnavailable(reason) => {
-                tracing::warn!(%reason, "session-svc unavailable");
-                Self::unavailable("session service unavailable")
+            Error::Unavailable(reason) => {
+                tracing::warn!(%reason, "peer unavailable");
+                Self::unavailable("a peer service is unavailable; retry")
             }
             error @ Error::Hashing(_) => svc_kit::status::internal(&error),
             Error::Database(error) => svc_kit::status::database(&error),

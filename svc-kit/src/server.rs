@@ -5,8 +5,9 @@
 //! The life of a server: [`Assembly::bind`] takes the port (port 0 allowed; the real address is
 //! known at once, so peers in the same process can be pointed at it), services register
 //! themselves and their background workers, then [`Assembly::run`] serves until the shutdown
-//! token is cancelled: health flips to `NOT_SERVING`, the listener closes, open calls drain for
-//! at most the grace period, and workers stop.
+//! token is cancelled: health flips to `NOT_SERVING`, the listener closes, and open calls and
+//! workers (which hear the same token) drain together under one deadline, the grace period:
+//! whatever is still running then is dropped, so a stop never takes longer than the grace.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,7 +51,8 @@ pub struct ServerConfig {
         default_value = "127.0.0.1,::1"
     )]
     pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// How long open calls may drain after a shutdown request (e.g. `10s`).
+    /// How long open calls and background workers may drain, together, after a shutdown
+    /// request (e.g. `10s`); a stop takes at most this long.
     #[arg(long = "shutdown-grace", env = "XIAOWO_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime_duration)]
     pub shutdown_grace: Duration,
 }
@@ -227,11 +229,10 @@ pub struct Assembly {
     health: HealthReporter,
     health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     metrics: Metrics,
-    workers: Vec<(&'static str, Worker)>,
+    workers: Vec<(String, Worker)>,
     static_dir: Option<PathBuf>,
     shutdown: CancellationToken,
-    broker: Option<crate::bus::Broker>,
-    internal_token: Option<crate::auth::InternalToken>,
+    exposed: http::Extensions,
 }
 
 impl std::fmt::Debug for Assembly {
@@ -278,8 +279,7 @@ impl Assembly {
             workers: Vec::new(),
             static_dir: None,
             shutdown,
-            broker: None,
-            internal_token: None,
+            exposed: http::Extensions::new(),
         })
     }
 
@@ -319,35 +319,16 @@ impl Assembly {
         self.shutdown.clone()
     }
 
-    /// Carries room events between instances through `broker` (services built after this
-    /// call publish and subscribe there as well as in-process).
-    pub fn set_broker(&mut self, broker: crate::bus::Broker) {
-        self.broker = Some(broker);
+    /// Hands `handle` to whoever embeds this server (tests drive monitor-svc's collection
+    /// rounds through the one it exposes); one handle per type.
+    pub fn expose<T: Clone + Send + Sync + 'static>(&mut self, handle: T) {
+        self.exposed.insert(handle);
     }
 
-    /// Guards the internal APIs of services built after this call with `token`, and makes
-    /// their clients of other services' internal APIs present it.
-    pub fn set_internal_token(&mut self, token: crate::auth::InternalToken) {
-        self.internal_token = Some(token);
-    }
-
-    /// The service-to-service credential, when one is configured (without one, internal APIs
-    /// answer anyone who reaches the port).
+    /// Everything the services built into this assembly exposed, taken before it runs.
     #[must_use]
-    pub fn internal_token(&self) -> Option<&crate::auth::InternalToken> {
-        self.internal_token.as_ref()
-    }
-
-    /// An interceptor guarding `service`'s internal API with [`Self::internal_token`].
-    #[must_use]
-    pub fn internal_guard(&self, service: &str) -> crate::auth::InternalGuard {
-        crate::auth::InternalGuard::new(self.internal_token.clone(), self.metrics.registry(), service)
-    }
-
-    /// The broker between instances, when one is configured.
-    #[must_use]
-    pub fn broker(&self) -> Option<&crate::bus::Broker> {
-        self.broker.as_ref()
+    pub fn take_exposed(&mut self) -> http::Extensions {
+        std::mem::take(&mut self.exposed)
     }
 
     /// Serves a generated tonic service; its health status is `SERVING` while the server runs.
@@ -366,9 +347,10 @@ impl Assembly {
         self.routes.add_service(service);
     }
 
-    /// Runs `worker` beside the server; it must return once the shutdown token is cancelled.
-    pub fn spawn_worker(&mut self, name: &'static str, worker: impl Future<Output = ()> + Send + 'static) {
-        self.workers.push((name, Box::pin(worker)));
+    /// Runs `worker` beside the server; it must return once the shutdown token is cancelled,
+    /// and is dropped if it has not by the end of the grace period.
+    pub fn spawn_worker(&mut self, name: impl Into<String>, worker: impl Future<Output = ()> + Send + 'static) {
+        self.workers.push((name.into(), Box::pin(worker)));
     }
 
     /// Serves the files of `dir` for every path no service claims, `index.html` for unknown
@@ -394,8 +376,7 @@ impl Assembly {
             workers,
             static_dir,
             shutdown,
-            broker: _,
-            internal_token: _,
+            exposed: _,
         } = self;
 
         let health_name =
@@ -481,22 +462,31 @@ impl Assembly {
             .serve_with_incoming_shutdown(incoming, stop_accepting);
         tokio::pin!(server);
 
-        tokio::select! {
-            result = &mut server => result?,
+        // One deadline for the whole drain: the calls and every worker heard the same
+        // cancellation and stop side by side, so waiting for them one after another still
+        // ends by it.
+        let deadline = tokio::select! {
+            result = &mut server => {
+                result?;
+                tokio::time::Instant::now() + config.shutdown_grace
+            }
             () = shutdown.cancelled() => {
-                match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+                match tokio::time::timeout_at(deadline, &mut server).await {
                     Ok(result) => result?,
                     Err(_) => tracing::warn!(grace = ?config.shutdown_grace, "grace period over; dropping open calls"),
                 }
+                deadline
             }
-        }
+        };
 
-        for (name, handle) in worker_handles {
-            match tokio::time::timeout(config.shutdown_grace, handle).await {
+        for (name, mut handle) in worker_handles {
+            match tokio::time::timeout_at(deadline, &mut handle).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(worker = name, %error, "worker failed"),
                 Err(_) => {
-                    tracing::warn!(worker = name, "worker did not stop within the grace period")
+                    handle.abort();
+                    tracing::warn!(worker = name, "worker did not stop within the grace period; dropped");
                 }
             }
         }

@@ -1,5 +1,5 @@
 //! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else knows `proto` (room-svc's
-//! protobuf stays inside `svc_kit::rooms`).
+//! protobuf stays inside `svc_kit::peer::room`).
 //!
 //! `WatchRoom` is served with a codec that writes already-encoded messages: room events are
 //! encoded once per room (see [`wire`]) and the same bytes go to every watcher, instead of
@@ -13,7 +13,8 @@ use bytes::{BufMut, Bytes};
 use futures_util::StreamExt;
 use prost::Message;
 use proto::sync::v1 as pb;
-use svc_kit::auth::{AdminToken, Caller, SessionValidator};
+use svc_kit::auth::Caller;
+use svc_kit::id::RoomId;
 use svc_kit::status::Violation;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -119,7 +120,7 @@ pub(crate) fn state_to_pb(state: &RoomState) -> pb::RoomState {
     } = state;
     let Timeline { media, paused, rate, position_ms, anchor_ms, lead_in_rate } = timeline;
     pb::RoomState {
-        room_id: room_id.clone(),
+        room_id: room_id.to_string(),
         version: *version,
         timeline: Some(pb::Timeline {
             media: media.as_ref().map(media_to_pb),
@@ -206,10 +207,8 @@ pub(crate) fn conflict_status(state: &RoomState) -> Status {
     Status::with_details(Code::Aborted, message, Bytes::from(details.encode_to_vec()))
 }
 
-fn check_room_id(room_id: &str) -> Result<String, Violation> {
-    uuid::Uuid::parse_str(room_id.trim())
-        .map(|id| id.to_string())
-        .map_err(|_| Violation::new("room_id", "must be a room id (a UUID)"))
+fn check_room_id(room_id: &str) -> Result<RoomId, Violation> {
+    RoomId::parse("room_id", room_id)
 }
 
 fn new_id() -> String {
@@ -226,7 +225,7 @@ fn check_media(url: &str, title: &str, duration_ms: i64, violations: &mut Vec<Vi
 }
 
 /// The room id, or every violation found with it.
-pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(String, T), Error> {
+pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(RoomId, T), Error> {
     let mut violations = Vec::new();
     let room_id = check_room_id(room_id).map_err(|violation| violations.push(violation)).ok();
     let rest = rest.map_err(|mut more| violations.append(&mut more)).ok();
@@ -236,20 +235,15 @@ pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Re
     }
 }
 
-/// `xiaowo.sync.v1.SyncService`, the browser-facing part.
+/// `xiaowo.sync.v1.SyncService`, the browser-facing part, behind a session guard: every call
+/// but `GetClock` carries its [`Caller`].
 #[derive(Debug, Clone)]
 pub struct PublicApi {
     pub(crate) rooms: Arc<Rooms>,
-    pub(crate) sessions: Arc<SessionValidator>,
     pub(crate) shutdown: CancellationToken,
 }
 
 impl PublicApi {
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from);
-        caller.inspect_err(|error| self.rooms.note_refusal(error))
-    }
-
     async fn run(
         &self,
         caller: &Caller,
@@ -265,13 +259,13 @@ impl PublicApi {
     }
 
     /// The encoded stream `WatchRoom` serves.
-    async fn watch_encoded(&self, request: Request<pb::WatchRoomRequest>) -> Result<crate::rooms::WatchStream, Error> {
-        let caller = self.caller(&request).await?;
+    async fn watch_encoded(&self, request: Request<pb::WatchRoomRequest>) -> Result<crate::rooms::WatchStream, Status> {
+        let caller = Caller::of(&request)?;
         let pb::WatchRoomRequest { room_id } = request.into_inner();
         let (room_id, ()) = validated(&room_id, Ok(()))?;
         tracing::Span::current().record("room_id", room_id.as_str());
         let stream = self.rooms.watch(&room_id, &caller, self.shutdown.child_token()).await;
-        stream.inspect_err(|error| self.rooms.note_refusal(error))
+        Ok(stream.inspect_err(|error| self.rooms.note_refusal(error))?)
     }
 }
 
@@ -298,7 +292,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::GetRoomStateRequest>,
     ) -> Result<Response<pb::GetRoomStateResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::GetRoomStateRequest { room_id } = request.into_inner();
         let (room_id, ()) = validated(&room_id, Ok(()))?;
         tracing::Span::current().record("room_id", room_id.as_str());
@@ -311,7 +305,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn play(&self, request: Request<pb::PlayRequest>) -> Result<Response<pb::PlayResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::PlayRequest { room_id, expected_version, start_time } = request.into_inner();
         let requested = start_time.as_ref().map(proto::ms_from_timestamp);
         let start_at_ms = match check_room_id(&room_id) {
@@ -324,7 +318,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn pause(&self, request: Request<pb::PauseRequest>) -> Result<Response<pb::PauseResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::PauseRequest { room_id, expected_version, position_ms } = request.into_inner();
         let command = one(position_ms
             .map(|position| timeline::check_non_negative("position_ms", position))
@@ -336,7 +330,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn seek(&self, request: Request<pb::SeekRequest>) -> Result<Response<pb::SeekResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::SeekRequest { room_id, expected_version, position_ms } = request.into_inner();
         let command =
             one(timeline::check_non_negative("position_ms", position_ms)
@@ -347,13 +341,13 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn set_rate(&self, request: Request<pb::SetRateRequest>) -> Result<Response<pb::SetRateResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::SetRateRequest { room_id, expected_version, rate, start_time } = request.into_inner();
         let requested = start_time.as_ref().map(proto::ms_from_timestamp);
-        // The lead covers the round trips of this room's members (none for a malformed id,
-        // which `run` refuses anyway).
-        let lead_room = check_room_id(&room_id).unwrap_or_default();
-        let start_at_ms = self.rooms.start_time(&lead_room, requested, "start_time");
+        // The lead covers the round trips of this room's members. A malformed id is refused by
+        // `run` beside whatever else is wrong, so its start time is never used.
+        let start_at_ms =
+            check_room_id(&room_id).map_or(Ok(0), |id| self.rooms.start_time(&id, requested, "start_time"));
         let command = match (timeline::check_rate("rate", rate), start_at_ms) {
             (Ok(rate), Ok(start_at_ms)) => Ok(Command::SetRate { rate, start_at_ms }),
             (rate, start_at_ms) => Err(rate.err().into_iter().chain(start_at_ms.err()).collect()),
@@ -367,7 +361,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::ChangeMediaRequest>,
     ) -> Result<Response<pb::ChangeMediaResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::ChangeMediaRequest { room_id, expected_version, url, title, duration_ms } = request.into_inner();
         let mut violations = Vec::new();
         let media = check_media(&url, &title, duration_ms, &mut violations);
@@ -381,13 +375,13 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::AddQueueItemRequest>,
     ) -> Result<Response<pb::AddQueueItemResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::AddQueueItemRequest { room_id, expected_version, url, title, duration_ms } = request.into_inner();
         let mut violations = Vec::new();
         let media = check_media(&url, &title, duration_ms, &mut violations);
         let item = media.map(|media| QueueItem {
             media,
-            added_by_user_id: caller.user_id.clone(),
+            added_by_user_id: caller.user_id.to_string(),
             added_at: self.rooms.now_ms(),
         });
         let item_id = item.as_ref().map(|item| item.media.media_id.clone()).unwrap_or_default();
@@ -402,7 +396,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::RemoveQueueItemRequest>,
     ) -> Result<Response<pb::RemoveQueueItemResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::RemoveQueueItemRequest { room_id, expected_version, item_id } = request.into_inner();
         let command = if item_id.is_empty() {
             Err(vec![Violation::new("item_id", "must not be empty")])
@@ -418,7 +412,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::MoveQueueItemRequest>,
     ) -> Result<Response<pb::MoveQueueItemResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::MoveQueueItemRequest { room_id, expected_version, item_id, new_index } = request.into_inner();
         let mut violations = Vec::new();
         if item_id.is_empty() {
@@ -437,7 +431,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn play_next(&self, request: Request<pb::PlayNextRequest>) -> Result<Response<pb::PlayNextResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::PlayNextRequest { room_id, expected_version } = request.into_inner();
         let start_at_ms = match check_room_id(&room_id) {
             Ok(id) => self.rooms.start_time(&id, None, "start_time").map_err(Error::from)?,
@@ -452,7 +446,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::SetWaitForEveryoneRequest>,
     ) -> Result<Response<pb::SetWaitForEveryoneResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::SetWaitForEveryoneRequest { room_id, expected_version, enabled } = request.into_inner();
         let command = Ok(Command::SetWaitForEveryone { enabled });
         let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
@@ -464,7 +458,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::ReportStatusRequest>,
     ) -> Result<Response<pb::ReportStatusResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::ReportStatusRequest {
             room_id,
             state,
@@ -658,11 +652,11 @@ fn sync_log_to_pb(log: SyncLog) -> pb::SyncLog {
     }
 }
 
-/// `xiaowo.sync.v1.SyncAdminService`, for operators holding the admin token.
+/// `xiaowo.sync.v1.SyncAdminService`, for operators holding the admin token (its guard checks
+/// it).
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     pub(crate) rooms: Arc<Rooms>,
-    pub(crate) admin: AdminToken,
 }
 
 #[tonic::async_trait]
@@ -672,7 +666,6 @@ impl pb::sync_admin_service_server::SyncAdminService for AdminApi {
         &self,
         request: Request<pb::ListSyncLogsRequest>,
     ) -> Result<Response<pb::ListSyncLogsResponse>, Status> {
-        self.admin.check(request.metadata()).map_err(Error::from)?;
         let pb::ListSyncLogsRequest { room_id, start_time, end_time, page_size, page_token } = request.into_inner();
         let (room_id, ()) = validated(&room_id, Ok(()))?;
         tracing::Span::current().record("room_id", room_id.as_str());

@@ -48,7 +48,7 @@ import { parseArgs } from "node:util";
 
 import * as esbuild from "esbuild";
 
-import { createRoom, launchServer, makeTestMp4, makeTestVideo, openProfile, pickName, prepareWebDir, stopProcess, waitLive } from "../e2e/stack.mjs";
+import { createRoom, launchServer, makeTestMp4, makeTestVideo, openProfile, pickName, prepareWebDir, stopProcess, waitLive, wallOffset } from "../e2e/stack.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -203,24 +203,6 @@ function median(values) {
 // ---------------------------------------------------------------------------------------------
 // Pages
 
-/** How far the page's clock (`performance.timeOrigin + performance.now()`) is behind the wall clock, in ms. */
-async function wallOffset(page) {
-  const readings = await page.evaluate(() => {
-    const out = [];
-    for (let index = 0; index < 7; index += 1) {
-      // At the instant Date.now() ticks over, the wall clock reads that whole millisecond.
-      const before = Date.now();
-      let wall = before;
-      while (wall === before) {
-        wall = Date.now();
-      }
-      out.push(wall - (performance.timeOrigin + performance.now()));
-    }
-    return out;
-  });
-  return median(readings);
-}
-
 async function openPages(base) {
   const pages = [];
   for (const spec of PAGES) {
@@ -270,7 +252,8 @@ async function openPages(base) {
     });
     await viewer.page.waitForFunction(() => window.__xiaowoSync !== undefined);
     if (options["seek-only"]) {
-      await viewer.page.uncheck("#nudge-toggle");
+      // The switch lives in the settings tab, behind "Advanced": set in the page, unseen.
+      await viewer.page.$eval("#nudge-toggle", (toggle) => toggle.checked && toggle.click());
     }
     await viewer.page.evaluate(() => {
       const video = window.__xiaowoSync.video;
@@ -393,6 +376,18 @@ async function clickIn(page, selector) {
   await page.$eval(selector, (element) => element.click());
 }
 
+/** Types into a field in the page itself, as a person would (an input event per change). */
+async function fillIn(page, selector, value) {
+  await page.$eval(
+    selector,
+    (input, text) => {
+      input.value = text;
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+    },
+    value,
+  );
+}
+
 async function issue(owner, step) {
   const page = owner.page;
   switch (step.kind) {
@@ -408,16 +403,16 @@ async function issue(owner, step) {
       break;
     case "pause":
     case "play": {
-      const label = step.kind === "pause" ? "Pause" : "Play";
+      // The button offers what a click does: "pause" while playing, "play" while paused.
       const ready = await page
-        .waitForFunction((expected) => document.getElementById("play-toggle")?.textContent === expected, label, { polling: 20, timeout: 20_000 })
+        .waitForFunction((action) => document.getElementById("play-toggle")?.dataset.action === action, step.kind, { polling: 20, timeout: 20_000 })
         .then(() => true, () => false);
       if (!ready) {
         // Say what the page shows instead, so that a failed run can be understood.
         const shown = await page.evaluate(async () => ({
-          button: document.getElementById("play-toggle")?.textContent,
+          button: document.getElementById("play-toggle")?.dataset.action,
           disabled: document.getElementById("play-toggle")?.disabled,
-          status: document.getElementById("player-status")?.textContent,
+          status: document.getElementById("sync-status")?.textContent,
           toasts: [...document.querySelectorAll(".toast")].map((toast) => toast.textContent),
           version: window.__xiaowoSync?.stateVersion(),
           readyState: window.__xiaowoSync?.video.readyState,
@@ -430,7 +425,7 @@ async function issue(owner, step) {
           ]),
           lastLooks: window.__xiaowoSync?.trace?.().filter((entry) => entry.kind === "look").slice(-5),
         }));
-        throw new Error(`the owner's button never read "${label}": ${JSON.stringify(shown)}`);
+        throw new Error(`the owner's button never offered "${step.kind}": ${JSON.stringify(shown)}`);
       }
       await clickIn(page, "#play-toggle");
       break;
@@ -451,8 +446,10 @@ async function issue(owner, step) {
 async function startFile(pages, base, file, roomStates) {
   const owner = pages[0];
   const mediaBefore = roomStates.at(-1)?.mediaId;
-  await owner.page.fill("#media-url", `${base}/media/${file.name}`);
-  await owner.page.fill("#media-title", file.name);
+  // The form is on the empty screen at first and in the queue tab once something plays: filled
+  // in the page, wherever it is shown.
+  await fillIn(owner.page, "#media-url", `${base}/media/${file.name}`);
+  await fillIn(owner.page, "#media-title", file.name);
   await clickIn(owner.page, "#media-play-now");
   const deadline = Date.now() + 30_000;
   while (!roomStates.at(-1)?.mediaId || roomStates.at(-1).mediaId === mediaBefore) {

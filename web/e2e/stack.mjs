@@ -119,13 +119,15 @@ export async function stopProcess(child) {
 }
 
 /** A browser profile of its own (own cookies and storage) under `tempDir`, and its first page. */
-export async function openProfile(name, tempDir, { ignoreHTTPSErrors = false, viewport = { width: 1280, height: 860 } } = {}) {
+export async function openProfile(name, tempDir, { ignoreHTTPSErrors = false, viewport = { width: 1280, height: 860 }, locale = "en-US", colorScheme = "light" } = {}) {
   const context = await chromium.launchPersistentContext(mkdtempSync(join(tempDir, `profile-${name}-`)), {
     executablePath: chromiumPath,
     args: CHROMIUM_ARGS,
     headless: true,
     ignoreHTTPSErrors,
     viewport,
+    locale,
+    colorScheme,
   });
   const page = context.pages()[0] ?? (await context.newPage());
   return { context, page };
@@ -139,11 +141,15 @@ export async function pickName(user, base, displayName) {
 }
 
 export async function createRoom(user, { name, description = "", unlisted = false, password = "" }) {
+  await user.page.click("#open-create-room");
   await user.page.fill("#room-name", name);
   await user.page.fill("#room-description", description);
-  await user.page.selectOption("#room-visibility", unlisted ? "2" : "1");
-  await user.page.fill("#room-password", password);
-  await user.page.click("#create-room button[type=submit]");
+  await user.page.check(unlisted ? "#visibility-unlisted" : "#visibility-public");
+  if (password) {
+    await user.page.check("#room-use-password");
+    await user.page.fill("#room-password", password);
+  }
+  await user.page.click("#create-room-submit");
   await user.page.waitForURL(/\/room\/[0-9a-f-]{36}$/);
   await user.page.waitForFunction((expected) => document.getElementById("room-name")?.textContent === expected, name);
   return new URL(user.page.url()).pathname;
@@ -151,4 +157,27 @@ export async function createRoom(user, { name, description = "", unlisted = fals
 
 export async function waitLive(user) {
   await user.page.waitForSelector('#connection[data-state="live"]');
+}
+
+/**
+ * How far the page's clock (`performance.timeOrigin + performance.now()`) is behind the wall
+ * clock that every process on this machine shares, in ms: readings of two pages measured on it
+ * compare, whatever each renderer's idea of its time origin.
+ */
+export async function wallOffset(page) {
+  const readings = await page.evaluate(() => {
+    const out = [];
+    for (let index = 0; index < 7; index += 1) {
+      // At the instant Date.now() ticks over, the wall clock reads that whole millisecond.
+      const before = Date.now();
+      let wall = before;
+      while (wall === before) {
+        wall = Date.now();
+      }
+      out.push(wall - (performance.timeOrigin + performance.now()));
+    }
+    return out;
+  });
+  readings.sort((x, y) => x - y);
+  return readings[Math.floor(readings.length / 2)];
 }

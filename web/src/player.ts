@@ -3,27 +3,32 @@
 // timestamps (clock.ts); every tick, and at the instants it asks for, the sync controller
 // (drift.ts) compares where the room is with where the video is and seeks, holds, nudges the
 // rate or switches it. The player reports ready/buffering/ended and its measured offset with
-// its uncertainty, and shows the controls the room's control mode allows.
+// its uncertainty, and shows the controls the room's control mode allows. What people see of
+// the sync is one indicator (in sync, catching up, buffering, waiting for someone); the numbers,
+// with how far they may be off, are in its tooltip and behind "Advanced".
 
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
-import { describeError, errorCode } from "./api";
+import { AddVideo, type MediaChoice } from "./addvideo";
 import { ClockSync, type ClockEstimate } from "./clock";
 import type { RoomContext } from "./context";
-import { button, formatDuration, h, replace } from "./dom";
+import { button, h, icon, replace, setButtonLabel, setEnabled, setLabel, setText } from "./dom";
 import { type DriftDecision, type DriftPriors, type DriftState, decideDrift, initialDriftState } from "./drift";
+import { errorCode } from "./errors";
 import { loadKeyframes } from "./keyframes";
 import type { KeyframeIndex } from "./seek";
-import { syncText } from "./sync-text";
+import { judgeOffset, offsetDetail } from "./sync-text";
 import {
   PlayerState,
   type RoomState,
   RoomStateSchema,
   type Watcher,
 } from "./gen/xiaowo/sync/v1/sync_pb";
+import { formatClock, formatList, formatNumber, type Shown, t, userText } from "./i18n";
 import { ReconnectingStream, type StreamState } from "./stream";
 import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "./timeline";
+import { checkbox } from "./ui";
 
 const TICK_MS = 250;
 const REPORT_EVERY_MS = 2_000;
@@ -38,8 +43,11 @@ const CLOCK_RETRY_MS = 2_000;
 /** Entries the sync-debug trace keeps. */
 const TRACE_ENTRIES = 20_000;
 const IGNORE_WAIT_SETTING = "xiaowo.ignoreWait";
+const MUTED_SETTING = "xiaowo.muted";
 /** The room URL's query parameter that exposes `window.__xiaowoSync` to measuring tools. */
 const SYNC_DEBUG_PARAMETER = "sync-debug";
+/** How far the arrow keys move the shared position, in seconds. */
+export const SEEK_STEP_S = 5;
 
 /**
  * What the sync-quality benchmark (web/bench/sync-quality.mjs) reads from each page: the video,
@@ -90,22 +98,51 @@ function localNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** How this device is doing against the room, for the indicator. */
+type SyncStatus =
+  | { kind: "starting"; seconds: number }
+  | { kind: "waiting"; names: string[] }
+  | { kind: "buffering" }
+  | { kind: "catchingUp" }
+  | { kind: "inSync" }
+  | { kind: "unsure" }
+  | { kind: "paused" };
+
 export class Player {
+  /** The stage: the screen (video, empty state, chat overlay) and the control bar. */
   readonly element: HTMLElement;
+  /** The queue tab's content: "Add a video" (once something plays) and the queue. */
   readonly queueElement: HTMLElement;
+  /** The room's playback setting ("wait for everyone"), for the settings tab. */
+  readonly roomSettingsElement: HTMLElement;
+  /** This device's sync settings, for the settings tab's "Advanced" disclosure. */
+  readonly deviceSettingsElement: HTMLElement;
+  /** Where the room page puts its layout buttons (theater, fullscreen, chat overlay). */
+  readonly layoutControls = h("div", { class: "control-group layout-controls" });
+  /** Where the chat goes over the video in theater and fullscreen modes. */
+  readonly overlaySlot = h("div", { class: "chat-overlay", attrs: { id: "chat-overlay" } });
+  readonly addVideo: AddVideo;
+  /** The number of items in the queue, for the tab's badge. */
+  readonly queueCount = h("span", { class: "count", attrs: { id: "queue-count" } });
   private readonly video: HTMLVideoElement;
-  private readonly status = h("div", { class: "player-status", attrs: { id: "player-status" } });
-  private readonly nowPlaying = h("div", { class: "now-playing", attrs: { id: "now-playing" } });
-  private readonly controls = h("div", { class: "controls" });
-  private readonly reason = h("p", { class: "muted small", attrs: { id: "control-reason" } });
+  private readonly screen: HTMLElement;
+  private readonly emptyState = h("div", { class: "screen-empty", attrs: { id: "no-media" } });
+  private readonly screenMessage = h("div", { class: "screen-message", attrs: { id: "screen-message", role: "alert" } });
+  private readonly syncIndicator = h("span", { class: "sync-indicator", attrs: { id: "sync-status", role: "status", tabindex: "0" } });
+  /** The indicator's numbers, shown in "Advanced": this device's offset and its uncertainty. */
+  private readonly offsetLine = h("p", { class: "hint sync-offset", attrs: { id: "sync-offset" } });
+  private readonly nowPlaying = h("span", { class: "now-playing", attrs: { id: "now-playing" } });
+  private readonly reason = h("p", { class: "control-reason", attrs: { id: "control-reason" } });
   private readonly seekBar: HTMLInputElement;
-  private readonly timeLabel = h("span", { class: "time", attrs: { id: "time-label" } }, "0:00");
+  private readonly timeLabel = h("span", { class: "time", attrs: { id: "time-label" } });
   private readonly playButton: HTMLButtonElement;
   private readonly rateSelect: HTMLSelectElement;
   private readonly waitToggle: HTMLInputElement;
-  private readonly unmuteButton: HTMLButtonElement;
+  private readonly soundButton: HTMLButtonElement;
+  private readonly nextButton: HTMLButtonElement;
   private readonly queueList = h("ol", { class: "queue", attrs: { id: "queue" } });
-  private readonly controlElements: (HTMLButtonElement | HTMLInputElement | HTMLSelectElement)[] = [];
+  private readonly queueSlot = h("div", { class: "queue-add" });
+  private queueKey = "";
 
   private state: RoomState | undefined;
   private timeline: Timeline | undefined;
@@ -124,6 +161,7 @@ export class Player {
   private lastReportedState = PlayerState.UNSPECIFIED;
   private endedMediaId = "";
   private seeking = false;
+  private mediaFailed = false;
   private readonly stream: ReconnectingStream;
   private readonly timers: number[] = [];
   private hls: { destroy(): void } | undefined;
@@ -139,16 +177,22 @@ export class Player {
     onStreamState: (state: StreamState) => void,
   ) {
     this.video = h("video", { attrs: { id: "video", playsinline: "", preload: "auto" } });
-    this.video.muted = localStorage.getItem("xiaowo.muted") === "on";
+    this.video.muted = localStorage.getItem(MUTED_SETTING) === "on";
     this.video.controls = false;
     // Rate nudges must not be heard as a change of pitch.
     this.video.preservesPitch = true;
 
-    this.playButton = button("Play", () => this.togglePlay(), { attrs: { id: "play-toggle" } });
-    this.seekBar = h("input", { attrs: { id: "seek", type: "range", min: "0", max: "0", step: "0.1", value: "0", "aria-label": "Position" } });
+    this.playButton = button(t("player.play"), () => this.togglePlay(), {
+      kind: "primary",
+      icon: "play",
+      iconOnly: true,
+      class: "play-toggle",
+      attrs: { id: "play-toggle", "data-action": "play" },
+    });
+    this.seekBar = h("input", { class: "seek", attrs: { id: "seek", type: "range", min: "0", max: "0", step: "0.1", value: "0", "aria-label": t("player.position") } });
     this.seekBar.addEventListener("input", () => {
       this.seeking = true;
-      this.timeLabel.textContent = formatDuration(Number(this.seekBar.value));
+      setText(this.timeLabel, this.timeText(Number(this.seekBar.value)));
     });
     this.seekBar.addEventListener("change", () => {
       this.seeking = false;
@@ -156,60 +200,78 @@ export class Player {
     });
     this.rateSelect = h(
       "select",
-      { attrs: { id: "rate", "aria-label": "Playback rate" } },
-      ...["0.5", "0.75", "1", "1.25", "1.5", "2"].map((rate) => h("option", { attrs: { value: rate } }, `${rate}×`)),
+      { class: "rate", attrs: { id: "rate", "aria-label": t("player.speed"), title: t("player.speed") } },
+      ...["0.5", "0.75", "1", "1.25", "1.5", "2"].map((rate) => h("option", { attrs: { value: rate } }, t("player.rate", { rate: formatNumber(Number(rate)) }))),
     );
     this.rateSelect.value = "1";
     this.rateSelect.addEventListener("change", () => void this.setRate(Number(this.rateSelect.value)));
     this.waitToggle = h("input", { attrs: { id: "wait-toggle", type: "checkbox" } });
     this.waitToggle.addEventListener("change", () => void this.setWaitForEveryone(this.waitToggle.checked));
-    this.controlElements.push(this.playButton, this.seekBar, this.rateSelect, this.waitToggle);
+    this.soundButton = button(t("player.muteSound"), () => this.toggleSound(), { kind: "quiet", icon: "sound", iconOnly: true, attrs: { id: "mute-toggle" } });
+    this.renderSound();
 
-    const nudgeToggle = h("input", { attrs: { id: "nudge-toggle", type: "checkbox" } });
+    const nudgeToggle = h("input", { attrs: { id: "nudge-toggle" } });
+    nudgeToggle.type = "checkbox";
     nudgeToggle.checked = this.nudgeEnabled;
     nudgeToggle.addEventListener("change", () => {
       this.nudgeEnabled = nudgeToggle.checked;
       localStorage.setItem(NUDGE_SETTING, this.nudgeEnabled ? "on" : "off");
     });
-    const ignoreWaitToggle = h("input", { attrs: { id: "ignore-wait-toggle", type: "checkbox" } });
+    const ignoreWaitToggle = h("input", { attrs: { id: "ignore-wait-toggle" } });
+    ignoreWaitToggle.type = "checkbox";
     ignoreWaitToggle.checked = this.ignoreWait;
     ignoreWaitToggle.addEventListener("change", () => {
       this.ignoreWait = ignoreWaitToggle.checked;
       localStorage.setItem(IGNORE_WAIT_SETTING, this.ignoreWait ? "on" : "off");
       void this.report(true);
     });
-    this.unmuteButton = button("Unmute", () => {
-      this.video.muted = !this.video.muted;
-      localStorage.setItem("xiaowo.muted", this.video.muted ? "on" : "off");
-      this.renderMute();
-    }, { attrs: { id: "mute-toggle" } });
-    this.renderMute();
+    this.deviceSettingsElement = h(
+      "div",
+      { class: "device-sync" },
+      checkbox(t("advanced.smooth"), nudgeToggle, t("advanced.smoothHint")),
+      checkbox(t("advanced.ignoreWait"), ignoreWaitToggle, t("advanced.ignoreWaitHint")),
+      this.offsetLine,
+    );
+    this.roomSettingsElement = checkbox(t("settings.waitForEveryone"), this.waitToggle, t("settings.waitForEveryoneHint"));
 
-    replace(
-      this.controls,
+    this.addVideo = new AddVideo({
+      api: ctx.app.api,
+      roomId: ctx.roomId,
+      playNow: (media) => this.playNow(media),
+      addToQueue: (media) => this.addToQueue(media),
+      deniedReason: () => ctx.controlDeniedReason(),
+      onChange: (listener) => ctx.onChange(listener),
+      notify: ctx.app.notify,
+    });
+
+    this.screen = h("div", { class: "screen" }, this.video, this.emptyState, this.screenMessage, this.overlaySlot);
+    this.screenMessage.hidden = true;
+    // A click on the picture plays or pauses, as in every video player.
+    this.video.addEventListener("click", () => {
+      if (!this.playButton.disabled) {
+        void this.togglePlay();
+      }
+    });
+    const controlBar = h(
+      "div",
+      { class: "control-bar", attrs: { role: "group", "aria-label": t("player.controls") } },
       this.playButton,
-      this.seekBar,
       this.timeLabel,
-      this.rateSelect,
-      this.unmuteButton,
+      this.seekBar,
+      h("div", { class: "control-group" }, this.soundButton, this.rateSelect),
+      this.layoutControls,
     );
-    this.element = h(
-      "section",
-      { class: "player card" },
-      this.nowPlaying,
-      h("div", { class: "screen" }, this.video, h("div", { class: "screen-empty", attrs: { id: "no-media" } }, "Nothing is playing. Add a video below.")),
-      this.controls,
-      this.status,
-      this.reason,
-      h(
-        "div",
-        { class: "switches" },
-        h("label", {}, this.waitToggle, " Wait for everyone"),
-        h("label", { attrs: { title: "Correct small drift by briefly changing the speed (this device only)" } }, nudgeToggle, " Smooth sync"),
-        h("label", { attrs: { title: "Do not hold the room while this device buffers" } }, ignoreWaitToggle, " Don't wait for me"),
-      ),
+    const info = h("div", { class: "stage-info" }, this.nowPlaying, this.syncIndicator);
+    this.element = h("section", { class: "stage", attrs: { id: "stage", "aria-label": t("player.region") } }, this.screen, controlBar, info, this.reason);
+
+    this.nextButton = button(t("queue.playNext"), () => this.playNext(), { kind: "secondary", small: true, icon: "next", attrs: { id: "queue-next" } });
+    this.queueElement = h(
+      "div",
+      { class: "queue-panel" },
+      this.queueSlot,
+      h("div", { class: "panel-head" }, h("h2", {}, t("queue.title")), this.nextButton),
+      this.queueList,
     );
-    this.queueElement = h("section", { class: "card" }, h("h2", {}, "Queue"), this.mediaForm(), this.queueList);
 
     for (const event of ["waiting", "stalled", "playing", "canplay", "ended", "loadedmetadata", "error"]) {
       this.video.addEventListener(event, () => void this.report(true));
@@ -219,6 +281,14 @@ export class Player {
     for (const event of ["seeked", "canplay"]) {
       this.video.addEventListener(event, () => this.tick());
     }
+    this.video.addEventListener("error", () => {
+      this.mediaFailed = true;
+      this.renderScreen();
+    });
+    this.video.addEventListener("loadeddata", () => {
+      this.mediaFailed = false;
+      this.renderScreen();
+    });
 
     this.stream = new ReconnectingStream({
       onState: onStreamState,
@@ -257,6 +327,7 @@ export class Player {
       },
     });
     ctx.onChange(() => this.renderControls());
+    this.renderScreen();
     this.renderControls();
     if (new URLSearchParams(window.location.search).has(SYNC_DEBUG_PARAMETER)) {
       this.trace = [];
@@ -287,7 +358,18 @@ export class Player {
     this.running = false;
     window.clearTimeout(this.clockTimer);
     this.unload();
+    this.addVideo.stop();
     delete (window as DebugWindow).__xiaowoSync;
+  }
+
+  /** Whether something is loaded (the room is not empty). */
+  hasMedia(): boolean {
+    return this.timeline !== undefined;
+  }
+
+  /** Whether the caller may play, pause and seek now. */
+  canControl(): boolean {
+    return this.ctx.controlDeniedReason() === undefined && this.timeline !== undefined;
   }
 
   /**
@@ -310,7 +392,7 @@ export class Player {
         this.hls = hls;
         return;
       }
-      this.ctx.app.notify("This browser cannot play HLS streams.", "error");
+      this.ctx.app.notify(t("player.noHls"), "error");
     }
     this.video.src = url;
     this.video.load();
@@ -322,6 +404,7 @@ export class Player {
     this.video.pause();
     this.video.removeAttribute("src");
     this.video.load();
+    this.mediaFailed = false;
   }
 
   reconnectNow(): void {
@@ -402,10 +485,10 @@ export class Player {
         void this.loadKeyframes(media.url);
       }
     }
-    this.element.classList.toggle("has-media", Boolean(this.timeline));
-    this.nowPlaying.textContent = media ? media.title || media.url : "";
+    replace(this.nowPlaying, media ? userText(media.title || media.url) : null);
     this.rateSelect.value = String(this.timeline?.rate ?? 1);
     this.waitToggle.checked = state.waitForEveryone;
+    this.renderScreen();
     this.renderQueue();
     this.renderControls();
     this.tick();
@@ -414,7 +497,8 @@ export class Player {
   private tick(): void {
     const timeline = this.timeline;
     if (!timeline) {
-      this.status.textContent = "";
+      this.renderSync(undefined);
+      setText(this.timeLabel, this.timeText(0));
       return;
     }
     // The clock and the video are read back to back: anything in between (on a slow phone the
@@ -470,10 +554,11 @@ export class Player {
 
     if (!this.seeking) {
       this.seekBar.value = String(expected);
-      this.timeLabel.textContent = `${formatDuration(expected)} / ${duration > 0 ? formatDuration(duration) : "–:––"}`;
+      setLabel(this.seekBar, "aria-valuetext", t("player.positionOf", { position: formatClock(expected), duration: formatClock(duration) }));
+      setText(this.timeLabel, this.timeText(expected));
     }
-    this.status.textContent = this.describeStatus(timeline, countdown);
-    this.playButton.textContent = timeline.paused ? "Play" : "Pause";
+    this.renderSync(this.syncStatus(timeline, countdown));
+    this.renderPlayButton(timeline.paused);
     if (performance.now() - this.lastReportAt > REPORT_EVERY_MS) {
       void this.report(false);
     }
@@ -527,24 +612,37 @@ export class Player {
     }
   }
 
-  private describeStatus(timeline: Timeline, countdown: number): string {
+  private timeText(position: number): Shown {
+    const duration = this.duration();
+    return t("player.time", { position: formatClock(position), duration: duration > 0 ? formatClock(duration) : t("player.unknownLength") });
+  }
+
+  private syncStatus(timeline: Timeline, countdown: number): SyncStatus {
     if (countdown > 0) {
-      return `Starting in ${countdown.toFixed(1)} s`;
+      return { kind: "starting", seconds: Math.ceil(countdown) };
     }
     const waitingFor = this.state?.waitingForUserIds ?? [];
     if (waitingFor.length > 0) {
-      return `Waiting for ${waitingFor.map((userId) => this.ctx.nameOf(userId)).join(", ")}`;
+      return { kind: "waiting", names: waitingFor.map((userId) => this.ctx.nameOf(userId)) };
     }
     if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA && !timeline.paused) {
-      return "Buffering…";
+      return { kind: "buffering" };
+    }
+    if (timeline.paused) {
+      return { kind: "paused" };
     }
     if (this.drift.mode !== "idle") {
-      return "Catching up with the room…";
+      return { kind: "catchingUp" };
     }
-    const sync = syncText().offset(this.measuredOffsetMs, this.offsetUncertaintyMs());
-    const nudged = this.drift.nudge !== 0 ? this.drift.appliedRate : undefined;
-    const correcting = nudged !== undefined ? ` · adjusting speed ${nudged.toFixed(2)}×` : "";
-    return `${timeline.paused ? "Paused" : "Playing"} · ${sync}${correcting}`;
+    // "In sync" only when the offset is known to be small: with its uncertainty counted.
+    switch (judgeOffset(this.measuredOffsetMs, this.offsetUncertaintyMs())) {
+      case "in-sync":
+        return { kind: "inSync" };
+      case "catching-up":
+        return { kind: "catchingUp" };
+      case "unsure":
+        return { kind: "unsure" };
+    }
   }
 
   /** How far the measured offset may be off: the clock estimate's uncertainty, whole ms up. */
@@ -553,18 +651,76 @@ export class Player {
     return uncertainty === undefined ? 60_000 : Math.min(60_000, Math.max(1, Math.ceil(uncertainty)));
   }
 
-  private playRefused(error: unknown): void {
-    // Browsers refuse audible autoplay without a gesture (e.g. after a reload): play muted and
-    // let the person unmute.
-    if (error instanceof DOMException && error.name === "NotAllowedError" && !this.video.muted) {
-      this.video.muted = true;
-      this.renderMute();
-      this.ctx.app.notify("Playing muted: press Unmute for sound.");
+  /** The indicator: a word or two for everyone, the numbers in its tooltip. */
+  private renderSync(status: SyncStatus | undefined): void {
+    this.syncIndicator.hidden = status === undefined;
+    if (!status) {
+      return;
+    }
+    let text: Shown;
+    switch (status.kind) {
+      case "starting":
+        text = t("sync.starting", { count: status.seconds });
+        break;
+      case "waiting":
+        text = t("sync.waiting", { names: formatList(status.names) });
+        break;
+      case "buffering":
+        text = t("sync.buffering");
+        break;
+      case "catchingUp":
+        text = t("sync.catchingUp");
+        break;
+      case "inSync":
+        text = t("sync.inSync");
+        break;
+      case "unsure":
+        text = t("sync.unsure");
+        break;
+      case "paused":
+        text = t("sync.paused");
+        break;
+    }
+    this.syncIndicator.setAttribute("data-state", status.kind);
+    setText(this.syncIndicator, text);
+    const rate = this.drift.appliedRate;
+    const details = offsetDetail(this.measuredOffsetMs, this.offsetUncertaintyMs());
+    setText(this.offsetLine, details);
+    const speed = this.timeline && rate !== this.timeline.rate ? t("sync.detailSpeed", { rate: formatNumber(rate, { maximumFractionDigits: 2 }) }) : null;
+    setLabel(this.syncIndicator, "title", speed ? t("sync.detailJoin", { first: details, second: speed }) : details);
+  }
+
+  private renderPlayButton(paused: boolean): void {
+    const action = paused ? "play" : "pause";
+    if (this.playButton.getAttribute("data-action") !== action) {
+      this.playButton.setAttribute("data-action", action);
+      replace(this.playButton, icon(action));
+      setButtonLabel(this.playButton, paused ? t("player.play") : t("player.pause"));
     }
   }
 
-  private renderMute(): void {
-    this.unmuteButton.textContent = this.video.muted ? "Unmute" : "Mute";
+  private playRefused(error: unknown): void {
+    // Browsers refuse audible autoplay without a gesture (e.g. after a reload): play muted and
+    // let the person turn the sound on.
+    if (error instanceof DOMException && error.name === "NotAllowedError" && !this.video.muted) {
+      this.video.muted = true;
+      this.renderSound();
+      this.ctx.app.notify(t("player.autoplayMuted"));
+    }
+  }
+
+  /** This device's sound: the player's own mute, nothing to do with the chat's. */
+  toggleSound(): void {
+    this.video.muted = !this.video.muted;
+    localStorage.setItem(MUTED_SETTING, this.video.muted ? "on" : "off");
+    this.renderSound();
+  }
+
+  private renderSound(): void {
+    const muted = this.video.muted;
+    replace(this.soundButton, icon(muted ? "sound-off" : "sound"));
+    this.soundButton.setAttribute("aria-pressed", String(muted));
+    setButtonLabel(this.soundButton, muted ? t("player.unmuteSound") : t("player.muteSound"));
   }
 
   private duration(): number {
@@ -638,15 +794,15 @@ export class Player {
             continue;
           }
         }
-        this.ctx.app.notify(describeError(error), "error");
+        this.ctx.app.fail(error, "playback");
         return false;
       }
     }
-    this.ctx.app.notify("The room is changing quickly; try again.", "error");
+    this.ctx.app.notify(t("error.aborted"), "error");
     return false;
   }
 
-  private async togglePlay(): Promise<void> {
+  async togglePlay(): Promise<void> {
     const roomId = this.ctx.roomId;
     if (this.timeline?.paused ?? true) {
       await this.command((expectedVersion) => this.ctx.app.api.sync.play({ roomId, expectedVersion }));
@@ -656,6 +812,17 @@ export class Player {
       const positionMs = BigInt(Math.round(this.video.currentTime * 1000));
       await this.command((expectedVersion) => this.ctx.app.api.sync.pause({ roomId, expectedVersion, positionMs }));
     }
+  }
+
+  /** Moves the shared position by `delta` seconds (the arrow keys). */
+  async seekBy(delta: number): Promise<void> {
+    const timeline = this.timeline;
+    if (!timeline) {
+      return;
+    }
+    const duration = this.duration();
+    const target = positionAt(timeline, this.serverNow()) + delta;
+    await this.seekTo(Math.max(0, duration > 0 ? Math.min(target, duration - 0.5) : target));
   }
 
   private async seekTo(seconds: number): Promise<void> {
@@ -676,49 +843,85 @@ export class Player {
     }
   }
 
-  private mediaForm(): HTMLElement {
-    const url = h("input", { attrs: { id: "media-url", type: "url", placeholder: "https://…/video.mp4 (mp4, webm, m3u8)", required: "" } });
-    const title = h("input", { attrs: { id: "media-title", placeholder: "Title (optional)", maxlength: "200" } });
-    const roomId = this.ctx.roomId;
-    const playNow = button("Play now", async () => {
-      const done = await this.command((expectedVersion) =>
-        this.ctx.app.api.sync.changeMedia({ roomId, expectedVersion, url: url.value, title: title.value, durationMs: 0n }),
+  private async playNow(media: MediaChoice): Promise<boolean> {
+    return this.command((expectedVersion) =>
+      this.ctx.app.api.sync.changeMedia({ roomId: this.ctx.roomId, expectedVersion, url: media.url, title: media.title, durationMs: media.durationMs ?? 0n }),
+    );
+  }
+
+  private async addToQueue(media: MediaChoice): Promise<boolean> {
+    try {
+      const { state } = await this.ctx.app.api.sync.addQueueItem({ roomId: this.ctx.roomId, url: media.url, title: media.title, durationMs: media.durationMs ?? 0n });
+      if (state) {
+        this.applyState(state, false);
+      }
+      return true;
+    } catch (error) {
+      this.ctx.app.fail(error, "playback");
+      return false;
+    }
+  }
+
+  private async playNext(): Promise<void> {
+    await this.command((expectedVersion) => this.ctx.app.api.sync.playNext({ roomId: this.ctx.roomId, expectedVersion }));
+  }
+
+  /** The screen: the video, or the room's first step when nothing is loaded. */
+  private renderScreen(): void {
+    const hasMedia = this.timeline !== undefined;
+    this.element.classList.toggle("has-media", hasMedia);
+    this.screen.classList.toggle("empty", !hasMedia);
+    if (hasMedia) {
+      this.addVideo.setMode("queue");
+      if (this.addVideo.element.parentElement !== this.queueSlot) {
+        this.queueSlot.appendChild(this.addVideo.element);
+      }
+      replace(this.emptyState);
+    } else if (this.ctx.controlDeniedReason() === undefined) {
+      this.addVideo.setMode("empty");
+      if (this.addVideo.element.parentElement !== this.emptyState) {
+        replace(this.emptyState, this.addVideo.element);
+      }
+    } else {
+      replace(
+        this.emptyState,
+        h(
+          "div",
+          { class: "waiting-for-video" },
+          icon("film"),
+          h("h2", {}, t("player.nothingYet")),
+          h("p", {}, this.ctx.controlDeniedReason() ?? t("player.waitingForSomeone")),
+        ),
       );
-      if (done) {
-        url.value = "";
-        title.value = "";
-      }
-    }, { attrs: { id: "media-play-now" } });
-    const addToQueue = button("Add to queue", async () => {
-      try {
-        const { state } = await this.ctx.app.api.sync.addQueueItem({ roomId, url: url.value, title: title.value, durationMs: 0n });
-        if (state) {
-          this.applyState(state, false);
-        }
-        url.value = "";
-        title.value = "";
-      } catch (error) {
-        this.ctx.app.notify(describeError(error), "error");
-      }
-    }, { attrs: { id: "media-add" } });
-    const skip = button("Play next", async () => {
-      await this.command((expectedVersion) => this.ctx.app.api.sync.playNext({ roomId, expectedVersion }));
-    }, { attrs: { id: "queue-next" } });
-    this.controlElements.push(playNow, addToQueue, skip, url, title);
-    return h("div", { class: "media-form" }, url, title, h("div", { class: "row" }, playNow, addToQueue, skip));
+      // The form lives in the queue tab, disabled with the reason, for those who cannot add.
+      this.addVideo.setMode("queue");
+      this.queueSlot.appendChild(this.addVideo.element);
+    }
+    this.screenMessage.hidden = !(hasMedia && this.mediaFailed);
+    replace(this.screenMessage, hasMedia && this.mediaFailed ? t("player.mediaFailed") : null);
   }
 
   private renderQueue(): void {
     const queue = this.state?.queue ?? [];
     const denied = this.ctx.controlDeniedReason();
     const roomId = this.ctx.roomId;
+    // Redrawn only when something it shows changed, so that the focus on a button survives the
+    // room's periodic refresh.
+    const key = JSON.stringify([denied ?? "", queue.map((item) => [item.itemId, item.media?.title, item.media?.url, this.ctx.nameOf(item.addedByUserId)])]);
+    if (key === this.queueKey) {
+      return;
+    }
+    this.queueKey = key;
+    replace(this.queueCount, queue.length > 0 ? formatNumber(queue.length) : null);
+    setEnabled(this.nextButton, denied === undefined && queue.length > 0, denied ?? t("queue.emptyReason"));
     if (queue.length === 0) {
-      replace(this.queueList, h("li", { class: "muted" }, "The queue is empty."));
+      replace(this.queueList, h("li", { class: "empty-state" }, t("queue.empty")));
       return;
     }
     replace(
       this.queueList,
       ...queue.map((item, index) => {
+        const title = userText(item.media?.title || item.media?.url || "");
         const move = (newIndex: number) =>
           this.command((expectedVersion) =>
             this.ctx.app.api.sync.moveQueueItem({ roomId, expectedVersion, itemId: item.itemId, newIndex }),
@@ -726,18 +929,22 @@ export class Player {
         const actions = denied
           ? []
           : [
-              index > 0 ? button("↑", () => move(index - 1), { attrs: { title: "Move up", "aria-label": "Move up" } }) : null,
-              index < queue.length - 1 ? button("↓", () => move(index + 1), { attrs: { title: "Move down", "aria-label": "Move down" } }) : null,
-              button("✕", () =>
-                this.command((expectedVersion) =>
-                  this.ctx.app.api.sync.removeQueueItem({ roomId, expectedVersion, itemId: item.itemId }),
-                ).then(() => undefined), { attrs: { title: "Remove", "aria-label": "Remove" } }),
+              index > 0 ? button(t("queue.moveUp"), () => move(index - 1), { kind: "quiet", small: true, icon: "up", iconOnly: true, attrs: { "data-action": "up" } }) : null,
+              index < queue.length - 1 ? button(t("queue.moveDown"), () => move(index + 1), { kind: "quiet", small: true, icon: "down", iconOnly: true, attrs: { "data-action": "down" } }) : null,
+              button(
+                t("queue.remove"),
+                () =>
+                  this.command((expectedVersion) =>
+                    this.ctx.app.api.sync.removeQueueItem({ roomId, expectedVersion, itemId: item.itemId }),
+                  ).then(() => undefined),
+                { kind: "quiet", small: true, icon: "close", iconOnly: true, attrs: { "data-action": "remove" } },
+              ),
             ];
         return h(
           "li",
-          { attrs: { "data-item-id": item.itemId } },
-          h("span", { class: "queue-title" }, item.media?.title || item.media?.url || ""),
-          h("span", { class: "muted small" }, ` added by ${this.ctx.nameOf(item.addedByUserId)}`),
+          { class: "queue-item", attrs: { "data-item-id": item.itemId } },
+          h("span", { class: "queue-index", attrs: { "aria-hidden": "true" } }, formatNumber(index + 1)),
+          h("div", { class: "queue-text" }, h("span", { class: "queue-title" }, title), h("span", { class: "queue-by" }, t("queue.addedBy", { name: this.ctx.nameOf(item.addedByUserId) }))),
           h("span", { class: "actions" }, ...actions),
         );
       }),
@@ -746,20 +953,15 @@ export class Player {
 
   private renderControls(): void {
     const denied = this.ctx.controlDeniedReason();
-    for (const element of this.controlElements) {
-      element.disabled = denied !== undefined;
-      if (denied) {
-        element.title = denied;
-      } else {
-        element.removeAttribute("title");
-      }
-    }
     const hasMedia = this.timeline !== undefined;
-    if (!denied && !hasMedia) {
-      this.playButton.disabled = true;
-      this.seekBar.disabled = true;
-    }
-    this.reason.textContent = denied ?? "";
+    const noMedia = t("player.noMediaReason");
+    setEnabled(this.playButton, denied === undefined && hasMedia, denied ?? noMedia);
+    setEnabled(this.seekBar, denied === undefined && hasMedia, denied ?? noMedia);
+    setEnabled(this.rateSelect, denied === undefined && hasMedia, denied ?? noMedia);
+    setEnabled(this.waitToggle, denied === undefined, denied);
+    replace(this.reason, denied ? icon("lock") : null, denied ?? null);
+    this.reason.hidden = denied === undefined;
+    this.renderScreen();
     this.renderQueue();
   }
 }
