@@ -685,8 +685,9 @@ export class Player {
     setText(this.syncIndicator, text);
     const rate = this.drift.appliedRate;
     const details = offsetDetail(this.measuredOffsetMs, this.offsetUncertaintyMs());
-    setText(this.offsetLine, details);
-    const speed = this.timeline && rate !== this.timeline.rate ? t("sync.detailSpeed", { rate: formatNumber(rate, { maximumFractionDigits: 2 }) }) : null;
+    setText(this.offsetLine, t("advanced.offset", { detail: details }));
+    // Only a nudge is told: the trim that takes up a clock difference is a fraction of a percent.
+    const speed = this.drift.nudge !== 0 ? t("sync.detailSpeed", { rate: formatNumber(rate, { maximumFractionDigits: 2 }) }) : null;
     setLabel(this.syncIndicator, "title", speed ? t("sync.detailJoin", { first: details, second: speed }) : details);
   }
 

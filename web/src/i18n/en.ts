@@ -175,6 +175,7 @@ export const en = {
 
   "advanced.title": "Advanced sync settings",
   "advanced.lead": "These apply to this device only. The defaults suit almost everyone.",
+  "advanced.offset": "This device: {detail}",
   "advanced.smooth": "Catch up smoothly",
   "advanced.smoothHint": "Small delays are fixed by playing a little faster or slower for a moment, instead of jumping.",
   "advanced.ignoreWait": "Don't make the room wait for me",

@@ -176,6 +176,7 @@ export const zh: Catalog = {
 
   "advanced.title": "高级同步设置",
   "advanced.lead": "只对这台设备生效。默认设置适合几乎所有人。",
+  "advanced.offset": "这台设备：{detail}",
   "advanced.smooth": "平滑追赶",
   "advanced.smoothHint": "出现小的延迟时，短暂地稍快或稍慢播放来修正，而不是直接跳转。",
   "advanced.ignoreWait": "不要让房间等我",
