@@ -376,15 +376,15 @@ async function clickIn(page, selector) {
   await page.$eval(selector, (element) => element.click());
 }
 
-/** Types into a field in the page itself, as a person would (an input event per change). */
-async function fillIn(page, selector, value) {
+/** Sets a control's value in the page itself and fires `event`, as a person's change would. */
+async function setIn(page, selector, value, event) {
   await page.$eval(
     selector,
-    (input, text) => {
+    (input, [text, type]) => {
       input.value = text;
-      input.dispatchEvent(new Event("input", { bubbles: true }));
+      input.dispatchEvent(new Event(type, { bubbles: true }));
     },
-    value,
+    [String(value), event],
   );
 }
 
@@ -392,14 +392,7 @@ async function issue(owner, step) {
   const page = owner.page;
   switch (step.kind) {
     case "seek":
-      await page.$eval(
-        "#seek",
-        (input, to) => {
-          input.value = String(to);
-          input.dispatchEvent(new Event("change"));
-        },
-        step.to,
-      );
+      await setIn(page, "#seek", step.to, "change");
       break;
     case "pause":
     case "play": {
@@ -431,14 +424,7 @@ async function issue(owner, step) {
       break;
     }
     case "rate":
-      await page.$eval(
-        "#rate",
-        (select, to) => {
-          select.value = String(to);
-          select.dispatchEvent(new Event("change"));
-        },
-        step.to,
-      );
+      await setIn(page, "#rate", step.to, "change");
       break;
   }
 }
@@ -448,8 +434,8 @@ async function startFile(pages, base, file, roomStates) {
   const mediaBefore = roomStates.at(-1)?.mediaId;
   // The form is on the empty screen at first and in the queue tab once something plays: filled
   // in the page, wherever it is shown.
-  await fillIn(owner.page, "#media-url", `${base}/media/${file.name}`);
-  await fillIn(owner.page, "#media-title", file.name);
+  await setIn(owner.page, "#media-url", `${base}/media/${file.name}`, "input");
+  await setIn(owner.page, "#media-title", file.name, "input");
   await clickIn(owner.page, "#media-play-now");
   const deadline = Date.now() + 30_000;
   while (!roomStates.at(-1)?.mediaId || roomStates.at(-1).mediaId === mediaBefore) {
