@@ -252,7 +252,9 @@ async function openPages(base) {
     });
     await viewer.page.waitForFunction(() => window.__xiaowoSync !== undefined);
     if (options["seek-only"]) {
-      // The switch lives in the settings tab, behind "Advanced": set in the page, unseen.
+      // The switch lives in the settings tab (drawn when first opened), behind "Advanced".
+      await clickIn(viewer.page, "[data-tab=settings]");
+      await viewer.page.waitForSelector("#nudge-toggle", { state: "attached" });
       await viewer.page.$eval("#nudge-toggle", (toggle) => toggle.checked && toggle.click());
     }
     await viewer.page.evaluate(() => {
