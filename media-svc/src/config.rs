@@ -90,7 +90,8 @@ impl Config {
 pub fn parse_bytes(value: &str) -> Result<u64, String> {
     let text = value.trim();
     let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let number: u64 = text[..digits].parse().map_err(|_| format!("invalid size {value:?}: expected e.g. 500M or 8G"))?;
+    let number: u64 =
+        text[..digits].parse().map_err(|_| format!("invalid size {value:?}: expected e.g. 500M or 8G"))?;
     let unit = text[digits..].trim().trim_end_matches("iB").trim_end_matches('B');
     let scale: u64 = match unit.to_ascii_uppercase().as_str() {
         "" => 1,

@@ -176,7 +176,9 @@ impl From<Error> for HttpError {
                     violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ");
                 (StatusCode::BAD_REQUEST, "bad-request", message)
             }
-            Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "Your session has ended.".to_owned()),
+            Error::Unauthenticated => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated", "Your session has ended.".to_owned())
+            }
             Error::AdminRequired => (StatusCode::FORBIDDEN, "forbidden", "Admin token required.".to_owned()),
             Error::NotFound => (StatusCode::NOT_FOUND, "not-found", "No such file or upload.".to_owned()),
             Error::RoomNotFound => (StatusCode::NOT_FOUND, "room-not-found", "No such room.".to_owned()),

@@ -48,10 +48,7 @@ pub struct HttpState {
 pub fn router(state: Arc<HttpState>) -> axum::Router {
     axum::Router::new()
         .route("/media/uploads", options(tus_options).post(create_upload))
-        .route(
-            "/media/uploads/{upload_id}",
-            options(tus_options).head(upload_status).patch(append).delete(terminate),
-        )
+        .route("/media/uploads/{upload_id}", options(tus_options).head(upload_status).patch(append).delete(terminate))
         .route("/media/{media_item_id}", get(serve_file))
         .route("/media/{media_item_id}/thumbnail", get(serve_thumbnail))
         // Anything else under /media/ (`..` segments included) is nobody's file.

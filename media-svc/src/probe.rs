@@ -61,7 +61,8 @@ struct Format {
 }
 
 /// Demuxers that read pictures or text, not video: a file they recognise is not media.
-const NOT_MEDIA_FORMATS: &[&str] = &["image2", "tty", "ico", "gif", "webp", "svg", "bin", "lrc", "srt", "webvtt", "ass"];
+const NOT_MEDIA_FORMATS: &[&str] =
+    &["image2", "tty", "ico", "gif", "webp", "svg", "bin", "lrc", "srt", "webvtt", "ass"];
 /// Picture codecs: a "video" stream in one of these is a still image.
 const PICTURE_CODECS: &[&str] = &["png", "mjpeg", "bmp", "gif", "webp", "tiff", "ansi", "bintext", "xbin", "idf"];
 
@@ -264,7 +265,8 @@ mod tests {
     fn pictures_and_text_are_not_media() {
         let png = r#"{"streams":[{"codec_type":"video","codec_name":"png"}],"format":{"format_name":"png_pipe","duration":"0.04"}}"#;
         assert!(matches!(parse(png, "a.mp4"), Err(Error::NotMedia)));
-        let tty = r#"{"streams":[{"codec_type":"video","codec_name":"ansi"}],"format":{"format_name":"tty","duration":"1"}}"#;
+        let tty =
+            r#"{"streams":[{"codec_type":"video","codec_name":"ansi"}],"format":{"format_name":"tty","duration":"1"}}"#;
         assert!(matches!(parse(tty, "a.mp4"), Err(Error::NotMedia)));
         assert!(matches!(parse(r#"{"streams":[],"format":{"format_name":"mp3"}}"#, "a.mp3"), Err(Error::NotMedia)));
     }

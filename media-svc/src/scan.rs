@@ -173,15 +173,20 @@ impl Library {
         self.metrics.scans.inc();
         self.update_gauges().await;
         if report != ScanReport::default() {
-            tracing::info!(added = report.added, updated = report.updated, removed = report.removed, "media directory scanned");
+            tracing::info!(
+                added = report.added,
+                updated = report.updated,
+                removed = report.removed,
+                "media directory scanned"
+            );
         }
         Ok(report)
     }
 
     fn known_not_media(&self, file: &Found) -> bool {
-        self.not_media.lock().is_ok_and(|not_media| {
-            not_media.get(&file.relative_path) == Some(&(file.size_bytes, file.modified_ms))
-        })
+        self.not_media
+            .lock()
+            .is_ok_and(|not_media| not_media.get(&file.relative_path) == Some(&(file.size_bytes, file.modified_ms)))
     }
 
     fn remember_not_media(&self, file: &Found) {

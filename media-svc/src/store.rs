@@ -334,7 +334,10 @@ impl Store {
 
     /// Whether an item already has this path.
     pub async fn path_taken(&self, relative_path: &str) -> Result<bool, DbErr> {
-        Ok(media_item::Entity::find().filter(media_item::Column::RelativePath.eq(relative_path)).count(&self.db).await?
+        Ok(media_item::Entity::find()
+            .filter(media_item::Column::RelativePath.eq(relative_path))
+            .count(&self.db)
+            .await?
             > 0)
     }
 

@@ -90,11 +90,8 @@ fn title_from_file_name(file_name: &str) -> String {
 
 /// Letters, digits, `-` and `_` of `title` (at most 60), for a file name people can read.
 fn slug(title: &str) -> String {
-    let slug: String = title
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
-        .take(60)
-        .collect();
+    let slug: String =
+        title.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(60).collect();
     let slug = slug.trim_matches('-');
     if slug.is_empty() { "upload".to_owned() } else { slug.to_owned() }
 }
@@ -310,8 +307,7 @@ impl Library {
         };
         let media_item_id = uuid::Uuid::new_v4().to_string();
         let title = title_from_file_name(&upload.file_name);
-        let relative_path =
-            format!("{UPLOADED_DIR}/{}-{}.{}", slug(&title), &media_item_id[..8], info.extension);
+        let relative_path = format!("{UPLOADED_DIR}/{}-{}.{}", slug(&title), &media_item_id[..8], info.extension);
         // A rename keeps the size and modification time, which the scan compares.
         let meta = tokio::fs::metadata(&part).await?;
         let size_bytes = i64::try_from(meta.len()).unwrap_or(i64::MAX);

@@ -63,6 +63,7 @@ impl Fixture {
             url: "https://media.example/film.webm".to_owned(),
             title: "Film".to_owned(),
             duration_ms,
+            library_item_id: String::new(),
         };
         self.app.client().change_media(with_token(request, &self.owner)).await.unwrap().into_inner().state.unwrap()
     }
@@ -93,6 +94,7 @@ impl Fixture {
             url: url.to_owned(),
             title: String::new(),
             duration_ms,
+            library_item_id: String::new(),
         };
         self.app.client().add_queue_item(with_token(request, &self.owner)).await.unwrap().into_inner()
     }
@@ -105,6 +107,7 @@ impl Fixture {
             round_trip_ms: 20,
             ignore_wait: false,
             media_id: media_id.to_owned(),
+            load_error: None,
         };
         self.app.client().report_status(with_token(request, token)).await.unwrap();
     }
@@ -320,6 +323,7 @@ async fn state_and_version_survive_a_restart() {
             url: "https://media.example/a.mp4".to_owned(),
             title: "A".to_owned(),
             duration_ms: 60_000,
+            library_item_id: String::new(),
         };
         let loaded = app.client().change_media(with_token(request, &owner)).await.unwrap().into_inner();
         let request = pb::AddQueueItemRequest {
@@ -328,6 +332,7 @@ async fn state_and_version_survive_a_restart() {
             url: "https://media.example/b.mp4".to_owned(),
             title: "B".to_owned(),
             duration_ms: 0,
+            library_item_id: String::new(),
         };
         let queued = app.client().add_queue_item(with_token(request, &owner)).await.unwrap().into_inner();
         let request = pb::SeekRequest {
@@ -602,6 +607,7 @@ async fn bad_input_is_refused_with_the_field_named() {
             url: url.to_owned(),
             title: "t".to_owned(),
             duration_ms: 0,
+            library_item_id: String::new(),
         };
         let status = client.clone().change_media(with_token(request, &fixture.owner)).await.unwrap_err();
         assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["url".to_owned()]));
@@ -688,6 +694,7 @@ async fn two_instances_on_one_database_agree_on_versions() {
         url: "https://media.example/a.webm".to_owned(),
         title: String::new(),
         duration_ms: 0,
+        library_item_id: String::new(),
     };
     let loaded = first.client().change_media(with_token(request, &owner)).await.unwrap().into_inner().state.unwrap();
     // The second instance watches the room, so it holds the state it last saw (version 1).

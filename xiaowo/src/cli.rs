@@ -131,6 +131,12 @@ struct ServeArgs {
     /// monitor-svc's address when it runs here.
     #[arg(long, env = "XIAOWO_MONITOR_LISTEN", default_value = "127.0.0.1:50055")]
     monitor_listen: SocketAddr,
+    /// media-svc's address when it runs here.
+    #[arg(long, env = "XIAOWO_MEDIA_LISTEN", default_value = "127.0.0.1:50056")]
+    media_listen: SocketAddr,
+    /// sync-svc's URL when it runs elsewhere (media-svc asks it what a room plays).
+    #[arg(long, env = "XIAOWO_SYNC_URL", default_value = "http://127.0.0.1:50053")]
+    sync_url: String,
     #[command(flatten)]
     common: Common,
 }
@@ -143,6 +149,7 @@ impl ServeArgs {
             Target::Sync => self.sync_listen,
             Target::Chat => self.chat_listen,
             Target::Monitor => self.monitor_listen,
+            Target::Media => self.media_listen,
         }
     }
 }
@@ -259,7 +266,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let groups = args.target.iter().map(|target| (args.listen(*target), vec![*target])).collect();
-            let peers = Peers { session_url: Some(args.session_url.clone()), room_url: Some(args.room_url.clone()) };
+            let peers = Peers {
+                session_url: Some(args.session_url.clone()),
+                room_url: Some(args.room_url.clone()),
+                sync_url: Some(args.sync_url.clone()),
+            };
             node::start(groups, &args.common, &peers, None, clock, &shutdown).await?
         }
         Command::Backup(_) | Command::Restore(_) | Command::VerifyBackups(_) => return Ok(()),

@@ -24,11 +24,13 @@ pub enum Target {
     Chat,
     /// monitor-svc: scraping, alert rules, notifications.
     Monitor,
+    /// media-svc: the media library, uploads, probing, thumbnails, file serving.
+    Media,
 }
 
 impl Target {
     /// Every service, in start order (a service's peers come before it).
-    pub const ALL: [Self; 5] = [Self::Session, Self::Room, Self::Sync, Self::Chat, Self::Monitor];
+    pub const ALL: [Self; 6] = [Self::Session, Self::Room, Self::Sync, Self::Chat, Self::Monitor, Self::Media];
 
     /// The service's short name: database file stem, flag prefix.
     #[must_use]
@@ -39,6 +41,7 @@ impl Target {
             Self::Sync => "sync",
             Self::Chat => "chat",
             Self::Monitor => "monitor",
+            Self::Media => "media",
         }
     }
 
@@ -51,6 +54,7 @@ impl Target {
             Self::Sync => 50053,
             Self::Chat => 50054,
             Self::Monitor => 50055,
+            Self::Media => 50056,
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Common {
     pub chat: chat_svc::Config,
     #[command(flatten)]
     pub monitor: monitor_svc::Config,
+    #[command(flatten)]
+    pub media: media_svc::Config,
     /// How long each service keeps closed rooms, audit and sync logs, and chat of closed rooms.
     #[command(flatten)]
     pub retention: svc_kit::retention::RetentionConfig,
@@ -143,6 +149,8 @@ pub enum StartError {
     PeerUrl { url: String },
     #[error("monitor-svc: {0}")]
     Monitor(#[from] monitor_svc::BuildError),
+    #[error("media-svc: {0}")]
+    Media(#[from] media_svc::BuildError),
     #[error("{path}: {service} is already running on this data directory")]
     AlreadyRunning { service: &'static str, path: PathBuf },
     #[error("cannot lock {path}: {source}")]
@@ -227,6 +235,8 @@ pub struct Peers {
     pub session_url: Option<String>,
     /// room-svc's URL (`http://host:port`).
     pub room_url: Option<String>,
+    /// sync-svc's URL (`http://host:port`).
+    pub sync_url: Option<String>,
 }
 
 /// A process's running servers.
@@ -292,6 +302,12 @@ impl Common {
         })
     }
 
+    /// The media directory: `--media-dir`, else `<data dir>/media`.
+    #[must_use]
+    pub fn media_dir(&self) -> PathBuf {
+        self.media.media_dir.clone().unwrap_or_else(|| self.data_dir.join("media"))
+    }
+
     /// The database URL `target` uses: its own flag, else its SQLite file in the data dir.
     #[must_use]
     pub fn database_url(&self, target: Target) -> String {
@@ -301,6 +317,7 @@ impl Common {
             Target::Sync => self.sync.database_url.clone(),
             Target::Chat => self.chat.database_url.clone(),
             Target::Monitor => self.monitor.database_url.clone(),
+            Target::Media => self.media.database_url.clone(),
         };
         configured.unwrap_or_else(|| svc_kit::db::sqlite_url(&self.data_dir, &format!("{}.db", target.name())))
     }
@@ -369,6 +386,9 @@ pub async fn start(
         }
         if targets.contains(&Target::Room) {
             peers.room_url = Some(assembly.local_url());
+        }
+        if targets.contains(&Target::Sync) {
+            peers.sync_url = Some(assembly.local_url());
         }
     }
 
@@ -465,6 +485,21 @@ pub async fn start(
                     let (admin, clock) = (admin.clone(), clock.clone());
                     monitor_svc::build(&common.monitor, targets, &url, &db_options, admin, clock, &mut assembly)
                         .await?;
+                }
+                Target::Media => {
+                    let peer = |url: Option<String>, target: Target| {
+                        let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", target.default_port()));
+                        svc_kit::peer::channel(&url, common.peer_deadline).map_err(|_| StartError::PeerUrl { url })
+                    };
+                    let media_peers = media_svc::Peers {
+                        session: peer(peers.session_url.clone(), Target::Session)?,
+                        room: peer(peers.room_url.clone(), Target::Room)?,
+                        sync: peer(peers.sync_url.clone(), Target::Sync)?,
+                    };
+                    let mut config = common.media.clone();
+                    config.media_dir = Some(common.media_dir());
+                    let (admin, clock) = (admin.clone(), clock.clone());
+                    media_svc::build(&config, &url, &db_options, media_peers, admin, clock, &mut assembly).await?;
                 }
             }
         }

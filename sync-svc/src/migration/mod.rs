@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_create_sync_tables;
 mod m0002_create_closed_rooms;
 mod m0003_log_room_changes_in_the_database;
+mod m0004_library_items;
 
 /// Runs sync-svc's migrations, recorded in its own table so that services can share a
 /// PostgreSQL database (one schema each) without mixing histories.
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_create_sync_tables::Migration),
             Box::new(m0002_create_closed_rooms::Migration),
             Box::new(m0003_log_room_changes_in_the_database::Migration),
+            Box::new(m0004_library_items::Migration),
         ]
     }
 
