@@ -64,25 +64,6 @@ pub struct Config {
     pub access_cache_ttl: Duration,
 }
 
-impl Config {
-    /// The defaults, with the media directory at `media_dir`; for embedders and tests.
-    ///
-    /// # Panics
-    /// Never: the defaults parse.
-    #[must_use]
-    #[allow(clippy::expect_used)]
-    pub fn with_media_dir(media_dir: PathBuf) -> Self {
-        #[derive(clap::Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            config: Config,
-        }
-        let mut config = <Defaults as clap::Parser>::try_parse_from(["media"]).expect("defaults parse").config;
-        config.media_dir = Some(media_dir);
-        config
-    }
-}
-
 /// Parses `1048576`, `512K`, `100M`, `8G`, `2T` (powers of 1024; an optional `B` or `iB`).
 ///
 /// # Errors
