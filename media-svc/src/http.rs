@@ -27,6 +27,9 @@ use crate::uploads::NewUpload;
 const TUS_VERSION: &str = "1.0.0";
 const TUS_EXTENSIONS: &str = "creation,termination,expiration";
 const OFFSET_STREAM: &str = "application/offset+octet-stream";
+/// What a thumbnail that does not exist yet shows: a dark frame with a play sign.
+const PLACEHOLDER_SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 320 180\">\
+    <rect width=\"320\" height=\"180\" fill=\"#2b2f36\"/><path d=\"M140 65v50l40-25z\" fill=\"#9aa3ad\"/></svg>";
 /// Read size when serving files: larger reads mean fewer trips to the blocking pool.
 const SERVE_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -403,14 +406,18 @@ async fn serve_thumbnail(
         Library::check_item_id(&media_item_id)?;
         state.caller(&headers).await?;
         let item = state.library.store.find_item(&media_item_id).await?.ok_or(Error::NotFound)?;
-        if !item.has_thumbnail {
-            return Err(Error::NotFound);
-        }
-        Ok(state.library.dirs.thumbnail_path(&media_item_id))
+        Ok(item.has_thumbnail.then(|| state.library.dirs.thumbnail_path(&media_item_id)))
     }
     .await;
     let response = match result {
-        Ok(path) => {
+        // Not made yet (or audio only): a neutral picture, never cached, so that the real one
+        // shows as soon as it exists.
+        Ok(None) => {
+            let mut response = ([(header::CONTENT_TYPE, "image/svg+xml")], PLACEHOLDER_SVG).into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Ok(Some(path)) => {
             let mut response = serve_with_tower(&path, "image/jpeg", request).await;
             // The URL carries the item's version, so a new thumbnail gets a new URL.
             let headers = response.headers_mut();

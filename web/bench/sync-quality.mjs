@@ -409,7 +409,7 @@ async function openViewers(base) {
 
 async function startPlaying(viewers, base) {
   const owner = viewers[0];
-  await owner.page.fill("#media-url", `${base}/media/sync.webm`);
+  await owner.page.fill("#media-url", `${base}/fixtures/sync.webm`);
   await owner.page.fill("#media-title", "Sync test pattern");
   await owner.page.click("#media-play-now");
   for (const viewer of viewers) {
@@ -448,7 +448,7 @@ async function main() {
     webDir = prepareWebDir(started.tempDir);
   }
   // Keyframes every 2 s, as streaming encoders make them: a seek decodes at most that far.
-  makeTestVideo(join(webDir, "media", "sync.webm"), smoke ? 40 : 120, "testsrc", ["-g", "60", "-deadline", "realtime", "-cpu-used", "8"]);
+  makeTestVideo(join(webDir, "fixtures", "sync.webm"), smoke ? 40 : 120, "testsrc", ["-g", "60", "-deadline", "realtime", "-cpu-used", "8"]);
   if (!externalBase) {
     const launched = launchServer(started.tempDir, webDir);
     started.server = launched.server;

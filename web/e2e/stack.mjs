@@ -4,6 +4,7 @@
 // room, wait for the streams). One place, so that a benchmark measures the stack the tests test.
 
 import { spawn, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { cpSync, mkdirSync, mkdtempSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,15 +40,43 @@ export function makeTestVideo(path, seconds, pattern = "testsrc", extra = []) {
   );
 }
 
-/** Copies the built client to `webDir` and adds media/ for the tests; returns `webDir`. */
+/**
+ * Copies the built client to `webDir` and adds fixtures/ (test media served next to the client;
+ * /media/ belongs to media-svc) for the tests; returns `webDir`.
+ */
 export function prepareWebDir(tempDir, webDir = join(tempDir, "web")) {
   if (!existsSync(join(clientDist, "index.html"))) {
     throw new Error(`${clientDist} is not built: run \`npm run build\` first`);
   }
   cpSync(clientDist, webDir, { recursive: true });
-  mkdirSync(join(webDir, "media"), { recursive: true });
+  mkdirSync(join(webDir, "fixtures"), { recursive: true });
   return webDir;
 }
+
+/**
+ * Writes a 60 s (or `seconds`) H.264/AAC MP4 test pattern with a tone to `path`, noisy enough to
+ * be about 20 MB (2.6 Mbit/s), so that an upload of it takes several 8 MiB requests.
+ */
+export function makeTestMp4(path, seconds = 60) {
+  execFileSync(
+    "ffmpeg",
+    [
+      "-loglevel", "error", "-y",
+      "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25",
+      "-f", "lavfi", "-i", "sine=frequency=440",
+      "-t", String(seconds), "-vf", "noise=alls=40:allf=t",
+      "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", "2600k", "-maxrate", "2600k", "-bufsize", "2600k",
+      "-c:a", "aac", path,
+    ],
+    { stdio: "inherit" },
+  );
+}
+
+/**
+ * The internal token `xiaowo up` runs with here, so that tests can sign media URLs the way the
+ * server does (to show that an expired one is refused for its expiry, not its signature).
+ */
+export const internalToken = process.env.E2E_INTERNAL_TOKEN ?? randomBytes(32).toString("hex");
 
 /**
  * Starts `xiaowo up` serving `webDir` with its data under `tempDir`. Returns the process at once
@@ -58,7 +87,7 @@ export function launchServer(tempDir, webDir, listen = "127.0.0.1:0") {
     throw new Error(`${binary} not found: run \`cargo build -p xiaowo\` first`);
   }
   const server = spawn(binary, ["up", "--listen", listen, "--web-dir", webDir, "--data-dir", join(tempDir, "data")], {
-    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1" },
+    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1", XIAOWO_INTERNAL_TOKEN: internalToken },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const log = [];
@@ -101,13 +130,14 @@ export async function stopProcess(child) {
 }
 
 /** A browser profile of its own (own cookies and storage) under `tempDir`, and its first page. */
-export async function openProfile(name, tempDir, { ignoreHTTPSErrors = false, viewport = { width: 1280, height: 860 } } = {}) {
+export async function openProfile(name, tempDir, { ignoreHTTPSErrors = false, viewport = { width: 1280, height: 860 }, locale = "en-US" } = {}) {
   const context = await chromium.launchPersistentContext(mkdtempSync(join(tempDir, `profile-${name}-`)), {
     executablePath: chromiumPath,
     args: CHROMIUM_ARGS,
     headless: true,
     ignoreHTTPSErrors,
     viewport,
+    locale,
   });
   const page = context.pages()[0] ?? (await context.newPage());
   return { context, page };

@@ -6,6 +6,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { BadRequestSchema } from "./gen/google/rpc/error_details_pb";
 import { ChatService } from "./gen/xiaowo/chat/v1/chat_pb";
+import { MediaService } from "./gen/xiaowo/media/v1/media_pb";
 import { RoomService } from "./gen/xiaowo/room/v1/room_pb";
 import { SessionService } from "./gen/xiaowo/session/v1/session_pb";
 import { SyncService } from "./gen/xiaowo/sync/v1/sync_pb";
@@ -15,6 +16,7 @@ export interface Api {
   room: Client<typeof RoomService>;
   sync: Client<typeof SyncService>;
   chat: Client<typeof ChatService>;
+  media: Client<typeof MediaService>;
 }
 
 export function createApi(baseUrl = window.location.origin): Api {
@@ -24,6 +26,7 @@ export function createApi(baseUrl = window.location.origin): Api {
     room: createClient(RoomService, transport),
     sync: createClient(SyncService, transport),
     chat: createClient(ChatService, transport),
+    media: createClient(MediaService, transport),
   };
 }
 

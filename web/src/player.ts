@@ -4,6 +4,7 @@
 // The player reports ready/buffering/ended and its measured offset, and shows the controls the
 // room's control mode allows.
 
+import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
@@ -12,17 +13,27 @@ import { ClockSync, type ClockEstimate } from "./clock";
 import type { RoomContext } from "./context";
 import { button, formatDuration, h, replace } from "./dom";
 import { type DriftState, decideDrift, initialDriftState } from "./drift";
+import type { MediaItem } from "./gen/xiaowo/media/v1/media_pb";
 import {
+  Action,
+  type LoadError,
+  LoadErrorKind,
+  LoadErrorSchema,
+  type Media,
   PlayerState,
   type RoomState,
   RoomStateSchema,
   type Watcher,
 } from "./gen/xiaowo/sync/v1/sync_pb";
+import { thumbnail } from "./library";
+import { checkSeeking, describeAddedLoadError, describeOwnLoadError, describeSlowServer, diagnose } from "./loaderror";
 import { ReconnectingStream, type StreamState } from "./stream";
 import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "./timeline";
 
 const TICK_MS = 250;
 const REPORT_EVERY_MS = 2_000;
+/** Buffering this long without a byte arriving is shown with its reason. */
+const SLOW_SERVER_MS = 15_000;
 const NUDGE_SETTING = "xiaowo.nudge";
 const IGNORE_WAIT_SETTING = "xiaowo.ignoreWait";
 /** The room URL's query parameter that exposes `window.__xiaowoSync` to measuring tools. */
@@ -86,6 +97,18 @@ export class Player {
   /** Starts a scheduled play on time rather than at the next tick. */
   private startTimer = 0;
   private startScheduledFor = 0;
+  /** The URL the video loads (a signed one for library items). */
+  private currentUrl = "";
+  /** Why the current media cannot play (or, for missing Range support, cannot seek). */
+  private loadError: LoadError | undefined;
+  private lastReportedError = "";
+  /** A library item's URL was fetched again after an error (an expired URL): once per load. */
+  private urlRefreshed = false;
+  private lastDataAt = 0;
+  /** Who added each media id this page has seen in the queue or as a change of media. */
+  private readonly addedBy = new Map<string, string>();
+  /** Load errors of others already told to the person who added the media. */
+  private readonly toldErrors = new Set<string>();
 
   constructor(
     private readonly ctx: RoomContext,
@@ -163,10 +186,22 @@ export class Player {
     );
     this.queueElement = h("section", { class: "card" }, h("h2", {}, "Queue"), this.mediaForm(), this.queueList);
 
-    for (const event of ["waiting", "stalled", "playing", "canplay", "ended", "loadedmetadata", "error"]) {
+    for (const event of ["waiting", "stalled", "playing", "canplay", "ended", "loadedmetadata"]) {
       this.video.addEventListener(event, () => void this.report(true));
     }
-    this.video.addEventListener("loadedmetadata", () => this.renderSeekBar());
+    this.video.addEventListener("loadedmetadata", () => {
+      this.renderSeekBar();
+      void this.checkRange();
+    });
+    this.video.addEventListener("error", () => void this.onVideoError());
+    for (const event of ["progress", "timeupdate", "loadeddata"]) {
+      this.video.addEventListener(event, () => {
+        this.lastDataAt = performance.now();
+      });
+    }
+    this.video.addEventListener("playing", () => {
+      this.urlRefreshed = false;
+    });
 
     this.stream = new ReconnectingStream({
       onState: onStreamState,
@@ -193,6 +228,7 @@ export class Player {
               break;
             case "presence":
               this.onWatchers(response.event.value.watchers);
+              this.tellAdder(response.event.value.watchers);
               break;
             case "heartbeat":
             case undefined:
@@ -230,16 +266,68 @@ export class Player {
     delete (window as DebugWindow).__xiaowoSync;
   }
 
+  /** The media id the player has loaded ("" for none). */
+  currentMediaId(): string {
+    return this.loadedMediaId;
+  }
+
+  /** Plays a library item now, or appends it to the queue. */
+  async addLibraryItem(item: MediaItem, now: boolean): Promise<boolean> {
+    const roomId = this.ctx.roomId;
+    const fields = { libraryItemId: item.mediaItemId, title: item.title, durationMs: item.durationMs, url: "" };
+    if (now) {
+      return this.command((expectedVersion) => this.ctx.app.api.sync.changeMedia({ roomId, expectedVersion, ...fields }));
+    }
+    try {
+      const { state } = await this.ctx.app.api.sync.addQueueItem({ roomId, ...fields });
+      if (state) {
+        this.applyState(state, false);
+      }
+      return true;
+    } catch (error) {
+      this.ctx.app.notify(describeError(error), "error");
+      return false;
+    }
+  }
+
   /**
-   * Loads a media URL: natively when the browser plays it, through hls.js (loaded only when
-   * needed) for HLS playlists where it does not.
+   * Loads a media item: a library item through a signed URL from media-svc, a URL natively
+   * when the browser plays it, through hls.js (loaded only when needed) for HLS playlists
+   * where it does not.
    */
-  private async load(url: string): Promise<void> {
+  private async load(media: Media): Promise<void> {
     this.unload();
+    this.loadError = undefined;
+    this.lastDataAt = performance.now();
+    let url = media.url;
+    if (media.libraryItemId) {
+      try {
+        const signed = await this.ctx.app.api.media.createPlaybackUrl({ roomId: this.ctx.roomId, mediaItemId: media.libraryItemId });
+        url = signed.url;
+      } catch (error) {
+        if (media.mediaId === this.loadedMediaId) {
+          const code = errorCode(error);
+          const status = code === Code.NotFound ? 404 : code === Code.PermissionDenied ? 403 : 0;
+          this.fail(
+            create(LoadErrorSchema, {
+              mediaId: media.mediaId,
+              kind: status ? LoadErrorKind.HTTP_STATUS : code === Code.FailedPrecondition ? LoadErrorKind.UNSUPPORTED : LoadErrorKind.NETWORK,
+              httpStatus: status,
+              detail: describeError(error).slice(0, 200),
+            }),
+          );
+        }
+        return;
+      }
+      if (media.mediaId !== this.loadedMediaId) {
+        return;
+      }
+    }
+    this.currentUrl = url;
     const isPlaylist = URL.canParse(url) && new URL(url).pathname.toLowerCase().endsWith(".m3u8");
     if (isPlaylist && this.video.canPlayType("application/vnd.apple.mpegurl") === "") {
       const { default: Hls } = await import("hls.js");
-      if (url !== this.state?.timeline?.media?.url) {
+      if (media.mediaId !== this.loadedMediaId) {
         return;
       }
       if (Hls.isSupported()) {
@@ -254,6 +342,58 @@ export class Player {
     }
     this.video.src = url;
     this.video.load();
+  }
+
+  /** The video failed: an expired library URL is fetched once more, anything else reported. */
+  private async onVideoError(): Promise<void> {
+    const media = this.state?.timeline?.media;
+    if (!media || media.mediaId !== this.loadedMediaId || !this.video.error) {
+      return;
+    }
+    if (media.libraryItemId && !this.urlRefreshed) {
+      this.urlRefreshed = true;
+      await this.load(media);
+      return;
+    }
+    const error = await diagnose(media.mediaId, this.currentUrl, this.video);
+    if (media.mediaId === this.loadedMediaId) {
+      this.fail(error);
+    }
+  }
+
+  /** A server without Range support: the video plays, but seeks cannot follow the room. */
+  private async checkRange(): Promise<void> {
+    const mediaId = this.loadedMediaId;
+    if (!mediaId || this.hls || this.loadError) {
+      return;
+    }
+    const warning = await checkSeeking(mediaId, this.currentUrl, this.video);
+    if (warning && mediaId === this.loadedMediaId) {
+      this.fail(warning);
+    }
+  }
+
+  private fail(error: LoadError): void {
+    this.loadError = error;
+    void this.report(true);
+    this.tick();
+  }
+
+  /** The person who added the current media hears at once when someone cannot play it. */
+  private tellAdder(watchers: Watcher[]): void {
+    const media = this.state?.timeline?.media;
+    if (!media || this.addedBy.get(media.mediaId) !== this.ctx.myUserId) {
+      return;
+    }
+    for (const watcher of watchers) {
+      const error = watcher.loadError;
+      const key = `${watcher.userId}/${error?.mediaId}/${error?.kind}`;
+      if (watcher.userId === this.ctx.myUserId || !error || error.mediaId !== media.mediaId || this.toldErrors.has(key)) {
+        continue;
+      }
+      this.toldErrors.add(key);
+      this.ctx.app.notify(describeAddedLoadError(this.ctx.nameOf(watcher.userId), media.title || media.url, error), "error");
+    }
   }
 
   private unload(): void {
@@ -306,6 +446,12 @@ export class Player {
     this.state = state;
     const timeline = state.timeline;
     const media = timeline?.media;
+    for (const item of state.queue) {
+      this.addedBy.set(item.itemId, item.addedByUserId);
+    }
+    if (media && state.lastAction === Action.CHANGE_MEDIA && !this.addedBy.has(media.mediaId)) {
+      this.addedBy.set(media.mediaId, state.lastActionUserId);
+    }
     if (!timeline || !media) {
       this.timeline = undefined;
       if (this.loadedMediaId) {
@@ -325,7 +471,8 @@ export class Player {
         this.loadedMediaId = media.mediaId;
         this.endedMediaId = "";
         this.drift = initialDriftState(this.timeline.rate, this.drift.seekLead);
-        void this.load(media.url);
+        this.urlRefreshed = false;
+        void this.load(media);
       }
       if (!previous || !sameTimeline(previous, this.timeline)) {
         // A new target: the cooldowns belonged to corrections toward the old one.
@@ -333,7 +480,7 @@ export class Player {
       }
     }
     this.element.classList.toggle("has-media", Boolean(this.timeline));
-    this.nowPlaying.textContent = media ? media.title || media.url : "";
+    replace(this.nowPlaying, media?.libraryItemId ? thumbnail(media.libraryItemId) : null, media ? media.title || media.url : "");
     this.rateSelect.value = String(this.timeline?.rate ?? 1);
     this.waitToggle.checked = state.waitForEveryone;
     this.renderQueue();
@@ -376,7 +523,7 @@ export class Player {
         case "none":
           break;
       }
-      if (running && !atEnd && this.video.paused) {
+      if (running && !atEnd && this.video.paused && !this.failed()) {
         this.video.play().catch((error: unknown) => this.playRefused(error));
       } else if ((!running || atEnd) && !this.video.paused) {
         this.video.pause();
@@ -405,7 +552,15 @@ export class Player {
     }
   }
 
+  /** The player cannot play the current media at all (not merely seek in it). */
+  private failed(): boolean {
+    return this.loadError !== undefined && this.loadError.kind !== LoadErrorKind.NO_RANGE_SUPPORT;
+  }
+
   private describeStatus(timeline: Timeline, countdown: number): string {
+    if (this.failed() && this.loadError) {
+      return describeOwnLoadError(this.loadError);
+    }
     if (countdown > 0) {
       return `Starting in ${countdown.toFixed(1)} s`;
     }
@@ -414,7 +569,11 @@ export class Player {
       return `Waiting for ${waitingFor.map((userId) => this.ctx.nameOf(userId)).join(", ")}`;
     }
     if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA && !timeline.paused) {
-      return "Buffering…";
+      const silent = performance.now() - this.lastDataAt;
+      return silent > SLOW_SERVER_MS ? describeSlowServer(Math.round(silent / 1000)) : "Buffering…";
+    }
+    if (this.loadError) {
+      return describeOwnLoadError(this.loadError);
     }
     if (performance.now() / 1000 - this.drift.lastSeekAt < 1) {
       return "Catching up with the room…";
@@ -458,12 +617,15 @@ export class Player {
       return;
     }
     let state = PlayerState.READY;
-    if (this.video.ended || (this.duration() > 0 && positionAt(timeline, this.serverNow()) >= this.duration() && !timeline.paused)) {
+    const errorKey = this.loadError ? `${this.loadError.mediaId}/${this.loadError.kind}` : "";
+    if (this.failed()) {
+      state = PlayerState.FAILED;
+    } else if (this.video.ended || (this.duration() > 0 && positionAt(timeline, this.serverNow()) >= this.duration() && !timeline.paused)) {
       state = PlayerState.ENDED;
     } else if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA) {
       state = PlayerState.BUFFERING;
     }
-    if (onChange && state === this.lastReportedState) {
+    if (onChange && state === this.lastReportedState && errorKey === this.lastReportedError) {
       return;
     }
     if (state === PlayerState.ENDED && this.endedMediaId === media.mediaId) {
@@ -471,6 +633,7 @@ export class Player {
     }
     this.lastReportAt = performance.now();
     this.lastReportedState = state;
+    this.lastReportedError = errorKey;
     if (state === PlayerState.ENDED) {
       this.endedMediaId = media.mediaId;
     }
@@ -482,6 +645,7 @@ export class Player {
         roundTripMs: BigInt(Math.round(this.estimate?.roundTrip ?? 0)),
         ignoreWait: this.ignoreWait,
         mediaId: state === PlayerState.ENDED ? media.mediaId : "",
+        ...(this.loadError?.mediaId === media.mediaId ? { loadError: this.loadError } : {}),
       });
     } catch {
       // Reports are advisory; the next one carries the same information.
@@ -606,6 +770,7 @@ export class Player {
         return h(
           "li",
           { attrs: { "data-item-id": item.itemId } },
+          item.media?.libraryItemId ? thumbnail(item.media.libraryItemId) : null,
           h("span", { class: "queue-title" }, item.media?.title || item.media?.url || ""),
           h("span", { class: "muted small" }, ` added by ${this.ctx.nameOf(item.addedByUserId)}`),
           h("span", { class: "actions" }, ...actions),

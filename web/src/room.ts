@@ -10,8 +10,11 @@ import { RoomContext, roleName } from "./context";
 import { button, h, replace } from "./dom";
 import { ControlMode, type Room, Role, RoomStatus, Visibility } from "./gen/xiaowo/room/v1/room_pb";
 import { PlayerState, type Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
+import { LibraryPanel } from "./library";
+import { describeMemberLoadError } from "./loaderror";
 import type { App } from "./main";
 import { Player } from "./player";
+import { UploadPanel } from "./upload";
 import type { StreamState } from "./stream";
 
 const REFRESH_MS = 10_000;
@@ -125,10 +128,17 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
       if (latest.some((watcher) => !ctx.members.has(watcher.userId)) && performance.now() - lastRefresh > 3_000) {
         void refresh();
       }
-      renderMembers(ctx, members, watchers, chat);
+      renderMembers(ctx, members, watchers, chat, player.currentMediaId());
     },
     onStreamState("sync"),
   );
+  const library = new LibraryPanel(ctx, player);
+  const upload = new UploadPanel(ctx, async (item, addToQueue) => {
+    if (addToQueue && !ctx.controlDeniedReason()) {
+      await player.addLibraryItem(item, false);
+    }
+    await library.refresh();
+  });
 
   const title = h("h1", { attrs: { id: "room-name" } });
   const description = h("p", { class: "muted" });
@@ -148,7 +158,7 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
   };
   ctx.onChange(() => {
     renderHeader();
-    renderMembers(ctx, members, watchers, chat);
+    renderMembers(ctx, members, watchers, chat, player.currentMediaId());
   });
 
   const share = button("Copy link", async () => {
@@ -175,7 +185,7 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
       "div",
       { class: "room" },
       h("div", { class: "room-head" }, h("div", {}, title, description), h("div", { class: "row" }, myRole, connection, share, leave)),
-      h("div", { class: "room-main" }, player.element, player.queueElement, settings),
+      h("div", { class: "room-main" }, player.element, player.queueElement, upload.element, library.element, settings),
       h("div", { class: "room-side" }, h("section", { class: "card" }, h("h2", {}, "Members"), members), chat.element),
     ),
   );
@@ -224,12 +234,16 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
     window.clearInterval(timer);
     player.stop();
     chat.stop();
+    upload.stop();
+    library.stop();
   };
 
   renderHeader();
   void refresh();
   player.start();
   chat.start();
+  upload.start();
+  library.start();
   return stop;
 }
 
@@ -255,7 +269,7 @@ function renderConnection(element: HTMLElement, streams: Record<"sync" | "chat",
   element.textContent = text;
 }
 
-function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[], chat: Chat): void {
+function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[], chat: Chat, mediaId: string): void {
   const watching = new Map(watchers.map((watcher) => [watcher.userId, watcher]));
   const userIds = [...ctx.members.keys()];
   for (const watcher of watchers) {
@@ -279,6 +293,10 @@ function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[],
         h("span", { class: "member-name" }, ctx.nameOf(userId), me ? " (you)" : ""),
         h("span", { class: `badge role-${roleName(role)}` }, roleName(role)),
         h("span", { class: "drift muted small" }, watcher ? describeWatcher(watcher) : "not watching"),
+        // One's own trouble is in the player's status line already.
+        !me && watcher?.loadError && watcher.loadError.mediaId === mediaId
+          ? h("span", { class: "load-error small" }, describeMemberLoadError(ctx.nameOf(userId), watcher.loadError))
+          : null,
         me ? null : memberActions(ctx, userId, role, chat),
       );
     }),
@@ -293,6 +311,8 @@ function describeWatcher(watcher: Watcher): string {
       return `buffering · ${drift}`;
     case PlayerState.ENDED:
       return "finished";
+    case PlayerState.FAILED:
+      return "cannot play";
     case PlayerState.READY:
       return drift;
     case PlayerState.UNSPECIFIED:
