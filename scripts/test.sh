@@ -40,6 +40,7 @@ step "web client (unit and headless-browser tests)" scripts/test-web.sh
 step "split deployment behind nginx" scripts/test-split.sh
 step "two instances on PostgreSQL and NATS behind nginx" scripts/test-scaleout.sh
 step "benchmark smoke" scripts/bench.sh --smoke
+step "media benchmark smoke" scripts/bench-media.sh --smoke
 
 echo
 if [ ${#failures[@]} -eq 0 ]; then

@@ -627,6 +627,100 @@ async fn bad_input_is_refused_with_the_field_named() {
 }
 
 #[tokio::test]
+async fn library_items_play_and_queue_and_players_load_errors_reach_every_member() {
+    let fixture = Fixture::start().await;
+    let (member_id, member) = fixture.member("Bob", room_pb::Role::Member).await;
+    let mut owner_events = watch(&fixture.app, &fixture.room_id, &fixture.owner).await;
+    let _member_events = watch(&fixture.app, &fixture.room_id, &member).await;
+    let client = fixture.app.client();
+    let library_item_id = uuid::Uuid::new_v4().to_string();
+
+    // A library item instead of a URL, in the queue and as the media.
+    let request = pb::AddQueueItemRequest {
+        room_id: fixture.room_id.clone(),
+        library_item_id: library_item_id.clone(),
+        title: "Holiday".to_owned(),
+        duration_ms: 60_000,
+        ..Default::default()
+    };
+    let added = client.clone().add_queue_item(with_token(request, &fixture.owner)).await.unwrap().into_inner();
+    let media = added.item.unwrap().media.unwrap();
+    assert_eq!((media.library_item_id.as_str(), media.url.as_str()), (library_item_id.as_str(), ""));
+    let request =
+        pb::PlayNextRequest { room_id: fixture.room_id.clone(), expected_version: added.state.unwrap().version };
+    let playing = client.clone().play_next(with_token(request, &fixture.owner)).await.unwrap().into_inner();
+    let media = playing.state.unwrap().timeline.unwrap().media.unwrap();
+    assert_eq!(media.library_item_id, library_item_id);
+    assert_eq!(fixture.state(&member).await.timeline.unwrap().media.unwrap().library_item_id, library_item_id);
+
+    // Both or neither, and ids that are not ids, are refused.
+    for (url, item, fields) in [
+        ("https://media.example/a.mp4", library_item_id.as_str(), vec!["url"]),
+        ("", "../etc/passwd", vec!["library_item_id"]),
+        ("", "", vec!["url"]),
+    ] {
+        let request = pb::AddQueueItemRequest {
+            room_id: fixture.room_id.clone(),
+            url: url.to_owned(),
+            library_item_id: item.to_owned(),
+            ..Default::default()
+        };
+        let status = client.clone().add_queue_item(with_token(request, &fixture.owner)).await.unwrap_err();
+        assert_eq!(violated_fields(&status), fields);
+    }
+
+    // A player that cannot play says why; everyone sees it in presence.
+    let load_error = pb::LoadError {
+        media_id: media.media_id.clone(),
+        kind: pb::LoadErrorKind::HttpStatus.into(),
+        http_status: 404,
+        detail: "MEDIA_ELEMENT_ERROR: Format error".to_owned(),
+    };
+    let request = pb::ReportStatusRequest {
+        room_id: fixture.room_id.clone(),
+        state: pb::PlayerState::Failed.into(),
+        load_error: Some(load_error.clone()),
+        ..Default::default()
+    };
+    client.clone().report_status(with_token(request, &member)).await.unwrap();
+    let seen = loop {
+        if let Event::Presence(presence) = next_event(&mut owner_events).await.unwrap()
+            && let Some(watcher) = presence.watchers.into_iter().find(|watcher| watcher.user_id == member_id)
+            && watcher.load_error.is_some()
+        {
+            break watcher;
+        }
+    };
+    assert_eq!(seen.state(), pb::PlayerState::Failed);
+    assert_eq!(seen.load_error, Some(load_error.clone()));
+
+    // FAILED needs a reason; a status only goes with HTTP_STATUS; the detail is plain and short.
+    let report = |state: pb::PlayerState, load_error: Option<pb::LoadError>| pb::ReportStatusRequest {
+        room_id: fixture.room_id.clone(),
+        state: state.into(),
+        load_error,
+        ..Default::default()
+    };
+    let status =
+        client.clone().report_status(with_token(report(pb::PlayerState::Failed, None), &member)).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["load_error"]);
+    let wrong_status = pb::LoadError { kind: pb::LoadErrorKind::Decode.into(), ..load_error.clone() };
+    let status = client
+        .clone()
+        .report_status(with_token(report(pb::PlayerState::Failed, Some(wrong_status)), &member))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["load_error.http_status"]);
+    let noisy = pb::LoadError { detail: "a\u{7}b".repeat(10), ..load_error };
+    let status = client
+        .clone()
+        .report_status(with_token(report(pb::PlayerState::Failed, Some(noisy)), &member))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["load_error.detail"]);
+}
+
+#[tokio::test]
 async fn streams_end_when_the_server_shuts_down() {
     let fixture = Fixture::start().await;
     let mut events = watch(&fixture.app, &fixture.room_id, &fixture.owner).await;
