@@ -63,16 +63,6 @@ generated=$(mktemp /tmp/xiaowo-bench-media-section.XXXXXX)
   echo
   echo "<!-- xiaowo-media-bench:end -->"
 } > "$generated"
-python3 - "$generated" <<'PY'
-import re, sys
-section = open(sys.argv[1]).read()
-text = open("BENCHMARKS.md").read()
-pattern = re.compile(r"<!-- xiaowo-media-bench:begin.*?<!-- xiaowo-media-bench:end -->\n?", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text, count=1)
-else:
-    text = text.rstrip("\n") + "\n\n## Media: range serving and uploads\n\n" + section
-open("BENCHMARKS.md", "w").write(text)
-PY
+replace_benchmarks_section xiaowo-media-bench "$generated" "## Media: range serving and uploads"
 rm -f "$generated"
 echo "BENCHMARKS.md updated"

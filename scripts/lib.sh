@@ -90,3 +90,21 @@ stop_postgres() {
     as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
   fi
 }
+
+# Replaces the section between `<!-- NAME:begin` and `<!-- NAME:end -->` in BENCHMARKS.md with
+# the contents of FILE (which carries both markers), or appends it under HEADING when absent.
+#   replace_benchmarks_section NAME FILE [HEADING]
+replace_benchmarks_section() {
+  python3 - "$1" "$2" "${3:-}" <<'PY'
+import re, sys
+name, path, heading = sys.argv[1:4]
+section = open(path).read()
+text = open("BENCHMARKS.md").read()
+pattern = re.compile(r"<!-- " + re.escape(name) + r":begin.*?<!-- " + re.escape(name) + r":end -->\n?", re.S)
+if pattern.search(text):
+    text = pattern.sub(lambda _: section, text, count=1)
+else:
+    text = text.rstrip("\n") + "\n\n" + (heading + "\n\n" if heading else "") + section
+open("BENCHMARKS.md", "w").write(text)
+PY
+}

@@ -148,6 +148,32 @@ fn contains_pattern(word: &str) -> LikeExpr {
     LikeExpr::new(format!("%{escaped}%")).escape('\\')
 }
 
+/// The columns a probe decides; every other column left unset.
+fn probe_columns(info: &MediaInfo) -> media_item::ActiveModel {
+    let MediaInfo {
+        duration_ms,
+        container,
+        video_codec,
+        audio_codec,
+        width,
+        height,
+        playability,
+        content_type,
+        extension: _,
+    } = info.clone();
+    media_item::ActiveModel {
+        duration_ms: Set(duration_ms),
+        container: Set(container),
+        video_codec: Set(video_codec),
+        audio_codec: Set(audio_codec),
+        width: Set(width),
+        height: Set(height),
+        playability: Set(playability_word(playability).to_owned()),
+        content_type: Set(content_type),
+        ..Default::default()
+    }
+}
+
 /// Access to the `media_items` and `uploads` tables.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -176,17 +202,6 @@ impl Store {
             created_at,
             updated_at,
         } = item.clone();
-        let MediaInfo {
-            duration_ms,
-            container,
-            video_codec,
-            audio_codec,
-            width,
-            height,
-            playability,
-            content_type,
-            extension: _,
-        } = info;
         media_item::ActiveModel {
             media_item_id: Set(media_item_id),
             title_folded: Set(title.to_lowercase()),
@@ -194,20 +209,13 @@ impl Store {
             relative_path: Set(relative_path),
             size_bytes: Set(size_bytes),
             modified_ms: Set(modified_ms),
-            duration_ms: Set(duration_ms),
-            container: Set(container),
-            video_codec: Set(video_codec),
-            audio_codec: Set(audio_codec),
-            width: Set(width),
-            height: Set(height),
-            playability: Set(playability_word(playability).to_owned()),
-            content_type: Set(content_type),
             source: Set(source_word(source).to_owned()),
             added_by_user_id: Set(added_by_user_id),
             room_id: Set(room_id),
             has_thumbnail: Set(has_thumbnail),
             created_at: Set(created_at),
             updated_at: Set(updated_at),
+            ..probe_columns(&info)
         }
         .insert(&self.db)
         .await?;
@@ -223,30 +231,15 @@ impl Store {
         info: &MediaInfo,
         now: i64,
     ) -> Result<(), DbErr> {
-        let MediaInfo {
-            duration_ms,
-            container,
-            video_codec,
-            audio_codec,
-            width,
-            height,
-            playability,
-            content_type,
-            extension: _,
-        } = info;
+        let columns = media_item::ActiveModel {
+            size_bytes: Set(size_bytes),
+            modified_ms: Set(modified_ms),
+            has_thumbnail: Set(false),
+            updated_at: Set(now),
+            ..probe_columns(info)
+        };
         media_item::Entity::update_many()
-            .col_expr(media_item::Column::SizeBytes, Expr::value(size_bytes))
-            .col_expr(media_item::Column::ModifiedMs, Expr::value(modified_ms))
-            .col_expr(media_item::Column::DurationMs, Expr::value(*duration_ms))
-            .col_expr(media_item::Column::Container, Expr::value(container.as_str()))
-            .col_expr(media_item::Column::VideoCodec, Expr::value(video_codec.as_str()))
-            .col_expr(media_item::Column::AudioCodec, Expr::value(audio_codec.as_str()))
-            .col_expr(media_item::Column::Width, Expr::value(*width))
-            .col_expr(media_item::Column::Height, Expr::value(*height))
-            .col_expr(media_item::Column::Playability, Expr::value(playability_word(*playability)))
-            .col_expr(media_item::Column::ContentType, Expr::value(content_type.as_str()))
-            .col_expr(media_item::Column::HasThumbnail, Expr::value(false))
-            .col_expr(media_item::Column::UpdatedAt, Expr::value(now))
+            .set(columns)
             .filter(media_item::Column::MediaItemId.eq(media_item_id))
             .exec(&self.db)
             .await?;
