@@ -260,6 +260,9 @@ pub(crate) fn conflict_status(state: &RoomState) -> Status {
     Status::with_details(Code::Aborted, message, Bytes::from(details.encode_to_vec()))
 }
 
+/// Most rooms one ListNowPlaying may name (a page of a room list).
+const MAX_NOW_PLAYING_ROOMS: usize = 50;
+
 fn check_room_id(room_id: &str) -> Result<String, Violation> {
     uuid::Uuid::parse_str(room_id.trim())
         .map(|id| id.to_string())
@@ -353,6 +356,33 @@ impl pb::sync_service_server::SyncService for PublicApi {
             receive_time: Some(proto::timestamp_from_ms(receive_time)),
             send_time: Some(proto::timestamp_from_ms(self.rooms.now_ms())),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_now_playing(
+        &self,
+        request: Request<pb::ListNowPlayingRequest>,
+    ) -> Result<Response<pb::ListNowPlayingResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let pb::ListNowPlayingRequest { room_ids } = request.into_inner();
+        if room_ids.len() > MAX_NOW_PLAYING_ROOMS {
+            let violation = Violation::new("room_ids", format!("at most {MAX_NOW_PLAYING_ROOMS} rooms"));
+            return Err(Error::InvalidArgument(vec![violation]).into());
+        }
+        let mut now_playing = Vec::with_capacity(room_ids.len());
+        for room_id in room_ids {
+            let room_id = check_room_id(&room_id).map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+            match self.rooms.get(&room_id, &caller).await {
+                Ok((state, _)) => now_playing.push(pb::NowPlaying {
+                    room_id,
+                    media: state.timeline.media.as_ref().map(media_to_pb),
+                    paused: state.timeline.paused,
+                }),
+                Err(Error::PermissionDenied(_) | Error::RoomNotFound | Error::FailedPrecondition(_)) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(Response::new(pb::ListNowPlayingResponse { now_playing }))
     }
 
     #[tracing::instrument(skip_all, fields(room_id))]

@@ -669,6 +669,19 @@ async fn library_items_play_and_queue_and_players_load_errors_reach_every_member
         assert_eq!(violated_fields(&status), fields);
     }
 
+    // Room lists show what members' rooms play; other rooms are left out.
+    let outsider = fixture.peers.user("Carol").await.1;
+    let other_room = uuid::Uuid::new_v4().to_string();
+    let request = || pb::ListNowPlayingRequest { room_ids: vec![fixture.room_id.clone(), other_room.clone()] };
+    let listed = client.clone().list_now_playing(with_token(request(), &member)).await.unwrap().into_inner();
+    assert_eq!(listed.now_playing.len(), 1);
+    assert_eq!(listed.now_playing[0].media.as_ref().unwrap().library_item_id, library_item_id);
+    let hidden = client.clone().list_now_playing(with_token(request(), &outsider)).await.unwrap().into_inner();
+    assert!(hidden.now_playing.is_empty());
+    let too_many = pb::ListNowPlayingRequest { room_ids: vec![fixture.room_id.clone(); 51] };
+    let status = client.clone().list_now_playing(with_token(too_many, &member)).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["room_ids"]);
+
     // A player that cannot play says why; everyone sees it in presence.
     let load_error = pb::LoadError {
         media_id: media.media_id.clone(),

@@ -619,6 +619,11 @@ scenario(MEDIA_PLAY, [UPLOAD], async () => {
   }
   await screenshot(state.alice, "23-uploaded-playing-alice");
   await screenshot(state.bob, "24-uploaded-playing-bob");
+  // The lobby's room list says what the room plays, with the thumbnail.
+  await state.bob.page.goto(state.base);
+  await state.bob.page.waitForSelector(`#my-rooms li:has-text("Movie night") .now-playing-line:has-text("holiday") img.thumb[data-library-item-id="${state.mediaItemId}"]`);
+  await screenshot(state.bob, "24b-lobby-now-playing");
+  await backToRoom(state.bob);
 });
 
 scenario("a signed URL is refused to others and once expired; paths out of /media/ are refused", [MEDIA_PLAY], async () => {

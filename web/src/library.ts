@@ -6,6 +6,7 @@ import { describeError } from "./api";
 import type { RoomContext } from "./context";
 import { button, formatDuration, h, replace } from "./dom";
 import { type MediaItem, Playability, Source } from "./gen/xiaowo/media/v1/media_pb";
+import type { NowPlaying } from "./gen/xiaowo/sync/v1/sync_pb";
 import { formatBytes, pick } from "./lang";
 import type { Player } from "./player";
 
@@ -28,6 +29,8 @@ export const LIBRARY_TEXT = {
     fromFolder: "media folder",
     uploadedByYou: "your upload",
     uploadedBy: (name: string) => `uploaded by ${name}`,
+    nowPlaying: (title: string) => `Now playing: ${title}`,
+    nowPaused: (title: string) => `Paused: ${title}`,
   },
   zh: {
     heading: "媒体库",
@@ -47,6 +50,8 @@ export const LIBRARY_TEXT = {
     fromFolder: "媒体文件夹",
     uploadedByYou: "你的上传",
     uploadedBy: (name: string) => `${name} 上传`,
+    nowPlaying: (title: string) => `正在播放：${title}`,
+    nowPaused: (title: string) => `已暂停：${title}`,
   },
 };
 
@@ -61,6 +66,21 @@ export function thumbnail(libraryItemId: string, url = ""): HTMLImageElement {
   });
   image.addEventListener("error", () => image.classList.add("missing"));
   return image;
+}
+
+/** What a room plays, for room lists: the thumbnail of a library item and its title. */
+export function nowPlayingLine(nowPlaying: NowPlaying | undefined): HTMLElement | null {
+  const media = nowPlaying?.media;
+  if (!nowPlaying || !media) {
+    return null;
+  }
+  const title = media.title || media.url;
+  return h(
+    "div",
+    { class: "now-playing-line muted small" },
+    media.libraryItemId ? thumbnail(media.libraryItemId) : null,
+    nowPlaying.paused ? text.nowPaused(title) : text.nowPlaying(title),
+  );
 }
 
 export class LibraryPanel {

@@ -4,6 +4,8 @@
 import { describeError } from "./api";
 import { h, replace } from "./dom";
 import { ControlMode, type Room, Visibility } from "./gen/xiaowo/room/v1/room_pb";
+import type { NowPlaying } from "./gen/xiaowo/sync/v1/sync_pb";
+import { nowPlayingLine } from "./library";
 import type { App } from "./main";
 
 const REFRESH_MS = 5_000;
@@ -20,8 +22,17 @@ export function showLobby(app: App, main: HTMLElement): () => void {
         app.api.room.listRooms({ pageSize: 50 }),
         app.api.room.listMyRooms({ pageSize: 50 }),
       ]);
-      renderRooms(app, publicList, publicRooms.rooms, "No public rooms yet: open one.");
-      renderRooms(app, myList, myRooms.rooms, "You have not joined a room yet.");
+      // What the caller's rooms play (only members are told), beside each of them.
+      const roomIds = [...new Set([...myRooms.rooms, ...publicRooms.rooms].map((room) => room.roomId))].slice(0, 50);
+      const playing = new Map<string, NowPlaying>();
+      if (roomIds.length > 0) {
+        const { nowPlaying } = await app.api.sync.listNowPlaying({ roomIds }).catch(() => ({ nowPlaying: [] as NowPlaying[] }));
+        for (const entry of nowPlaying) {
+          playing.set(entry.roomId, entry);
+        }
+      }
+      renderRooms(app, publicList, publicRooms.rooms, "No public rooms yet: open one.", playing);
+      renderRooms(app, myList, myRooms.rooms, "You have not joined a room yet.", playing);
       listError.textContent = "";
     } catch (error) {
       listError.textContent = describeError(error);
@@ -47,7 +58,7 @@ export function showLobby(app: App, main: HTMLElement): () => void {
   return () => window.clearInterval(timer);
 }
 
-function renderRooms(app: App, list: HTMLElement, rooms: Room[], empty: string): void {
+function renderRooms(app: App, list: HTMLElement, rooms: Room[], empty: string, playing: Map<string, NowPlaying>): void {
   if (rooms.length === 0) {
     replace(list, h("li", { class: "muted" }, empty));
     return;
@@ -67,6 +78,7 @@ function renderRooms(app: App, list: HTMLElement, rooms: Room[], empty: string):
         room.hasPassword ? h("span", { class: "badge", attrs: { title: "Needs a password" } }, "password") : null,
         h("span", { class: "muted" }, ` ${room.memberCount} ${room.memberCount === 1 ? "member" : "members"}`),
         room.description ? h("div", { class: "muted small" }, room.description) : null,
+        nowPlayingLine(playing.get(room.roomId)),
       );
     }),
   );
