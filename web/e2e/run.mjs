@@ -719,6 +719,24 @@ scenario("the media panels in English and Chinese, wide and narrow; a refused up
   await screenshot(mei, "30-media-zh-390");
   // The refused file left nothing: Mei's quota is untouched.
   await mei.page.waitForFunction(() => /已用 0 B/.test(document.getElementById("upload-limits")?.textContent ?? ""));
+
+  // Cancel: an upload whose data is held back counts against the quota until it is cancelled,
+  // and the cancel deletes it on the server (tus termination).
+  await mei.page.setViewportSize({ width: 1280, height: 800 });
+  await mei.page.route("**/media/uploads/**", (route) => (route.request().method() === "PATCH" ? undefined : route.continue()));
+  await mei.page.setInputFiles("#upload-file", join(started.tempDir, "holiday.mp4"));
+  await mei.page.waitForSelector("#upload-cancel:visible");
+  const uploadUrl = await mei.page.waitForFunction(() => JSON.parse(localStorage.getItem("xiaowo.uploads") ?? "[]")[0]?.uploadUrl);
+  const uploadPath = new URL(await uploadUrl.jsonValue(), state.base).pathname;
+  const headStatus = () =>
+    mei.page.evaluate(async (path) => (await fetch(path, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } })).status, uploadPath);
+  assert((await headStatus()) === 200, "the upload exists on the server before the cancel");
+  const terminated = mei.page.waitForResponse((response) => response.request().method() === "DELETE" && response.url().includes(uploadPath));
+  await mei.page.click("#upload-cancel");
+  assert((await terminated).status() === 204, "the cancel terminates the upload");
+  await mei.page.waitForFunction(() => (document.getElementById("upload-status")?.textContent ?? "").includes("已取消上传"));
+  assert((await headStatus()) === 404, "a cancelled upload is gone from the server");
+  await mei.page.unroute("**/media/uploads/**");
 });
 
 scenario("no console errors on either page", [], async () => {
