@@ -107,6 +107,7 @@ pub async fn build(
         placing: tokio::sync::Mutex::new(()),
         receiving: Mutex::new(HashSet::new()),
         not_media: Mutex::new(HashMap::new()),
+        served: Mutex::new(HashMap::new()),
     });
     library.update_gauges().await;
     let max_message = assembly.config().max_message_bytes;

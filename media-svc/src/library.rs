@@ -257,7 +257,23 @@ pub struct Library {
     /// Directory files that are not media, with the size and time they were probed at, so the
     /// scan does not probe them again until they change.
     pub(crate) not_media: Mutex<HashMap<String, (i64, i64)>>,
+    /// Files recently served, by item: a player asks for range after range of one file, and each
+    /// would otherwise cost a database read and a path resolution.
+    pub(crate) served: Mutex<HashMap<String, ServedFile>>,
 }
+
+/// Where an item's file is and how it is served, as found a moment ago.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedFile {
+    pub path: PathBuf,
+    pub content_type: String,
+    found_at: std::time::Instant,
+}
+
+/// How long a found file is reused without looking again.
+const SERVED_FILE_TTL: Duration = Duration::from_secs(5);
+/// Entries above which stale ones are swept.
+const SERVED_FILE_SWEEP_AT: usize = 1024;
 
 fn page_size(requested: i32, max: u64) -> u64 {
     match u64::try_from(requested) {
@@ -417,8 +433,44 @@ impl Library {
         Ok(())
     }
 
+    /// The file of an item to serve: from the database, resolved inside the media directory,
+    /// reused for a few seconds.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown item or a file that is missing or leads out of the directory.
+    pub(crate) async fn served_file(&self, media_item_id: &str) -> Result<ServedFile, Error> {
+        let now = std::time::Instant::now();
+        if let Ok(served) = self.served.lock()
+            && let Some(file) = served.get(media_item_id)
+            && now.saturating_duration_since(file.found_at) < SERVED_FILE_TTL
+        {
+            return Ok(file.clone());
+        }
+        let item = self.store.find_item(media_item_id).await?.ok_or(Error::NotFound)?;
+        let path = self.dirs.resolve_inside(&item.relative_path).ok_or_else(|| {
+            tracing::warn!(%media_item_id, path = %item.relative_path, "file missing or leads out of the media directory");
+            Error::NotFound
+        })?;
+        let file = ServedFile { path, content_type: item.info.content_type, found_at: now };
+        if let Ok(mut served) = self.served.lock() {
+            if served.len() >= SERVED_FILE_SWEEP_AT {
+                served.retain(|_, file| now.saturating_duration_since(file.found_at) < SERVED_FILE_TTL);
+            }
+            served.insert(media_item_id.to_owned(), file.clone());
+        }
+        Ok(file)
+    }
+
+    /// Forgets where an item's file was (it changed or went).
+    pub(crate) fn forget_served(&self, media_item_id: &str) {
+        if let Ok(mut served) = self.served.lock() {
+            served.remove(media_item_id);
+        }
+    }
+
     /// Removes an item's row, file and thumbnail (the caller holds `placing`).
     pub(crate) async fn remove_item(&self, item: &MediaItem) -> Result<(), Error> {
+        self.forget_served(&item.media_item_id);
         if !self.store.delete_item(&item.media_item_id).await? {
             return Err(Error::NotFound);
         }

@@ -243,6 +243,7 @@ impl Library {
                 let has_video = !info.video_codec.is_empty();
                 let now = self.now_ms();
                 self.store.update_probe(&known.media_item_id, file.size_bytes, file.modified_ms, &info, now).await?;
+                self.forget_served(&known.media_item_id);
                 remove_quietly(&self.dirs.thumbnail_path(&known.media_item_id)).await;
                 self.make_thumbnail(&known.media_item_id, &file.absolute, info.duration_ms, has_video).await;
                 tracing::info!(path = %file.relative_path, "changed file probed again");
