@@ -12,7 +12,6 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use svc_kit::auth::Caller;
 use svc_kit::clock::millis;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -21,8 +20,8 @@ use crate::model::{MediaItem, Source, Upload};
 
 /// Bytes received between syncs of the file and records of the offset, within one request.
 const SYNC_EVERY_BYTES: u64 = 16 << 20;
-/// Write buffer per receiving upload.
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// Received bytes collected before one write to the file.
+const WRITE_BATCH_BYTES: usize = 4 << 20;
 /// Longest file name kept from the browser.
 const MAX_FILE_NAME_CHARS: usize = 200;
 /// Expired uploads removed per janitor round.
@@ -45,6 +44,66 @@ pub struct Appended {
     pub expires_at: i64,
     /// The library item, once the upload is complete and was accepted.
     pub item: Option<MediaItem>,
+}
+
+/// An upload's part file, written in batches on the blocking pool: the received buffers go to
+/// the file as they are (no copy into a write buffer first), a few MiB per trip.
+struct PartWriter {
+    file: Option<std::fs::File>,
+    pending: Vec<Bytes>,
+    pending_bytes: usize,
+}
+
+fn blocking_failed(error: tokio::task::JoinError) -> Error {
+    Error::Io(std::io::Error::other(error))
+}
+
+impl PartWriter {
+    /// Opens the part file at `offset`, dropping whatever lies past it: bytes a crash left
+    /// there were never acknowledged.
+    async fn open(path: std::path::PathBuf, offset: u64) -> Result<Self, Error> {
+        let file = tokio::task::spawn_blocking(move || {
+            use std::io::Seek;
+            let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+            file.set_len(offset)?;
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(blocking_failed)??;
+        Ok(Self { file: Some(file), pending: Vec::new(), pending_bytes: 0 })
+    }
+
+    async fn push(&mut self, chunk: Bytes) -> Result<(), Error> {
+        self.pending_bytes += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_bytes >= WRITE_BATCH_BYTES { self.write(false).await } else { Ok(()) }
+    }
+
+    /// Writes what is pending and syncs the file's data.
+    async fn sync(&mut self) -> Result<(), Error> {
+        self.write(true).await
+    }
+
+    async fn write(&mut self, sync: bool) -> Result<(), Error> {
+        let mut file = self.file.take().ok_or_else(|| Error::Io(std::io::Error::other("part file lost")))?;
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let file = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            for chunk in &pending {
+                file.write_all(chunk)?;
+            }
+            if sync {
+                file.sync_data()?;
+            }
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(blocking_failed)??;
+        self.file = Some(file);
+        Ok(())
+    }
 }
 
 /// Marks an upload as receiving in this process until dropped.
@@ -240,12 +299,7 @@ impl Library {
         if remaining > 0 {
             self.check_free_disk(remaining)?;
         }
-        let path = self.dirs.part_path(&upload.upload_id);
-        let mut file = tokio::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path).await?;
-        // Whatever a crash left past the recorded offset was never acknowledged: drop it.
-        file.set_len(upload.offset_bytes).await?;
-        file.seek(std::io::SeekFrom::Start(upload.offset_bytes)).await?;
-        let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+        let mut writer = PartWriter::open(self.dirs.part_path(&upload.upload_id), upload.offset_bytes).await?;
         let mut offset = upload.offset_bytes;
         let mut unsynced = 0_u64;
         let mut broken = None;
@@ -265,20 +319,18 @@ impl Library {
                 too_long = true;
                 break;
             }
-            writer.write_all(&chunk).await?;
+            writer.push(chunk).await?;
             offset += length;
             unsynced += length;
             self.metrics.upload_bytes.inc_by(length);
             if unsynced >= SYNC_EVERY_BYTES {
-                writer.flush().await?;
-                writer.get_ref().sync_data().await?;
+                writer.sync().await?;
                 let expires_at = self.now_ms().saturating_add(millis(self.limits.upload_expiry));
                 self.store.set_upload_offset(&upload.upload_id, offset, expires_at).await?;
                 unsynced = 0;
             }
         }
-        writer.flush().await?;
-        writer.get_ref().sync_data().await?;
+        writer.sync().await?;
         let expires_at = self.now_ms().saturating_add(millis(self.limits.upload_expiry));
         self.store.set_upload_offset(&upload.upload_id, offset, expires_at).await?;
         if too_long {
