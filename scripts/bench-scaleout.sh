@@ -43,6 +43,7 @@ wait_port() {
 }
 # Generous limits, as xiaowo-bench's own suite sets them: the generator is one client address.
 export XIAOWO_SYNC_COMMAND_BURST=100000 XIAOWO_SYNC_COMMANDS_PER_SECOND=100000 XIAOWO_ADMIN_TOKEN=bench
+export XIAOWO_ROOM_CREATES_PER_CALLER=0 XIAOWO_ROOM_CREATES_PER_ADDRESS=0 XIAOWO_ROOM_MAX_OPEN_PER_OWNER=0
 export XIAOWO_LOG=warn
 limits=(--max-concurrent-streams 1000 --max-connections-per-ip 0 --peer-deadline 10s)
 up_limits=("${limits[@]}" --session-create-burst 1000000 --session-create-per-minute 100000000 --room-max-members 1000)

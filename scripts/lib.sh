@@ -8,6 +8,16 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 log() { printf '\n== %s\n' "$*"; }
 
+# Installs Debian packages (nothing when given none).
+apt_install() {
+  [ $# -eq 0 ] && return 0
+  log "installing $* (apt)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # apt packages, installed only when a command they provide is missing.
 #   need_apt <command> <package> [<command> <package> ...]
 need_apt() {
@@ -16,12 +26,17 @@ need_apt() {
     command -v "$1" >/dev/null 2>&1 || missing+=("$2")
     shift 2
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]} (apt)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
+}
+
+# Debian packages that provide no command (fonts), installed when dpkg does not know them.
+#   need_deb <package> [<package> ...]
+need_deb() {
+  local missing=()
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  apt_install "${missing[@]}"
 }
 
 # The web client's and the proto tooling's npm packages, reinstalled when the lock file changes.
@@ -107,4 +122,12 @@ else:
     text = text.rstrip("\n") + "\n\n" + (heading + "\n\n" if heading else "") + section
 open("BENCHMARKS.md", "w").write(text)
 PY
+}
+
+# cargo-deb from crates.io, for the Debian package.
+need_cargo_deb() {
+  if ! cargo deb --version >/dev/null 2>&1; then
+    log "installing cargo-deb (crates.io)"
+    cargo install --quiet --locked cargo-deb --version 3.8.0
+  fi
 }

@@ -40,6 +40,7 @@ XIAOWO_LOG=warn taskset -c 0 "$bin/xiaowo" up --listen "127.0.0.1:$port" --data-
   --chat-flood-burst 1000000 --chat-flood-per-second 1000000 \
   --sync-command-burst 1000000 --sync-commands-per-second 1000000 \
   --room-max-members 1000 --max-concurrent-streams 1000 --max-connections-per-ip 0 \
+  --room-creates-per-caller 0 --room-creates-per-address 0 --room-max-open-per-owner 0 \
   >/dev/null 2>&1 &
 server=$!
 for _ in $(seq 100); do

@@ -3,9 +3,9 @@
 # round after round,
 #   - chat-svc (the real `xiaowo serve --target chat` process) killed with SIGKILL SOAK_KILLS
 #     times during SOAK_MESSAGES sends at SOAK_RATE per second, clients retrying and a watcher
-#     resuming from its last seq (xiaowo/tests/reliability.rs), and
+#     resuming from its last seq (xiaowo/tests/xiaowo/reliability.rs), and
 #   - sync-svc restarted under 50 connected watchers that must all resume with the current
-#     state (sync-svc/tests/reliability.rs),
+#     state (sync-svc/tests/sync/reliability.rs),
 # checking in every round that nothing acknowledged was lost or stored twice, then prints
 # each round's figures and the totals. A failing round stops the soak and shows its output.
 #
@@ -22,17 +22,18 @@ export XIAOWO_FAULTS_KILLS=${SOAK_KILLS:-5}
 
 # The test executables, built once: later edits elsewhere in the tree do not rebuild them
 # in the middle of the soak.
+# Each crate has one test binary ($2); the fault tests are its `reliability` module.
 test_executable() {
-  cargo test -q -p "$1" --test reliability --no-run --message-format=json |
+  cargo test -q -p "$1" --test "$2" --no-run --message-format=json |
     python3 -c 'import json, sys
 for line in sys.stdin:
     message = json.loads(line)
-    if message.get("reason") == "compiler-artifact" and message.get("executable") and message["target"]["name"] == "reliability":
-        print(message["executable"])'
+    if message.get("reason") == "compiler-artifact" and message.get("executable") and message["target"]["name"] == sys.argv[1]:
+        print(message["executable"])' "$2"
 }
 log "building the fault tests"
-chat_test=$(test_executable xiaowo)
-sync_test=$(test_executable sync-svc)
+chat_test=$(test_executable xiaowo xiaowo)
+sync_test=$(test_executable sync-svc sync)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -55,8 +56,8 @@ end=$((SECONDS + minutes * 60))
 round=0
 while [ $SECONDS -lt $end ]; do
   round=$((round + 1))
-  run_round chat-kill "$chat_test" --nocapture
-  run_round sync-restart "$sync_test" fifty_watchers --nocapture
+  run_round chat-kill "$chat_test" reliability:: --nocapture
+  run_round sync-restart "$sync_test" reliability::fifty_watchers --nocapture
 done
 
 log "totals ($started to $(date -u +%FT%TZ), $round rounds)"

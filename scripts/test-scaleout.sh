@@ -2,7 +2,7 @@
 # Several instances on real engines: a throwaway PostgreSQL server (start_postgres in lib.sh)
 # and Debian's nats-server, two `xiaowo serve --target sync,chat` instances beside one
 # session-svc + room-svc process, and nginx (deploy/nginx/render.sh) in front of both. The
-# checks live in xiaowo/tests/scaleout.rs: watchers on one instance hear commands and chat
+# checks live in xiaowo/tests/xiaowo/scaleout.rs: watchers on one instance hear commands and chat
 # accepted by the other, a seek race has one winner per version, chat has one gap-free order
 # everywhere, presence forgets a killed instance, its clients resume on the other with nothing
 # acknowledged lost, NATS restarts are repaired from the database, and nginx balances (and
@@ -28,4 +28,4 @@ log "two instances of sync-svc and chat-svc on PostgreSQL and NATS, behind nginx
 XIAOWO_TEST_POSTGRES=$POSTGRES_URL \
   XIAOWO_SCALEOUT_NATS_SERVER=$(command -v nats-server) \
   XIAOWO_SCALEOUT_NGINX=$(command -v nginx) \
-  cargo test -p xiaowo --test scaleout -- --nocapture
+  cargo test -p xiaowo --test xiaowo scaleout:: -- --nocapture

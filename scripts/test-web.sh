@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# The browser client's tests: builds web/ (protobuf codegen, type-check, bundle), runs the unit
-# tests with node's test runner, then the end-to-end suite in headless Chromium against a real
-# `xiaowo up` (debug build), the XSS corpus (e2e/xss.mjs: 240 payloads through every text
-# field, nothing may run), and a smoke run of the sync-quality benchmark (2 viewers, one seek:
-# it must produce numbers and converge). Installs Chromium, ffmpeg and the npm packages when
-# missing. Ends with one line "web: N passed, N failed" over all of them.
+# The browser client's tests: builds web/ (protobuf codegen, type-check, bundle; the build fails
+# when the first load's JavaScript is over 80 KB gzipped), runs the unit tests with node's test
+# runner (sync maths, the language catalogs, error sentences, and the check that every shown
+# string goes through the catalog), then in headless Chromium against a real `xiaowo up` (debug
+# build): the end-to-end suite, the screens suite (e2e/ui.mjs: axe-core on every screen in
+# English and Chinese, light and dark, desktop and phone, screenshots into web/artifacts/ui/,
+# phone layout, language switch, keyboard, error sentences), the XSS corpus (e2e/xss.mjs: 240
+# payloads through every text field, nothing may run), Lighthouse on the lobby and a room
+# (e2e/lighthouse.mjs: accessibility and best practices at least 95, performance reported) and
+# a smoke run of the sync-quality benchmark (2 viewers, one seek: it must produce numbers and
+# converge). Installs Chromium, ffmpeg, the CJK and emoji fonts the screenshots need and the npm
+# packages when missing. Ends with one line "web: N passed, N failed" over all of them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 need_apt chromium chromium ffmpeg ffmpeg
+# Without them Chinese text and emoji render as boxes in the screenshots.
+need_deb fonts-noto-cjk fonts-noto-color-emoji
 need_npm
 
 log "web unit tests (node --test)"
@@ -33,6 +41,23 @@ e2e_passed=$(sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$e2e_r
 e2e_failed=$(sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$e2e_report")
 echo "screenshots: web/artifacts/"
 
+log "screens in headless Chromium (axe-core on every screen in en/zh, light/dark, desktop/phone)"
+ui_report=$(mktemp)
+ui_status=0
+(cd web && node e2e/ui.mjs) | tee "$ui_report" || ui_status=$?
+ui_passed=$(sed -n 's/^ui: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$ui_report")
+ui_failed=$(sed -n 's/^ui: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$ui_report")
+rm -f "$ui_report"
+echo "screenshots: web/artifacts/ui/"
+
+log "Lighthouse on the lobby and a room (mobile emulation)"
+lh_report=$(mktemp)
+lh_status=0
+(cd web && CHROME_PATH=/usr/bin/chromium node e2e/lighthouse.mjs) | tee "$lh_report" || lh_status=$?
+lh_passed=$(sed -n 's/^lighthouse: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$lh_report")
+lh_failed=$(sed -n 's/^lighthouse: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$lh_report")
+rm -f "$lh_report"
+
 log "XSS corpus in headless Chromium (web/e2e/xss-payloads.txt through every text field)"
 xss_report=$(mktemp)
 xss_status=0
@@ -45,13 +70,15 @@ log "sync quality in headless Chromium (smoke: 2 viewers, ~20 s, one seek)"
 sync_status=0
 (cd web && node bench/sync-quality.mjs --smoke) || sync_status=$?
 
-passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${xss_passed:-0} ))
-failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${xss_failed:-0} ))
+passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${ui_passed:-0} + ${lh_passed:-0} + ${xss_passed:-0} ))
+failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${ui_failed:-0} + ${lh_failed:-0} + ${xss_failed:-0} ))
 # The sync-quality smoke run counts as one test.
 if [ "$sync_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 # A runner that died before reporting counts as a failure.
 if [ "$unit_status" -ne 0 ] && [ "${unit_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$e2e_status" -ne 0 ] && [ "${e2e_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+if [ "$ui_status" -ne 0 ] && [ "${ui_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+if [ "$lh_status" -ne 0 ] && [ "${lh_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$xss_status" -ne 0 ] && [ "${xss_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 echo "web: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

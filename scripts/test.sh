@@ -39,6 +39,10 @@ step "service tests again on PostgreSQL" scripts/test-postgres.sh
 step "web client (unit and headless-browser tests)" scripts/test-web.sh
 step "split deployment behind nginx" scripts/test-split.sh
 step "two instances on PostgreSQL and NATS behind nginx" scripts/test-scaleout.sh
+# The package's checks are about packaging (files, user, unit, purge): the debug build the
+# suites above made is packaged, so CI pays no release build (scripts/package.sh makes the
+# release package).
+step "Debian package: build, install, run as its user, purge" env PROFILE=dev scripts/test-package.sh
 step "benchmark smoke" scripts/bench.sh --smoke
 step "media benchmark smoke" scripts/bench-media.sh --smoke
 

@@ -3,6 +3,13 @@
 //! chat-svc on loopback ports over SQLite files (chat's default `synchronous=FULL`), beside a
 //! raw SQLite insert loop on the same schema and pragmas measured in the same run. Every loop is
 //! bounded in count and time; the figures are printed, not asserted.
+#![allow(
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a benchmark stops at any failure, and reports counts and ranks as f64 figures"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,13 +22,12 @@ use proto::room::v1::room_service_client::RoomServiceClient;
 use proto::session::v1 as session_pb;
 use proto::session::v1::session_service_client::SessionServiceClient;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
-use svc_kit::auth::AdminToken;
-use svc_kit::clock::SharedClock;
 use svc_kit::db::{DbOptions, Synchronous};
-use svc_kit::testing::TestServer;
 use tokio::task::JoinSet;
 use tonic::Request;
 use tonic::transport::Channel;
+use xiaowo::node::Target;
+use xiaowo::testing::{Node, Stack};
 
 /// Messages in each throughput run and each raw loop.
 const THROUGHPUT_MESSAGES: usize = 3000;
@@ -32,12 +38,12 @@ const LATENCY_PACE: Duration = Duration::from_millis(5);
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 struct Bench {
-    peers: TestServer,
-    _chat: TestServer,
+    peers: Node,
+    _chat: Node,
     /// A few HTTP/2 connections that every client shares, as browsers behind a proxy would
     /// arrive; hundreds of separate connections would measure the accept queue instead.
     connections: Vec<Channel>,
-    _dir: tempfile::TempDir,
+    _stack: Stack,
 }
 
 struct Member {
@@ -52,59 +58,19 @@ fn as_member<T>(message: T, member: &Member) -> Request<T> {
     request
 }
 
+/// session-svc and room-svc in one server, chat-svc in another, as `xiaowo serve` runs them.
 async fn start() -> Bench {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock: SharedClock = svc_kit::clock::system();
-    let admin = AdminToken::new(Some("bench"));
-    let mut assembly = svc_kit::testing::bind().await;
-    let mut session_config: session_svc::Config = svc_kit::config::from_env();
-    // Hundreds of members come from one address.
-    session_config.create_burst = 10_000;
-    session_config.create_per_minute = 1_000_000;
-    session_svc::build(
-        &session_config,
-        &svc_kit::db::sqlite_url(dir.path(), "session.db"),
-        &DbOptions::default(),
-        admin.clone(),
-        clock.clone(),
-        &mut assembly,
-    )
-    .await
-    .expect("session-svc");
-    let mut room_config: room_svc::Config = svc_kit::config::from_env();
-    room_config.bcrypt_cost = 4;
-    let session_channel = svc_kit::peer::channel(&assembly.local_url(), Duration::from_secs(5)).expect("url");
-    room_svc::build(
-        &room_config,
-        &svc_kit::db::sqlite_url(dir.path(), "room.db"),
-        &DbOptions::default(),
-        session_channel,
-        admin.clone(),
-        clock.clone(),
-        &mut assembly,
-    )
-    .await
-    .expect("room-svc");
-    let peers = TestServer::spawn(assembly);
-
-    let mut config: chat_svc::Config = svc_kit::config::from_env();
-    config.flood_burst = 1_000_000;
-    config.flood_per_second = 1_000_000.0;
-    let mut assembly = svc_kit::testing::bind().await;
-    chat_svc::build(
-        &config,
-        &svc_kit::db::sqlite_url(dir.path(), "chat.db"),
-        &DbOptions::default(),
-        chat_svc::Peers { session: peers.channel(), room: peers.channel() },
-        admin,
-        clock,
-        &mut assembly,
-    )
-    .await
-    .expect("chat-svc");
-    let chat = TestServer::spawn(assembly);
+    let stack = Stack::new().await.on_system_clock().with(|common| {
+        // Hundreds of members come from one address.
+        common.session.create_burst = 10_000;
+        common.session.create_per_minute = 1_000_000;
+        common.chat.flood_burst = 1_000_000;
+        common.chat.flood_per_second = 1_000_000.0;
+    });
+    let peers = stack.start(&[Target::Session, Target::Room]).await;
+    let chat = stack.start(&[Target::Chat]).await;
     let connections = (0..8).map(|_| chat.channel()).collect();
-    Bench { peers, _chat: chat, connections, _dir: dir }
+    Bench { peers, _chat: chat, connections, _stack: stack }
 }
 
 impl Bench {

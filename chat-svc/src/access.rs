@@ -1,4 +1,4 @@
-//! How chat-svc reads room-svc's answers. The shared client (`svc_kit::rooms`) does the
+//! How chat-svc reads room-svc's answers. The shared client (`svc_kit::peer::room`) does the
 //! calling, caching and event following; here its answers become chat's rules (members may
 //! chat, owners and moderators may moderate), its errors become chat's, and room events end
 //! the chat streams of removed members and closed rooms.
@@ -6,13 +6,16 @@
 use std::sync::Arc;
 
 use prometheus::IntGauge;
-use svc_kit::rooms::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange, RoomRole};
+use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange, RoomRole};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::model::RoomEvent;
 use crate::pubsub::PubSub;
 use crate::retention::ClosedRoom;
+
+/// Why a member who is not an owner or moderator is refused moderation.
+pub(crate) const MODERATOR_REQUIRED: &str = "moderator rights required";
 
 /// Chat's rules on top of room-svc's answer.
 pub trait ChatRights: Sized {
@@ -25,7 +28,7 @@ pub trait ChatRights: Sized {
     /// Refuses anyone who may not moderate.
     ///
     /// # Errors
-    /// As [`Self::require_member`], then `NotModerator`.
+    /// As [`Self::require_member`], then `Forbidden`.
     fn require_moderator(self) -> Result<Self, Error>;
 }
 
@@ -42,7 +45,7 @@ impl ChatRights for RoomAccess {
 
     fn require_moderator(self) -> Result<Self, Error> {
         let access = self.require_member()?;
-        if access.can_moderate { Ok(access) } else { Err(Error::NotModerator) }
+        if access.can_moderate { Ok(access) } else { Err(Error::Forbidden(MODERATOR_REQUIRED)) }
     }
 }
 

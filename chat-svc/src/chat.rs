@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use svc_kit::clock::SharedClock;
+use svc_kit::id::{RoomId, UserId};
+use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomRole};
 use svc_kit::ratelimit::KeyedLimiter;
-use svc_kit::rooms::{RoomAccess, RoomAccessClient, RoomRole};
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
 use tokio::sync::{broadcast, mpsc};
@@ -15,16 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ChatMetrics;
 use crate::access::ChatRights;
-use crate::delivery::{DeliveryTracker, WatcherId};
 use crate::error::Error;
-use crate::model::{Cursor, Message, ModerationAction, NewMessage, RoomEvent, Sent, WatchEvent};
+use crate::model::{Cursor, Message, MessageStatus, ModerationAction, NewMessage, RoomEvent, Sent, WatchEvent};
 use crate::pubsub::PubSub;
 use crate::store::Store;
 use crate::writer::Writer;
 
 pub(crate) const TEXT: TextRule = TextRule { field: "text", min_chars: 1, max_chars: 1000, allow_newline: true };
 const MAX_CLIENT_MESSAGE_ID: usize = 64;
-pub(crate) const MAX_ROOM_ID: usize = 64;
 const REPLAY_PAGE: u64 = 200;
 pub(crate) const DEFAULT_HISTORY_PAGE: i32 = 50;
 pub(crate) const MAX_HISTORY_PAGE: i32 = 200;
@@ -63,7 +62,6 @@ pub struct Chat {
     pub(crate) store: Store,
     pub(crate) writer: Writer,
     pub(crate) pubsub: Arc<dyn PubSub>,
-    pub(crate) delivery: Arc<DeliveryTracker>,
     pub(crate) access: Arc<RoomAccessClient>,
     pub(crate) flood: KeyedLimiter,
     pub(crate) clock: SharedClock,
@@ -72,11 +70,81 @@ pub struct Chat {
     pub(crate) shutdown: CancellationToken,
 }
 
-pub(crate) fn check_room_id(room_id: &str) -> Result<(), Violation> {
-    if room_id.is_empty() || room_id.len() > MAX_ROOM_ID || !room_id.is_ascii() {
-        return Err(Violation::new("room_id", format!("must be 1 to {MAX_ROOM_ID} ASCII characters")));
+/// A message as a member wrote it, checked: its text trimmed and within the rules, its client
+/// message id usable as an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    text: String,
+    client_message_id: String,
+}
+
+impl Draft {
+    /// A checked draft, or every violation in it.
+    ///
+    /// # Errors
+    /// `text` and `client_message_id` violations.
+    pub fn new(text: &str, client_message_id: &str) -> Result<Self, Vec<Violation>> {
+        let mut violations = Vec::new();
+        let text = TEXT.check(text).map_err(|violation| violations.push(violation)).ok();
+        violations.extend(check_client_message_id(client_message_id).err());
+        match text {
+            Some(text) if violations.is_empty() => Ok(Self { text, client_message_id: client_message_id.to_owned() }),
+            _ => Err(violations),
+        }
     }
-    Ok(())
+
+    /// The text, trimmed.
+    #[must_use]
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Where a history page ends and how long it is, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Messages before this seq; `None` for the newest.
+    before_seq: Option<i64>,
+    limit: u64,
+}
+
+impl HistoryPage {
+    /// A checked page, or every violation in it.
+    ///
+    /// # Errors
+    /// `before_seq` and `page_size` violations.
+    pub fn new(before_seq: i64, page_size_requested: i32) -> Result<Self, Vec<Violation>> {
+        let mut violations = Vec::new();
+        if before_seq < 0 {
+            violations.push(Violation::new("before_seq", "must not be negative"));
+        }
+        let limit = page_size(page_size_requested, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)
+            .map_err(|violation| violations.push(violation))
+            .unwrap_or(1);
+        if violations.is_empty() {
+            Ok(Self { before_seq: (before_seq > 0).then_some(before_seq), limit })
+        } else {
+            Err(violations)
+        }
+    }
+}
+
+/// How long a mute lasts, or the violation.
+///
+/// # Errors
+/// A `duration` violation outside 1 s to 30 days.
+pub fn mute_duration(duration: Option<Duration>) -> Result<Duration, Violation> {
+    duration
+        .filter(|duration| (MIN_MUTE..=MAX_MUTE).contains(duration))
+        .ok_or_else(|| Violation::new("duration", "must be 1 s to 30 days"))
+}
+
+/// A message's seq, or the violation.
+///
+/// # Errors
+/// A `seq` violation when it is not positive.
+pub fn message_seq(seq: i64) -> Result<i64, Violation> {
+    if seq > 0 { Ok(seq) } else { Err(Violation::new("seq", "must be positive")) }
 }
 
 pub(crate) fn check_client_message_id(client_message_id: &str) -> Result<(), Violation> {
@@ -127,9 +195,8 @@ impl From<sea_orm::DbErr> for End {
 
 /// One watch stream's position.
 struct Watch {
-    user_id: String,
-    room_id: String,
-    watcher: WatcherId,
+    user_id: UserId,
+    room_id: RoomId,
     out: mpsc::Sender<Result<WatchEvent, Error>>,
     /// Highest seq handed to the stream.
     last_seq: i64,
@@ -138,23 +205,17 @@ struct Watch {
 }
 
 impl Chat {
-    async fn member(&self, room_id: &str, user_id: &str) -> Result<RoomAccess, Error> {
+    async fn member(&self, room_id: &RoomId, user_id: &UserId) -> Result<RoomAccess, Error> {
         self.access.check(room_id, user_id).await?.require_member()
     }
 
     /// Stores and publishes a message; returns once it is committed.
     ///
     /// # Errors
-    /// `InvalidArgument`, `NotMember`, `RoomClosed`, `RoomNotFound`, `Muted`, `RateLimited`,
-    /// `Unavailable`, `Database`.
-    pub async fn send(&self, user_id: &str, room_id: &str, text: &str, client_message_id: &str) -> Result<Sent, Error> {
-        let mut violations = Vec::new();
-        let text = TEXT.check(text).map_err(|violation| violations.push(violation)).ok();
-        violations.extend(check_room_id(room_id).err());
-        violations.extend(check_client_message_id(client_message_id).err());
-        into_result(violations)?;
-        let text = text.unwrap_or_default();
-
+    /// `NotMember`, `RoomClosed`, `RoomNotFound`, `Muted`, `RateLimited`, `Unavailable`,
+    /// `Database`.
+    pub async fn send(&self, user_id: &UserId, room_id: &RoomId, draft: Draft) -> Result<Sent, Error> {
+        let Draft { text, client_message_id } = draft;
         self.member(room_id, user_id).await?;
         let now = self.clock.now_ms();
         if let Some(until) = self.store.muted_until(room_id, user_id).await?
@@ -164,21 +225,19 @@ impl Chat {
         }
         if let Err(retry_after) = self.flood.try_take(&format!("{room_id}/{user_id}")) {
             // A retry of a message already stored is answered, not limited.
-            return match self.store.find_by_client_id(room_id, user_id, client_message_id).await? {
+            return match self.store.find_by_client_id(room_id, user_id, &client_message_id).await? {
                 Some(message) => Ok(Sent { message, duplicate: true }),
                 None => Err(Error::RateLimited(retry_after)),
             };
         }
-        let sent = self
-            .writer
-            .send(NewMessage {
-                room_id: room_id.to_owned(),
-                sender_id: user_id.to_owned(),
-                text,
-                client_message_id: client_message_id.to_owned(),
-                created_at: now,
-            })
-            .await?;
+        let new = NewMessage {
+            room_id: room_id.clone(),
+            sender_id: user_id.clone(),
+            text,
+            client_message_id,
+            created_at: now,
+        };
+        let sent = self.writer.send(new).await?;
         self.access.record_activity(room_id);
         Ok(sent)
     }
@@ -186,27 +245,12 @@ impl Chat {
     /// A page of history, newest first, with every member's cursor.
     ///
     /// # Errors
-    /// `InvalidArgument`, access errors, `Database`.
-    pub async fn history(
-        &self,
-        user_id: &str,
-        room_id: &str,
-        before_seq: i64,
-        page_size_requested: i32,
-    ) -> Result<History, Error> {
-        let mut violations = Vec::new();
-        violations.extend(check_room_id(room_id).err());
-        if before_seq < 0 {
-            violations.push(Violation::new("before_seq", "must not be negative"));
-        }
-        let limit = page_size(page_size_requested, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)
-            .map_err(|violation| violations.push(violation))
-            .unwrap_or(1);
-        into_result(violations)?;
+    /// Access errors, `Database`.
+    pub async fn history(&self, user_id: &UserId, room_id: &RoomId, page: HistoryPage) -> Result<History, Error> {
+        let HistoryPage { before_seq, limit } = page;
         self.member(room_id, user_id).await?;
-
         let latest_seq = self.store.latest_seq(room_id).await?;
-        let messages = self.store.messages_before(room_id, (before_seq > 0).then_some(before_seq), limit).await?;
+        let messages = self.store.messages_before(room_id, before_seq, limit).await?;
         let oldest = messages.last().map_or(0, |message| message.seq);
         let full_page = u64::try_from(messages.len()).unwrap_or(u64::MAX) >= limit;
         let next_before_seq = if full_page && oldest > 1 { oldest } else { 0 };
@@ -214,18 +258,18 @@ impl Chat {
         Ok(History { messages, next_before_seq, cursors, latest_seq })
     }
 
-    /// Moves the caller's received/read cursors forward and tells the room's watchers.
+    /// Moves the caller's received/read cursors forward and tells the room's watchers; the
+    /// messages of others it newly covers become delivered, and their senders hear of it.
     ///
     /// # Errors
     /// `InvalidArgument` (negative or beyond the latest message), access errors, `Database`.
     pub async fn update_cursor(
         &self,
-        user_id: &str,
-        room_id: &str,
+        user_id: &UserId,
+        room_id: &RoomId,
         received_seq: i64,
         read_seq: i64,
     ) -> Result<Cursor, Error> {
-        check_room_id(room_id)?;
         self.member(room_id, user_id).await?;
         let latest = self.store.latest_seq(room_id).await?;
         let mut violations = Vec::new();
@@ -235,7 +279,11 @@ impl Chat {
             }
         }
         into_result(violations)?;
-        let cursor = self.store.advance_cursor(room_id, user_id, received_seq, read_seq, self.clock.now_ms()).await?;
+        let (cursor, delivered) =
+            self.store.advance_cursor(room_id, user_id, received_seq, read_seq, self.clock.now_ms()).await?;
+        for (seq, sender_id) in delivered {
+            self.pubsub.publish(room_id, RoomEvent::StatusChanged { seq, sender_id, status: MessageStatus::Delivered });
+        }
         self.pubsub.publish(room_id, RoomEvent::CursorUpdated(cursor.clone()));
         Ok(cursor)
     }
@@ -243,14 +291,8 @@ impl Chat {
     /// Deletes a message for everyone (moderators and the owner); recorded in the moderation log.
     ///
     /// # Errors
-    /// `InvalidArgument`, `NotModerator`, access errors, `MessageNotFound`, `Database`.
-    pub async fn delete(&self, user_id: &str, room_id: &str, seq: i64) -> Result<Message, Error> {
-        let mut violations = Vec::new();
-        violations.extend(check_room_id(room_id).err());
-        if seq <= 0 {
-            violations.push(Violation::new("seq", "must be positive"));
-        }
-        into_result(violations)?;
+    /// `Forbidden`, access errors, `MessageNotFound`, `Database`.
+    pub async fn delete(&self, user_id: &UserId, room_id: &RoomId, seq: i64) -> Result<Message, Error> {
         self.access.check(room_id, user_id).await?.require_moderator()?;
         let (message, newly_deleted) = self
             .store
@@ -274,35 +316,25 @@ impl Chat {
     /// Mutes `target` for `duration`; returns until when.
     ///
     /// # Errors
-    /// `InvalidArgument`, `NotModerator`, `MemberNotFound`, `Outranked`, `Database`.
+    /// `Forbidden`, `MemberNotFound`, `Database`.
     pub async fn mute(
         &self,
-        user_id: &str,
-        room_id: &str,
-        target: &str,
-        duration: Option<Duration>,
+        user_id: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        duration: Duration,
     ) -> Result<i64, Error> {
-        let mut violations = Vec::new();
-        violations.extend(check_room_id(room_id).err());
-        if target.is_empty() || target.len() > MAX_ROOM_ID {
-            violations.push(Violation::new("user_id", "must name a member"));
-        }
-        match duration {
-            Some(duration) if (MIN_MUTE..=MAX_MUTE).contains(&duration) => {}
-            _ => violations.push(Violation::new("duration", "must be 1 s to 30 days")),
-        }
-        into_result(violations)?;
         let moderator = self.access.check(room_id, user_id).await?.require_moderator()?;
         let target_access = self.access.check(room_id, target).await?;
         match (target_access.role, moderator.role) {
             (RoomRole::None, _) => return Err(Error::MemberNotFound),
             (RoomRole::Owner, _) | (RoomRole::Moderator, RoomRole::Moderator | RoomRole::Member | RoomRole::None) => {
-                return Err(Error::Outranked);
+                return Err(Error::Forbidden("cannot moderate this member"));
             }
             (RoomRole::Member, _) | (RoomRole::Moderator, RoomRole::Owner) => {}
         }
         let now = self.clock.now_ms();
-        let until = now.saturating_add(svc_kit::clock::millis(duration.unwrap_or(MIN_MUTE)));
+        let until = now.saturating_add(svc_kit::clock::millis(duration));
         self.store.mute(room_id, target, until, user_id, now).await?;
         tracing::info!(%room_id, target = %target, until, moderator = %user_id, "member muted");
         Ok(until)
@@ -311,14 +343,8 @@ impl Chat {
     /// Lifts a mute.
     ///
     /// # Errors
-    /// `InvalidArgument`, `NotModerator`, `Database`.
-    pub async fn unmute(&self, user_id: &str, room_id: &str, target: &str) -> Result<(), Error> {
-        let mut violations = Vec::new();
-        violations.extend(check_room_id(room_id).err());
-        if target.is_empty() || target.len() > MAX_ROOM_ID {
-            violations.push(Violation::new("user_id", "must name a member"));
-        }
-        into_result(violations)?;
+    /// `Forbidden`, `Database`.
+    pub async fn unmute(&self, user_id: &UserId, room_id: &RoomId, target: &UserId) -> Result<(), Error> {
         self.access.check(room_id, user_id).await?.require_moderator()?;
         self.store.unmute(room_id, target, user_id, self.clock.now_ms()).await?;
         Ok(())
@@ -330,7 +356,7 @@ impl Chat {
     /// `InvalidArgument`, `Database`.
     pub async fn moderation_actions(
         &self,
-        room_id: &str,
+        room_id: Option<&RoomId>,
         page_size_requested: i32,
         page_token: &str,
     ) -> Result<(Vec<ModerationAction>, Option<String>), Error> {
@@ -347,8 +373,7 @@ impl Chat {
                 .unwrap_or(0)
         };
         into_result(violations)?;
-        let room = (!room_id.is_empty()).then_some(room_id);
-        let actions = self.store.moderation_actions(room, after, limit).await?;
+        let actions = self.store.moderation_actions(room_id, after, limit).await?;
         let full_page = u64::try_from(actions.len()).unwrap_or(u64::MAX) >= limit;
         let next = if full_page { actions.last().map(|action| action.moderation_action_id.to_string()) } else { None };
         Ok((actions, next))
@@ -358,14 +383,13 @@ impl Chat {
     /// during the replay is missed) and starts the task that feeds the returned receiver.
     ///
     /// # Errors
-    /// `InvalidArgument`, access errors, `Database`.
+    /// `InvalidArgument` (an `after_seq` past the latest message), access errors, `Database`.
     pub async fn watch(
         self: &Arc<Self>,
-        user_id: &str,
-        room_id: &str,
+        user_id: &UserId,
+        room_id: &RoomId,
         after_seq: Option<i64>,
     ) -> Result<mpsc::Receiver<Result<WatchEvent, Error>>, Error> {
-        check_room_id(room_id)?;
         self.member(room_id, user_id).await?;
         let events = self.pubsub.subscribe(room_id);
         let latest = self.store.latest_seq(room_id).await?;
@@ -376,9 +400,8 @@ impl Chat {
         }
         let (out, receiver) = mpsc::channel(self.settings.watch_buffer.max(1));
         let watch = Watch {
-            user_id: user_id.to_owned(),
-            room_id: room_id.to_owned(),
-            watcher: self.delivery.register(room_id),
+            user_id: user_id.clone(),
+            room_id: room_id.clone(),
             out,
             last_seq: 0,
             last_live_at: self.clock.now_ms(),
@@ -397,7 +420,6 @@ impl Chat {
         latest: i64,
     ) {
         let result = self.watch_loop(&mut watch, events, after_seq, latest).await;
-        self.delivery.unregister(&watch.room_id, watch.watcher);
         self.metrics.watchers.dec();
         if let Err(End::Status(error)) = result {
             tracing::debug!(room_id = %watch.room_id, user_id = %watch.user_id, %error, "watch ended");
@@ -416,13 +438,13 @@ impl Chat {
             Some(after_seq) if latest - after_seq > self.settings.max_replay => {
                 self.emit(watch, WatchEvent::TooFarBehind { latest_seq: latest, max_replay: self.settings.max_replay })
                     .await?;
-                self.handed(watch, latest);
+                Self::handed(watch, latest);
             }
             Some(after_seq) => {
                 watch.last_seq = after_seq;
                 self.replay(watch).await?;
             }
-            None => self.handed(watch, latest),
+            None => Self::handed(watch, latest),
         }
         self.emit(watch, WatchEvent::CaughtUp { latest_seq: watch.last_seq }).await?;
 
@@ -462,14 +484,16 @@ impl Chat {
                     return self.catch_up(watch).await;
                 }
                 self.emit(watch, WatchEvent::Message(message.clone())).await?;
-                self.handed(watch, message.seq);
+                Self::handed(watch, message.seq);
             }
             RoomEvent::Deleted { seq, deleted_by, deleted_at } => {
                 let event = WatchEvent::Deleted { seq: *seq, deleted_by: deleted_by.clone(), deleted_at: *deleted_at };
                 self.emit(watch, event).await?;
             }
-            RoomEvent::StatusChanged { seq, status } => {
-                if *seq <= watch.last_seq {
+            RoomEvent::StatusChanged { seq, sender_id, status } => {
+                // Delivery ticks are for the sender; everyone else would get a second frame per
+                // message for nothing.
+                if sender_id.as_str() == watch.user_id.as_str() && *seq <= watch.last_seq {
                     self.emit(watch, WatchEvent::StatusChanged { seq: *seq, status: *status }).await?;
                 }
             }
@@ -495,7 +519,7 @@ impl Chat {
             for message in page {
                 self.emit(watch, WatchEvent::Message(message)).await?;
             }
-            self.handed(watch, last);
+            Self::handed(watch, last);
         }
     }
 
@@ -534,10 +558,8 @@ impl Chat {
         Ok(())
     }
 
-    fn handed(&self, watch: &mut Watch, seq: i64) {
+    fn handed(watch: &mut Watch, seq: i64) {
         watch.last_seq = watch.last_seq.max(seq);
-        let delivered = self.delivery.handed(&watch.room_id, watch.watcher, seq);
-        self.writer.delivered(&watch.room_id, delivered);
     }
 }
 

@@ -39,6 +39,11 @@ pub struct Config {
     /// are kept for up to a minute; a zero TTL turns caching off.
     #[arg(id = "chat-access-cache-ttl", long = "chat-access-cache-ttl", env = "XIAOWO_CHAT_ACCESS_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub access_cache_ttl: Duration,
+    /// How long a validated session token is reused before session-svc is asked again (while
+    /// session-svc's change feed is live, ended sessions drop out at once and answers are kept
+    /// for up to 5 minutes; a zero TTL turns caching off).
+    #[arg(id = "chat-session-cache-ttl", long = "chat-session-cache-ttl", env = "XIAOWO_CHAT_SESSION_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub session_cache_ttl: Duration,
     /// Room activity is reported to room-svc at most this often per room.
     #[arg(id = "chat-activity-interval", long = "chat-activity-interval", env = "XIAOWO_CHAT_ACTIVITY_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub activity_interval: Duration,

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use svc_kit::auth::AuthError;
 use svc_kit::status::Violation;
 
 /// Everything a chat-svc call can fail with.
@@ -11,21 +10,13 @@ pub enum Error {
     /// Bad request fields.
     #[error("invalid argument")]
     InvalidArgument(Vec<Violation>),
-    /// No session, or an unknown, expired or revoked one.
-    #[error("unauthenticated")]
-    Unauthenticated,
-    /// Admin RPC without the admin token.
-    #[error("admin token required")]
-    AdminRequired,
     /// The caller is not a member of the room (or was removed from it).
     #[error("not a member of the room")]
     NotMember,
-    /// The caller may not moderate this room.
-    #[error("moderator rights required")]
-    NotModerator,
-    /// The target member outranks the caller (or is the owner).
-    #[error("cannot moderate this member")]
-    Outranked,
+    /// The caller's role does not allow the action: not a moderator, or the target member
+    /// outranks them.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// The caller is muted in this room.
     #[error("muted")]
     Muted { until: i64 },
@@ -52,16 +43,6 @@ pub enum Error {
     Database(#[from] sea_orm::DbErr),
 }
 
-impl From<AuthError> for Error {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Unauthenticated => Self::Unauthenticated,
-            AuthError::PermissionDenied => Self::AdminRequired,
-            AuthError::Unavailable(_) => Self::Unavailable,
-        }
-    }
-}
-
 impl From<Violation> for Error {
     fn from(violation: Violation) -> Self {
         Self::InvalidArgument(vec![violation])
@@ -72,11 +53,8 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => svc_kit::status::invalid_argument(&violations),
-            Error::Unauthenticated => Self::unauthenticated("missing, expired or revoked session"),
-            Error::AdminRequired => Self::permission_denied("admin token required"),
             Error::NotMember => Self::permission_denied("not a member of the room"),
-            Error::NotModerator => Self::permission_denied("moderator rights required"),
-            Error::Outranked => Self::permission_denied("cannot moderate this member"),
+            Error::Forbidden(reason) => Self::permission_denied(reason),
             Error::Muted { until } => Self::permission_denied(format!("muted until {until} (Unix ms)")),
             Error::RoomNotFound => Self::not_found("room not found"),
             Error::MessageNotFound => Self::not_found("message not found"),

@@ -4,40 +4,26 @@
 
 use prost::Message;
 use proto::chat::v1 as pb;
-use svc_kit::status::Violation;
+use svc_kit::id::UserId;
 use tonic::body::Body;
 
 use crate::Error;
-use crate::chat::{
-    DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, MAX_MUTE, MAX_ROOM_ID, MIN_MUTE, TEXT, check_client_message_id,
-    check_room_id, into_result, page_size,
-};
-use crate::grpc::duration_from_pb;
+use crate::chat::{Draft, HistoryPage, mute_duration};
+use crate::grpc::{all_of, duration_from_pb, in_room};
 
-/// Decodes one request, chosen by the first byte, and validates it.
+/// Decodes one request, chosen by the first byte, and validates it as its handler does.
 pub fn request(data: &[u8]) {
     let Some((&selector, bytes)) = data.split_first() else { return };
     let outcome = match selector % 3 {
         0 => pb::SendMessageRequest::decode(bytes).map(send),
-        1 => pb::ListMessagesRequest::decode(bytes).map(
-            |pb::ListMessagesRequest { room_id, before_seq, page_size: size }| {
-                let mut violations: Vec<Violation> = check_room_id(&room_id).err().into_iter().collect();
-                if before_seq < 0 {
-                    violations.push(Violation::new("before_seq", "must not be negative"));
-                }
-                violations.extend(page_size(size, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE).err());
-                into_result(violations)
-            },
-        ),
+        1 => {
+            pb::ListMessagesRequest::decode(bytes).map(|pb::ListMessagesRequest { room_id, before_seq, page_size }| {
+                in_room(&room_id, HistoryPage::new(before_seq, page_size)).map(drop)
+            })
+        }
         _ => pb::MuteMemberRequest::decode(bytes).map(|pb::MuteMemberRequest { room_id, user_id, duration }| {
-            let mut violations: Vec<Violation> = check_room_id(&room_id).err().into_iter().collect();
-            if user_id.is_empty() || user_id.len() > MAX_ROOM_ID {
-                violations.push(Violation::new("user_id", "must name a member"));
-            }
-            if !duration_from_pb(duration).is_some_and(|duration| (MIN_MUTE..=MAX_MUTE).contains(&duration)) {
-                violations.push(Violation::new("duration", "must be 1 s to 30 days"));
-            }
-            into_result(violations)
+            let target = UserId::parse("user_id", &user_id);
+            in_room(&room_id, all_of(target, mute_duration(duration_from_pb(duration)))).map(drop)
         }),
     };
     if let Ok(Err(error)) = outcome {
@@ -48,12 +34,8 @@ pub fn request(data: &[u8]) {
 
 fn send(request: pb::SendMessageRequest) -> Result<(), Error> {
     let pb::SendMessageRequest { room_id, text, client_message_id } = request;
-    let mut violations = Vec::new();
-    let text = TEXT.check(&text).map_err(|violation| violations.push(violation)).ok();
-    violations.extend(check_room_id(&room_id).err());
-    violations.extend(check_client_message_id(&client_message_id).err());
-    into_result(violations)?;
-    let text = text.unwrap_or_default();
+    let (_, draft) = in_room(&room_id, Draft::new(&text, &client_message_id))?;
+    let text = draft.text();
     assert!(!text.is_empty() && !text.chars().any(|c| c.is_control() && c != '\n'));
     Ok(())
 }

@@ -10,7 +10,6 @@
 mod access;
 pub mod chat;
 pub mod config;
-mod delivery;
 mod entity;
 mod error;
 #[doc(hidden)]
@@ -28,22 +27,16 @@ use std::sync::Arc;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use proto::chat::v1::chat_admin_service_server::ChatAdminServiceServer;
 use proto::chat::v1::chat_service_server::ChatServiceServer;
-use svc_kit::auth::{AdminToken, SessionValidator};
-use svc_kit::clock::SharedClock;
-use svc_kit::db::DbOptions;
-use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::ratelimit::KeyedLimiter;
-use svc_kit::retention::RetentionConfig;
-use svc_kit::rooms::RoomAccessClient;
 use svc_kit::server::Assembly;
-use tonic::transport::Channel;
+use svc_kit::service::{BuildError, Deps};
 
 pub use config::Config;
 pub use error::Error;
 pub use migration::Migrator;
 
 use crate::chat::{Chat, ChatSettings};
-use crate::delivery::DeliveryTracker;
 use crate::pubsub::{InProcess, Nats, PubSub};
 use crate::store::Store;
 
@@ -55,119 +48,77 @@ pub struct ChatMetrics {
     pub(crate) watchers: IntGauge,
     pub(crate) lag_catch_ups: IntCounter,
     pub(crate) room_events_connected: IntGauge,
-    auth_failures: IntCounter,
     permission_denied: IntCounter,
     flood_limited: IntCounter,
 }
 
 impl ChatMetrics {
     /// Creates and registers the metrics.
-    ///
-    /// # Panics
-    /// Never: the names and buckets are constant and valid.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &prometheus::Registry) -> Self {
-        let metrics = Self {
-            messages_stored: IntCounter::new("chat_messages_stored_total", "Messages committed.")
-                .expect("valid metric"),
-            batch_size: Histogram::with_opts(
-                HistogramOpts::new("chat_write_batch_size", "Messages committed per transaction.")
-                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
-            )
-            .expect("valid metric"),
-            watchers: IntGauge::new("chat_watchers", "Open WatchMessages streams.").expect("valid metric"),
-            lag_catch_ups: IntCounter::new(
-                "chat_watch_lag_catch_ups_total",
-                "Times a watcher fell behind the live buffer and caught up from the database.",
-            )
-            .expect("valid metric"),
-            room_events_connected: IntGauge::new(
-                "chat_room_events_connected",
-                "1 while room-svc's event stream is subscribed, else 0.",
-            )
-            .expect("valid metric"),
-            auth_failures: refusal_counter(registry, Refusal::AuthFailure, "chat"),
+        Self {
+            messages_stored: registered(
+                registry,
+                IntCounter::new("xiaowo_chat_messages_stored_total", "Messages committed."),
+            ),
+            batch_size: registered(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("xiaowo_chat_write_batch_size", "Messages committed per transaction.")
+                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                ),
+            ),
+            watchers: registered(registry, IntGauge::new("xiaowo_chat_watchers", "Open WatchMessages streams.")),
+            lag_catch_ups: registered(
+                registry,
+                IntCounter::new(
+                    "xiaowo_chat_watch_lag_catch_ups_total",
+                    "Times a watcher fell behind the live buffer and caught up from the database.",
+                ),
+            ),
+            room_events_connected: registered(
+                registry,
+                IntGauge::new(
+                    "xiaowo_chat_room_events_connected",
+                    "1 while room-svc's event stream is subscribed, else 0.",
+                ),
+            ),
             permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "chat"),
             flood_limited: refusal_counter(registry, Refusal::FloodLimited, "chat"),
-        };
-        svc_kit::metrics::register(registry, &metrics.messages_stored);
-        svc_kit::metrics::register(registry, &metrics.batch_size);
-        svc_kit::metrics::register(registry, &metrics.watchers);
-        svc_kit::metrics::register(registry, &metrics.lag_catch_ups);
-        svc_kit::metrics::register(registry, &metrics.room_events_connected);
-        metrics
+        }
     }
 
     /// Counts a refused request for monitor-svc's anomaly rules.
     pub(crate) fn note_refusal(&self, error: &Error) {
         match error {
-            Error::Unauthenticated => self.auth_failures.inc(),
-            Error::NotMember | Error::NotModerator | Error::Outranked | Error::Muted { .. } | Error::AdminRequired => {
-                self.permission_denied.inc();
-            }
+            Error::NotMember | Error::Forbidden(_) | Error::Muted { .. } => self.permission_denied.inc(),
             Error::RateLimited(_) => self.flood_limited.inc(),
             _ => {}
         }
     }
 }
 
-/// Channels to the services chat-svc calls.
-#[derive(Debug, Clone)]
-pub struct Peers {
-    /// session-svc, to validate callers' tokens.
-    pub session: Channel,
-    /// room-svc, for access checks, activity and room events.
-    pub room: Channel,
-}
-
-/// [`build_with_retention`] with a policy that keeps all chat.
-///
-/// # Errors
-/// When the database cannot be opened or migrated.
-pub async fn build(
-    config: &Config,
-    database_url: &str,
-    db_options: &DbOptions,
-    peers: Peers,
-    admin: AdminToken,
-    clock: SharedClock,
-    assembly: &mut Assembly,
-) -> Result<(), sea_orm::DbErr> {
-    let retention = RetentionConfig::keep_everything();
-    build_with_retention(config, &retention, database_url, db_options, peers, admin, clock, assembly).await
-}
-
 /// Connects chat-svc's database, registers its gRPC services, its writer, its room-event
-/// follower and its retention janitor (chat of rooms closed longer than the period). The
-/// SQLite `synchronous` level is chat's own (`config.synchronous`), whatever `db_options`
-/// says, because acknowledged messages are promised to be durable.
+/// follower, the broker follower when there is a broker, and its retention janitor (chat of
+/// rooms closed longer than the period). The SQLite `synchronous` level is chat's own
+/// (`config.synchronous`), whatever `deps.db_options` says, because acknowledged messages are
+/// promised to be durable.
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.
-#[allow(clippy::too_many_arguments)]
-pub async fn build_with_retention(
-    config: &Config,
-    retention: &RetentionConfig,
-    database_url: &str,
-    db_options: &DbOptions,
-    peers: Peers,
-    admin: AdminToken,
-    clock: SharedClock,
-    assembly: &mut Assembly,
-) -> Result<(), sea_orm::DbErr> {
-    let db_options = DbOptions { synchronous: config.synchronous, ..db_options.clone() };
-    let db = svc_kit::db::connect::<Migrator>(database_url, &db_options).await?;
+pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> Result<(), BuildError> {
+    deps.db_options.synchronous = config.synchronous;
+    let db = deps.database::<Migrator>().await?;
+    let registry = assembly.metrics().registry().clone();
     let store = Store::new(db);
     let (janitor, closed_rooms) =
-        retention::ChatRetention::new(store.clone(), Arc::clone(&clock), retention, assembly.metrics().registry());
-    let metrics = ChatMetrics::new(assembly.metrics().registry());
-    let nats = assembly.broker().map(|broker| Arc::new(Nats::new(config.room_buffer, broker.clone())));
+        retention::ChatRetention::new(store.clone(), Arc::clone(&deps.clock), &deps.retention, &registry);
+    let metrics = ChatMetrics::new(&registry);
+    let nats = deps.broker.clone().map(|broker| Arc::new(Nats::new(config.room_buffer, broker)));
     let pubsub: Arc<dyn PubSub> = match &nats {
         Some(nats) => Arc::clone(nats) as Arc<dyn PubSub>,
         None => Arc::new(InProcess::new(config.room_buffer)),
     };
-    let delivery = Arc::new(DeliveryTracker::default());
     let shutdown = assembly.shutdown_token();
 
     let (writer, writer_task) = writer::channel(
@@ -175,7 +126,6 @@ pub async fn build_with_retention(
         writer::WriterTask {
             store: store.clone(),
             pubsub: Arc::clone(&pubsub),
-            delivery: Arc::clone(&delivery),
             metrics: metrics.clone(),
             batch_max: config.write_batch,
         },
@@ -186,11 +136,8 @@ pub async fn build_with_retention(
         assembly.spawn_worker("chat-bus", nats.run(shutdown.clone()));
     }
 
-    let access = Arc::new(
-        RoomAccessClient::new(peers.room, config.access_cache_ttl, config.activity_interval)
-            .with_internal_token(assembly.internal_token().cloned()),
-    );
-    assembly.spawn_worker("chat-retention", janitor.run(retention.interval, shutdown.clone()));
+    let access = deps.room_access(config.access_cache_ttl, config.activity_interval);
+    assembly.spawn_worker("chat-retention", janitor.run(deps.retention.interval, shutdown.clone()));
     assembly.spawn_worker(
         "chat-room-events",
         access::follow_room_events(
@@ -206,10 +153,9 @@ pub async fn build_with_retention(
         store,
         writer,
         pubsub,
-        delivery,
         access,
         flood: KeyedLimiter::new(config.flood_burst, config.flood_per_second),
-        clock,
+        clock: Arc::clone(&deps.clock),
         settings: ChatSettings {
             max_replay: i64::from(config.max_replay),
             heartbeat_interval: config.heartbeat_interval,
@@ -218,25 +164,15 @@ pub async fn build_with_retention(
         metrics,
         shutdown,
     });
-    let sessions = Arc::new(
-        SessionValidator::new(peers.session, config.access_cache_ttl)
-            .with_internal_token(assembly.internal_token().cloned()),
-    );
-    // Session ends drop cached validations at once, so they can be kept much longer.
-    let (session_follower, follower_shutdown) = (Arc::clone(&sessions), assembly.shutdown_token());
-    assembly.spawn_worker("chat-session-changes", async move {
-        session_follower.follow_session_changes(follower_shutdown).await;
-    });
     let max_message = assembly.config().max_message_bytes;
-    assembly.add_service(
-        ChatServiceServer::new(grpc::PublicApi { chat: Arc::clone(&chat), sessions })
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message),
-    );
-    assembly.add_service(
-        ChatAdminServiceServer::new(grpc::AdminApi { chat, admin })
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message),
-    );
+    let public = ChatServiceServer::new(grpc::PublicApi { chat: Arc::clone(&chat) })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let guard = deps.session_guard(config.session_cache_ttl, assembly, "chat");
+    assembly.add_service(guard.wrap(public));
+    let admin = ChatAdminServiceServer::new(grpc::AdminApi { chat })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    assembly.add_service(deps.admin_guard(assembly, "chat").wrap(admin));
     Ok(())
 }

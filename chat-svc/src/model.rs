@@ -1,8 +1,10 @@
 //! chat-svc's own types: what the domain, the store and the live-delivery boundary exchange.
 //! Protobuf never reaches past `grpc.rs`; these do.
 
+use svc_kit::id::{RoomId, UserId};
+
 /// Where a message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageStatus {
     /// Committed.
     Stored,
@@ -13,7 +15,7 @@ pub enum MessageStatus {
 }
 
 /// A chat message. Times are Unix milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub room_id: String,
     pub seq: i64,
@@ -29,8 +31,8 @@ pub struct Message {
 /// A message as submitted, before it has a sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
-    pub room_id: String,
-    pub sender_id: String,
+    pub room_id: RoomId,
+    pub sender_id: UserId,
     pub text: String,
     pub client_message_id: String,
     pub created_at: i64,
@@ -44,7 +46,7 @@ pub struct Sent {
 }
 
 /// How far one member has received and read a room.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub user_id: String,
     pub received_seq: i64,
@@ -91,20 +93,20 @@ pub struct ModerationAction {
     pub mute_until: Option<i64>,
 }
 
-/// What passes through the publish/subscribe boundary for one room. Everything here can be
-/// serialised, so that a broker between instances can carry it (as JSON).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What passes through the publish/subscribe boundary for one room (a broker between instances
+/// carries what crosses them as protobuf: `grpc::wire`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
     /// A newly committed message, published in sequence order.
     Message(Message),
     /// A message was deleted.
     Deleted { seq: i64, deleted_by: String, deleted_at: i64 },
-    /// A message's status moved on (stored → delivered).
-    StatusChanged { seq: i64, status: MessageStatus },
+    /// A message's status moved on (stored → delivered): only its sender's streams hear it.
+    StatusChanged { seq: i64, sender_id: String, status: MessageStatus },
     /// A member's cursor moved.
     CursorUpdated(Cursor),
     /// A member left or was kicked: their streams end.
-    MemberRemoved { user_id: String },
+    MemberRemoved { user_id: UserId },
     /// The room closed: every stream ends.
     RoomClosed,
     /// Live events may have been lost (the broker between instances was unreachable):

@@ -1,7 +1,7 @@
 //! The one publish/subscribe boundary that live delivery passes through: an in-process
 //! broadcast per room, and with a broker configured ([`Nats`]) also NATS, which carries what
 //! one instance publishes to the watchers of every other (subject `xiaowo.chat.room.<room
-//! id>`, the event as JSON). Nothing else changes: sequence numbers come from the database and
+//! id>`, the event as protobuf, `xiaowo.chat.v1.RoomBusEvent`). Nothing else changes: sequence numbers come from the database and
 //! watchers catch up from it whenever they see one skipped, and after a broker outage every
 //! watched room catches up. Removals and closings stay local: every instance follows
 //! room-svc's events itself.
@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use svc_kit::bus::{Broker, is_subject_token};
+use svc_kit::id::RoomId;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -18,18 +19,18 @@ use crate::model::RoomEvent;
 /// Publishes room events and hands out subscriptions to them.
 pub trait PubSub: Send + Sync + std::fmt::Debug {
     /// Sends `event` to every current subscriber of `room_id`; never blocks.
-    fn publish(&self, room_id: &str, event: RoomEvent);
+    fn publish(&self, room_id: &RoomId, event: RoomEvent);
 
     /// Receives the room's events from now on. The receiver holds a bounded ring: a
     /// subscriber that falls further behind gets `Lagged` and must catch up from the database.
-    fn subscribe(&self, room_id: &str) -> broadcast::Receiver<Arc<RoomEvent>>;
+    fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>>;
 }
 
 /// One bounded broadcast channel per room with subscribers.
 #[derive(Debug)]
 pub struct InProcess {
     capacity: usize,
-    rooms: Mutex<HashMap<String, broadcast::Sender<Arc<RoomEvent>>>>,
+    rooms: Mutex<HashMap<RoomId, broadcast::Sender<Arc<RoomEvent>>>>,
 }
 
 impl InProcess {
@@ -41,7 +42,7 @@ impl InProcess {
 
     /// Rooms with subscribers here.
     #[must_use]
-    pub fn watched_rooms(&self) -> Vec<String> {
+    pub fn watched_rooms(&self) -> Vec<RoomId> {
         let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
         rooms.iter().filter(|(_, sender)| sender.receiver_count() > 0).map(|(room_id, _)| room_id.clone()).collect()
     }
@@ -84,10 +85,10 @@ impl Nats {
                     else {
                         continue;
                     };
-                    match serde_json::from_slice::<RoomEvent>(&delivery.payload) {
-                        Ok(event) if crosses_instances(&event) => self.local.publish(room_id, event),
-                        Ok(_) => {}
-                        Err(error) => tracing::warn!(room_id, %error, "unreadable chat event from another instance"),
+                    match crate::grpc::wire::decode(&delivery.payload) {
+                        // Other instances of this install publish only rooms it issued.
+                        Some(event) => self.local.publish(&RoomId::issued(room_id.to_owned()), event),
+                        None => tracing::warn!(room_id, "unreadable chat event from another instance"),
                     }
                 }
                 changed = connections.changed() => {
@@ -105,36 +106,25 @@ impl Nats {
     }
 }
 
-/// What another instance's watchers need to hear from this one (the rest they learn from
-/// room-svc or is about this instance only).
-fn crosses_instances(event: &RoomEvent) -> bool {
-    match event {
-        RoomEvent::Message(_)
-        | RoomEvent::Deleted { .. }
-        | RoomEvent::StatusChanged { .. }
-        | RoomEvent::CursorUpdated(_) => true,
-        RoomEvent::MemberRemoved { .. } | RoomEvent::RoomClosed | RoomEvent::Resync => false,
-    }
-}
-
 impl PubSub for Nats {
-    fn publish(&self, room_id: &str, event: RoomEvent) {
-        if crosses_instances(&event) && is_subject_token(room_id) {
-            match serde_json::to_vec(&event) {
-                Ok(encoded) => self.broker.publish(format!("{SUBJECT}.{room_id}"), &[], encoded.into()),
-                Err(error) => tracing::warn!(room_id, %error, "chat event not encodable for other instances"),
-            }
+    fn publish(&self, room_id: &RoomId, event: RoomEvent) {
+        // What another instance's watchers need to hear from this one: removals, closings
+        // and resyncs stay here (every instance hears room-svc itself).
+        if is_subject_token(room_id.as_str())
+            && let Some(encoded) = crate::grpc::wire::encode(&event)
+        {
+            self.broker.publish(format!("{SUBJECT}.{room_id}"), &[], encoded);
         }
         self.local.publish(room_id, event);
     }
 
-    fn subscribe(&self, room_id: &str) -> broadcast::Receiver<Arc<RoomEvent>> {
+    fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {
         self.local.subscribe(room_id)
     }
 }
 
 impl PubSub for InProcess {
-    fn publish(&self, room_id: &str, event: RoomEvent) {
+    fn publish(&self, room_id: &RoomId, event: RoomEvent) {
         let Ok(mut rooms) = self.rooms.lock() else {
             return;
         };
@@ -146,7 +136,7 @@ impl PubSub for InProcess {
         }
     }
 
-    fn subscribe(&self, room_id: &str) -> broadcast::Receiver<Arc<RoomEvent>> {
+    fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {
         let mut rooms = match self.rooms.lock() {
             Ok(rooms) => rooms,
             Err(poisoned) => poisoned.into_inner(),
@@ -154,14 +144,18 @@ impl PubSub for InProcess {
         if rooms.len() > 1024 {
             rooms.retain(|_, sender| sender.receiver_count() > 0);
         }
-        rooms.entry(room_id.to_owned()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
+        rooms.entry(room_id.clone()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Message, MessageStatus};
+
+    fn room(name: &str) -> RoomId {
+        RoomId::issued(name.to_owned())
+    }
+    use crate::model::{Cursor, Message, MessageStatus};
 
     #[test]
     fn events_survive_the_trip_between_instances() {
@@ -176,24 +170,38 @@ mod tests {
             deleted_at: None,
             deleted_by: None,
         };
-        for event in
-            [RoomEvent::Message(message), RoomEvent::StatusChanged { seq: 7, status: MessageStatus::Delivered }]
-        {
-            let encoded = serde_json::to_vec(&event).unwrap();
-            assert_eq!(serde_json::from_slice::<RoomEvent>(&encoded).unwrap(), event);
+        let deleted = Message { deleted_at: Some(2), deleted_by: Some("m".to_owned()), ..message.clone() };
+        let cursor = Cursor { user_id: "v".to_owned(), received_seq: 7, read_seq: 6, updated_at: 3 };
+        let crossing = [
+            RoomEvent::Message(message),
+            RoomEvent::Message(deleted),
+            RoomEvent::Deleted { seq: 7, deleted_by: "m".to_owned(), deleted_at: 4 },
+            RoomEvent::StatusChanged { seq: 7, sender_id: "u1".to_owned(), status: MessageStatus::Delivered },
+            RoomEvent::CursorUpdated(cursor),
+        ];
+        for event in crossing {
+            let encoded = crate::grpc::wire::encode(&event).unwrap();
+            assert_eq!(crate::grpc::wire::decode(&encoded), Some(event));
+        }
+        for local in [
+            RoomEvent::MemberRemoved { user_id: svc_kit::id::UserId::issued("u".to_owned()) },
+            RoomEvent::RoomClosed,
+            RoomEvent::Resync,
+        ] {
+            assert_eq!(crate::grpc::wire::encode(&local), None, "{local:?} stays in its instance");
         }
     }
 
     #[tokio::test]
     async fn delivers_only_to_the_room_and_signals_lag() {
         let pubsub = InProcess::new(2);
-        let mut a = pubsub.subscribe("a");
-        let mut b = pubsub.subscribe("b");
-        pubsub.publish("a", RoomEvent::RoomClosed);
+        let mut a = pubsub.subscribe(&room("a"));
+        let mut b = pubsub.subscribe(&room("b"));
+        pubsub.publish(&room("a"), RoomEvent::RoomClosed);
         assert_eq!(*a.recv().await.unwrap(), RoomEvent::RoomClosed);
         assert!(b.try_recv().is_err());
         for _ in 0..3 {
-            pubsub.publish("a", RoomEvent::RoomClosed);
+            pubsub.publish(&room("a"), RoomEvent::RoomClosed);
         }
         assert!(matches!(a.recv().await, Err(broadcast::error::RecvError::Lagged(1))));
     }

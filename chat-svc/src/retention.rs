@@ -19,7 +19,7 @@ use crate::store::Store;
 /// the janitor's clock stands in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedRoom {
-    pub room_id: String,
+    pub room_id: svc_kit::id::RoomId,
     pub closed_at: Option<i64>,
 }
 

@@ -8,6 +8,8 @@ use sea_orm::{
     QuerySelect, Set, TransactionTrait,
 };
 
+use svc_kit::id::{RoomId, UserId};
+
 use crate::entity::{closed_room, member_cursor, message, moderation_action, mute, room_sequence};
 use crate::model::{Cursor, Message, MessageStatus, ModerationAction, ModerationKind, NewMessage, Sent};
 
@@ -73,8 +75,8 @@ fn to_action(model: moderation_action::Model) -> Option<ModerationAction> {
 
 async fn find_by_client_id<C: ConnectionTrait>(
     db: &C,
-    room_id: &str,
-    sender_id: &str,
+    room_id: &RoomId,
+    sender_id: &UserId,
     client_message_id: &str,
 ) -> Result<Option<Message>, DbErr> {
     Ok(message::Entity::find()
@@ -125,11 +127,7 @@ impl Store {
     /// they are gap-free and no in-memory counter is trusted. A message whose (room, sender,
     /// client message id) is already stored — earlier, or earlier in this batch — is answered
     /// with the stored one. Answers come in the order of `messages`.
-    pub async fn commit_batch(
-        &self,
-        messages: &[NewMessage],
-        delivered: &[(String, Vec<i64>)],
-    ) -> Result<Vec<Sent>, DbErr> {
+    pub async fn commit_batch(&self, messages: &[NewMessage]) -> Result<Vec<Sent>, DbErr> {
         let txn = self.db.begin().await?;
         // Making sure each room has its counter row is a write, so on SQLite the transaction
         // holds the write lock from its first statement and never has to upgrade a read.
@@ -204,6 +202,7 @@ impl Store {
             let seq = *seq_slot;
             *seq_slot += 1;
             let NewMessage { room_id, sender_id, text, client_message_id, created_at } = new.clone();
+            let (room_id, sender_id) = (room_id.into_string(), sender_id.into_string());
             rows.push(message::ActiveModel {
                 room_id: Set(room_id.clone()),
                 seq: Set(seq),
@@ -235,22 +234,6 @@ impl Store {
             message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
 
-        // In room order, like the counters above: two instances marking the same rooms then
-        // lock rows in the same order and cannot deadlock on PostgreSQL.
-        let mut delivered: Vec<&(String, Vec<i64>)> = delivered.iter().collect();
-        delivered.sort_by(|left, right| left.0.cmp(&right.0));
-        for (room_id, seqs) in delivered {
-            if seqs.is_empty() {
-                continue;
-            }
-            message::Entity::update_many()
-                .col_expr(message::Column::Status, Expr::value(STATUS_DELIVERED))
-                .filter(message::Column::RoomId.eq(room_id.as_str()))
-                .filter(message::Column::Seq.is_in(seqs.iter().copied()))
-                .filter(message::Column::Status.eq(STATUS_STORED))
-                .exec(&txn)
-                .await?;
-        }
         txn.commit().await?;
         self.checkpoints.committed();
 
@@ -275,15 +258,15 @@ impl Store {
     /// The message a sender stored under `client_message_id`, if any.
     pub async fn find_by_client_id(
         &self,
-        room_id: &str,
-        sender_id: &str,
+        room_id: &RoomId,
+        sender_id: &UserId,
         client_message_id: &str,
     ) -> Result<Option<Message>, DbErr> {
         find_by_client_id(&self.db, room_id, sender_id, client_message_id).await
     }
 
     /// The highest sequence number given out in the room (0 before the first message).
-    pub async fn latest_seq(&self, room_id: &str) -> Result<i64, DbErr> {
+    pub async fn latest_seq(&self, room_id: &RoomId) -> Result<i64, DbErr> {
         let last: Option<i64> = room_sequence::Entity::find()
             .select_only()
             .column(room_sequence::Column::LastSeq)
@@ -295,7 +278,7 @@ impl Store {
     }
 
     /// Up to `limit` messages after `after_seq`, oldest first.
-    pub async fn messages_after(&self, room_id: &str, after_seq: i64, limit: u64) -> Result<Vec<Message>, DbErr> {
+    pub async fn messages_after(&self, room_id: &RoomId, after_seq: i64, limit: u64) -> Result<Vec<Message>, DbErr> {
         let rows = message::Entity::find()
             .filter(message::Column::RoomId.eq(room_id))
             .filter(message::Column::Seq.gt(after_seq))
@@ -309,7 +292,7 @@ impl Store {
     /// Up to `limit` messages before `before_seq` (all when `None`), newest first.
     pub async fn messages_before(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         before_seq: Option<i64>,
         limit: u64,
     ) -> Result<Vec<Message>, DbErr> {
@@ -322,7 +305,7 @@ impl Store {
     }
 
     /// Messages up to `up_to_seq` deleted at or after `since`, oldest deletion first.
-    pub async fn deleted_since(&self, room_id: &str, since: i64, up_to_seq: i64) -> Result<Vec<Message>, DbErr> {
+    pub async fn deleted_since(&self, room_id: &RoomId, since: i64, up_to_seq: i64) -> Result<Vec<Message>, DbErr> {
         let rows = message::Entity::find()
             .filter(message::Column::RoomId.eq(room_id))
             .filter(message::Column::Seq.lte(up_to_seq))
@@ -334,7 +317,7 @@ impl Store {
     }
 
     /// Every member's cursor in the room.
-    pub async fn cursors(&self, room_id: &str) -> Result<Vec<Cursor>, DbErr> {
+    pub async fn cursors(&self, room_id: &RoomId) -> Result<Vec<Cursor>, DbErr> {
         let rows = member_cursor::Entity::find()
             .filter(member_cursor::Column::RoomId.eq(room_id))
             .order_by_asc(member_cursor::Column::UserId)
@@ -345,18 +328,21 @@ impl Store {
 
     /// Moves a member's cursors forward (never back): received becomes the largest of the
     /// stored value, `received_seq` and `read_seq`; read the largest of stored and `read_seq`.
+    /// The member's client has then received every message up to it, so the messages of others
+    /// among those newly received that were still only stored become delivered, in the same
+    /// transaction; they are returned as (seq, sender) for their senders to hear of.
     pub async fn advance_cursor(
         &self,
-        room_id: &str,
-        user_id: &str,
+        room_id: &RoomId,
+        user_id: &UserId,
         received_seq: i64,
         read_seq: i64,
         now: i64,
-    ) -> Result<Cursor, DbErr> {
+    ) -> Result<(Cursor, Vec<(i64, String)>), DbErr> {
         let txn = self.db.begin().await?;
         member_cursor::Entity::insert(member_cursor::ActiveModel {
-            room_id: Set(room_id.to_owned()),
-            user_id: Set(user_id.to_owned()),
+            room_id: Set(room_id.to_string()),
+            user_id: Set(user_id.to_string()),
             received_seq: Set(0),
             read_seq: Set(0),
             updated_at: Set(now),
@@ -364,28 +350,48 @@ impl Store {
         .on_conflict_do_nothing()
         .exec_without_returning(&txn)
         .await?;
-        let stored = member_cursor::Entity::find_by_id((room_id.to_owned(), user_id.to_owned()))
+        let stored = member_cursor::Entity::find_by_id((room_id.to_string(), user_id.to_string()))
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("member cursor".to_owned()))?;
         let read_seq = std::cmp::max(stored.read_seq, read_seq);
-        let received_seq = std::cmp::max(std::cmp::max(stored.received_seq, received_seq), read_seq);
+        let received_before = stored.received_seq;
+        let received_seq = std::cmp::max(std::cmp::max(received_before, received_seq), read_seq);
         let mut active: member_cursor::ActiveModel = stored.into();
         active.received_seq = Set(received_seq);
         active.read_seq = Set(read_seq);
         active.updated_at = Set(now);
         let updated = active.update(&txn).await?;
+        // Everything up to the old cursor was settled when it moved there. RETURNING names
+        // exactly the rows this update changed, also when another member's cursor delivers the
+        // same messages at the same moment on another instance.
+        let delivered = if received_seq > received_before {
+            message::Entity::update_many()
+                .col_expr(message::Column::Status, Expr::value(STATUS_DELIVERED))
+                .filter(message::Column::RoomId.eq(room_id))
+                .filter(message::Column::Seq.gt(received_before))
+                .filter(message::Column::Seq.lte(received_seq))
+                .filter(message::Column::SenderId.ne(user_id))
+                .filter(message::Column::Status.eq(STATUS_STORED))
+                .exec_with_returning(&txn)
+                .await?
+                .into_iter()
+                .map(|row| (row.seq, row.sender_id))
+                .collect()
+        } else {
+            Vec::new()
+        };
         txn.commit().await?;
-        Ok(to_cursor(updated))
+        Ok((to_cursor(updated), delivered))
     }
 
     /// Deletes a message and records who did it, in one transaction. `None` when there is no
     /// such message; the flag says whether this call deleted it (false: it already was).
     pub async fn delete_message(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         seq: i64,
-        actor_id: &str,
+        actor_id: &UserId,
         now: i64,
     ) -> Result<Option<(Message, bool)>, DbErr> {
         let txn = self.db.begin().await?;
@@ -415,8 +421,8 @@ impl Store {
                     moderation_action_id: 0,
                     created_at: now,
                     kind: ModerationKind::DeleteMessage,
-                    room_id: room_id.to_owned(),
-                    actor_id: actor_id.to_owned(),
+                    room_id: room_id.to_string(),
+                    actor_id: actor_id.to_string(),
                     target_user_id: stored.sender_id.clone(),
                     seq: Some(seq),
                     mute_until: None,
@@ -429,13 +435,20 @@ impl Store {
     }
 
     /// Mutes a member until `until`, replacing any earlier mute, and records it.
-    pub async fn mute(&self, room_id: &str, user_id: &str, until: i64, actor_id: &str, now: i64) -> Result<(), DbErr> {
+    pub async fn mute(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        until: i64,
+        actor_id: &UserId,
+        now: i64,
+    ) -> Result<(), DbErr> {
         let txn = self.db.begin().await?;
         mute::Entity::insert(mute::ActiveModel {
-            room_id: Set(room_id.to_owned()),
-            user_id: Set(user_id.to_owned()),
+            room_id: Set(room_id.to_string()),
+            user_id: Set(user_id.to_string()),
             muted_until: Set(until),
-            muted_by: Set(actor_id.to_owned()),
+            muted_by: Set(actor_id.to_string()),
             created_at: Set(now),
         })
         .on_conflict(
@@ -451,9 +464,9 @@ impl Store {
                 moderation_action_id: 0,
                 created_at: now,
                 kind: ModerationKind::MuteMember,
-                room_id: room_id.to_owned(),
-                actor_id: actor_id.to_owned(),
-                target_user_id: user_id.to_owned(),
+                room_id: room_id.to_string(),
+                actor_id: actor_id.to_string(),
+                target_user_id: user_id.to_string(),
                 seq: None,
                 mute_until: Some(until),
             },
@@ -463,7 +476,7 @@ impl Store {
     }
 
     /// Lifts a mute and records it; whether there was one in force.
-    pub async fn unmute(&self, room_id: &str, user_id: &str, actor_id: &str, now: i64) -> Result<bool, DbErr> {
+    pub async fn unmute(&self, room_id: &RoomId, user_id: &UserId, actor_id: &UserId, now: i64) -> Result<bool, DbErr> {
         let txn = self.db.begin().await?;
         let result = mute::Entity::delete_many()
             .filter(mute::Column::RoomId.eq(room_id))
@@ -476,9 +489,9 @@ impl Store {
                 moderation_action_id: 0,
                 created_at: now,
                 kind: ModerationKind::UnmuteMember,
-                room_id: room_id.to_owned(),
-                actor_id: actor_id.to_owned(),
-                target_user_id: user_id.to_owned(),
+                room_id: room_id.to_string(),
+                actor_id: actor_id.to_string(),
+                target_user_id: user_id.to_string(),
                 seq: None,
                 mute_until: None,
             },
@@ -489,7 +502,7 @@ impl Store {
     }
 
     /// Until when the member is muted, if a mute was ever set and not lifted.
-    pub async fn muted_until(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
+    pub async fn muted_until(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<i64>, DbErr> {
         mute::Entity::find()
             .select_only()
             .column(mute::Column::MutedUntil)
@@ -503,7 +516,7 @@ impl Store {
     /// Up to `limit` moderation actions after id `after`, oldest first, optionally one room's.
     pub async fn moderation_actions(
         &self,
-        room_id: Option<&str>,
+        room_id: Option<&RoomId>,
         after: i64,
         limit: u64,
     ) -> Result<Vec<ModerationAction>, DbErr> {
@@ -520,8 +533,8 @@ impl Store {
 /// Retention: when rooms closed, and deleting the chat of those closed long enough ago.
 impl Store {
     /// Records that `room_id` closed at `closed_at`; the first record wins.
-    pub async fn record_closed_room(&self, room_id: &str, closed_at: i64) -> Result<(), DbErr> {
-        let row = closed_room::ActiveModel { room_id: Set(room_id.to_owned()), closed_at: Set(closed_at) };
+    pub async fn record_closed_room(&self, room_id: &RoomId, closed_at: i64) -> Result<(), DbErr> {
+        let row = closed_room::ActiveModel { room_id: Set(room_id.to_string()), closed_at: Set(closed_at) };
         closed_room::Entity::insert(row)
             .on_conflict(OnConflict::column(closed_room::Column::RoomId).do_nothing().to_owned())
             .exec_without_returning(&self.db)

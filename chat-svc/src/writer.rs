@@ -10,15 +10,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::ChatMetrics;
-use crate::delivery::DeliveryTracker;
 use crate::error::Error;
-use crate::model::{MessageStatus, NewMessage, RoomEvent, Sent};
+use crate::model::{NewMessage, RoomEvent, Sent};
 use crate::pubsub::PubSub;
 use crate::store::Store;
 
-enum WriteOp {
-    Send { message: NewMessage, reply: oneshot::Sender<Result<Sent, Error>> },
-    Delivered { room_id: String, seqs: Vec<i64> },
+/// One message to store and the sender waiting for the answer.
+struct WriteOp {
+    message: NewMessage,
+    reply: oneshot::Sender<Result<Sent, Error>>,
 }
 
 /// The sending side of the queue.
@@ -29,12 +29,7 @@ pub struct Writer {
 
 impl std::fmt::Debug for WriteOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Send { message, .. } => f.debug_struct("Send").field("room_id", &message.room_id).finish(),
-            Self::Delivered { room_id, seqs } => {
-                f.debug_struct("Delivered").field("room_id", room_id).field("seqs", &seqs.len()).finish()
-            }
-        }
+        f.debug_struct("WriteOp").field("room_id", &self.message.room_id).finish()
     }
 }
 
@@ -45,19 +40,8 @@ impl Writer {
     /// `Unavailable` when the writer has stopped (shutdown), `Database` when the commit failed.
     pub async fn send(&self, message: NewMessage) -> Result<Sent, Error> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(WriteOp::Send { message, reply }).await.map_err(|_| Error::Unavailable)?;
+        self.queue.send(WriteOp { message, reply }).await.map_err(|_| Error::Unavailable)?;
         answer.await.map_err(|_| Error::Unavailable)?
-    }
-
-    /// Marks messages delivered, soon. Status is advisory, so a full queue drops the update
-    /// rather than making a watcher wait.
-    pub fn delivered(&self, room_id: &str, seqs: Vec<i64>) {
-        if seqs.is_empty() {
-            return;
-        }
-        if self.queue.try_send(WriteOp::Delivered { room_id: room_id.to_owned(), seqs }).is_err() {
-            tracing::debug!(%room_id, "write queue full; delivered status dropped");
-        }
     }
 }
 
@@ -66,7 +50,6 @@ impl Writer {
 pub struct WriterTask {
     pub store: Store,
     pub pubsub: Arc<dyn PubSub>,
-    pub delivery: Arc<DeliveryTracker>,
     pub metrics: ChatMetrics,
     pub batch_max: usize,
 }
@@ -81,57 +64,37 @@ pub fn channel(capacity: usize, task: WriterTask, shutdown: CancellationToken) -
 
 impl WriterTask {
     async fn run(self, mut receiver: mpsc::Receiver<WriteOp>, shutdown: CancellationToken) {
-        // Messages nobody still waits for, to be marked delivered in the next transaction.
-        let mut carried: Vec<(String, Vec<i64>)> = Vec::new();
         loop {
-            let mut ops = Vec::new();
-            if carried.is_empty() {
-                let next = tokio::select! {
-                    op = receiver.recv() => op,
-                    () = shutdown.cancelled(), if !receiver.is_closed() => {
-                        receiver.close();
-                        continue;
-                    }
-                };
-                match next {
-                    Some(op) => ops.push(op),
-                    None => break,
+            let next = tokio::select! {
+                op = receiver.recv() => op,
+                () = shutdown.cancelled(), if !receiver.is_closed() => {
+                    receiver.close();
+                    continue;
                 }
-            }
+            };
+            let Some(first) = next else { break };
+            let mut ops = vec![first];
             while ops.len() < self.batch_max.max(1) {
                 match receiver.try_recv() {
                     Ok(op) => ops.push(op),
                     Err(_) => break,
                 }
             }
-            carried = self.commit(ops, std::mem::take(&mut carried)).await;
-        }
-        if !carried.is_empty() {
-            self.commit(Vec::new(), carried).await;
+            self.commit(ops).await;
         }
         tracing::debug!("chat writer stopped");
     }
 
-    /// Commits one batch, publishes, answers; returns what became delivered on publication.
-    async fn commit(&self, ops: Vec<WriteOp>, mut delivered: Vec<(String, Vec<i64>)>) -> Vec<(String, Vec<i64>)> {
-        let mut messages = Vec::new();
-        let mut replies = Vec::new();
-        for op in ops {
-            match op {
-                WriteOp::Send { message, reply } => {
-                    messages.push(message);
-                    replies.push(reply);
-                }
-                WriteOp::Delivered { room_id, seqs } => delivered.push((room_id, seqs)),
-            }
-        }
-        self.metrics.batch_size.observe(messages.len() as f64);
-        let results = match self.store.commit_batch(&messages, &delivered).await {
+    /// Commits one batch, publishes, answers.
+    async fn commit(&self, ops: Vec<WriteOp>) {
+        let (messages, replies): (Vec<_>, Vec<_>) = ops.into_iter().map(|op| (op.message, op.reply)).unzip();
+        // A batch holds at most `--chat-write-batch` messages.
+        self.metrics.batch_size.observe(f64::from(u32::try_from(messages.len()).unwrap_or(u32::MAX)));
+        let results = match self.store.commit_batch(&messages).await {
             Ok(sent) => sent.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(error) if svc_kit::status::is_busy(&error) => {
                 // Another writer held the database past the busy timeout: one by one would only
                 // wait that long again per message. Nothing was written; every sender may retry.
-                // Delivered status is advisory and stays `stored` in the database this time.
                 tracing::warn!(%error, batch = messages.len(), "database busy; batch refused as retryable");
                 messages.iter().map(|_| Err(Error::Unavailable)).collect()
             }
@@ -140,39 +103,23 @@ impl WriterTask {
                 tracing::warn!(%error, batch = messages.len(), "batch commit failed; retrying one by one");
                 let mut results = Vec::with_capacity(messages.len());
                 for message in &messages {
-                    let result = self.store.commit_batch(std::slice::from_ref(message), &[]).await;
+                    let result = self.store.commit_batch(std::slice::from_ref(message)).await;
                     results.push(result.map_err(Error::from).and_then(|mut sent| sent.pop().ok_or(Error::Unavailable)));
-                }
-                if let Err(error) = self.store.commit_batch(&[], &delivered).await {
-                    tracing::warn!(%error, "delivered status not recorded");
                 }
                 results
             }
         };
-        for (room_id, seqs) in &delivered {
-            for seq in seqs {
-                self.pubsub.publish(room_id, RoomEvent::StatusChanged { seq: *seq, status: MessageStatus::Delivered });
-            }
-        }
-
-        let mut carried: Vec<(String, Vec<i64>)> = Vec::new();
         for (result, reply) in results.into_iter().zip(replies) {
             if let Ok(sent) = &result
                 && !sent.duplicate
             {
                 self.metrics.messages_stored.inc();
-                let message = &sent.message;
-                self.pubsub.publish(&message.room_id, RoomEvent::Message(message.clone()));
-                if self.delivery.published(&message.room_id, message.seq) {
-                    match carried.iter_mut().find(|(room_id, _)| *room_id == message.room_id) {
-                        Some((_, seqs)) => seqs.push(message.seq),
-                        None => carried.push((message.room_id.clone(), vec![message.seq])),
-                    }
-                }
+                // The room of a message just stored is one the sender's request named.
+                let room_id = svc_kit::id::RoomId::issued(sent.message.room_id.clone());
+                self.pubsub.publish(&room_id, RoomEvent::Message(sent.message.clone()));
             }
             // The sender may have given up (deadline); the message is stored all the same.
             let _ = reply.send(result);
         }
-        carried
     }
 }

@@ -1,5 +1,6 @@
 //! `svc_kit::text::TextRule` on any string and any limits: what it accepts is trimmed, within
-//! the limits and free of control characters, and checking it again gives the same text.
+//! the limits, free of control characters, shows at least one visible character unless empty,
+//! has no line separators in single-line fields, and checking it again gives the same text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(chars >= rule.min_chars && chars <= rule.max_chars);
         assert_eq!(accepted, accepted.trim());
         assert!(accepted.chars().all(|c| !c.is_control() || (c == '\n' && rule.allow_newline)));
+        assert!(accepted.is_empty() || accepted.chars().any(svc_kit::text::is_visible));
+        assert!(rule.allow_newline || !accepted.contains(['\u{2028}', '\u{2029}']));
         assert_eq!(rule.check(&accepted).as_deref(), Ok(accepted.as_str()));
     }
 });

@@ -56,11 +56,11 @@ pub struct Config {
     #[arg(id = "media-ffmpeg", long = "media-ffmpeg", env = "XIAOWO_MEDIA_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
     /// How long a validated session token is trusted before asking session-svc again.
-    #[arg(id = "media-session-cache", long = "media-session-cache", env = "XIAOWO_MEDIA_SESSION_CACHE", default_value = "5s", value_parser = parse_duration)]
+    #[arg(id = "media-session-cache-ttl", long = "media-session-cache-ttl", env = "XIAOWO_MEDIA_SESSION_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub session_cache_ttl: Duration,
     /// How long room-svc's answer about a member is trusted (kept longer while its event
     /// stream is live).
-    #[arg(id = "media-access-cache", long = "media-access-cache", env = "XIAOWO_MEDIA_ACCESS_CACHE", default_value = "5s", value_parser = parse_duration)]
+    #[arg(id = "media-access-cache-ttl", long = "media-access-cache-ttl", env = "XIAOWO_MEDIA_ACCESS_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub access_cache_ttl: Duration,
 }
 

@@ -3,7 +3,7 @@
 
 use http::StatusCode;
 use svc_kit::auth::AuthError;
-use svc_kit::rooms::RoomAccessError;
+use svc_kit::peer::room::RoomAccessError;
 use svc_kit::status::Violation;
 
 /// Everything a media-svc call or request can fail with.
@@ -12,12 +12,10 @@ pub enum Error {
     /// Bad request fields.
     #[error("invalid argument")]
     InvalidArgument(Vec<Violation>),
-    /// No session token, or an unknown or expired one.
-    #[error("unauthenticated")]
-    Unauthenticated,
-    /// Admin RPC without the right admin token.
-    #[error("admin token required")]
-    AdminRequired,
+    /// A plain HTTP request (or a peer's answer) without a valid session, or session-svc
+    /// out of reach: the guard's own refusal, answered in HTTP's terms on those routes.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// No such item or upload, or one the caller may not see.
     #[error("not found")]
     NotFound,
@@ -81,9 +79,6 @@ pub enum Error {
     /// ffprobe or ffmpeg took longer than allowed.
     #[error("probing took too long")]
     ProbeTimeout,
-    /// session-svc did not answer in time.
-    #[error("session service unavailable: {0}")]
-    SessionUnavailable(String),
     /// room-svc or sync-svc did not answer in time.
     #[error("peer unavailable: {0}")]
     PeerUnavailable(String),
@@ -93,16 +88,6 @@ pub enum Error {
     /// The database failed.
     #[error("database")]
     Database(#[from] sea_orm::DbErr),
-}
-
-impl From<AuthError> for Error {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Unauthenticated => Self::Unauthenticated,
-            AuthError::PermissionDenied => Self::AdminRequired,
-            AuthError::Unavailable(reason) => Self::SessionUnavailable(reason),
-        }
-    }
 }
 
 impl From<RoomAccessError> for Error {
@@ -129,8 +114,7 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => svc_kit::status::invalid_argument(&violations),
-            Error::Unauthenticated => Self::unauthenticated("missing or expired session"),
-            Error::AdminRequired => Self::permission_denied("admin token required"),
+            Error::Auth(error) => error.into(),
             Error::NotFound => Self::not_found("media item not found"),
             Error::RoomNotFound => Self::not_found("room not found"),
             Error::NotOwner => Self::permission_denied("only the person who uploaded it may change it"),
@@ -149,7 +133,7 @@ impl From<Error> for tonic::Status {
             }
             Error::UploadBusy => Self::aborted("upload busy"),
             Error::NotMedia | Error::Damaged(_) | Error::ProbeTimeout => Self::invalid_argument(error.to_string()),
-            Error::SessionUnavailable(reason) | Error::PeerUnavailable(reason) => {
+            Error::PeerUnavailable(reason) => {
                 tracing::warn!(%reason, "peer unavailable");
                 Self::unavailable("a service this needs is unavailable; retry")
             }
@@ -176,10 +160,13 @@ impl From<Error> for HttpError {
                     violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ");
                 (StatusCode::BAD_REQUEST, "bad-request", message)
             }
-            Error::Unauthenticated => {
+            Error::Auth(AuthError::Unavailable(reason)) | Error::PeerUnavailable(reason) => {
+                tracing::warn!(%reason, "peer unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Please retry in a moment.".to_owned())
+            }
+            Error::Auth(AuthError::Unauthenticated | AuthError::AdminRequired | AuthError::InternalRequired) => {
                 (StatusCode::UNAUTHORIZED, "unauthenticated", "Your session has ended.".to_owned())
             }
-            Error::AdminRequired => (StatusCode::FORBIDDEN, "forbidden", "Admin token required.".to_owned()),
             Error::NotFound => (StatusCode::NOT_FOUND, "not-found", "No such file or upload.".to_owned()),
             Error::RoomNotFound => (StatusCode::NOT_FOUND, "room-not-found", "No such room.".to_owned()),
             Error::NotOwner | Error::NotMember | Error::NotInRoom => {
@@ -254,10 +241,6 @@ impl From<Error> for HttpError {
                 "probe-timeout",
                 "The file took too long to read; it was not kept.".to_owned(),
             ),
-            Error::SessionUnavailable(reason) | Error::PeerUnavailable(reason) => {
-                tracing::warn!(%reason, "peer unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Please retry in a moment.".to_owned())
-            }
             error @ Error::Io(_) => {
                 let _ = svc_kit::status::internal(&error);
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on the server.".to_owned())

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use proto::media::v1 as pb;
 use proto::sync::v1 as sync_pb;
 use proto::sync::v1::sync_service_client::SyncServiceClient;
-use svc_kit::auth::{AdminToken, SessionValidator};
+use svc_kit::auth::{AuthError, Caller};
+use svc_kit::id::RoomId;
+use svc_kit::status::Violation;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -100,7 +102,6 @@ fn clamp_i64(value: u64) -> i64 {
 #[derive(Debug, Clone)]
 pub struct PublicApi {
     pub(crate) library: Arc<Library>,
-    pub(crate) sessions: Arc<SessionValidator>,
 }
 
 #[tonic::async_trait]
@@ -110,9 +111,10 @@ impl pb::media_service_server::MediaService for PublicApi {
         &self,
         request: Request<pb::ListMediaItemsRequest>,
     ) -> Result<Response<pb::ListMediaItemsResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::ListMediaItemsRequest { room_id, query, page_size, page_token } = request.into_inner();
-        let (items, next) = self.library.list(&caller, &room_id, &query, page_size, &page_token).await?;
+        let room = optional_room(&room_id)?;
+        let (items, next) = self.library.list(&caller, room.as_ref(), &query, page_size, &page_token).await?;
         Ok(Response::new(pb::ListMediaItemsResponse {
             media_items: items.into_iter().map(item_to_pb).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -124,9 +126,10 @@ impl pb::media_service_server::MediaService for PublicApi {
         &self,
         request: Request<pb::GetMediaItemRequest>,
     ) -> Result<Response<pb::GetMediaItemResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::GetMediaItemRequest { media_item_id, room_id } = request.into_inner();
-        let item = self.library.get(&caller, &room_id, &media_item_id).await?;
+        let room = optional_room(&room_id)?;
+        let item = self.library.get(&caller, room.as_ref(), &media_item_id).await?;
         Ok(Response::new(pb::GetMediaItemResponse { media_item: Some(item_to_pb(item)) }))
     }
 
@@ -135,7 +138,7 @@ impl pb::media_service_server::MediaService for PublicApi {
         &self,
         request: Request<pb::RenameMediaItemRequest>,
     ) -> Result<Response<pb::RenameMediaItemResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::RenameMediaItemRequest { media_item_id, title } = request.into_inner();
         let viewer = Viewer::Person { user_id: caller.user_id, member_of: None };
         let item = self.library.rename(&viewer, &media_item_id, &title).await?;
@@ -147,7 +150,7 @@ impl pb::media_service_server::MediaService for PublicApi {
         &self,
         request: Request<pb::DeleteMediaItemRequest>,
     ) -> Result<Response<pb::DeleteMediaItemResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::DeleteMediaItemRequest { media_item_id } = request.into_inner();
         let viewer = Viewer::Person { user_id: caller.user_id, member_of: None };
         self.library.delete(&viewer, &media_item_id).await?;
@@ -159,9 +162,19 @@ impl pb::media_service_server::MediaService for PublicApi {
         &self,
         request: Request<pb::CreatePlaybackUrlRequest>,
     ) -> Result<Response<pb::CreatePlaybackUrlResponse>, Status> {
-        let token = svc_kit::auth::session_token(request.metadata()).ok_or(Error::Unauthenticated)?;
-        let caller = self.sessions.validate(&token).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
+        // sync-svc is asked with the caller's own credentials (the guard checked them).
+        let token = svc_kit::auth::session_token(request.metadata()).ok_or(AuthError::Unauthenticated)?;
         let pb::CreatePlaybackUrlRequest { room_id, media_item_id } = request.into_inner();
+        let mut violations = Vec::new();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(|violation| violations.push(violation)).ok();
+        if crate::library::check_id("media_item_id", &media_item_id).is_err() {
+            violations.push(Violation::new("media_item_id", "must be a media item id"));
+        }
+        let room_id = match room_id {
+            Some(room_id) if violations.is_empty() => room_id,
+            _ => return Err(Error::InvalidArgument(violations).into()),
+        };
         let playback = self.library.playback_url(&caller, &token, &room_id, &media_item_id).await?;
         Ok(Response::new(pb::CreatePlaybackUrlResponse {
             url: playback.url,
@@ -175,7 +188,7 @@ impl pb::media_service_server::MediaService for PublicApi {
         &self,
         request: Request<pb::GetUploadQuotaRequest>,
     ) -> Result<Response<pb::GetUploadQuotaResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::GetUploadQuotaRequest {} = request.into_inner();
         let (used_bytes, active_uploads) = self.library.usage(&caller.user_id).await?;
         let limits = self.library.limits();
@@ -193,7 +206,6 @@ impl pb::media_service_server::MediaService for PublicApi {
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     pub(crate) library: Arc<Library>,
-    pub(crate) admin: AdminToken,
 }
 
 #[tonic::async_trait]
@@ -203,7 +215,6 @@ impl pb::media_admin_service_server::MediaAdminService for AdminApi {
         &self,
         request: Request<pb::ListLibraryRequest>,
     ) -> Result<Response<pb::ListLibraryResponse>, Status> {
-        self.admin.check(request.metadata()).map_err(Error::from)?;
         let pb::ListLibraryRequest { query, page_size, page_token } = request.into_inner();
         let overview = self.library.overview(&query, page_size, &page_token).await?;
         Ok(Response::new(pb::ListLibraryResponse {
@@ -220,7 +231,6 @@ impl pb::media_admin_service_server::MediaAdminService for AdminApi {
         &self,
         request: Request<pb::RenameLibraryItemRequest>,
     ) -> Result<Response<pb::RenameLibraryItemResponse>, Status> {
-        self.admin.check(request.metadata()).map_err(Error::from)?;
         let pb::RenameLibraryItemRequest { media_item_id, title } = request.into_inner();
         let item = self.library.rename(&Viewer::Admin, &media_item_id, &title).await?;
         Ok(Response::new(pb::RenameLibraryItemResponse { media_item: Some(item_to_pb(item)) }))
@@ -231,11 +241,18 @@ impl pb::media_admin_service_server::MediaAdminService for AdminApi {
         &self,
         request: Request<pb::DeleteLibraryItemRequest>,
     ) -> Result<Response<pb::DeleteLibraryItemResponse>, Status> {
-        self.admin.check(request.metadata()).map_err(Error::from)?;
         let pb::DeleteLibraryItemRequest { media_item_id } = request.into_inner();
         self.library.delete(&Viewer::Admin, &media_item_id).await?;
         Ok(Response::new(pb::DeleteLibraryItemResponse {}))
     }
+}
+
+/// The room a library call is made from: none when the field is empty, else a room id.
+fn optional_room(room_id: &str) -> Result<Option<RoomId>, Error> {
+    if room_id.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(RoomId::parse("room_id", room_id)?))
 }
 
 /// sync-svc's answer to "does this room play or queue the item", asked with the caller's own
@@ -255,18 +272,18 @@ impl SyncQueue {
 impl RoomQueue for SyncQueue {
     fn holds<'a>(
         &'a self,
-        room_id: &'a str,
+        room_id: &'a RoomId,
         media_item_id: &'a str,
         token: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<bool, Error>> + Send + 'a>> {
         Box::pin(async move {
-            let mut request = Request::new(sync_pb::GetRoomStateRequest { room_id: room_id.to_owned() });
-            let bearer = format!("Bearer {token}").parse().map_err(|_| Error::Unauthenticated)?;
+            let mut request = Request::new(sync_pb::GetRoomStateRequest { room_id: room_id.to_string() });
+            let bearer = format!("Bearer {token}").parse().map_err(|_| AuthError::Unauthenticated)?;
             request.metadata_mut().insert("authorization", bearer);
             let response = self.client.clone().get_room_state(request).await.map_err(|status| match status.code() {
                 tonic::Code::NotFound => Error::RoomNotFound,
                 tonic::Code::PermissionDenied => Error::NotMember,
-                tonic::Code::Unauthenticated => Error::Unauthenticated,
+                tonic::Code::Unauthenticated => Error::Auth(AuthError::Unauthenticated),
                 _ => Error::PeerUnavailable(format!("sync-svc GetRoomState: {}", status.message())),
             })?;
             let sync_pb::GetRoomStateResponse { state, watchers: _ } = response.into_inner();

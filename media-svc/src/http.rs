@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, options};
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use svc_kit::auth::{Caller, SessionValidator};
+use svc_kit::auth::{AuthError, Caller, Guard};
+use svc_kit::id::RoomId;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -45,7 +46,9 @@ static ERROR_REASON: HeaderName = HeaderName::from_static("xiaowo-error");
 #[derive(Debug)]
 pub struct HttpState {
     pub library: Arc<Library>,
-    pub sessions: Arc<SessionValidator>,
+    /// media-svc's session guard: these routes identify callers by the same rule (and count
+    /// refusals in the same place) as its gRPC services, and answer in HTTP's terms.
+    pub guard: Guard,
 }
 
 /// media-svc's plain HTTP routes.
@@ -89,12 +92,9 @@ impl HttpState {
         self.library.metrics.http_requests.with_label_values(&[route, status.as_str()]).inc();
     }
 
-    /// The session behind the request's cookie or bearer token, and that token.
-    async fn caller(&self, headers: &HeaderMap) -> Result<(Caller, String), Error> {
-        let metadata = tonic::metadata::MetadataMap::from_headers(headers.clone());
-        let token = svc_kit::auth::session_token(&metadata).ok_or(Error::Unauthenticated)?;
-        let caller = self.sessions.validate(&token).await?;
-        Ok((caller, token))
+    /// The session behind the request's cookie or bearer token.
+    async fn caller(&self, headers: &HeaderMap) -> Result<Caller, Error> {
+        Ok(self.guard.identify(headers).await?)
     }
 }
 
@@ -140,7 +140,7 @@ async fn tus_options(State(state): State<Arc<HttpState>>) -> Response {
 async fn create_upload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let result = async {
         check_tus_version(&headers)?;
-        let (caller, _) = state.caller(&headers).await?;
+        let caller = state.caller(&headers).await?;
         if headers.contains_key("upload-defer-length") {
             return Err(Error::BadUploadRequest("Uploads of unknown length are not supported."));
         }
@@ -148,7 +148,10 @@ async fn create_upload(State(state): State<Arc<HttpState>>, headers: HeaderMap) 
         let new = NewUpload {
             length_bytes,
             file_name: metadata_value(&headers, "filename").unwrap_or_default(),
-            room_id: metadata_value(&headers, "room").unwrap_or_default(),
+            room_id: match metadata_value(&headers, "room") {
+                Some(room) if !room.trim().is_empty() => Some(RoomId::parse("room", &room)?),
+                _ => None,
+            },
         };
         state.library.create_upload(&caller, new).await
     }
@@ -179,7 +182,7 @@ async fn upload_status(
 ) -> Response {
     let result = async {
         check_tus_version(&headers)?;
-        let (caller, _) = state.caller(&headers).await?;
+        let caller = state.caller(&headers).await?;
         state.library.upload_of(&caller, &upload_id).await
     }
     .await;
@@ -213,7 +216,7 @@ async fn append(State(state): State<Arc<HttpState>>, Path(upload_id): Path<Strin
             return Err(Error::WrongContentType);
         }
         let offset = header_u64(&headers, &UPLOAD_OFFSET, "Upload-Offset is missing or not a number.")?;
-        let (caller, _) = state.caller(&headers).await?;
+        let caller = state.caller(&headers).await?;
         state.library.append(&caller, &upload_id, offset, body.into_data_stream()).await
     }
     .await;
@@ -248,7 +251,7 @@ async fn append(State(state): State<Arc<HttpState>>, Path(upload_id): Path<Strin
 async fn terminate(State(state): State<Arc<HttpState>>, Path(upload_id): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
         check_tus_version(&headers)?;
-        let (caller, _) = state.caller(&headers).await?;
+        let caller = state.caller(&headers).await?;
         state.library.cancel_upload(&caller, &upload_id).await
     }
     .await;
@@ -316,11 +319,11 @@ impl HttpState {
             return Err(refuse(Refused::Expired));
         }
         let caller = match self.caller(headers).await {
-            Ok((caller, _)) => caller,
-            Err(Error::Unauthenticated) => return Err(refuse(Refused::NoSession)),
+            Ok(caller) => caller,
+            Err(Error::Auth(AuthError::Unauthenticated)) => return Err(refuse(Refused::NoSession)),
             Err(error) => return Err(error),
         };
-        if caller.user_id != signed.user_id {
+        if caller.user_id.as_str() != signed.user_id {
             return Err(refuse(Refused::OtherUser));
         }
         let file = self.library.served_file(media_item_id).await?;

@@ -17,7 +17,8 @@ use std::time::Duration;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
-use svc_kit::rooms::RoomAccessClient;
+use svc_kit::id::{RoomId, UserId};
+use svc_kit::peer::room::RoomAccessClient;
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
 
@@ -41,7 +42,7 @@ pub trait RoomQueue: Send + Sync + std::fmt::Debug {
     /// `Ok(true)` when room `room_id` plays or has queued `media_item_id`.
     fn holds<'a>(
         &'a self,
-        room_id: &'a str,
+        room_id: &'a RoomId,
         media_item_id: &'a str,
         token: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<bool, Error>> + Send + 'a>>;
@@ -322,15 +323,15 @@ impl Library {
 
     /// The viewer a person is, having checked with room-svc that they belong to `room_id`
     /// when they name one.
-    async fn viewer(&self, caller: &Caller, room_id: &str) -> Result<Viewer, Error> {
-        if room_id.is_empty() {
+    async fn viewer(&self, caller: &Caller, room_id: Option<&RoomId>) -> Result<Viewer, Error> {
+        let Some(room_id) = room_id else {
             return Ok(Viewer::Person { user_id: caller.user_id.clone(), member_of: None });
-        }
+        };
         let access = self.access.check(room_id, &caller.user_id).await?;
         if !access.is_member() {
             return Err(Error::NotMember);
         }
-        Ok(Viewer::Person { user_id: caller.user_id.clone(), member_of: Some(room_id.to_owned()) })
+        Ok(Viewer::Person { user_id: caller.user_id.clone(), member_of: Some(room_id.clone()) })
     }
 
     fn may_see(viewer: &Viewer, item: &MediaItem) -> bool {
@@ -338,8 +339,8 @@ impl Library {
             Viewer::Admin => true,
             Viewer::Person { user_id, member_of } => {
                 item.source == Source::Directory
-                    || item.added_by_user_id == *user_id
-                    || member_of.as_deref().is_some_and(|room| !item.room_id.is_empty() && item.room_id == room)
+                    || item.added_by_user_id == user_id.as_str()
+                    || member_of.as_ref().is_some_and(|room| item.room_id == room.as_str())
             }
         }
     }
@@ -351,7 +352,7 @@ impl Library {
     pub async fn list(
         &self,
         caller: &Caller,
-        room_id: &str,
+        room_id: Option<&RoomId>,
         query: &str,
         requested_page_size: i32,
         page_token: &str,
@@ -384,7 +385,7 @@ impl Library {
     ///
     /// # Errors
     /// `NotFound` for an unknown item or one the caller may not see; access errors.
-    pub async fn get(&self, caller: &Caller, room_id: &str, media_item_id: &str) -> Result<MediaItem, Error> {
+    pub async fn get(&self, caller: &Caller, room_id: Option<&RoomId>, media_item_id: &str) -> Result<MediaItem, Error> {
         check_id("media_item_id", media_item_id)?;
         let viewer = self.viewer(caller, room_id).await?;
         let item = self.store.find_item(media_item_id).await?.ok_or(Error::NotFound)?;
@@ -400,7 +401,7 @@ impl Library {
         }
         match viewer {
             Viewer::Admin => Ok(item),
-            Viewer::Person { user_id, .. } if item.source == Source::Upload && item.added_by_user_id == *user_id => {
+            Viewer::Person { user_id, .. } if item.source == Source::Upload && item.added_by_user_id == user_id.as_str() => {
                 Ok(item)
             }
             Viewer::Person { .. } => Err(Error::NotOwner),
@@ -493,19 +494,10 @@ impl Library {
         &self,
         caller: &Caller,
         token: &str,
-        room_id: &str,
+        room_id: &RoomId,
         media_item_id: &str,
     ) -> Result<PlaybackUrl, Error> {
-        let mut violations = Vec::new();
-        if uuid::Uuid::try_parse(room_id).is_err() {
-            violations.push(Violation::new("room_id", "must be a room id"));
-        }
-        if uuid::Uuid::try_parse(media_item_id).is_err() {
-            violations.push(Violation::new("media_item_id", "must be a media item id"));
-        }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
+        check_id("media_item_id", media_item_id)?;
         let access = self.access.check(room_id, &caller.user_id).await?;
         if !access.is_member() {
             return Err(Error::NotMember);
@@ -520,7 +512,7 @@ impl Library {
         let expires_at = self.now_ms().saturating_add(millis(self.limits.url_ttl));
         let expires_s = expires_at.div_euclid(1000);
         Ok(PlaybackUrl {
-            url: self.signer.url(media_item_id, expires_s, &caller.user_id),
+            url: self.signer.url(media_item_id, expires_s, caller.user_id.as_str()),
             expires_at: expires_s.saturating_mul(1000),
             content_type: item.info.content_type,
         })
@@ -530,7 +522,8 @@ impl Library {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn usage(&self, user_id: &str) -> Result<(u64, u64), Error> {
+    pub async fn usage(&self, user_id: &UserId) -> Result<(u64, u64), Error> {
+        let user_id = user_id.as_str();
         Ok((self.store.bytes_of_user(user_id).await?, self.store.count_uploads(user_id).await?))
     }
 

@@ -1,5 +1,7 @@
 //! The library's types as the rest of the service sees them (no protobuf, no entities).
 
+use svc_kit::id::{RoomId, UserId};
+
 /// Whether browsers play a file as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Playability {
@@ -72,7 +74,7 @@ pub struct Upload {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Viewer {
     /// A session, with the room whose membership it has shown (if any).
-    Person { user_id: String, member_of: Option<String> },
+    Person { user_id: UserId, member_of: Option<RoomId> },
     /// The operator: sees and may change everything.
     Admin,
 }

@@ -8,6 +8,8 @@ use sea_orm::{
 };
 
 use crate::entity::{media_item, upload};
+use svc_kit::id::RoomId;
+
 use crate::model::{MediaInfo, MediaItem, Playability, Source, Upload, Viewer};
 
 fn unknown(column: &str, word: &str) -> DbErr {
@@ -134,7 +136,7 @@ fn visible_to(viewer: &Viewer) -> Condition {
             let mut visible = Condition::any()
                 .add(media_item::Column::Source.eq(source_word(Source::Directory)))
                 .add(media_item::Column::AddedByUserId.eq(user_id.as_str()));
-            if let Some(room_id) = member_of.as_deref().filter(|room| !room.is_empty()) {
+            if let Some(room_id) = member_of.as_ref().map(RoomId::as_str) {
                 visible = visible.add(media_item::Column::RoomId.eq(room_id));
             }
             visible

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use svc_kit::auth::Caller;
+use svc_kit::id::RoomId;
 use svc_kit::clock::millis;
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +34,8 @@ pub struct NewUpload {
     pub length_bytes: u64,
     /// The browser's name for the file (tus metadata `filename`).
     pub file_name: String,
-    /// The room it is uploaded in, or empty.
-    pub room_id: String,
+    /// The room it is uploaded in, if any.
+    pub room_id: Option<RoomId>,
 }
 
 /// The state after a request's bytes were stored.
@@ -195,13 +196,10 @@ impl Library {
         if length_bytes > self.limits.max_file_bytes {
             return Err(Error::TooLarge { max_bytes: self.limits.max_file_bytes });
         }
-        if !room_id.is_empty() {
-            if uuid::Uuid::try_parse(&room_id).is_err() {
-                return Err(Error::BadUploadRequest("The room in the upload's metadata is not a room id."));
-            }
-            if !self.access.check(&room_id, &caller.user_id).await?.is_member() {
-                return Err(Error::NotMember);
-            }
+        if let Some(room_id) = &room_id
+            && !self.access.check(room_id, &caller.user_id).await?.is_member()
+        {
+            return Err(Error::NotMember);
         }
         // The checks and the insert together: two uploads started at once cannot both fit in
         // what is left of a quota.
@@ -217,8 +215,8 @@ impl Library {
         let now = self.now_ms();
         let upload = Upload {
             upload_id: hex::encode(rand::random::<[u8; 16]>()),
-            user_id: caller.user_id.clone(),
-            room_id,
+            user_id: caller.user_id.to_string(),
+            room_id: room_id.map(String::from).unwrap_or_default(),
             file_name: clean_file_name(&file_name),
             length_bytes,
             offset_bytes: 0,
@@ -249,7 +247,7 @@ impl Library {
             return Err(Error::NotFound);
         }
         let upload = self.store.find_upload(upload_id).await?.ok_or(Error::NotFound)?;
-        if upload.user_id != caller.user_id || upload.expires_at <= self.now_ms() {
+        if upload.user_id != caller.user_id.as_str() || upload.expires_at <= self.now_ms() {
             return Err(Error::NotFound);
         }
         Ok(upload)

@@ -201,7 +201,7 @@ fn merged_increase(
 /// Seconds between two snapshots, when the second is later.
 fn interval_seconds<'a>(previous: Option<&'a Snapshot>, current: &Snapshot) -> Option<(f64, &'a Snapshot)> {
     let previous = previous?;
-    #[allow(clippy::cast_precision_loss)]
+    #[expect(clippy::cast_precision_loss, reason = "milliseconds between two scrapes: far inside 2^52")]
     let seconds = (current.at_ms - previous.at_ms) as f64 / 1000.0;
     (seconds > 0.0).then_some((seconds, previous))
 }
@@ -213,7 +213,18 @@ fn grown(previous: &Snapshot, key: &SeriesKey, value: f64) -> f64 {
     increase(previous.counters.get(key).copied().unwrap_or(0.0), value)
 }
 
-/// Requests/s, error ratio, latency percentiles and open calls over the series `keep` selects.
+/// Status codes that mean the server failed the call (a fault of ours or of something we
+/// depend on), as opposed to outcomes of what the client asked: a first visit without a session
+/// (`UNAUTHENTICATED`), a wrong password or role (`PERMISSION_DENIED`), a stream the client
+/// closed (`CANCELLED`), a lost version race (`ABORTED`), bad input (`INVALID_ARGUMENT`), an
+/// unknown room (`NOT_FOUND`). Only these make up `error_ratio`.
+const SERVER_FAULTS: [&str; 5] = ["INTERNAL", "UNKNOWN", "UNAVAILABLE", "DATA_LOSS", "DEADLINE_EXCEEDED"];
+/// Status codes of calls refused to the caller: normal one at a time, a brute force or a flood
+/// when they come in bulk. Counted per second as `refused_per_second`.
+const REFUSALS: [&str; 3] = ["UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED"];
+
+/// Requests/s, error ratio (server faults only), refusals/s, latency percentiles and open
+/// calls over the series `keep` selects.
 fn grpc_figures(
     previous: Option<&Snapshot>,
     current: &Snapshot,
@@ -234,17 +245,22 @@ fn grpc_figures(
     let mut seen = false;
     let mut requests = 0.0;
     let mut failed = 0.0;
+    let mut refused = 0.0;
     for (key, value) in current.counters.iter().filter(|((metric, labels), _)| metric == REQUESTS && keep(labels)) {
         seen = true;
         let calls = grown(previous, key, *value);
         requests += calls;
-        if key.1.get("code").is_some_and(|code| code != "OK") {
+        let code = key.1.get("code").map_or("", String::as_str);
+        if SERVER_FAULTS.contains(&code) {
             failed += calls;
+        } else if REFUSALS.contains(&code) {
+            refused += calls;
         }
     }
     if seen {
         figures.push(("requests_per_second".to_owned(), requests / seconds));
         figures.push(("error_ratio".to_owned(), if requests > 0.0 { failed / requests } else { 0.0 }));
+        figures.push(("refused_per_second".to_owned(), refused / seconds));
     }
 
     let merged =
@@ -419,7 +435,9 @@ xiaowo_grpc_requests_total{service="grpc.health.v1.Health",method="Check",code="
         assert_eq!(domains, ["room", "session"], "health belongs to no domain");
         close(figure(&figures.by_domain["session"], "requests_per_second").unwrap(), 10.0);
         close(figure(&figures.by_domain["room"], "requests_per_second").unwrap(), 2.0);
-        close(figure(&figures.by_domain["room"], "error_ratio").unwrap(), 0.5);
+        // Two permission denials are refusals of the caller, not errors of the server.
+        close(figure(&figures.by_domain["room"], "error_ratio").unwrap(), 0.0);
+        close(figure(&figures.by_domain["room"], "refused_per_second").unwrap(), 1.0);
 
         let single = Snapshot::parse(&after_text_of_one_domain(), 2_000).unwrap();
         assert!(Figures::default().compute(Some(&before), &single).by_domain.is_empty());
@@ -444,9 +462,11 @@ xiaowo_grpc_requests_total{service="grpc.health.v1.Health",method="Check",code="
         assert_eq!(figure(&first, "requests_per_second"), None, "no rate from a single scrape");
 
         let figures = figures.compute(Some(&before), &after).total;
-        // 60 OK + 20 NOT_FOUND + 20 INTERNAL (a new series counts from zero) in 10 s.
+        // 60 OK + 20 NOT_FOUND + 20 INTERNAL (a new series counts from zero) in 10 s: only
+        // INTERNAL is the server's fault.
         close(figure(&figures, "requests_per_second").unwrap(), 10.0);
-        close(figure(&figures, "error_ratio").unwrap(), 0.4);
+        close(figure(&figures, "error_ratio").unwrap(), 0.2);
+        close(figure(&figures, "refused_per_second").unwrap(), 0.0);
         // The counter went from 1000 to 30: a restart, so 30 new failures.
         close(figure(&figures, "xiaowo_auth_failures_total:rate").unwrap(), 3.0);
         assert_eq!(figure(&figures, "xiaowo_flood_limited_total:rate"), None, "not exported");

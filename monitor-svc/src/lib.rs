@@ -21,10 +21,8 @@ mod store;
 use std::sync::Arc;
 
 use proto::monitor::v1::monitor_service_server::MonitorServiceServer;
-use svc_kit::auth::AdminToken;
-use svc_kit::clock::SharedClock;
-use svc_kit::db::DbOptions;
 use svc_kit::server::Assembly;
+use svc_kit::service::{BuildError, Deps};
 
 pub use config::{Config, ScrapeTarget};
 pub use error::Error;
@@ -33,48 +31,30 @@ pub use monitor::Monitor;
 
 use crate::aggregate::Figures;
 use crate::monitor::Setup;
-use crate::notify::{Channel, ChannelError, Delivering, Notifier, Retry};
-use crate::rules::{RuleContext, RulesError};
+use crate::notify::{Channel, Delivering, Notifier, Retry};
+use crate::rules::RuleContext;
 
-/// Why monitor-svc could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The database could not be opened or migrated.
-    #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
-    /// The rules file was refused.
-    #[error(transparent)]
-    Rules(#[from] RulesError),
-    /// A notification setting is unusable.
-    #[error(transparent)]
-    Channel(#[from] ChannelError),
-}
-
-/// Connects monitor-svc's database, validates its rules and notification settings, and
-/// registers its gRPC service, collector, janitor and one worker per notification channel.
-/// `targets` are the services to scrape (the node decides the defaults). The returned handle
-/// lets the caller run a collection round at a moment of its choosing.
+/// Validates monitor-svc's rules and notification settings, connects its database, and
+/// registers its gRPC service (admin only), collector, janitor and one worker per notification
+/// channel. It scrapes `config.targets` (the node fills in the defaults). The [`Monitor`] is
+/// exposed on the assembly (`Arc<Monitor>`), so that an embedder can run a collection round at
+/// a moment of its choosing.
 ///
 /// # Errors
-/// See [`BuildError`].
-pub async fn build(
-    config: &Config,
-    targets: Vec<ScrapeTarget>,
-    database_url: &str,
-    db_options: &DbOptions,
-    admin: AdminToken,
-    clock: SharedClock,
-    assembly: &mut Assembly,
-) -> Result<Arc<Monitor>, BuildError> {
+/// A refused rules file or notification setting ([`BuildError::Config`] holding a
+/// [`rules::RulesError`] or a [`notify::ChannelError`]), or a database that cannot be opened.
+pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Result<(), BuildError> {
+    let targets = config.targets.clone();
     let services = targets.iter().map(|target| target.name.clone()).chain(aggregate::proto_domains());
     let context = RuleContext::new(&config.counters, &config.gauges, services);
-    let rules = rules::load(config.rules_file.as_deref(), &context)?;
-    let channels = Channel::from_config(config)?;
-    let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
+    let rules = rules::load(config.rules_file.as_deref(), &context).map_err(BuildError::config)?;
+    let channels = Channel::from_config(config).map_err(BuildError::config)?;
+    let db = deps.database::<Migrator>().await?;
     let store = store::Store::new(db);
     let http = http::HttpClient::new();
     let shutdown = assembly.shutdown_token();
     let registry = assembly.metrics().registry().clone();
+    let clock = Arc::clone(&deps.clock);
 
     let delivering = Delivering {
         http: http.clone(),
@@ -106,15 +86,10 @@ pub async fn build(
     let monitor = Arc::new(Monitor::new(store, clock, setup, &registry).await?);
 
     let max_message = assembly.config().max_message_bytes;
-    assembly.add_service(
-        MonitorServiceServer::new(grpc::MonitorApi {
-            monitor: Arc::clone(&monitor),
-            admin,
-            shutdown: shutdown.clone(),
-        })
+    let api = MonitorServiceServer::new(grpc::MonitorApi { monitor: Arc::clone(&monitor), shutdown: shutdown.clone() })
         .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message),
-    );
+        .max_encoding_message_size(max_message);
+    assembly.add_service(deps.admin_guard(assembly, "monitor").wrap(api));
     assembly.spawn_worker(
         "monitor-collector",
         Arc::clone(&monitor).run_collector(config.scrape_interval, shutdown.clone()),
@@ -123,5 +98,6 @@ pub async fn build(
         "monitor-janitor",
         Arc::clone(&monitor).run_janitor(config.retention, config.janitor_interval, shutdown),
     );
-    Ok(monitor)
+    assembly.expose(monitor);
+    Ok(())
 }

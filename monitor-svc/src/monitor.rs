@@ -89,10 +89,6 @@ impl Monitor {
     ///
     /// # Errors
     /// When the active alerts cannot be read.
-    ///
-    /// # Panics
-    /// Never: the metric names are fixed.
-    #[allow(clippy::expect_used)]
     pub async fn new(
         store: Store,
         clock: SharedClock,
@@ -106,12 +102,13 @@ impl Monitor {
             .into_iter()
             .map(|alert| ((alert.rule.clone(), alert.service.clone()), alert))
             .collect();
-        let scrapes = IntCounterVec::new(
-            Opts::new("xiaowo_monitor_scrapes_total", "Scrapes by target and outcome."),
-            &["target", "outcome"],
-        )
-        .expect("valid metric");
-        svc_kit::metrics::register(registry, &scrapes);
+        let scrapes = svc_kit::metrics::registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new("xiaowo_monitor_scrapes_total", "Scrapes by target and outcome."),
+                &["target", "outcome"],
+            ),
+        );
         Ok(Self {
             store,
             clock,

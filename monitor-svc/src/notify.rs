@@ -218,19 +218,19 @@ pub struct Delivering {
 impl Notifier {
     /// Queues for `channels` and the worker of each, to be run until `shutdown`.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn start(
         channels: Vec<Channel>,
         delivering: &Delivering,
         registry: &prometheus::Registry,
         shutdown: &CancellationToken,
     ) -> (Self, Vec<(&'static str, impl Future<Output = ()> + Send + 'static)>) {
-        let counts = IntCounterVec::new(
-            Opts::new("xiaowo_monitor_notifications_total", "Alert notifications by channel and outcome."),
-            &["channel", "outcome"],
-        )
-        .expect("valid metric");
-        svc_kit::metrics::register(registry, &counts);
+        let counts = svc_kit::metrics::registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new("xiaowo_monitor_notifications_total", "Alert notifications by channel and outcome."),
+                &["channel", "outcome"],
+            ),
+        );
         let mut queues = Vec::new();
         let mut workers = Vec::new();
         for channel in channels {

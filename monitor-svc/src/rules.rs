@@ -11,10 +11,11 @@ use serde::Deserialize;
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
 
 /// The series every target gets, whatever it exports.
-pub const BUILTIN_METRICS: [&str; 8] = [
+pub const BUILTIN_METRICS: [&str; 9] = [
     "up",
     "requests_per_second",
     "error_ratio",
+    "refused_per_second",
     "latency_p50_seconds",
     "latency_p95_seconds",
     "latency_p99_seconds",
@@ -314,7 +315,7 @@ message = "burst"
 
     #[test]
     fn default_rules_are_valid_with_the_default_metrics() {
-        let config: crate::Config = svc_kit::config::from_env();
+        let config: crate::Config = svc_kit::testing::from_env();
         let context = RuleContext::new(&config.counters, &config.gauges, Vec::new());
         let rules = load(None, &context).unwrap();
         let names: Vec<_> = rules.iter().map(|rule| rule.name.as_str()).collect();

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use svc_kit::feed::{Delivery, FeedEnded};
+use svc_kit::id::{RoomId, UserId};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, ReceiverStream, errors::BroadcastStreamRecvError};
 use tokio_stream::{Stream, StreamExt};
@@ -20,7 +21,7 @@ use crate::model::{CloseReason, ControlMode, RemovalReason, Role};
 /// A change to one room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomEvent {
-    pub room_id: String,
+    pub room_id: RoomId,
     /// When the change committed (Unix milliseconds).
     pub at_ms: i64,
     pub change: Change,
@@ -29,9 +30,9 @@ pub struct RoomEvent {
 /// What changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    MemberJoined { user_id: String },
-    MemberRemoved { user_id: String, reason: RemovalReason },
-    RoleChanged { user_id: String, role: Role },
+    MemberJoined { user_id: UserId },
+    MemberRemoved { user_id: UserId, reason: RemovalReason },
+    RoleChanged { user_id: UserId, role: Role },
     RoomUpdated { control_mode: ControlMode },
     RoomClosed { reason: CloseReason },
 }
@@ -100,7 +101,8 @@ mod tests {
     use super::*;
 
     fn event(n: i64) -> RoomEvent {
-        RoomEvent { room_id: "r".to_owned(), at_ms: n, change: Change::MemberJoined { user_id: n.to_string() } }
+        let user_id = UserId::issued(n.to_string());
+        RoomEvent { room_id: RoomId::issued("r".to_owned()), at_ms: n, change: Change::MemberJoined { user_id } }
     }
 
     #[tokio::test]

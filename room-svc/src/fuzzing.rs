@@ -4,6 +4,7 @@
 
 use prost::Message;
 use proto::room::v1 as pb;
+use svc_kit::id::{RoomId, UserId};
 use svc_kit::status::Violation;
 
 use crate::Error;
@@ -11,7 +12,7 @@ use crate::grpc::{both, control_mode_from_pb, role_from_pb, visibility_from_pb};
 use crate::model::{ControlMode, Visibility};
 use crate::rooms::{
     DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, PASSWORD_MAX_BYTES, ROOM_DESCRIPTION, ROOM_NAME, checked, decode_audit_token,
-    page_size, password_violation, room_and_user, room_page, uuid_field,
+    page_size, password_violation, room_and_user, room_page,
 };
 
 /// Decodes one public or admin request, chosen by the first byte, and validates it.
@@ -25,7 +26,7 @@ pub fn request(data: &[u8]) {
         3 => pb::JoinRoomRequest::decode(bytes).map(|pb::JoinRoomRequest { room_id, password }| {
             // A join checks the id first; the password is compared, never validated.
             let _ = password.len();
-            uuid_field("room_id", &room_id).map(drop).map_err(Error::from)
+            RoomId::parse("room_id", &room_id).map(drop).map_err(Error::from)
         }),
         4 => pb::SetMemberRoleRequest::decode(bytes).map(|pb::SetMemberRoleRequest { room_id, user_id, role }| {
             role_from_pb(role).map_err(Error::from).and_then(|_| room_and_user(&room_id, &user_id).map(drop))
@@ -36,7 +37,7 @@ pub fn request(data: &[u8]) {
             .map(|pb::CheckAccessRequest { room_id, user_id }| room_and_user(&room_id, &user_id).map(drop)),
         7 => pb::ListAuditLogsRequest::decode(bytes).map(audit),
         _ => pb::GetRoomRequest::decode(bytes)
-            .map(|pb::GetRoomRequest { room_id }| uuid_field("room_id", &room_id).map(drop).map_err(Error::from)),
+            .map(|pb::GetRoomRequest { room_id }| RoomId::parse("room_id", &room_id).map(drop).map_err(Error::from)),
     };
     if let Ok(Err(error)) = outcome {
         answer(error);
@@ -83,7 +84,7 @@ fn update(request: pb::UpdateRoomRequest) -> Result<(), Error> {
         control_mode.map(|value| control_mode_from_pb(value, None)).transpose(),
     )?;
     let mut violations = Vec::new();
-    checked(&mut violations, uuid_field("room_id", &room_id));
+    checked(&mut violations, RoomId::parse("room_id", &room_id));
     name.and_then(|name| checked(&mut violations, ROOM_NAME.check(&name)));
     description.and_then(|description| checked(&mut violations, ROOM_DESCRIPTION.check(&description)));
     if let Some(password) = &password {
@@ -101,10 +102,10 @@ fn audit(request: pb::ListAuditLogsRequest) -> Result<(), Error> {
     let end = end_time.as_ref().map(proto::ms_from_timestamp);
     let mut violations = Vec::new();
     if !room_id.is_empty() {
-        checked(&mut violations, uuid_field("room_id", &room_id));
+        checked(&mut violations, RoomId::parse("room_id", &room_id));
     }
     if !user_id.is_empty() {
-        checked(&mut violations, uuid_field("user_id", &user_id));
+        checked(&mut violations, UserId::parse("user_id", &user_id));
     }
     checked(&mut violations, page_size(size, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE));
     checked(&mut violations, decode_audit_token(&page_token));

@@ -9,8 +9,10 @@ use std::time::Duration;
 use proto::room::v1 as pb;
 use proto::session::v1::BatchGetDisplayNamesRequest;
 use proto::session::v1::session_internal_service_client::SessionInternalServiceClient;
-use svc_kit::auth::{AdminToken, InternalToken, SessionValidator};
+use svc_kit::address::ClientAddress;
+use svc_kit::auth::{Caller, InternalToken};
 use svc_kit::clock::SharedClock;
+use svc_kit::id::{RoomId, UserId};
 use svc_kit::status::Violation;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +22,9 @@ use tonic::{Request, Response, Status};
 use crate::Error;
 use crate::events::{Change, RoomEvent};
 use crate::model::{AuditEntry, CloseReason, ControlMode, Member, RemovalReason, Role, Room, RoomStatus, Visibility};
-use crate::rooms::{Access, AuditQuery, CreateRoom, DisplayNames, Rooms, UpdateRoom};
+use crate::rooms::{
+    Access, AuditQuery, CreateRoom, DisplayNames, Membership, Rooms, UpdateRoom, audit_page, checked, room_and_user,
+};
 use svc_kit::feed::{Delivery, FeedEnded};
 
 fn visibility_to_pb(visibility: Visibility) -> pb::Visibility {
@@ -165,12 +169,13 @@ fn event_to_pb(event: RoomEvent) -> pb::WatchRoomEventsResponse {
     use pb::watch_room_events_response::Event;
     let RoomEvent { room_id, at_ms, change } = event;
     let event = match change {
-        Change::MemberJoined { user_id } => Event::MemberJoined(pb::MemberJoined { user_id }),
-        Change::MemberRemoved { user_id, reason } => {
-            Event::MemberRemoved(pb::MemberRemoved { user_id, reason: removal_reason_to_pb(reason).into() })
-        }
+        Change::MemberJoined { user_id } => Event::MemberJoined(pb::MemberJoined { user_id: user_id.into() }),
+        Change::MemberRemoved { user_id, reason } => Event::MemberRemoved(pb::MemberRemoved {
+            user_id: user_id.into(),
+            reason: removal_reason_to_pb(reason).into(),
+        }),
         Change::RoleChanged { user_id, role } => {
-            Event::RoleChanged(pb::RoleChanged { user_id, role: role_to_pb(Some(role)).into() })
+            Event::RoleChanged(pb::RoleChanged { user_id: user_id.into(), role: role_to_pb(Some(role)).into() })
         }
         Change::RoomUpdated { control_mode } => {
             Event::RoomUpdated(pb::RoomUpdated { control_mode: control_mode_to_pb(control_mode).into() })
@@ -179,18 +184,22 @@ fn event_to_pb(event: RoomEvent) -> pb::WatchRoomEventsResponse {
             Event::RoomClosed(pb::RoomClosed { reason: close_reason_to_pb(reason).into() })
         }
     };
-    pb::WatchRoomEventsResponse { room_id, event_time: Some(proto::timestamp_from_ms(at_ms)), event: Some(event) }
+    pb::WatchRoomEventsResponse {
+        room_id: room_id.into(),
+        event_time: Some(proto::timestamp_from_ms(at_ms)),
+        event: Some(event),
+    }
 }
 
 fn page(rooms: Vec<Room>, next: Option<String>) -> (Vec<pb::Room>, String) {
     (rooms.into_iter().map(room_to_pb).collect(), next.unwrap_or_default())
 }
 
-/// `xiaowo.room.v1.RoomService`, the browser-facing part.
+/// `xiaowo.room.v1.RoomService`, the browser-facing part, behind a session guard: every call
+/// carries its [`Caller`].
 #[derive(Debug, Clone)]
 pub struct PublicApi {
     pub(crate) rooms: Arc<Rooms>,
-    pub(crate) sessions: Arc<SessionValidator>,
 }
 
 #[tonic::async_trait]
@@ -200,21 +209,23 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::CreateRoomRequest>,
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
+        let address = ClientAddress::key_of(&request);
         let pb::CreateRoomRequest { name, description, visibility, password, control_mode } = request.into_inner();
         let (visibility, control_mode) = both(
             visibility_from_pb(visibility, Some(Visibility::Public)),
             control_mode_from_pb(control_mode, Some(ControlMode::Everyone)),
         )?;
         let request = CreateRoom { name, description, visibility, password, control_mode };
-        let room = self.rooms.create(&caller.user_id, request).await?;
+        let room = self.rooms.create(&caller.user_id, &address, request).await?;
         Ok(Response::new(pb::CreateRoomResponse { room: Some(room_to_pb(room)) }))
     }
 
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
     async fn get_room(&self, request: Request<pb::GetRoomRequest>) -> Result<Response<pb::GetRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::GetRoomRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let (room, role) = self.rooms.get(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::GetRoomResponse { room: Some(room_to_pb(room)), role: role_to_pb(role).into() }))
     }
@@ -224,7 +235,6 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
-        self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
         let pb::ListRoomsRequest { page_size, page_token } = request.into_inner();
         let (rooms, next) = self.rooms.list_public(page_size, &page_token).await?;
         let (rooms, next_page_token) = page(rooms, next);
@@ -236,7 +246,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::ListMyRoomsRequest>,
     ) -> Result<Response<pb::ListMyRoomsResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::ListMyRoomsRequest { page_size, page_token } = request.into_inner();
         let (rooms, next) = self.rooms.list_mine(&caller.user_id, page_size, &page_token).await?;
         let (rooms, next_page_token) = page(rooms, next);
@@ -245,9 +255,11 @@ impl pb::room_service_server::RoomService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
     async fn join_room(&self, request: Request<pb::JoinRoomRequest>) -> Result<Response<pb::JoinRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
+        let address = ClientAddress::key_of(&request);
         let pb::JoinRoomRequest { room_id, password } = request.into_inner();
-        let (room, member) = self.rooms.join(&caller, &room_id, password).await?;
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
+        let (room, member) = self.rooms.join(&caller, &address, &room_id, password).await?;
         Ok(Response::new(pb::JoinRoomResponse { room: Some(room_to_pb(room)), member: Some(member_to_pb(member)) }))
     }
 
@@ -256,8 +268,9 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::LeaveRoomRequest>,
     ) -> Result<Response<pb::LeaveRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::LeaveRoomRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         self.rooms.leave(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::LeaveRoomResponse {}))
     }
@@ -267,10 +280,29 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::ListMembersRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let members = self.rooms.members(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::ListMembersResponse { members: members.into_iter().map(member_to_pb).collect() }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn get_my_membership(
+        &self,
+        request: Request<pb::GetMyMembershipRequest>,
+    ) -> Result<Response<pb::GetMyMembershipResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let pb::GetMyMembershipRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
+        let Membership { member, can_control, can_moderate, can_manage } =
+            self.rooms.membership(&caller, &room_id).await?;
+        Ok(Response::new(pb::GetMyMembershipResponse {
+            member: Some(member_to_pb(member)),
+            can_control,
+            can_moderate,
+            can_manage,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
@@ -278,7 +310,7 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::UpdateRoomRequest>,
     ) -> Result<Response<pb::UpdateRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::UpdateRoomRequest { room_id, name, description, visibility, password, clear_password, control_mode } =
             request.into_inner();
         let (visibility, control_mode) = both(
@@ -286,6 +318,14 @@ impl pb::room_service_server::RoomService for PublicApi {
             control_mode.map(|value| control_mode_from_pb(value, None)).transpose(),
         )?;
         let update = UpdateRoom { name, description, visibility, password, clear_password, control_mode };
+        let room_id = match RoomId::parse("room_id", &room_id) {
+            Ok(room_id) => room_id,
+            // Every problem with the request is reported, the settings' as well.
+            Err(violation) => {
+                let violations = std::iter::once(violation).chain(update.checked().err().unwrap_or_default());
+                return Err(Error::InvalidArgument(violations.collect()).into());
+            }
+        };
         let room = self.rooms.update(&caller.user_id, &room_id, update).await?;
         Ok(Response::new(pb::UpdateRoomResponse { room: Some(room_to_pb(room)) }))
     }
@@ -295,9 +335,10 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::SetMemberRoleRequest>,
     ) -> Result<Response<pb::SetMemberRoleResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::SetMemberRoleRequest { room_id, user_id, role } = request.into_inner();
         let role = role_from_pb(role).map_err(Error::from)?;
+        let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
         let member = self.rooms.set_role(&caller.user_id, &room_id, &user_id, role).await?;
         Ok(Response::new(pb::SetMemberRoleResponse { member: Some(member_to_pb(member)) }))
     }
@@ -307,8 +348,9 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::KickMemberRequest>,
     ) -> Result<Response<pb::KickMemberResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::KickMemberRequest { room_id, user_id } = request.into_inner();
+        let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
         self.rooms.kick(&caller.user_id, &room_id, &user_id).await?;
         Ok(Response::new(pb::KickMemberResponse {}))
     }
@@ -318,8 +360,9 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::TransferOwnershipRequest>,
     ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::TransferOwnershipRequest { room_id, user_id } = request.into_inner();
+        let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
         let room = self.rooms.transfer(&caller.user_id, &room_id, &user_id).await?;
         Ok(Response::new(pb::TransferOwnershipResponse { room: Some(room_to_pb(room)) }))
     }
@@ -329,8 +372,9 @@ impl pb::room_service_server::RoomService for PublicApi {
         &self,
         request: Request<pb::CloseRoomRequest>,
     ) -> Result<Response<pb::CloseRoomResponse>, Status> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from)?;
+        let caller = Caller::of(&request)?;
         let pb::CloseRoomRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         let room = self.rooms.close(&caller.user_id, &room_id).await?;
         Ok(Response::new(pb::CloseRoomResponse { room: Some(room_to_pb(room)) }))
     }
@@ -360,6 +404,7 @@ impl pb::room_internal_service_server::RoomInternalService for InternalApi {
         request: Request<pb::CheckAccessRequest>,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
         let pb::CheckAccessRequest { room_id, user_id } = request.into_inner();
+        let (room_id, user_id) = room_and_user(&room_id, &user_id)?;
         let Access { status, control_mode, role, can_control, can_moderate } =
             self.rooms.check_access(&room_id, &user_id).await?;
         Ok(Response::new(pb::CheckAccessResponse {
@@ -377,6 +422,7 @@ impl pb::room_internal_service_server::RoomInternalService for InternalApi {
         request: Request<pb::RecordActivityRequest>,
     ) -> Result<Response<pb::RecordActivityResponse>, Status> {
         let pb::RecordActivityRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
         self.rooms.record_activity(&room_id).await?;
         Ok(Response::new(pb::RecordActivityResponse {}))
     }
@@ -409,11 +455,11 @@ impl pb::room_internal_service_server::RoomInternalService for InternalApi {
     }
 }
 
-/// `xiaowo.room.v1.RoomAdminService`, for operators holding the admin token.
+/// `xiaowo.room.v1.RoomAdminService`, for operators holding the admin token (its guard checks
+/// it).
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     pub(crate) rooms: Arc<Rooms>,
-    pub(crate) admin: AdminToken,
 }
 
 #[tonic::async_trait]
@@ -423,17 +469,22 @@ impl pb::room_admin_service_server::RoomAdminService for AdminApi {
         &self,
         request: Request<pb::ListAuditLogsRequest>,
     ) -> Result<Response<pb::ListAuditLogsResponse>, Status> {
-        self.admin.check(request.metadata()).map_err(Error::from)?;
         let pb::ListAuditLogsRequest { room_id, user_id, start_time, end_time, page_size, page_token } =
             request.into_inner();
-        let query = AuditQuery {
-            room_id,
-            user_id,
-            start: start_time.as_ref().map(proto::ms_from_timestamp),
-            end: end_time.as_ref().map(proto::ms_from_timestamp),
-            page_size,
-            page_token,
+        let (start, end) =
+            (start_time.as_ref().map(proto::ms_from_timestamp), end_time.as_ref().map(proto::ms_from_timestamp));
+        // Both filters are optional: empty means every room, every user.
+        let mut violations = Vec::new();
+        let room_id = (!room_id.is_empty()).then(|| RoomId::parse("room_id", &room_id)).transpose();
+        let user_id = (!user_id.is_empty()).then(|| UserId::parse("user_id", &user_id)).transpose();
+        let (room_id, user_id) = (checked(&mut violations, room_id), checked(&mut violations, user_id));
+        let (Some(room_id), Some(user_id)) = (room_id, user_id) else {
+            // Every problem with the request is reported, the page's as well.
+            violations
+                .extend(audit_page(page_size, &page_token, start, end.unwrap_or(i64::MAX)).err().unwrap_or_default());
+            return Err(Error::InvalidArgument(violations).into());
         };
+        let query = AuditQuery { room_id, user_id, start, end, page_size, page_token };
         let (entries, next) = self.rooms.audit_logs(query).await?;
         Ok(Response::new(pb::ListAuditLogsResponse {
             audit_logs: entries.into_iter().map(audit_to_pb).collect(),
@@ -471,7 +522,7 @@ impl DisplayNames for SessionNames {
                 BatchGetDisplayNamesRequest { user_ids },
             ))
             .await
-            .map_err(|status| Error::SessionUnavailable(status.message().to_owned()))?;
+            .map_err(|status| Error::Unavailable(format!("session-svc BatchGetDisplayNames: {}", status.message())))?;
         let proto::session::v1::BatchGetDisplayNamesResponse { display_names } = response.into_inner();
         Ok(display_names)
     }

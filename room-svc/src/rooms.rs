@@ -10,7 +10,8 @@ use std::time::Duration;
 use prometheus::{IntCounter, IntGauge};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
-use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::id::{RoomId, UserId};
+use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
@@ -55,22 +56,17 @@ pub struct RoomMetrics {
 
 impl RoomMetrics {
     /// Creates and registers the metrics.
-    ///
-    /// # Panics
-    /// Never: the names are fixed.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &prometheus::Registry) -> Self {
-        let metrics = Self {
-            active: IntGauge::new("xiaowo_rooms_active", "Open rooms.").expect("valid metric"),
-            wrong_passwords: IntCounter::new("xiaowo_room_wrong_password_total", "Joins refused for a wrong password.")
-                .expect("valid metric"),
+        Self {
+            active: registered(registry, IntGauge::new("xiaowo_rooms_active", "Open rooms.")),
+            wrong_passwords: registered(
+                registry,
+                IntCounter::new("xiaowo_room_wrong_password_total", "Joins refused for a wrong password."),
+            ),
             permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "room"),
             flood_limited: refusal_counter(registry, Refusal::FloodLimited, "room"),
-        };
-        svc_kit::metrics::register(registry, &metrics.active);
-        svc_kit::metrics::register(registry, &metrics.wrong_passwords);
-        metrics
+        }
     }
 }
 
@@ -98,6 +94,31 @@ pub struct UpdateRoom {
     pub control_mode: Option<ControlMode>,
 }
 
+impl UpdateRoom {
+    /// The request with its texts normalised, or every violation in it.
+    ///
+    /// # Errors
+    /// Each field that breaks its rule.
+    pub fn checked(self) -> Result<Self, Vec<Violation>> {
+        let Self { name, description, visibility, password, clear_password, control_mode } = self;
+        let mut violations = Vec::new();
+        let name = name.and_then(|name| checked(&mut violations, ROOM_NAME.check(&name)));
+        let description =
+            description.and_then(|description| checked(&mut violations, ROOM_DESCRIPTION.check(&description)));
+        if let Some(password) = &password {
+            violations.extend(password_violation("password", password));
+            if clear_password {
+                violations.push(Violation::new("clear_password", "cannot be combined with password"));
+            }
+        }
+        if violations.is_empty() {
+            Ok(Self { name, description, visibility, password, clear_password, control_mode })
+        } else {
+            Err(violations)
+        }
+    }
+}
+
 /// What a user may do in a room, for sync-svc and chat-svc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
@@ -108,11 +129,20 @@ pub struct Access {
     pub can_moderate: bool,
 }
 
+/// A member's view of their own membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub member: Member,
+    pub can_control: bool,
+    pub can_moderate: bool,
+    pub can_manage: bool,
+}
+
 /// Which audit rows an operator asks for.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
-    pub room_id: String,
-    pub user_id: String,
+    pub room_id: Option<RoomId>,
+    pub user_id: Option<UserId>,
     pub start: Option<i64>,
     pub end: Option<i64>,
     pub page_size: i32,
@@ -127,22 +157,16 @@ pub struct Rooms {
     events: Arc<dyn EventBus>,
     names: Arc<dyn DisplayNames>,
     per_caller_attempts: KeyedLimiter,
+    per_address_attempts: KeyedLimiter,
     per_room_attempts: KeyedLimiter,
+    per_caller_creates: Option<KeyedLimiter>,
+    per_address_creates: Option<KeyedLimiter>,
+    max_open_per_owner: u64,
     bcrypt_cost: u32,
     idle_ms: i64,
     kick_ban_ms: i64,
     max_members: u64,
     metrics: RoomMetrics,
-}
-
-/// A UUID-valued request field, normalised to lower-case hyphenated form.
-///
-/// # Errors
-/// A violation of `field` when `value` is not a UUID.
-pub fn uuid_field(field: &str, value: &str) -> Result<String, Violation> {
-    uuid::Uuid::parse_str(value.trim())
-        .map(|id| id.to_string())
-        .map_err(|_| Violation::new(field, if value.is_empty() { "required" } else { "must be a UUID" }))
 }
 
 pub(crate) fn page_size(value: i32, default: u64, max: u64) -> Result<u64, Violation> {
@@ -195,6 +219,15 @@ fn paginate<T>(mut rows: Vec<T>, page_size: u64, token: impl Fn(&T) -> String) -
     }
 }
 
+/// A limiter of `count` per hour with a burst of `count`; `None` (no limit) for 0.
+fn per_hour(count: u32) -> Option<KeyedLimiter> {
+    (count > 0).then(|| KeyedLimiter::new(count, f64::from(count) / 3600.0))
+}
+
+/// The longest a wrong password is held back while its room is being guessed at: long enough to
+/// slow guessing from many sessions at once, short enough not to tie up a connection.
+const GUARDED_ROOM_HOLD: Duration = Duration::from_secs(2);
+
 fn active(stored: Option<StoredRoom>) -> Result<StoredRoom, Error> {
     let stored = stored.ok_or(Error::RoomNotFound)?;
     match stored.room.status {
@@ -223,10 +256,17 @@ impl Rooms {
                 config.password_attempts_per_caller,
                 per_minute(config.password_attempts_per_caller),
             ),
+            per_address_attempts: KeyedLimiter::new(
+                config.password_attempts_per_address,
+                per_minute(config.password_attempts_per_address),
+            ),
             per_room_attempts: KeyedLimiter::new(
                 config.password_attempts_per_room,
                 per_minute(config.password_attempts_per_room),
             ),
+            per_caller_creates: per_hour(config.creates_per_caller),
+            per_address_creates: per_hour(config.creates_per_address),
+            max_open_per_owner: u64::from(config.max_open_per_owner),
             bcrypt_cost: config.bcrypt_cost,
             idle_ms: millis(config.idle_timeout),
             kick_ban_ms: millis(config.kick_ban),
@@ -241,7 +281,7 @@ impl Rooms {
         self.events.as_ref()
     }
 
-    fn publish(&self, room_id: &str, changes: Vec<Change>) {
+    fn publish(&self, room_id: &RoomId, changes: Vec<Change>) {
         let at_ms = self.clock.now_ms();
         for change in changes {
             self.events.publish(RoomEvent { room_id: room_id.to_owned(), at_ms, change });
@@ -254,7 +294,7 @@ impl Rooms {
             Ok(())
         } else {
             self.metrics.permission_denied.inc();
-            Err(Error::Forbidden)
+            Err(Error::Forbidden("your role in this room does not allow this"))
         }
     }
 
@@ -295,13 +335,16 @@ impl Rooms {
         }
     }
 
-    async fn member(&self, user_id: &str, role: Role, joined_at: i64) -> Member {
-        let display_name = self.names_of(vec![user_id.to_owned()]).await.remove(user_id).unwrap_or_default();
-        Member { user_id: user_id.to_owned(), display_name, role, joined_at }
+    async fn member(&self, user_id: &UserId, role: Role, joined_at: i64) -> Member {
+        let display_name = self.names_of(vec![user_id.to_string()]).await.remove(user_id.as_str()).unwrap_or_default();
+        Member { user_id: user_id.to_string(), display_name, role, joined_at }
     }
 
     /// Opens a room owned by `caller`.
-    pub async fn create(&self, caller: &str, request: CreateRoom) -> Result<Room, Error> {
+    /// Opens a room owned by `caller`, who called from `address` (a limiter key). Creating is
+    /// limited per session and per address (so that nobody floods the lobby), and a session may
+    /// own only so many open rooms at once.
+    pub async fn create(&self, caller: &UserId, address: &str, request: CreateRoom) -> Result<Room, Error> {
         let CreateRoom { name, description, visibility, password, control_mode } = request;
         let mut violations = Vec::new();
         let name = checked(&mut violations, ROOM_NAME.check(&name));
@@ -312,11 +355,35 @@ impl Rooms {
         let (Some(name), Some(description), true) = (name, description, violations.is_empty()) else {
             return Err(Error::InvalidArgument(violations));
         };
+        let limits: Vec<_> =
+            [(self.per_caller_creates.as_ref(), caller.as_str()), (self.per_address_creates.as_ref(), address)]
+                .into_iter()
+                .filter_map(|(limiter, key)| limiter.map(|limiter| (limiter, key)))
+                .collect();
+        // Checked before the password is hashed, taken once nothing else refuses the room.
+        if let Some(retry_after) = limits.iter().filter_map(|(limiter, key)| limiter.wait(key)).max() {
+            self.metrics.flood_limited.inc();
+            return Err(Error::CreateLimited(retry_after));
+        }
         let password_hash = if password.is_empty() { None } else { Some(self.hash_password(password).await?) };
         let has_password = password_hash.is_some();
-        let room_id = uuid::Uuid::new_v4().to_string();
+        let room_id = RoomId::generate();
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
+        if self.max_open_per_owner > 0 {
+            let (open, least_active) = tx.open_rooms_owned_by(caller).await?;
+            if open >= self.max_open_per_owner {
+                self.metrics.flood_limited.inc();
+                // The idle janitor closes the least active of them first.
+                let closes_at = least_active.unwrap_or(now).saturating_add(self.idle_ms);
+                let retry_after = Duration::from_millis(u64::try_from(closes_at - now).unwrap_or(0));
+                return Err(Error::TooManyOpenRooms { open, retry_after });
+            }
+        }
+        if let Err(retry_after) = svc_kit::ratelimit::try_take_all(&limits) {
+            self.metrics.flood_limited.inc();
+            return Err(Error::CreateLimited(retry_after));
+        }
         tx.insert_room(NewRoom {
             room_id: room_id.clone(),
             name: name.clone(),
@@ -324,7 +391,7 @@ impl Rooms {
             visibility,
             control_mode,
             password_hash,
-            owner_id: caller.to_owned(),
+            owner_id: caller.clone(),
             now,
         })
         .await?;
@@ -343,10 +410,9 @@ impl Rooms {
     }
 
     /// A room and `caller`'s role in it.
-    pub async fn get(&self, caller: &str, room_id: &str) -> Result<(Room, Option<Role>), Error> {
-        let room_id = uuid_field("room_id", room_id)?;
-        let stored = self.store.room(&room_id).await?.ok_or(Error::RoomNotFound)?;
-        let role = self.store.role(&room_id, caller).await?;
+    pub async fn get(&self, caller: &UserId, room_id: &RoomId) -> Result<(Room, Option<Role>), Error> {
+        let stored = self.store.room(room_id).await?.ok_or(Error::RoomNotFound)?;
+        let role = self.store.role(room_id, caller).await?;
         Ok((stored.room, role))
     }
 
@@ -360,7 +426,7 @@ impl Rooms {
     /// A page of the active rooms `caller` is in, most recently active first.
     pub async fn list_mine(
         &self,
-        caller: &str,
+        caller: &UserId,
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Room>, Option<String>), Error> {
@@ -369,49 +435,54 @@ impl Rooms {
         Ok(paginate(rooms, page_size, room_token))
     }
 
-    /// Joins `caller` to the room. A member joining again gets their membership back without
-    /// any password or limit; a wrong password counts against the room's and the caller's
-    /// attempt limits.
-    pub async fn join(&self, caller: &Caller, room_id: &str, password: String) -> Result<(Room, Member), Error> {
-        let room_id = uuid_field("room_id", room_id)?;
+    /// Joins `caller`, who called from `address` (a limiter key), to the room. A member joining
+    /// again gets their membership back without any password or limit; a wrong password counts
+    /// against the caller's, the address's and the room's attempt limits.
+    pub async fn join(
+        &self,
+        caller: &Caller,
+        address: &str,
+        room_id: &RoomId,
+        password: String,
+    ) -> Result<(Room, Member), Error> {
         if password.len() > PASSWORD_MAX_BYTES {
             // No room password can be this long, and bcrypt would only look at a prefix.
             return Err(Violation::new("password", format!("must be at most {PASSWORD_MAX_BYTES} bytes")).into());
         }
-        let user_id = caller.user_id.as_str();
-        let stored = active(self.store.room(&room_id).await?)?;
-        if let Some(member) = self.existing_member(&room_id, user_id, &caller.display_name).await? {
+        let user_id = &caller.user_id;
+        let stored = active(self.store.room(room_id).await?)?;
+        if let Some(member) = self.existing_member(room_id, user_id, &caller.display_name).await? {
             return Ok((stored.room, member));
         }
-        self.check_ban(self.store.ban_until(&room_id, user_id).await?)?;
+        self.check_ban(self.store.ban_until(room_id, user_id).await?)?;
         if let Some(hash) = &stored.password_hash {
-            self.check_password(&room_id, user_id, password, hash.clone()).await?;
+            self.check_password(room_id, user_id, address, password, hash.clone()).await?;
         }
 
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
-        let current = active(tx.room(&room_id).await?)?;
+        let current = active(tx.room(room_id).await?)?;
         if current.password_hash != stored.password_hash {
             // The password changed while this one was being checked.
             return Err(Error::Aborted);
         }
-        if tx.role(&room_id, user_id).await?.is_some() {
+        if tx.role(room_id, user_id).await?.is_some() {
             drop(tx);
-            let member = self.existing_member(&room_id, user_id, &caller.display_name).await?;
+            let member = self.existing_member(room_id, user_id, &caller.display_name).await?;
             return member.map(|member| (current.room, member)).ok_or(Error::Aborted);
         }
-        self.check_ban(tx.ban_until(&room_id, user_id).await?)?;
+        self.check_ban(tx.ban_until(room_id, user_id).await?)?;
         if current.room.member_count >= self.max_members {
             return Err(Error::RoomFull);
         }
-        tx.insert_member(&room_id, user_id, Role::Member, now).await?;
-        tx.touch(&room_id, now).await?;
-        audit(&tx, now, "member.join", user_id, &room_id, None, serde_json::json!({})).await?;
-        let room = active(tx.room(&room_id).await?)?.room;
+        tx.insert_member(room_id, user_id, Role::Member, now).await?;
+        tx.touch(room_id, now).await?;
+        audit(&tx, now, "member.join", user_id, room_id, None, serde_json::json!({})).await?;
+        let room = active(tx.room(room_id).await?)?.room;
         tx.commit().await?;
-        self.publish(&room_id, vec![Change::MemberJoined { user_id: user_id.to_owned() }]);
+        self.publish(room_id, vec![Change::MemberJoined { user_id: user_id.clone() }]);
         let member = Member {
-            user_id: user_id.to_owned(),
+            user_id: user_id.to_string(),
             display_name: caller.display_name.clone(),
             role: Role::Member,
             joined_at: now,
@@ -419,9 +490,14 @@ impl Rooms {
         Ok((room, member))
     }
 
-    async fn existing_member(&self, room_id: &str, user_id: &str, display_name: &str) -> Result<Option<Member>, Error> {
+    async fn existing_member(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        display_name: &str,
+    ) -> Result<Option<Member>, Error> {
         Ok(self.store.member(room_id, user_id).await?.map(|(role, joined_at)| Member {
-            user_id: user_id.to_owned(),
+            user_id: user_id.to_string(),
             display_name: display_name.to_owned(),
             role,
             joined_at,
@@ -438,65 +514,82 @@ impl Rooms {
         }
     }
 
-    async fn check_password(&self, room_id: &str, user_id: &str, password: String, hash: String) -> Result<(), Error> {
+    /// Checks a join password. Guessing is bounded per session and per address, both checked
+    /// before any work; a session or address past its limit is refused whatever it sends. The
+    /// room's own limit never refuses the right password — friends given it must get in while
+    /// strangers guess — but past it every wrong answer is held back and refused as a flood,
+    /// which slows guessing spread over many sessions and addresses.
+    async fn check_password(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        address: &str,
+        password: String,
+        hash: String,
+    ) -> Result<(), Error> {
         if password.is_empty() {
             // Not a guess: the client did not know the room needs a password.
             return Err(Error::WrongPassword);
         }
-        let room_limited = !self.per_room_attempts.has_token(room_id);
-        let caller_limited = !self.per_caller_attempts.has_token(user_id);
-        if room_limited || caller_limited {
+        let guesser = [(&self.per_caller_attempts, user_id.as_str()), (&self.per_address_attempts, address)];
+        if let Some(wait) = guesser.iter().filter_map(|(limiter, key)| limiter.wait(key)).max() {
             self.metrics.flood_limited.inc();
-            // `try_take` on an empty bucket takes nothing and says how long until it refills.
-            let room_wait = room_limited.then(|| self.per_room_attempts.try_take(room_id).err()).flatten();
-            let caller_wait = caller_limited.then(|| self.per_caller_attempts.try_take(user_id).err()).flatten();
-            return Err(Error::RateLimited(room_wait.max(caller_wait).unwrap_or(Duration::from_secs(1))));
+            return Err(Error::RateLimited(wait));
         }
         if self.password_matches(password, hash).await? {
             return Ok(());
         }
         // Only failures count, so that people who know the password are never slowed down.
-        let _ = self.per_room_attempts.try_take(room_id);
-        let _ = self.per_caller_attempts.try_take(user_id);
+        for (limiter, key) in guesser {
+            let _ = limiter.try_take(key);
+        }
+        let room_guarded = self.per_room_attempts.try_take(room_id.as_str()).err();
         self.metrics.wrong_passwords.inc();
-        tracing::info!(%room_id, %user_id, "wrong room password");
+        tracing::info!(%room_id, %user_id, %address, "wrong room password");
         // Guessing is what an audit reader looks for: each wrong password leaves a row (the
-        // limiter bounds how many), marked when it used up the last attempt.
-        let limit_reached = !self.per_room_attempts.has_token(room_id) || !self.per_caller_attempts.has_token(user_id);
+        // limiters bound how many), marked when it used up the last attempt of the session, the
+        // address or the room.
+        let limit_reached = room_guarded.is_some()
+            || !self.per_room_attempts.has_token(room_id.as_str())
+            || guesser.iter().any(|(limiter, key)| !limiter.has_token(key));
         let detail = serde_json::json!({ "reason": "wrong_password", "limit_reached": limit_reached });
         let tx = self.store.write().await?;
         audit(&tx, self.clock.now_ms(), "member.join_refused", user_id, room_id, None, detail).await?;
         tx.commit().await?;
+        if let Some(wait) = room_guarded {
+            self.metrics.flood_limited.inc();
+            tokio::time::sleep(wait.min(GUARDED_ROOM_HOLD)).await;
+            return Err(Error::RateLimited(wait));
+        }
         Err(Error::WrongPassword)
     }
 
     /// Takes `caller` out of the room. An owner hands the room to the longest-standing
     /// moderator, else member; the last one out closes it.
-    pub async fn leave(&self, caller: &str, room_id: &str) -> Result<(), Error> {
-        let room_id = uuid_field("room_id", room_id)?;
+    pub async fn leave(&self, caller: &UserId, room_id: &RoomId) -> Result<(), Error> {
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
-        active(tx.room(&room_id).await?)?;
-        let role = tx.role(&room_id, caller).await?.ok_or(Error::FailedPrecondition("not a member of this room"))?;
-        tx.delete_member(&room_id, caller).await?;
-        audit(&tx, now, "member.leave", caller, &room_id, None, serde_json::json!({})).await?;
+        active(tx.room(room_id).await?)?;
+        let role = tx.role(room_id, caller).await?.ok_or(Error::FailedPrecondition("not a member of this room"))?;
+        tx.delete_member(room_id, caller).await?;
+        audit(&tx, now, "member.leave", caller, room_id, None, serde_json::json!({})).await?;
         let mut changes = vec![Change::MemberRemoved { user_id: caller.to_owned(), reason: RemovalReason::Left }];
-        let successor = if role == Role::Owner { tx.successor(&room_id).await? } else { None };
+        let successor = if role == Role::Owner { tx.successor(room_id).await? } else { None };
         if let Some(successor) = successor {
-            tx.set_owner(&room_id, &successor).await?;
+            tx.set_owner(room_id, &successor).await?;
             let detail = serde_json::json!({ "reason": "owner_left" });
-            audit(&tx, now, "room.transfer_ownership", caller, &room_id, Some(&successor), detail).await?;
+            audit(&tx, now, "room.transfer_ownership", caller, room_id, Some(&successor), detail).await?;
             changes.push(Change::RoleChanged { user_id: successor, role: Role::Owner });
         }
-        let closed = tx.member_count(&room_id).await? == 0;
+        let closed = tx.member_count(room_id).await? == 0;
         if closed {
-            tx.close(&room_id, now).await?;
+            tx.close(room_id, now).await?;
             let detail = serde_json::json!({ "reason": CloseReason::Empty.as_str() });
-            audit(&tx, now, "room.close", caller, &room_id, None, detail).await?;
+            audit(&tx, now, "room.close", caller, room_id, None, detail).await?;
             changes.push(Change::RoomClosed { reason: CloseReason::Empty });
         }
         tx.commit().await?;
-        self.publish(&room_id, changes);
+        self.publish(room_id, changes);
         if closed {
             tracing::info!(%room_id, "last member left; room closed");
             self.refresh_active_gauge().await;
@@ -506,12 +599,11 @@ impl Rooms {
 
     /// The members with their display names, owner first, then moderators, then members, each
     /// by join time. Members only.
-    pub async fn members(&self, caller: &str, room_id: &str) -> Result<Vec<Member>, Error> {
-        let room_id = uuid_field("room_id", room_id)?;
-        let stored = self.store.room(&room_id).await?.ok_or(Error::RoomNotFound)?;
-        let role = self.store.role(&room_id, caller).await?;
+    pub async fn members(&self, caller: &UserId, room_id: &RoomId) -> Result<Vec<Member>, Error> {
+        let stored = self.store.room(room_id).await?.ok_or(Error::RoomNotFound)?;
+        let role = self.store.role(room_id, caller).await?;
         self.authorize(Action::ListMembers, role, stored.room.control_mode)?;
-        let rows = self.store.members(&room_id).await?;
+        let rows = self.store.members(room_id).await?;
         let mut names = self.names_of(rows.iter().map(|(user_id, _, _)| user_id.clone()).collect()).await;
         Ok(rows
             .into_iter()
@@ -524,30 +616,39 @@ impl Rooms {
             .collect())
     }
 
+    /// The caller's own membership and what the permission matrix lets them do now (nothing
+    /// in a closed room).
+    ///
+    /// # Errors
+    /// `RoomNotFound`, `MemberNotFound` when the caller is not a member, `Database`.
+    pub async fn membership(&self, caller: &Caller, room_id: &RoomId) -> Result<Membership, Error> {
+        let room = self.store.room(room_id).await?.ok_or(Error::RoomNotFound)?.room;
+        let (role, joined_at) = self.store.member(room_id, &caller.user_id).await?.ok_or(Error::MemberNotFound)?;
+        let may = |action| room.status == RoomStatus::Active && allows(action, Some(role), room.control_mode);
+        Ok(Membership {
+            member: Member {
+                user_id: caller.user_id.to_string(),
+                display_name: caller.display_name.clone(),
+                role,
+                joined_at,
+            },
+            can_control: may(Action::ControlPlayback),
+            can_moderate: may(Action::Moderate),
+            can_manage: may(Action::EditSettings),
+        })
+    }
+
     /// Changes the room's settings: name and description (owner, moderators), visibility,
     /// password and control mode (owner).
-    pub async fn update(&self, caller: &str, room_id: &str, request: UpdateRoom) -> Result<Room, Error> {
-        let UpdateRoom { name, description, visibility, password, clear_password, control_mode } = request;
-        let mut violations = Vec::new();
-        let room_id = checked(&mut violations, uuid_field("room_id", room_id));
-        let name = name.and_then(|name| checked(&mut violations, ROOM_NAME.check(&name)));
-        let description =
-            description.and_then(|description| checked(&mut violations, ROOM_DESCRIPTION.check(&description)));
-        if let Some(password) = &password {
-            violations.extend(password_violation("password", password));
-            if clear_password {
-                violations.push(Violation::new("clear_password", "cannot be combined with password"));
-            }
-        }
-        let Some(room_id) = room_id.filter(|_| violations.is_empty()) else {
-            return Err(Error::InvalidArgument(violations));
-        };
+    pub async fn update(&self, caller: &UserId, room_id: &RoomId, request: UpdateRoom) -> Result<Room, Error> {
+        let UpdateRoom { name, description, visibility, password, clear_password, control_mode } =
+            request.checked().map_err(Error::InvalidArgument)?;
         let edits_settings = visibility.is_some() || password.is_some() || clear_password || control_mode.is_some();
         let required = if edits_settings { Action::EditSettings } else { Action::EditDetails };
 
         // Refuse before spending a bcrypt hash on someone who may not change the password.
-        let stored = active(self.store.room(&room_id).await?)?;
-        self.authorize(required, self.store.role(&room_id, caller).await?, stored.room.control_mode)?;
+        let stored = active(self.store.room(room_id).await?)?;
+        self.authorize(required, self.store.role(room_id, caller).await?, stored.room.control_mode)?;
         let password_hash = match password {
             Some(password) => Some(Some(self.hash_password(password).await?)),
             None if clear_password => Some(None),
@@ -556,8 +657,8 @@ impl Rooms {
 
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
-        let current = active(tx.room(&room_id).await?)?.room;
-        self.authorize(required, tx.role(&room_id, caller).await?, current.control_mode)?;
+        let current = active(tx.room(room_id).await?)?.room;
+        self.authorize(required, tx.role(room_id, caller).await?, current.control_mode)?;
         let mut detail = serde_json::Map::new();
         if let Some(name) = name.as_ref().filter(|name| **name != current.name) {
             detail.insert("name".to_owned(), name.clone().into());
@@ -580,116 +681,117 @@ impl Rooms {
             return Ok(current);
         }
         let changes = RoomChanges { name, description, visibility, control_mode, password_hash };
-        tx.update_room(&room_id, changes, now).await?;
-        audit(&tx, now, "room.update", caller, &room_id, None, detail.into()).await?;
-        let room = active(tx.room(&room_id).await?)?.room;
+        tx.update_room(room_id, changes, now).await?;
+        audit(&tx, now, "room.update", caller, room_id, None, detail.into()).await?;
+        let room = active(tx.room(room_id).await?)?.room;
         tx.commit().await?;
-        self.publish(&room_id, vec![Change::RoomUpdated { control_mode: room.control_mode }]);
+        self.publish(room_id, vec![Change::RoomUpdated { control_mode: room.control_mode }]);
         Ok(room)
     }
 
     /// Makes a member a moderator or a member again (owner only).
-    pub async fn set_role(&self, caller: &str, room_id: &str, user_id: &str, role: Role) -> Result<Member, Error> {
-        let (room_id, user_id) = room_and_user(room_id, user_id)?;
+    pub async fn set_role(
+        &self,
+        caller: &UserId,
+        room_id: &RoomId,
+        user_id: &UserId,
+        role: Role,
+    ) -> Result<Member, Error> {
         if role == Role::Owner {
             return Err(Violation::new("role", "must be MEMBER or MODERATOR; use TransferOwnership").into());
         }
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
-        let room = active(tx.room(&room_id).await?)?.room;
-        self.authorize(Action::SetRole, tx.role(&room_id, caller).await?, room.control_mode)?;
-        let current = tx.role(&room_id, &user_id).await?.ok_or(Error::MemberNotFound)?;
+        let room = active(tx.room(room_id).await?)?.room;
+        self.authorize(Action::SetRole, tx.role(room_id, caller).await?, room.control_mode)?;
+        let current = tx.role(room_id, user_id).await?.ok_or(Error::MemberNotFound)?;
         if current == Role::Owner {
             return Err(Error::FailedPrecondition("the owner's role changes only through TransferOwnership"));
         }
         if current != role {
-            tx.set_role(&room_id, &user_id, role).await?;
-            tx.touch(&room_id, now).await?;
+            tx.set_role(room_id, user_id, role).await?;
+            tx.touch(room_id, now).await?;
             let detail = serde_json::json!({ "from": current.as_str(), "to": role.as_str() });
-            audit(&tx, now, "member.set_role", caller, &room_id, Some(&user_id), detail).await?;
+            audit(&tx, now, "member.set_role", caller, room_id, Some(user_id), detail).await?;
         }
-        let joined_at = tx.joined_at(&room_id, &user_id).await?.unwrap_or(now);
+        let joined_at = tx.joined_at(room_id, user_id).await?.unwrap_or(now);
         tx.commit().await?;
         if current != role {
-            self.publish(&room_id, vec![Change::RoleChanged { user_id: user_id.clone(), role }]);
+            self.publish(room_id, vec![Change::RoleChanged { user_id: user_id.clone(), role }]);
         }
-        Ok(self.member(&user_id, role, joined_at).await)
+        Ok(self.member(user_id, role, joined_at).await)
     }
 
     /// Removes a member, who may not rejoin until the kick ban runs out. Owners kick
     /// moderators and members, moderators kick members.
-    pub async fn kick(&self, caller: &str, room_id: &str, user_id: &str) -> Result<(), Error> {
-        let (room_id, user_id) = room_and_user(room_id, user_id)?;
+    pub async fn kick(&self, caller: &UserId, room_id: &RoomId, user_id: &UserId) -> Result<(), Error> {
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
-        let room = active(tx.room(&room_id).await?)?.room;
-        let actor = tx.role(&room_id, caller).await?;
+        let room = active(tx.room(room_id).await?)?.room;
+        let actor = tx.role(room_id, caller).await?;
         // Outsiders learn nothing about who is in the room.
         self.authorize(Action::ListMembers, actor, room.control_mode)?;
-        let target = tx.role(&room_id, &user_id).await?.ok_or(Error::MemberNotFound)?;
+        let target = tx.role(room_id, user_id).await?.ok_or(Error::MemberNotFound)?;
         self.authorize(Action::Kick { target }, actor, room.control_mode)?;
-        tx.delete_member(&room_id, &user_id).await?;
+        tx.delete_member(room_id, user_id).await?;
         let banned_until = now.saturating_add(self.kick_ban_ms);
-        tx.ban(&room_id, &user_id, banned_until).await?;
-        tx.touch(&room_id, now).await?;
+        tx.ban(room_id, user_id, banned_until).await?;
+        tx.touch(room_id, now).await?;
         let detail = serde_json::json!({ "role": target.as_str(), "banned_until_ms": banned_until });
-        audit(&tx, now, "member.kick", caller, &room_id, Some(&user_id), detail).await?;
+        audit(&tx, now, "member.kick", caller, room_id, Some(user_id), detail).await?;
         tx.commit().await?;
         tracing::info!(%room_id, %user_id, kicked_by = %caller, "member kicked");
-        self.publish(&room_id, vec![Change::MemberRemoved { user_id, reason: RemovalReason::Kicked }]);
+        self.publish(room_id, vec![Change::MemberRemoved { user_id: user_id.clone(), reason: RemovalReason::Kicked }]);
         Ok(())
     }
 
     /// Hands the room to another member; the old owner stays as a moderator.
-    pub async fn transfer(&self, caller: &str, room_id: &str, user_id: &str) -> Result<Room, Error> {
-        let (room_id, user_id) = room_and_user(room_id, user_id)?;
+    pub async fn transfer(&self, caller: &UserId, room_id: &RoomId, user_id: &UserId) -> Result<Room, Error> {
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
-        let room = active(tx.room(&room_id).await?)?.room;
-        self.authorize(Action::TransferOwnership, tx.role(&room_id, caller).await?, room.control_mode)?;
+        let room = active(tx.room(room_id).await?)?.room;
+        self.authorize(Action::TransferOwnership, tx.role(room_id, caller).await?, room.control_mode)?;
         if user_id == caller {
             return Err(Error::FailedPrecondition("already the owner"));
         }
-        tx.role(&room_id, &user_id).await?.ok_or(Error::MemberNotFound)?;
-        tx.set_role(&room_id, caller, Role::Moderator).await?;
-        tx.set_owner(&room_id, &user_id).await?;
-        tx.touch(&room_id, now).await?;
-        audit(&tx, now, "room.transfer_ownership", caller, &room_id, Some(&user_id), serde_json::json!({})).await?;
-        let room = active(tx.room(&room_id).await?)?.room;
+        tx.role(room_id, user_id).await?.ok_or(Error::MemberNotFound)?;
+        tx.set_role(room_id, caller, Role::Moderator).await?;
+        tx.set_owner(room_id, user_id).await?;
+        tx.touch(room_id, now).await?;
+        audit(&tx, now, "room.transfer_ownership", caller, room_id, Some(user_id), serde_json::json!({})).await?;
+        let room = active(tx.room(room_id).await?)?.room;
         tx.commit().await?;
         self.publish(
-            &room_id,
+            room_id,
             vec![
-                Change::RoleChanged { user_id, role: Role::Owner },
-                Change::RoleChanged { user_id: caller.to_owned(), role: Role::Moderator },
+                Change::RoleChanged { user_id: user_id.clone(), role: Role::Owner },
+                Change::RoleChanged { user_id: caller.clone(), role: Role::Moderator },
             ],
         );
         Ok(room)
     }
 
     /// Closes the room for everyone (owner only).
-    pub async fn close(&self, caller: &str, room_id: &str) -> Result<Room, Error> {
-        let room_id = uuid_field("room_id", room_id)?;
+    pub async fn close(&self, caller: &UserId, room_id: &RoomId) -> Result<Room, Error> {
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
-        let room = active(tx.room(&room_id).await?)?.room;
-        self.authorize(Action::Close, tx.role(&room_id, caller).await?, room.control_mode)?;
-        tx.close(&room_id, now).await?;
+        let room = active(tx.room(room_id).await?)?.room;
+        self.authorize(Action::Close, tx.role(room_id, caller).await?, room.control_mode)?;
+        tx.close(room_id, now).await?;
         let detail = serde_json::json!({ "reason": CloseReason::ClosedByOwner.as_str() });
-        audit(&tx, now, "room.close", caller, &room_id, None, detail).await?;
-        let room = tx.room(&room_id).await?.ok_or(Error::RoomNotFound)?.room;
+        audit(&tx, now, "room.close", caller, room_id, None, detail).await?;
+        let room = tx.room(room_id).await?.ok_or(Error::RoomNotFound)?.room;
         tx.commit().await?;
         tracing::info!(%room_id, "room closed by its owner");
-        self.publish(&room_id, vec![Change::RoomClosed { reason: CloseReason::ClosedByOwner }]);
+        self.publish(room_id, vec![Change::RoomClosed { reason: CloseReason::ClosedByOwner }]);
         self.refresh_active_gauge().await;
         Ok(room)
     }
 
     /// What `user_id` may do in the room now.
-    pub async fn check_access(&self, room_id: &str, user_id: &str) -> Result<Access, Error> {
-        let (room_id, user_id) = room_and_user(room_id, user_id)?;
-        let room = self.store.room(&room_id).await?.ok_or(Error::RoomNotFound)?.room;
-        let role = self.store.role(&room_id, &user_id).await?;
+    pub async fn check_access(&self, room_id: &RoomId, user_id: &UserId) -> Result<Access, Error> {
+        let room = self.store.room(room_id).await?.ok_or(Error::RoomNotFound)?.room;
+        let role = self.store.role(room_id, user_id).await?;
         let open = room.status == RoomStatus::Active;
         Ok(Access {
             status: room.status,
@@ -701,12 +803,11 @@ impl Rooms {
     }
 
     /// Marks the room active now, postponing the idle close.
-    pub async fn record_activity(&self, room_id: &str) -> Result<(), Error> {
-        let room_id = uuid_field("room_id", room_id)?;
-        if self.store.touch(&room_id, self.clock.now_ms()).await? {
+    pub async fn record_activity(&self, room_id: &RoomId) -> Result<(), Error> {
+        if self.store.touch(room_id, self.clock.now_ms()).await? {
             return Ok(());
         }
-        active(self.store.room(&room_id).await?).map(|_| ())
+        active(self.store.room(room_id).await?).map(|_| ())
     }
 
     /// Closes every room idle for longer than the limit, each with its audit row and event;
@@ -773,21 +874,29 @@ impl Rooms {
     /// A page of audit rows, oldest first, and the next page's token.
     pub async fn audit_logs(&self, query: AuditQuery) -> Result<(Vec<AuditEntry>, Option<String>), Error> {
         let AuditQuery { room_id, user_id, start, end, page_size: size, page_token } = query;
-        let mut violations = Vec::new();
-        let room_id = if room_id.is_empty() { None } else { checked(&mut violations, uuid_field("room_id", &room_id)) };
-        let user_id = if user_id.is_empty() { None } else { checked(&mut violations, uuid_field("user_id", &user_id)) };
-        let size = checked(&mut violations, page_size(size, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE));
-        let after = checked(&mut violations, decode_audit_token(&page_token));
         let end = end.unwrap_or_else(|| self.clock.now_ms().saturating_add(1));
-        if start.is_some_and(|start| start > end) {
-            violations.push(Violation::new("end_time", "must not be before start_time"));
-        }
-        let (Some(size), Some(after), true) = (size, after, violations.is_empty()) else {
-            return Err(Error::InvalidArgument(violations));
-        };
+        let (size, after) = audit_page(size, &page_token, start, end).map_err(Error::InvalidArgument)?;
         let filter = AuditFilter { room_id, user_id, start, end };
         let rows = self.store.audit_page(filter, after, size + 1).await?;
         Ok(paginate(rows, size, |entry| format!("{}.{}", entry.created_at, entry.audit_log_id)))
+    }
+}
+
+/// How many audit rows, after which `(created_at, id)` position.
+pub(crate) type AuditPage = (u64, Option<(i64, i64)>);
+
+/// An audit page's size and position, or every violation among `size`, `token` and the time
+/// range.
+pub(crate) fn audit_page(size: i32, token: &str, start: Option<i64>, end: i64) -> Result<AuditPage, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let size = checked(&mut violations, page_size(size, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE));
+    let after = checked(&mut violations, decode_audit_token(token));
+    if start.is_some_and(|start| start > end) {
+        violations.push(Violation::new("end_time", "must not be before start_time"));
+    }
+    match (size, after) {
+        (Some(size), Some(after)) if violations.is_empty() => Ok((size, after)),
+        _ => Err(violations),
     }
 }
 
@@ -805,10 +914,11 @@ fn room_token(room: &Room) -> String {
     format!("{}.{}", room.last_active_at, room.room_id)
 }
 
-pub(crate) fn room_and_user(room_id: &str, user_id: &str) -> Result<(String, String), Error> {
+/// A room id and a user id from a request, or the violations of both.
+pub(crate) fn room_and_user(room_id: &str, user_id: &str) -> Result<(RoomId, UserId), Error> {
     let mut violations = Vec::new();
-    let room_id = checked(&mut violations, uuid_field("room_id", room_id));
-    let user_id = checked(&mut violations, uuid_field("user_id", user_id));
+    let room_id = checked(&mut violations, RoomId::parse("room_id", room_id));
+    let user_id = checked(&mut violations, UserId::parse("user_id", user_id));
     match (room_id, user_id) {
         (Some(room_id), Some(user_id)) => Ok((room_id, user_id)),
         _ => Err(Error::InvalidArgument(violations)),
@@ -819,17 +929,17 @@ async fn audit(
     tx: &Tx,
     at: i64,
     action: &'static str,
-    user_id: &str,
-    room_id: &str,
-    target_user_id: Option<&str>,
+    user_id: &UserId,
+    room_id: &RoomId,
+    target_user_id: Option<&UserId>,
     detail: serde_json::Value,
 ) -> Result<(), Error> {
     tx.audit(AuditRecord {
         at,
         action,
-        user_id: Some(user_id.to_owned()),
-        room_id: room_id.to_owned(),
-        target_user_id: target_user_id.map(str::to_owned),
+        user_id: Some(user_id.clone()),
+        room_id: room_id.clone(),
+        target_user_id: target_user_id.cloned(),
         detail,
     })
     .await?;

@@ -13,6 +13,8 @@ use sea_orm::{
     TransactionTrait,
 };
 
+use svc_kit::id::{RoomId, UserId};
+
 use crate::entity::{audit_log, room, room_ban, room_member};
 use crate::model::{AuditEntry, ControlMode, Role, Room, RoomStatus, Visibility};
 
@@ -92,13 +94,13 @@ pub struct StoredRoom {
 /// A room to insert; its creator becomes the owner member.
 #[derive(Debug, Clone)]
 pub struct NewRoom {
-    pub room_id: String,
+    pub room_id: RoomId,
     pub name: String,
     pub description: String,
     pub visibility: Visibility,
     pub control_mode: ControlMode,
     pub password_hash: Option<String>,
-    pub owner_id: String,
+    pub owner_id: UserId,
     pub now: i64,
 }
 
@@ -118,18 +120,18 @@ pub struct RoomChanges {
 pub struct AuditRecord {
     pub at: i64,
     pub action: &'static str,
-    pub user_id: Option<String>,
-    pub room_id: String,
-    pub target_user_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub room_id: RoomId,
+    pub target_user_id: Option<UserId>,
     pub detail: serde_json::Value,
 }
 
 /// Which audit rows to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
-    pub room_id: Option<String>,
+    pub room_id: Option<RoomId>,
     /// Rows where this user acted or was acted upon.
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     /// Inclusive.
     pub start: Option<i64>,
     /// Exclusive.
@@ -156,8 +158,8 @@ pub struct Tx {
     tx: DatabaseTransaction,
 }
 
-async fn find_room<C: ConnectionTrait>(db: &C, room_id: &str) -> Result<Option<StoredRoom>, DbErr> {
-    let Some(model) = room::Entity::find_by_id(room_id.to_owned()).one(db).await? else {
+async fn find_room<C: ConnectionTrait>(db: &C, room_id: &RoomId) -> Result<Option<StoredRoom>, DbErr> {
+    let Some(model) = room::Entity::find_by_id(room_id.to_string()).one(db).await? else {
         return Ok(None);
     };
     with_member_count(db, model).await
@@ -169,7 +171,7 @@ async fn with_member_count<C: ConnectionTrait>(db: &C, model: room::Model) -> Re
     to_room(model, count).map(Some)
 }
 
-async fn find_role<C: ConnectionTrait>(db: &C, room_id: &str, user_id: &str) -> Result<Option<Role>, DbErr> {
+async fn find_role<C: ConnectionTrait>(db: &C, room_id: &RoomId, user_id: &UserId) -> Result<Option<Role>, DbErr> {
     let role: Option<String> = room_member::Entity::find()
         .select_only()
         .column(room_member::Column::Role)
@@ -181,8 +183,8 @@ async fn find_role<C: ConnectionTrait>(db: &C, room_id: &str, user_id: &str) -> 
     role.as_deref().map(parse_role).transpose()
 }
 
-async fn find_ban<C: ConnectionTrait>(db: &C, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
-    Ok(room_ban::Entity::find_by_id((room_id.to_owned(), user_id.to_owned()))
+async fn find_ban<C: ConnectionTrait>(db: &C, room_id: &RoomId, user_id: &UserId) -> Result<Option<i64>, DbErr> {
+    Ok(room_ban::Entity::find_by_id((room_id.to_string(), user_id.to_string()))
         .one(db)
         .await?
         .map(|ban| ban.banned_until))
@@ -247,18 +249,18 @@ impl Store {
         Ok(Tx { tx: self.db.begin_with_options(options).await? })
     }
 
-    pub async fn room(&self, room_id: &str) -> Result<Option<StoredRoom>, DbErr> {
+    pub async fn room(&self, room_id: &RoomId) -> Result<Option<StoredRoom>, DbErr> {
         find_room(&self.db, room_id).await
     }
 
     /// `user_id`'s role in the room, `None` when not a member.
-    pub async fn role(&self, room_id: &str, user_id: &str) -> Result<Option<Role>, DbErr> {
+    pub async fn role(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<Role>, DbErr> {
         find_role(&self.db, room_id, user_id).await
     }
 
     /// `user_id`'s role and join time, when they are a member.
-    pub async fn member(&self, room_id: &str, user_id: &str) -> Result<Option<(Role, i64)>, DbErr> {
-        room_member::Entity::find_by_id((room_id.to_owned(), user_id.to_owned()))
+    pub async fn member(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<(Role, i64)>, DbErr> {
+        room_member::Entity::find_by_id((room_id.to_string(), user_id.to_string()))
             .one(&self.db)
             .await?
             .map(|member| Ok((parse_role(&member.role)?, member.joined_at)))
@@ -266,7 +268,7 @@ impl Store {
     }
 
     /// Until when `user_id` may not rejoin the room, if they were ever kicked from it.
-    pub async fn ban_until(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
+    pub async fn ban_until(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<i64>, DbErr> {
         find_ban(&self.db, room_id, user_id).await
     }
 
@@ -283,7 +285,7 @@ impl Store {
     /// Up to `limit` active rooms `user_id` is a member of, most recently active first.
     pub async fn list_for_member(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         after: Option<(i64, String)>,
         limit: u64,
     ) -> Result<Vec<Room>, DbErr> {
@@ -301,7 +303,7 @@ impl Store {
     }
 
     /// Every member as `(user_id, role, joined_at)`, strongest role first, then by join time.
-    pub async fn members(&self, room_id: &str) -> Result<Vec<(String, Role, i64)>, DbErr> {
+    pub async fn members(&self, room_id: &RoomId) -> Result<Vec<(String, Role, i64)>, DbErr> {
         let rows = room_member::Entity::find()
             .filter(room_member::Column::RoomId.eq(room_id))
             .order_by_asc(room_member::Column::JoinedAt)
@@ -318,7 +320,7 @@ impl Store {
     }
 
     /// Marks an active room as active at `now`; whether it was (an active room with that id).
-    pub async fn touch(&self, room_id: &str, now: i64) -> Result<bool, DbErr> {
+    pub async fn touch(&self, room_id: &RoomId, now: i64) -> Result<bool, DbErr> {
         let result = room::Entity::update_many()
             .col_expr(room::Column::LastActiveAt, Expr::value(now))
             .filter(room::Column::RoomId.eq(room_id))
@@ -329,8 +331,8 @@ impl Store {
     }
 
     /// Up to `limit` active rooms last active before `before`, oldest first.
-    pub async fn idle_rooms(&self, before: i64, limit: u64) -> Result<Vec<String>, DbErr> {
-        room::Entity::find()
+    pub async fn idle_rooms(&self, before: i64, limit: u64) -> Result<Vec<RoomId>, DbErr> {
+        let ids: Vec<String> = room::Entity::find()
             .select_only()
             .column(room::Column::RoomId)
             .filter(room::Column::Status.eq(ACTIVE))
@@ -339,7 +341,8 @@ impl Store {
             .limit(limit)
             .into_tuple()
             .all(&self.db)
-            .await
+            .await?;
+        Ok(ids.into_iter().map(RoomId::issued).collect())
     }
 
     /// Deletes up to `limit` rooms closed before `before` with their members and bans, in one
@@ -420,8 +423,8 @@ impl Store {
         if let Some(user_id) = user_id {
             query = query.filter(
                 Condition::any()
-                    .add(audit_log::Column::UserId.eq(user_id.clone()))
-                    .add(audit_log::Column::TargetUserId.eq(user_id)),
+                    .add(audit_log::Column::UserId.eq(&user_id))
+                    .add(audit_log::Column::TargetUserId.eq(&user_id)),
             );
         }
         if let Some((created_at, id)) = after {
@@ -452,42 +455,58 @@ impl Tx {
 
     /// The room, its row locked until commit (`FOR UPDATE` on PostgreSQL; SQLite's write lock
     /// is already held).
-    pub async fn room(&self, room_id: &str) -> Result<Option<StoredRoom>, DbErr> {
-        let Some(model) = room::Entity::find_by_id(room_id.to_owned()).lock_exclusive().one(&self.tx).await? else {
+    pub async fn room(&self, room_id: &RoomId) -> Result<Option<StoredRoom>, DbErr> {
+        let Some(model) = room::Entity::find_by_id(room_id.to_string()).lock_exclusive().one(&self.tx).await? else {
             return Ok(None);
         };
         with_member_count(&self.tx, model).await
     }
 
-    pub async fn role(&self, room_id: &str, user_id: &str) -> Result<Option<Role>, DbErr> {
+    pub async fn role(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<Role>, DbErr> {
         find_role(&self.tx, room_id, user_id).await
     }
 
     /// When `user_id` joined the room, if they are in it.
-    pub async fn joined_at(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
-        Ok(room_member::Entity::find_by_id((room_id.to_owned(), user_id.to_owned()))
+    pub async fn joined_at(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<i64>, DbErr> {
+        Ok(room_member::Entity::find_by_id((room_id.to_string(), user_id.to_string()))
             .one(&self.tx)
             .await?
             .map(|member| member.joined_at))
     }
 
-    pub async fn ban_until(&self, room_id: &str, user_id: &str) -> Result<Option<i64>, DbErr> {
+    pub async fn ban_until(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<i64>, DbErr> {
         find_ban(&self.tx, room_id, user_id).await
+    }
+
+    /// How many open rooms `owner_id` owns, and the least recent activity among them (the
+    /// room the idle janitor will close first).
+    pub async fn open_rooms_owned_by(&self, owner_id: &UserId) -> Result<(u64, Option<i64>), DbErr> {
+        let row: Option<(i64, Option<i64>)> = room::Entity::find()
+            .select_only()
+            .column_as(room::Column::RoomId.count(), "open")
+            .column_as(room::Column::LastActiveAt.min(), "least_active")
+            .filter(room::Column::OwnerId.eq(owner_id))
+            .filter(room::Column::Status.eq(ACTIVE))
+            .into_tuple()
+            .one(&self.tx)
+            .await?;
+        let (open, least_active) = row.unwrap_or((0, None));
+        Ok((u64::try_from(open).unwrap_or(0), least_active))
     }
 
     /// Inserts the room and its owner.
     pub async fn insert_room(&self, new: NewRoom) -> Result<(), DbErr> {
         let NewRoom { room_id, name, description, visibility, control_mode, password_hash, owner_id, now } = new;
         room::ActiveModel {
-            room_id: Set(room_id.clone()),
+            room_id: Set(room_id.to_string()),
             name: Set(name),
             description: Set(description),
             visibility: Set(visibility.as_str().to_owned()),
             control_mode: Set(control_mode.as_str().to_owned()),
             password_hash: Set(password_hash),
             status: Set(ACTIVE.to_owned()),
-            creator_id: Set(owner_id.clone()),
-            owner_id: Set(owner_id.clone()),
+            creator_id: Set(owner_id.to_string()),
+            owner_id: Set(owner_id.to_string()),
             created_at: Set(now),
             last_active_at: Set(now),
             closed_at: Set(None),
@@ -497,10 +516,10 @@ impl Tx {
         self.insert_member(&room_id, &owner_id, Role::Owner, now).await
     }
 
-    pub async fn insert_member(&self, room_id: &str, user_id: &str, role: Role, now: i64) -> Result<(), DbErr> {
+    pub async fn insert_member(&self, room_id: &RoomId, user_id: &UserId, role: Role, now: i64) -> Result<(), DbErr> {
         room_member::ActiveModel {
-            room_id: Set(room_id.to_owned()),
-            user_id: Set(user_id.to_owned()),
+            room_id: Set(room_id.to_string()),
+            user_id: Set(user_id.to_string()),
             role: Set(role.as_str().to_owned()),
             joined_at: Set(now),
         }
@@ -510,7 +529,7 @@ impl Tx {
     }
 
     /// Removes a member; whether they were one.
-    pub async fn delete_member(&self, room_id: &str, user_id: &str) -> Result<bool, DbErr> {
+    pub async fn delete_member(&self, room_id: &RoomId, user_id: &UserId) -> Result<bool, DbErr> {
         let result = room_member::Entity::delete_many()
             .filter(room_member::Column::RoomId.eq(room_id))
             .filter(room_member::Column::UserId.eq(user_id))
@@ -519,11 +538,11 @@ impl Tx {
         Ok(result.rows_affected > 0)
     }
 
-    pub async fn member_count(&self, room_id: &str) -> Result<u64, DbErr> {
+    pub async fn member_count(&self, room_id: &RoomId) -> Result<u64, DbErr> {
         room_member::Entity::find().filter(room_member::Column::RoomId.eq(room_id)).count(&self.tx).await
     }
 
-    pub async fn set_role(&self, room_id: &str, user_id: &str, role: Role) -> Result<(), DbErr> {
+    pub async fn set_role(&self, room_id: &RoomId, user_id: &UserId, role: Role) -> Result<(), DbErr> {
         room_member::Entity::update_many()
             .col_expr(room_member::Column::Role, Expr::value(role.as_str()))
             .filter(room_member::Column::RoomId.eq(room_id))
@@ -534,7 +553,7 @@ impl Tx {
     }
 
     /// The member who inherits the room: the longest-standing moderator, else member.
-    pub async fn successor(&self, room_id: &str) -> Result<Option<String>, DbErr> {
+    pub async fn successor(&self, room_id: &RoomId) -> Result<Option<UserId>, DbErr> {
         for role in [Role::Moderator, Role::Member] {
             let found: Option<String> = room_member::Entity::find()
                 .select_only()
@@ -546,25 +565,25 @@ impl Tx {
                 .into_tuple()
                 .one(&self.tx)
                 .await?;
-            if found.is_some() {
-                return Ok(found);
+            if let Some(found) = found {
+                return Ok(Some(UserId::issued(found)));
             }
         }
         Ok(None)
     }
 
     /// Makes `user_id` the owner, recorded both on the room and on the member row.
-    pub async fn set_owner(&self, room_id: &str, user_id: &str) -> Result<(), DbErr> {
+    pub async fn set_owner(&self, room_id: &RoomId, user_id: &UserId) -> Result<(), DbErr> {
         self.set_role(room_id, user_id, Role::Owner).await?;
         room::Entity::update_many()
-            .col_expr(room::Column::OwnerId, Expr::value(user_id))
+            .col_expr(room::Column::OwnerId, Expr::value(user_id.as_str()))
             .filter(room::Column::RoomId.eq(room_id))
             .exec(&self.tx)
             .await?;
         Ok(())
     }
 
-    pub async fn update_room(&self, room_id: &str, changes: RoomChanges, now: i64) -> Result<(), DbErr> {
+    pub async fn update_room(&self, room_id: &RoomId, changes: RoomChanges, now: i64) -> Result<(), DbErr> {
         let RoomChanges { name, description, visibility, control_mode, password_hash } = changes;
         let mut update = room::Entity::update_many()
             .col_expr(room::Column::LastActiveAt, Expr::value(now))
@@ -589,7 +608,7 @@ impl Tx {
     }
 
     /// Marks the room active at `now` (a join, a change).
-    pub async fn touch(&self, room_id: &str, now: i64) -> Result<(), DbErr> {
+    pub async fn touch(&self, room_id: &RoomId, now: i64) -> Result<(), DbErr> {
         room::Entity::update_many()
             .col_expr(room::Column::LastActiveAt, Expr::value(now))
             .filter(room::Column::RoomId.eq(room_id))
@@ -599,7 +618,7 @@ impl Tx {
     }
 
     /// Closes an active room; whether it was active.
-    pub async fn close(&self, room_id: &str, now: i64) -> Result<bool, DbErr> {
+    pub async fn close(&self, room_id: &RoomId, now: i64) -> Result<bool, DbErr> {
         let result = room::Entity::update_many()
             .col_expr(room::Column::Status, Expr::value(CLOSED))
             .col_expr(room::Column::ClosedAt, Expr::value(now))
@@ -611,15 +630,15 @@ impl Tx {
     }
 
     /// Keeps `user_id` out of the room until `until` (replacing an earlier ban).
-    pub async fn ban(&self, room_id: &str, user_id: &str, until: i64) -> Result<(), DbErr> {
+    pub async fn ban(&self, room_id: &RoomId, user_id: &UserId, until: i64) -> Result<(), DbErr> {
         room_ban::Entity::delete_many()
             .filter(room_ban::Column::RoomId.eq(room_id))
             .filter(room_ban::Column::UserId.eq(user_id))
             .exec(&self.tx)
             .await?;
         room_ban::ActiveModel {
-            room_id: Set(room_id.to_owned()),
-            user_id: Set(user_id.to_owned()),
+            room_id: Set(room_id.to_string()),
+            user_id: Set(user_id.to_string()),
             banned_until: Set(until),
         }
         .insert(&self.tx)
@@ -633,9 +652,9 @@ impl Tx {
             id: sea_orm::NotSet,
             created_at: Set(at),
             action: Set(action.to_owned()),
-            user_id: Set(user_id),
-            room_id: Set(room_id),
-            target_user_id: Set(target_user_id),
+            user_id: Set(user_id.map(String::from)),
+            room_id: Set(room_id.into_string()),
+            target_user_id: Set(target_user_id.map(String::from)),
             detail: Set(detail.to_string()),
         }
         .insert(&self.tx)

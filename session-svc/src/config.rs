@@ -58,6 +58,6 @@ pub struct Config {
     )]
     pub create_per_minute: u32,
     /// Interval of the heartbeat on `WatchSessionChanges` streams.
-    #[arg(id = "session-changes-heartbeat", long = "session-changes-heartbeat", env = "XIAOWO_SESSION_CHANGES_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
-    pub changes_heartbeat: Duration,
+    #[arg(id = "session-heartbeat-interval", long = "session-heartbeat-interval", alias = "session-changes-heartbeat", env = "XIAOWO_SESSION_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
 }

@@ -19,12 +19,9 @@ use std::sync::Arc;
 use proto::session::v1::session_admin_service_server::SessionAdminServiceServer;
 use proto::session::v1::session_internal_service_server::SessionInternalServiceServer;
 use proto::session::v1::session_service_server::SessionServiceServer;
-use svc_kit::auth::AdminToken;
-use svc_kit::clock::SharedClock;
-use svc_kit::db::DbOptions;
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::server::Assembly;
-use tonic::service::interceptor::InterceptedService;
+use svc_kit::service::{BuildError, Deps};
 
 pub use config::Config;
 pub use error::Error;
@@ -32,21 +29,16 @@ pub use migration::Migrator;
 
 use crate::sessions::{SessionMetrics, Sessions};
 
-/// Connects session-svc's database, registers its three gRPC services and its janitor.
+/// Connects session-svc's database, registers its three gRPC services and its janitor. Its
+/// public API needs no guard: it is where sessions are made, and each call that takes a token
+/// acts on that very session.
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.
-pub async fn build(
-    config: &Config,
-    database_url: &str,
-    db_options: &DbOptions,
-    admin: AdminToken,
-    clock: SharedClock,
-    assembly: &mut Assembly,
-) -> Result<(), sea_orm::DbErr> {
-    let db = svc_kit::db::connect::<Migrator>(database_url, db_options).await?;
+pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Result<(), BuildError> {
+    let db = deps.database::<Migrator>().await?;
     let metrics = SessionMetrics::new(assembly.metrics().registry());
-    let sessions = Arc::new(Sessions::new(store::Store::new(db), Arc::clone(&clock), config, metrics));
+    let sessions = Arc::new(Sessions::new(store::Store::new(db), Arc::clone(&deps.clock), config, metrics));
     let max_message = assembly.config().max_message_bytes;
     let per_second = f64::from(config.create_per_minute) / 60.0;
 
@@ -59,23 +51,19 @@ pub async fn build(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message),
     );
-    let internal_guard = assembly.internal_guard("session");
-    assembly.add_service(InterceptedService::new(
-        SessionInternalServiceServer::new(grpc::InternalApi {
-            sessions: Arc::clone(&sessions),
-            clock,
-            heartbeat: config.changes_heartbeat,
-            shutdown: assembly.shutdown_token(),
-        })
+    let internal = SessionInternalServiceServer::new(grpc::InternalApi {
+        sessions: Arc::clone(&sessions),
+        clock: Arc::clone(&deps.clock),
+        heartbeat: config.heartbeat_interval,
+        shutdown: assembly.shutdown_token(),
+    })
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(max_message);
+    assembly.add_service(deps.internal_guard(assembly, "session").wrap(internal));
+    let admin = SessionAdminServiceServer::new(grpc::AdminApi { sessions: Arc::clone(&sessions) })
         .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message),
-        internal_guard,
-    ));
-    assembly.add_service(
-        SessionAdminServiceServer::new(grpc::AdminApi { sessions: Arc::clone(&sessions), admin })
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message),
-    );
+        .max_encoding_message_size(max_message);
+    assembly.add_service(deps.admin_guard(assembly, "session").wrap(admin));
     let shutdown = assembly.shutdown_token();
     assembly.spawn_worker("session-janitor", sessions.run_janitor(config.janitor_interval, shutdown));
     Ok(())

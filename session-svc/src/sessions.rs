@@ -11,7 +11,8 @@ use prometheus::{IntCounter, IntGauge};
 use rand::RngCore;
 use svc_kit::auth::token_hash;
 use svc_kit::clock::{SharedClock, millis};
-use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::id::UserId;
+use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::text::TextRule;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +57,7 @@ pub enum ChangeKind {
 /// A committed change that makes cached validations of `user_id`'s session wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionChange {
-    pub user_id: String,
+    pub user_id: UserId,
     /// When it committed (Unix milliseconds).
     pub at_ms: i64,
     pub kind: ChangeKind,
@@ -65,7 +66,7 @@ pub struct SessionChange {
 /// A session as the rest of the system sees it. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub user_id: String,
+    pub user_id: UserId,
     pub display_name: String,
     pub created_at: i64,
     pub last_accessed: i64,
@@ -83,27 +84,20 @@ pub struct SessionMetrics {
 
 impl SessionMetrics {
     /// Creates and registers the metrics.
-    ///
-    /// # Panics
-    /// Never: the names and labels are fixed.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &prometheus::Registry) -> Self {
-        let metrics = Self {
-            created: IntCounter::new("xiaowo_sessions_created_total", "Sessions created.").expect("valid metric"),
+        Self {
+            created: registered(registry, IntCounter::new("xiaowo_sessions_created_total", "Sessions created.")),
             auth_failures: refusal_counter(registry, Refusal::AuthFailure, "session"),
-            expired_deleted: IntCounter::new(
-                "xiaowo_sessions_expired_deleted_total",
-                "Expired sessions deleted by the janitor.",
-            )
-            .expect("valid metric"),
-            live: IntGauge::new("xiaowo_sessions_live", "Unexpired sessions, as of the janitor's last run.")
-                .expect("valid metric"),
-        };
-        svc_kit::metrics::register(registry, &metrics.created);
-        svc_kit::metrics::register(registry, &metrics.expired_deleted);
-        svc_kit::metrics::register(registry, &metrics.live);
-        metrics
+            expired_deleted: registered(
+                registry,
+                IntCounter::new("xiaowo_sessions_expired_deleted_total", "Expired sessions deleted by the janitor."),
+            ),
+            live: registered(
+                registry,
+                IntGauge::new("xiaowo_sessions_live", "Unexpired sessions, as of the janitor's last run."),
+            ),
+        }
     }
 }
 
@@ -145,8 +139,8 @@ impl Sessions {
         self.changes.subscribe()
     }
 
-    fn announce(&self, user_id: &str, kind: ChangeKind) {
-        let change = SessionChange { user_id: user_id.to_owned(), at_ms: self.clock.now_ms(), kind };
+    fn announce(&self, user_id: &UserId, kind: ChangeKind) {
+        let change = SessionChange { user_id: user_id.clone(), at_ms: self.clock.now_ms(), kind };
         // Nobody watching is not an error: nobody has anything cached to drop.
         let _ = self.changes.send(change);
     }
@@ -164,7 +158,7 @@ impl Sessions {
         let now = self.clock.now_ms();
         let absolute_expires_at = now.saturating_add(self.absolute_ms);
         let session = Session {
-            user_id: uuid::Uuid::new_v4().to_string(),
+            user_id: UserId::generate(),
             display_name,
             created_at: now,
             last_accessed: now,
@@ -244,9 +238,9 @@ impl Sessions {
     }
 
     /// Ends `user_id`'s session on an operator's request.
-    pub async fn revoke(&self, user_id: &str) -> Result<(), Error> {
+    pub async fn revoke(&self, user_id: &UserId) -> Result<(), Error> {
         if !self.store.delete(user_id).await? {
-            return Err(Error::NotFound);
+            return Err(Error::SessionNotFound);
         }
         self.announce(user_id, ChangeKind::Ended(EndReason::Revoked));
         tracing::info!(%user_id, "session revoked");

@@ -7,6 +7,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
+use svc_kit::id::UserId;
 
 use crate::entity::user_session::{self, Column, Entity as UserSessions};
 use crate::sessions::Session;
@@ -43,7 +44,7 @@ fn to_session(model: user_session::Model) -> LiveSession {
         absolute_expires_at,
     } = model;
     LiveSession {
-        session: Session { user_id: session_id, display_name, created_at, last_accessed, expires_at },
+        session: Session { user_id: UserId::issued(session_id), display_name, created_at, last_accessed, expires_at },
         absolute_expires_at,
     }
 }
@@ -59,7 +60,7 @@ impl Store {
         let NewSession { session, token_hash, absolute_expires_at } = new;
         let Session { user_id, display_name, created_at, last_accessed, expires_at } = session;
         user_session::ActiveModel {
-            session_id: Set(user_id),
+            session_id: Set(user_id.into_string()),
             token_hash: Set(token_hash),
             display_name: Set(display_name),
             created_at: Set(created_at),
@@ -83,7 +84,7 @@ impl Store {
     }
 
     /// Records a use of the session.
-    pub async fn touch(&self, user_id: &str, now: i64, expires_at: i64) -> Result<(), DbErr> {
+    pub async fn touch(&self, user_id: &UserId, now: i64, expires_at: i64) -> Result<(), DbErr> {
         UserSessions::update_many()
             .col_expr(Column::LastAccessed, Expr::value(now))
             .col_expr(Column::ExpiresAt, Expr::value(expires_at))
@@ -93,7 +94,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn rename(&self, user_id: &str, display_name: &str) -> Result<(), DbErr> {
+    pub async fn rename(&self, user_id: &UserId, display_name: &str) -> Result<(), DbErr> {
         UserSessions::update_many()
             .col_expr(Column::DisplayName, Expr::value(display_name))
             .filter(Column::SessionId.eq(user_id))
@@ -106,7 +107,7 @@ impl Store {
     /// (not when the session ended or was rotated meanwhile).
     pub async fn replace_token(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         old_token_hash: &str,
         new_token_hash: &str,
     ) -> Result<bool, DbErr> {
@@ -120,7 +121,7 @@ impl Store {
     }
 
     /// Deletes a session; whether there was one.
-    pub async fn delete(&self, user_id: &str) -> Result<bool, DbErr> {
+    pub async fn delete(&self, user_id: &UserId) -> Result<bool, DbErr> {
         let result = UserSessions::delete_many().filter(Column::SessionId.eq(user_id)).exec(&self.db).await?;
         Ok(result.rows_affected > 0)
     }

@@ -6,7 +6,14 @@
 //! `XIAOWO_BENCH_NATS_URL=nats://127.0.0.1:4222 cargo bench -p svc-kit --bench broker_hop`
 //! (scripts/bench-scaleout.sh runs it against its own nats-server).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a benchmark stops at any failure, and reports counts and ranks as f64 figures"
+)]
 
 use std::time::{Duration, Instant};
 

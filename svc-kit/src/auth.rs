@@ -1,18 +1,20 @@
-//! Who is calling: the session token from the cookie or `authorization: Bearer`, validated by
-//! session-svc (with a deadline and a cache that session-svc's change stream keeps current),
-//! and the operator's admin token.
+//! Who is calling, decided once per call by a [`Guard`] layer in front of each gRPC service
+//! before any handler runs: a session token (from `authorization: Bearer` or the cookie)
+//! validated by session-svc, which leaves the [`Caller`] in the request's extensions for the
+//! handlers; the operator's admin token; or the install's internal token between services.
+//! Every refusal is one [`AuthError`], answered with the same status by every service and
+//! counted in `xiaowo_auth_failures_total`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use proto::session::v1 as pb;
-use proto::session::v1::session_internal_service_client::SessionInternalServiceClient;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
+use tonic::server::NamedService;
+
+use crate::peer::session::SessionValidator;
 
 /// The cookie that carries the session token over plain HTTP (development, tests).
 pub const SESSION_COOKIE: &str = "xiaowo_session";
@@ -20,24 +22,38 @@ pub const SESSION_COOKIE: &str = "xiaowo_session";
 /// `Secure`, `Path=/` and no `Domain`, so no other host or path can plant or read it.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-xiaowo_session";
 
-/// An authenticated caller.
+/// An authenticated caller, as a session [`Guard`] leaves it for the handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The session's public id.
-    pub user_id: String,
+    pub user_id: crate::id::UserId,
     /// The name the session chose.
     pub display_name: String,
 }
 
-/// Why a caller could not be identified.
-#[derive(Debug, thiserror::Error)]
+impl Caller {
+    /// The caller a session [`Guard`] identified for `request`.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` when there is none: the service was registered without a session
+    /// guard, or the method is one the guard lets through anonymously.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Self, tonic::Status> {
+        request.extensions().get::<Self>().cloned().ok_or_else(|| AuthError::Unauthenticated.into())
+    }
+}
+
+/// Why a call was refused before reaching its handler (or, for session-svc, by its handler).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// No token, or a token that is unknown, expired or revoked.
-    #[error("missing or invalid session")]
+    /// No session token, or one that is unknown, expired or revoked.
+    #[error("missing, expired or revoked session")]
     Unauthenticated,
-    /// The caller is known but lacks the admin token.
+    /// An admin RPC without the right admin token (or with admin access disabled).
     #[error("admin token required")]
-    PermissionDenied,
+    AdminRequired,
+    /// An internal RPC without the install's internal token.
+    #[error("internal credential required")]
+    InternalRequired,
     /// session-svc could not be asked in time.
     #[error("session service unavailable: {0}")]
     Unavailable(String),
@@ -46,9 +62,13 @@ pub enum AuthError {
 impl From<AuthError> for tonic::Status {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::Unauthenticated => Self::unauthenticated("missing or invalid session"),
-            AuthError::PermissionDenied => Self::permission_denied("admin token required"),
-            AuthError::Unavailable(_) => Self::unavailable("session service unavailable"),
+            AuthError::Unauthenticated => Self::unauthenticated("missing, expired or revoked session"),
+            AuthError::AdminRequired => Self::permission_denied("admin token required"),
+            AuthError::InternalRequired => Self::unauthenticated("internal credential required"),
+            AuthError::Unavailable(reason) => {
+                tracing::warn!(%reason, "session-svc unavailable");
+                Self::unavailable("session service unavailable; retry")
+            }
         }
     }
 }
@@ -119,15 +139,15 @@ impl AdminToken {
     /// Accepts the call only with `authorization: Bearer <admin token>`.
     ///
     /// # Errors
-    /// `Unauthenticated` without a bearer token, `PermissionDenied` with a wrong one or when
+    /// `Unauthenticated` without a bearer token, `AdminRequired` with a wrong one or when
     /// admin access is disabled.
     pub fn check(&self, metadata: &MetadataMap) -> Result<(), AuthError> {
         let presented = bearer_token(metadata).ok_or(AuthError::Unauthenticated)?;
-        let expected = self.hash.ok_or(AuthError::PermissionDenied)?;
+        let expected = self.hash.ok_or(AuthError::AdminRequired)?;
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Comparing fixed-length digests byte by byte without early exit leaks nothing useful.
         let difference = expected.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if difference == 0 { Ok(()) } else { Err(AuthError::PermissionDenied) }
+        if difference == 0 { Ok(()) } else { Err(AuthError::AdminRequired) }
     }
 }
 
@@ -208,375 +228,171 @@ impl InternalToken {
     /// Accepts the call only when it carries this token.
     ///
     /// # Errors
-    /// `Unauthenticated` when the header is missing or holds another value.
+    /// `InternalRequired` when the header is missing or holds another value.
     pub fn check(&self, metadata: &MetadataMap) -> Result<(), AuthError> {
-        let presented = metadata.get(INTERNAL_TOKEN_HEADER).ok_or(AuthError::Unauthenticated)?;
+        let presented = metadata.get(INTERNAL_TOKEN_HEADER).ok_or(AuthError::InternalRequired)?;
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Fixed-length digests compared without early exit: the timing says nothing useful.
         let difference = self.hash.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if difference == 0 { Ok(()) } else { Err(AuthError::Unauthenticated) }
+        if difference == 0 { Ok(()) } else { Err(AuthError::InternalRequired) }
     }
 }
 
-/// A tonic interceptor guarding a service's internal API with the [`InternalToken`]; without
-/// a token it lets every call through (an install that chose to leave internal APIs open).
+/// Who may call one gRPC service.
 #[derive(Clone, Debug)]
-pub struct InternalGuard {
-    token: Option<InternalToken>,
+enum Policy {
+    /// A valid session; methods named in `anonymous` are answered without one.
+    Session { sessions: Arc<SessionValidator>, anonymous: &'static [&'static str] },
+    /// The operator's admin token.
+    Admin(AdminToken),
+    /// The internal token; `None` leaves the service open (an install without one).
+    Internal(Option<InternalToken>),
+}
+
+/// A tower layer that authenticates every call to the service it wraps before the handler
+/// runs, per the service's policy, and answers refusals itself. A session guard puts the
+/// [`Caller`] into the request's extensions, where handlers take it with [`Caller::of`].
+#[derive(Clone, Debug)]
+pub struct Guard {
+    policy: Policy,
     refusals: prometheus::IntCounter,
 }
 
-impl InternalGuard {
-    /// A guard for `service`'s internal API; refusals count in
-    /// `xiaowo_auth_failures_total{service="<service>-internal"}`.
-    #[must_use]
-    pub fn new(token: Option<InternalToken>, registry: &prometheus::Registry, service: &str) -> Self {
-        let refusals = crate::metrics::refusal_counter(
-            registry,
-            crate::metrics::Refusal::AuthFailure,
-            &format!("{service}-internal"),
-        );
-        Self { token, refusals }
+impl Guard {
+    fn new(policy: Policy, registry: &prometheus::Registry, label: &str) -> Self {
+        let refusals = crate::metrics::refusal_counter(registry, crate::metrics::Refusal::AuthFailure, label);
+        Self { policy, refusals }
     }
-}
 
-impl tonic::service::Interceptor for InternalGuard {
-    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let Some(token) = &self.token else {
-            return Ok(request);
-        };
-        match token.check(request.metadata()) {
-            Ok(()) => Ok(request),
-            Err(_) => {
-                self.refusals.inc();
-                Err(tonic::Status::unauthenticated("internal credential required"))
-            }
+    /// Callers need a session validated by `sessions`; refusals count in
+    /// `xiaowo_auth_failures_total{service="<service>"}`.
+    #[must_use]
+    pub fn sessions(sessions: Arc<SessionValidator>, registry: &prometheus::Registry, service: &str) -> Self {
+        Self::new(Policy::Session { sessions, anonymous: &[] }, registry, service)
+    }
+
+    /// Callers need the admin token; refusals count under `service="<service>-admin"`.
+    #[must_use]
+    pub fn admin(token: AdminToken, registry: &prometheus::Registry, service: &str) -> Self {
+        Self::new(Policy::Admin(token), registry, &format!("{service}-admin"))
+    }
+
+    /// Callers need the internal token (anyone may call when there is none); refusals count
+    /// under `service="<service>-internal"`.
+    #[must_use]
+    pub fn internal(token: Option<InternalToken>, registry: &prometheus::Registry, service: &str) -> Self {
+        Self::new(Policy::Internal(token), registry, &format!("{service}-internal"))
+    }
+
+    /// Lets the named methods (e.g. `GetClock`) through without a session.
+    #[must_use]
+    pub fn anonymous(mut self, methods: &'static [&'static str]) -> Self {
+        if let Policy::Session { anonymous, .. } = &mut self.policy {
+            *anonymous = methods;
         }
-    }
-}
-
-/// Validates session tokens with session-svc, caching answers so that a chatty client costs
-/// one validation per TTL, not one per call.
-///
-/// While [`Self::follow_session_changes`] keeps session-svc's change stream live, an end
-/// (logout, revocation, rotation) or rename drops the user's cached answers at once, so they
-/// are kept for [`LIVE_CACHE_TTL`]; without the stream a revoked session keeps working for at
-/// most `cache_ttl`. An answer is never served past the session's own expiry.
-///
-/// An answer past half its TTL is still served while it is validated again in the background,
-/// so a client in steady use never waits for session-svc.
-#[derive(Debug)]
-pub struct SessionValidator {
-    client: SessionInternalServiceClient<Channel>,
-    internal_token: Option<InternalToken>,
-    cache_ttl: Duration,
-    cache: Arc<Mutex<CallerCache>>,
-    /// session-svc's change stream is live, so cached answers are dropped as soon as they change.
-    changes_live: AtomicBool,
-}
-
-/// Cached answers with the count of invalidations so far: an answer asked for before a change
-/// dropped its user must not be stored after it.
-#[derive(Debug, Default)]
-struct CallerCache {
-    entries: HashMap<String, CachedCaller>,
-    invalidations: u64,
-}
-
-#[derive(Debug)]
-struct CachedCaller {
-    caller: Caller,
-    at: Instant,
-    /// The session's own expiry, as far as session-svc said.
-    expires_at: Option<Instant>,
-    /// A background validation is on its way.
-    refreshing: bool,
-}
-
-/// session-svc's answer: the caller and until when the session is valid unless used.
-#[derive(Debug, Clone)]
-struct Validated {
-    caller: Caller,
-    expires_at: Option<Instant>,
-}
-
-/// What a cached answer is good for now.
-enum Cached {
-    /// Fresh: use it.
-    Fresh(Caller),
-    /// Past half its TTL: use it, and validate again in the background.
-    Refresh(Caller),
-    /// Absent or expired: validate before answering.
-    Missing,
-}
-
-/// Entries above which the cache is swept of stale ones before inserting.
-const CACHE_SWEEP_AT: usize = 10_000;
-/// How long an answer is kept while session-svc's change stream is live. Every end and rename
-/// arrives as a change and drops the user's answers at once, so this only bounds what a change
-/// lost without the stream breaking could leave behind; it spares the services a ValidateSession
-/// round trip per session every few seconds.
-pub const LIVE_CACHE_TTL: Duration = Duration::from_secs(300);
-/// First pause before reconnecting to session-svc's change stream.
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest pause between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-impl SessionValidator {
-    /// A validator calling session-svc over `channel`, keeping answers for `cache_ttl` (for
-    /// [`LIVE_CACHE_TTL`] while [`Self::follow_session_changes`] is live, whichever is longer;
-    /// a zero `cache_ttl` keeps none).
-    #[must_use]
-    pub fn new(channel: Channel, cache_ttl: Duration) -> Self {
-        Self {
-            client: SessionInternalServiceClient::new(channel),
-            internal_token: None,
-            cache_ttl,
-            cache: Arc::default(),
-            changes_live: AtomicBool::new(false),
-        }
-    }
-
-    /// Presents `token` to session-svc's internal API on every validation.
-    #[must_use]
-    pub fn with_internal_token(mut self, token: Option<InternalToken>) -> Self {
-        self.internal_token = token;
         self
     }
 
-    /// The caller behind the request's token.
-    ///
-    /// # Errors
-    /// `Unauthenticated` for a missing, unknown or expired token; `Unavailable` when
-    /// session-svc does not answer within its deadline.
-    pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, AuthError> {
-        let token = session_token(metadata).ok_or(AuthError::Unauthenticated)?;
-        self.validate(&token).await
-    }
-
-    /// The caller owning `token`.
-    ///
-    /// # Errors
-    /// As [`Self::authenticate`].
-    pub async fn validate(&self, token: &str) -> Result<Caller, AuthError> {
-        let key = token_hash(token);
-        let (cached, invalidations) = self.cached(&key);
-        match cached {
-            Cached::Fresh(caller) => return Ok(caller),
-            Cached::Refresh(caller) => {
-                self.refresh_in_background(key, token.to_owned(), invalidations);
-                return Ok(caller);
-            }
-            Cached::Missing => {}
-        }
-        let validated = ask(self.client.clone(), self.internal_token.clone(), token.to_owned()).await?;
-        let caller = validated.caller.clone();
-        remember(&self.cache, key, validated, invalidations);
-        Ok(caller)
-    }
-
-    /// Whether session-svc's change stream is live, so answers are kept for [`LIVE_CACHE_TTL`].
+    /// `service` behind this guard.
     #[must_use]
-    pub fn following_changes(&self) -> bool {
-        self.changes_live.load(Ordering::Acquire)
+    pub fn wrap<S>(&self, service: S) -> Guarded<S> {
+        Guarded { inner: service, guard: self.clone() }
     }
 
-    /// How long an answer stays fresh now: longer while changes keep the cache current, and
-    /// between 3/4 and all of that depending on the key (a token hash), so that answers cached
-    /// together are not all asked for again in the same instant. Zero turns caching off.
-    fn ttl_for(&self, key: &str) -> Duration {
-        // The key is a SHA-256 in hex: its first digits are as good a seed as any.
-        let seed = key.get(..3).and_then(|digits| u64::from_str_radix(digits, 16).ok()).unwrap_or(0);
-        crate::clock::cache_ttl(self.cache_ttl, self.following_changes(), LIVE_CACHE_TTL, seed)
+    /// The caller of a plain HTTP request (an upload, a file download) by this guard's session
+    /// rule, for routes that answer refusals in their own protocol rather than as a gRPC status;
+    /// counted like refused calls. Guards of other kinds identify nobody.
+    ///
+    /// # Errors
+    /// `Unauthenticated` without a valid session; `Unavailable` when session-svc cannot answer.
+    pub async fn identify(&self, headers: &http::HeaderMap) -> Result<Caller, AuthError> {
+        let outcome = match &self.policy {
+            Policy::Session { sessions, .. } => match session_token(&MetadataMap::from_headers(headers.clone())) {
+                Some(token) => sessions.validate(&token).await,
+                None => Err(AuthError::Unauthenticated),
+            },
+            Policy::Admin(_) | Policy::Internal(_) => Err(AuthError::Unauthenticated),
+        };
+        if matches!(&outcome, Err(error) if !matches!(error, AuthError::Unavailable(_))) {
+            self.refusals.inc();
+        }
+        outcome
     }
 
-    /// The cached answer for `key` and the invalidation count to store a new one under.
-    fn cached(&self, key: &str) -> (Cached, u64) {
-        let ttl = self.ttl_for(key);
-        let Ok(mut cache) = self.cache.lock() else { return (Cached::Missing, 0) };
-        let invalidations = cache.invalidations;
-        let now = Instant::now();
-        let Some(entry) = cache.entries.get_mut(key) else { return (Cached::Missing, invalidations) };
-        if entry.expires_at.is_some_and(|expires_at| now >= expires_at) {
-            cache.entries.remove(key);
-            return (Cached::Missing, invalidations);
-        }
-        let age = now.saturating_duration_since(entry.at);
-        if age >= ttl {
-            return (Cached::Missing, invalidations);
-        }
-        if age >= ttl / 2 && !entry.refreshing {
-            entry.refreshing = true;
-            return (Cached::Refresh(entry.caller.clone()), invalidations);
-        }
-        (Cached::Fresh(entry.caller.clone()), invalidations)
-    }
-
-    /// Validates `token` again without holding up the caller: a new answer restarts the TTL
-    /// (unless a change dropped answers meanwhile), a refusal drops the cached one at once, and
-    /// no answer leaves it to expire.
-    fn refresh_in_background(&self, key: String, token: String, invalidations: u64) {
-        let (client, internal_token) = (self.client.clone(), self.internal_token.clone());
-        let cache = Arc::clone(&self.cache);
-        tokio::spawn(async move {
-            match ask(client, internal_token, token).await {
-                Ok(validated) => remember(&cache, key, validated, invalidations),
-                Err(error) => {
-                    if let Ok(mut cache) = cache.lock() {
-                        if matches!(error, AuthError::Unauthenticated) {
-                            cache.entries.remove(&key);
-                        } else if let Some(entry) = cache.entries.get_mut(&key) {
-                            entry.refreshing = false;
-                        }
-                    }
+    /// Decides whether the call may go on; a session guard leaves the [`Caller`] in its
+    /// extensions.
+    async fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), AuthError> {
+        let outcome = match &self.policy {
+            Policy::Session { sessions, anonymous } => {
+                let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+                if anonymous.contains(&method) {
+                    return Ok(());
+                }
+                let metadata = MetadataMap::from_headers(request.headers().clone());
+                match session_token(&metadata) {
+                    Some(token) => sessions.validate(&token).await.map(|caller| {
+                        request.extensions_mut().insert(caller);
+                    }),
+                    None => Err(AuthError::Unauthenticated),
                 }
             }
-        });
-    }
-
-    fn forget_user(&self, user_id: &str) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.invalidations += 1;
-            cache.entries.retain(|_, entry| entry.caller.user_id != user_id);
+            Policy::Admin(token) => token.check(&MetadataMap::from_headers(request.headers().clone())),
+            Policy::Internal(None) => Ok(()),
+            Policy::Internal(Some(token)) => token.check(&MetadataMap::from_headers(request.headers().clone())),
+        };
+        if matches!(&outcome, Err(error) if !matches!(error, AuthError::Unavailable(_))) {
+            self.refusals.inc();
         }
+        outcome
+    }
+}
+
+impl<S> tower::Layer<S> for Guard {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.wrap(inner)
+    }
+}
+
+/// A gRPC service behind a [`Guard`]; registered under the wrapped service's name.
+#[derive(Clone, Debug)]
+pub struct Guarded<S> {
+    inner: S,
+    guard: Guard,
+}
+
+impl<S: NamedService> NamedService for Guarded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B, ResBody> tower::Service<http::Request<B>> for Guarded<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    ResBody: Default + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn forget_all(&self) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.invalidations += 1;
-            cache.entries.clear();
-        }
-    }
-
-    /// Without live changes, answers are fresh for the short TTL again: those older than it are
-    /// asked for anew.
-    fn set_changes_live(&self, live: bool) {
-        self.changes_live.store(live, Ordering::Release);
-    }
-
-    /// Follows session-svc's change stream until `shutdown`, reconnecting with back-off
-    /// (100 ms doubling to 5 s). A user's cached answers go on each end or rename of their
-    /// session, and all of them on every (re)connection since missed changes are not replayed.
-    /// Answers are kept for [`LIVE_CACHE_TTL`] from session-svc's first message on a
-    /// subscription (which says it is live) until the subscription ends.
-    pub async fn follow_session_changes(&self, shutdown: CancellationToken) {
-        let mut backoff = INITIAL_BACKOFF;
-        loop {
-            let mut client = self.client.clone();
-            let request = InternalToken::request(self.internal_token.as_ref(), pb::WatchSessionChangesRequest {});
-            let subscribed = tokio::select! {
-                () = shutdown.cancelled() => return,
-                result = client.watch_session_changes(request) => result,
-            };
-            match subscribed {
-                Ok(response) => {
-                    let mut changes = response.into_inner();
-                    self.forget_all();
-                    let mut live = false;
-                    loop {
-                        let message = tokio::select! {
-                            () = shutdown.cancelled() => {
-                                self.set_changes_live(false);
-                                return;
-                            }
-                            message = changes.message() => message,
-                        };
-                        match message {
-                            Ok(Some(change)) => {
-                                if !live {
-                                    live = true;
-                                    self.set_changes_live(true);
-                                }
-                                backoff = INITIAL_BACKOFF;
-                                self.apply(change);
-                            }
-                            Ok(None) => break,
-                            Err(status) => {
-                                tracing::warn!(code = ?status.code(), "session change stream broke; reconnecting");
-                                break;
-                            }
-                        }
-                    }
-                    self.set_changes_live(false);
-                }
-                Err(status) => tracing::warn!(code = ?status.code(), "cannot watch session changes; retrying"),
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The service that was polled ready takes this call; its clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            match guard.admit(&mut request).await {
+                Ok(()) => inner.call(request).await,
+                Err(refusal) => Ok(tonic::Status::from(refusal).into_http()),
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        })
     }
-
-    fn apply(&self, change: pb::WatchSessionChangesResponse) {
-        use pb::watch_session_changes_response::Event;
-        let pb::WatchSessionChangesResponse { event_time: _, event } = change;
-        match event {
-            Some(Event::SessionEnded(pb::SessionEnded { user_id, reason: _ })) => self.forget_user(&user_id),
-            Some(Event::DisplayNameChanged(pb::DisplayNameChanged { user_id })) => self.forget_user(&user_id),
-            Some(Event::Heartbeat(pb::Heartbeat {})) => {}
-            // A kind of change this build does not know: whatever it is, nothing cached can be
-            // trusted to survive it.
-            None => self.forget_all(),
-        }
-    }
-}
-
-/// session-svc's answer for `token`.
-async fn ask(
-    mut client: SessionInternalServiceClient<Channel>,
-    internal_token: Option<InternalToken>,
-    token: String,
-) -> Result<Validated, AuthError> {
-    let request = InternalToken::request(internal_token.as_ref(), pb::ValidateSessionRequest { token });
-    let asked_at = (Instant::now(), SystemTime::now());
-    let response = client.validate_session(request).await.map_err(|status| match status.code() {
-        tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::NotFound => {
-            AuthError::Unauthenticated
-        }
-        _ => AuthError::Unavailable(status.message().to_owned()),
-    })?;
-    let pb::ValidateSessionResponse { session, validate_time } = response.into_inner();
-    let session = session.ok_or_else(|| AuthError::Unavailable("empty validation answer".to_owned()))?;
-    let pb::Session { user_id, display_name, create_time: _, last_access_time: _, expire_time } = session;
-    let validate_ms = validate_time.as_ref().map(proto::ms_from_timestamp);
-    let expires_at =
-        expire_time.map(|expire_time| expiry(asked_at, validate_ms, proto::ms_from_timestamp(&expire_time)));
-    Ok(Validated { caller: Caller { user_id, display_name }, expires_at })
-}
-
-/// The local instant of session-svc's `expire_ms`: measured from its own `validate_ms` when
-/// it sent one (so clock offsets between hosts do not matter), else from this host's clock, and
-/// counted from when the question was asked (never later than session-svc answered).
-fn expiry((asked_at, asked_at_wall): (Instant, SystemTime), validate_ms: Option<i64>, expire_ms: i64) -> Instant {
-    let now_ms = validate_ms.unwrap_or_else(|| {
-        asked_at_wall
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
-    });
-    let left_ms = expire_ms.saturating_sub(now_ms);
-    asked_at + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
-}
-
-fn remember(cache: &Mutex<CallerCache>, key: String, validated: Validated, invalidations: u64) {
-    let Ok(mut cache) = cache.lock() else { return };
-    if cache.invalidations != invalidations {
-        // A change dropped answers while this one was asked for: it may be about this session.
-        if let Some(entry) = cache.entries.get_mut(&key) {
-            entry.refreshing = false;
-        }
-        return;
-    }
-    let now = Instant::now();
-    if cache.entries.len() >= CACHE_SWEEP_AT {
-        let longest = LIVE_CACHE_TTL;
-        cache.entries.retain(|_, entry| {
-            now.saturating_duration_since(entry.at) < longest && entry.expires_at.is_none_or(|at| now < at)
-        });
-    }
-    let Validated { caller, expires_at } = validated;
-    cache.entries.insert(key, CachedCaller { caller, at: now, expires_at, refreshing: false });
 }
 
 #[cfg(test)]
@@ -613,12 +429,15 @@ mod tests {
         let mut request = tonic::Request::new(());
         token.attach(&mut request);
         assert!(token.check(request.metadata()).is_ok());
-        assert!(matches!(token.check(&metadata(&[])), Err(AuthError::Unauthenticated)));
-        assert!(matches!(token.check(&metadata(&[(INTERNAL_TOKEN_HEADER, "s3cre")])), Err(AuthError::Unauthenticated)));
+        assert!(matches!(token.check(&metadata(&[])), Err(AuthError::InternalRequired)));
+        assert!(matches!(
+            token.check(&metadata(&[(INTERNAL_TOKEN_HEADER, "s3cre")])),
+            Err(AuthError::InternalRequired)
+        ));
         // The end user's bearer is not the internal credential, even with the same value.
         assert!(matches!(
             token.check(&metadata(&[("authorization", "Bearer s3cret")])),
-            Err(AuthError::Unauthenticated)
+            Err(AuthError::InternalRequired)
         ));
         assert!(matches!(InternalToken::new("  "), Err(InvalidInternalToken::Empty)));
         assert!(matches!(InternalToken::new("a b"), Err(InvalidInternalToken::NotAscii)));
@@ -628,135 +447,46 @@ mod tests {
         assert_ne!(generated.expose(), InternalToken::generate().expose());
     }
 
-    #[test]
-    fn internal_guard_refuses_and_counts() {
-        use tonic::service::Interceptor;
-        let registry = prometheus::Registry::new();
-        let token = InternalToken::new("s3cret").unwrap();
-        let mut guard = InternalGuard::new(Some(token.clone()), &registry, "room");
-        let refused = guard.call(tonic::Request::new(())).unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
-        let mut request = tonic::Request::new(());
-        token.attach(&mut request);
-        assert!(guard.call(request).is_ok());
-        assert_eq!(guard.refusals.get(), 1);
-        let mut open = InternalGuard::new(None, &registry, "session");
-        assert!(open.call(tonic::Request::new(())).is_ok());
-    }
-
-    fn validator(cache_ttl: Duration) -> SessionValidator {
-        // Nothing listens there: these tests never reach session-svc.
-        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-        SessionValidator::new(channel, cache_ttl)
-    }
-
-    fn answer(user_id: &str, expires_at: Option<Instant>) -> Validated {
-        Validated { caller: Caller { user_id: user_id.to_owned(), display_name: "n".to_owned() }, expires_at }
-    }
-
-    fn invalidations(validator: &SessionValidator) -> u64 {
-        validator.cache.lock().map(|cache| cache.invalidations).unwrap_or_default()
-    }
-
-    fn cached_users(validator: &SessionValidator) -> Vec<String> {
-        let mut users: Vec<String> = validator
-            .cache
-            .lock()
-            .map(|cache| cache.entries.values().map(|entry| entry.caller.user_id.clone()).collect())
-            .unwrap_or_default();
-        users.sort();
-        users
-    }
-
-    #[tokio::test]
-    async fn an_end_drops_every_answer_of_that_user_and_only_those() {
-        use pb::watch_session_changes_response::Event;
-        let validator = validator(Duration::from_secs(60));
-        for (key, user) in [("a1", "alice"), ("a2", "alice"), ("b1", "bob"), ("c1", "carol")] {
-            remember(&validator.cache, key.to_owned(), answer(user, None), invalidations(&validator));
+    fn http_request(pairs: &[(&'static str, &'static str)]) -> http::Request<()> {
+        let mut request = http::Request::builder().uri("/xiaowo.room.v1.RoomInternalService/CheckAccess");
+        for (key, value) in pairs {
+            request = request.header(*key, *value);
         }
-        let change = |event| pb::WatchSessionChangesResponse { event_time: None, event: Some(event) };
-        validator.apply(change(Event::Heartbeat(pb::Heartbeat {})));
-        assert_eq!(cached_users(&validator).len(), 4);
-        let ended = pb::SessionEnded { user_id: "alice".to_owned(), reason: pb::SessionEndReason::Revoked.into() };
-        validator.apply(change(Event::SessionEnded(ended)));
-        assert_eq!(cached_users(&validator), ["bob", "carol"]);
-        validator.apply(change(Event::DisplayNameChanged(pb::DisplayNameChanged { user_id: "bob".to_owned() })));
-        assert_eq!(cached_users(&validator), ["carol"]);
-        // A change this build cannot read drops everything rather than guess.
-        validator.apply(pb::WatchSessionChangesResponse { event_time: None, event: None });
-        assert!(cached_users(&validator).is_empty());
+        request.body(()).unwrap()
     }
 
     #[tokio::test]
-    async fn an_answer_asked_for_before_an_end_is_not_kept() {
-        let validator = validator(Duration::from_secs(60));
-        let asked_at = invalidations(&validator);
-        // The end arrives while the ValidateSession call is in flight.
-        validator.forget_user("alice");
-        remember(&validator.cache, "a1".to_owned(), answer("alice", None), asked_at);
-        assert!(cached_users(&validator).is_empty());
-        remember(&validator.cache, "a1".to_owned(), answer("alice", None), invalidations(&validator));
-        assert_eq!(cached_users(&validator), ["alice"]);
+    async fn internal_guard_refuses_and_counts() {
+        let registry = prometheus::Registry::new();
+        let guard = Guard::internal(Some(InternalToken::new("s3cret").unwrap()), &registry, "room");
+        assert_eq!(guard.admit(&mut http_request(&[])).await, Err(AuthError::InternalRequired));
+        assert_eq!(guard.admit(&mut http_request(&[(INTERNAL_TOKEN_HEADER, "s3cret")])).await, Ok(()));
+        assert_eq!(guard.refusals.get(), 1);
+        let open = Guard::internal(None, &registry, "session");
+        assert_eq!(open.admit(&mut http_request(&[])).await, Ok(()));
     }
 
     #[tokio::test]
-    async fn answers_live_longer_while_following_and_expire_spread() {
-        let base = Duration::from_secs(2);
-        let validator = validator(base);
-        let keys: Vec<String> = (0..200).map(|n| token_hash(&n.to_string())).collect();
-        let short: Vec<Duration> = keys.iter().map(|key| validator.ttl_for(key)).collect();
-        assert!(short.iter().all(|ttl| *ttl <= base && *ttl >= base.mul_f64(0.75)));
-        assert!(short.iter().any(|ttl| *ttl != short[0]), "expiries are spread, not identical");
-        validator.set_changes_live(true);
-        assert!(keys.iter().all(|key| validator.ttl_for(key) >= LIVE_CACHE_TTL.mul_f64(0.75)));
-        validator.set_changes_live(false);
-        assert!(keys.iter().all(|key| validator.ttl_for(key) <= base));
-        let off = self::validator(Duration::ZERO);
-        off.set_changes_live(true);
-        assert_eq!(off.ttl_for(&keys[0]), Duration::ZERO);
-    }
-
-    #[tokio::test]
-    async fn an_answer_is_never_served_past_the_sessions_expiry() {
-        let validator = validator(Duration::from_secs(3600));
-        validator.set_changes_live(true);
-        let now = Instant::now();
-        remember(&validator.cache, "gone".to_owned(), answer("alice", Some(now)), 0);
-        remember(&validator.cache, "kept".to_owned(), answer("bob", Some(now + Duration::from_secs(3600))), 0);
-        assert!(matches!(validator.cached("gone").0, Cached::Missing));
-        assert!(matches!(validator.cached("kept").0, Cached::Fresh(_)));
-        assert_eq!(cached_users(&validator), ["bob"]);
-    }
-
-    #[test]
-    fn expiry_is_counted_on_session_svcs_clock() {
-        let asked_at = Instant::now();
-        // session-svc's clock is a day ahead of ours: only its own difference counts.
-        let wall = SystemTime::now();
-        let validate_ms = 1_900_000_000_000;
-        let at = expiry((asked_at, wall), Some(validate_ms), validate_ms + 60_000);
-        assert_eq!(at - asked_at, Duration::from_secs(60));
-        // Already expired on session-svc's clock: expired now.
-        assert_eq!(expiry((asked_at, wall), Some(validate_ms), validate_ms - 1), asked_at);
-        // Without its clock, ours is used.
-        let our_ms = i64::try_from(wall.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis()).unwrap();
-        assert_eq!(expiry((asked_at, wall), None, our_ms + 5_000) - asked_at, Duration::from_secs(5));
+    async fn admin_guard_refuses_and_counts() {
+        let registry = prometheus::Registry::new();
+        let guard = Guard::admin(AdminToken::new(Some("s3cret")), &registry, "room");
+        assert_eq!(guard.admit(&mut http_request(&[])).await, Err(AuthError::Unauthenticated));
+        let mut wrong = http_request(&[("authorization", "Bearer nope")]);
+        assert_eq!(guard.admit(&mut wrong).await, Err(AuthError::AdminRequired));
+        assert_eq!(guard.admit(&mut http_request(&[("authorization", "Bearer s3cret")])).await, Ok(()));
+        assert_eq!(guard.refusals.get(), 2);
     }
 
     #[test]
     fn admin_token_checks() {
         let admin = AdminToken::new(Some("s3cret"));
         assert!(admin.check(&metadata(&[("authorization", "Bearer s3cret")])).is_ok());
-        assert!(matches!(
-            admin.check(&metadata(&[("authorization", "Bearer nope")])),
-            Err(AuthError::PermissionDenied)
-        ));
+        assert!(matches!(admin.check(&metadata(&[("authorization", "Bearer nope")])), Err(AuthError::AdminRequired)));
         assert!(matches!(admin.check(&metadata(&[])), Err(AuthError::Unauthenticated)));
         let disabled = AdminToken::new(None);
         assert!(matches!(
             disabled.check(&metadata(&[("authorization", "Bearer s3cret")])),
-            Err(AuthError::PermissionDenied)
+            Err(AuthError::AdminRequired)
         ));
     }
 }

@@ -23,8 +23,7 @@ pub(crate) fn cache_ttl(base: Duration, live: bool, live_ttl: Duration, seed: u6
         return base;
     }
     let ttl = if live { base.max(live_ttl) } else { base };
-    #[allow(clippy::cast_precision_loss)]
-    let spread = (seed % 1024) as f64 / 4096.0;
+    let spread = u16::try_from(seed % 1024).map_or(0.0, f64::from) / 4096.0;
     ttl.mul_f64(1.0 - spread)
 }
 

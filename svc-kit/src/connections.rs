@@ -21,6 +21,8 @@ use tokio::net::TcpStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::metrics::registered;
+
 /// Open connections per client address, shared by the accept loop and every connection.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionLimit {
@@ -33,20 +35,16 @@ pub(crate) struct ConnectionLimit {
 
 impl ConnectionLimit {
     /// A limit of `max_per_ip` (0: none) whose metrics are registered in `registry`.
-    ///
-    /// # Panics
-    /// Never: the metric names are fixed and valid.
-    #[allow(clippy::expect_used)]
     pub(crate) fn new(max_per_ip: u32, registry: &Registry) -> Self {
-        let refused = IntCounter::new(
-            "xiaowo_connections_refused_total",
-            "Connections closed on accept because their client address already held the most allowed.",
-        )
-        .expect("valid metric");
+        let refused = registered(
+            registry,
+            IntCounter::new(
+                "xiaowo_connections_refused_total",
+                "Connections closed on accept because their client address already held the most allowed.",
+            ),
+        );
         let open_gauge =
-            IntGauge::new("xiaowo_open_connections", "Client connections open on this server.").expect("valid metric");
-        crate::metrics::register(registry, &refused);
-        crate::metrics::register(registry, &open_gauge);
+            registered(registry, IntGauge::new("xiaowo_open_connections", "Client connections open on this server."));
         let max_per_ip = usize::try_from(max_per_ip).ok().filter(|max| *max > 0);
         Self { max_per_ip, open: Arc::default(), refused, open_gauge }
     }

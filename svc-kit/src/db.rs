@@ -194,7 +194,7 @@ async fn connect_sqlite<M: MigratorTrait>(url: &str, options: &DbOptions) -> Res
             error
         }
     };
-    let db = Database::connect(connect).await.map_err(not_a_database)?;
+    let db = open_sqlite(connect, options.busy_timeout).await.map_err(not_a_database)?;
     // One write transaction from its first statement (`BEGIN IMMEDIATE`): instances starting
     // together on one file migrate one after the other, the later finding nothing to do,
     // instead of both recording the same migration.
@@ -208,6 +208,27 @@ async fn connect_sqlite<M: MigratorTrait>(url: &str, options: &DbOptions) -> Res
     M::up(&txn, None).await.map_err(not_a_database)?;
     txn.commit().await?;
     Ok(db)
+}
+
+/// Opens the pool, waiting out a start-up lock for at most `busy_timeout`.
+///
+/// A connection's first statements switch a new file to WAL mode, which takes an exclusive lock
+/// that SQLite's busy timeout does not wait for: a process (or pool) opening the file while
+/// another is switching it gets `SQLITE_BUSY` at once. The switch happens once per file and
+/// takes milliseconds, so opening again after a short pause finds the file in WAL mode already.
+async fn open_sqlite(connect: ConnectOptions, busy_timeout: Duration) -> Result<DatabaseConnection, DbErr> {
+    let deadline = tokio::time::Instant::now() + busy_timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match Database::connect(connect.clone()).await {
+            Err(error) if crate::status::is_busy(&error) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::debug!(%error, "database locked while opening; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// `sqlite:///abs/path` and `sqlite://rel/path` both name files; `mode=rwc` creates them.

@@ -1,10 +1,16 @@
-//! A server-streaming watch feed over a domain's broadcast of committed changes, as room-svc's
-//! `WatchRoomEvents` and session-svc's `WatchSessionChanges` serve it: a heartbeat first (it
-//! tells the watcher the feed is live) and at an interval, then the items in order, through a
-//! bounded buffer per watcher. A watcher that falls behind is not skipped past what it missed:
-//! its feed ends with [`FeedEnded::FellBehind`], and it must reconnect and drop whatever it
-//! cached.
+//! Both ends of a server-streaming change feed, as room-svc's `WatchRoomEvents` and
+//! session-svc's `WatchSessionChanges` are served and followed.
+//!
+//! Serving ([`watch`]): a heartbeat first (it tells the watcher the feed is live) and at an
+//! interval, then the items in order, through a bounded buffer per watcher. A watcher that
+//! falls behind is not skipped past what it missed: its feed ends with
+//! [`FeedEnded::FellBehind`], and it must reconnect and drop whatever it cached.
+//!
+//! Following ([`follow`]): subscribe, hand every message on, and when the feed ends or breaks
+//! subscribe again with back-off, telling the follower at each step so that it can drop what
+//! it cached (changes made while it was not subscribed are not replayed).
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -100,8 +106,91 @@ pub fn watch_broadcast<T: Clone + Send + 'static>(
     watch(items, heartbeat, buffer, shutdown)
 }
 
+/// First pause before subscribing again to a feed that ended or could not be reached.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between subscription attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a follower hears from [`follow`], in this order for each subscription: `Subscribed`,
+/// `Live` with the first message, every message as `Item`, `Lost` when the subscription ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Followed<T> {
+    /// A new subscription: changes made before it may have been missed, so whatever the
+    /// follower cached must go.
+    Subscribed,
+    /// The subscription's first message arrived (a heartbeat, for feeds served by [`watch`]):
+    /// from now on every change arrives.
+    Live,
+    /// A message, heartbeats included.
+    Item(T),
+    /// The subscription ended, broke or was stopped by shutdown: changes are no longer heard.
+    Lost,
+}
+
+/// Follows a feed until `shutdown`: calls `subscribe`, hands everything it hears to `on`, and
+/// after the subscription ends or fails, subscribes again after a back-off of
+/// [`INITIAL_BACKOFF`] doubling to [`MAX_BACKOFF`] (reset by every message received). `feed`
+/// names the feed in logs.
+pub async fn follow<T, S, F, Fut>(
+    feed: &'static str,
+    mut subscribe: F,
+    mut on: impl FnMut(Followed<T>),
+    shutdown: CancellationToken,
+) where
+    S: Stream<Item = Result<T, tonic::Status>> + Unpin,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<S, tonic::Status>>,
+{
+    let mut backoff = INITIAL_BACKOFF;
+    loop {
+        let subscribed = tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = subscribe() => result,
+        };
+        match subscribed {
+            Ok(mut messages) => {
+                on(Followed::Subscribed);
+                let mut live = false;
+                loop {
+                    let message = tokio::select! {
+                        () = shutdown.cancelled() => {
+                            on(Followed::Lost);
+                            return;
+                        }
+                        message = messages.next() => message,
+                    };
+                    match message {
+                        Some(Ok(message)) => {
+                            if !live {
+                                live = true;
+                                on(Followed::Live);
+                            }
+                            backoff = INITIAL_BACKOFF;
+                            on(Followed::Item(message));
+                        }
+                        None => break,
+                        Some(Err(status)) => {
+                            tracing::warn!(feed, code = ?status.code(), "feed broke; subscribing again");
+                            break;
+                        }
+                    }
+                }
+                on(Followed::Lost);
+            }
+            Err(status) => tracing::warn!(feed, code = ?status.code(), "cannot subscribe to the feed; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use tokio::sync::broadcast;
 
     use super::*;
@@ -158,5 +247,44 @@ mod tests {
         shutdown.cancel();
         assert_eq!(feed.next().await, Some(Err(FeedEnded::ShuttingDown)));
         assert_eq!(feed.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_follower_hears_each_subscription_and_subscribes_again_after_it_ends() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(Mutex::new(0));
+        let shutdown = CancellationToken::new();
+        let follower = {
+            let (heard, attempts, shutdown) = (Arc::clone(&heard), Arc::clone(&attempts), shutdown.clone());
+            tokio::spawn(async move {
+                let subscribe = || {
+                    let attempt = {
+                        let mut attempts = attempts.lock().unwrap();
+                        *attempts += 1;
+                        *attempts
+                    };
+                    async move {
+                        match attempt {
+                            // The first subscription hears two messages, then ends.
+                            1 => Ok(tokio_stream::iter(vec![Ok(1), Ok(2)])),
+                            // The second cannot be made.
+                            2 => Err(tonic::Status::unavailable("down")),
+                            // The third hears one message and breaks.
+                            _ => Ok(tokio_stream::iter(vec![Ok(3), Err(tonic::Status::internal("broke"))])),
+                        }
+                    }
+                };
+                let record = |followed| heard.lock().unwrap().push(followed);
+                follow("test feed", subscribe, record, shutdown).await;
+            })
+        };
+        while *attempts.lock().unwrap() < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        follower.await.unwrap();
+        let heard = heard.lock().unwrap().clone();
+        use Followed::{Item, Live, Lost, Subscribed};
+        assert_eq!(heard[..9], [Subscribed, Live, Item(1), Item(2), Lost, Subscribed, Live, Item(3), Lost]);
     }
 }

@@ -1,23 +1,36 @@
-//! The small runtime that every Xiaowo service shares and nothing domain-specific: connecting
-//! and migrating a database, assembling one tonic server (gRPC, gRPC-web, reflection, health,
-//! `/metrics`, static files), the request metrics layer, caller identity (session tokens
-//! validated by session-svc, the admin token), room access and events from room-svc, shared input validation, an injectable clock,
-//! the retention policy with its batched pruning, and signal-driven shutdown.
+//! What every Xiaowo service is built from, so that each crate holds only its domain.
+//!
+//! * The runtime: [`service`] (the one entry shape, `build(config, Deps, &mut Assembly)`),
+//!   [`server`] (one tonic server per process: gRPC, gRPC-web, reflection, health, `/metrics`,
+//!   static files, bounded shutdown), [`db`] (connect and migrate, SQLite or PostgreSQL),
+//!   [`metrics`], [`auth`] (the [`auth::Guard`] layer that authenticates every call once),
+//!   [`id`] (room and user ids as types, checked once where they come in),
+//!   [`feed`] (serving and following change feeds), [`bus`] (the NATS broker between
+//!   instances), [`clock`], [`ratelimit`], [`address`] (client addresses behind proxies),
+//!   [`status`] and [`text`] (input validation), and [`shutdown`].
+//! * The contracts several services share, and so the only domain knowledge here: [`peer`]
+//!   (the clients of session-svc's and room-svc's internal APIs that room-scoped services all
+//!   need) and [`retention`] (one policy block for every service's periods, each service
+//!   enforcing its own tables).
+//! * With the `testing` feature (dev-dependencies only, never in the binary): [`testing`], the
+//!   pieces of the integration-test harness that need no service.
 
+pub mod address;
 pub mod auth;
 pub mod bus;
 pub mod clock;
-pub mod config;
 mod connections;
 pub mod db;
 pub mod feed;
+pub mod id;
 pub mod metrics;
 pub mod peer;
 pub mod ratelimit;
 pub mod retention;
-pub mod rooms;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod status;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;

@@ -31,40 +31,41 @@ struct GrpcMetrics {
 
 impl Metrics {
     /// A fresh registry with request and process metrics registered.
-    ///
-    /// # Panics
-    /// Never in practice: the metric names are fixed and registered once per registry.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new("xiaowo_grpc_requests_total", "Finished gRPC calls by method and status code."),
-            &["service", "method", "code"],
-        )
-        .expect("valid metric");
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "xiaowo_grpc_request_duration_seconds",
-                "Time from request to final status (for streams, the stream's lifetime).",
-            )
-            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["service", "method"],
-        )
-        .expect("valid metric");
-        let open_streams = IntGaugeVec::new(
-            Opts::new("xiaowo_grpc_open_calls", "gRPC calls in flight, including open streams."),
-            &["service", "method"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(requests.clone())).expect("registered once");
-        registry.register(Box::new(latency.clone())).expect("registered once");
-        registry.register(Box::new(open_streams.clone())).expect("registered once");
+        let requests = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("xiaowo_grpc_requests_total", "Finished gRPC calls by method and status code."),
+                &["service", "method", "code"],
+            ),
+        );
+        let latency = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "xiaowo_grpc_request_duration_seconds",
+                    "Time from request to final status (for streams, the stream's lifetime).",
+                )
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["service", "method"],
+            ),
+        );
+        let open_streams = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("xiaowo_grpc_open_calls", "gRPC calls in flight, including open streams."),
+                &["service", "method"],
+            ),
+        );
         #[cfg(target_os = "linux")]
         {
             // Resident memory, CPU time and open file descriptors of this process.
             let process = prometheus::process_collector::ProcessCollector::for_self();
-            registry.register(Box::new(process)).expect("registered once");
+            if let Err(error) = registry.register(Box::new(process)) {
+                tracing::warn!(%error, "process metrics unavailable");
+            }
         }
         Self { registry, grpc: Arc::new(GrpcMetrics { requests, latency, open_streams }) }
     }
@@ -128,16 +129,30 @@ impl Refusal {
 /// name and help with its own constant `service` label, so several can share one process's
 /// registry (`xiaowo up`) and monitor-svc sums them by name.
 ///
-/// # Panics
-/// Never: the names and labels are fixed.
 #[must_use]
-#[allow(clippy::expect_used)]
 pub fn refusal_counter(registry: &Registry, refusal: Refusal, service: &str) -> prometheus::IntCounter {
     let (name, help) = refusal.name_and_help();
-    let counter =
-        prometheus::IntCounter::with_opts(Opts::new(name, help).const_label("service", service)).expect("valid metric");
-    register(registry, &counter);
-    counter
+    registered(registry, prometheus::IntCounter::with_opts(Opts::new(name, help).const_label("service", service)))
+}
+
+/// `metric`, registered in `registry`: how every metric of every service is made, e.g.
+/// `registered(registry, IntGauge::new("xiaowo_rooms_active", "Open rooms."))`.
+///
+/// Metric names, help texts, labels and buckets are constants in the code. A bad one is a
+/// programming error that every test starting the service meets at once, so it stops start-up
+/// here rather than being handled wherever a metric is made.
+///
+/// # Panics
+/// When the definition is invalid (a name with a space, an empty help text, …).
+#[must_use]
+pub fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: Result<M, prometheus::Error>,
+) -> M {
+    #[expect(clippy::expect_used, reason = "metric definitions are constants: a bad one is a programming error")]
+    let metric = metric.expect("a valid metric definition");
+    register(registry, &metric);
+    metric
 }
 
 /// Registers `collector` in `registry`, logging instead of failing when it is already there

@@ -43,6 +43,12 @@ impl KeyedLimiter {
         self.update(key, false).is_ok()
     }
 
+    /// How long until `key` has a token; `None` when it has one now.
+    #[must_use]
+    pub fn wait(&self, key: &str) -> Option<Duration> {
+        self.update(key, false).err()
+    }
+
     fn update(&self, key: &str, take: bool) -> Result<(), Duration> {
         let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else {
@@ -67,6 +73,24 @@ impl KeyedLimiter {
     }
 }
 
+/// Takes a token for each `(limiter, key)` when every one has a token; otherwise takes none
+/// and says how long until all of them have one, so that being refused by one limit does not
+/// use up another.
+///
+/// # Errors
+/// The longest wait among the limits without a token.
+pub fn try_take_all(limits: &[(&KeyedLimiter, &str)]) -> Result<(), Duration> {
+    if let Some(wait) = limits.iter().filter_map(|(limiter, key)| limiter.wait(key)).max() {
+        return Err(wait);
+    }
+    for (limiter, key) in limits {
+        // Between the check and here another call may have taken the last token; letting this
+        // one through as well is one call over the limit, never a wrong refusal.
+        let _ = limiter.try_take(key);
+    }
+    Ok(())
+}
+
 fn refill(bucket: Bucket, now: Instant, burst: f64, per_second: f64) -> Bucket {
     let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
     Bucket { tokens: (bucket.tokens + elapsed * per_second).min(burst), updated: now }
@@ -85,6 +109,17 @@ mod tests {
         assert!(limiter.try_take("a").is_err());
         assert!(!limiter.has_token("a"));
         assert!(limiter.try_take("b").is_ok());
+    }
+
+    #[test]
+    fn all_or_nothing_across_limiters() {
+        let per_caller = KeyedLimiter::new(2, 0.0);
+        let per_address = KeyedLimiter::new(1, 0.0);
+        assert!(try_take_all(&[(&per_caller, "ana"), (&per_address, "10.0.0.1")]).is_ok());
+        // The address is spent: refused, and the caller's remaining token is not taken.
+        assert!(try_take_all(&[(&per_caller, "ana"), (&per_address, "10.0.0.1")]).is_err());
+        assert!(try_take_all(&[(&per_caller, "ana"), (&per_address, "10.0.0.2")]).is_ok());
+        assert!(per_caller.wait("ana").is_some());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use prometheus::{Gauge, IntCounterVec, Opts, Registry};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::registered;
 use crate::server::parse_duration;
 
 /// The counter every service's janitor adds its pruned rows to.
@@ -90,25 +91,23 @@ impl Pruner {
     /// Registers `xiaowo_retention_pruned_total{service, table}` for `service` in `registry`.
     /// Services sharing a process's registry each register their own series: the service is a
     /// constant label, so the registrations do not collide.
-    ///
-    /// # Panics
-    /// Never in practice: the metric name and labels are fixed and valid.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &Registry, service: &str, batch: u64) -> Self {
-        let pruned = IntCounterVec::new(
-            Opts::new(PRUNED_METRIC, "Rows deleted by retention, by service and table.")
-                .const_label("service", service),
-            &["table"],
-        )
-        .expect("valid metric");
-        let last_pass = Gauge::with_opts(
-            Opts::new(LAST_PASS_METRIC, "Clock time (Unix seconds) as of which the last retention pass finished.")
-                .const_label("service", service),
-        )
-        .expect("valid metric");
-        crate::metrics::register(registry, &pruned);
-        crate::metrics::register(registry, &last_pass);
+        let pruned = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(PRUNED_METRIC, "Rows deleted by retention, by service and table.")
+                    .const_label("service", service),
+                &["table"],
+            ),
+        );
+        let last_pass = registered(
+            registry,
+            Gauge::with_opts(
+                Opts::new(LAST_PASS_METRIC, "Clock time (Unix seconds) as of which the last retention pass finished.")
+                    .const_label("service", service),
+            ),
+        );
         Self { batch: batch.max(1), pruned, last_pass }
     }
 
@@ -130,7 +129,7 @@ impl Pruner {
     /// Marks a pass that pruned everything due at `now_ms` as finished, so that operators
     /// (and tests) can tell when the policy was last applied.
     pub fn finish_pass(&self, now_ms: i64) {
-        #[allow(clippy::cast_precision_loss)]
+        #[expect(clippy::cast_precision_loss, reason = "Unix milliseconds stay below 2^53: exact in an f64")]
         self.last_pass.set(now_ms as f64 / 1000.0);
     }
 

@@ -5,8 +5,9 @@
 //! The life of a server: [`Assembly::bind`] takes the port (port 0 allowed; the real address is
 //! known at once, so peers in the same process can be pointed at it), services register
 //! themselves and their background workers, then [`Assembly::run`] serves until the shutdown
-//! token is cancelled: health flips to `NOT_SERVING`, the listener closes, open calls drain for
-//! at most the grace period, and workers stop.
+//! token is cancelled: health flips to `NOT_SERVING`, the listener closes, and open calls and
+//! workers (which hear the same token) drain together under one deadline, the grace period:
+//! whatever is still running then is dropped, so a stop never takes longer than the grace.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +42,17 @@ pub struct ServerConfig {
     /// connections come from the proxy: raise this or set 0 there, and let the proxy limit.
     #[arg(long = "max-connections-per-ip", env = "XIAOWO_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: u32,
-    /// How long open calls may drain after a shutdown request (e.g. `10s`).
+    /// Reverse proxies whose `X-Forwarded-For` names the real client, comma-separated (by
+    /// default loopback, where nginx runs in split mode). Limits per client address use it.
+    #[arg(
+        long = "trusted-proxies",
+        env = "XIAOWO_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long open calls and background workers may drain, together, after a shutdown
+    /// request (e.g. `10s`); a stop takes at most this long.
     #[arg(long = "shutdown-grace", env = "XIAOWO_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime_duration)]
     pub shutdown_grace: Duration,
 }
@@ -110,26 +121,88 @@ fn with_page_security_headers<B>(mut response: http::Response<B>) -> http::Respo
 }
 
 /// tonic's codec answers requests it cannot read with statuses that blame the server or name
-/// the wrong limit: undecodable protobuf (above all a string that is not UTF-8) is `INTERNAL`,
-/// a message over the size limit is `OUT_OF_RANGE`. Both are the caller's fault; this turns
-/// exactly those answers into `INVALID_ARGUMENT` (with a `BadRequest`) and `RESOURCE_EXHAUSTED`
-/// (as gRPC specifies for messages over the limit), and passes every other answer through.
+/// the wrong limit: undecodable protobuf (above all a string that is not UTF-8) and broken
+/// framing (a body that ends inside a message or its 5-byte prefix, a compressed flag without a
+/// `grpc-encoding`, an unknown flag, gRPC-web text that is not base64) are `INTERNAL`, a message
+/// over the size limit is `OUT_OF_RANGE`. All are the caller's fault; this turns exactly those
+/// answers into `INVALID_ARGUMENT` (with a `BadRequest`) and `RESOURCE_EXHAUSTED` (as gRPC
+/// specifies for messages over the limit), and passes every other answer through. (The gRPC
+/// spec asks for `INTERNAL` on a compressed flag without an encoding; a server that tells a
+/// client its own request is malformed serves operators better, whose alerts count `INTERNAL`
+/// as the server's fault.)
 pub fn caller_fault_status<B: Default>(response: http::Response<B>) -> http::Response<B> {
     let header = |name: &str| response.headers().get(name).map(http::HeaderValue::as_bytes);
-    // The message is percent-encoded in `grpc-message`; these words survive that unchanged.
-    let message = header("grpc-message").unwrap_or_default();
-    let contains = |needle: &[u8]| message.windows(needle.len()).any(|window| window == needle);
+    let message = percent_decoded(header("grpc-message").unwrap_or_default());
+    let request_fault = |description: &str| {
+        let violation = crate::status::Violation::new("request", description);
+        crate::status::invalid_argument(&[violation]).into_http()
+    };
     match header("grpc-status") {
-        Some(b"13") if contains(b"decode") && contains(b"Protobuf") => {
-            let violation =
-                crate::status::Violation::new("request", "is not valid protobuf (a string that is not UTF-8?)");
-            crate::status::invalid_argument(&[violation]).into_http()
+        Some(b"13") if message.contains("decode") && message.contains("Protobuf") => {
+            request_fault("is not valid protobuf (a string that is not UTF-8?)")
         }
-        Some(b"11") if contains(b"message") && contains(b"length") && contains(b"too") && contains(b"large") => {
+        Some(b"13")
+            if message.starts_with("protocol error: received message with")
+                || message == "Unexpected EOF decoding stream."
+                || message.starts_with("tonic-web: ") =>
+        {
+            request_fault(
+                "is not a well-formed gRPC message (a cut-short body, an unknown or compressed frame flag without grpc-encoding, or gRPC-web text that is not base64)",
+            )
+        }
+        Some(b"11") if message.contains("message length too large") => {
             tonic::Status::resource_exhausted("the request message is larger than this server accepts").into_http()
         }
         _ => response,
     }
+}
+
+/// `grpc-message` is percent-encoded; invalid escapes are kept as they are.
+fn percent_decoded(encoded: &[u8]) -> String {
+    let mut decoded = Vec::with_capacity(encoded.len());
+    let mut index = 0;
+    while index < encoded.len() {
+        let escape = encoded.get(index + 1..index + 3).and_then(|hex| std::str::from_utf8(hex).ok());
+        match (encoded[index], escape.and_then(|hex| u8::from_str_radix(hex, 16).ok())) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// Records on the request which client it came from ([`crate::address::ClientAddress`]).
+fn with_client_address<B>(mut request: http::Request<B>, trusted: &[std::net::IpAddr]) -> http::Request<B> {
+    let peer = request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr);
+    if let Some(peer) = peer {
+        let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+        let client = crate::address::resolve(peer.ip(), forwarded_for, trusted);
+        request.extensions_mut().insert(crate::address::ClientAddress(client));
+    }
+    request
+}
+
+/// HTTP/2 requests name their host in the `:authority` pseudo-header, which gRPC metadata does
+/// not carry; HTTP/1.1 requests send `Host`. Services that decide by host (the session cookie's
+/// `Secure` and `__Host-` prefix on loopback) read `host`, so it is filled in from the
+/// authority when missing.
+fn with_host<B>(mut request: http::Request<B>) -> http::Request<B> {
+    if !request.headers().contains_key(http::header::HOST)
+        && let Some(authority) = request.uri().authority()
+        && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(http::header::HOST, value);
+    }
+    request
 }
 
 /// A request to a gRPC path that is neither gRPC nor gRPC-web gets HTTP 415, as the gRPC
@@ -156,12 +229,11 @@ pub struct Assembly {
     health: HealthReporter,
     health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     metrics: Metrics,
-    workers: Vec<(&'static str, Worker)>,
+    workers: Vec<(String, Worker)>,
     static_dir: Option<PathBuf>,
     http_routes: Vec<axum::Router>,
     shutdown: CancellationToken,
-    broker: Option<crate::bus::Broker>,
-    internal_token: Option<crate::auth::InternalToken>,
+    exposed: http::Extensions,
 }
 
 impl std::fmt::Debug for Assembly {
@@ -209,8 +281,7 @@ impl Assembly {
             static_dir: None,
             http_routes: Vec::new(),
             shutdown,
-            broker: None,
-            internal_token: None,
+            exposed: http::Extensions::new(),
         })
     }
 
@@ -250,35 +321,16 @@ impl Assembly {
         self.shutdown.clone()
     }
 
-    /// Carries room events between instances through `broker` (services built after this
-    /// call publish and subscribe there as well as in-process).
-    pub fn set_broker(&mut self, broker: crate::bus::Broker) {
-        self.broker = Some(broker);
+    /// Hands `handle` to whoever embeds this server (tests drive monitor-svc's collection
+    /// rounds through the one it exposes); one handle per type.
+    pub fn expose<T: Clone + Send + Sync + 'static>(&mut self, handle: T) {
+        self.exposed.insert(handle);
     }
 
-    /// Guards the internal APIs of services built after this call with `token`, and makes
-    /// their clients of other services' internal APIs present it.
-    pub fn set_internal_token(&mut self, token: crate::auth::InternalToken) {
-        self.internal_token = Some(token);
-    }
-
-    /// The service-to-service credential, when one is configured (without one, internal APIs
-    /// answer anyone who reaches the port).
+    /// Everything the services built into this assembly exposed, taken before it runs.
     #[must_use]
-    pub fn internal_token(&self) -> Option<&crate::auth::InternalToken> {
-        self.internal_token.as_ref()
-    }
-
-    /// An interceptor guarding `service`'s internal API with [`Self::internal_token`].
-    #[must_use]
-    pub fn internal_guard(&self, service: &str) -> crate::auth::InternalGuard {
-        crate::auth::InternalGuard::new(self.internal_token.clone(), self.metrics.registry(), service)
-    }
-
-    /// The broker between instances, when one is configured.
-    #[must_use]
-    pub fn broker(&self) -> Option<&crate::bus::Broker> {
-        self.broker.as_ref()
+    pub fn take_exposed(&mut self) -> http::Extensions {
+        std::mem::take(&mut self.exposed)
     }
 
     /// Serves a generated tonic service; its health status is `SERVING` while the server runs.
@@ -297,9 +349,10 @@ impl Assembly {
         self.routes.add_service(service);
     }
 
-    /// Runs `worker` beside the server; it must return once the shutdown token is cancelled.
-    pub fn spawn_worker(&mut self, name: &'static str, worker: impl Future<Output = ()> + Send + 'static) {
-        self.workers.push((name, Box::pin(worker)));
+    /// Runs `worker` beside the server; it must return once the shutdown token is cancelled,
+    /// and is dropped if it has not by the end of the grace period.
+    pub fn spawn_worker(&mut self, name: impl Into<String>, worker: impl Future<Output = ()> + Send + 'static) {
+        self.workers.push((name.into(), Box::pin(worker)));
     }
 
     /// Serves plain HTTP routes beside gRPC on the same port (e.g. uploads and file downloads,
@@ -333,8 +386,7 @@ impl Assembly {
             static_dir,
             http_routes,
             shutdown,
-            broker: _,
-            internal_token: _,
+            exposed: _,
         } = self;
 
         let health_name =
@@ -359,10 +411,14 @@ impl Assembly {
         routes.add_service(reflection_v1alpha.build_v1alpha()?);
         routes.add_service(health_service);
 
+        let trusted_proxies = config.trusted_proxies.clone();
         let grpc = routes
             .routes()
             .into_axum_router()
             .layer(tower::util::MapResponseLayer::new(caller_fault_status))
+            .layer(tower::util::MapRequestLayer::new(move |request| {
+                with_host(with_client_address(request, &trusted_proxies))
+            }))
             .layer(metrics.layer());
         let grpc = ServiceBuilder::new()
             .layer(axum::middleware::from_fn(only_grpc_content))
@@ -419,22 +475,31 @@ impl Assembly {
             .serve_with_incoming_shutdown(incoming, stop_accepting);
         tokio::pin!(server);
 
-        tokio::select! {
-            result = &mut server => result?,
+        // One deadline for the whole drain: the calls and every worker heard the same
+        // cancellation and stop side by side, so waiting for them one after another still
+        // ends by it.
+        let deadline = tokio::select! {
+            result = &mut server => {
+                result?;
+                tokio::time::Instant::now() + config.shutdown_grace
+            }
             () = shutdown.cancelled() => {
-                match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+                match tokio::time::timeout_at(deadline, &mut server).await {
                     Ok(result) => result?,
                     Err(_) => tracing::warn!(grace = ?config.shutdown_grace, "grace period over; dropping open calls"),
                 }
+                deadline
             }
-        }
+        };
 
-        for (name, handle) in worker_handles {
-            match tokio::time::timeout(config.shutdown_grace, handle).await {
+        for (name, mut handle) in worker_handles {
+            match tokio::time::timeout_at(deadline, &mut handle).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(worker = name, %error, "worker failed"),
                 Err(_) => {
-                    tracing::warn!(worker = name, "worker did not stop within the grace period")
+                    handle.abort();
+                    tracing::warn!(worker = name, "worker did not stop within the grace period; dropped");
                 }
             }
         }

@@ -36,6 +36,14 @@ pub fn invalid_argument(violations: &[Violation]) -> Status {
     Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(field_violations))
 }
 
+/// `RESOURCE_EXHAUSTED` for a limit the caller ran into, carrying `google.rpc.RetryInfo` with
+/// how long to wait (at least a second), so that clients can tell the person when to try again.
+#[must_use]
+pub fn resource_exhausted(message: impl Into<String>, retry_after: std::time::Duration) -> Status {
+    let retry_after = retry_after.max(std::time::Duration::from_secs(1));
+    Status::with_error_details(Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(retry_after)))
+}
+
 /// The opaque status for a fault of ours; the cause is logged with its chain, never returned.
 #[must_use]
 pub fn internal(error: &(dyn std::error::Error + 'static)) -> Status {

@@ -39,14 +39,55 @@ impl TextRule {
         if trimmed.chars().any(|c| is_forbidden(c, self.allow_newline)) {
             return Err(Violation::new(self.field, "must not contain control characters"));
         }
+        if !trimmed.is_empty() && !trimmed.chars().any(is_visible) {
+            // Zero-width spaces and fillers would make a blank name, room or message that looks
+            // like nothing in every list.
+            return Err(Violation::new(self.field, "must contain at least one visible character"));
+        }
         Ok(trimmed.to_owned())
     }
 }
 
+/// Whether `c` shows as something: not whitespace, and not one of the characters that render
+/// as nothing (Unicode's default-ignorable code points and the blank fillers of Hangul and
+/// Braille).
+#[must_use]
+pub fn is_visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !c.is_control()
+        && !matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
 /// Control characters (C0, DEL, C1) and the Unicode format controls that reorder or hide text
-/// (bidi overrides and isolates, zero-width joiners are allowed for emoji).
+/// (bidi overrides and isolates, zero-width joiners are allowed for emoji); line breaks in
+/// single-line fields, including Unicode's line and paragraph separators.
 fn is_forbidden(c: char, allow_newline: bool) -> bool {
     if c == '\n' {
+        return !allow_newline;
+    }
+    if matches!(c, '\u{2028}' | '\u{2029}') {
         return !allow_newline;
     }
     c.is_control()
@@ -79,5 +120,24 @@ mod tests {
         }
         assert!(CHAT.check("a\rb").is_err());
         assert!(CHAT.check("tab\there").is_err());
+    }
+
+    /// The outside walk's finds: all of these were accepted.
+    #[test]
+    fn rejects_text_with_nothing_visible_and_separators_in_single_lines() {
+        for bad in ["\u{200b}\u{200b}", "\u{200b}", "\u{3164}", "\u{2800}\u{2060}", "\u{feff}", "\u{ad}\u{fe0f}"] {
+            let violation = NAME.check(bad).unwrap_err();
+            assert_eq!(violation.field, "display_name", "{bad:?}");
+        }
+        assert!(CHAT.check("\u{200b}\u{200b}\u{200b}").is_err());
+        assert!(NAME.check("a\u{2028}b").is_err());
+        assert!(NAME.check("a\u{2029}b").is_err());
+        // Visible text with invisible parts is fine: emoji sequences join with U+200D.
+        assert_eq!(NAME.check("👩\u{200d}💻").as_deref(), Ok("👩\u{200d}💻"));
+        assert!(NAME.check("a\u{200b}").is_ok());
+        // An optional field may be empty, but not blank-looking.
+        let description = TextRule { field: "description", min_chars: 0, max_chars: 10, allow_newline: true };
+        assert_eq!(description.check("  ").as_deref(), Ok(""));
+        assert!(description.check("\u{200b}").is_err());
     }
 }

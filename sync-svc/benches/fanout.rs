@@ -12,18 +12,26 @@
 //! * CPU per delivery: the whole process's CPU time (server, drivers and watchers alike) over
 //!   the measured window, divided by deliveries.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a benchmark stops at any failure, and reports counts and ranks as f64 figures"
+)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/sync/helpers.rs"]
+#[allow(dead_code, unused_imports, reason = "the benchmark uses a few of the tests' helpers")]
+mod helpers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use helpers::{Peers, SyncApp, test_config, with_token};
 use proto::sync::v1 as pb;
-use support::{Peers, SyncApp, test_config, with_token};
 use tokio::sync::broadcast;
 
 const MEASURE: Duration = Duration::from_secs(8);

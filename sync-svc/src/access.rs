@@ -1,7 +1,7 @@
-//! How sync-svc reads room-svc's answers: the shared client (`svc_kit::rooms`) does the
+//! How sync-svc reads room-svc's answers: the shared client (`svc_kit::peer::room`) does the
 //! calling, caching and event following; here its errors become sync-svc's.
 
-use svc_kit::rooms::RoomAccessError;
+use svc_kit::peer::room::RoomAccessError;
 
 use crate::Error;
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use svc_kit::bus::{Broker, Delivery, is_subject_token};
+use svc_kit::id::{RoomId, UserId};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +40,7 @@ pub enum RoomEvent {
         encoded: Bytes,
     },
     /// The user is no longer a member (left or kicked): their streams end.
-    MemberRemoved { user_id: String },
+    MemberRemoved { user_id: UserId },
     /// The room closed: every stream ends.
     RoomClosed,
     /// Events may have been lost (the broker was unreachable): watchers reload a snapshot.
@@ -52,12 +53,12 @@ pub type Subscription = broadcast::Receiver<RoomEvent>;
 /// Carries room events from publishers to subscribers.
 pub trait RoomBus: Send + Sync + fmt::Debug {
     /// Delivers `event` to the room's subscribers (none is fine).
-    fn publish(&self, room_id: &str, event: RoomEvent);
+    fn publish(&self, room_id: &RoomId, event: RoomEvent);
     /// Starts receiving the room's events from now on.
-    fn subscribe(&self, room_id: &str) -> Subscription;
+    fn subscribe(&self, room_id: &RoomId) -> Subscription;
     /// Tells other instances who watches the room here (an encoded presence); nothing to do
     /// without them.
-    fn share_presence(&self, _room_id: &str, _encoded: Bytes) {}
+    fn share_presence(&self, _room_id: &RoomId, _encoded: Bytes) {}
     /// Whether [`Self::share_presence`] reaches anyone (so presence is worth encoding).
     fn shares_presence(&self) -> bool {
         false
@@ -68,7 +69,7 @@ pub trait RoomBus: Send + Sync + fmt::Debug {
 #[derive(Debug)]
 pub struct InProcessBus {
     capacity: usize,
-    rooms: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
+    rooms: Mutex<HashMap<RoomId, broadcast::Sender<RoomEvent>>>,
 }
 
 impl InProcessBus {
@@ -86,14 +87,14 @@ impl InProcessBus {
 
     /// Rooms that have subscribers here.
     #[must_use]
-    pub fn watched_rooms(&self) -> Vec<String> {
+    pub fn watched_rooms(&self) -> Vec<RoomId> {
         let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
         rooms.iter().filter(|(_, sender)| sender.receiver_count() > 0).map(|(room_id, _)| room_id.clone()).collect()
     }
 }
 
 impl RoomBus for InProcessBus {
-    fn publish(&self, room_id: &str, event: RoomEvent) {
+    fn publish(&self, room_id: &RoomId, event: RoomEvent) {
         let Ok(mut rooms) = self.rooms.lock() else { return };
         // Nobody listening any more: forget the room so that idle rooms cost nothing.
         if let Some(sender) = rooms.get(room_id)
@@ -103,7 +104,7 @@ impl RoomBus for InProcessBus {
         }
     }
 
-    fn subscribe(&self, room_id: &str) -> Subscription {
+    fn subscribe(&self, room_id: &RoomId) -> Subscription {
         let mut rooms = match self.rooms.lock() {
             Ok(rooms) => rooms,
             Err(poisoned) => poisoned.into_inner(),
@@ -111,7 +112,7 @@ impl RoomBus for InProcessBus {
         if rooms.len() > 1024 {
             rooms.retain(|_, sender| sender.receiver_count() > 0);
         }
-        rooms.entry(room_id.to_owned()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
+        rooms.entry(room_id.clone()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
     }
 }
 
@@ -181,18 +182,20 @@ impl NatsBus {
         let Some(room_id) = room_of(&delivery.subject, STATE_SUBJECT) else { return };
         let version = delivery.header(VERSION_HEADER).and_then(|version| version.parse::<i64>().ok());
         if version.is_none() {
-            tracing::warn!(room_id, "state change without a version from another instance; ignored");
+            tracing::warn!(%room_id, "state change without a version from another instance; ignored");
             return;
         }
         if let Some(version) = version {
-            rooms.on_remote_change(room_id, version);
+            rooms.on_remote_change(&room_id, version);
         }
-        self.local.publish(room_id, RoomEvent::Message { version, encoded: delivery.payload });
+        self.local.publish(&room_id, RoomEvent::Message { version, encoded: delivery.payload });
     }
 }
 
-fn room_of<'a>(subject: &'a str, prefix: &str) -> Option<&'a str> {
-    subject.strip_prefix(prefix)?.strip_prefix('.').filter(|room_id| is_subject_token(room_id))
+/// The room a subject names; other instances of this install publish only rooms it issued.
+fn room_of(subject: &str, prefix: &str) -> Option<RoomId> {
+    let room_id = subject.strip_prefix(prefix)?.strip_prefix('.').filter(|room_id| is_subject_token(room_id))?;
+    Some(RoomId::issued(room_id.to_owned()))
 }
 
 fn on_presence(rooms: &Rooms, delivery: &Delivery) {
@@ -200,15 +203,15 @@ fn on_presence(rooms: &Rooms, delivery: &Delivery) {
         return;
     };
     match crate::grpc::wire::decode_presence(&delivery.payload) {
-        Some(watchers) => rooms.on_remote_presence(room_id, origin, watchers),
-        None => tracing::warn!(room_id, "unreadable presence from another instance; ignored"),
+        Some(watchers) => rooms.on_remote_presence(&room_id, origin, watchers),
+        None => tracing::warn!(%room_id, "unreadable presence from another instance; ignored"),
     }
 }
 
 impl RoomBus for NatsBus {
-    fn publish(&self, room_id: &str, event: RoomEvent) {
+    fn publish(&self, room_id: &RoomId, event: RoomEvent) {
         if let RoomEvent::Message { version: Some(version), encoded } = &event
-            && is_subject_token(room_id)
+            && is_subject_token(room_id.as_str())
         {
             let version = version.to_string();
             self.broker.publish(format!("{STATE_SUBJECT}.{room_id}"), &[(VERSION_HEADER, &version)], encoded.clone());
@@ -216,7 +219,7 @@ impl RoomBus for NatsBus {
         self.local.publish(room_id, event);
     }
 
-    fn subscribe(&self, room_id: &str) -> Subscription {
+    fn subscribe(&self, room_id: &RoomId) -> Subscription {
         self.local.subscribe(room_id)
     }
 
@@ -224,8 +227,8 @@ impl RoomBus for NatsBus {
         true
     }
 
-    fn share_presence(&self, room_id: &str, encoded: Bytes) {
-        if is_subject_token(room_id) {
+    fn share_presence(&self, room_id: &RoomId, encoded: Bytes) {
+        if is_subject_token(room_id.as_str()) {
             self.broker.publish(format!("{PRESENCE_SUBJECT}.{room_id}"), &[], encoded);
         }
     }
@@ -235,6 +238,10 @@ impl RoomBus for NatsBus {
 mod tests {
     use super::*;
 
+    fn room(name: &str) -> RoomId {
+        RoomId::issued(name.to_owned())
+    }
+
     fn message(byte: u8) -> RoomEvent {
         RoomEvent::Message { version: None, encoded: Bytes::from(vec![byte]) }
     }
@@ -242,11 +249,11 @@ mod tests {
     #[tokio::test]
     async fn delivers_per_room_and_bounds_a_slow_subscriber() {
         let bus = InProcessBus::new(4);
-        let mut fast = bus.subscribe("a");
-        let mut slow = bus.subscribe("a");
-        let mut other = bus.subscribe("b");
+        let mut fast = bus.subscribe(&room("a"));
+        let mut slow = bus.subscribe(&room("a"));
+        let mut other = bus.subscribe(&room("b"));
         for byte in 0..10 {
-            bus.publish("a", message(byte));
+            bus.publish(&room("a"), message(byte));
             assert!(matches!(fast.recv().await, Ok(RoomEvent::Message { encoded, .. }) if encoded[0] == byte));
         }
         assert!(matches!(slow.recv().await, Err(broadcast::error::RecvError::Lagged(6))));
@@ -257,8 +264,8 @@ mod tests {
     #[tokio::test]
     async fn forgets_rooms_nobody_watches() {
         let bus = InProcessBus::new(4);
-        drop(bus.subscribe("a"));
-        bus.publish("a", message(1));
+        drop(bus.subscribe(&room("a")));
+        bus.publish(&room("a"), message(1));
         assert_eq!(bus.room_count(), 0);
     }
 }

@@ -19,12 +19,13 @@ pub struct Config {
     /// Events a room keeps for a slow watcher before that watcher is resynchronised from a
     /// fresh snapshot.
     #[arg(
-        id = "sync_watcher_buffer",
-        long = "sync-watcher-buffer",
-        env = "XIAOWO_SYNC_WATCHER_BUFFER",
+        id = "sync_room_buffer",
+        long = "sync-room-buffer",
+        alias = "sync-watcher-buffer",
+        env = "XIAOWO_SYNC_ROOM_BUFFER",
         default_value_t = 64
     )]
-    pub watcher_buffer: usize,
+    pub room_buffer: usize,
     /// How long room-svc's answer to "may this user act here" is reused.
     /// While room-svc's event stream is live, events drop answers as they change and answers
     /// are kept for up to a minute; a zero TTL turns caching off.
@@ -34,8 +35,8 @@ pub struct Config {
     #[arg(id = "sync_session_cache_ttl", long = "sync-session-cache-ttl", env = "XIAOWO_SYNC_SESSION_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub session_cache_ttl: Duration,
     /// Room activity is reported to room-svc at most this often per room.
-    #[arg(id = "sync_activity_debounce", long = "sync-activity-debounce", env = "XIAOWO_SYNC_ACTIVITY_DEBOUNCE", default_value = "60s", value_parser = parse_duration)]
-    pub activity_debounce: Duration,
+    #[arg(id = "sync_activity_interval", long = "sync-activity-interval", alias = "sync-activity-debounce", env = "XIAOWO_SYNC_ACTIVITY_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub activity_interval: Duration,
     /// Shortest lead of a play the server schedules (the start waits at least this long, or
     /// twice the highest round trip members reported, so that everyone starts together).
     #[arg(id = "sync_min_start_lead", long = "sync-min-start-lead", env = "XIAOWO_SYNC_MIN_START_LEAD", default_value = "300ms", value_parser = parse_duration)]

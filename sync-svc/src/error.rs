@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use svc_kit::auth::AuthError;
 use svc_kit::status::Violation;
 
 use crate::timeline::RoomState;
@@ -13,12 +12,12 @@ pub enum Error {
     /// Bad request fields.
     #[error("invalid argument")]
     InvalidArgument(Vec<Violation>),
-    /// No session, or an unknown or expired one.
-    #[error("unauthenticated")]
-    Unauthenticated,
-    /// Not a member of the room, not allowed to control it, or an admin RPC without the token.
-    #[error("permission denied: {0}")]
-    PermissionDenied(&'static str),
+    /// The caller is not a member of the room (or no longer is).
+    #[error("not a member of the room")]
+    NotMember,
+    /// The caller's role or the room's control mode does not allow the action.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// room-svc does not know the room.
     #[error("room not found")]
     RoomNotFound,
@@ -45,16 +44,6 @@ pub enum Error {
     Database(#[from] sea_orm::DbErr),
 }
 
-impl From<AuthError> for Error {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Unauthenticated => Self::Unauthenticated,
-            AuthError::PermissionDenied => Self::PermissionDenied("admin token required"),
-            AuthError::Unavailable(reason) => Self::Unavailable(reason),
-        }
-    }
-}
-
 impl From<Violation> for Error {
     fn from(violation: Violation) -> Self {
         Self::InvalidArgument(vec![violation])
@@ -65,8 +54,8 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => svc_kit::status::invalid_argument(&violations),
-            Error::Unauthenticated => Self::unauthenticated("missing or expired session"),
-            Error::PermissionDenied(reason) => Self::permission_denied(reason),
+            Error::NotMember => Self::permission_denied("not a member of the room"),
+            Error::Forbidden(reason) => Self::permission_denied(reason),
             Error::RoomNotFound => Self::not_found("room not found"),
             Error::QueueItemNotFound => Self::not_found("queue item not found"),
             Error::FailedPrecondition(reason) => Self::failed_precondition(reason),
@@ -76,7 +65,7 @@ impl From<Error> for tonic::Status {
             }
             Error::Unavailable(reason) => {
                 tracing::warn!(%reason, "peer unavailable");
-                Self::unavailable("a peer service is unavailable")
+                Self::unavailable("a peer service is unavailable; retry")
             }
             Error::ShuttingDown => Self::unavailable("the server is shutting down; reconnect"),
             Error::Database(error) => svc_kit::status::database(&error),

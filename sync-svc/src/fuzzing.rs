@@ -18,7 +18,9 @@ const START_MS: i64 = 1_800_000_000_000;
 /// Splits `data` into commands (selector byte, milliseconds to advance the clock as two bytes,
 /// length byte, that many bytes of protobuf) and applies each accepted one to one room.
 pub fn commands(data: &[u8]) {
-    let mut state = RoomState::initial("00000000-0000-4000-8000-000000000000", START_MS);
+    let room_id = svc_kit::id::RoomId::issued("00000000-0000-4000-8000-000000000000".to_owned());
+    let user_id = svc_kit::id::UserId::issued("00000000-0000-4000-8000-000000000001".to_owned());
+    let mut state = RoomState::initial(&room_id, START_MS);
     let mut now_ms = START_MS;
     let mut rest = data;
     let mut next_item = 0_u32;
@@ -37,7 +39,7 @@ pub fn commands(data: &[u8]) {
             }
             None => continue,
         };
-        match timeline::apply(&state, command, "fuzz-user", now_ms) {
+        match timeline::apply(&state, command, Some(&user_id), now_ms) {
             Ok(next) => {
                 assert_eq!(next.version, state.version + 1);
                 assert!(next.timeline.position_at(now_ms) >= 0, "{next:?}");

@@ -1,5 +1,5 @@
 //! The gRPC edge: protobuf in, domain calls, protobuf out. Nothing else knows `proto` (room-svc's
-//! protobuf stays inside `svc_kit::rooms`).
+//! protobuf stays inside `svc_kit::peer::room`).
 //!
 //! `WatchRoom` is served with a codec that writes already-encoded messages: room events are
 //! encoded once per room (see [`wire`]) and the same bytes go to every watcher, instead of
@@ -13,7 +13,8 @@ use bytes::{BufMut, Bytes};
 use futures_util::StreamExt;
 use prost::Message;
 use proto::sync::v1 as pb;
-use svc_kit::auth::{AdminToken, Caller, SessionValidator};
+use svc_kit::auth::Caller;
+use svc_kit::id::RoomId;
 use svc_kit::status::Violation;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -125,7 +126,7 @@ pub(crate) fn state_to_pb(state: &RoomState) -> pb::RoomState {
     } = state;
     let Timeline { media, paused, rate, position_ms, anchor_ms } = timeline;
     pb::RoomState {
-        room_id: room_id.clone(),
+        room_id: room_id.to_string(),
         version: *version,
         timeline: Some(pb::Timeline {
             media: media.as_ref().map(media_to_pb),
@@ -263,10 +264,8 @@ pub(crate) fn conflict_status(state: &RoomState) -> Status {
 /// Most rooms one ListNowPlaying may name (a page of a room list).
 const MAX_NOW_PLAYING_ROOMS: usize = 50;
 
-fn check_room_id(room_id: &str) -> Result<String, Violation> {
-    uuid::Uuid::parse_str(room_id.trim())
-        .map(|id| id.to_string())
-        .map_err(|_| Violation::new("room_id", "must be a room id (a UUID)"))
+fn check_room_id(room_id: &str) -> Result<RoomId, Violation> {
+    RoomId::parse("room_id", room_id)
 }
 
 fn new_id() -> String {
@@ -291,7 +290,7 @@ fn check_media(
 }
 
 /// The room id, or every violation found with it.
-pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(String, T), Error> {
+pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Result<(RoomId, T), Error> {
     let mut violations = Vec::new();
     let room_id = check_room_id(room_id).map_err(|violation| violations.push(violation)).ok();
     let rest = rest.map_err(|mut more| violations.append(&mut more)).ok();
@@ -301,20 +300,15 @@ pub(crate) fn validated<T>(room_id: &str, rest: Result<T, Vec<Violation>>) -> Re
     }
 }
 
-/// `xiaowo.sync.v1.SyncService`, the browser-facing part.
+/// `xiaowo.sync.v1.SyncService`, the browser-facing part, behind a session guard: every call
+/// but `GetClock` carries its [`Caller`].
 #[derive(Debug, Clone)]
 pub struct PublicApi {
     pub(crate) rooms: Arc<Rooms>,
-    pub(crate) sessions: Arc<SessionValidator>,
     pub(crate) shutdown: CancellationToken,
 }
 
 impl PublicApi {
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
-        let caller = self.sessions.authenticate(request.metadata()).await.map_err(Error::from);
-        caller.inspect_err(|error| self.rooms.note_refusal(error))
-    }
-
     async fn run(
         &self,
         caller: &Caller,
@@ -330,13 +324,13 @@ impl PublicApi {
     }
 
     /// The encoded stream `WatchRoom` serves.
-    async fn watch_encoded(&self, request: Request<pb::WatchRoomRequest>) -> Result<crate::rooms::WatchStream, Error> {
-        let caller = self.caller(&request).await?;
+    async fn watch_encoded(&self, request: Request<pb::WatchRoomRequest>) -> Result<crate::rooms::WatchStream, Status> {
+        let caller = Caller::of(&request)?;
         let pb::WatchRoomRequest { room_id } = request.into_inner();
         let (room_id, ()) = validated(&room_id, Ok(()))?;
         tracing::Span::current().record("room_id", room_id.as_str());
         let stream = self.rooms.watch(&room_id, &caller, self.shutdown.child_token()).await;
-        stream.inspect_err(|error| self.rooms.note_refusal(error))
+        Ok(stream.inspect_err(|error| self.rooms.note_refusal(error))?)
     }
 }
 
@@ -363,7 +357,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::ListNowPlayingRequest>,
     ) -> Result<Response<pb::ListNowPlayingResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::ListNowPlayingRequest { room_ids } = request.into_inner();
         if room_ids.len() > MAX_NOW_PLAYING_ROOMS {
             let violation = Violation::new("room_ids", format!("at most {MAX_NOW_PLAYING_ROOMS} rooms"));
@@ -374,11 +368,11 @@ impl pb::sync_service_server::SyncService for PublicApi {
             let room_id = check_room_id(&room_id).map_err(|violation| Error::InvalidArgument(vec![violation]))?;
             match self.rooms.get(&room_id, &caller).await {
                 Ok((state, _)) => now_playing.push(pb::NowPlaying {
-                    room_id,
+                    room_id: room_id.to_string(),
                     media: state.timeline.media.as_ref().map(media_to_pb),
                     paused: state.timeline.paused,
                 }),
-                Err(Error::PermissionDenied(_) | Error::RoomNotFound | Error::FailedPrecondition(_)) => {}
+                Err(Error::NotMember | Error::Forbidden(_) | Error::RoomNotFound | Error::FailedPrecondition(_)) => {}
                 Err(error) => return Err(error.into()),
             }
         }
@@ -390,7 +384,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::GetRoomStateRequest>,
     ) -> Result<Response<pb::GetRoomStateResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::GetRoomStateRequest { room_id } = request.into_inner();
         let (room_id, ()) = validated(&room_id, Ok(()))?;
         tracing::Span::current().record("room_id", room_id.as_str());
@@ -403,7 +397,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn play(&self, request: Request<pb::PlayRequest>) -> Result<Response<pb::PlayResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::PlayRequest { room_id, expected_version, start_time } = request.into_inner();
         let requested = start_time.as_ref().map(proto::ms_from_timestamp);
         let start_at_ms = match check_room_id(&room_id) {
@@ -416,7 +410,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn pause(&self, request: Request<pb::PauseRequest>) -> Result<Response<pb::PauseResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::PauseRequest { room_id, expected_version, position_ms } = request.into_inner();
         let command = one(position_ms
             .map(|position| timeline::check_non_negative("position_ms", position))
@@ -428,7 +422,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn seek(&self, request: Request<pb::SeekRequest>) -> Result<Response<pb::SeekResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::SeekRequest { room_id, expected_version, position_ms } = request.into_inner();
         let command =
             one(timeline::check_non_negative("position_ms", position_ms)
@@ -439,7 +433,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn set_rate(&self, request: Request<pb::SetRateRequest>) -> Result<Response<pb::SetRateResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::SetRateRequest { room_id, expected_version, rate } = request.into_inner();
         let command = one(timeline::check_rate("rate", rate).map(|rate| Command::SetRate { rate }));
         let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
@@ -451,7 +445,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::ChangeMediaRequest>,
     ) -> Result<Response<pb::ChangeMediaResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::ChangeMediaRequest { room_id, expected_version, url, title, duration_ms, library_item_id } =
             request.into_inner();
         let mut violations = Vec::new();
@@ -466,14 +460,14 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::AddQueueItemRequest>,
     ) -> Result<Response<pb::AddQueueItemResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::AddQueueItemRequest { room_id, expected_version, url, title, duration_ms, library_item_id } =
             request.into_inner();
         let mut violations = Vec::new();
         let media = check_media(&url, &library_item_id, &title, duration_ms, &mut violations);
         let item = media.map(|media| QueueItem {
             media,
-            added_by_user_id: caller.user_id.clone(),
+            added_by_user_id: caller.user_id.to_string(),
             added_at: self.rooms.now_ms(),
         });
         let item_id = item.as_ref().map(|item| item.media.media_id.clone()).unwrap_or_default();
@@ -488,7 +482,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::RemoveQueueItemRequest>,
     ) -> Result<Response<pb::RemoveQueueItemResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::RemoveQueueItemRequest { room_id, expected_version, item_id } = request.into_inner();
         let command = if item_id.is_empty() {
             Err(vec![Violation::new("item_id", "must not be empty")])
@@ -504,7 +498,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::MoveQueueItemRequest>,
     ) -> Result<Response<pb::MoveQueueItemResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::MoveQueueItemRequest { room_id, expected_version, item_id, new_index } = request.into_inner();
         let mut violations = Vec::new();
         if item_id.is_empty() {
@@ -523,7 +517,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
 
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn play_next(&self, request: Request<pb::PlayNextRequest>) -> Result<Response<pb::PlayNextResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::PlayNextRequest { room_id, expected_version } = request.into_inner();
         let start_at_ms = match check_room_id(&room_id) {
             Ok(id) => self.rooms.start_time(&id, None, "start_time")?,
@@ -538,7 +532,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::SetWaitForEveryoneRequest>,
     ) -> Result<Response<pb::SetWaitForEveryoneResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::SetWaitForEveryoneRequest { room_id, expected_version, enabled } = request.into_inner();
         let command = Ok(Command::SetWaitForEveryone { enabled });
         let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
@@ -550,7 +544,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         &self,
         request: Request<pb::ReportStatusRequest>,
     ) -> Result<Response<pb::ReportStatusResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = Caller::of(&request)?;
         let pb::ReportStatusRequest { room_id, state, offset_ms, round_trip_ms, ignore_wait, media_id, load_error } =
             request.into_inner();
         let mut violations = Vec::new();
@@ -731,11 +725,11 @@ fn sync_log_to_pb(log: SyncLog) -> pb::SyncLog {
     }
 }
 
-/// `xiaowo.sync.v1.SyncAdminService`, for operators holding the admin token.
+/// `xiaowo.sync.v1.SyncAdminService`, for operators holding the admin token (its guard checks
+/// it).
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     pub(crate) rooms: Arc<Rooms>,
-    pub(crate) admin: AdminToken,
 }
 
 #[tonic::async_trait]
@@ -745,7 +739,6 @@ impl pb::sync_admin_service_server::SyncAdminService for AdminApi {
         &self,
         request: Request<pb::ListSyncLogsRequest>,
     ) -> Result<Response<pb::ListSyncLogsResponse>, Status> {
-        self.admin.check(request.metadata()).map_err(Error::from)?;
         let pb::ListSyncLogsRequest { room_id, start_time, end_time, page_size, page_token } = request.into_inner();
         let (room_id, ()) = validated(&room_id, Ok(()))?;
         tracing::Span::current().record("room_id", room_id.as_str());

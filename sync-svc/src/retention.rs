@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sea_orm::DbErr;
 use svc_kit::clock::SharedClock;
+use svc_kit::id::RoomId;
 use svc_kit::retention::{Pruner, RetentionConfig, cutoff_ms};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,7 @@ use crate::store::Store;
 /// A room that closed and when (Unix milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedRoom {
-    pub room_id: String,
+    pub room_id: RoomId,
     pub closed_at: i64,
 }
 

@@ -16,9 +16,10 @@ use futures_util::Stream;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
-use svc_kit::metrics::{Refusal, refusal_counter};
+use svc_kit::id::{RoomId, UserId};
+use svc_kit::metrics::{Refusal, refusal_counter, registered};
+use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
 use svc_kit::ratelimit::KeyedLimiter;
-use svc_kit::rooms::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
 use svc_kit::status::Violation;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -117,7 +118,7 @@ struct WatcherEntry {
 
 #[derive(Debug, Default)]
 struct RoomPresence {
-    watchers: HashMap<String, WatcherEntry>,
+    watchers: HashMap<UserId, WatcherEntry>,
     /// Presence (here or on another instance) changed since it was last published.
     dirty: bool,
     last_published: Option<Instant>,
@@ -154,7 +155,6 @@ pub struct SyncMetrics {
     drift: Histogram,
     watchers: IntGauge,
     resyncs: IntCounter,
-    auth_failures: IntCounter,
     permission_denied: IntCounter,
     flood_limited: IntCounter,
 }
@@ -163,55 +163,51 @@ impl SyncMetrics {
     /// Counts a refused request for monitor-svc's anomaly rules.
     pub fn note_refusal(&self, error: &Error) {
         match error {
-            Error::Unauthenticated => self.auth_failures.inc(),
-            Error::PermissionDenied(_) => self.permission_denied.inc(),
+            Error::NotMember | Error::Forbidden(_) => self.permission_denied.inc(),
             Error::RateLimited(_) => self.flood_limited.inc(),
             _ => {}
         }
     }
 
     /// Creates and registers the metrics.
-    ///
-    /// # Panics
-    /// Never: the names, labels and buckets are fixed.
     #[must_use]
-    #[allow(clippy::expect_used)]
     pub fn new(registry: &prometheus::Registry) -> Self {
-        let metrics = Self {
-            commands: IntCounterVec::new(
-                Opts::new("xiaowo_sync_commands_total", "Accepted timeline and queue changes by action."),
-                &["action"],
-            )
-            .expect("valid metric"),
-            conflicts: IntCounter::new(
-                "xiaowo_sync_version_conflicts_total",
-                "Commands refused because another change won (stale version).",
-            )
-            .expect("valid metric"),
-            drift: Histogram::with_opts(
-                HistogramOpts::new(
-                    "xiaowo_sync_drift_seconds",
-                    "How far ready players report being from the shared timeline (absolute).",
-                )
-                .buckets(vec![0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12]),
-            )
-            .expect("valid metric"),
-            watchers: IntGauge::new("xiaowo_sync_watch_streams", "Open WatchRoom streams.").expect("valid metric"),
-            resyncs: IntCounter::new(
-                "xiaowo_sync_watcher_resyncs_total",
-                "Times a watcher fell behind and was sent a fresh snapshot.",
-            )
-            .expect("valid metric"),
-            auth_failures: refusal_counter(registry, Refusal::AuthFailure, "sync"),
+        Self {
+            commands: registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("xiaowo_sync_commands_total", "Accepted timeline and queue changes by action."),
+                    &["action"],
+                ),
+            ),
+            conflicts: registered(
+                registry,
+                IntCounter::new(
+                    "xiaowo_sync_version_conflicts_total",
+                    "Commands refused because another change won (stale version).",
+                ),
+            ),
+            drift: registered(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "xiaowo_sync_drift_seconds",
+                        "How far ready players report being from the shared timeline (absolute).",
+                    )
+                    .buckets(vec![0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12]),
+                ),
+            ),
+            watchers: registered(registry, IntGauge::new("xiaowo_sync_watch_streams", "Open WatchRoom streams.")),
+            resyncs: registered(
+                registry,
+                IntCounter::new(
+                    "xiaowo_sync_watcher_resyncs_total",
+                    "Times a watcher fell behind and was sent a fresh snapshot.",
+                ),
+            ),
             permission_denied: refusal_counter(registry, Refusal::PermissionDenied, "sync"),
             flood_limited: refusal_counter(registry, Refusal::FloodLimited, "sync"),
-        };
-        svc_kit::metrics::register(registry, &metrics.commands);
-        svc_kit::metrics::register(registry, &metrics.conflicts);
-        svc_kit::metrics::register(registry, &metrics.drift);
-        svc_kit::metrics::register(registry, &metrics.watchers);
-        svc_kit::metrics::register(registry, &metrics.resyncs);
-        metrics
+        }
     }
 }
 
@@ -238,9 +234,9 @@ pub struct Rooms {
     /// Status reports come every few seconds from each player; this only stops floods.
     report_limiter: KeyedLimiter,
     timing: Timing,
-    presence: Mutex<HashMap<String, RoomPresence>>,
+    presence: Mutex<HashMap<RoomId, RoomPresence>>,
     /// Per room, per other instance: their watchers (only with a broker).
-    remote_presence: Mutex<HashMap<String, HashMap<String, RemotePresence>>>,
+    remote_presence: Mutex<HashMap<RoomId, HashMap<String, RemotePresence>>>,
     metrics: SyncMetrics,
 }
 
@@ -256,7 +252,7 @@ enum Lock {
 }
 
 impl Rooms {
-    /// Counts a refused request (bad session, not allowed, flood-limited).
+    /// Counts a refused request (not allowed, flood-limited).
     pub fn note_refusal(&self, error: &Error) {
         self.metrics.note_refusal(error);
     }
@@ -302,14 +298,14 @@ impl Rooms {
         self.clock.now_ms()
     }
 
-    fn presence(&self) -> MutexGuard<'_, HashMap<String, RoomPresence>> {
+    fn presence(&self) -> MutexGuard<'_, HashMap<RoomId, RoomPresence>> {
         match self.presence.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    fn remote_presence(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, RemotePresence>>> {
+    fn remote_presence(&self) -> MutexGuard<'_, HashMap<RoomId, HashMap<String, RemotePresence>>> {
         match self.remote_presence.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -318,13 +314,13 @@ impl Rooms {
 
     /// Everyone watching the room: here, and on other instances that said so recently. A user
     /// watching on several instances appears once (this instance's entry first).
-    fn all_watchers(&self, room_id: &str) -> Vec<Watcher> {
+    fn all_watchers(&self, room_id: &RoomId) -> Vec<Watcher> {
         let mut watchers = self.presence().get(room_id).map(RoomPresence::visible_watchers).unwrap_or_default();
         self.add_remote_watchers(room_id, &mut watchers);
         watchers
     }
 
-    fn add_remote_watchers(&self, room_id: &str, watchers: &mut Vec<Watcher>) {
+    fn add_remote_watchers(&self, room_id: &RoomId, watchers: &mut Vec<Watcher>) {
         let now = Instant::now();
         if let Some(instances) = self.remote_presence().get(room_id) {
             for remote in instances.values().filter(|remote| remote.expires_at > now) {
@@ -339,7 +335,7 @@ impl Rooms {
     }
 
     /// Another instance's watchers of `room_id` (an empty list: none any more).
-    pub fn on_remote_presence(&self, room_id: &str, instance: &str, watchers: Vec<Watcher>) {
+    pub fn on_remote_presence(&self, room_id: &RoomId, instance: &str, watchers: Vec<Watcher>) {
         {
             let mut remote = self.remote_presence();
             if watchers.is_empty() {
@@ -364,7 +360,7 @@ impl Rooms {
 
     /// Another instance accepted `version` of the room: the rules here must not run on an older
     /// state (the next tick reloads it).
-    pub fn on_remote_change(&self, room_id: &str, version: i64) {
+    pub fn on_remote_change(&self, room_id: &RoomId, version: i64) {
         if let Some(room) = self.presence().get_mut(room_id)
             && room.latest.as_ref().is_none_or(|latest| latest.version < version)
         {
@@ -381,10 +377,10 @@ impl Rooms {
     }
 
     /// Checks that `caller` is a member of the open room `room_id`.
-    async fn require_member(&self, room_id: &str, caller: &Caller) -> Result<RoomAccess, Error> {
+    async fn require_member(&self, room_id: &RoomId, caller: &Caller) -> Result<RoomAccess, Error> {
         let access = self.access.check(room_id, &caller.user_id).await?;
         if !access.is_member() {
-            return Err(Error::PermissionDenied("not a member of the room"));
+            return Err(Error::NotMember);
         }
         if !access.active {
             return Err(Error::FailedPrecondition("the room is closed"));
@@ -392,7 +388,7 @@ impl Rooms {
         Ok(access)
     }
 
-    async fn current(&self, room_id: &str) -> Result<RoomState, Error> {
+    async fn current(&self, room_id: &RoomId) -> Result<RoomState, Error> {
         Ok(self.store.load(room_id).await?.unwrap_or_else(|| RoomState::initial(room_id, self.now_ms())))
     }
 
@@ -400,7 +396,7 @@ impl Rooms {
     ///
     /// # Errors
     /// Access errors, or a database failure.
-    pub async fn get(&self, room_id: &str, caller: &Caller) -> Result<(RoomState, Vec<Watcher>), Error> {
+    pub async fn get(&self, room_id: &RoomId, caller: &Caller) -> Result<(RoomState, Vec<Watcher>), Error> {
         self.require_member(room_id, caller).await?;
         let state = self.current(room_id).await?;
         Ok((state, self.all_watchers(room_id)))
@@ -411,7 +407,7 @@ impl Rooms {
     ///
     /// # Errors
     /// A violation of `field` for a time too far ahead.
-    pub fn start_time(&self, room_id: &str, requested: Option<i64>, field: &str) -> Result<i64, Error> {
+    pub fn start_time(&self, room_id: &RoomId, requested: Option<i64>, field: &str) -> Result<i64, Error> {
         let now = self.now_ms();
         if let Some(requested) = requested {
             if requested > now + millis(MAX_START_AHEAD) {
@@ -422,7 +418,7 @@ impl Rooms {
         Ok(now + self.start_lead_ms(room_id))
     }
 
-    fn start_lead_ms(&self, room_id: &str) -> i64 {
+    fn start_lead_ms(&self, room_id: &RoomId) -> i64 {
         let highest_round_trip = self
             .presence()
             .get(room_id)
@@ -439,24 +435,31 @@ impl Rooms {
     /// the command's own errors, or a database failure.
     pub async fn command(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         caller: &Caller,
         expected_version: Option<i64>,
         command: Command,
     ) -> Result<RoomState, Error> {
-        self.limiter.try_take(&caller.user_id).map_err(Error::RateLimited)?;
+        self.limiter.try_take(caller.user_id.as_str()).map_err(Error::RateLimited)?;
         let access = self.require_member(room_id, caller).await?;
         if !access.can_control {
-            return Err(Error::PermissionDenied("the room's control mode does not allow you to control it"));
+            return Err(Error::Forbidden("the room's control mode does not allow you to control it"));
         }
         let lock = expected_version.map_or(Lock::Any, Lock::Expect);
-        let state = self.execute(room_id, &caller.user_id, lock, command).await?;
+        let state = self.execute(room_id, Some(&caller.user_id), lock, command).await?;
         self.access.record_activity(room_id);
         Ok(state)
     }
 
     /// Loads, checks the lock, applies and commits conditionally; publishes what was accepted.
-    async fn execute(&self, room_id: &str, user_id: &str, lock: Lock, command: Command) -> Result<RoomState, Error> {
+    /// Applies `command` for `user_id` (`None`: the server's own rules).
+    async fn execute(
+        &self,
+        room_id: &RoomId,
+        user_id: Option<&UserId>,
+        lock: Lock,
+        command: Command,
+    ) -> Result<RoomState, Error> {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -484,7 +487,7 @@ impl Rooms {
             match self.store.commit(current.version, &next).await? {
                 Commit::Accepted => {
                     self.metrics.commands.with_label_values(&[next.last_action.as_str()]).inc();
-                    tracing::info!(room_id, version = next.version, action = next.last_action.as_str(), "room changed");
+                    tracing::info!(%room_id, version = next.version, action = next.last_action.as_str(), "room changed");
                     self.publish_state(&next);
                     return Ok(next);
                 }
@@ -499,7 +502,7 @@ impl Rooms {
         }
     }
 
-    fn latest(&self, room_id: &str) -> Option<RoomState> {
+    fn latest(&self, room_id: &RoomId) -> Option<RoomState> {
         self.presence().get(room_id).and_then(|room| room.latest.clone())
     }
 
@@ -521,17 +524,18 @@ impl Rooms {
     ///
     /// # Errors
     /// Access errors, or a database failure while advancing.
-    pub async fn report(&self, room_id: &str, caller: &Caller, report: StatusReport) -> Result<(), Error> {
-        self.report_limiter.try_take(&caller.user_id).map_err(Error::RateLimited)?;
+    pub async fn report(&self, room_id: &RoomId, caller: &Caller, report: StatusReport) -> Result<(), Error> {
+        self.report_limiter.try_take(caller.user_id.as_str()).map_err(Error::RateLimited)?;
         self.require_member(room_id, caller).await?;
         let now = self.now_ms();
         if report.state == PlayerState::Ready {
-            #[allow(clippy::cast_precision_loss)]
-            self.metrics.drift.observe(report.offset_ms.unsigned_abs() as f64 / 1000.0);
+            // Offsets were checked to be within a day: far inside a u32 of milliseconds.
+            let drift_ms = u32::try_from(report.offset_ms.unsigned_abs()).unwrap_or(u32::MAX);
+            self.metrics.drift.observe(f64::from(drift_ms) / 1000.0);
         }
         {
             let mut presence = self.presence();
-            let room = presence.entry(room_id.to_owned()).or_default();
+            let room = presence.entry(room_id.clone()).or_default();
             let entry = room.watchers.entry(caller.user_id.clone()).or_insert_with(|| WatcherEntry {
                 watcher: new_watcher(caller, now),
                 streams: 0,
@@ -548,7 +552,7 @@ impl Rooms {
             }
             let StatusReport { state, offset_ms, round_trip_ms, ignore_wait, media_id: _, load_error } = report.clone();
             entry.watcher = Watcher {
-                user_id: caller.user_id.clone(),
+                user_id: caller.user_id.to_string(),
                 display_name: caller.display_name.clone(),
                 state,
                 offset_ms,
@@ -576,7 +580,7 @@ impl Rooms {
     /// A change the server makes itself; losing a race to a person is fine (the next tick
     /// looks again at the newer state).
     async fn system_command(&self, current: &RoomState, command: Command) {
-        match self.execute(&current.room_id, "", Lock::Expect(current.version), command).await {
+        match self.execute(&current.room_id, None, Lock::Expect(current.version), command).await {
             Ok(_) | Err(Error::Conflict(_) | Error::FailedPrecondition(_)) => {}
             Err(error) => tracing::warn!(room_id = %current.room_id, %error, "automatic room change failed"),
         }
@@ -588,7 +592,7 @@ impl Rooms {
     /// Access errors, or a database failure loading the snapshot.
     pub async fn watch(
         self: &Arc<Self>,
-        room_id: &str,
+        room_id: &RoomId,
         caller: &Caller,
         shutdown: CancellationToken,
     ) -> Result<WatchStream, Error> {
@@ -600,7 +604,7 @@ impl Rooms {
         let (snapshot, version) = self.snapshot(room_id).await?;
         let watch = Watch {
             rooms: Arc::clone(self),
-            room_id: room_id.to_owned(),
+            room_id: room_id.clone(),
             user_id: caller.user_id.clone(),
             subscription,
             shutdown: Box::pin(shutdown.cancelled_owned()),
@@ -614,17 +618,17 @@ impl Rooms {
         Ok(Box::pin(futures_util::stream::unfold(watch, Watch::next)))
     }
 
-    async fn snapshot(&self, room_id: &str) -> Result<(Bytes, i64), Error> {
+    async fn snapshot(&self, room_id: &RoomId) -> Result<(Bytes, i64), Error> {
         let state = self.current(room_id).await?;
         self.remember(&state);
         let watchers = self.all_watchers(room_id);
         Ok((wire::encode_snapshot(&state, &watchers, self.now_ms()), state.version))
     }
 
-    fn join(&self, room_id: &str, caller: &Caller) {
+    fn join(&self, room_id: &RoomId, caller: &Caller) {
         let now = self.now_ms();
         let mut presence = self.presence();
-        let room = presence.entry(room_id.to_owned()).or_default();
+        let room = presence.entry(room_id.clone()).or_default();
         let entry = room.watchers.entry(caller.user_id.clone()).or_insert_with(|| WatcherEntry {
             watcher: new_watcher(caller, now),
             streams: 0,
@@ -637,7 +641,7 @@ impl Rooms {
         self.metrics.watchers.inc();
     }
 
-    fn leave(&self, room_id: &str, user_id: &str) {
+    fn leave(&self, room_id: &RoomId, user_id: &UserId) {
         self.metrics.watchers.dec();
         let mut presence = self.presence();
         let Some(room) = presence.get_mut(room_id) else { return };
@@ -668,13 +672,11 @@ impl Rooms {
             RoomChange::Reconnected => {
                 // Events missed while disconnected are not replayed: ask again for every
                 // watcher here, so that nobody keeps watching a room they were removed from.
-                let watched: Vec<(String, Vec<String>)> = self
+                let watched: Vec<(RoomId, Vec<UserId>)> = self
                     .presence()
                     .iter()
-                    .map(|(room_id, room)| {
-                        (room_id.clone(), room.visible_watchers().into_iter().map(|w| w.user_id).collect())
-                    })
-                    .filter(|(_, users): &(String, Vec<String>)| !users.is_empty())
+                    .map(|(room_id, room)| (room_id.clone(), room.watchers.keys().cloned().collect()))
+                    .filter(|(_, users): &(RoomId, Vec<UserId>)| !users.is_empty())
                     .collect();
                 if !watched.is_empty() {
                     let rooms = Arc::clone(self);
@@ -684,7 +686,7 @@ impl Rooms {
         }
     }
 
-    async fn recheck_watchers(&self, watched: Vec<(String, Vec<String>)>) {
+    async fn recheck_watchers(&self, watched: Vec<(RoomId, Vec<UserId>)>) {
         for (room_id, users) in watched {
             for user_id in users {
                 match self.access.check(&room_id, &user_id).await {
@@ -722,7 +724,7 @@ impl Rooms {
 
     /// One pass of the room rules over the rooms watched here.
     pub async fn tick(&self) {
-        let stale: Vec<String> = self
+        let stale: Vec<RoomId> = self
             .presence()
             .iter_mut()
             .filter(|(_, room)| room.stale)
@@ -788,7 +790,7 @@ impl Rooms {
 
     /// Forgets other instances' watchers that were not confirmed in time (that instance died
     /// or lost the broker); returns the rooms whose presence changed.
-    fn expire_remote_presence(&self) -> Vec<String> {
+    fn expire_remote_presence(&self) -> Vec<RoomId> {
         let now = Instant::now();
         let mut expired = Vec::new();
         self.remote_presence().retain(|room_id, instances| {
@@ -863,7 +865,7 @@ impl Rooms {
     /// A bad page token or size, or a database failure.
     pub async fn sync_logs(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         start_ms: Option<i64>,
         end_ms: Option<i64>,
         page_size: i32,
@@ -888,7 +890,7 @@ impl Rooms {
 
 fn new_watcher(caller: &Caller, now: i64) -> Watcher {
     Watcher {
-        user_id: caller.user_id.clone(),
+        user_id: caller.user_id.to_string(),
         display_name: caller.display_name.clone(),
         state: PlayerState::Unknown,
         offset_ms: 0,
@@ -902,12 +904,12 @@ fn new_watcher(caller: &Caller, now: i64) -> Watcher {
 /// Counts a stream in the room's presence for as long as it lives.
 struct PresenceGuard {
     rooms: Arc<Rooms>,
-    room_id: String,
-    user_id: String,
+    room_id: RoomId,
+    user_id: UserId,
 }
 
 impl PresenceGuard {
-    fn join(rooms: Arc<Rooms>, room_id: &str, caller: &Caller) -> Self {
+    fn join(rooms: Arc<Rooms>, room_id: &RoomId, caller: &Caller) -> Self {
         rooms.join(room_id, caller);
         Self { rooms, room_id: room_id.to_owned(), user_id: caller.user_id.clone() }
     }
@@ -922,8 +924,8 @@ impl Drop for PresenceGuard {
 /// One watcher's stream state.
 struct Watch {
     rooms: Arc<Rooms>,
-    room_id: String,
-    user_id: String,
+    room_id: RoomId,
+    user_id: UserId,
     subscription: Subscription,
     /// Created once and polled in place: a fresh wait per event would register and
     /// unregister with the token every time.
@@ -990,7 +992,7 @@ impl Watch {
                         return self.sent(encoded);
                     }
                     Ok(RoomEvent::MemberRemoved { user_id }) if user_id == self.user_id => {
-                        return self.end(Error::PermissionDenied("you are no longer a member of the room"));
+                        return self.end(Error::NotMember);
                     }
                     Ok(RoomEvent::MemberRemoved { .. }) => {}
                     Ok(RoomEvent::RoomClosed) => return self.end(Error::FailedPrecondition("the room was closed")),

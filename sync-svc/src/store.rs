@@ -13,6 +13,7 @@ use sea_orm::{
 
 use crate::entity::{closed_room, queue_item, room_state, sync_log};
 use crate::timeline::{Action, Media, QueueItem, RoomState, Timeline};
+use svc_kit::id::RoomId;
 
 /// What one batch of closed-room retention deleted, per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,7 +83,8 @@ fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState 
         library_item_id: media_library_item_id,
     });
     RoomState {
-        room_id,
+        // This install issued the ids of the rooms it stored.
+        room_id: RoomId::issued(room_id),
         version,
         timeline: Timeline { media, paused, rate, position_ms, anchor_ms },
         queue: queue.into_iter().map(to_queue_item).collect(),
@@ -133,7 +135,7 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
         None => (String::new(), String::new(), String::new(), 0, String::new()),
     };
     room_state::ActiveModel {
-        room_id: Set(room_id.clone()),
+        room_id: Set(room_id.to_string()),
         version: Set(*version),
         media_id: Set(media_id),
         media_url: Set(media_url),
@@ -160,8 +162,8 @@ impl Store {
     }
 
     /// The stored state of a room, `None` when it never changed.
-    pub async fn load(&self, room_id: &str) -> Result<Option<RoomState>, DbErr> {
-        let Some(row) = room_state::Entity::find_by_id(room_id.to_owned()).one(&self.db).await? else {
+    pub async fn load(&self, room_id: &RoomId) -> Result<Option<RoomState>, DbErr> {
+        let Some(row) = room_state::Entity::find_by_id(room_id.to_string()).one(&self.db).await? else {
             return Ok(None);
         };
         let queue = queue_item::Entity::find()
@@ -198,8 +200,8 @@ impl Store {
     }
 
     /// Records that `room_id` closed at `closed_at`; the first record wins.
-    pub async fn record_closed_room(&self, room_id: &str, closed_at: i64) -> Result<(), DbErr> {
-        let row = closed_room::ActiveModel { room_id: Set(room_id.to_owned()), closed_at: Set(closed_at) };
+    pub async fn record_closed_room(&self, room_id: &RoomId, closed_at: i64) -> Result<(), DbErr> {
+        let row = closed_room::ActiveModel { room_id: Set(room_id.to_string()), closed_at: Set(closed_at) };
         let _writer = self.write_lock.lock().await;
         closed_room::Entity::insert(row)
             .on_conflict(OnConflict::column(closed_room::Column::RoomId).do_nothing().to_owned())
@@ -268,7 +270,7 @@ impl Store {
     /// `after_id`, oldest first.
     pub async fn sync_logs(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         start_ms: i64,
         end_ms: i64,
         after_id: i64,
@@ -329,7 +331,7 @@ async fn write_queue(txn: &impl ConnectionTrait, state: &RoomState) -> Result<()
         let QueueItem { media, added_by_user_id, added_at } = item;
         queue_item::ActiveModel {
             item_id: Set(media.media_id.clone()),
-            room_id: Set(state.room_id.clone()),
+            room_id: Set(state.room_id.to_string()),
             ordinal: Set(i32::try_from(ordinal).unwrap_or(i32::MAX)),
             url: Set(media.url.clone()),
             title: Set(media.title.clone()),

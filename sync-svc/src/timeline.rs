@@ -2,6 +2,7 @@
 //! state. Pure: the current time comes in as an argument, so extrapolation and scheduling are
 //! tested without a clock or a database.
 
+use svc_kit::id::{RoomId, UserId};
 use svc_kit::status::Violation;
 
 use crate::Error;
@@ -57,7 +58,11 @@ impl Timeline {
             return self.position_ms;
         }
         let elapsed = now_ms.saturating_sub(self.anchor_ms).max(0);
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        #[expect(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            reason = "elapsed milliseconds times a rate of 0.25 to 4, rounded: far inside 2^52"
+        )]
         let advanced = self.position_ms.saturating_add((elapsed as f64 * self.rate).round() as i64);
         match self.duration_ms() {
             Some(duration) => advanced.min(duration),
@@ -161,7 +166,7 @@ impl Action {
 /// Everything about one room's playback, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomState {
-    pub room_id: String,
+    pub room_id: RoomId,
     /// 0 for a room nobody changed yet (no stored row).
     pub version: i64,
     pub timeline: Timeline,
@@ -178,9 +183,9 @@ pub struct RoomState {
 impl RoomState {
     /// The state of a room without a stored row.
     #[must_use]
-    pub fn initial(room_id: &str, now_ms: i64) -> Self {
+    pub fn initial(room_id: &RoomId, now_ms: i64) -> Self {
         Self {
-            room_id: room_id.to_owned(),
+            room_id: room_id.clone(),
             version: 0,
             timeline: Timeline::empty(now_ms),
             queue: Vec::new(),
@@ -272,11 +277,12 @@ impl Command {
 /// # Errors
 /// `FailedPrecondition` when there is nothing to play or the queue item is missing,
 /// `InvalidArgument` for a seek past the known end.
-pub fn apply(state: &RoomState, command: Command, user_id: &str, now_ms: i64) -> Result<RoomState, Error> {
+/// `user_id` is whoever asked for the change, `None` for the server's own rules.
+pub fn apply(state: &RoomState, command: Command, user_id: Option<&UserId>, now_ms: i64) -> Result<RoomState, Error> {
     let mut next = state.clone();
     next.version = state.version + 1;
     next.last_action = command.action();
-    next.last_action_user_id = user_id.to_owned();
+    next.last_action_user_id = user_id.map(UserId::to_string).unwrap_or_default();
     next.updated_at = now_ms;
     // A person's command ends any wait: they have taken control of the room.
     next.waiting_for.clear();
@@ -457,6 +463,10 @@ pub fn check_non_negative(field: &str, value: i64) -> Result<i64, Violation> {
 mod tests {
     use super::*;
 
+    fn user() -> UserId {
+        UserId::issued("u".to_owned())
+    }
+
     const T0: i64 = 1_800_000_000_000;
 
     fn media(id: &str, duration_ms: i64) -> Media {
@@ -470,19 +480,19 @@ mod tests {
     }
 
     fn loaded(duration_ms: i64) -> RoomState {
-        let state = RoomState::initial("room", T0);
-        apply(&state, Command::ChangeMedia { media: media("a", duration_ms) }, "u", T0).unwrap()
+        let state = RoomState::initial(&RoomId::issued("room".to_owned()), T0);
+        apply(&state, Command::ChangeMedia { media: media("a", duration_ms) }, Some(&user()), T0).unwrap()
     }
 
     #[test]
     fn playing_position_extrapolates_with_rate() {
         let state = loaded(0);
-        let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, Some(&user()), T0).unwrap();
         assert_eq!(playing.timeline.position_at(T0 + 10_000), 10_000);
-        let faster = apply(&playing, Command::SetRate { rate: 2.0 }, "u", T0 + 10_000).unwrap();
+        let faster = apply(&playing, Command::SetRate { rate: 2.0 }, Some(&user()), T0 + 10_000).unwrap();
         assert_eq!(faster.timeline.position_ms, 10_000, "re-anchored where playback was");
         assert_eq!(faster.timeline.position_at(T0 + 11_000), 12_000);
-        let paused = apply(&faster, Command::Pause { position_ms: None }, "u", T0 + 12_000).unwrap();
+        let paused = apply(&faster, Command::Pause { position_ms: None }, Some(&user()), T0 + 12_000).unwrap();
         assert_eq!(paused.timeline.position_at(T0 + 60_000), 14_000);
         assert_eq!(paused.version, 4);
     }
@@ -490,7 +500,7 @@ mod tests {
     #[test]
     fn scheduled_play_holds_until_the_start_time() {
         let state = loaded(0);
-        let scheduled = apply(&state, Command::Play { start_at_ms: T0 + 500 }, "u", T0).unwrap();
+        let scheduled = apply(&state, Command::Play { start_at_ms: T0 + 500 }, Some(&user()), T0).unwrap();
         assert_eq!(scheduled.timeline.position_at(T0 + 200), 0);
         assert_eq!(scheduled.timeline.position_at(T0 + 500), 0);
         assert_eq!(scheduled.timeline.position_at(T0 + 1500), 1000);
@@ -499,11 +509,14 @@ mod tests {
     #[test]
     fn position_stops_at_the_known_end() {
         let state = loaded(5_000);
-        let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, Some(&user()), T0).unwrap();
         assert!(!playing.timeline.has_ended_at(T0 + 4_999));
         assert!(playing.timeline.has_ended_at(T0 + 5_000));
         assert_eq!(playing.timeline.position_at(T0 + 9_000), 5_000);
-        assert!(matches!(apply(&state, Command::Seek { position_ms: 5_001 }, "u", T0), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            apply(&state, Command::Seek { position_ms: 5_001 }, Some(&user()), T0),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
@@ -511,46 +524,48 @@ mod tests {
         let mut state = loaded(1_000);
         for id in ["q1", "q2", "q3"] {
             let item = QueueItem { media: media(id, 1_000), added_by_user_id: "u".to_owned(), added_at: T0 };
-            state = apply(&state, Command::QueueAdd { item }, "u", T0).unwrap();
+            state = apply(&state, Command::QueueAdd { item }, Some(&user()), T0).unwrap();
         }
-        state = apply(&state, Command::QueueMove { item_id: "q3".to_owned(), new_index: 0 }, "u", T0).unwrap();
+        state =
+            apply(&state, Command::QueueMove { item_id: "q3".to_owned(), new_index: 0 }, Some(&user()), T0).unwrap();
         let order: Vec<_> = state.queue.iter().map(|item| item.media.media_id.as_str()).collect();
         assert_eq!(order, ["q3", "q1", "q2"]);
-        state = apply(&state, Command::QueueRemove { item_id: "q1".to_owned() }, "u", T0).unwrap();
+        state = apply(&state, Command::QueueRemove { item_id: "q1".to_owned() }, Some(&user()), T0).unwrap();
         assert!(matches!(
-            apply(&state, Command::QueueRemove { item_id: "q1".to_owned() }, "u", T0),
+            apply(&state, Command::QueueRemove { item_id: "q1".to_owned() }, Some(&user()), T0),
             Err(Error::QueueItemNotFound)
         ));
         let advanced =
-            apply(&state, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 + 300 }, "", T0).unwrap();
+            apply(&state, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 + 300 }, None, T0).unwrap();
         assert_eq!(advanced.timeline.media.as_ref().unwrap().media_id, "q3");
         assert!(!advanced.timeline.paused);
         assert_eq!(advanced.queue.len(), 1);
-        let stale = apply(&advanced, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 }, "", T0);
+        let stale = apply(&advanced, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 }, None, T0);
         assert!(matches!(stale, Err(Error::FailedPrecondition(_))), "a late end report skips nothing");
     }
 
     #[test]
     fn auto_advance_on_an_empty_queue_pauses_at_the_end() {
         let state = loaded(2_000);
-        let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
-        let ended = apply(&playing, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 }, "", T0 + 2_500)
-            .unwrap();
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, Some(&user()), T0).unwrap();
+        let ended =
+            apply(&playing, Command::AutoAdvance { media_id: "a".to_owned(), start_at_ms: T0 }, None, T0 + 2_500)
+                .unwrap();
         assert!(ended.timeline.paused);
         assert_eq!(ended.timeline.position_ms, 2_000);
-        let replay = apply(&ended, Command::Play { start_at_ms: T0 + 3_000 }, "u", T0 + 2_600).unwrap();
+        let replay = apply(&ended, Command::Play { start_at_ms: T0 + 3_000 }, Some(&user()), T0 + 2_600).unwrap();
         assert_eq!(replay.timeline.position_ms, 0, "play at the end starts over");
     }
 
     #[test]
     fn wait_pause_records_who_and_commands_clear_it() {
         let state = loaded(0);
-        let playing = apply(&state, Command::Play { start_at_ms: T0 }, "u", T0).unwrap();
-        let waiting = apply(&playing, Command::WaitPause { users: vec!["b".to_owned()] }, "", T0 + 1_000).unwrap();
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, Some(&user()), T0).unwrap();
+        let waiting = apply(&playing, Command::WaitPause { users: vec!["b".to_owned()] }, None, T0 + 1_000).unwrap();
         assert!(waiting.timeline.paused);
         assert_eq!(waiting.timeline.position_ms, 1_000);
         assert_eq!(waiting.waiting_for, ["b"]);
-        let resumed = apply(&waiting, Command::WaitResume { start_at_ms: T0 + 1_300 }, "", T0 + 1_000).unwrap();
+        let resumed = apply(&waiting, Command::WaitResume { start_at_ms: T0 + 1_300 }, None, T0 + 1_000).unwrap();
         assert!(resumed.waiting_for.is_empty());
         assert!(!resumed.timeline.paused);
     }

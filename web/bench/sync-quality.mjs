@@ -235,7 +235,8 @@ async function issue(owner, event) {
       break;
     case "pause":
     case "play":
-      await page.waitForFunction((label) => document.getElementById("play-toggle")?.textContent === label, event.kind === "pause" ? "Pause" : "Play");
+      // The button offers what a click does: "pause" while playing, "play" while paused.
+      await page.waitForFunction((action) => document.getElementById("play-toggle")?.dataset.action === action, event.kind);
       await page.click("#play-toggle");
       break;
     case "rate":
@@ -463,6 +464,9 @@ async function main() {
   const phases = [await runPhase(viewers, "smooth sync (default)")];
   if (options.baseline && !smoke) {
     for (const viewer of viewers) {
+      // The switch is in the settings tab, behind the "Advanced" disclosure.
+      await viewer.page.click("[data-tab=settings]");
+      await viewer.page.click("#advanced-sync summary");
       await viewer.page.uncheck("#nudge-toggle");
     }
     phases.push(await runPhase(viewers, "baseline: seek-only correction"));

@@ -130,7 +130,7 @@ export async function stopProcess(child) {
 }
 
 /** A browser profile of its own (own cookies and storage) under `tempDir`, and its first page. */
-export async function openProfile(name, tempDir, { ignoreHTTPSErrors = false, viewport = { width: 1280, height: 860 }, locale = "en-US" } = {}) {
+export async function openProfile(name, tempDir, { ignoreHTTPSErrors = false, viewport = { width: 1280, height: 860 }, locale = "en-US", colorScheme = "light" } = {}) {
   const context = await chromium.launchPersistentContext(mkdtempSync(join(tempDir, `profile-${name}-`)), {
     executablePath: chromiumPath,
     args: CHROMIUM_ARGS,
@@ -138,6 +138,7 @@ export async function openProfile(name, tempDir, { ignoreHTTPSErrors = false, vi
     ignoreHTTPSErrors,
     viewport,
     locale,
+    colorScheme,
   });
   const page = context.pages()[0] ?? (await context.newPage());
   return { context, page };
@@ -151,11 +152,15 @@ export async function pickName(user, base, displayName) {
 }
 
 export async function createRoom(user, { name, description = "", unlisted = false, password = "" }) {
+  await user.page.click("#open-create-room");
   await user.page.fill("#room-name", name);
   await user.page.fill("#room-description", description);
-  await user.page.selectOption("#room-visibility", unlisted ? "2" : "1");
-  await user.page.fill("#room-password", password);
-  await user.page.click("#create-room button[type=submit]");
+  await user.page.check(unlisted ? "#visibility-unlisted" : "#visibility-public");
+  if (password) {
+    await user.page.check("#room-use-password");
+    await user.page.fill("#room-password", password);
+  }
+  await user.page.click("#create-room-submit");
   await user.page.waitForURL(/\/room\/[0-9a-f-]{36}$/);
   await user.page.waitForFunction((expected) => document.getElementById("room-name")?.textContent === expected, name);
   return new URL(user.page.url()).pathname;

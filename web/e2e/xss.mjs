@@ -16,6 +16,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { call, createRoom, createSession, encode, field, INVALID_ARGUMENT, OK } from "./grpcweb.mjs";
 import { launchServer, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
 
 const GROUP_SIZE = Number(process.env.XSS_GROUP_SIZE ?? 40);
@@ -26,126 +27,6 @@ const LIMITS = { displayName: 32, roomName: 64, description: 500, chat: 1000, ti
 const payloads = readFileSync(join(webRoot, "e2e", "xss-payloads.txt"), "utf8")
   .split("\n")
   .filter((line) => line.length > 0 && !line.startsWith("# "));
-
-// ---------------------------------------------------------------------------------------------
-// A minimal gRPC-web client (protobuf by hand: strings, varints and nested messages suffice),
-// so that seeding hundreds of rows does not go through the page.
-
-function varint(value) {
-  const out = [];
-  let rest = value;
-  while (rest > 127) {
-    out.push((rest % 128) | 128);
-    rest = Math.floor(rest / 128);
-  }
-  out.push(rest);
-  return out;
-}
-
-/** One field: a string or bytes (length-delimited) or a number (varint). */
-function field(number, value) {
-  if (typeof value === "number") {
-    return [...varint(number * 8), ...varint(value)];
-  }
-  const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
-  return [...varint(number * 8 + 2), ...varint(bytes.length), ...bytes];
-}
-
-function encode(...fields) {
-  return Uint8Array.from(fields.flat());
-}
-
-function readVarint(bytes, start) {
-  let value = 0;
-  let scale = 1;
-  let index = start;
-  for (;;) {
-    const byte = bytes[index++];
-    value += (byte & 127) * scale;
-    scale *= 128;
-    if (byte < 128) {
-      return [value, index];
-    }
-  }
-}
-
-/** Field number → values (numbers or byte arrays). */
-function decode(bytes) {
-  const fields = new Map();
-  let index = 0;
-  while (index < bytes.length) {
-    const [key, next] = readVarint(bytes, index);
-    index = next;
-    let value;
-    switch (key % 8) {
-      case 0:
-        [value, index] = readVarint(bytes, index);
-        break;
-      case 2: {
-        let length;
-        [length, index] = readVarint(bytes, index);
-        value = bytes.subarray(index, index + length);
-        index += length;
-        break;
-      }
-      case 1:
-        value = bytes.subarray(index, index + 8);
-        index += 8;
-        break;
-      case 5:
-        value = bytes.subarray(index, index + 4);
-        index += 4;
-        break;
-      default:
-        throw new Error(`wire type ${key % 8}`);
-    }
-    const number = Math.floor(key / 8);
-    fields.set(number, [...(fields.get(number) ?? []), value]);
-  }
-  return fields;
-}
-
-const text = (bytes) => new TextDecoder().decode(bytes);
-
-/** One unary gRPC-web call: the grpc-status and the response message's bytes. */
-async function call(base, path, body, token) {
-  const frame = new Uint8Array(5 + body.length);
-  new DataView(frame.buffer).setUint32(1, body.length);
-  frame.set(body, 5);
-  const headers = { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" };
-  if (token) {
-    headers.authorization = `Bearer ${token}`;
-  }
-  const response = await fetch(`${base}${path}`, { method: "POST", headers, body: frame });
-  const bytes = new Uint8Array(await response.arrayBuffer());
-  let status = response.headers.get("grpc-status");
-  let data = new Uint8Array();
-  for (let index = 0; index + 5 <= bytes.length; ) {
-    const length = new DataView(bytes.buffer, bytes.byteOffset + index + 1, 4).getUint32(0);
-    const payload = bytes.subarray(index + 5, index + 5 + length);
-    if (bytes[index] & 0x80) {
-      status = /grpc-status:\s*(\d+)/i.exec(text(payload))?.[1] ?? status;
-    } else {
-      data = payload;
-    }
-    index += 5 + length;
-  }
-  return { code: Number(status ?? -1), data };
-}
-
-const OK = 0;
-const INVALID_ARGUMENT = 3;
-
-async function createSession(base, displayName) {
-  const { code, data } = await call(base, "/xiaowo.session.v1.SessionService/CreateSession", encode(field(1, displayName)));
-  return code === OK ? text(decode(data).get(2)[0]) : undefined;
-}
-
-async function createRoom(base, token, name, description) {
-  const body = encode(field(1, name), field(2, description));
-  const { code, data } = await call(base, "/xiaowo.room.v1.RoomService/CreateRoom", body, token);
-  return code === OK ? text(decode(decode(data).get(1)[0]).get(1)[0]) : undefined;
-}
 
 /** The first `limit` characters, trimmed (as the services store it). */
 function cut(value, limit) {
@@ -165,9 +46,12 @@ const tempDir = mkdtempSync(join(tmpdir(), "xiaowo-xss-"));
 let server;
 let context;
 try {
-  // Hundreds of sessions, messages and queue items from one address in a few seconds.
+  // Hundreds of sessions, rooms, messages and queue items from one address in a few seconds.
   Object.assign(process.env, {
     XIAOWO_SESSION_CREATE_BURST: "2000",
+    XIAOWO_ROOM_CREATES_PER_CALLER: "0",
+    XIAOWO_ROOM_CREATES_PER_ADDRESS: "0",
+    XIAOWO_ROOM_MAX_OPEN_PER_OWNER: "0",
     XIAOWO_CHAT_FLOOD_BURST: "2000",
     XIAOWO_SYNC_COMMAND_BURST: "2000",
   });
@@ -237,7 +121,7 @@ try {
   const injectedElements = () =>
     user.page.evaluate(() => {
       const app = document.getElementById("app");
-      const suspicious = app.querySelectorAll("script, iframe, object, embed, base, meta, link, style, svg, math, img, portal, template, marquee, details:not(#room-settings), dialog, isindex, xmp");
+      const suspicious = app.querySelectorAll("script, iframe, object, embed, base, meta, link, style, svg, math, img, portal, template, marquee, details:not(#advanced-sync), dialog, isindex, xmp");
       const handlers = [...app.querySelectorAll("*")].filter((element) => [...element.attributes].some((attribute) => attribute.name.startsWith("on")));
       return [...suspicious, ...handlers].map((element) => element.outerHTML.slice(0, 120));
     });

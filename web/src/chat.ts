@@ -3,17 +3,19 @@
 // at once and reconciled by their client message id, moderation for owners and moderators.
 // Every message text goes into the page through textContent only.
 
-import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 
-import { describeError } from "./api";
 import type { RoomContext } from "./context";
-import { button, h, replace } from "./dom";
+import { button, h, replace, setText } from "./dom";
+import { sentenceFor } from "./errors";
 import { type Message, MessageStatus } from "./gen/xiaowo/chat/v1/chat_pb";
 import { Role } from "./gen/xiaowo/room/v1/room_pb";
+import { formatDateTime, formatTime, t, userText } from "./i18n";
+import { openMuteDialog, outranks } from "./moderation";
 import { ReconnectingStream, type StreamState } from "./stream";
+import { actionMenu, confirmAction } from "./ui";
 
 const HISTORY_PAGE = 50;
-const MUTE_MS = 10 * 60 * 1000;
 
 function newClientMessageId(): string {
   // getRandomValues works on plain-HTTP LAN addresses too, where randomUUID does not.
@@ -23,9 +25,10 @@ function newClientMessageId(): string {
 
 export class Chat {
   readonly element: HTMLElement;
-  private readonly list = h("ol", { class: "messages", attrs: { id: "chat-messages", "aria-live": "polite" } });
-  private readonly input = h("textarea", { attrs: { id: "chat-input", rows: "2", maxlength: "1000", placeholder: "Say something…", "aria-label": "Message" } });
-  private readonly error = h("p", { class: "error small", attrs: { id: "chat-error" } });
+  private readonly list = h("ol", { class: "messages", attrs: { id: "chat-messages", "aria-label": t("chat.log") } });
+  private readonly emptyNote = h("p", { class: "chat-empty", attrs: { id: "chat-empty" } }, t("chat.empty"));
+  private readonly input = h("textarea", { attrs: { id: "chat-input", rows: "1", maxlength: "1000", placeholder: t("chat.placeholder"), "aria-label": t("chat.inputLabel"), enterkeyhint: "send" } });
+  private readonly error = h("p", { class: "error small", attrs: { id: "chat-error", role: "alert" } });
   private readonly olderButton: HTMLButtonElement;
   /** Rendered messages by seq. */
   private readonly rows = new Map<bigint, HTMLElement>();
@@ -42,10 +45,18 @@ export class Chat {
   constructor(
     private readonly ctx: RoomContext,
     onStreamState: (state: StreamState) => void,
+    /** Called for each new message from someone else (for an unread count). */
+    private readonly onIncoming: () => void = () => undefined,
   ) {
-    this.olderButton = button("Load older messages", () => this.loadOlder(), { class: "link", attrs: { id: "chat-older" } });
+    this.olderButton = button(t("chat.older"), () => this.loadOlder(), { kind: "quiet", small: true, attrs: { id: "chat-older" } });
     this.olderButton.hidden = true;
-    const form = h("form", { class: "chat-form", attrs: { id: "chat-form" } }, this.input, h("button", { attrs: { type: "submit", id: "chat-send" } }, "Send"));
+    const send = h("button", { class: "btn primary icon-only send", attrs: { type: "submit", id: "chat-send", "aria-label": t("chat.send"), title: t("chat.send") } }, h("span", { class: "icon icon-send", attrs: { "aria-hidden": "true" } }));
+    const form = h("form", { class: "chat-form", attrs: { id: "chat-form" } }, this.input, send);
+    // The field grows with what is typed, up to a few lines.
+    this.input.addEventListener("input", () => {
+      this.input.style.height = "auto";
+      this.input.style.height = `${Math.min(this.input.scrollHeight, 120)}px`;
+    });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       void this.send();
@@ -56,7 +67,7 @@ export class Chat {
         void this.send();
       }
     });
-    this.element = h("section", { class: "card chat" }, h("h2", {}, "Chat"), this.olderButton, this.list, this.error, form);
+    this.element = h("section", { class: "chat", attrs: { id: "chat", "aria-label": t("chat.title") } }, h("div", { class: "chat-scroll", attrs: { role: "log", "aria-live": "polite", "aria-label": t("chat.log"), tabindex: "0" } }, this.olderButton, this.emptyNote, this.list), this.error, form);
     this.stream = new ReconnectingStream({
       onState: onStreamState,
       run: async (signal, live) => {
@@ -146,7 +157,7 @@ export class Chat {
       this.nextBeforeSeq = page.nextBeforeSeq;
       this.olderButton.hidden = this.nextBeforeSeq === 0n;
     } catch (error) {
-      this.error.textContent = describeError(error);
+      replace(this.error, sentenceFor(error, "chat"));
     }
   }
 
@@ -173,6 +184,9 @@ export class Chat {
     }
     this.rows.set(message.seq, row);
     if (message.seq > this.lastSeq) {
+      if (this.historyLoaded && message.senderId !== this.ctx.myUserId) {
+        this.onIncoming();
+      }
       this.lastSeq = message.seq;
       this.scheduleCursor();
     }
@@ -205,28 +219,42 @@ export class Chat {
         class: `message${mine ? " mine" : ""}${deleted ? " deleted" : ""}`,
         attrs: { "data-seq": String(message.seq), "data-sender": message.senderId, "data-status": statusName(message.status) },
       },
-      h("span", { class: "sender" }, this.ctx.nameOf(message.senderId)),
-      h("time", { attrs: { datetime: time.toISOString() } }, time.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
-      h("div", { class: "text" }, deleted ? "message deleted" : message.text),
+      h(
+        "div",
+        { class: "message-head" },
+        h("span", { class: "sender" }, this.ctx.nameOf(message.senderId)),
+        h("time", { attrs: { datetime: time.toISOString(), title: formatDateTime(time) } }, formatTime(time)),
+        // Shown by the stylesheet once the row's data-status says delivered.
+        h("span", { class: "delivered", attrs: { title: t("chat.delivered") } }, h("span", { class: "visually-hidden" }, t("chat.delivered"))),
+      ),
+      h("div", { class: "text" }, deleted ? t("chat.deleted") : userText(message.text)),
     );
     if (this.ctx.canModerate() && !deleted) {
-      const actions = h("span", { class: "actions" });
-      actions.appendChild(
-        button("Delete", async () => {
-          try {
-            const { message: tombstone } = await this.ctx.app.api.chat.deleteMessage({ roomId: this.ctx.roomId, seq: message.seq });
-            if (tombstone) {
-              this.show(tombstone);
+      const items = [
+        {
+          label: t("chat.delete"),
+          id: "delete",
+          danger: true,
+          action: async () => {
+            const sure = await confirmAction({ title: t("chat.deleteTitle"), text: t("chat.deleteText"), confirm: t("chat.delete"), danger: true, id: "delete-dialog" });
+            if (!sure) {
+              return;
             }
-          } catch (error) {
-            this.ctx.app.notify(describeError(error), "error");
-          }
-        }, { class: "link small" }),
-      );
-      if (!mine && this.ctx.roleOf(message.senderId) !== Role.OWNER) {
-        actions.appendChild(button("Mute 10 min", () => this.mute(message.senderId), { class: "link small" }));
+            try {
+              const { message: tombstone } = await this.ctx.app.api.chat.deleteMessage({ roomId: this.ctx.roomId, seq: message.seq });
+              if (tombstone) {
+                this.show(tombstone);
+              }
+            } catch (error) {
+              this.ctx.app.fail(error, "moderation");
+            }
+          },
+        },
+      ];
+      if (!mine && this.ctx.roleOf(message.senderId) !== Role.OWNER && outranks(this.ctx, this.ctx.roleOf(message.senderId))) {
+        items.push({ label: t("member.mute"), id: "mute", danger: false, action: async () => openMuteDialog(this.ctx, message.senderId) });
       }
-      row.appendChild(actions);
+      row.appendChild(h("div", { class: "actions" }, actionMenu(t("chat.actionsFor", { name: this.ctx.nameOf(message.senderId) }), items)));
     }
     return row;
   }
@@ -240,18 +268,9 @@ export class Chat {
     row.setAttribute("data-status", "deleted");
     const text = row.querySelector(".text");
     if (text) {
-      text.textContent = "message deleted";
+      setText(text, t("chat.deleted"));
     }
     row.querySelector(".actions")?.remove();
-  }
-
-  async mute(userId: string): Promise<void> {
-    try {
-      await this.ctx.app.api.chat.muteMember({ roomId: this.ctx.roomId, userId, duration: durationFromMs(MUTE_MS) });
-      this.ctx.app.notify(`${this.ctx.nameOf(userId)} is muted for 10 minutes.`);
-    } catch (error) {
-      this.ctx.app.notify(describeError(error), "error");
-    }
   }
 
   private async send(): Promise<void> {
@@ -260,13 +279,13 @@ export class Chat {
       return;
     }
     this.input.value = "";
+    this.input.style.height = "auto";
     const clientMessageId = newClientMessageId();
     const row = h(
       "li",
       { class: "message mine pending", attrs: { "data-client-id": clientMessageId } },
-      h("span", { class: "sender" }, this.ctx.app.session.displayName),
-      h("span", { class: "state small" }, "sending…"),
-      h("div", { class: "text" }, text),
+      h("div", { class: "message-head" }, h("span", { class: "sender" }, userText(this.ctx.app.session.displayName)), h("span", { class: "state" }, t("chat.sending"))),
+      h("div", { class: "text" }, userText(text)),
     );
     this.pending.set(clientMessageId, row);
     this.list.appendChild(row);
@@ -275,24 +294,27 @@ export class Chat {
   }
 
   private async deliver(text: string, clientMessageId: string, row: HTMLElement): Promise<void> {
-    this.error.textContent = "";
+    replace(this.error);
     row.classList.remove("failed");
     row.querySelector(".retry")?.remove();
+    row.querySelector(".reason")?.remove();
     try {
       const { message } = await this.ctx.app.api.chat.sendMessage({ roomId: this.ctx.roomId, text, clientMessageId });
       if (message && this.pending.has(clientMessageId)) {
         this.show(message);
       }
     } catch (error) {
-      const reason = describeError(error);
-      this.error.textContent = reason;
+      replace(this.error, sentenceFor(error, "chat"));
       row.classList.add("failed");
       const state = row.querySelector(".state");
       if (state) {
-        state.textContent = "not sent";
+        setText(state, t("chat.notSent"));
       }
+      // The reason stays with the message: a later send that goes through clears the line
+      // under the chat, not why this one was refused.
+      row.appendChild(h("p", { class: "reason small" }, sentenceFor(error, "chat")));
       // The same client id makes the retry safe even if the first attempt was stored after all.
-      row.appendChild(button("Retry", () => this.deliver(text, clientMessageId, row), { class: "link small retry" }));
+      row.appendChild(button(t("chat.retry"), () => this.deliver(text, clientMessageId, row), { kind: "secondary", small: true, class: "retry" }));
     }
   }
 
@@ -311,7 +333,16 @@ export class Chat {
   }
 
   private scrollToEnd(): void {
-    this.list.scrollTop = this.list.scrollHeight;
+    this.emptyNote.hidden = this.list.childElementCount > 0;
+    const scroller = this.list.parentElement;
+    if (scroller) {
+      scroller.scrollTop = scroller.scrollHeight;
+    }
+  }
+
+  /** Puts the cursor in the message field. */
+  focus(): void {
+    this.input.focus();
   }
 
   private refreshNames(): void {
@@ -319,7 +350,7 @@ export class Chat {
       const sender = row.querySelector(".sender");
       const userId = row.dataset.sender;
       if (sender && userId) {
-        sender.textContent = this.ctx.nameOf(userId);
+        setText(sender, this.ctx.nameOf(userId));
       }
     }
   }

@@ -1,52 +1,98 @@
-// The lobby: public rooms (refreshed every few seconds), the caller's own rooms, a form to
-// open a room, and a field to paste a room link.
+// The lobby: the caller's rooms and the public rooms as cards (picture, what is playing, how
+// many are in, whether it needs a password), refreshed every few seconds; creating a room is a
+// dialog; a field takes a pasted room link.
 
-import { describeError } from "./api";
-import { h, replace } from "./dom";
-import { ControlMode, type Room, Visibility } from "./gen/xiaowo/room/v1/room_pb";
-import type { NowPlaying } from "./gen/xiaowo/sync/v1/sync_pb";
-import { nowPlayingLine } from "./library";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+
+import { button, h, icon, initial, replace, setDocumentTitle, setLabel } from "./dom";
+import { sentenceFor } from "./errors";
+import type { Api } from "./api";
+import { controlModeSelect } from "./context";
+import { ControlMode, type ListMyRoomsResponse, type ListRoomsResponse, type Room, Visibility } from "./gen/xiaowo/room/v1/room_pb";
+import { formatDateTime, type Shown, t, userText } from "./i18n";
 import type { App } from "./main";
+import { checkbox, field, openDialog } from "./ui";
 
 const REFRESH_MS = 5_000;
+/** What is playing in a room is asked for at most this often, for at most this many rooms. */
+const NOW_PLAYING_MS = 30_000;
+const NOW_PLAYING_ROOMS = 12;
+const ROOM_LINK = /([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})/;
 
-export function showLobby(app: App, main: HTMLElement): () => void {
-  document.title = "Xiaowo";
-  const publicList = h("ul", { class: "rooms", attrs: { id: "public-rooms" } });
-  const myList = h("ul", { class: "rooms", attrs: { id: "my-rooms" } });
-  const listError = h("p", { class: "error" });
+interface NowPlaying {
+  title: string;
+  paused: boolean;
+  at: number;
+}
+
+/** What is playing, by room id (kept across visits to the lobby). */
+const nowPlaying = new Map<string, NowPlaying>();
+
+export type LobbyLists = [ListRoomsResponse, ListMyRoomsResponse];
+
+export function fetchLobbyLists(api: Api): Promise<LobbyLists> {
+  return Promise.all([api.room.listRooms({ pageSize: 50 }), api.room.listMyRooms({ pageSize: 50 })]);
+}
+
+/** Shows the lobby; `prefetched` is a first answer asked for while the page was starting. */
+export function showLobby(app: App, main: HTMLElement, prefetched?: Promise<LobbyLists>): () => void {
+  setDocumentTitle(t("lobby.pageTitle"));
+  const publicList = h("ul", { class: "room-grid", attrs: { id: "public-rooms", "aria-labelledby": "public-rooms-title" } });
+  const myList = h("ul", { class: "room-grid", attrs: { id: "my-rooms", "aria-labelledby": "my-rooms-title" } });
+  const mySection = h("section", { class: "lobby-section", attrs: { id: "my-rooms-section" } }, h("h2", { attrs: { id: "my-rooms-title" } }, t("lobby.yourRooms")), myList);
+  mySection.hidden = true;
+  const publicSection = h("section", { class: "lobby-section" }, h("h2", { attrs: { id: "public-rooms-title" } }, t("lobby.publicRooms")), publicList);
+  publicSection.hidden = true;
+  const listError = h("p", { class: "error", attrs: { role: "alert" } });
 
   const refresh = async (): Promise<void> => {
     try {
-      const [publicRooms, myRooms] = await Promise.all([
-        app.api.room.listRooms({ pageSize: 50 }),
-        app.api.room.listMyRooms({ pageSize: 50 }),
-      ]);
-      // What the caller's rooms play (only members are told), beside each of them.
-      const roomIds = [...new Set([...myRooms.rooms, ...publicRooms.rooms].map((room) => room.roomId))].slice(0, 50);
-      const playing = new Map<string, NowPlaying>();
-      if (roomIds.length > 0) {
-        const { nowPlaying } = await app.api.sync.listNowPlaying({ roomIds }).catch(() => ({ nowPlaying: [] as NowPlaying[] }));
-        for (const entry of nowPlaying) {
-          playing.set(entry.roomId, entry);
+      const first = prefetched;
+      prefetched = undefined;
+      const [publicRooms, myRooms] = await (first ?? fetchLobbyLists(app.api)).catch(() => fetchLobbyLists(app.api));
+      // Shown once there is something to show, so that nothing moves when the lists arrive.
+      publicSection.hidden = false;
+      mySection.hidden = myRooms.rooms.length === 0;
+      // A room of yours is listed once, under your rooms.
+      const mine = new Set(myRooms.rooms.map((room) => room.roomId));
+      const others = publicRooms.rooms.filter((room) => !mine.has(room.roomId));
+      const noOthers = mine.size > 0 ? t("lobby.noOtherPublicRooms") : t("lobby.noPublicRooms");
+      const draw = (): void => {
+        renderRooms(app, myList, myRooms.rooms, t("lobby.noRoomsOfYours"));
+        renderRooms(app, publicList, others, noOthers);
+      };
+      draw();
+      replace(listError);
+      void fetchNowPlaying(app, myRooms.rooms).then((changed) => {
+        if (changed) {
+          draw();
         }
-      }
-      renderRooms(app, publicList, publicRooms.rooms, "No public rooms yet: open one.", playing);
-      renderRooms(app, myList, myRooms.rooms, "You have not joined a room yet.", playing);
-      listError.textContent = "";
+      });
     } catch (error) {
-      listError.textContent = describeError(error);
+      replace(listError, sentenceFor(error));
     }
   };
 
+  const openCreate = button(t("lobby.create"), () => openCreateRoom(app), { kind: "primary", icon: "plus", attrs: { id: "open-create-room" } });
   replace(
     main,
     h(
       "div",
       { class: "lobby" },
-      h("section", { class: "card" }, h("h2", {}, "Public rooms"), listError, publicList),
-      h("section", { class: "card" }, h("h2", {}, "Your rooms"), myList, joinByLink(app)),
-      createRoomForm(app),
+      h(
+        "section",
+        { class: "hero", attrs: { "aria-labelledby": "lobby-title" } },
+        h(
+          "div",
+          { class: "hero-text" },
+          h("h1", { attrs: { id: "lobby-title" } }, t("lobby.title")),
+          h("p", { class: "lead" }, t("lobby.lead")),
+        ),
+        h("div", { class: "hero-actions" }, openCreate, joinByLink(app)),
+      ),
+      listError,
+      mySection,
+      publicSection,
     ),
   );
   void refresh();
@@ -58,102 +104,205 @@ export function showLobby(app: App, main: HTMLElement): () => void {
   return () => window.clearInterval(timer);
 }
 
-function renderRooms(app: App, list: HTMLElement, rooms: Room[], empty: string, playing: Map<string, NowPlaying>): void {
-  if (rooms.length === 0) {
-    replace(list, h("li", { class: "muted" }, empty));
-    return;
-  }
-  replace(
-    list,
-    ...rooms.map((room) => {
-      const link = h("a", { attrs: { href: `/room/${room.roomId}`, class: "room-link" } }, room.name);
-      link.addEventListener("click", (event) => {
-        event.preventDefault();
-        app.navigate(`/room/${room.roomId}`);
-      });
-      return h(
-        "li",
-        {},
-        link,
-        room.hasPassword ? h("span", { class: "badge", attrs: { title: "Needs a password" } }, "password") : null,
-        h("span", { class: "muted" }, ` ${room.memberCount} ${room.memberCount === 1 ? "member" : "members"}`),
-        room.description ? h("div", { class: "muted small" }, room.description) : null,
-        nowPlayingLine(playing.get(room.roomId)),
-      );
+/**
+ * Asks what is playing in the rooms the caller belongs to (the sync service answers members
+ * only), a few at a time and not more often than every half minute per room. True when
+ * anything changed.
+ */
+async function fetchNowPlaying(app: App, rooms: Room[]): Promise<boolean> {
+  const now = performance.now();
+  const due = rooms.filter((room) => now - (nowPlaying.get(room.roomId)?.at ?? -Infinity) > NOW_PLAYING_MS).slice(0, NOW_PLAYING_ROOMS);
+  let changed = false;
+  await Promise.all(
+    due.map(async (room) => {
+      try {
+        const { state } = await app.api.sync.getRoomState({ roomId: room.roomId });
+        const media = state?.timeline?.media;
+        const before = nowPlaying.get(room.roomId);
+        const next = { title: media ? media.title || media.url : "", paused: state?.timeline?.paused ?? true, at: now };
+        changed ||= before?.title !== next.title || before.paused !== next.paused;
+        nowPlaying.set(room.roomId, next);
+      } catch {
+        nowPlaying.set(room.roomId, { title: "", paused: true, at: now });
+      }
     }),
   );
+  return changed;
+}
+
+/** A hue for a room's placeholder picture, the same every time for the same room. */
+function hueOf(roomId: string): number {
+  let hash = 0;
+  for (const char of roomId) {
+    hash = (hash * 31 + char.charCodeAt(0)) % 360;
+  }
+  return hash;
+}
+
+function renderRooms(app: App, list: HTMLElement, rooms: Room[], empty: Shown): void {
+  if (rooms.length === 0) {
+    replace(list, h("li", { class: "empty-state" }, h("p", {}, empty)));
+    return;
+  }
+  replace(list, ...rooms.map((room) => h("li", {}, roomCard(app, room))));
+}
+
+function roomCard(app: App, room: Room): HTMLElement {
+  const playing = nowPlaying.get(room.roomId);
+  const thumb = h(
+    "div",
+    { class: "room-thumb", attrs: { "data-room-id": room.roomId } },
+    h("span", { class: "room-thumb-initial", attrs: { "aria-hidden": "true" } }, initial(room.name)),
+    playing?.title
+      ? h(
+          "span",
+          { class: "room-thumb-playing" },
+          icon(playing.paused ? "pause" : "play"),
+          h("span", { class: "visually-hidden" }, playing.paused ? t("lobby.pausedOn") : t("lobby.playing")),
+          h("span", { class: "room-thumb-title" }, userText(playing.title)),
+        )
+      : null,
+    room.hasPassword ? h("span", { class: "room-thumb-lock", attrs: { title: t("lobby.locked") } }, icon("lock"), h("span", { class: "visually-hidden" }, t("lobby.locked"))) : null,
+  );
+  thumb.style.setProperty("--hue", String(hueOf(room.roomId)));
+  const meta: (Node | Shown)[] = [h("span", { class: "room-card-count" }, icon("people"), t("lobby.members", { count: room.memberCount }))];
+  if (room.visibility === Visibility.UNLISTED) {
+    meta.push(h("span", { class: "pill" }, t("lobby.unlisted")));
+  }
+  const created = room.lastActiveTime ?? room.createTime;
+  const link = h(
+    "a",
+    { class: "room-card room-link", attrs: { href: `/room/${room.roomId}`, "data-room-id": room.roomId } },
+    thumb,
+    h(
+      "div",
+      { class: "room-card-body" },
+      h("h3", { class: "room-card-name" }, userText(room.name)),
+      room.description ? h("p", { class: "room-card-description" }, userText(room.description)) : null,
+      h("p", { class: "room-card-meta" }, ...meta),
+    ),
+  );
+  if (created) {
+    setLabel(link, "title", t("lobby.lastActive", { time: formatDateTime(timestampDate(created)) }));
+  }
+  link.addEventListener("click", (event) => {
+    if (event instanceof MouseEvent && (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0)) {
+      return;
+    }
+    event.preventDefault();
+    app.navigate(`/room/${room.roomId}`);
+  });
+  return link;
 }
 
 function joinByLink(app: App): HTMLElement {
-  const input = h("input", { attrs: { id: "room-link", placeholder: "Paste a room link", autocomplete: "off" } });
-  const form = h("form", { class: "inline" }, input, h("button", { attrs: { type: "submit" } }, "Open"));
+  const input = h("input", { attrs: { id: "room-link", type: "text", placeholder: t("lobby.linkPlaceholder"), autocomplete: "off", "aria-label": t("lobby.linkLabel") } });
+  const form = h(
+    "form",
+    { class: "join-link", attrs: { id: "join-link" } },
+    input,
+    h("button", { class: "btn secondary", attrs: { type: "submit" } }, t("lobby.open")),
+  );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const match = /([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})/.exec(input.value);
+    const match = ROOM_LINK.exec(input.value);
     if (match?.[1]) {
       app.navigate(`/room/${match[1]}`);
     } else {
-      app.notify("That does not look like a room link.", "error");
+      app.notify(t("lobby.notALink"), "error");
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
     }
   });
   return form;
 }
 
-function createRoomForm(app: App): HTMLElement {
-  const name = h("input", { attrs: { id: "room-name", maxlength: "64", required: "" } });
-  const description = h("textarea", { attrs: { id: "room-description", maxlength: "500", rows: "2" } });
+/** The create-room dialog. */
+export function openCreateRoom(app: App): void {
+  const name = h("input", { attrs: { id: "room-name", maxlength: "64", required: "", autocomplete: "off", placeholder: t("create.namePlaceholder") } });
+  const description = h("textarea", { attrs: { id: "room-description", maxlength: "500", rows: "2", placeholder: t("create.descriptionPlaceholder") } });
+  const isPublic = h("input", { attrs: { id: "visibility-public", name: "visibility", type: "radio", value: String(Visibility.PUBLIC) } });
+  isPublic.checked = true;
+  const unlisted = h("input", { attrs: { id: "visibility-unlisted", name: "visibility", type: "radio", value: String(Visibility.UNLISTED) } });
   const visibility = h(
-    "select",
-    { attrs: { id: "room-visibility" } },
-    h("option", { attrs: { value: String(Visibility.PUBLIC) } }, "Public (listed)"),
-    h("option", { attrs: { value: String(Visibility.UNLISTED) } }, "Unlisted (link only)"),
+    "fieldset",
+    { class: "choices", attrs: { id: "room-visibility" } },
+    h("legend", {}, t("create.visibility")),
+    choice(isPublic, t("create.public"), t("create.publicHint")),
+    choice(unlisted, t("create.unlisted"), t("create.unlistedHint")),
   );
-  const password = h("input", { attrs: { id: "room-password", type: "password", autocomplete: "new-password", placeholder: "Optional, 8+ characters" } });
-  const control = h(
-    "select",
-    { attrs: { id: "room-control" } },
-    h("option", { attrs: { value: String(ControlMode.EVERYONE) } }, "Everyone controls playback"),
-    h("option", { attrs: { value: String(ControlMode.MODERATORS) } }, "Moderators control playback"),
-    h("option", { attrs: { value: String(ControlMode.OWNER) } }, "Only I control playback"),
-  );
-  const error = h("p", { class: "error", attrs: { id: "create-error" } });
+  const password = h("input", { attrs: { id: "room-password", type: "password", autocomplete: "new-password", minlength: "8" } });
+  const usePassword = h("input", { attrs: { id: "room-use-password" } });
+  const passwordField = field(t("create.password"), password, t("create.passwordHint"));
+  passwordField.hidden = true;
+  usePassword.addEventListener("change", () => {
+    passwordField.hidden = !usePassword.checked;
+    if (usePassword.checked) {
+      password.focus();
+    }
+  });
+  const control = controlModeSelect("room-control");
+  const error = h("p", { class: "error", attrs: { id: "create-error", role: "alert" } });
   const form = h(
     "form",
-    { class: "card", attrs: { id: "create-room" } },
-    h("h2", {}, "Open a room"),
-    h("label", { attrs: { for: "room-name" } }, "Name"),
-    name,
-    h("label", { attrs: { for: "room-description" } }, "Description"),
-    description,
-    h("label", { attrs: { for: "room-visibility" } }, "Visibility"),
+    { attrs: { id: "create-room", novalidate: "" } },
+    field(t("create.name"), name),
+    field(t("create.description"), description),
     visibility,
-    h("label", { attrs: { for: "room-password" } }, "Password"),
-    password,
-    h("label", { attrs: { for: "room-control" } }, "Control"),
-    control,
+    checkbox(t("create.usePassword"), usePassword),
+    passwordField,
+    field(t("create.control"), control),
     error,
-    h("button", { attrs: { type: "submit" } }, "Open room"),
   );
+  const submit = h("button", { class: "btn primary", attrs: { type: "submit", form: "create-room", id: "create-room-submit" } }, t("create.submit"));
+  const dialog = openDialog({
+    title: t("create.title"),
+    id: "create-room-dialog",
+    body: [form],
+    actions: [button(t("action.cancel"), () => dialog.close()), submit],
+    initialFocus: name,
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    error.textContent = "";
+    replace(error);
+    name.removeAttribute("aria-invalid");
+    if (name.value.trim() === "") {
+      replace(error, t("error.field.required", { field: t("field.roomName") }));
+      name.setAttribute("aria-invalid", "true");
+      name.focus();
+      return;
+    }
+    submit.disabled = true;
     try {
       const { room } = await app.api.room.createRoom({
         name: name.value,
         description: description.value,
-        visibility: Number(visibility.value) as Visibility,
-        password: password.value,
+        visibility: unlisted.checked ? Visibility.UNLISTED : Visibility.PUBLIC,
+        password: usePassword.checked ? password.value : "",
         controlMode: Number(control.value) as ControlMode,
       });
       if (room) {
         // Owning a room is a privilege: a new session token (and cookie) from here on, so a
         // token anyone saw before cannot act as this room's owner.
         await app.api.session.rotateSession({});
+        dialog.close();
         app.navigate(`/room/${room.roomId}`);
       }
     } catch (failure) {
-      error.textContent = describeError(failure);
+      replace(error, sentenceFor(failure, "room"));
+    } finally {
+      submit.disabled = false;
     }
   });
-  return form;
+}
+
+function choice(input: HTMLInputElement, label: Shown, hint: Shown): HTMLElement {
+  const hintId = `${input.id}-hint`;
+  input.setAttribute("aria-describedby", hintId);
+  return h(
+    "div",
+    { class: "choice" },
+    input,
+    h("label", { attrs: { for: input.id } }, h("span", { class: "choice-label" }, label), h("span", { class: "hint", attrs: { id: hintId } }, hint)),
+  );
 }

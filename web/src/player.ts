@@ -2,42 +2,43 @@
 // stream. The server's clock is mapped onto ours from GetClock samples; every tick the drift
 // controller compares where the room is with where the video is and nudges the rate or seeks.
 // The player reports ready/buffering/ended and its measured offset, and shows the controls the
-// room's control mode allows.
+// room's control mode allows. What people see of the sync is one indicator (in sync, catching
+// up, buffering, waiting for someone); the numbers are in its tooltip and behind "Advanced".
 
-import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
-import { describeError, errorCode } from "./api";
+import { AddVideo, type MediaChoice } from "./addvideo";
 import { ClockSync, type ClockEstimate } from "./clock";
 import type { RoomContext } from "./context";
-import { button, formatDuration, h, replace } from "./dom";
+import { button, h, icon, replace, setButtonLabel, setEnabled, setLabel, setText } from "./dom";
 import { type DriftState, decideDrift, initialDriftState } from "./drift";
-import type { MediaItem } from "./gen/xiaowo/media/v1/media_pb";
+import { errorCode } from "./errors";
 import {
-  Action,
-  type LoadError,
-  LoadErrorKind,
-  LoadErrorSchema,
-  type Media,
   PlayerState,
   type RoomState,
   RoomStateSchema,
   type Watcher,
 } from "./gen/xiaowo/sync/v1/sync_pb";
-import { thumbnail } from "./library";
-import { checkSeeking, describeAddedLoadError, describeOwnLoadError, describeSlowServer, diagnose } from "./loaderror";
+import { formatClock, formatList, formatNumber, type Shown, t, userText } from "./i18n";
 import { ReconnectingStream, type StreamState } from "./stream";
 import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "./timeline";
+import { checkbox } from "./ui";
 
 const TICK_MS = 250;
 const REPORT_EVERY_MS = 2_000;
-/** Buffering this long without a byte arriving is shown with its reason. */
-const SLOW_SERVER_MS = 15_000;
 const NUDGE_SETTING = "xiaowo.nudge";
 const IGNORE_WAIT_SETTING = "xiaowo.ignoreWait";
+const MUTED_SETTING = "xiaowo.muted";
 /** The room URL's query parameter that exposes `window.__xiaowoSync` to measuring tools. */
 const SYNC_DEBUG_PARAMETER = "sync-debug";
+/** How far the arrow keys move the shared position, in seconds. */
+export const SEEK_STEP_S = 5;
+/**
+ * Beyond this offset (ms) a player is said to be catching up rather than in sync: less is not
+ * seen or heard as out of step, even while the controller still nudges it away.
+ */
+const IN_SYNC_MS = 150;
 
 /**
  * What the sync-quality benchmark (web/bench/sync-quality.mjs) reads from each page: the video,
@@ -61,22 +62,48 @@ function localNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** How this device is doing against the room, for the indicator. */
+type SyncStatus =
+  | { kind: "starting"; seconds: number }
+  | { kind: "waiting"; names: string[] }
+  | { kind: "buffering" }
+  | { kind: "catchingUp" }
+  | { kind: "inSync" }
+  | { kind: "paused" };
+
 export class Player {
+  /** The stage: the screen (video, empty state, chat overlay) and the control bar. */
   readonly element: HTMLElement;
+  /** The queue tab's content: "Add a video" (once something plays) and the queue. */
   readonly queueElement: HTMLElement;
+  /** The room's playback setting ("wait for everyone"), for the settings tab. */
+  readonly roomSettingsElement: HTMLElement;
+  /** This device's sync settings, for the settings tab's "Advanced" disclosure. */
+  readonly deviceSettingsElement: HTMLElement;
+  /** Where the room page puts its layout buttons (theater, fullscreen, chat overlay). */
+  readonly layoutControls = h("div", { class: "control-group layout-controls" });
+  /** Where the chat goes over the video in theater and fullscreen modes. */
+  readonly overlaySlot = h("div", { class: "chat-overlay", attrs: { id: "chat-overlay" } });
+  readonly addVideo: AddVideo;
+  /** The number of items in the queue, for the tab's badge. */
+  readonly queueCount = h("span", { class: "count", attrs: { id: "queue-count" } });
   private readonly video: HTMLVideoElement;
-  private readonly status = h("div", { class: "player-status", attrs: { id: "player-status" } });
-  private readonly nowPlaying = h("div", { class: "now-playing", attrs: { id: "now-playing" } });
-  private readonly controls = h("div", { class: "controls" });
-  private readonly reason = h("p", { class: "muted small", attrs: { id: "control-reason" } });
+  private readonly screen: HTMLElement;
+  private readonly emptyState = h("div", { class: "screen-empty", attrs: { id: "no-media" } });
+  private readonly screenMessage = h("div", { class: "screen-message", attrs: { id: "screen-message", role: "alert" } });
+  private readonly syncIndicator = h("span", { class: "sync-indicator", attrs: { id: "sync-status", role: "status", tabindex: "0" } });
+  private readonly nowPlaying = h("span", { class: "now-playing", attrs: { id: "now-playing" } });
+  private readonly reason = h("p", { class: "control-reason", attrs: { id: "control-reason" } });
   private readonly seekBar: HTMLInputElement;
-  private readonly timeLabel = h("span", { class: "time", attrs: { id: "time-label" } }, "0:00");
+  private readonly timeLabel = h("span", { class: "time", attrs: { id: "time-label" } });
   private readonly playButton: HTMLButtonElement;
   private readonly rateSelect: HTMLSelectElement;
   private readonly waitToggle: HTMLInputElement;
-  private readonly unmuteButton: HTMLButtonElement;
+  private readonly soundButton: HTMLButtonElement;
+  private readonly nextButton: HTMLButtonElement;
   private readonly queueList = h("ol", { class: "queue", attrs: { id: "queue" } });
-  private readonly controlElements: (HTMLButtonElement | HTMLInputElement | HTMLSelectElement)[] = [];
+  private readonly queueSlot = h("div", { class: "queue-add" });
+  private queueKey = "";
 
   private state: RoomState | undefined;
   private timeline: Timeline | undefined;
@@ -91,24 +118,13 @@ export class Player {
   private lastReportedState = PlayerState.UNSPECIFIED;
   private endedMediaId = "";
   private seeking = false;
+  private mediaFailed = false;
   private readonly stream: ReconnectingStream;
   private readonly timers: number[] = [];
   private hls: { destroy(): void } | undefined;
   /** Starts a scheduled play on time rather than at the next tick. */
   private startTimer = 0;
   private startScheduledFor = 0;
-  /** The URL the video loads (a signed one for library items). */
-  private currentUrl = "";
-  /** Why the current media cannot play (or, for missing Range support, cannot seek). */
-  private loadError: LoadError | undefined;
-  private lastReportedError = "";
-  /** A library item's URL was fetched again after an error (an expired URL): once per load. */
-  private urlRefreshed = false;
-  private lastDataAt = 0;
-  /** Who added each media id this page has seen in the queue or as a change of media. */
-  private readonly addedBy = new Map<string, string>();
-  /** Load errors of others already told to the person who added the media. */
-  private readonly toldErrors = new Set<string>();
 
   constructor(
     private readonly ctx: RoomContext,
@@ -116,14 +132,20 @@ export class Player {
     onStreamState: (state: StreamState) => void,
   ) {
     this.video = h("video", { attrs: { id: "video", playsinline: "", preload: "auto" } });
-    this.video.muted = localStorage.getItem("xiaowo.muted") === "on";
+    this.video.muted = localStorage.getItem(MUTED_SETTING) === "on";
     this.video.controls = false;
 
-    this.playButton = button("Play", () => this.togglePlay(), { attrs: { id: "play-toggle" } });
-    this.seekBar = h("input", { attrs: { id: "seek", type: "range", min: "0", max: "0", step: "0.1", value: "0", "aria-label": "Position" } });
+    this.playButton = button(t("player.play"), () => this.togglePlay(), {
+      kind: "primary",
+      icon: "play",
+      iconOnly: true,
+      class: "play-toggle",
+      attrs: { id: "play-toggle", "data-action": "play" },
+    });
+    this.seekBar = h("input", { class: "seek", attrs: { id: "seek", type: "range", min: "0", max: "0", step: "0.1", value: "0", "aria-label": t("player.position") } });
     this.seekBar.addEventListener("input", () => {
       this.seeking = true;
-      this.timeLabel.textContent = formatDuration(Number(this.seekBar.value));
+      setText(this.timeLabel, this.timeText(Number(this.seekBar.value)));
     });
     this.seekBar.addEventListener("change", () => {
       this.seeking = false;
@@ -131,76 +153,89 @@ export class Player {
     });
     this.rateSelect = h(
       "select",
-      { attrs: { id: "rate", "aria-label": "Playback rate" } },
-      ...["0.5", "0.75", "1", "1.25", "1.5", "2"].map((rate) => h("option", { attrs: { value: rate } }, `${rate}×`)),
+      { class: "rate", attrs: { id: "rate", "aria-label": t("player.speed"), title: t("player.speed") } },
+      ...["0.5", "0.75", "1", "1.25", "1.5", "2"].map((rate) => h("option", { attrs: { value: rate } }, t("player.rate", { rate: formatNumber(Number(rate)) }))),
     );
     this.rateSelect.value = "1";
     this.rateSelect.addEventListener("change", () => void this.setRate(Number(this.rateSelect.value)));
     this.waitToggle = h("input", { attrs: { id: "wait-toggle", type: "checkbox" } });
     this.waitToggle.addEventListener("change", () => void this.setWaitForEveryone(this.waitToggle.checked));
-    this.controlElements.push(this.playButton, this.seekBar, this.rateSelect, this.waitToggle);
+    this.soundButton = button(t("player.muteSound"), () => this.toggleSound(), { kind: "quiet", icon: "sound", iconOnly: true, attrs: { id: "mute-toggle" } });
+    this.renderSound();
 
-    const nudgeToggle = h("input", { attrs: { id: "nudge-toggle", type: "checkbox" } });
+    const nudgeToggle = h("input", { attrs: { id: "nudge-toggle" } });
+    nudgeToggle.type = "checkbox";
     nudgeToggle.checked = this.nudgeEnabled;
     nudgeToggle.addEventListener("change", () => {
       this.nudgeEnabled = nudgeToggle.checked;
       localStorage.setItem(NUDGE_SETTING, this.nudgeEnabled ? "on" : "off");
     });
-    const ignoreWaitToggle = h("input", { attrs: { id: "ignore-wait-toggle", type: "checkbox" } });
+    const ignoreWaitToggle = h("input", { attrs: { id: "ignore-wait-toggle" } });
+    ignoreWaitToggle.type = "checkbox";
     ignoreWaitToggle.checked = this.ignoreWait;
     ignoreWaitToggle.addEventListener("change", () => {
       this.ignoreWait = ignoreWaitToggle.checked;
       localStorage.setItem(IGNORE_WAIT_SETTING, this.ignoreWait ? "on" : "off");
       void this.report(true);
     });
-    this.unmuteButton = button("Unmute", () => {
-      this.video.muted = !this.video.muted;
-      localStorage.setItem("xiaowo.muted", this.video.muted ? "on" : "off");
-      this.renderMute();
-    }, { attrs: { id: "mute-toggle" } });
-    this.renderMute();
+    this.deviceSettingsElement = h(
+      "div",
+      { class: "device-sync" },
+      checkbox(t("advanced.smooth"), nudgeToggle, t("advanced.smoothHint")),
+      checkbox(t("advanced.ignoreWait"), ignoreWaitToggle, t("advanced.ignoreWaitHint")),
+    );
+    this.roomSettingsElement = checkbox(t("settings.waitForEveryone"), this.waitToggle, t("settings.waitForEveryoneHint"));
 
-    replace(
-      this.controls,
+    this.addVideo = new AddVideo({
+      api: ctx.app.api,
+      roomId: ctx.roomId,
+      playNow: (media) => this.playNow(media),
+      addToQueue: (media) => this.addToQueue(media),
+      deniedReason: () => ctx.controlDeniedReason(),
+      onChange: (listener) => ctx.onChange(listener),
+      notify: ctx.app.notify,
+    });
+
+    this.screen = h("div", { class: "screen" }, this.video, this.emptyState, this.screenMessage, this.overlaySlot);
+    this.screenMessage.hidden = true;
+    // A click on the picture plays or pauses, as in every video player.
+    this.video.addEventListener("click", () => {
+      if (!this.playButton.disabled) {
+        void this.togglePlay();
+      }
+    });
+    const controlBar = h(
+      "div",
+      { class: "control-bar", attrs: { role: "group", "aria-label": t("player.controls") } },
       this.playButton,
-      this.seekBar,
       this.timeLabel,
-      this.rateSelect,
-      this.unmuteButton,
+      this.seekBar,
+      h("div", { class: "control-group" }, this.soundButton, this.rateSelect),
+      this.layoutControls,
     );
-    this.element = h(
-      "section",
-      { class: "player card" },
-      this.nowPlaying,
-      h("div", { class: "screen" }, this.video, h("div", { class: "screen-empty", attrs: { id: "no-media" } }, "Nothing is playing. Add a video below.")),
-      this.controls,
-      this.status,
-      this.reason,
-      h(
-        "div",
-        { class: "switches" },
-        h("label", {}, this.waitToggle, " Wait for everyone"),
-        h("label", { attrs: { title: "Correct small drift by briefly changing the speed (this device only)" } }, nudgeToggle, " Smooth sync"),
-        h("label", { attrs: { title: "Do not hold the room while this device buffers" } }, ignoreWaitToggle, " Don't wait for me"),
-      ),
-    );
-    this.queueElement = h("section", { class: "card" }, h("h2", {}, "Queue"), this.mediaForm(), this.queueList);
+    const info = h("div", { class: "stage-info" }, this.nowPlaying, this.syncIndicator);
+    this.element = h("section", { class: "stage", attrs: { id: "stage", "aria-label": t("player.region") } }, this.screen, controlBar, info, this.reason);
 
-    for (const event of ["waiting", "stalled", "playing", "canplay", "ended", "loadedmetadata"]) {
+    this.nextButton = button(t("queue.playNext"), () => this.playNext(), { kind: "secondary", small: true, icon: "next", attrs: { id: "queue-next" } });
+    this.queueElement = h(
+      "div",
+      { class: "queue-panel" },
+      this.queueSlot,
+      h("div", { class: "panel-head" }, h("h2", {}, t("queue.title")), this.nextButton),
+      this.queueList,
+    );
+
+    for (const event of ["waiting", "stalled", "playing", "canplay", "ended", "loadedmetadata", "error"]) {
       this.video.addEventListener(event, () => void this.report(true));
     }
-    this.video.addEventListener("loadedmetadata", () => {
-      this.renderSeekBar();
-      void this.checkRange();
+    this.video.addEventListener("loadedmetadata", () => this.renderSeekBar());
+    this.video.addEventListener("error", () => {
+      this.mediaFailed = true;
+      this.renderScreen();
     });
-    this.video.addEventListener("error", () => void this.onVideoError());
-    for (const event of ["progress", "timeupdate", "loadeddata"]) {
-      this.video.addEventListener(event, () => {
-        this.lastDataAt = performance.now();
-      });
-    }
-    this.video.addEventListener("playing", () => {
-      this.urlRefreshed = false;
+    this.video.addEventListener("loadeddata", () => {
+      this.mediaFailed = false;
+      this.renderScreen();
     });
 
     this.stream = new ReconnectingStream({
@@ -228,7 +263,6 @@ export class Player {
               break;
             case "presence":
               this.onWatchers(response.event.value.watchers);
-              this.tellAdder(response.event.value.watchers);
               break;
             case "heartbeat":
             case undefined:
@@ -238,6 +272,7 @@ export class Player {
       },
     });
     ctx.onChange(() => this.renderControls());
+    this.renderScreen();
     this.renderControls();
     if (new URLSearchParams(window.location.search).has(SYNC_DEBUG_PARAMETER)) {
       (window as DebugWindow).__xiaowoSync = {
@@ -263,71 +298,30 @@ export class Player {
     }
     window.clearTimeout(this.startTimer);
     this.unload();
+    this.addVideo.stop();
     delete (window as DebugWindow).__xiaowoSync;
   }
 
-  /** The media id the player has loaded ("" for none). */
-  currentMediaId(): string {
-    return this.loadedMediaId;
+  /** Whether something is loaded (the room is not empty). */
+  hasMedia(): boolean {
+    return this.timeline !== undefined;
   }
 
-  /** Plays a library item now, or appends it to the queue. */
-  async addLibraryItem(item: MediaItem, now: boolean): Promise<boolean> {
-    const roomId = this.ctx.roomId;
-    const fields = { libraryItemId: item.mediaItemId, title: item.title, durationMs: item.durationMs, url: "" };
-    if (now) {
-      return this.command((expectedVersion) => this.ctx.app.api.sync.changeMedia({ roomId, expectedVersion, ...fields }));
-    }
-    try {
-      const { state } = await this.ctx.app.api.sync.addQueueItem({ roomId, ...fields });
-      if (state) {
-        this.applyState(state, false);
-      }
-      return true;
-    } catch (error) {
-      this.ctx.app.notify(describeError(error), "error");
-      return false;
-    }
+  /** Whether the caller may play, pause and seek now. */
+  canControl(): boolean {
+    return this.ctx.controlDeniedReason() === undefined && this.timeline !== undefined;
   }
 
   /**
-   * Loads a media item: a library item through a signed URL from media-svc, a URL natively
-   * when the browser plays it, through hls.js (loaded only when needed) for HLS playlists
-   * where it does not.
+   * Loads a media URL: natively when the browser plays it, through hls.js (loaded only when
+   * needed) for HLS playlists where it does not.
    */
-  private async load(media: Media): Promise<void> {
+  private async load(url: string): Promise<void> {
     this.unload();
-    this.loadError = undefined;
-    this.lastDataAt = performance.now();
-    let url = media.url;
-    if (media.libraryItemId) {
-      try {
-        const signed = await this.ctx.app.api.media.createPlaybackUrl({ roomId: this.ctx.roomId, mediaItemId: media.libraryItemId });
-        url = signed.url;
-      } catch (error) {
-        if (media.mediaId === this.loadedMediaId) {
-          const code = errorCode(error);
-          const status = code === Code.NotFound ? 404 : code === Code.PermissionDenied ? 403 : 0;
-          this.fail(
-            create(LoadErrorSchema, {
-              mediaId: media.mediaId,
-              kind: status ? LoadErrorKind.HTTP_STATUS : code === Code.FailedPrecondition ? LoadErrorKind.UNSUPPORTED : LoadErrorKind.NETWORK,
-              httpStatus: status,
-              detail: describeError(error).slice(0, 200),
-            }),
-          );
-        }
-        return;
-      }
-      if (media.mediaId !== this.loadedMediaId) {
-        return;
-      }
-    }
-    this.currentUrl = url;
     const isPlaylist = URL.canParse(url) && new URL(url).pathname.toLowerCase().endsWith(".m3u8");
     if (isPlaylist && this.video.canPlayType("application/vnd.apple.mpegurl") === "") {
       const { default: Hls } = await import("hls.js");
-      if (media.mediaId !== this.loadedMediaId) {
+      if (url !== this.state?.timeline?.media?.url) {
         return;
       }
       if (Hls.isSupported()) {
@@ -338,62 +332,10 @@ export class Player {
         this.hls = hls;
         return;
       }
-      this.ctx.app.notify("This browser cannot play HLS streams.", "error");
+      this.ctx.app.notify(t("player.noHls"), "error");
     }
     this.video.src = url;
     this.video.load();
-  }
-
-  /** The video failed: an expired library URL is fetched once more, anything else reported. */
-  private async onVideoError(): Promise<void> {
-    const media = this.state?.timeline?.media;
-    if (!media || media.mediaId !== this.loadedMediaId || !this.video.error) {
-      return;
-    }
-    if (media.libraryItemId && !this.urlRefreshed) {
-      this.urlRefreshed = true;
-      await this.load(media);
-      return;
-    }
-    const error = await diagnose(media.mediaId, this.currentUrl, this.video);
-    if (media.mediaId === this.loadedMediaId) {
-      this.fail(error);
-    }
-  }
-
-  /** A server without Range support: the video plays, but seeks cannot follow the room. */
-  private async checkRange(): Promise<void> {
-    const mediaId = this.loadedMediaId;
-    if (!mediaId || this.hls || this.loadError) {
-      return;
-    }
-    const warning = await checkSeeking(mediaId, this.currentUrl, this.video);
-    if (warning && mediaId === this.loadedMediaId) {
-      this.fail(warning);
-    }
-  }
-
-  private fail(error: LoadError): void {
-    this.loadError = error;
-    void this.report(true);
-    this.tick();
-  }
-
-  /** The person who added the current media hears at once when someone cannot play it. */
-  private tellAdder(watchers: Watcher[]): void {
-    const media = this.state?.timeline?.media;
-    if (!media || this.addedBy.get(media.mediaId) !== this.ctx.myUserId) {
-      return;
-    }
-    for (const watcher of watchers) {
-      const error = watcher.loadError;
-      const key = `${watcher.userId}/${error?.mediaId}/${error?.kind}`;
-      if (watcher.userId === this.ctx.myUserId || !error || error.mediaId !== media.mediaId || this.toldErrors.has(key)) {
-        continue;
-      }
-      this.toldErrors.add(key);
-      this.ctx.app.notify(describeAddedLoadError(this.ctx.nameOf(watcher.userId), media.title || media.url, error), "error");
-    }
   }
 
   private unload(): void {
@@ -402,6 +344,7 @@ export class Player {
     this.video.pause();
     this.video.removeAttribute("src");
     this.video.load();
+    this.mediaFailed = false;
   }
 
   reconnectNow(): void {
@@ -446,12 +389,6 @@ export class Player {
     this.state = state;
     const timeline = state.timeline;
     const media = timeline?.media;
-    for (const item of state.queue) {
-      this.addedBy.set(item.itemId, item.addedByUserId);
-    }
-    if (media && state.lastAction === Action.CHANGE_MEDIA && !this.addedBy.has(media.mediaId)) {
-      this.addedBy.set(media.mediaId, state.lastActionUserId);
-    }
     if (!timeline || !media) {
       this.timeline = undefined;
       if (this.loadedMediaId) {
@@ -471,18 +408,17 @@ export class Player {
         this.loadedMediaId = media.mediaId;
         this.endedMediaId = "";
         this.drift = initialDriftState(this.timeline.rate, this.drift.seekLead);
-        this.urlRefreshed = false;
-        void this.load(media);
+        void this.load(media.url);
       }
       if (!previous || !sameTimeline(previous, this.timeline)) {
         // A new target: the cooldowns belonged to corrections toward the old one.
         this.drift = { ...initialDriftState(this.drift.appliedRate, this.drift.seekLead), nudging: this.drift.nudging };
       }
     }
-    this.element.classList.toggle("has-media", Boolean(this.timeline));
-    replace(this.nowPlaying, media?.libraryItemId ? thumbnail(media.libraryItemId) : null, media ? media.title || media.url : "");
+    replace(this.nowPlaying, media ? userText(media.title || media.url) : null);
     this.rateSelect.value = String(this.timeline?.rate ?? 1);
     this.waitToggle.checked = state.waitForEveryone;
+    this.renderScreen();
     this.renderQueue();
     this.renderControls();
     this.tick();
@@ -491,7 +427,8 @@ export class Player {
   private tick(): void {
     const timeline = this.timeline;
     if (!timeline) {
-      this.status.textContent = "";
+      this.renderSync(undefined);
+      setText(this.timeLabel, this.timeText(0));
       return;
     }
     const serverNow = this.serverNow();
@@ -523,7 +460,7 @@ export class Player {
         case "none":
           break;
       }
-      if (running && !atEnd && this.video.paused && !this.failed()) {
+      if (running && !atEnd && this.video.paused) {
         this.video.play().catch((error: unknown) => this.playRefused(error));
       } else if ((!running || atEnd) && !this.video.paused) {
         this.video.pause();
@@ -543,59 +480,106 @@ export class Player {
 
     if (!this.seeking) {
       this.seekBar.value = String(expected);
-      this.timeLabel.textContent = `${formatDuration(expected)} / ${duration > 0 ? formatDuration(duration) : "–:––"}`;
+      setLabel(this.seekBar, "aria-valuetext", t("player.positionOf", { position: formatClock(expected), duration: formatClock(duration) }));
+      setText(this.timeLabel, this.timeText(expected));
     }
-    this.status.textContent = this.describeStatus(timeline, countdown);
-    this.playButton.textContent = timeline.paused ? "Play" : "Pause";
+    this.renderSync(this.syncStatus(timeline, countdown));
+    this.renderPlayButton(timeline.paused);
     if (performance.now() - this.lastReportAt > REPORT_EVERY_MS) {
       void this.report(false);
     }
   }
 
-  /** The player cannot play the current media at all (not merely seek in it). */
-  private failed(): boolean {
-    return this.loadError !== undefined && this.loadError.kind !== LoadErrorKind.NO_RANGE_SUPPORT;
+  private timeText(position: number): Shown {
+    const duration = this.duration();
+    return t("player.time", { position: formatClock(position), duration: duration > 0 ? formatClock(duration) : t("player.unknownLength") });
   }
 
-  private describeStatus(timeline: Timeline, countdown: number): string {
-    if (this.failed() && this.loadError) {
-      return describeOwnLoadError(this.loadError);
-    }
+  private syncStatus(timeline: Timeline, countdown: number): SyncStatus {
     if (countdown > 0) {
-      return `Starting in ${countdown.toFixed(1)} s`;
+      return { kind: "starting", seconds: Math.ceil(countdown) };
     }
     const waitingFor = this.state?.waitingForUserIds ?? [];
     if (waitingFor.length > 0) {
-      return `Waiting for ${waitingFor.map((userId) => this.ctx.nameOf(userId)).join(", ")}`;
+      return { kind: "waiting", names: waitingFor.map((userId) => this.ctx.nameOf(userId)) };
     }
     if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA && !timeline.paused) {
-      const silent = performance.now() - this.lastDataAt;
-      return silent > SLOW_SERVER_MS ? describeSlowServer(Math.round(silent / 1000)) : "Buffering…";
+      return { kind: "buffering" };
     }
-    if (this.loadError) {
-      return describeOwnLoadError(this.loadError);
+    if (performance.now() / 1000 - this.drift.lastSeekAt < 1 || Math.abs(this.measuredOffsetMs) > IN_SYNC_MS) {
+      return timeline.paused ? { kind: "paused" } : { kind: "catchingUp" };
     }
-    if (performance.now() / 1000 - this.drift.lastSeekAt < 1) {
-      return "Catching up with the room…";
+    return timeline.paused ? { kind: "paused" } : { kind: "inSync" };
+  }
+
+  /** The indicator: a word or two for everyone, the numbers in its tooltip. */
+  private renderSync(status: SyncStatus | undefined): void {
+    this.syncIndicator.hidden = status === undefined;
+    if (!status) {
+      return;
     }
+    let text: Shown;
+    switch (status.kind) {
+      case "starting":
+        text = t("sync.starting", { count: status.seconds });
+        break;
+      case "waiting":
+        text = t("sync.waiting", { names: formatList(status.names) });
+        break;
+      case "buffering":
+        text = t("sync.buffering");
+        break;
+      case "catchingUp":
+        text = t("sync.catchingUp");
+        break;
+      case "inSync":
+        text = t("sync.inSync");
+        break;
+      case "paused":
+        text = t("sync.paused");
+        break;
+    }
+    this.syncIndicator.setAttribute("data-state", status.kind);
+    setText(this.syncIndicator, text);
     const offset = this.measuredOffsetMs;
-    const sync = `${offset >= 0 ? "+" : ""}${offset} ms`;
-    const correcting = this.drift.appliedRate !== timeline.rate ? ` · adjusting speed ${this.drift.appliedRate.toFixed(2)}×` : "";
-    return `${timeline.paused ? "Paused" : "Playing"} · offset ${sync}${correcting}`;
+    const rate = this.drift.appliedRate;
+    const details =
+      offset === 0 ? t("sync.detailExact") : offset > 0 ? t("sync.detailAhead", { ms: offset }) : t("sync.detailBehind", { ms: -offset });
+    const speed = this.timeline && rate !== this.timeline.rate ? t("sync.detailSpeed", { rate: formatNumber(rate, { maximumFractionDigits: 2 }) }) : null;
+    setLabel(this.syncIndicator, "title", speed ? t("sync.detailJoin", { first: details, second: speed }) : details);
+  }
+
+  private renderPlayButton(paused: boolean): void {
+    const action = paused ? "play" : "pause";
+    if (this.playButton.getAttribute("data-action") !== action) {
+      this.playButton.setAttribute("data-action", action);
+      replace(this.playButton, icon(action));
+      setButtonLabel(this.playButton, paused ? t("player.play") : t("player.pause"));
+    }
   }
 
   private playRefused(error: unknown): void {
     // Browsers refuse audible autoplay without a gesture (e.g. after a reload): play muted and
-    // let the person unmute.
+    // let the person turn the sound on.
     if (error instanceof DOMException && error.name === "NotAllowedError" && !this.video.muted) {
       this.video.muted = true;
-      this.renderMute();
-      this.ctx.app.notify("Playing muted: press Unmute for sound.");
+      this.renderSound();
+      this.ctx.app.notify(t("player.autoplayMuted"));
     }
   }
 
-  private renderMute(): void {
-    this.unmuteButton.textContent = this.video.muted ? "Unmute" : "Mute";
+  /** This device's sound: the player's own mute, nothing to do with the chat's. */
+  toggleSound(): void {
+    this.video.muted = !this.video.muted;
+    localStorage.setItem(MUTED_SETTING, this.video.muted ? "on" : "off");
+    this.renderSound();
+  }
+
+  private renderSound(): void {
+    const muted = this.video.muted;
+    replace(this.soundButton, icon(muted ? "sound-off" : "sound"));
+    this.soundButton.setAttribute("aria-pressed", String(muted));
+    setButtonLabel(this.soundButton, muted ? t("player.unmuteSound") : t("player.muteSound"));
   }
 
   private duration(): number {
@@ -617,15 +601,12 @@ export class Player {
       return;
     }
     let state = PlayerState.READY;
-    const errorKey = this.loadError ? `${this.loadError.mediaId}/${this.loadError.kind}` : "";
-    if (this.failed()) {
-      state = PlayerState.FAILED;
-    } else if (this.video.ended || (this.duration() > 0 && positionAt(timeline, this.serverNow()) >= this.duration() && !timeline.paused)) {
+    if (this.video.ended || (this.duration() > 0 && positionAt(timeline, this.serverNow()) >= this.duration() && !timeline.paused)) {
       state = PlayerState.ENDED;
     } else if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA) {
       state = PlayerState.BUFFERING;
     }
-    if (onChange && state === this.lastReportedState && errorKey === this.lastReportedError) {
+    if (onChange && state === this.lastReportedState) {
       return;
     }
     if (state === PlayerState.ENDED && this.endedMediaId === media.mediaId) {
@@ -633,7 +614,6 @@ export class Player {
     }
     this.lastReportAt = performance.now();
     this.lastReportedState = state;
-    this.lastReportedError = errorKey;
     if (state === PlayerState.ENDED) {
       this.endedMediaId = media.mediaId;
     }
@@ -645,7 +625,6 @@ export class Player {
         roundTripMs: BigInt(Math.round(this.estimate?.roundTrip ?? 0)),
         ignoreWait: this.ignoreWait,
         mediaId: state === PlayerState.ENDED ? media.mediaId : "",
-        ...(this.loadError?.mediaId === media.mediaId ? { loadError: this.loadError } : {}),
       });
     } catch {
       // Reports are advisory; the next one carries the same information.
@@ -672,15 +651,15 @@ export class Player {
             continue;
           }
         }
-        this.ctx.app.notify(describeError(error), "error");
+        this.ctx.app.fail(error, "playback");
         return false;
       }
     }
-    this.ctx.app.notify("The room is changing quickly; try again.", "error");
+    this.ctx.app.notify(t("error.aborted"), "error");
     return false;
   }
 
-  private async togglePlay(): Promise<void> {
+  async togglePlay(): Promise<void> {
     const roomId = this.ctx.roomId;
     if (this.timeline?.paused ?? true) {
       await this.command((expectedVersion) => this.ctx.app.api.sync.play({ roomId, expectedVersion }));
@@ -690,6 +669,17 @@ export class Player {
       const positionMs = BigInt(Math.round(this.video.currentTime * 1000));
       await this.command((expectedVersion) => this.ctx.app.api.sync.pause({ roomId, expectedVersion, positionMs }));
     }
+  }
+
+  /** Moves the shared position by `delta` seconds (the arrow keys). */
+  async seekBy(delta: number): Promise<void> {
+    const timeline = this.timeline;
+    if (!timeline) {
+      return;
+    }
+    const duration = this.duration();
+    const target = positionAt(timeline, this.serverNow()) + delta;
+    await this.seekTo(Math.max(0, duration > 0 ? Math.min(target, duration - 0.5) : target));
   }
 
   private async seekTo(seconds: number): Promise<void> {
@@ -710,49 +700,85 @@ export class Player {
     }
   }
 
-  private mediaForm(): HTMLElement {
-    const url = h("input", { attrs: { id: "media-url", type: "url", placeholder: "https://…/video.mp4 (mp4, webm, m3u8)", required: "" } });
-    const title = h("input", { attrs: { id: "media-title", placeholder: "Title (optional)", maxlength: "200" } });
-    const roomId = this.ctx.roomId;
-    const playNow = button("Play now", async () => {
-      const done = await this.command((expectedVersion) =>
-        this.ctx.app.api.sync.changeMedia({ roomId, expectedVersion, url: url.value, title: title.value, durationMs: 0n }),
+  private async playNow(media: MediaChoice): Promise<boolean> {
+    return this.command((expectedVersion) =>
+      this.ctx.app.api.sync.changeMedia({ roomId: this.ctx.roomId, expectedVersion, url: media.url, title: media.title, durationMs: media.durationMs ?? 0n }),
+    );
+  }
+
+  private async addToQueue(media: MediaChoice): Promise<boolean> {
+    try {
+      const { state } = await this.ctx.app.api.sync.addQueueItem({ roomId: this.ctx.roomId, url: media.url, title: media.title, durationMs: media.durationMs ?? 0n });
+      if (state) {
+        this.applyState(state, false);
+      }
+      return true;
+    } catch (error) {
+      this.ctx.app.fail(error, "playback");
+      return false;
+    }
+  }
+
+  private async playNext(): Promise<void> {
+    await this.command((expectedVersion) => this.ctx.app.api.sync.playNext({ roomId: this.ctx.roomId, expectedVersion }));
+  }
+
+  /** The screen: the video, or the room's first step when nothing is loaded. */
+  private renderScreen(): void {
+    const hasMedia = this.timeline !== undefined;
+    this.element.classList.toggle("has-media", hasMedia);
+    this.screen.classList.toggle("empty", !hasMedia);
+    if (hasMedia) {
+      this.addVideo.setMode("queue");
+      if (this.addVideo.element.parentElement !== this.queueSlot) {
+        this.queueSlot.appendChild(this.addVideo.element);
+      }
+      replace(this.emptyState);
+    } else if (this.ctx.controlDeniedReason() === undefined) {
+      this.addVideo.setMode("empty");
+      if (this.addVideo.element.parentElement !== this.emptyState) {
+        replace(this.emptyState, this.addVideo.element);
+      }
+    } else {
+      replace(
+        this.emptyState,
+        h(
+          "div",
+          { class: "waiting-for-video" },
+          icon("film"),
+          h("h2", {}, t("player.nothingYet")),
+          h("p", {}, this.ctx.controlDeniedReason() ?? t("player.waitingForSomeone")),
+        ),
       );
-      if (done) {
-        url.value = "";
-        title.value = "";
-      }
-    }, { attrs: { id: "media-play-now" } });
-    const addToQueue = button("Add to queue", async () => {
-      try {
-        const { state } = await this.ctx.app.api.sync.addQueueItem({ roomId, url: url.value, title: title.value, durationMs: 0n });
-        if (state) {
-          this.applyState(state, false);
-        }
-        url.value = "";
-        title.value = "";
-      } catch (error) {
-        this.ctx.app.notify(describeError(error), "error");
-      }
-    }, { attrs: { id: "media-add" } });
-    const skip = button("Play next", async () => {
-      await this.command((expectedVersion) => this.ctx.app.api.sync.playNext({ roomId, expectedVersion }));
-    }, { attrs: { id: "queue-next" } });
-    this.controlElements.push(playNow, addToQueue, skip, url, title);
-    return h("div", { class: "media-form" }, url, title, h("div", { class: "row" }, playNow, addToQueue, skip));
+      // The form lives in the queue tab, disabled with the reason, for those who cannot add.
+      this.addVideo.setMode("queue");
+      this.queueSlot.appendChild(this.addVideo.element);
+    }
+    this.screenMessage.hidden = !(hasMedia && this.mediaFailed);
+    replace(this.screenMessage, hasMedia && this.mediaFailed ? t("player.mediaFailed") : null);
   }
 
   private renderQueue(): void {
     const queue = this.state?.queue ?? [];
     const denied = this.ctx.controlDeniedReason();
     const roomId = this.ctx.roomId;
+    // Redrawn only when something it shows changed, so that the focus on a button survives the
+    // room's periodic refresh.
+    const key = JSON.stringify([denied ?? "", queue.map((item) => [item.itemId, item.media?.title, item.media?.url, this.ctx.nameOf(item.addedByUserId)])]);
+    if (key === this.queueKey) {
+      return;
+    }
+    this.queueKey = key;
+    replace(this.queueCount, queue.length > 0 ? formatNumber(queue.length) : null);
+    setEnabled(this.nextButton, denied === undefined && queue.length > 0, denied ?? t("queue.emptyReason"));
     if (queue.length === 0) {
-      replace(this.queueList, h("li", { class: "muted" }, "The queue is empty."));
+      replace(this.queueList, h("li", { class: "empty-state" }, t("queue.empty")));
       return;
     }
     replace(
       this.queueList,
       ...queue.map((item, index) => {
+        const title = userText(item.media?.title || item.media?.url || "");
         const move = (newIndex: number) =>
           this.command((expectedVersion) =>
             this.ctx.app.api.sync.moveQueueItem({ roomId, expectedVersion, itemId: item.itemId, newIndex }),
@@ -760,19 +786,22 @@ export class Player {
         const actions = denied
           ? []
           : [
-              index > 0 ? button("↑", () => move(index - 1), { attrs: { title: "Move up", "aria-label": "Move up" } }) : null,
-              index < queue.length - 1 ? button("↓", () => move(index + 1), { attrs: { title: "Move down", "aria-label": "Move down" } }) : null,
-              button("✕", () =>
-                this.command((expectedVersion) =>
-                  this.ctx.app.api.sync.removeQueueItem({ roomId, expectedVersion, itemId: item.itemId }),
-                ).then(() => undefined), { attrs: { title: "Remove", "aria-label": "Remove" } }),
+              index > 0 ? button(t("queue.moveUp"), () => move(index - 1), { kind: "quiet", small: true, icon: "up", iconOnly: true, attrs: { "data-action": "up" } }) : null,
+              index < queue.length - 1 ? button(t("queue.moveDown"), () => move(index + 1), { kind: "quiet", small: true, icon: "down", iconOnly: true, attrs: { "data-action": "down" } }) : null,
+              button(
+                t("queue.remove"),
+                () =>
+                  this.command((expectedVersion) =>
+                    this.ctx.app.api.sync.removeQueueItem({ roomId, expectedVersion, itemId: item.itemId }),
+                  ).then(() => undefined),
+                { kind: "quiet", small: true, icon: "close", iconOnly: true, attrs: { "data-action": "remove" } },
+              ),
             ];
         return h(
           "li",
-          { attrs: { "data-item-id": item.itemId } },
-          item.media?.libraryItemId ? thumbnail(item.media.libraryItemId) : null,
-          h("span", { class: "queue-title" }, item.media?.title || item.media?.url || ""),
-          h("span", { class: "muted small" }, ` added by ${this.ctx.nameOf(item.addedByUserId)}`),
+          { class: "queue-item", attrs: { "data-item-id": item.itemId } },
+          h("span", { class: "queue-index", attrs: { "aria-hidden": "true" } }, formatNumber(index + 1)),
+          h("div", { class: "queue-text" }, h("span", { class: "queue-title" }, title), h("span", { class: "queue-by" }, t("queue.addedBy", { name: this.ctx.nameOf(item.addedByUserId) }))),
           h("span", { class: "actions" }, ...actions),
         );
       }),
@@ -781,20 +810,15 @@ export class Player {
 
   private renderControls(): void {
     const denied = this.ctx.controlDeniedReason();
-    for (const element of this.controlElements) {
-      element.disabled = denied !== undefined;
-      if (denied) {
-        element.title = denied;
-      } else {
-        element.removeAttribute("title");
-      }
-    }
     const hasMedia = this.timeline !== undefined;
-    if (!denied && !hasMedia) {
-      this.playButton.disabled = true;
-      this.seekBar.disabled = true;
-    }
-    this.reason.textContent = denied ?? "";
+    const noMedia = t("player.noMediaReason");
+    setEnabled(this.playButton, denied === undefined && hasMedia, denied ?? noMedia);
+    setEnabled(this.seekBar, denied === undefined && hasMedia, denied ?? noMedia);
+    setEnabled(this.rateSelect, denied === undefined && hasMedia, denied ?? noMedia);
+    setEnabled(this.waitToggle, denied === undefined, denied);
+    replace(this.reason, denied ? icon("lock") : null, denied ?? null);
+    this.reason.hidden = denied === undefined;
+    this.renderScreen();
     this.renderQueue();
   }
 }

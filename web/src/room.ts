@@ -1,37 +1,45 @@
-// A room page: joins (asking for the password when the room has one), then lays out the player,
-// the queue, the members with their drift, the chat and the owner's settings, and shows the
-// connection state of the two live streams.
+// A room page: joins (asking for the password when the room has one), then lays out the room
+// as people know it from watch-party sites: the video large with its controls, and beside it
+// (under it on a phone) tabs for the chat, the queue, the people and the settings. Theater
+// mode and fullscreen put the chat over the video. The keyboard drives the player (space,
+// arrows, m, f, t), and the page shows the connection state of its two live streams.
 
 import { Code } from "@connectrpc/connect";
 
-import { describeError, errorCode } from "./api";
 import { Chat } from "./chat";
-import { RoomContext, roleName } from "./context";
-import { button, h, replace } from "./dom";
-import { ControlMode, type Room, Role, RoomStatus, Visibility } from "./gen/xiaowo/room/v1/room_pb";
-import { PlayerState, type Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
-import { LibraryPanel } from "./library";
-import { describeMemberLoadError } from "./loaderror";
+import { RoomContext, roleId, roleLabel } from "./context";
+import { button, h, icon, replace, setButtonLabel, setDocumentTitle, setLabel, setText } from "./dom";
+import { errorCode, explain, sentenceFor } from "./errors";
+import { type GetRoomResponse, type Room, Role, RoomStatus } from "./gen/xiaowo/room/v1/room_pb";
+import type { Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
+import { formatNumber, type MessageKey, type Shown, t, userText } from "./i18n";
 import type { App } from "./main";
-import { Player } from "./player";
-import { UploadPanel } from "./upload";
+import { renderMembers } from "./members";
+import { SEEK_STEP_S, Player } from "./player";
+import { settingsPanel } from "./settings";
+import { openShareDialog } from "./share";
 import type { StreamState } from "./stream";
+import { tabs } from "./ui";
 
 const REFRESH_MS = 10_000;
+const THEATER_SETTING = "xiaowo.theater";
 
-export function showRoom(app: App, main: HTMLElement, roomId: string): () => void {
+/** Opens a room; `prefetched` is a GetRoom answer asked for while the page was starting. */
+export function showRoom(app: App, main: HTMLElement, roomId: string, prefetched?: Promise<GetRoomResponse>): () => void {
   let left = false;
   let teardown: (() => void) | undefined;
-  replace(main, h("p", { class: "muted" }, "Opening the room…"));
+  replace(main, h("p", { class: "loading", attrs: { role: "status" } }, t("room.opening")));
 
   const enter = async (password?: string): Promise<void> => {
     try {
-      const { room, role } = await app.api.room.getRoom({ roomId });
+      const first = prefetched;
+      prefetched = undefined;
+      const { room, role } = await (first ?? app.api.room.getRoom({ roomId })).catch(() => app.api.room.getRoom({ roomId }));
       if (!room) {
         throw new Error("no room");
       }
       if (room.status !== RoomStatus.ACTIVE) {
-        showGone(app, main, "This room is closed.");
+        showGone(app, main, "closed");
         return;
       }
       let myRole = role;
@@ -44,50 +52,91 @@ export function showRoom(app: App, main: HTMLElement, roomId: string): () => voi
         myRole = joined.member?.role ?? Role.MEMBER;
       }
       if (!left) {
+        main.classList.add("page-room");
         teardown = openRoom(app, main, new RoomContext(app, roomId, room, myRole));
       }
     } catch (error) {
       const code = errorCode(error);
       if (code === Code.NotFound) {
-        showGone(app, main, "There is no such room (the link may be wrong, or the room was closed).");
+        showGone(app, main, "notFound");
       } else if (password !== undefined && (code === Code.PermissionDenied || code === Code.InvalidArgument || code === Code.ResourceExhausted)) {
         const room = (await app.api.room.getRoom({ roomId }).catch(() => undefined))?.room;
         if (room) {
-          askPassword(app, main, room, (given) => enter(given), describeError(error));
+          askPassword(app, main, room, (given) => enter(given), sentenceFor(error, "join"));
         }
+      } else if (explain(error, "join").key === "error.kicked") {
+        showGone(app, main, "kicked", sentenceFor(error, "join"));
       } else {
-        showGone(app, main, describeError(error));
+        showGone(app, main, "error", sentenceFor(error, "join"));
       }
     }
   };
   void enter();
   return () => {
     left = true;
+    main.classList.remove("page-room");
     teardown?.();
   };
 }
 
-function showGone(app: App, main: HTMLElement, text: string): void {
-  const back = button("Back to the lobby", () => app.navigate("/"));
-  replace(main, h("section", { class: "card narrow" }, h("p", { class: "error", attrs: { id: "room-error" } }, text), back));
+type GoneReason = "closed" | "kicked" | "notFound" | "sessionEnded" | "error";
+
+/** The page after a room is gone for the caller: what happened, and the way back. */
+function showGone(app: App, main: HTMLElement, reason: GoneReason, text?: Shown): void {
+  main.classList.remove("page-room");
+  const titles: Record<GoneReason, [MessageKey, MessageKey]> = {
+    closed: ["gone.closedTitle", "gone.closedText"],
+    kicked: ["gone.kickedTitle", "gone.kickedText"],
+    notFound: ["gone.notFoundTitle", "gone.notFoundText"],
+    sessionEnded: ["gone.sessionTitle", "gone.sessionText"],
+    error: ["gone.errorTitle", "error.unreachable"],
+  };
+  const [title, sentence] = titles[reason];
+  setDocumentTitle(t("room.pageTitle", { name: t(title) }));
+  const back = button(t("gone.back"), () => app.navigate("/"), { kind: "primary", icon: "back", attrs: { id: "back-to-lobby" } });
+  replace(
+    main,
+    h(
+      "section",
+      { class: "card narrow notice", attrs: { id: "room-gone", "data-reason": reason, "aria-labelledby": "gone-title" } },
+      icon(reason === "kicked" ? "door" : reason === "closed" ? "lock" : "film"),
+      h("h1", { attrs: { id: "gone-title", tabindex: "-1" } }, t(title)),
+      h("p", { attrs: { id: "room-error" } }, text ?? t(sentence)),
+      back,
+    ),
+  );
+  // The heading takes the focus, so that a screen reader reads what happened first.
+  main.querySelector<HTMLElement>("#gone-title")?.focus();
 }
 
-function askPassword(app: App, main: HTMLElement, room: Room, submit: (password: string) => Promise<void>, failure = ""): void {
+function askPassword(app: App, main: HTMLElement, room: Room, submit: (password: string) => Promise<void>, failure?: Shown): void {
+  main.classList.remove("page-room");
+  setDocumentTitle(t("room.pageTitle", { name: userText(room.name) }));
   const input = h("input", { attrs: { id: "join-password", type: "password", autocomplete: "current-password", required: "" } });
-  const error = h("p", { class: "error", attrs: { id: "join-error" } }, failure);
+  const error = h("p", { class: "error", attrs: { id: "join-error", role: "alert" } }, failure ?? null);
+  if (failure) {
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", "join-error");
+  }
   const form = h(
     "form",
-    { class: "card narrow", attrs: { id: "join-form" } },
-    h("h1", {}, room.name),
-    room.description ? h("p", {}, room.description) : null,
-    h("label", { attrs: { for: "join-password" } }, "This room needs a password"),
+    { class: "card narrow notice", attrs: { id: "join-form", "aria-labelledby": "join-title" } },
+    icon("lock"),
+    h("h1", { attrs: { id: "join-title" } }, userText(room.name)),
+    room.description ? h("p", { class: "muted" }, userText(room.description)) : null,
+    h("label", { attrs: { for: "join-password" } }, t("join.needsPassword")),
     input,
     error,
-    h("div", { class: "row" }, h("button", { attrs: { type: "submit" } }, "Join"), button("Cancel", () => app.navigate("/"), { class: "link" })),
+    h(
+      "div",
+      { class: "row" },
+      h("button", { class: "btn primary", attrs: { type: "submit" } }, t("join.submit")),
+      button(t("gone.back"), () => app.navigate("/"), { kind: "quiet" }),
+    ),
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    error.textContent = "";
+    replace(error);
     void submit(input.value);
   });
   replace(main, form);
@@ -95,7 +144,7 @@ function askPassword(app: App, main: HTMLElement, room: Room, submit: (password:
 }
 
 function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
-  const connection = h("span", { class: "connection", attrs: { id: "connection", "data-state": "connecting" } }, "connecting…");
+  const connection = h("span", { class: "connection", attrs: { id: "connection", "data-state": "connecting", role: "status" } });
   const streams: Record<"sync" | "chat", StreamState> = {
     sync: { kind: "connecting", attempt: 1 },
     chat: { kind: "connecting", attempt: 1 },
@@ -106,20 +155,32 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
     renderConnection(connection, streams);
     if (state.kind === "ended" && !ended) {
       ended = true;
-      const text =
-        state.code === Code.PermissionDenied
-          ? "You are no longer a member of this room."
-          : state.code === Code.Unauthenticated
-            ? "Your session has ended."
-            : "This room has been closed.";
       stop();
-      showGone(app, main, text);
+      showGone(
+        app,
+        main,
+        state.code === Code.PermissionDenied ? "kicked" : state.code === Code.Unauthenticated ? "sessionEnded" : state.code === Code.NotFound ? "notFound" : "closed",
+      );
     }
   };
 
   const members = h("ul", { class: "members", attrs: { id: "members" } });
+  const memberCount = h("span", { class: "count", attrs: { id: "member-count" } });
   let watchers: Watcher[] = [];
-  const chat = new Chat(ctx, onStreamState("chat"));
+  // Messages that arrived while another tab was open.
+  const unread = h("span", { class: "count unread", attrs: { id: "chat-unread" } });
+  let unreadCount = 0;
+  const chat = new Chat(ctx, onStreamState("chat"), () => {
+    if (!chatInView()) {
+      unreadCount += 1;
+      replace(unread, formatNumber(unreadCount));
+      setLabel(unread, "aria-label", t("chat.unread", { count: unreadCount }));
+    }
+  });
+  const drawMembers = (): void => {
+    renderMembers(ctx, members, watchers, refresh);
+    replace(memberCount, formatNumber(Math.max(ctx.members.size, watchers.length)));
+  };
   const player = new Player(
     ctx,
     (latest) => {
@@ -128,67 +189,195 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
       if (latest.some((watcher) => !ctx.members.has(watcher.userId)) && performance.now() - lastRefresh > 3_000) {
         void refresh();
       }
-      renderMembers(ctx, members, watchers, chat, player.currentMediaId());
+      drawMembers();
     },
     onStreamState("sync"),
   );
-  const library = new LibraryPanel(ctx, player);
-  const upload = new UploadPanel(ctx, async (item, addToQueue) => {
-    if (addToQueue && !ctx.controlDeniedReason()) {
-      await player.addLibraryItem(item, false);
-    }
-    await library.refresh();
-  });
 
   const title = h("h1", { attrs: { id: "room-name" } });
-  const description = h("p", { class: "muted" });
+  const description = h("p", { class: "room-description" });
   const myRole = h("span", { class: "badge", attrs: { id: "my-role" } });
   const settings = h("div", { attrs: { id: "settings-slot" } });
   // Rebuilt only when the role changes, so that a periodic refresh never wipes an edit.
   let settingsFor: Role | undefined;
   const renderHeader = (): void => {
-    title.textContent = ctx.room.name;
-    description.textContent = ctx.room.description;
-    myRole.textContent = roleName(ctx.role);
-    document.title = `${ctx.room.name} · Xiaowo`;
-    if (settingsFor !== ctx.role) {
+    setText(title, userText(ctx.room.name));
+    replace(description, ctx.room.description ? userText(ctx.room.description) : null);
+    description.hidden = ctx.room.description === "";
+    setText(myRole, roleLabel(ctx.role));
+    myRole.setAttribute("data-role", roleId(ctx.role));
+    myRole.hidden = ctx.role < Role.MODERATOR;
+    setDocumentTitle(t("room.pageTitle", { name: userText(ctx.room.name) }));
+    renderSettings();
+  };
+  // Built when the tab is first opened (a smaller first render), rebuilt when the role changes.
+  const renderSettings = (): void => {
+    if (settingsFor !== ctx.role && panels.selected() === "settings") {
       settingsFor = ctx.role;
-      replace(settings, ctx.role >= Role.MODERATOR ? settingsPanel(ctx) : null);
+      replace(settings, settingsPanel(ctx, { playback: player.roomSettingsElement, device: player.deviceSettingsElement }));
     }
   };
   ctx.onChange(() => {
     renderHeader();
-    renderMembers(ctx, members, watchers, chat, player.currentMediaId());
+    drawMembers();
   });
 
-  const share = button("Copy link", async () => {
-    const link = `${window.location.origin}/room/${ctx.roomId}`;
-    try {
-      await navigator.clipboard.writeText(link);
-      app.notify("Link copied.");
-    } catch {
-      app.notify(link);
-    }
-  });
-  const leave = button("Leave room", async () => {
-    try {
-      await app.api.room.leaveRoom({ roomId: ctx.roomId });
-      app.navigate("/");
-    } catch (error) {
-      app.notify(describeError(error), "error");
-    }
-  }, { class: "link", attrs: { id: "leave-room" } });
-
-  replace(
-    main,
-    h(
-      "div",
-      { class: "room" },
-      h("div", { class: "room-head" }, h("div", {}, title, description), h("div", { class: "row" }, myRole, connection, share, leave)),
-      h("div", { class: "room-main" }, player.element, player.queueElement, upload.element, library.element, settings),
-      h("div", { class: "room-side" }, h("section", { class: "card" }, h("h2", {}, "Members"), members), chat.element),
-    ),
+  const invite = button(t("share.invite"), () => openShareDialog(app, ctx.roomId, ctx.room.name), { kind: "secondary", small: true, icon: "share", attrs: { id: "invite" } });
+  const leave = button(
+    t("room.leave"),
+    async () => {
+      try {
+        await app.api.room.leaveRoom({ roomId: ctx.roomId });
+        app.navigate("/");
+      } catch (error) {
+        app.fail(error, "room");
+      }
+    },
+    { kind: "quiet", small: true, icon: "leave", attrs: { id: "leave-room" } },
   );
+
+  // The chat lives in its tab, or over the video in theater mode and fullscreen.
+  const overlayNote = h(
+    "div",
+    { class: "overlay-note" },
+    h("p", {}, t("room.chatOverVideo")),
+    button(t("room.chatBackHere"), () => setOverlay(false), { kind: "secondary", small: true }),
+  );
+  const chatHome = h("div", { class: "chat-home" }, chat.element, overlayNote);
+  const panels = tabs(
+    t("room.panels"),
+    [
+      { id: "chat", label: t("tab.chat"), panel: chatHome, badge: unread },
+      { id: "queue", label: t("tab.queue"), panel: h("div", {}, player.queueElement), badge: player.queueCount },
+      { id: "people", label: t("tab.people"), panel: h("div", {}, members), badge: memberCount },
+      { id: "settings", label: t("tab.settings"), panel: settings },
+    ],
+    "room-tabs",
+  );
+  const chatInView = (): boolean => panels.selected() === "chat" || chat.element.parentElement === player.overlaySlot;
+  panels.onSelect((id) => {
+    if (id === "settings") {
+      renderSettings();
+    }
+    if (id === "chat") {
+      unreadCount = 0;
+      replace(unread);
+      setLabel(unread, "aria-label", undefined);
+    }
+  });
+  const side = h("aside", { class: "side", attrs: { "aria-label": t("room.panels") } }, panels.element);
+  const roomBar = h(
+    "div",
+    { class: "room-bar" },
+    h("div", { class: "room-title" }, h("div", { class: "room-title-line" }, title, myRole), description),
+    h("div", { class: "room-actions" }, connection, invite, leave),
+  );
+  const layout = h("div", { class: "room", attrs: { id: "room" } }, roomBar, player.element, side);
+
+  let theater = localStorage.getItem(THEATER_SETTING) === "on";
+  let overlay = true;
+  const theaterButton = button(t("player.theater"), () => setTheater(!theater), { kind: "quiet", icon: "theater", iconOnly: true, class: "theater-toggle", attrs: { id: "theater-toggle" } });
+  const overlayButton = button(t("player.hideChat"), () => setOverlay(!overlay), { kind: "quiet", icon: "chat", iconOnly: true, attrs: { id: "overlay-chat-toggle" } });
+  const canFullscreen = typeof player.element.requestFullscreen === "function" && document.fullscreenEnabled;
+  const fullscreenButton = button(t("player.fullscreen"), () => toggleFullscreen(), { kind: "quiet", icon: "fullscreen", iconOnly: true, attrs: { id: "fullscreen-toggle" } });
+  fullscreenButton.hidden = !canFullscreen;
+  player.layoutControls.append(overlayButton, theaterButton, fullscreenButton);
+
+  const isFullscreen = (): boolean => document.fullscreenElement === player.element;
+  const placeChat = (): void => {
+    const fullscreen = isFullscreen();
+    const over = (theater || fullscreen) && overlay;
+    layout.classList.toggle("theater", theater);
+    player.element.classList.toggle("with-overlay", over);
+    theaterButton.setAttribute("aria-pressed", String(theater));
+    setButtonLabel(theaterButton, theater ? t("player.theaterOff") : t("player.theater"));
+    fullscreenButton.setAttribute("aria-pressed", String(fullscreen));
+    setButtonLabel(fullscreenButton, fullscreen ? t("player.fullscreenOff") : t("player.fullscreen"));
+    overlayButton.hidden = !(theater || fullscreen);
+    overlayButton.setAttribute("aria-pressed", String(overlay));
+    setButtonLabel(overlayButton, overlay ? t("player.hideChat") : t("player.showChat"));
+    if (over && chat.element.parentElement !== player.overlaySlot) {
+      player.overlaySlot.appendChild(chat.element);
+    } else if (!over && chat.element.parentElement !== chatHome) {
+      chatHome.prepend(chat.element);
+    }
+    player.overlaySlot.hidden = !over;
+    overlayNote.hidden = !over;
+  };
+  const setTheater = (on: boolean): void => {
+    theater = on;
+    localStorage.setItem(THEATER_SETTING, on ? "on" : "off");
+    placeChat();
+  };
+  const setOverlay = (on: boolean): void => {
+    overlay = on;
+    placeChat();
+  };
+  const toggleFullscreen = async (): Promise<void> => {
+    try {
+      if (isFullscreen()) {
+        await document.exitFullscreen();
+      } else {
+        await player.element.requestFullscreen();
+      }
+    } catch {
+      // Refused (e.g. not from a gesture): nothing changes, which the button shows.
+    }
+  };
+  document.addEventListener("fullscreenchange", placeChat);
+
+  // The keyboard: space (or k) plays and pauses, the arrows seek, m mutes this device's sound,
+  // f is fullscreen, t theater mode. Keys typed into fields and buttons keep their own meaning.
+  const onKey = (event: KeyboardEvent): void => {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || document.querySelector("dialog[open]")) {
+      return;
+    }
+    const target = event.target instanceof Element ? event.target : null;
+    if (target?.closest("input, textarea, select, button, a, summary, [role=tab], [contenteditable], .menu")) {
+      return;
+    }
+    const control = (run: () => Promise<void>): void => {
+      event.preventDefault();
+      const denied = ctx.controlDeniedReason();
+      if (denied) {
+        app.notify(denied, "error");
+      } else if (player.hasMedia()) {
+        void run();
+      }
+    };
+    switch (event.key) {
+      case " ":
+      case "k":
+        control(() => player.togglePlay());
+        break;
+      case "ArrowLeft":
+        control(() => player.seekBy(-SEEK_STEP_S));
+        break;
+      case "ArrowRight":
+        control(() => player.seekBy(SEEK_STEP_S));
+        break;
+      case "m":
+        event.preventDefault();
+        player.toggleSound();
+        break;
+      case "f":
+        if (canFullscreen) {
+          event.preventDefault();
+          void toggleFullscreen();
+        }
+        break;
+      case "t":
+        event.preventDefault();
+        setTheater(!theater);
+        break;
+      default:
+        break;
+    }
+  };
+  document.addEventListener("keydown", onKey);
+
+  replace(main, layout);
+  placeChat();
 
   let lastRefresh = -Infinity;
   const refresh = async (): Promise<void> => {
@@ -214,7 +403,7 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
       if (errorCode(error) === Code.PermissionDenied && !ended) {
         ended = true;
         stop();
-        showGone(app, main, "You are no longer a member of this room.");
+        showGone(app, main, "kicked");
       }
     }
   };
@@ -231,207 +420,43 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
   const stop = (): void => {
     window.removeEventListener("online", online);
     window.removeEventListener("offline", online);
+    document.removeEventListener("keydown", onKey);
+    document.removeEventListener("fullscreenchange", placeChat);
+    if (isFullscreen()) {
+      void document.exitFullscreen().catch(() => undefined);
+    }
     window.clearInterval(timer);
     player.stop();
     chat.stop();
-    upload.stop();
-    library.stop();
   };
 
   renderHeader();
+  renderConnection(connection, streams);
   void refresh();
   player.start();
   chat.start();
-  upload.start();
-  library.start();
   return stop;
 }
 
 function renderConnection(element: HTMLElement, streams: Record<"sync" | "chat", StreamState>): void {
   const states = Object.values(streams);
   let state: string;
-  let text: string;
+  let text: Shown;
   if (states.every((stream) => stream.kind === "live")) {
     state = "live";
-    text = "● connected";
+    text = t("connection.live");
   } else if (states.some((stream) => stream.kind === "retrying")) {
     state = "retrying";
     const retrying = states.find((stream) => stream.kind === "retrying");
-    text = retrying && retrying.kind === "retrying" ? `reconnecting in ${Math.ceil(retrying.inSeconds)} s…` : "reconnecting…";
+    text = retrying && retrying.kind === "retrying" ? t("connection.retryingIn", { count: Math.ceil(retrying.inSeconds) }) : t("connection.retrying");
   } else if (states.some((stream) => stream.kind === "ended")) {
     state = "ended";
-    text = "disconnected";
+    text = t("connection.ended");
   } else {
     state = "connecting";
-    text = "connecting…";
+    text = t("connection.connecting");
   }
   element.setAttribute("data-state", state);
-  element.textContent = text;
-}
-
-function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[], chat: Chat, mediaId: string): void {
-  const watching = new Map(watchers.map((watcher) => [watcher.userId, watcher]));
-  const userIds = [...ctx.members.keys()];
-  for (const watcher of watchers) {
-    if (!ctx.members.has(watcher.userId)) {
-      userIds.push(watcher.userId);
-    }
-  }
-  if (userIds.length === 0) {
-    replace(list, h("li", { class: "muted" }, "Loading members…"));
-    return;
-  }
-  replace(
-    list,
-    ...userIds.map((userId) => {
-      const role = ctx.roleOf(userId);
-      const watcher = watching.get(userId);
-      const me = userId === ctx.myUserId;
-      return h(
-        "li",
-        { attrs: { "data-user-id": userId } },
-        h("span", { class: "member-name" }, ctx.nameOf(userId), me ? " (you)" : ""),
-        h("span", { class: `badge role-${roleName(role)}` }, roleName(role)),
-        h("span", { class: "drift muted small" }, watcher ? describeWatcher(watcher) : "not watching"),
-        // One's own trouble is in the player's status line already.
-        !me && watcher?.loadError && watcher.loadError.mediaId === mediaId
-          ? h("span", { class: "load-error small" }, describeMemberLoadError(ctx.nameOf(userId), watcher.loadError))
-          : null,
-        me ? null : memberActions(ctx, userId, role, chat),
-      );
-    }),
-  );
-}
-
-function describeWatcher(watcher: Watcher): string {
-  const offset = Number(watcher.offsetMs);
-  const drift = `${offset >= 0 ? "+" : ""}${offset} ms`;
-  switch (watcher.state) {
-    case PlayerState.BUFFERING:
-      return `buffering · ${drift}`;
-    case PlayerState.ENDED:
-      return "finished";
-    case PlayerState.FAILED:
-      return "cannot play";
-    case PlayerState.READY:
-      return drift;
-    case PlayerState.UNSPECIFIED:
-      return "watching";
-  }
-}
-
-function memberActions(ctx: RoomContext, userId: string, role: Role, chat: Chat): HTMLElement | null {
-  const api = ctx.app.api.room;
-  const roomId = ctx.roomId;
-  const run = (action: () => Promise<unknown>, done: string) => async () => {
-    try {
-      await action();
-      ctx.app.notify(done);
-      const { members } = await api.listMembers({ roomId });
-      ctx.setMembers(members);
-      ctx.changed();
-    } catch (error) {
-      ctx.app.notify(describeError(error), "error");
-    }
-  };
-  const name = ctx.nameOf(userId);
-  const actions: HTMLElement[] = [];
-  if (ctx.role === Role.OWNER && role !== Role.OWNER) {
-    actions.push(
-      role === Role.MODERATOR
-        ? button("Make member", run(() => api.setMemberRole({ roomId, userId, role: Role.MEMBER }), `${name} is a member now.`), { class: "link small" })
-        : button("Make moderator", run(() => api.setMemberRole({ roomId, userId, role: Role.MODERATOR }), `${name} is a moderator now.`), { class: "link small" }),
-      button("Make owner", run(() => api.transferOwnership({ roomId, userId }), `${name} owns the room now.`), { class: "link small" }),
-    );
-  }
-  const outranks = ctx.role === Role.OWNER ? role !== Role.OWNER : ctx.role === Role.MODERATOR && role === Role.MEMBER;
-  if (ctx.canModerate() && outranks && ctx.members.has(userId)) {
-    actions.push(
-      button("Mute", () => chat.mute(userId), { class: "link small" }),
-      button("Kick", run(() => api.kickMember({ roomId, userId }), `${name} was removed.`), { class: "link small" }),
-    );
-  }
-  return actions.length > 0 ? h("span", { class: "actions" }, ...actions) : null;
-}
-
-function settingsPanel(ctx: RoomContext): HTMLElement {
-  const owner = ctx.role === Role.OWNER;
-  const room = ctx.room;
-  const name = h("input", { attrs: { id: "settings-name", maxlength: "64" } });
-  name.value = room.name;
-  const description = h("textarea", { attrs: { id: "settings-description", maxlength: "500", rows: "2" } });
-  description.value = room.description;
-  const visibility = h(
-    "select",
-    { attrs: { id: "settings-visibility" } },
-    h("option", { attrs: { value: String(Visibility.PUBLIC) } }, "Public"),
-    h("option", { attrs: { value: String(Visibility.UNLISTED) } }, "Unlisted"),
-  );
-  visibility.value = String(room.visibility === Visibility.UNLISTED ? Visibility.UNLISTED : Visibility.PUBLIC);
-  const control = h(
-    "select",
-    { attrs: { id: "settings-control" } },
-    h("option", { attrs: { value: String(ControlMode.EVERYONE) } }, "Everyone"),
-    h("option", { attrs: { value: String(ControlMode.MODERATORS) } }, "Moderators"),
-    h("option", { attrs: { value: String(ControlMode.OWNER) } }, "Owner only"),
-  );
-  control.value = String(room.controlMode === ControlMode.UNSPECIFIED ? ControlMode.EVERYONE : room.controlMode);
-  const password = h("input", { attrs: { id: "settings-password", type: "password", autocomplete: "new-password", placeholder: room.hasPassword ? "Leave empty to keep it" : "None" } });
-  const clearPassword = h("input", { attrs: { id: "settings-clear-password", type: "checkbox" } });
-
-  const save = button("Save settings", async () => {
-    try {
-      const { room: updated } = await ctx.app.api.room.updateRoom({
-        roomId: ctx.roomId,
-        name: name.value,
-        description: description.value,
-        ...(owner
-          ? {
-              visibility: Number(visibility.value) as Visibility,
-              controlMode: Number(control.value) as ControlMode,
-              ...(password.value ? { password: password.value } : {}),
-              clearPassword: clearPassword.checked,
-            }
-          : {}),
-      });
-      if (updated) {
-        ctx.room = updated;
-        ctx.changed();
-      }
-      ctx.app.notify("Settings saved.");
-    } catch (error) {
-      ctx.app.notify(describeError(error), "error");
-    }
-  }, { attrs: { id: "settings-save" } });
-  const close = owner
-    ? button("Close the room", async () => {
-        if (!window.confirm("Close this room for everyone?")) {
-          return;
-        }
-        try {
-          await ctx.app.api.room.closeRoom({ roomId: ctx.roomId });
-          ctx.app.navigate("/");
-        } catch (error) {
-          ctx.app.notify(describeError(error), "error");
-        }
-      }, { class: "danger" })
-    : null;
-
-  return h(
-    "details",
-    { class: "card settings", attrs: { id: "room-settings" } },
-    h("summary", {}, "Room settings"),
-    h("label", { attrs: { for: "settings-name" } }, "Name"),
-    name,
-    h("label", { attrs: { for: "settings-description" } }, "Description"),
-    description,
-    owner ? h("label", { attrs: { for: "settings-visibility" } }, "Visibility") : null,
-    owner ? visibility : null,
-    owner ? h("label", { attrs: { for: "settings-control" } }, "Who controls playback") : null,
-    owner ? control : null,
-    owner ? h("label", { attrs: { for: "settings-password" } }, "New password") : null,
-    owner ? password : null,
-    owner && room.hasPassword ? h("label", {}, clearPassword, " Remove the password") : null,
-    h("div", { class: "row" }, save, close),
-  );
+  setText(element, text);
+  setLabel(element, "title", state === "live" ? t("connection.liveHint") : undefined);
 }

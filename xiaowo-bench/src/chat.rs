@@ -124,7 +124,6 @@ pub async fn durable(targets: &Targets, members: usize, messages: usize, in_flig
             arrivals.values().filter(|(n, _)| *n == members).map(|(_, latency)| *latency).collect();
         (complete.len(), complete)
     });
-    #[allow(clippy::cast_precision_loss)]
     Ok(Durable {
         messages: sent,
         acked_per_second: sent as f64 / elapsed.as_secs_f64(),
@@ -177,6 +176,5 @@ pub fn sqlite_ceiling(chat_db: &Path, synchronous: &str, rows: usize, per_transa
         }
         transaction.commit()?;
     }
-    #[allow(clippy::cast_precision_loss)]
     Ok(seq as f64 / started.elapsed().as_secs_f64())
 }

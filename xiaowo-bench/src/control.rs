@@ -63,7 +63,6 @@ where
     }
     let cpu_used = procstat::cpu_seconds(pids) - cpu_before;
     let latency = stats::summarize(latencies);
-    #[allow(clippy::cast_precision_loss)]
     let calls = latency.count.max(1) as f64;
     Load {
         operation,

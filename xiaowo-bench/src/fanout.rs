@@ -81,7 +81,6 @@ pub struct Step {
 impl Step {
     /// Delivered within the target: p99 ≤ 100 ms, nearly everything arrived, nothing skipped.
     pub fn sustained(&self) -> bool {
-        #[allow(clippy::cast_precision_loss)]
         let (delivered, expected, skipped, published) =
             (self.latency.count as f64, self.expected as f64, self.skipped as f64, self.published as f64);
         self.latency.p99_ms <= 100.0 && delivered >= 0.99 * expected && skipped <= 0.01 * (published + skipped)
@@ -111,7 +110,6 @@ impl Fleet {
             let publisher = publisher.clone();
             drivers.spawn(async move {
                 // Rooms tick spread over the interval, as independent rooms would.
-                #[allow(clippy::cast_precision_loss)]
                 tokio::time::sleep(interval.mul_f64(index as f64 / rooms as f64)).await;
                 let deadline = tokio::time::Instant::now() + duration;
                 let mut ticker = tokio::time::interval(interval);
@@ -144,7 +142,6 @@ impl Fleet {
             }
         }
         let latency = stats::summarize(latencies);
-        #[allow(clippy::cast_precision_loss)]
         let deliveries = latency.count.max(1) as f64;
         let expected = published * shape.watchers_per_room as u64;
         let server_cpu_us_per_delivery = if self.server_pids.is_empty() {

@@ -4,6 +4,7 @@
 //! an in-process broadcast, a raw TCP fan-out server, gRPC health as an echo RPC, a plain
 //! SQLite insert loop, and a socket.io room-broadcast server. Server CPU and memory come from
 //! `/proc/<pid>`, apart from the generator's own.
+#![expect(clippy::cast_precision_loss, reason = "counts and durations become f64 figures in the report")]
 
 mod chat;
 mod control;

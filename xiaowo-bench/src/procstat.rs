@@ -21,9 +21,7 @@ fn process_cpu_seconds(pid: &str) -> f64 {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // utime and stime are the 14th and 15th fields of the line, the 12th and 13th after the name.
     let ticks: u64 = fields.get(11..13).map_or(0, |pair| pair.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-    #[allow(clippy::cast_precision_loss)]
-    let seconds = ticks as f64 / TICKS_PER_SECOND;
-    seconds
+    ticks as f64 / TICKS_PER_SECOND
 }
 
 /// Resident set size of the processes in bytes (`VmRSS` of `/proc/<pid>/status`).

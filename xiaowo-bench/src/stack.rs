@@ -68,6 +68,14 @@ impl Launcher {
             .args(["--chat-flood-burst", "1000000", "--chat-flood-per-second", "1000000"])
             .args(["--sync-command-burst", "1000000", "--sync-commands-per-second", "1000000"])
             .args(["--room-max-members", "1000", "--max-concurrent-streams", "1000"])
+            .args([
+                "--room-creates-per-caller",
+                "0",
+                "--room-creates-per-address",
+                "0",
+                "--room-max-open-per-owner",
+                "0",
+            ])
             // Every benchmark connection comes from 127.0.0.1, as from a proxy.
             .args(["--max-connections-per-ip", "0"])
             .args(extra_args)

@@ -20,12 +20,9 @@ pub fn summarize(mut micros: Vec<u64>) -> Summary {
         return Summary::default();
     }
     micros.sort_unstable();
-    let at = |fraction: f64| {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
-        let index = ((micros.len() - 1) as f64 * fraction).round() as usize;
-        micros[index] as f64 / 1000.0
-    };
-    Summary { count: micros.len(), p50_ms: at(0.50), p99_ms: at(0.99), max_ms: at(1.0) }
+    // The sample at rank `permille` / 1000 of the way through, rounded to the nearest.
+    let at = |permille: usize| micros[((micros.len() - 1) * permille + 500) / 1000] as f64 / 1000.0;
+    Summary { count: micros.len(), p50_ms: at(500), p99_ms: at(990), max_ms: at(1000) }
 }
 
 /// Microseconds since the Unix epoch: the generator stamps events with it and receivers in the

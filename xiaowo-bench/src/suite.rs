@@ -180,9 +180,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Bytes per watcher of a memory growth, in KiB.
 pub fn per_watcher(after: u64, before: u64, watchers: usize) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let kib = after.saturating_sub(before) as f64 / 1024.0 / watchers.max(1) as f64;
-    kib
+    after.saturating_sub(before) as f64 / 1024.0 / watchers.max(1) as f64
 }
 
 /// The column names of fan-out rows.
@@ -195,7 +193,6 @@ pub fn fanout_header(out: &mut String) {
 
 /// One fan-out row.
 pub fn fanout_row(out: &mut String, system: &str, step: &Step, rss_per_watcher: f64) {
-    #[allow(clippy::cast_precision_loss)]
     let delivered = 100.0 * step.latency.count as f64 / step.expected.max(1) as f64;
     let _ = writeln!(
         out,

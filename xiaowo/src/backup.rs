@@ -274,7 +274,13 @@ pub fn list(dir: &Path) -> Result<Vec<Manifest>, BackupError> {
     }
     let mut manifests = Vec::new();
     for entry in fs::read_dir(dir).map_err(io(dir))? {
-        let path = entry.map_err(io(dir))?.path().join(MANIFEST);
+        let entry = entry.map_err(io(dir))?;
+        // A backup being written lives in a hidden staging directory until it is renamed into
+        // place; its manifest may be half-written, and it is not a backup yet.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path().join(MANIFEST);
         if path.is_file() {
             manifests.push(read_manifest(&path)?);
         }
@@ -716,7 +722,9 @@ impl BackupConfig {
 }
 
 /// Takes scheduled backups until `shutdown`: a full one every `full_interval`, increments in
-/// between. A failed backup is logged and retried at the next tick; it never stops serving.
+/// between. Right after start it takes a full backup unless one younger than `full_interval`
+/// exists, so that an instance restarted more often than the increment interval is still backed
+/// up. A failed backup is logged and retried at the next tick; it never stops serving.
 pub async fn run_schedule(
     settings: Settings,
     full_interval: std::time::Duration,
@@ -729,9 +737,10 @@ pub async fn run_schedule(
     }
     let tick = if incremental_interval.is_zero() { full_interval } else { incremental_interval.min(full_interval) };
     let full_every_ms = svc_kit::clock::millis(full_interval);
+    // The first tick is at once: the start-up backup.
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
+    let mut starting = true;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -739,17 +748,21 @@ pub async fn run_schedule(
         }
         let now = clock.now_ms();
         let settings = settings.clone();
+        let at_start = std::mem::take(&mut starting);
         let result = tokio::task::spawn_blocking(move || {
             let last_full = list(&settings.backup_dir)?.into_iter().rev().find(|manifest| manifest.kind == Kind::Full);
-            let kind = match last_full {
-                Some(full) if now - full.created_at_ms < full_every_ms => Kind::Incremental,
-                _ => Kind::Full,
-            };
-            run(&settings, kind, now)
+            let full_is_recent = last_full.is_some_and(|full| now - full.created_at_ms < full_every_ms);
+            match (full_is_recent, at_start) {
+                // Restarted with a recent full backup: the next tick takes an increment.
+                (true, true) => Ok(None),
+                (true, false) => run(&settings, Kind::Incremental, now).map(Some),
+                (false, _) => run(&settings, Kind::Full, now).map(Some),
+            }
         })
         .await;
         match result {
-            Ok(Ok(manifest)) => tracing::info!(backup = %manifest.id, "scheduled backup done"),
+            Ok(Ok(Some(manifest))) => tracing::info!(backup = %manifest.id, "scheduled backup done"),
+            Ok(Ok(None)) => tracing::debug!("a recent full backup exists; the next scheduled backup is an increment"),
             Ok(Err(error)) => tracing::error!(%error, "scheduled backup failed"),
             Err(error) => tracing::error!(%error, "scheduled backup task failed"),
         }

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::backup;
-use crate::node::{self, Common, Peers, Target};
+use crate::node::{self, Common, Peers, Plan, Target};
 
 /// Xiaowo (小窝): watch videos together, in sync, with chat.
 ///
@@ -111,34 +111,40 @@ struct ServeArgs {
     #[arg(long, env = "XIAOWO_TARGET", value_enum, value_delimiter = ',', required = true)]
     target: Vec<Target>,
     /// session-svc's address when it runs here.
-    #[arg(long, env = "XIAOWO_SESSION_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "XIAOWO_SESSION_LISTEN", default_value_t = default_listen(Target::Session))]
     session_listen: SocketAddr,
-    /// session-svc's URL when it runs elsewhere.
-    #[arg(long, env = "XIAOWO_SESSION_URL", default_value = "http://127.0.0.1:50051")]
-    session_url: String,
+    /// session-svc's URL when it runs elsewhere [default: its default port on this host].
+    #[arg(long, env = "XIAOWO_SESSION_URL")]
+    session_url: Option<String>,
     /// room-svc's address when it runs here.
-    #[arg(long, env = "XIAOWO_ROOM_LISTEN", default_value = "127.0.0.1:50052")]
+    #[arg(long, env = "XIAOWO_ROOM_LISTEN", default_value_t = default_listen(Target::Room))]
     room_listen: SocketAddr,
     /// sync-svc's address when it runs here.
-    #[arg(long, env = "XIAOWO_SYNC_LISTEN", default_value = "127.0.0.1:50053")]
+    #[arg(long, env = "XIAOWO_SYNC_LISTEN", default_value_t = default_listen(Target::Sync))]
     sync_listen: SocketAddr,
     /// chat-svc's address when it runs here.
-    #[arg(long, env = "XIAOWO_CHAT_LISTEN", default_value = "127.0.0.1:50054")]
+    #[arg(long, env = "XIAOWO_CHAT_LISTEN", default_value_t = default_listen(Target::Chat))]
     chat_listen: SocketAddr,
-    /// room-svc's URL when it runs elsewhere.
-    #[arg(long, env = "XIAOWO_ROOM_URL", default_value = "http://127.0.0.1:50052")]
-    room_url: String,
+    /// room-svc's URL when it runs elsewhere [default: its default port on this host].
+    #[arg(long, env = "XIAOWO_ROOM_URL")]
+    room_url: Option<String>,
     /// monitor-svc's address when it runs here.
-    #[arg(long, env = "XIAOWO_MONITOR_LISTEN", default_value = "127.0.0.1:50055")]
+    #[arg(long, env = "XIAOWO_MONITOR_LISTEN", default_value_t = default_listen(Target::Monitor))]
     monitor_listen: SocketAddr,
     /// media-svc's address when it runs here.
-    #[arg(long, env = "XIAOWO_MEDIA_LISTEN", default_value = "127.0.0.1:50056")]
+    #[arg(long, env = "XIAOWO_MEDIA_LISTEN", default_value_t = default_listen(Target::Media))]
     media_listen: SocketAddr,
-    /// sync-svc's URL when it runs elsewhere (media-svc asks it what a room plays).
-    #[arg(long, env = "XIAOWO_SYNC_URL", default_value = "http://127.0.0.1:50053")]
-    sync_url: String,
+    /// sync-svc's URL when it runs elsewhere (media-svc asks it what a room plays) [default: its
+    /// default port on this host].
+    #[arg(long, env = "XIAOWO_SYNC_URL")]
+    sync_url: Option<String>,
     #[command(flatten)]
     common: Common,
+}
+
+/// `127.0.0.1:<the service's default port>`.
+fn default_listen(target: Target) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], target.default_port()))
 }
 
 impl ServeArgs {
@@ -154,10 +160,40 @@ impl ServeArgs {
     }
 }
 
+/// Settings renamed in this release, by clap id, with their old environment variable. Their old
+/// flag names are hidden aliases (on each argument); the old variable is read when the new one
+/// is not set. Both go in the next release.
+const RENAMED: [(&str, &str); 5] = [
+    ("session-heartbeat-interval", "XIAOWO_SESSION_CHANGES_HEARTBEAT"),
+    ("room-heartbeat-interval", "XIAOWO_ROOM_EVENTS_HEARTBEAT"),
+    ("room-session-cache-ttl", "XIAOWO_ROOM_SESSION_CACHE"),
+    ("sync_room_buffer", "XIAOWO_SYNC_WATCHER_BUFFER"),
+    ("sync_activity_interval", "XIAOWO_SYNC_ACTIVITY_DEBOUNCE"),
+];
+
+/// The command line, with the old environment variables of renamed settings still read.
+fn command() -> clap::Command {
+    let mut command = Cli::command();
+    for (id, old_variable) in RENAMED {
+        for subcommand in ["up", "serve"] {
+            command = command.mut_subcommand(subcommand, |subcommand| {
+                subcommand.mut_arg(id, |arg| {
+                    let new_is_set = arg.get_env().is_some_and(|variable| std::env::var_os(variable).is_some());
+                    if new_is_set || std::env::var_os(old_variable).is_none() { arg } else { arg.env(old_variable) }
+                })
+            });
+        }
+    }
+    command
+}
+
 /// Parses the command line, runs it, and turns the outcome into an exit code.
 #[must_use]
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(EnvFilter::try_from_env("XIAOWO_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
@@ -169,7 +205,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // Everything that drains has drained (or been dropped) by the servers' shutdown deadline;
+    // a blocking task still running then (a backup being written) is abandoned rather than
+    // waited for: an unfinished backup has no manifest and is ignored.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "xiaowo failed");
@@ -177,6 +218,10 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// How long the process waits, after its servers stopped, for blocking tasks before it exits.
+/// The longest stop is therefore `--shutdown-grace` plus this (the systemd units allow more).
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = svc_kit::clock::system();
@@ -243,7 +288,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 args.backup.backup_full_interval
             };
-            tokio::spawn(backup::run_schedule(
+            // A worker of the server, so that it stops within the same shutdown deadline.
+            let schedule = backup::run_schedule(
                 args.backup.settings(
                     &args.common.data_dir,
                     node::database_key(args.common.db_key_file.as_deref(), args.common.db_key.as_deref())
@@ -253,31 +299,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 args.backup.backup_incremental_interval,
                 clock.clone(),
                 shutdown.child_token(),
-            ));
-            node::start(
-                vec![(args.listen, Target::ALL.to_vec())],
-                &args.common,
-                &Peers::default(),
-                web_dir,
-                clock,
-                &shutdown,
-            )
-            .await?
+            );
+            let plan = Plan {
+                groups: vec![(args.listen, Target::ALL.to_vec())],
+                static_dir: web_dir.map(std::path::Path::to_path_buf),
+                workers: vec![("backup-schedule".to_owned(), Box::pin(schedule))],
+                ..Plan::default()
+            };
+            node::start(plan, &args.common, clock, &shutdown).await?
         }
         Command::Serve(args) => {
-            let groups = args.target.iter().map(|target| (args.listen(*target), vec![*target])).collect();
-            let peers = Peers {
-                session_url: Some(args.session_url.clone()),
-                room_url: Some(args.room_url.clone()),
-                sync_url: Some(args.sync_url.clone()),
+            let plan = Plan {
+                groups: args.target.iter().map(|target| (args.listen(*target), vec![*target])).collect(),
+                peers: Peers {
+                    session_url: args.session_url.clone(),
+                    room_url: args.room_url.clone(),
+                    sync_url: args.sync_url.clone(),
+                },
+                ..Plan::default()
             };
-            node::start(groups, &args.common, &peers, None, clock, &shutdown).await?
+            node::start(plan, &args.common, clock, &shutdown).await?
         }
         Command::Backup(_) | Command::Restore(_) | Command::VerifyBackups(_) => return Ok(()),
     };
-    for (addr, targets) in &running.servers {
-        let names: Vec<_> = targets.iter().map(|target| target.name()).collect();
-        tracing::info!(%addr, services = ?names, "listening");
+    for server in &running.servers {
+        let names: Vec<_> = server.targets.iter().map(|target| target.name()).collect();
+        tracing::info!(addr = %server.addr, services = ?names, "listening");
     }
     running.wait().await
 }

@@ -1,13 +1,19 @@
-//! Starting services: which ones, on which ports, with which peers and databases.
+//! Starting services: which ones, on which ports, with which peers and databases. Every
+//! service is started the same way, through the table in [`Target::build`]: the process works
+//! out one [`Deps`] per service and hands it, with the service's own config block, to the
+//! service's `build`.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::Duration;
 
 use svc_kit::auth::{AdminToken, InternalToken};
 use svc_kit::clock::SharedClock;
 use svc_kit::db::{DbOptions, Synchronous};
 use svc_kit::server::{Assembly, ServeError, ServerConfig, parse_duration};
+use svc_kit::service::{BuildError, Deps};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +61,40 @@ impl Target {
             Self::Chat => 50054,
             Self::Monitor => 50055,
             Self::Media => 50056,
+        }
+    }
+
+    /// Where the service is found when it runs elsewhere on this host at its default port.
+    #[must_use]
+    pub fn default_url(self) -> String {
+        format!("http://127.0.0.1:{}", self.default_port())
+    }
+
+    /// The service's database flag (`--<service>-database-url`), when given.
+    fn configured_database_url(self, common: &Common) -> Option<String> {
+        match self {
+            Self::Session => common.session.database_url.clone(),
+            Self::Room => common.room.database_url.clone(),
+            Self::Sync => common.sync.database_url.clone(),
+            Self::Chat => common.chat.database_url.clone(),
+            Self::Monitor => common.monitor.database_url.clone(),
+            Self::Media => common.media.database_url.clone(),
+        }
+    }
+
+    /// Builds the service into `assembly`: every service has the one entry point
+    /// `build(&Config, Deps, &mut Assembly)`, and this is the table of them.
+    async fn build(self, common: &Common, deps: Deps, assembly: &mut Assembly) -> Result<(), BuildError> {
+        match self {
+            Self::Session => session_svc::build(&common.session, deps, assembly).await,
+            Self::Room => room_svc::build(&common.room, deps, assembly).await,
+            Self::Sync => sync_svc::build(&common.sync, deps, assembly).await,
+            Self::Chat => chat_svc::build(&common.chat, deps, assembly).await,
+            Self::Monitor => monitor_svc::build(&common.monitor, deps, assembly).await,
+            Self::Media => {
+                let config = media_svc::Config { media_dir: Some(common.media_dir()), ..common.media.clone() };
+                media_svc::build(&config, deps, assembly).await
+            }
         }
     }
 }
@@ -143,14 +183,10 @@ pub enum StartError {
     AdminTokenFile { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("{service} database: {source}")]
-    Database { service: &'static str, source: sea_orm::DbErr },
+    #[error("{service}: {source}")]
+    Build { service: &'static str, source: BuildError },
     #[error("invalid peer URL {url}")]
     PeerUrl { url: String },
-    #[error("monitor-svc: {0}")]
-    Monitor(#[from] monitor_svc::BuildError),
-    #[error("media-svc: {0}")]
-    Media(#[from] media_svc::BuildError),
     #[error("{path}: {service} is already running on this data directory")]
     AlreadyRunning { service: &'static str, path: PathBuf },
     #[error("cannot lock {path}: {source}")]
@@ -228,7 +264,8 @@ fn lock(data_dir: &Path, target: Target) -> Result<std::fs::File, StartError> {
     }
 }
 
-/// Peer addresses for services that are not in this process.
+/// Peer addresses for services that are not in this process (default: their default port on
+/// this host).
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
     /// session-svc's URL (`http://host:port`).
@@ -239,11 +276,53 @@ pub struct Peers {
     pub sync_url: Option<String>,
 }
 
+/// A task that lives beside the services and drains with them.
+pub type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What to start in this process.
+#[derive(Default)]
+pub struct Plan {
+    /// One server per group: its listen address (port 0: any) and the services it runs.
+    pub groups: Vec<(SocketAddr, Vec<Target>)>,
+    /// Where the peers that do not run here are.
+    pub peers: Peers,
+    /// The built web client, served by every server for paths no service claims.
+    pub static_dir: Option<PathBuf>,
+    /// Tasks that run and drain with the first server (`xiaowo up`'s backup schedule), under
+    /// the same shutdown deadline as its services' own workers.
+    pub workers: Vec<(String, Worker)>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").field("groups", &self.groups).field("peers", &self.peers).finish_non_exhaustive()
+    }
+}
+
+/// One running server.
+#[derive(Debug)]
+pub struct Server {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The services it runs.
+    pub targets: Vec<Target>,
+    /// What those services exposed (see `Assembly::expose`).
+    pub exposed: http::Extensions,
+}
+
+impl Server {
+    /// `http://<addr>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 /// A process's running servers.
 #[derive(Debug)]
 pub struct Running {
-    /// Each server's address and the services it runs.
-    pub servers: Vec<(SocketAddr, Vec<Target>)>,
+    /// Each server, in the order of the plan's groups.
+    pub servers: Vec<Server>,
     handles: Vec<JoinHandle<Result<(), ServeError>>>,
     /// Held until the servers stop.
     _locks: Vec<std::fs::File>,
@@ -311,15 +390,9 @@ impl Common {
     /// The database URL `target` uses: its own flag, else its SQLite file in the data dir.
     #[must_use]
     pub fn database_url(&self, target: Target) -> String {
-        let configured = match target {
-            Target::Session => self.session.database_url.clone(),
-            Target::Room => self.room.database_url.clone(),
-            Target::Sync => self.sync.database_url.clone(),
-            Target::Chat => self.chat.database_url.clone(),
-            Target::Monitor => self.monitor.database_url.clone(),
-            Target::Media => self.media.database_url.clone(),
-        };
-        configured.unwrap_or_else(|| svc_kit::db::sqlite_url(&self.data_dir, &format!("{}.db", target.name())))
+        target
+            .configured_database_url(self)
+            .unwrap_or_else(|| svc_kit::db::sqlite_url(&self.data_dir, &format!("{}.db", target.name())))
     }
 }
 
@@ -339,25 +412,24 @@ fn default_monitor_targets(local: &[(String, Vec<Target>)]) -> Vec<monitor_svc::
         .collect();
     for target in Target::ALL {
         if !local.iter().any(|(_, targets)| targets.contains(&target)) {
-            let url = format!("http://127.0.0.1:{}", target.default_port());
-            scrape.push(monitor_svc::ScrapeTarget { name: target.name().to_owned(), url });
+            scrape.push(monitor_svc::ScrapeTarget { name: target.name().to_owned(), url: target.default_url() });
         }
     }
     scrape
 }
 
-/// One server per group of targets; `groups` pairs each listen address with its services.
+/// Starts `plan`: one server per group, each service built into its group's server.
 ///
 /// # Errors
-/// When a port cannot be bound, the data directory or a database cannot be opened.
+/// When a port cannot be bound, the data directory or a database cannot be opened, or a
+/// service refuses its settings.
 pub async fn start(
-    groups: Vec<(SocketAddr, Vec<Target>)>,
+    plan: Plan,
     common: &Common,
-    peers: &Peers,
-    static_dir: Option<&Path>,
     clock: SharedClock,
     shutdown: &CancellationToken,
 ) -> Result<Running, StartError> {
+    let Plan { groups, peers, static_dir, mut workers } = plan;
     std::fs::create_dir_all(&common.data_dir)
         .map_err(|source| StartError::DataDir { path: common.data_dir.clone(), source })?;
     let admin = common.admin()?;
@@ -371,26 +443,28 @@ pub async fn start(
             .map_err(|source| StartError::Bind { addr, source })?;
         assemblies.push((assembly, targets));
     }
-    let monitor_targets = if common.monitor.targets.is_empty() {
+    let mut common = common.clone();
+    if common.monitor.targets.is_empty() {
         let local: Vec<_> =
             assemblies.iter().map(|(assembly, targets)| (assembly.local_url(), targets.clone())).collect();
-        default_monitor_targets(&local)
-    } else {
-        common.monitor.targets.clone()
-    };
-    // Peers in this process are reached through its own port.
-    let mut peers = peers.clone();
-    for (assembly, targets) in &assemblies {
-        if targets.contains(&Target::Session) {
-            peers.session_url = Some(assembly.local_url());
-        }
-        if targets.contains(&Target::Room) {
-            peers.room_url = Some(assembly.local_url());
-        }
-        if targets.contains(&Target::Sync) {
-            peers.sync_url = Some(assembly.local_url());
-        }
+        common.monitor.targets = default_monitor_targets(&local);
     }
+    // Peers in this process are reached through its own port; the others where the plan says,
+    // else at their default port on this host.
+    let url_of = |target: Target, configured: &Option<String>| {
+        let local = assemblies.iter().find(|(_, targets)| targets.contains(&target));
+        local
+            .map(|(assembly, _)| assembly.local_url())
+            .or_else(|| configured.clone())
+            .unwrap_or_else(|| target.default_url())
+    };
+    let channel =
+        |url: String| svc_kit::peer::channel(&url, common.peer_deadline).map_err(|_| StartError::PeerUrl { url });
+    let peers = svc_kit::peer::Peers {
+        session: channel(url_of(Target::Session, &peers.session_url))?,
+        room: channel(url_of(Target::Room, &peers.room_url))?,
+        sync: channel(url_of(Target::Sync, &peers.sync_url))?,
+    };
 
     let mut locks = Vec::new();
     for target in assemblies.iter().flat_map(|(_, targets)| targets.iter().copied()) {
@@ -403,110 +477,30 @@ pub async fn start(
     };
     let mut running = Running { servers: Vec::new(), handles: Vec::new(), _locks: locks };
     for (mut assembly, targets) in assemblies {
-        if let Some(broker) = &broker {
-            assembly.set_broker(broker.clone());
-        }
-        assembly.set_internal_token(internal_token.clone());
         for target in Target::ALL.into_iter().filter(|target| targets.contains(target)) {
-            let url = common.database_url(target);
-            let database = |source| StartError::Database { service: target.name(), source };
-            match target {
-                Target::Session => {
-                    session_svc::build(&common.session, &url, &db_options, admin.clone(), clock.clone(), &mut assembly)
-                        .await
-                        .map_err(database)?;
-                }
-                Target::Room => {
-                    let session_url = peers.session_url.clone().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
-                    let session = svc_kit::peer::channel(&session_url, common.peer_deadline)
-                        .map_err(|_| StartError::PeerUrl { url: session_url.clone() })?;
-                    let (admin, clock) = (admin.clone(), clock.clone());
-                    let retention = &common.retention;
-                    room_svc::build_with_retention(
-                        &common.room,
-                        retention,
-                        &url,
-                        &db_options,
-                        session,
-                        admin,
-                        clock,
-                        &mut assembly,
-                    )
-                    .await
-                    .map_err(database)?;
-                }
-                Target::Sync => {
-                    // Peers elsewhere default to their standard ports on this host.
-                    let session_url = peers.session_url.clone().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
-                    let room_url = peers.room_url.clone().unwrap_or_else(|| "http://127.0.0.1:50052".to_owned());
-                    let channel = |url: String| {
-                        svc_kit::peer::channel(&url, common.peer_deadline).map_err(|_| StartError::PeerUrl { url })
-                    };
-                    let sync_peers = sync_svc::Peers { session: channel(session_url)?, room: channel(room_url)? };
-                    let (admin, clock) = (admin.clone(), clock.clone());
-                    let retention = &common.retention;
-                    sync_svc::build_with_retention(
-                        &common.sync,
-                        retention,
-                        &url,
-                        &db_options,
-                        sync_peers,
-                        admin,
-                        clock,
-                        &mut assembly,
-                    )
-                    .await
-                    .map_err(database)?;
-                }
-                Target::Chat => {
-                    let session_url = peers.session_url.clone().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
-                    let room_url = peers.room_url.clone().unwrap_or_else(|| "http://127.0.0.1:50052".to_owned());
-                    let channel = |url: String| {
-                        svc_kit::peer::channel(&url, common.peer_deadline).map_err(|_| StartError::PeerUrl { url })
-                    };
-                    let chat_peers = chat_svc::Peers { session: channel(session_url)?, room: channel(room_url)? };
-                    let (admin, clock) = (admin.clone(), clock.clone());
-                    let retention = &common.retention;
-                    chat_svc::build_with_retention(
-                        &common.chat,
-                        retention,
-                        &url,
-                        &db_options,
-                        chat_peers,
-                        admin,
-                        clock,
-                        &mut assembly,
-                    )
-                    .await
-                    .map_err(database)?;
-                }
-                Target::Monitor => {
-                    let targets = monitor_targets.clone();
-                    let (admin, clock) = (admin.clone(), clock.clone());
-                    monitor_svc::build(&common.monitor, targets, &url, &db_options, admin, clock, &mut assembly)
-                        .await?;
-                }
-                Target::Media => {
-                    let peer = |url: Option<String>, target: Target| {
-                        let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", target.default_port()));
-                        svc_kit::peer::channel(&url, common.peer_deadline).map_err(|_| StartError::PeerUrl { url })
-                    };
-                    let media_peers = media_svc::Peers {
-                        session: peer(peers.session_url.clone(), Target::Session)?,
-                        room: peer(peers.room_url.clone(), Target::Room)?,
-                        sync: peer(peers.sync_url.clone(), Target::Sync)?,
-                    };
-                    let mut config = common.media.clone();
-                    config.media_dir = Some(common.media_dir());
-                    let (admin, clock) = (admin.clone(), clock.clone());
-                    media_svc::build(&config, &url, &db_options, media_peers, admin, clock, &mut assembly).await?;
-                }
-            }
+            let deps = Deps {
+                database_url: common.database_url(target),
+                db_options: db_options.clone(),
+                clock: clock.clone(),
+                admin: admin.clone(),
+                internal_token: Some(internal_token.clone()),
+                retention: common.retention.clone(),
+                peers: peers.clone(),
+                broker: broker.clone(),
+            };
+            target
+                .build(&common, deps, &mut assembly)
+                .await
+                .map_err(|source| StartError::Build { service: target.name(), source })?;
         }
-        if let Some(dir) = static_dir {
-            assembly.serve_static(dir.to_path_buf());
+        for (name, worker) in workers.drain(..) {
+            assembly.spawn_worker(name, worker);
         }
-        running.servers.push((assembly.local_addr(), targets));
+        if let Some(dir) = &static_dir {
+            assembly.serve_static(dir.clone());
+        }
+        let exposed = assembly.take_exposed();
+        running.servers.push(Server { addr: assembly.local_addr(), targets, exposed });
         running.handles.push(tokio::spawn(assembly.run()));
     }
     Ok(running)

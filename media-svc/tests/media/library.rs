@@ -24,7 +24,7 @@ async fn the_media_directory_is_indexed_at_start_and_when_it_changes() {
     std::fs::write(media_dir.join("films").join("Opening.mp4"), short_mp4()).unwrap();
     std::fs::write(media_dir.join("notes.mp4"), b"not a film at all").unwrap();
     std::fs::write(media_dir.join("readme.txt"), b"hello").unwrap();
-    let outside = stack.dir.path().join("elsewhere.mp4");
+    let outside = stack.stack.dir().join("elsewhere.mp4");
     std::fs::write(&outside, short_mp4()).unwrap();
     std::os::unix::fs::symlink(&outside, media_dir.join("link-out.mp4")).unwrap();
     let stack = stack.restart(Options::new()).await;
@@ -130,7 +130,7 @@ async fn operators_see_the_whole_library_and_change_any_item() {
     let refused = stack.admin().list_library(pb::ListLibraryRequest::default()).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
     let overview = stack.admin().list_library(as_admin(pb::ListLibraryRequest::default())).await.unwrap().into_inner();
-    assert_eq!((overview.total_items, overview.total_bytes), (1, clip.len() as i64));
+    assert_eq!((overview.total_items, overview.total_bytes), (1, i64::try_from(clip.len()).unwrap()));
     assert_eq!(overview.media_items.len(), 1);
     assert_eq!(overview.uploads.len(), 1);
     assert_eq!((overview.uploads[0].file_name.as_str(), overview.uploads[0].length_bytes), ("Pending.mp4", 1234));

@@ -1,8 +1,8 @@
-//! media-svc's integration tests: one binary, a real stack per test (session, room, sync and
-//! media services on a loopback port over SQLite files), real ffprobe/ffmpeg, media made by
-//! ffmpeg at test time.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+//! media-svc end to end, one test binary: session, room, sync and media services started as an
+//! install starts them (`xiaowo::testing::Stack`: the production path, the internal token set)
+//! on a loopback port over fresh SQLite files (or PostgreSQL databases when
+//! `XIAOWO_TEST_POSTGRES` is set), real ffprobe/ffmpeg, media made by ffmpeg at test time.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail by panicking")]
 
 mod library;
 mod serving;

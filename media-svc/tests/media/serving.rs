@@ -63,9 +63,7 @@ async fn a_signed_url_serves_ranges_and_conditional_requests() {
 
 #[tokio::test]
 async fn urls_are_refused_to_anyone_else_and_once_expired_or_altered() {
-    let clock = svc_kit::clock::ManualClock::new(svc_kit::clock::system().now_ms());
     let mut options = Options::new();
-    options.clock = clock.clone();
     options.config.url_ttl = std::time::Duration::from_secs(60);
     let stack = Stack::start(options).await;
     let (alice, bob, room_id, media_item_id, _clip) = shared_clip(&stack).await;
@@ -92,7 +90,7 @@ async fn urls_are_refused_to_anyone_else_and_once_expired_or_altered() {
     let unsigned = url.split('?').next().unwrap().to_owned();
     assert_eq!(http.get(&unsigned, &[bearer(&alice)]).await.status, StatusCode::FORBIDDEN);
 
-    clock.advance(std::time::Duration::from_secs(61));
+    stack.clock().advance(std::time::Duration::from_secs(61));
     let expired = http.get(&url, &[bearer(&alice)]).await;
     assert_eq!(expired.status, StatusCode::FORBIDDEN);
     assert!(String::from_utf8_lossy(&expired.body).contains("expired"));
@@ -132,7 +130,7 @@ async fn nothing_outside_the_media_directory_is_served() {
         assert!(status == 404 || status == 400, "{path}: {status}");
     }
     // The item's file replaced by a link to a file outside: refused, not followed.
-    let outside = stack.dir.path().join("secret.txt");
+    let outside = stack.stack.dir().join("secret.txt");
     std::fs::write(&outside, b"top secret").unwrap();
     let stored = stack.uploaded_files().pop().unwrap();
     std::fs::remove_file(&stored).unwrap();

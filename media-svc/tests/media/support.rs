@@ -1,9 +1,10 @@
 //! A real stack for media-svc's tests: session-svc, room-svc, sync-svc and media-svc in one
-//! server on a loopback port (as `xiaowo up` runs them), over SQLite files and a media
-//! directory in a temporary directory, with an internal token; media made by ffmpeg.
+//! server on a loopback port (as `xiaowo up` runs them), started through the binary's own path
+//! by `xiaowo::testing::Stack` (SQLite files, the internal token set, a manual clock) with a
+//! media directory in the stack's temporary directory; media made by ffmpeg.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,130 +15,70 @@ use proto::media::v1::media_admin_service_client::MediaAdminServiceClient;
 use proto::media::v1::media_service_client::MediaServiceClient;
 use proto::room::v1 as room_pb;
 use proto::room::v1::room_service_client::RoomServiceClient;
-use proto::session::v1 as session_pb;
 use proto::sync::v1 as sync_pb;
 use proto::sync::v1::sync_service_client::SyncServiceClient;
-use svc_kit::auth::{AdminToken, InternalToken};
-use svc_kit::clock::SharedClock;
-use svc_kit::db::DbOptions;
-use svc_kit::testing::TestServer;
+use svc_kit::clock::ManualClock;
 use tokio::io::AsyncWriteExt;
-use tonic::Request;
 use tonic::transport::Channel;
+use xiaowo::node::Target;
+use xiaowo::testing::Node;
 
-pub const ADMIN_TOKEN: &str = "media-admin-token";
+pub use xiaowo::testing::{User, as_admin, as_user};
+
 /// How long a condition may take to come true before a test fails.
 pub const WAIT: Duration = Duration::from_secs(30);
+const TARGETS: [Target; 4] = [Target::Session, Target::Room, Target::Sync, Target::Media];
 
 /// What a test wants different from the defaults.
 pub struct Options {
     pub config: media_svc::Config,
-    pub clock: SharedClock,
 }
 
 impl Options {
     pub fn new() -> Self {
-        let mut config: media_svc::Config = svc_kit::config::from_env();
+        let mut config: media_svc::Config = svc_kit::testing::from_env();
         config.scan_interval = Duration::from_millis(200);
         config.janitor_interval = Duration::from_millis(200);
         config.min_free_disk_bytes = 0;
-        Self { config, clock: svc_kit::clock::system() }
+        Self { config }
     }
 }
 
-/// The running stack; its directory survives a restart (`restart`).
+/// The running stack; its databases and media directory survive a restart (`restart`).
 pub struct Stack {
-    pub server: TestServer,
-    pub dir: Arc<tempfile::TempDir>,
+    pub stack: xiaowo::testing::Stack,
+    pub server: Node,
     pub media_dir: PathBuf,
-    internal_token: InternalToken,
-}
-
-pub struct User {
-    pub user_id: String,
-    pub token: String,
-}
-
-pub fn as_user<T>(message: T, user: &User) -> Request<T> {
-    svc_kit::testing::with_bearer(message, &user.token)
-}
-
-pub fn as_admin<T>(message: T) -> Request<T> {
-    svc_kit::testing::with_bearer(message, ADMIN_TOKEN)
 }
 
 impl Stack {
     pub async fn start(options: Options) -> Self {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        Self::start_in(dir, InternalToken::generate(), options).await
+        Self::start_on(xiaowo::testing::Stack::new().await, options).await
     }
 
     /// Stops the server and starts a new one on the same databases and media directory.
     pub async fn restart(self, options: Options) -> Self {
-        let Self { server, dir, internal_token, .. } = self;
+        let Self { stack, server, .. } = self;
         server.stop().await;
-        Self::start_in(dir, internal_token, options).await
+        Self::start_on(stack, options).await
     }
 
-    async fn start_in(dir: Arc<tempfile::TempDir>, internal_token: InternalToken, options: Options) -> Self {
-        let Options { mut config, clock } = options;
-        let media_dir = dir.path().join("media");
+    async fn start_on(mut stack: xiaowo::testing::Stack, options: Options) -> Self {
+        let Options { mut config } = options;
+        let media_dir = stack.common.media.media_dir.clone().expect("the stack names a media directory");
         config.media_dir = Some(media_dir.clone());
-        let mut assembly = svc_kit::testing::bind().await;
-        assembly.set_internal_token(internal_token.clone());
-        let url = assembly.local_url();
-        let peer = || svc_kit::peer::channel(&url, Duration::from_secs(5)).unwrap();
-        let db = |name: &'static str| {
-            let path = dir.path().to_path_buf();
-            async move { svc_kit::testing::database_url(&path, name).await }
-        };
-        let admin = || AdminToken::new(Some(ADMIN_TOKEN));
-        session_svc::build(
-            &svc_kit::config::from_env(),
-            &db("session.db").await,
-            &DbOptions::default(),
-            admin(),
-            Arc::clone(&clock),
-            &mut assembly,
-        )
-        .await
-        .unwrap();
-        let mut room_config: room_svc::Config = svc_kit::config::from_env();
-        room_config.bcrypt_cost = 4;
-        room_svc::build(
-            &room_config,
-            &db("room.db").await,
-            &DbOptions::default(),
-            peer(),
-            admin(),
-            Arc::clone(&clock),
-            &mut assembly,
-        )
-        .await
-        .unwrap();
-        sync_svc::build(
-            &svc_kit::config::from_env(),
-            &db("sync.db").await,
-            &DbOptions::default(),
-            sync_svc::Peers { session: peer(), room: peer() },
-            admin(),
-            Arc::clone(&clock),
-            &mut assembly,
-        )
-        .await
-        .unwrap();
-        media_svc::build(
-            &config,
-            &db("media.db").await,
-            &DbOptions::default(),
-            media_svc::Peers { session: peer(), room: peer(), sync: peer() },
-            admin(),
-            clock,
-            &mut assembly,
-        )
-        .await
-        .unwrap();
-        Self { server: TestServer::spawn(assembly), dir, media_dir, internal_token }
+        stack.common.media = config;
+        let server = stack.start(&TARGETS).await;
+        Self { stack, server, media_dir }
+    }
+
+    /// The clock every service reads (manual: tests move it).
+    pub fn clock(&self) -> &ManualClock {
+        &self.stack.clock
+    }
+
+    pub async fn user(&self, name: &str) -> User {
+        self.stack.user(name).await
     }
 
     pub fn media(&self) -> MediaServiceClient<Channel> {
@@ -156,12 +97,6 @@ impl Stack {
         RoomServiceClient::new(self.server.channel())
     }
 
-    pub async fn user(&self, name: &str) -> User {
-        let mut client = session_pb::session_service_client::SessionServiceClient::new(self.server.channel());
-        let request = session_pb::CreateSessionRequest { display_name: name.to_owned() };
-        let created = client.create_session(request).await.unwrap().into_inner();
-        User { user_id: created.session.unwrap().user_id, token: created.token }
-    }
 
     pub async fn open_room(&self, owner: &User) -> String {
         let request = room_pb::CreateRoomRequest { name: "Film night".to_owned(), ..Default::default() };

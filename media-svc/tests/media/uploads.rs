@@ -33,14 +33,14 @@ async fn a_cut_upload_resumes_from_the_stored_byte_and_becomes_a_probed_item_wit
     assert_eq!(wrong.status, StatusCode::CONFLICT);
     assert_eq!(wrong.header("upload-offset"), Some(offset.to_string().as_str()));
 
-    let done = http.patch(&alice, &location, offset, &file[offset as usize..]).await;
+    let done = http.patch(&alice, &location, offset, &file[usize::try_from(offset).unwrap()..]).await;
     assert_eq!(done.status, StatusCode::NO_CONTENT, "{:?}", done.body);
     assert_eq!(done.header("upload-offset"), Some(file.len().to_string().as_str()));
     let media_item_id = done.header("xiaowo-media-item-id").unwrap().to_owned();
 
     let item = stack.item(&alice, &room_id, &media_item_id).await.unwrap();
     assert_eq!(item.title, "Holiday 2024");
-    assert_eq!(item.size_bytes, file.len() as i64);
+    assert_eq!(item.size_bytes, i64::try_from(file.len()).unwrap());
     assert!((59_000..=61_000).contains(&item.duration_ms), "{}", item.duration_ms);
     assert_eq!((item.video_codec.as_str(), item.audio_codec.as_str()), ("h264", "aac"));
     assert_eq!((item.width, item.height), (320, 180));
@@ -83,7 +83,7 @@ async fn an_upload_interrupted_by_a_restart_resumes_after_it() {
     let done = http.patch(&alice, &location, offset, &file[half..]).await;
     assert_eq!(done.status, StatusCode::NO_CONTENT, "{:?}", done.body);
     let media_item_id = done.header("xiaowo-media-item-id").unwrap();
-    assert_eq!(stack.item(&alice, "", media_item_id).await.unwrap().size_bytes, file.len() as i64);
+    assert_eq!(stack.item(&alice, "", media_item_id).await.unwrap().size_bytes, i64::try_from(file.len()).unwrap());
 }
 
 /// Nothing of a refused upload stays: no part file, no placed file, no item, no quota used.
@@ -221,9 +221,7 @@ async fn tus_rules_termination_and_other_peoples_uploads() {
 
 #[tokio::test]
 async fn abandoned_uploads_expire_and_their_bytes_are_deleted() {
-    let clock = svc_kit::clock::ManualClock::new(svc_kit::clock::system().now_ms());
     let mut options = Options::new();
-    options.clock = clock.clone();
     options.config.upload_expiry = std::time::Duration::from_secs(600);
     let stack = Stack::start(options).await;
     let http = stack.http();
@@ -233,7 +231,7 @@ async fn abandoned_uploads_expire_and_their_bytes_are_deleted() {
     assert_eq!(http.patch(&alice, &location, 0, &[7; 2000]).await.status, StatusCode::NO_CONTENT);
     assert_eq!(stack.partial_files().len(), 1);
 
-    clock.advance(std::time::Duration::from_secs(601));
+    stack.clock().advance(std::time::Duration::from_secs(601));
     eventually("the janitor to delete the expired upload", || async { stack.partial_files().is_empty().then_some(()) })
         .await;
     assert_eq!(http.head(&alice, &location).await.status, StatusCode::NOT_FOUND);

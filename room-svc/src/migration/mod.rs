@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_create_rooms;
 mod m0002_index_closed_rooms;
+mod m0003_index_rooms_by_owner;
 
 /// Runs room-svc's migrations, recorded in its own table so that services can share a
 /// PostgreSQL database (one schema each) without mixing histories.
@@ -13,7 +14,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_create_rooms::Migration), Box::new(m0002_index_closed_rooms::Migration)]
+        vec![
+            Box::new(m0001_create_rooms::Migration),
+            Box::new(m0002_index_closed_rooms::Migration),
+            Box::new(m0003_index_rooms_by_owner::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -1,0 +1,195 @@
+//! `svc_kit::db::connect` on both engines: on PostgreSQL every service keeps its tables in its
+//! own schema of a shared database, so two services with a table of the same name never see
+//! each other's rows, and SQLite-only options are refused; on SQLite each service has its file.
+//! Runs on SQLite by default, on PostgreSQL when `XIAOWO_TEST_POSTGRES` is set.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm_migration::prelude::*;
+use svc_kit::db::{Backend, DbOptions};
+
+#[derive(DeriveIden)]
+enum Items {
+    Table,
+    Name,
+}
+
+/// Creates `items(name)`, the same table for both services.
+struct CreateItems;
+
+impl MigrationName for CreateItems {
+    fn name(&self) -> &str {
+        "m0001_create_items"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateItems {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Items::Table)
+                    .if_not_exists()
+                    .col(ColumnDef::new(Items::Name).string().not_null().primary_key())
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+struct AlphaMigrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for AlphaMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateItems)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "alpha_migrations".into_iden()
+    }
+}
+
+struct BetaMigrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for BetaMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateItems)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "beta_migrations".into_iden()
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let path = std::env::temp_dir().join(format!("svc-kit-{label}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn strings(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    rows.iter().map(|row| row.try_get_by_index::<String>(0).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn services_sharing_a_database_keep_to_their_own_schema() {
+    let dir = TempDir::new("schemas");
+    let alpha_url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+    let beta_url = svc_kit::testing::database_url(&dir.0, "beta.db").await;
+    let alpha = svc_kit::db::connect::<AlphaMigrator>(&alpha_url, &DbOptions::default()).await.unwrap();
+    let beta = svc_kit::db::connect::<BetaMigrator>(&beta_url, &DbOptions::default()).await.unwrap();
+
+    alpha.execute_unprepared("INSERT INTO items (name) VALUES ('from alpha')").await.unwrap();
+    beta.execute_unprepared("INSERT INTO items (name) VALUES ('from beta')").await.unwrap();
+
+    assert_eq!(strings(&alpha, "SELECT name FROM items").await, ["from alpha"]);
+    assert_eq!(strings(&beta, "SELECT name FROM items").await, ["from beta"]);
+    // Connecting again finds the migrations applied and the rows where they were.
+    let again = svc_kit::db::connect::<AlphaMigrator>(&alpha_url, &DbOptions::default()).await.unwrap();
+    assert_eq!(strings(&again, "SELECT name FROM items").await, ["from alpha"]);
+
+    if Backend::of(&alpha_url) == Backend::Postgres {
+        assert_eq!(alpha_url, beta_url, "one database for both services");
+        let tables = strings(
+            &alpha,
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+        )
+        .await;
+        assert_eq!(tables, ["alpha.alpha_migrations", "alpha.items", "beta.beta_migrations", "beta.items"]);
+    }
+}
+
+#[tokio::test]
+async fn commits_are_checkpointed_into_the_database_file_in_the_background() {
+    if svc_kit::testing::on_postgres() {
+        println!("skipped on PostgreSQL: checkpoints are SQLite's write-ahead log");
+        return;
+    }
+    let dir = TempDir::new("checkpoints");
+    let url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+    let db = svc_kit::db::connect::<AlphaMigrator>(&url, &DbOptions::default()).await.unwrap();
+    let file = dir.0.join("alpha.db");
+    let checkpoints = svc_kit::db::Checkpoints::new(db.clone());
+
+    // 150 commits of 1 KiB rows: about 40 pages of log, far below SQLite's own threshold of
+    // 1000, so only the background checkpoint after the 100th commit copies them over.
+    for index in 0..150 {
+        let name = format!("{index:04}{}", "x".repeat(1024));
+        db.execute_unprepared(&format!("INSERT INTO items (name) VALUES ('{name}')")).await.unwrap();
+        checkpoints.committed();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while checkpoints.completed() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(checkpoints.completed(), 1, "one checkpoint per 100 commits");
+    let copied = std::fs::metadata(&file).unwrap().len();
+    assert!(copied >= 100 * 1024, "the first 100 rows are in the database file itself ({copied} bytes)");
+    assert_eq!(strings(&db, "SELECT count(*) || '' FROM items").await, ["150"]);
+}
+
+#[tokio::test]
+async fn an_encryption_key_is_refused_for_postgres() {
+    if !svc_kit::testing::on_postgres() {
+        println!("skipped on SQLite: this checks a PostgreSQL URL");
+        return;
+    }
+    let dir = TempDir::new("key");
+    let url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+    let options = DbOptions { encryption_key: Some("secret".to_owned()), ..DbOptions::default() };
+    let refused = svc_kit::db::connect::<AlphaMigrator>(&url, &options).await;
+    assert!(matches!(refused, Err(DbErr::Custom(_))), "{refused:?}");
+}
+
+#[test]
+fn the_schema_is_named_after_the_migrations_table() {
+    assert_eq!(svc_kit::db::schema_of::<AlphaMigrator>(), "alpha");
+    assert_eq!(Backend::of("postgres://u@h/db"), Backend::Postgres);
+    assert_eq!(Backend::of("postgresql://u@h/db"), Backend::Postgres);
+    assert_eq!(Backend::of("sqlite:///var/lib/xiaowo/room.db"), Backend::Sqlite);
+}
+
+/// Turning a new SQLite file into WAL mode takes a lock that SQLite's busy timeout does not
+/// wait for, so services opening one new file at the same moment used to fail at start with
+/// "database is locked" on a loaded machine. Many pools opening and migrating one new file at
+/// once must all succeed, the migration recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_starts_at_once_on_a_new_file_all_succeed_and_migrate_it_once() {
+    if svc_kit::testing::on_postgres() {
+        println!("skipped on PostgreSQL: this is about SQLite's file locks");
+        return;
+    }
+    for round in 0..50 {
+        let dir = TempDir::new(&format!("starts-{round}"));
+        let url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { svc_kit::db::connect::<AlphaMigrator>(&url, &DbOptions::default()).await })
+            })
+            .collect();
+        let mut connections = Vec::new();
+        for start in starts {
+            connections.push(start.await.unwrap().unwrap_or_else(|error| panic!("round {round}: {error}")));
+        }
+        let applied = strings(&connections[0], "SELECT version FROM alpha_migrations").await;
+        assert_eq!(applied, ["m0001_create_items"], "round {round}");
+        assert_eq!(strings(&connections[0], "PRAGMA journal_mode").await, ["wal"]);
+    }
+}
