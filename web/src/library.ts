@@ -1,87 +1,17 @@
-// The media library in a room: the media folder's files, your uploads and those made in this
-// room, with thumbnails, search, and buttons to play an item now or queue it. Your own uploads
-// can be renamed and deleted here.
+// The media library as a source of the "Add a video" panel: the media folder's files, your
+// uploads and those made in this room, with thumbnails, search, and buttons to play an item now
+// or queue it. Your own uploads can be renamed and deleted here.
 
-import { describeError } from "./api";
-import type { RoomContext } from "./context";
-import { button, formatDuration, h, replace } from "./dom";
+import { type MediaSourceHost, registerMediaSource } from "./addvideo";
+import { button, h, replace, setEnabled } from "./dom";
+import { describeError } from "./errors";
 import { type MediaItem, Playability, Source } from "./gen/xiaowo/media/v1/media_pb";
-import type { NowPlaying } from "./gen/xiaowo/sync/v1/sync_pb";
-import { formatBytes, pick } from "./lang";
-import type { Player } from "./player";
+import { formatBytes, formatClock, t, userText } from "./i18n";
+import { thumbnail } from "./thumbnail";
+import { onUploaded } from "./upload";
+import { confirmAction, field, openDialog } from "./ui";
 
-export const LIBRARY_TEXT = {
-  en: {
-    heading: "Library",
-    search: "Search the library",
-    empty: "Nothing here yet: upload a video, or put files in the server's media folder.",
-    noMatch: "Nothing matches.",
-    playNow: "Play now",
-    addToQueue: "Add to queue",
-    rename: "Rename",
-    renamePrompt: "New title",
-    delete: "Delete",
-    deleteConfirm: (title: string) => `Delete “${title}” from the library for everyone?`,
-    deleted: "Deleted.",
-    queued: (title: string) => `“${title}” is in the queue.`,
-    needsConversion: "needs conversion",
-    needsConversionReason: "Browsers cannot play this file until it is converted.",
-    fromFolder: "media folder",
-    uploadedByYou: "your upload",
-    uploadedBy: (name: string) => `uploaded by ${name}`,
-    nowPlaying: (title: string) => `Now playing: ${title}`,
-    nowPaused: (title: string) => `Paused: ${title}`,
-  },
-  zh: {
-    heading: "媒体库",
-    search: "搜索媒体库",
-    empty: "还没有内容：上传一个视频，或把文件放进服务器的媒体文件夹。",
-    noMatch: "没有匹配的内容。",
-    playNow: "立即播放",
-    addToQueue: "加入队列",
-    rename: "重命名",
-    renamePrompt: "新标题",
-    delete: "删除",
-    deleteConfirm: (title: string) => `要为所有人从媒体库删除「${title}」吗？`,
-    deleted: "已删除。",
-    queued: (title: string) => `「${title}」已加入队列。`,
-    needsConversion: "需要转换",
-    needsConversionReason: "此文件需转换后浏览器才能播放。",
-    fromFolder: "媒体文件夹",
-    uploadedByYou: "你的上传",
-    uploadedBy: (name: string) => `${name} 上传`,
-    nowPlaying: (title: string) => `正在播放：${title}`,
-    nowPaused: (title: string) => `已暂停：${title}`,
-  },
-};
-
-const text = pick(LIBRARY_TEXT);
 const REFRESH_MS = 15_000;
-
-/** A library item's thumbnail; it hides itself when there is none (yet). */
-export function thumbnail(libraryItemId: string, url = ""): HTMLImageElement {
-  const image = h("img", {
-    class: "thumb",
-    attrs: { src: url || `/media/${encodeURIComponent(libraryItemId)}/thumbnail`, alt: "", loading: "lazy", "data-library-item-id": libraryItemId },
-  });
-  image.addEventListener("error", () => image.classList.add("missing"));
-  return image;
-}
-
-/** What a room plays, for room lists: the thumbnail of a library item and its title. */
-export function nowPlayingLine(nowPlaying: NowPlaying | undefined): HTMLElement | null {
-  const media = nowPlaying?.media;
-  if (!nowPlaying || !media) {
-    return null;
-  }
-  const title = media.title || media.url;
-  return h(
-    "div",
-    { class: "now-playing-line muted small" },
-    media.libraryItemId ? thumbnail(media.libraryItemId) : null,
-    nowPlaying.paused ? text.nowPaused(title) : text.nowPlaying(title),
-  );
-}
 
 export class LibraryPanel {
   readonly element: HTMLElement;
@@ -89,12 +19,10 @@ export class LibraryPanel {
   private readonly search: HTMLInputElement;
   private timer = 0;
   private query = "";
+  private items: MediaItem[] = [];
 
-  constructor(
-    private readonly ctx: RoomContext,
-    private readonly player: Player,
-  ) {
-    this.search = h("input", { attrs: { id: "library-search", type: "search", placeholder: text.search, "aria-label": text.search, maxlength: "100" } });
+  constructor(private readonly host: MediaSourceHost) {
+    this.search = h("input", { attrs: { id: "library-search", type: "search", placeholder: t("library.search"), "aria-label": t("library.search"), maxlength: "100", autocomplete: "off" } });
     let debounce = 0;
     this.search.addEventListener("input", () => {
       window.clearTimeout(debounce);
@@ -103,17 +31,24 @@ export class LibraryPanel {
         void this.refresh();
       }, 250);
     });
-    this.element = h("section", { class: "card", attrs: { id: "library-panel" } }, h("h2", {}, text.heading), this.search, this.list);
-    ctx.onChange(() => void this.refresh());
+    this.element = h(
+      "section",
+      { class: "library-panel", attrs: { id: "library-panel", "aria-labelledby": "library-title" } },
+      h("h3", { attrs: { id: "library-title" } }, t("library.source")),
+      this.search,
+      this.list,
+    );
+    host.onChange(() => this.render());
   }
 
-  start(): void {
+  start(): () => void {
     void this.refresh();
     this.timer = window.setInterval(() => {
       if (document.visibilityState === "visible") {
         void this.refresh();
       }
     }, REFRESH_MS);
+    return onUploaded(() => void this.refresh());
   }
 
   stop(): void {
@@ -122,89 +57,125 @@ export class LibraryPanel {
 
   async refresh(): Promise<void> {
     try {
-      const { mediaItems } = await this.ctx.app.api.media.listMediaItems({ roomId: this.ctx.roomId, query: this.query, pageSize: 100 });
-      this.render(mediaItems);
+      const { mediaItems } = await this.host.api.media.listMediaItems({ roomId: this.host.roomId, query: this.query, pageSize: 100 });
+      this.items = mediaItems;
+      this.render();
     } catch (error) {
       replace(this.list, h("li", { class: "error" }, describeError(error)));
     }
   }
 
-  private render(items: MediaItem[]): void {
-    if (items.length === 0) {
-      replace(this.list, h("li", { class: "muted" }, this.query ? text.noMatch : text.empty));
+  private render(): void {
+    if (this.items.length === 0) {
+      replace(this.list, h("li", { class: "empty-state" }, this.query ? t("library.noMatch") : t("library.empty")));
       return;
     }
-    replace(this.list, ...items.map((item) => this.row(item)));
+    replace(this.list, ...this.items.map((item) => this.row(item)));
   }
 
   private row(item: MediaItem): HTMLElement {
-    const denied = this.ctx.controlDeniedReason();
+    const denied = this.host.deniedReason();
     const convert = item.playability === Playability.NEEDS_CONVERSION;
-    const blocked = denied ?? (convert ? text.needsConversionReason : undefined);
-    const add = (now: boolean) => async () => {
-      const done = await this.player.addLibraryItem(item, now);
-      if (done && !now) {
-        this.ctx.app.notify(text.queued(item.title));
-      }
-    };
-    const actions: HTMLElement[] = [
-      button(text.playNow, add(true), { class: "small", attrs: { "data-action": "play" } }),
-      button(text.addToQueue, add(false), { class: "small", attrs: { "data-action": "queue" } }),
-    ];
-    for (const action of actions) {
-      if (blocked) {
-        (action as HTMLButtonElement).disabled = true;
-        action.title = blocked;
-      }
+    const blocked = denied ?? (convert ? t("library.needsConversionReason") : undefined);
+    const choice = { url: "", title: item.title, durationMs: item.durationMs, libraryItemId: item.mediaItemId };
+    const play = button(t("library.playNow"), async () => void (await this.host.playNow(choice)), { kind: "primary", small: true, icon: "play", attrs: { "data-action": "play" } });
+    const queue = button(
+      t("library.addToQueue"),
+      async () => {
+        if (await this.host.addToQueue(choice)) {
+          this.host.notify(t("library.queued", { title: userText(item.title) }));
+        }
+      },
+      { kind: "secondary", small: true, icon: "queue", attrs: { "data-action": "queue" } },
+    );
+    for (const action of [play, queue]) {
+      setEnabled(action, blocked === undefined, blocked);
     }
-    const mine = item.source === Source.UPLOAD && item.addedByUserId === this.ctx.myUserId;
-    if (mine) {
-      actions.push(
-        button(text.rename, () => this.rename(item), { class: "link small", attrs: { "data-action": "rename" } }),
-        button(text.delete, () => this.remove(item), { class: "link small", attrs: { "data-action": "delete" } }),
-      );
-    }
+    const mine = item.source === Source.UPLOAD && item.addedByUserId === this.host.myUserId;
+    const own = mine
+      ? [
+          button(t("library.rename"), () => this.rename(item), { kind: "quiet", small: true, attrs: { "data-action": "rename" } }),
+          button(t("library.delete"), () => this.remove(item), { kind: "danger-quiet", small: true, attrs: { "data-action": "delete" } }),
+        ]
+      : [];
     const origin =
-      item.source === Source.DIRECTORY ? text.fromFolder : mine ? text.uploadedByYou : text.uploadedBy(this.ctx.nameOf(item.addedByUserId));
-    const facts = [formatDuration(Number(item.durationMs) / 1000), formatBytes(Number(item.sizeBytes)), origin];
+      item.source === Source.DIRECTORY ? t("library.fromFolder") : mine ? t("library.uploadedByYou") : t("library.uploadedBy", { name: this.host.nameOf(item.addedByUserId) });
     return h(
       "li",
-      { attrs: { "data-media-item-id": item.mediaItemId } },
+      { class: "library-item", attrs: { "data-media-item-id": item.mediaItemId } },
       thumbnail(item.mediaItemId, item.thumbnailUrl),
       h(
         "div",
         { class: "library-body" },
-        h("span", { class: "library-title" }, item.title),
-        h("span", { class: "muted small" }, facts.join(" · ")),
-        convert ? h("span", { class: "badge warn" }, text.needsConversion) : null,
-        h("span", { class: "actions" }, ...actions),
+        h("span", { class: "library-title" }, userText(item.title)),
+        h(
+          "span",
+          { class: "library-facts" },
+          h("span", {}, formatClock(Number(item.durationMs) / 1000)),
+          h("span", {}, formatBytes(Number(item.sizeBytes))),
+          h("span", {}, origin),
+          convert ? h("span", { class: "pill warn" }, t("library.needsConversion")) : null,
+        ),
+        h("span", { class: "actions" }, play, queue, ...own),
       ),
     );
   }
 
-  private async rename(item: MediaItem): Promise<void> {
-    const title = window.prompt(text.renamePrompt, item.title);
-    if (title === null) {
-      return;
-    }
-    try {
-      await this.ctx.app.api.media.renameMediaItem({ mediaItemId: item.mediaItemId, title });
-      await this.refresh();
-    } catch (error) {
-      this.ctx.app.notify(describeError(error), "error");
-    }
+  private rename(item: MediaItem): void {
+    const input = h("input", { attrs: { id: "library-rename", maxlength: "200", autocomplete: "off", required: "" } });
+    input.value = item.title;
+    const save = async (): Promise<void> => {
+      try {
+        await this.host.api.media.renameMediaItem({ mediaItemId: item.mediaItemId, title: input.value });
+        dialog.close();
+        await this.refresh();
+      } catch (error) {
+        this.host.notify(describeError(error), "error");
+      }
+    };
+    const form = h("form", { attrs: { id: "library-rename-form" } }, field(t("library.renameLabel"), input));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void save();
+    });
+    const dialog = openDialog({
+      title: t("library.renameTitle", { title: userText(item.title) }),
+      id: "library-rename-dialog",
+      body: [form],
+      actions: [
+        button(t("action.cancel"), () => dialog.close(), { kind: "secondary" }),
+        button(t("action.save"), save, { kind: "primary", attrs: { "data-action": "confirm" } }),
+      ],
+      initialFocus: input,
+    });
   }
 
   private async remove(item: MediaItem): Promise<void> {
-    if (!window.confirm(text.deleteConfirm(item.title))) {
+    const confirmed = await confirmAction({
+      title: t("library.deleteTitle", { title: userText(item.title) }),
+      text: t("library.deleteBody"),
+      confirm: t("library.delete"),
+      danger: true,
+    });
+    if (!confirmed) {
       return;
     }
     try {
-      await this.ctx.app.api.media.deleteMediaItem({ mediaItemId: item.mediaItemId });
-      this.ctx.app.notify(text.deleted);
+      await this.host.api.media.deleteMediaItem({ mediaItemId: item.mediaItemId });
+      this.host.notify(t("library.deleted"));
       await this.refresh();
     } catch (error) {
-      this.ctx.app.notify(describeError(error), "error");
+      this.host.notify(describeError(error), "error");
     }
   }
 }
+
+registerMediaSource("library", (slot: HTMLElement, host: MediaSourceHost) => {
+  const panel = new LibraryPanel(host);
+  slot.appendChild(panel.element);
+  const forget = panel.start();
+  return () => {
+    forget();
+    panel.stop();
+  };
+});

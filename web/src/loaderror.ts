@@ -1,75 +1,42 @@
-// Why a player cannot play the current media, found out and put into words: the browser's
-// media error, sharpened by a small request for the same URL where the page may make one (the
-// HTTP status, a web page instead of a video, a server without Range support). Players report
-// it to the room; every member sees it beside the member who has it.
+// Why a player cannot play the current media, found out and put into words (the catalog's
+// `loadError.*`): the browser's media error, sharpened by a small request for the same URL
+// where the page may make one (the HTTP status, a web page instead of a video, a server without
+// Range support). Players report it to the room; every member sees it beside the member.
 
 import { create } from "@bufbuild/protobuf";
 
 import { type LoadError, LoadErrorKind, LoadErrorSchema } from "./gen/xiaowo/sync/v1/sync_pb";
-import { pick } from "./lang";
-
-export const LOAD_ERROR_TEXT = {
-  en: {
-    memberCannotPlay: (name: string) => `${name} can't play this: `,
-    youCannotPlay: "Can't play this: ",
-    addedByYou: (name: string, title: string) => `${name} can't play “${title}”, which you added: `,
-    httpStatus: (status: number) => `the server answered ${status}${status === 404 ? " (not found)" : status === 403 ? " (forbidden)" : ""}`,
-    network: "the file could not be fetched (the server is unreachable or refused it)",
-    decode: "the file is damaged or uses a format this browser cannot decode",
-    unsupported: "the address is not a video this browser can play (perhaps a web page)",
-    noRange: "the server does not support seeking (no HTTP Range support), so jumps cannot follow the room",
-    unknown: "the video could not be loaded",
-    slow: (seconds: number) => `Buffering… the video's server has sent nothing for ${seconds} s`,
-  },
-  zh: {
-    memberCannotPlay: (name: string) => `${name} 无法播放：`,
-    youCannotPlay: "无法播放：",
-    addedByYou: (name: string, title: string) => `${name} 无法播放你添加的「${title}」：`,
-    httpStatus: (status: number) => `服务器返回 ${status}${status === 404 ? "（未找到）" : status === 403 ? "（禁止访问）" : ""}`,
-    network: "无法获取文件（服务器无法连接或拒绝了请求）",
-    decode: "文件已损坏，或使用了此浏览器无法解码的格式",
-    unsupported: "该地址不是此浏览器能播放的视频（可能是网页）",
-    noRange: "服务器不支持跳转（不支持 HTTP Range），无法跟上房间的进度跳转",
-    unknown: "视频无法加载",
-    slow: (seconds: number) => `缓冲中… 视频服务器已 ${seconds} 秒没有发送数据`,
-  },
-};
-
-const text = pick(LOAD_ERROR_TEXT);
+import { type Shown, t, userText } from "./i18n";
 
 /** The reason of a load error in words (without whose it is). */
-export function describeLoadError(error: LoadError): string {
+export function describeLoadError(error: LoadError): Shown {
   switch (error.kind) {
     case LoadErrorKind.HTTP_STATUS:
-      return text.httpStatus(error.httpStatus);
+      return error.httpStatus === 404 ? t("loadError.httpNotFound") : error.httpStatus === 403 ? t("loadError.httpForbidden") : t("loadError.httpStatus", { status: String(error.httpStatus) });
     case LoadErrorKind.NETWORK:
-      return text.network;
+      return t("loadError.network");
     case LoadErrorKind.DECODE:
-      return text.decode;
+      return t("loadError.decode");
     case LoadErrorKind.UNSUPPORTED:
-      return text.unsupported;
+      return t("loadError.unsupported");
     case LoadErrorKind.NO_RANGE_SUPPORT:
-      return text.noRange;
+      return t("loadError.noRange");
     case LoadErrorKind.UNSPECIFIED:
-      return text.unknown;
+      return t("loadError.unknown");
   }
 }
 
 /** "Bob can't play this: …" */
-export function describeMemberLoadError(name: string, error: LoadError): string {
-  return text.memberCannotPlay(name) + describeLoadError(error);
+export function describeMemberLoadError(name: string, error: LoadError): Shown {
+  return t("loadError.memberCannotPlay", { name, reason: describeLoadError(error) });
 }
 
-export function describeOwnLoadError(error: LoadError): string {
-  return text.youCannotPlay + describeLoadError(error);
+export function describeOwnLoadError(error: LoadError): Shown {
+  return t("loadError.youCannotPlay", { reason: describeLoadError(error) });
 }
 
-export function describeAddedLoadError(name: string, title: string, error: LoadError): string {
-  return text.addedByYou(name, title) + describeLoadError(error);
-}
-
-export function describeSlowServer(seconds: number): string {
-  return text.slow(seconds);
+export function describeAddedLoadError(name: string, title: string, error: LoadError): Shown {
+  return t("loadError.addedByYou", { name, title: userText(title), reason: describeLoadError(error) });
 }
 
 /** What the first bytes of `url` say, when the page may ask (same origin, or CORS allows it). */

@@ -6,74 +6,26 @@
 
 import type { DetailedError, Upload } from "tus-js-client";
 
-import { describeError } from "./api";
-import type { RoomContext } from "./context";
-import { button, h, replace } from "./dom";
-import type { MediaItem } from "./gen/xiaowo/media/v1/media_pb";
-import { formatBytes, pick } from "./lang";
+import { type MediaSourceHost, registerMediaSource } from "./addvideo";
+import { button, h, replace, setText } from "./dom";
+import { describeError } from "./errors";
+import { formatBytes, formatNumber, type MessageKey, t, userText } from "./i18n";
+import { checkbox } from "./ui";
 
-export const UPLOAD_TEXT = {
-  en: {
-    heading: "Upload a video",
-    choose: "Choose or drop a video or audio file",
-    addToQueue: "Add to the queue when done",
-    limits: (maxFile: string, used: string, quota: string) => `Up to ${maxFile} per file · ${used} of your ${quota} used`,
-    starting: (name: string) => `Starting ${name}…`,
-    progress: (name: string, percent: number, sent: string, total: string) => `${name}: ${percent} % (${sent} of ${total})`,
-    checking: (name: string) => `${name}: uploaded, checking the file…`,
-    done: (title: string) => `“${title}” is in the library.`,
-    cancel: "Cancel",
-    cancelled: "Upload cancelled.",
-    offline: "Connection lost: the upload continues when the network is back.",
-    resumeHint: (name: string, percent: number) => `${name}: ${percent} % uploaded. Choose the same file again to resume.`,
-    forget: "Forget",
-    busy: "An upload is already running here; wait for it or cancel it.",
-    reasons: {
-      "not-media": "This is not a video or audio file, so it was not kept.",
-      damaged: "The file is incomplete or damaged and cannot be played, so it was not kept.",
-      "probe-timeout": "The file took too long to read, so it was not kept.",
-      empty: "The file is empty.",
-      "too-large": "The file is larger than this server accepts.",
-      quota: "This file would take you past your upload quota.",
-      "too-many-uploads": "You have too many unfinished uploads; finish or cancel one first.",
-      "disk-full": "The server does not have enough free disk space for this file.",
-      unauthenticated: "Your session has ended; reload the page.",
-      forbidden: "You may not upload into this room.",
-    } as Record<string, string>,
-    failed: "The upload failed.",
-  },
-  zh: {
-    heading: "上传视频",
-    choose: "选择或拖入一个视频或音频文件",
-    addToQueue: "上传完成后加入队列",
-    limits: (maxFile: string, used: string, quota: string) => `单个文件最大 ${maxFile} · 已用 ${used}，共 ${quota}`,
-    starting: (name: string) => `正在开始上传 ${name}…`,
-    progress: (name: string, percent: number, sent: string, total: string) => `${name}：${percent}%（${sent} / ${total}）`,
-    checking: (name: string) => `${name}：已上传，正在检查文件…`,
-    done: (title: string) => `「${title}」已加入媒体库。`,
-    cancel: "取消",
-    cancelled: "已取消上传。",
-    offline: "连接已断开：网络恢复后将继续上传。",
-    resumeHint: (name: string, percent: number) => `${name}：已上传 ${percent}%。再次选择同一文件即可继续。`,
-    forget: "放弃",
-    busy: "已有上传在进行；请等待或取消它。",
-    reasons: {
-      "not-media": "这不是视频或音频文件，未保留。",
-      damaged: "文件不完整或已损坏，无法播放，未保留。",
-      "probe-timeout": "读取文件超时，未保留。",
-      empty: "文件是空的。",
-      "too-large": "文件超过了服务器允许的大小。",
-      quota: "此文件会超出你的上传配额。",
-      "too-many-uploads": "未完成的上传太多；请先完成或取消一个。",
-      "disk-full": "服务器磁盘空间不足，无法保存此文件。",
-      unauthenticated: "会话已结束；请刷新页面。",
-      forbidden: "你不能向这个房间上传。",
-    } as Record<string, string>,
-    failed: "上传失败。",
-  },
+/** What each refusal media-svc names (its `Xiaowo-Error` header) says to the person. */
+const REASONS: Record<string, MessageKey> = {
+  "not-media": "upload.reason.notMedia",
+  damaged: "upload.reason.damaged",
+  "probe-timeout": "upload.reason.probeTimeout",
+  empty: "upload.reason.empty",
+  "too-large": "upload.reason.tooLarge",
+  quota: "upload.reason.quota",
+  "too-many-uploads": "upload.reason.tooManyUploads",
+  "disk-full": "upload.reason.diskFull",
+  unauthenticated: "upload.reason.unauthenticated",
+  forbidden: "upload.reason.forbidden",
 };
 
-const text = pick(UPLOAD_TEXT);
 /** Bytes per PATCH: small enough for proxies and quick resumes, large enough to be efficient. */
 const CHUNK_BYTES = 8 * 1024 * 1024;
 const RETRY_DELAYS_MS = [0, 1_000, 3_000, 5_000, 10_000, 20_000];
@@ -115,8 +67,8 @@ export class UploadPanel {
   private readonly input: HTMLInputElement;
   private readonly queueToggle: HTMLInputElement;
   private readonly progress = h("progress", { attrs: { id: "upload-progress", max: "100", value: "0" } });
-  private readonly status = h("p", { class: "small", attrs: { id: "upload-status", role: "status" } });
-  private readonly limits = h("p", { class: "muted small", attrs: { id: "upload-limits" } });
+  private readonly status = h("p", { class: "upload-status", attrs: { id: "upload-status", role: "status" } });
+  private readonly limits = h("p", { class: "hint", attrs: { id: "upload-limits" } });
   private readonly pendingList = h("ul", { class: "pending-uploads", attrs: { id: "upload-pending" } });
   private readonly cancelButton: HTMLButtonElement;
   private upload: Upload | undefined;
@@ -127,10 +79,7 @@ export class UploadPanel {
     }
   };
 
-  constructor(
-    private readonly ctx: RoomContext,
-    private readonly onUploaded: (item: MediaItem, addToQueue: boolean) => Promise<void>,
-  ) {
+  constructor(private readonly host: MediaSourceHost) {
     this.input = h("input", { attrs: { id: "upload-file", type: "file", accept: "video/*,audio/*,.mkv,.avi,.mov,.webm,.mp4,.m4v,.ts,.flv,.wmv" } });
     this.input.addEventListener("change", () => {
       const file = this.input.files?.[0];
@@ -140,8 +89,14 @@ export class UploadPanel {
     });
     this.queueToggle = h("input", { attrs: { id: "upload-queue", type: "checkbox" } });
     this.queueToggle.checked = true;
-    this.cancelButton = button(text.cancel, () => this.cancel(), { class: "link small", attrs: { id: "upload-cancel" } });
-    const zone = h("label", { class: "drop-zone", attrs: { id: "upload-drop", for: "upload-file" } }, text.choose, this.input);
+    this.cancelButton = button(t("upload.cancel"), () => this.cancel(), { kind: "quiet", small: true, icon: "close", attrs: { id: "upload-cancel" } });
+    const zone = h(
+      "label",
+      { class: "drop-zone", attrs: { id: "upload-drop", for: "upload-file" } },
+      h("span", { class: "drop-zone-button" }, t("upload.chooseButton")),
+      h("span", { class: "drop-zone-text" }, t("upload.choose")),
+      this.input,
+    );
     zone.addEventListener("dragover", (event) => {
       event.preventDefault();
       zone.classList.add("over");
@@ -157,15 +112,16 @@ export class UploadPanel {
     });
     this.element = h(
       "section",
-      { class: "card upload", attrs: { id: "upload-panel" } },
-      h("h2", {}, text.heading),
+      { class: "upload", attrs: { id: "upload-panel", "aria-labelledby": "upload-title" } },
+      h("h3", { attrs: { id: "upload-title" } }, t("upload.source")),
       zone,
-      h("label", { class: "small" }, this.queueToggle, ` ${text.addToQueue}`),
       this.limits,
-      h("div", { class: "row upload-progress" }, this.progress, this.cancelButton),
+      checkbox(t("upload.addToQueue"), this.queueToggle),
+      h("div", { class: "upload-progress" }, this.progress, this.cancelButton),
       this.status,
       this.pendingList,
     );
+    this.progress.setAttribute("aria-labelledby", "upload-status");
     this.showIdle();
     window.addEventListener("online", this.online);
   }
@@ -188,10 +144,10 @@ export class UploadPanel {
 
   private async showLimits(): Promise<void> {
     try {
-      const quota = await this.ctx.app.api.media.getUploadQuota({});
-      this.limits.textContent = text.limits(formatBytes(Number(quota.maxFileBytes)), formatBytes(Number(quota.usedBytes)), formatBytes(Number(quota.quotaBytes)));
+      const quota = await this.host.api.media.getUploadQuota({});
+      setText(this.limits, t("upload.limits", { maxFile: formatBytes(Number(quota.maxFileBytes)), used: formatBytes(Number(quota.usedBytes)), quota: formatBytes(Number(quota.quotaBytes)) }));
     } catch {
-      this.limits.textContent = "";
+      replace(this.limits);
     }
   }
 
@@ -202,10 +158,9 @@ export class UploadPanel {
       ...pending.map((entry) =>
         h(
           "li",
-          { class: "small" },
-          text.resumeHint(entry.name, percent(entry.sent, entry.size)),
-          " ",
-          button(text.forget, () => this.forget(entry), { class: "link small" }),
+          {},
+          t("upload.resumeHint", { name: userText(entry.name), percent: formatNumber(percent(entry.sent, entry.size)) }),
+          button(t("upload.forget"), () => this.forget(entry), { kind: "quiet", small: true }),
         ),
       ),
     );
@@ -213,7 +168,7 @@ export class UploadPanel {
 
   private remember(file: File, uploadUrl: string, sent: number): void {
     const list = loadPending().filter((entry) => !sameFile(entry, file));
-    list.push({ name: file.name, size: file.size, lastModified: file.lastModified, roomId: this.ctx.roomId, uploadUrl, sent });
+    list.push({ name: file.name, size: file.size, lastModified: file.lastModified, roomId: this.host.roomId, uploadUrl, sent });
     savePending(list);
   }
 
@@ -231,13 +186,13 @@ export class UploadPanel {
 
   private async begin(file: File): Promise<void> {
     if (this.upload) {
-      this.status.textContent = text.busy;
+      setText(this.status, t("upload.busy"));
       return;
     }
     this.file = file;
     this.input.value = "";
     const previous = loadPending().find((entry) => sameFile(entry, file));
-    this.status.textContent = text.starting(file.name);
+    setText(this.status, t("upload.starting", { name: userText(file.name) }));
     this.progress.hidden = false;
     this.progress.value = percent(previous?.sent ?? 0, file.size);
     this.cancelButton.hidden = false;
@@ -249,7 +204,7 @@ export class UploadPanel {
       uploadUrl: previous?.uploadUrl ?? null,
       chunkSize: CHUNK_BYTES,
       retryDelays: RETRY_DELAYS_MS,
-      metadata: { filename: file.name, filetype: file.type, room: this.ctx.roomId },
+      metadata: { filename: file.name, filetype: file.type, room: this.host.roomId },
       // Resumption is this module's own record (above), not tus-js-client's fingerprints.
       storeFingerprintForResuming: false,
       onUploadUrlAvailable: () => {
@@ -260,7 +215,8 @@ export class UploadPanel {
       onProgress: (sent, total) => {
         const done = percent(sent, total);
         this.progress.value = done;
-        this.status.textContent = sent === total ? text.checking(file.name) : text.progress(file.name, done, formatBytes(sent), formatBytes(total));
+        const name = userText(file.name);
+        setText(this.status, sent === total ? t("upload.checking", { name }) : t("upload.progress", { name, percent: formatNumber(done), sent: formatBytes(sent), total: formatBytes(total) }));
         if (upload.url && performance.now() - lastSaved > 1_000) {
           lastSaved = performance.now();
           this.remember(file, upload.url, sent);
@@ -284,13 +240,18 @@ export class UploadPanel {
     this.file = undefined;
     this.showIdle();
     try {
-      const { mediaItem } = await this.ctx.app.api.media.getMediaItem({ mediaItemId, roomId: this.ctx.roomId });
+      const { mediaItem } = await this.host.api.media.getMediaItem({ mediaItemId, roomId: this.host.roomId });
       if (mediaItem) {
-        this.status.textContent = text.done(mediaItem.title);
-        await this.onUploaded(mediaItem, this.queueToggle.checked);
+        setText(this.status, t("upload.done", { title: userText(mediaItem.title) }));
+        if (this.queueToggle.checked && this.host.deniedReason() === undefined) {
+          await this.host.addToQueue({ url: "", title: mediaItem.title, durationMs: mediaItem.durationMs, libraryItemId: mediaItem.mediaItemId });
+        }
+        for (const listener of uploadListeners) {
+          listener();
+        }
       }
     } catch (error) {
-      this.status.textContent = describeError(error);
+      setText(this.status, describeError(error));
     }
     void this.showLimits();
   }
@@ -299,11 +260,13 @@ export class UploadPanel {
     const response = "originalResponse" in error ? error.originalResponse : null;
     if (!response) {
       // No answer at all: the network went away. The bytes so far are on the server.
-      this.status.textContent = text.offline;
+      setText(this.status, t("upload.offline"));
       return;
     }
     const reason = response.getHeader("Xiaowo-Error") ?? "";
-    this.status.textContent = text.reasons[reason] ?? (response.getBody() || text.failed);
+    const known = REASONS[reason];
+    // The server's own sentence is English; a reason this page does not know gets its own words.
+    setText(this.status, known ? t(known) : t("upload.failed"));
     this.forgetFile(file);
     this.upload = undefined;
     this.file = undefined;
@@ -320,10 +283,25 @@ export class UploadPanel {
       this.forgetFile(file);
     }
     this.showIdle();
-    this.status.textContent = text.cancelled;
+    setText(this.status, t("upload.cancelled"));
     // Terminates it on the server: its bytes are deleted at once.
     await upload?.abort(true).catch(() => undefined);
     void this.showLimits();
     this.renderPending();
   }
 }
+
+/** Called whenever an upload of this page became a library item (the library lists it). */
+const uploadListeners = new Set<() => void>();
+
+export function onUploaded(listener: () => void): () => void {
+  uploadListeners.add(listener);
+  return () => uploadListeners.delete(listener);
+}
+
+registerMediaSource("upload", (slot: HTMLElement, host: MediaSourceHost) => {
+  const panel = new UploadPanel(host);
+  slot.appendChild(panel.element);
+  panel.start();
+  return () => panel.stop();
+});
