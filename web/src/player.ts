@@ -78,6 +78,7 @@ type SyncStatus =
   | { kind: "waiting"; names: string[] }
   | { kind: "buffering" }
   | { kind: "slow"; seconds: number }
+  | { kind: "failed" }
   | { kind: "catchingUp" }
   | { kind: "inSync" }
   | { kind: "paused" };
@@ -620,6 +621,9 @@ export class Player {
   }
 
   private syncStatus(timeline: Timeline, countdown: number): SyncStatus {
+    if (this.failed()) {
+      return { kind: "failed" };
+    }
     if (countdown > 0) {
       return { kind: "starting", seconds: Math.ceil(countdown) };
     }
@@ -656,6 +660,9 @@ export class Player {
         break;
       case "slow":
         text = t("loadError.slow", { seconds: status.seconds });
+        break;
+      case "failed":
+        text = t("member.cannotPlay");
         break;
       case "catchingUp":
         text = t("sync.catchingUp");

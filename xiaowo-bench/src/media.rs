@@ -31,6 +31,7 @@ use crate::stack::{Launcher, bearer, channel, create_room, create_session};
 use crate::stats::{Summary, summarize};
 
 const MIB: u64 = 1 << 20;
+const MIB_BYTES: usize = 1 << 20;
 const RANGE_BYTES: u64 = MIB;
 const CHUNK_BYTES: usize = 8 << 20;
 
@@ -88,7 +89,7 @@ fn make_file(path: &Path, bytes: u64) -> anyhow::Result<()> {
     std::fs::remove_file(&head)?;
     out.write_all(&header)?;
     let mut left = bytes.saturating_sub(header.len() as u64);
-    let mut block = vec![0_u8; MIB as usize];
+    let mut block = vec![0_u8; MIB_BYTES];
     while left > 0 {
         rand_fill(&mut block);
         let take = left.min(MIB) as usize;
@@ -101,7 +102,7 @@ fn make_file(path: &Path, bytes: u64) -> anyhow::Result<()> {
 
 /// Cheap incompressible bytes (xorshift): no encoder or cache can shortcut them.
 fn rand_fill(block: &mut [u8]) {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (block.as_ptr() as u64) ^ crate::stats::wall_micros() as u64;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (block.as_ptr() as u64) ^ crate::stats::wall_micros().cast_unsigned();
     for chunk in block.chunks_mut(8) {
         state ^= state << 13;
         state ^= state >> 7;
@@ -166,7 +167,7 @@ async fn read_ranges(
                                 let length = body.to_bytes().len() as u64;
                                 if length == RANGE_BYTES {
                                     bytes += length;
-                                    micros.push(asked.elapsed().as_micros() as u64);
+                                    micros.push(u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX));
                                 } else {
                                     errors += 1;
                                 }
@@ -402,9 +403,9 @@ pub async fn run(options: &Options) -> anyhow::Result<String> {
             .await?;
 
     // Upload: the same bytes written plainly first (the ceiling), then through media-svc.
-    let mut data = vec![0_u8; sizes.upload_bytes as usize];
+    let mut data = vec![0_u8; usize::try_from(sizes.upload_bytes).unwrap_or(usize::MAX)];
     let header = std::fs::read(&file)?;
-    let header_len = header.len().min(data.len()).min(4 * MIB as usize);
+    let header_len = header.len().min(data.len()).min(4 * MIB_BYTES);
     data[..header_len].copy_from_slice(&header[..header_len]);
     rand_fill(&mut data[header_len..]);
     let raw_plain = raw_write(&work.path().join("raw.bin"), &data, false)?;
