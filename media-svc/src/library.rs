@@ -385,7 +385,12 @@ impl Library {
     ///
     /// # Errors
     /// `NotFound` for an unknown item or one the caller may not see; access errors.
-    pub async fn get(&self, caller: &Caller, room_id: Option<&RoomId>, media_item_id: &str) -> Result<MediaItem, Error> {
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        room_id: Option<&RoomId>,
+        media_item_id: &str,
+    ) -> Result<MediaItem, Error> {
         check_id("media_item_id", media_item_id)?;
         let viewer = self.viewer(caller, room_id).await?;
         let item = self.store.find_item(media_item_id).await?.ok_or(Error::NotFound)?;
@@ -401,7 +406,9 @@ impl Library {
         }
         match viewer {
             Viewer::Admin => Ok(item),
-            Viewer::Person { user_id, .. } if item.source == Source::Upload && item.added_by_user_id == user_id.as_str() => {
+            Viewer::Person { user_id, .. }
+                if item.source == Source::Upload && item.added_by_user_id == user_id.as_str() =>
+            {
                 Ok(item)
             }
             Viewer::Person { .. } => Err(Error::NotOwner),

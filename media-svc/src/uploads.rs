@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use svc_kit::auth::Caller;
-use svc_kit::id::RoomId;
 use svc_kit::clock::millis;
+use svc_kit::id::RoomId;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;

@@ -97,7 +97,6 @@ impl Stack {
         RoomServiceClient::new(self.server.channel())
     }
 
-
     pub async fn open_room(&self, owner: &User) -> String {
         let request = room_pb::CreateRoomRequest { name: "Film night".to_owned(), ..Default::default() };
         self.rooms().create_room(as_user(request, owner)).await.unwrap().into_inner().room.unwrap().room_id
