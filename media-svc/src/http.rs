@@ -36,8 +36,8 @@ const PLACEHOLDER_SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox
 const SERVE_CHUNK_BYTES: usize = 1024 * 1024;
 
 static TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
-static UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
-static UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
+pub(crate) static UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
+pub(crate) static UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
 static UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
 static MEDIA_ITEM_ID: HeaderName = HeaderName::from_static("xiaowo-media-item-id");
 static ERROR_REASON: HeaderName = HeaderName::from_static("xiaowo-error");
@@ -72,7 +72,7 @@ fn header_value(value: &str) -> HeaderValue {
     HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn error_response(error: Error, tus: bool) -> Response {
+pub(crate) fn error_response(error: Error, tus: bool) -> Response {
     let HttpError { status, reason, message } = HttpError::from(error);
     let mut response = (status, message).into_response();
     let headers = response.headers_mut();
@@ -98,14 +98,14 @@ impl HttpState {
     }
 }
 
-fn check_tus_version(headers: &HeaderMap) -> Result<(), Error> {
+pub(crate) fn check_tus_version(headers: &HeaderMap) -> Result<(), Error> {
     match headers.get(&TUS_RESUMABLE) {
         Some(version) if version == TUS_VERSION => Ok(()),
         _ => Err(Error::UnsupportedTusVersion),
     }
 }
 
-fn header_u64(headers: &HeaderMap, name: &HeaderName, missing: &'static str) -> Result<u64, Error> {
+pub(crate) fn header_u64(headers: &HeaderMap, name: &HeaderName, missing: &'static str) -> Result<u64, Error> {
     headers
         .get(name)
         .and_then(|value| value.to_str().ok())
@@ -114,7 +114,7 @@ fn header_u64(headers: &HeaderMap, name: &HeaderName, missing: &'static str) -> 
 }
 
 /// `Upload-Metadata`: comma-separated `key base64value` pairs.
-fn metadata_value(headers: &HeaderMap, key: &str) -> Option<String> {
+pub(crate) fn metadata_value(headers: &HeaderMap, key: &str) -> Option<String> {
     let raw = headers.get("upload-metadata")?.to_str().ok()?;
     raw.split(',').find_map(|pair| {
         let mut parts = pair.trim().splitn(2, ' ');
@@ -333,7 +333,7 @@ impl HttpState {
 
 /// Serves `path` with tower-http, then applies `If-Range`: a range whose validator no longer
 /// matches the file gets the whole file instead.
-async fn serve_with_tower(path: &std::path::Path, content_type: &str, request: Request) -> Response {
+pub(crate) async fn serve_with_tower(path: &std::path::Path, content_type: &str, request: Request) -> Response {
     let mime: mime::Mime = content_type.parse().unwrap_or(mime::APPLICATION_OCTET_STREAM);
     let serve = ServeFile::new_with_mime(path, &mime).with_buf_chunk_size(SERVE_CHUNK_BYTES);
     let if_range = request.headers().get(header::IF_RANGE).cloned();

@@ -9,6 +9,8 @@
 pub mod config;
 mod entity;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod http;
 pub mod library;

@@ -132,7 +132,7 @@ impl Drop for Receiving<'_> {
 }
 
 /// The last path component of `name`, without control characters, bounded.
-fn clean_file_name(name: &str) -> String {
+pub(crate) fn clean_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = base.chars().filter(|c| !c.is_control()).take(MAX_FILE_NAME_CHARS).collect();
     cleaned.trim().to_owned()

@@ -296,6 +296,7 @@ export class Player {
               break;
             case "presence":
               this.onWatchers(response.event.value.watchers);
+              this.tellAdder(response.event.value.watchers);
               break;
             case "heartbeat":
             case undefined:

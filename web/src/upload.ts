@@ -80,7 +80,7 @@ export class UploadPanel {
   };
 
   constructor(private readonly host: MediaSourceHost) {
-    this.input = h("input", { attrs: { id: "upload-file", type: "file", accept: "video/*,audio/*,.mkv,.avi,.mov,.webm,.mp4,.m4v,.ts,.flv,.wmv" } });
+    this.input = h("input", { class: "visually-hidden", attrs: { id: "upload-file", type: "file", accept: "video/*,audio/*,.mkv,.avi,.mov,.webm,.mp4,.m4v,.ts,.flv,.wmv" } });
     this.input.addEventListener("change", () => {
       const file = this.input.files?.[0];
       if (file) {
