@@ -28,15 +28,18 @@ export function describeLoadError(error: LoadError): Shown {
 
 /** "Bob can't play this: …" */
 export function describeMemberLoadError(name: string, error: LoadError): Shown {
-  return t("loadError.memberCannotPlay", { name, reason: describeLoadError(error) });
+  const key = error.kind === LoadErrorKind.NO_RANGE_SUPPORT ? "loadError.memberCannotSeek" : "loadError.memberCannotPlay";
+  return t(key, { name, reason: describeLoadError(error) });
 }
 
 export function describeOwnLoadError(error: LoadError): Shown {
-  return t("loadError.youCannotPlay", { reason: describeLoadError(error) });
+  const key = error.kind === LoadErrorKind.NO_RANGE_SUPPORT ? "loadError.youCannotSeek" : "loadError.youCannotPlay";
+  return t(key, { reason: describeLoadError(error) });
 }
 
 export function describeAddedLoadError(name: string, title: string, error: LoadError): Shown {
-  return t("loadError.addedByYou", { name, title: userText(title), reason: describeLoadError(error) });
+  const key = error.kind === LoadErrorKind.NO_RANGE_SUPPORT ? "loadError.addedByYouSeek" : "loadError.addedByYou";
+  return t(key, { name, title: userText(title), reason: describeLoadError(error) });
 }
 
 /** What the first bytes of `url` say, when the page may ask (same origin, or CORS allows it). */
