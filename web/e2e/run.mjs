@@ -796,6 +796,7 @@ scenario("the media panels in English and Chinese, wide and narrow; a refused up
     ["27-media-en-1280", { width: 1280, height: 800 }],
     ["28-media-en-390", { width: 390, height: 844 }],
   ];
+  await backToRoom(state.bob);
   for (const [name, viewport] of shots) {
     await state.bob.page.setViewportSize(viewport);
     await state.bob.page.waitForSelector("#library li[data-media-item-id]");
