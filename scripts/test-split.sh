@@ -93,6 +93,18 @@ check "media admin service refused to browsers (gRPC-web)" media_admin_refused
 check "tus uploads routed to media-svc through nginx" tus_routed
 check "uploads need a session" uploads_need_session
 check "/media/../../etc/passwd refused" media_traversal_refused
+# The operator console: its page, and its admin calls over gRPC-web from loopback with the token.
+admin_page_served() { curl -sk "$https/admin" | grep -qi '<title>'; }
+web_admin() { # extra curl arguments
+  printf '\x00\x00\x00\x00\x00' > "$run/gw.req"
+  curl -sk --http1.1 -D "$run/gw.headers" -o "$run/gw.body" -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1' "$@" \
+    --data-binary @"$run/gw.req" "$https/xiaowo.session.v1.SessionAdminService/ListSessions"
+}
+web_admin_with_token() { web_admin -H "authorization: Bearer $token" && grep -qa 'grpc-status:0' "$run/gw.body"; }
+web_admin_needs_token() { web_admin && cat "$run/gw.headers" "$run/gw.body" | grep -qai 'grpc-status: *16'; }
+check "operator console served at /admin" admin_page_served
+check "admin service over gRPC-web from loopback with the admin token" web_admin_with_token
+check "admin service over gRPC-web refused without the admin token" web_admin_needs_token
 
 # --- native gRPC: public services on the public listener, the rest only on the admin one -------
 public_grpc() { grpcurl -insecure -import-path proto -proto xiaowo/session/v1/session.proto "$@" "127.0.0.1:$XIAOWO_HTTPS_PORT" "$method"; }

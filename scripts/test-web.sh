@@ -5,7 +5,10 @@
 # string goes through the catalog), then in headless Chromium against a real `xiaowo up` (debug
 # build): the end-to-end suite, the screens suite (e2e/ui.mjs: axe-core on every screen in
 # English and Chinese, light and dark, desktop and phone, screenshots into web/artifacts/ui/,
-# phone layout, language switch, keyboard, error sentences), the XSS corpus (e2e/xss.mjs: 240
+# phone layout, language switch, keyboard, error sentences, the operator console's screens), the
+# operator console (e2e/admin.mjs: unlock with the admin token, charts drawn from the server's
+# metrics, revoke a session, close a room, audit filters; screenshots into web/artifacts/admin/),
+# the XSS corpus (e2e/xss.mjs: 240
 # payloads through every text field, nothing may run), Lighthouse on the lobby and a room
 # (e2e/lighthouse.mjs: accessibility and best practices at least 95, performance reported) and
 # a smoke run of the sync-quality benchmark (2 viewers, one seek: it must produce numbers and
@@ -50,6 +53,15 @@ ui_failed=$(sed -n 's/^ui: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$ui_repo
 rm -f "$ui_report"
 echo "screenshots: web/artifacts/ui/"
 
+log "operator console in headless Chromium (unlock, charts, revoke, close, audit filters)"
+admin_report=$(mktemp)
+admin_status=0
+(cd web && node e2e/admin.mjs) | tee "$admin_report" || admin_status=$?
+admin_passed=$(sed -n 's/^admin: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$admin_report")
+admin_failed=$(sed -n 's/^admin: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$admin_report")
+rm -f "$admin_report"
+echo "screenshots: web/artifacts/admin/"
+
 log "Lighthouse on the lobby and a room (mobile emulation)"
 lh_report=$(mktemp)
 lh_status=0
@@ -70,14 +82,15 @@ log "sync quality in headless Chromium (smoke: 2 viewers, ~20 s, one seek)"
 sync_status=0
 (cd web && node bench/sync-quality.mjs --smoke) || sync_status=$?
 
-passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${ui_passed:-0} + ${lh_passed:-0} + ${xss_passed:-0} ))
-failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${ui_failed:-0} + ${lh_failed:-0} + ${xss_failed:-0} ))
+passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${ui_passed:-0} + ${admin_passed:-0} + ${lh_passed:-0} + ${xss_passed:-0} ))
+failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${ui_failed:-0} + ${admin_failed:-0} + ${lh_failed:-0} + ${xss_failed:-0} ))
 # The sync-quality smoke run counts as one test.
 if [ "$sync_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 # A runner that died before reporting counts as a failure.
 if [ "$unit_status" -ne 0 ] && [ "${unit_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$e2e_status" -ne 0 ] && [ "${e2e_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$ui_status" -ne 0 ] && [ "${ui_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+if [ "$admin_status" -ne 0 ] && [ "${admin_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$lh_status" -ne 0 ] && [ "${lh_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$xss_status" -ne 0 ] && [ "${xss_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 echo "web: $passed passed, $failed failed"

@@ -2,7 +2,8 @@
 // everything into dist/ (index.html, app.js, app.css) with no external URL, so that the strict
 // same-origin content security policy holds. The first load fetches only app.js and the chunks
 // it imports statically (announced with modulepreload links so that they load in parallel); the
-// room page, hls.js and the QR encoder are chunks fetched when needed. The build fails when that
+// room page, hls.js, the QR encoder and the operator console (/admin, with uPlot and admin.css)
+// are chunks fetched when needed. The build fails when that
 // first load would exceed INITIAL_JS_BUDGET gzipped. `node build.mjs --tests` also bundles the
 // unit tests into build-test/ for `node --test`.
 import { execFileSync } from "node:child_process";
@@ -40,6 +41,9 @@ const dist = join(here, "dist");
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
 cpSync(join(here, "static"), dist, { recursive: true });
+// The operator console's stylesheet starts with uPlot's own (its charts' layout), as shipped.
+const adminCss = join(dist, "admin.css");
+writeFileSync(adminCss, readFileSync(join(here, "node_modules", "uplot", "dist", "uPlot.min.css"), "utf8") + "\n" + readFileSync(adminCss, "utf8"));
 const built = await esbuild.build({
   entryPoints: { app: join(here, "src", "main.ts") },
   metafile: true,

@@ -21,6 +21,8 @@
 #   XIAOWO_SESSION_CREATE_RATE [10r/m]  XIAOWO_SESSION_CREATE_BURST [20]
 #   XIAOWO_ROOM_JOIN_RATE [30r/m]       XIAOWO_ROOM_JOIN_BURST [30]
 #   XIAOWO_UPLOAD_CHUNK_MAX [16m]          largest upload request (the web client sends 8 MiB)
+#   XIAOWO_ADMIN_WEB_ALLOW [127.0.0.1 ::1] addresses or CIDRs whose browsers may call the admin
+#                                          services over gRPC-web (the operator console, /admin)
 set -euo pipefail
 
 standalone=0
@@ -33,13 +35,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-servers() {
-  local line=""
-  for server in $1; do
-    line+="    server ${server} max_fails=3 fail_timeout=5s;"$'\n'
+# One line per word of $2: the format $1 with the word in place of %s.
+lines() {
+  local line="" item
+  for item in $2; do
+    line+="$(printf "$1" "$item")"$'\n'
   done
   printf '%s' "${line%$'\n'}"
 }
+
+servers() { lines '    server %s max_fails=3 fail_timeout=5s;' "$1"; }
 
 # sync-svc and chat-svc: optionally room-affine (see README, "Several instances").
 room_servers() {
@@ -52,6 +57,8 @@ room_servers() {
 https_port=${XIAOWO_HTTPS_PUBLIC_PORT:-443}
 redirect_port=":${https_port}"
 [ "$https_port" = "443" ] && redirect_port=""
+
+allow_lines() { lines '        allow %s;' "$1"; }
 
 render() {
   local source=$1 target=$2
@@ -78,6 +85,7 @@ values = {
     "SESSION_CREATE_BURST": "${XIAOWO_SESSION_CREATE_BURST:-20}",
     "ROOM_JOIN_RATE": "${XIAOWO_ROOM_JOIN_RATE:-30r/m}",
     "ROOM_JOIN_BURST": "${XIAOWO_ROOM_JOIN_BURST:-30}",
+    "ADMIN_WEB_ALLOW": """$(allow_lines "${XIAOWO_ADMIN_WEB_ALLOW:-127.0.0.1 ::1}")""",
 }
 for key, value in values.items():
     placeholder = key if key.startswith(":") else "@" + key + "@"

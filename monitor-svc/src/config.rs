@@ -74,7 +74,7 @@ pub struct Config {
         long = "monitor-gauges",
         env = "XIAOWO_MONITOR_GAUGES",
         value_delimiter = ',',
-        default_value = "xiaowo_sessions_live,xiaowo_rooms_active,xiaowo_sync_watch_streams"
+        default_value = "xiaowo_sessions_live,xiaowo_rooms_active,xiaowo_sync_watch_streams,xiaowo_open_connections"
     )]
     pub gauges: Vec<String>,
     /// Histograms whose p50 and p99 over each interval are stored as `<name>:p50` / `<name>:p99`

@@ -12,6 +12,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+/// The range `QueryMetric` covers when the caller names no start: the last hour.
+const DEFAULT_RANGE_MS: i64 = 3_600_000;
+
 use crate::Error;
 use crate::alerts::{Alert, AlertState};
 use crate::monitor::{Monitor, TargetStatus};
@@ -145,28 +148,15 @@ impl pb::monitor_service_server::MonitorService for MonitorApi {
     ) -> Result<Response<pb::QueryMetricResponse>, Status> {
         let pb::QueryMetricRequest { service, metric, start_time, end_time, step } = request.into_inner();
         tracing::Span::current().record("service", service.as_str()).record("metric", metric.as_str());
-        let mut violations = Vec::new();
-        if start_time.is_none() {
-            violations.push(Violation::new("start_time", "required"));
-        }
-        if end_time.is_none() {
-            violations.push(Violation::new("end_time", "required"));
-        }
+        // Left out, the range is the last hour in sixty buckets: what one asks for first.
+        let end_ms = end_time.as_ref().map_or_else(|| self.monitor.now_ms(), proto::ms_from_timestamp);
+        let start_ms = start_time.as_ref().map_or(end_ms.saturating_sub(DEFAULT_RANGE_MS), proto::ms_from_timestamp);
         let step_ms = match step.map(std::time::Duration::try_from) {
             Some(Ok(step)) => millis(step),
-            Some(Err(_)) | None => {
-                violations.push(Violation::new("step", "a positive duration is required"));
-                0
-            }
+            // A negative step is refused with the other violations, as one below a second.
+            Some(Err(_)) => 0,
+            None => (end_ms.saturating_sub(start_ms) / 60).max(1000),
         };
-        let (Some(start_time), Some(end_time)) = (start_time, end_time) else {
-            return Err(Error::InvalidArgument(violations).into());
-        };
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations).into());
-        }
-        let start_ms = proto::ms_from_timestamp(&start_time);
-        let end_ms = proto::ms_from_timestamp(&end_time);
         let points = self.monitor.query(&service, &metric, start_ms, end_ms, step_ms).await?;
         Ok(Response::new(pb::QueryMetricResponse {
             points: points

@@ -344,6 +344,12 @@ impl Monitor {
         (statuses, firing)
     }
 
+    /// The monitor's clock, now.
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// One series averaged into `step_ms` buckets over `[start_ms, end_ms)`: `(bucket start,
     /// average)` for every bucket holding samples.
     ///

@@ -11,8 +11,8 @@ use crate::Error;
 use crate::grpc::{both, control_mode_from_pb, role_from_pb, visibility_from_pb};
 use crate::model::{ControlMode, Visibility};
 use crate::rooms::{
-    DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, PASSWORD_MAX_BYTES, ROOM_DESCRIPTION, ROOM_NAME, checked, decode_audit_token,
-    page_size, password_violation, room_and_user, room_page,
+    DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, PASSWORD_MAX_BYTES, ROOM_DESCRIPTION, ROOM_NAME, audit_action, checked,
+    decode_audit_token, page_size, password_violation, room_and_user, room_page,
 };
 
 /// Decodes one public or admin request, chosen by the first byte, and validates it.
@@ -97,7 +97,16 @@ fn update(request: pb::UpdateRoomRequest) -> Result<(), Error> {
 }
 
 fn audit(request: pb::ListAuditLogsRequest) -> Result<(), Error> {
-    let pb::ListAuditLogsRequest { room_id, user_id, start_time, end_time, page_size: size, page_token } = request;
+    let pb::ListAuditLogsRequest {
+        room_id,
+        user_id,
+        start_time,
+        end_time,
+        page_size: size,
+        page_token,
+        action,
+        newest_first: _,
+    } = request;
     let start = start_time.as_ref().map(proto::ms_from_timestamp);
     let end = end_time.as_ref().map(proto::ms_from_timestamp);
     let mut violations = Vec::new();
@@ -107,6 +116,7 @@ fn audit(request: pb::ListAuditLogsRequest) -> Result<(), Error> {
     if !user_id.is_empty() {
         checked(&mut violations, UserId::parse("user_id", &user_id));
     }
+    checked(&mut violations, audit_action(&action));
     checked(&mut violations, page_size(size, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE));
     checked(&mut violations, decode_audit_token(&page_token));
     if start.zip(end).is_some_and(|(start, end)| start > end) {

@@ -23,7 +23,8 @@ use crate::Error;
 use crate::events::{Change, RoomEvent};
 use crate::model::{AuditEntry, CloseReason, ControlMode, Member, RemovalReason, Role, Room, RoomStatus, Visibility};
 use crate::rooms::{
-    Access, AuditQuery, CreateRoom, DisplayNames, Membership, Rooms, UpdateRoom, audit_page, checked, room_and_user,
+    Access, AuditQuery, CreateRoom, DisplayNames, Membership, Rooms, UpdateRoom, audit_action, audit_page, checked,
+    room_and_user,
 };
 use svc_kit::feed::{Delivery, FeedEnded};
 
@@ -63,6 +64,7 @@ fn close_reason_to_pb(reason: CloseReason) -> pb::CloseReason {
         CloseReason::ClosedByOwner => pb::CloseReason::ClosedByOwner,
         CloseReason::Empty => pb::CloseReason::Empty,
         CloseReason::Idle => pb::CloseReason::Idle,
+        CloseReason::ClosedByAdmin => pb::CloseReason::ClosedByAdmin,
     }
 }
 
@@ -469,27 +471,64 @@ impl pb::room_admin_service_server::RoomAdminService for AdminApi {
         &self,
         request: Request<pb::ListAuditLogsRequest>,
     ) -> Result<Response<pb::ListAuditLogsResponse>, Status> {
-        let pb::ListAuditLogsRequest { room_id, user_id, start_time, end_time, page_size, page_token } =
-            request.into_inner();
+        let pb::ListAuditLogsRequest {
+            room_id,
+            user_id,
+            start_time,
+            end_time,
+            page_size,
+            page_token,
+            action,
+            newest_first,
+        } = request.into_inner();
         let (start, end) =
             (start_time.as_ref().map(proto::ms_from_timestamp), end_time.as_ref().map(proto::ms_from_timestamp));
-        // Both filters are optional: empty means every room, every user.
+        // Every filter is optional: empty means every room, every user, every action.
         let mut violations = Vec::new();
         let room_id = (!room_id.is_empty()).then(|| RoomId::parse("room_id", &room_id)).transpose();
         let user_id = (!user_id.is_empty()).then(|| UserId::parse("user_id", &user_id)).transpose();
         let (room_id, user_id) = (checked(&mut violations, room_id), checked(&mut violations, user_id));
-        let (Some(room_id), Some(user_id)) = (room_id, user_id) else {
+        let action = checked(&mut violations, audit_action(&action));
+        let (Some(room_id), Some(user_id), Some(action)) = (room_id, user_id, action) else {
             // Every problem with the request is reported, the page's as well.
             violations
                 .extend(audit_page(page_size, &page_token, start, end.unwrap_or(i64::MAX)).err().unwrap_or_default());
             return Err(Error::InvalidArgument(violations).into());
         };
-        let query = AuditQuery { room_id, user_id, start, end, page_size, page_token };
+        let query = AuditQuery { room_id, user_id, start, end, action, newest_first, page_size, page_token };
         let (entries, next) = self.rooms.audit_logs(query).await?;
         Ok(Response::new(pb::ListAuditLogsResponse {
             audit_logs: entries.into_iter().map(audit_to_pb).collect(),
             next_page_token: next.unwrap_or_default(),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_rooms(
+        &self,
+        request: Request<pb::RoomAdminServiceListRoomsRequest>,
+    ) -> Result<Response<pb::RoomAdminServiceListRoomsResponse>, Status> {
+        let pb::RoomAdminServiceListRoomsRequest { status, page_size, page_token } = request.into_inner();
+        let status = match pb::RoomStatus::try_from(status) {
+            Ok(pb::RoomStatus::Unspecified) => None,
+            Ok(pb::RoomStatus::Active) => Some(RoomStatus::Active),
+            Ok(pb::RoomStatus::Closed) => Some(RoomStatus::Closed),
+            Err(_) => return Err(Error::from(Violation::new("status", "unknown value")).into()),
+        };
+        let (rooms, next) = self.rooms.list_all(status, page_size, &page_token).await?;
+        let (rooms, next_page_token) = page(rooms, next);
+        Ok(Response::new(pb::RoomAdminServiceListRoomsResponse { rooms, next_page_token }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]
+    async fn close_room(
+        &self,
+        request: Request<pb::RoomAdminServiceCloseRoomRequest>,
+    ) -> Result<Response<pb::RoomAdminServiceCloseRoomResponse>, Status> {
+        let pb::RoomAdminServiceCloseRoomRequest { room_id } = request.into_inner();
+        let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
+        let room = self.rooms.close_as_admin(&room_id).await?;
+        Ok(Response::new(pb::RoomAdminServiceCloseRoomResponse { room: Some(room_to_pb(room)) }))
     }
 }
 

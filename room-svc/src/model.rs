@@ -83,6 +83,8 @@ pub enum CloseReason {
     Empty,
     /// Nobody did anything for longer than the idle limit.
     Idle,
+    /// An operator closed it.
+    ClosedByAdmin,
 }
 
 impl CloseReason {
@@ -93,6 +95,7 @@ impl CloseReason {
             Self::ClosedByOwner => "closed_by_owner",
             Self::Empty => "empty",
             Self::Idle => "idle",
+            Self::ClosedByAdmin => "closed_by_admin",
         }
     }
 }

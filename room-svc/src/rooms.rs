@@ -37,6 +37,18 @@ const MAX_ROOM_PAGE: u64 = 100;
 pub(crate) const DEFAULT_AUDIT_PAGE: u64 = 100;
 pub(crate) const MAX_AUDIT_PAGE: u64 = 500;
 const JANITOR_BATCH: u64 = 100;
+/// Every action the audit log records, the words operators filter by.
+pub const AUDIT_ACTIONS: [&str; 9] = [
+    "room.create",
+    "room.update",
+    "room.transfer_ownership",
+    "room.close",
+    "member.join",
+    "member.join_refused",
+    "member.leave",
+    "member.set_role",
+    "member.kick",
+];
 
 /// Display names come from session-svc; the domain only needs this one question answered.
 #[tonic::async_trait]
@@ -145,8 +157,26 @@ pub struct AuditQuery {
     pub user_id: Option<UserId>,
     pub start: Option<i64>,
     pub end: Option<i64>,
+    /// One of [`AUDIT_ACTIONS`].
+    pub action: Option<&'static str>,
+    pub newest_first: bool,
     pub page_size: i32,
     pub page_token: String,
+}
+
+/// An audit action filter from a request: empty for all, else one of [`AUDIT_ACTIONS`].
+///
+/// # Errors
+/// A word the audit log never records.
+pub fn audit_action(action: &str) -> Result<Option<&'static str>, Violation> {
+    if action.is_empty() {
+        return Ok(None);
+    }
+    AUDIT_ACTIONS
+        .iter()
+        .find(|known| **known == action)
+        .map(|known| Some(*known))
+        .ok_or_else(|| Violation::new("action", format!("must be one of {}", AUDIT_ACTIONS.join(", "))))
 }
 
 /// The room domain.
@@ -420,6 +450,19 @@ impl Rooms {
     pub async fn list_public(&self, page_size: i32, page_token: &str) -> Result<(Vec<Room>, Option<String>), Error> {
         let (page_size, after) = room_page(page_size, page_token)?;
         let rooms = self.store.list_public(after, page_size + 1).await?;
+        Ok(paginate(rooms, page_size, room_token))
+    }
+
+    /// A page of every room in `status` (`None` for all), unlisted ones included, most recently
+    /// active first: the operator's view.
+    pub async fn list_all(
+        &self,
+        status: Option<RoomStatus>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Room>, Option<String>), Error> {
+        let (page_size, after) = room_page(page_size, page_token)?;
+        let rooms = self.store.list_all(status, after, page_size + 1).await?;
         Ok(paginate(rooms, page_size, room_token))
     }
 
@@ -773,17 +816,37 @@ impl Rooms {
 
     /// Closes the room for everyone (owner only).
     pub async fn close(&self, caller: &UserId, room_id: &RoomId) -> Result<Room, Error> {
+        self.close_by(Some(caller), room_id, CloseReason::ClosedByOwner).await
+    }
+
+    /// Closes the room for everyone, whoever owns it: an operator's call, audit-logged with no
+    /// acting user.
+    pub async fn close_as_admin(&self, room_id: &RoomId) -> Result<Room, Error> {
+        self.close_by(None, room_id, CloseReason::ClosedByAdmin).await
+    }
+
+    /// Closes an active room; `caller` must be allowed to, unless the operator (`None`) closes it.
+    async fn close_by(&self, caller: Option<&UserId>, room_id: &RoomId, reason: CloseReason) -> Result<Room, Error> {
         let now = self.clock.now_ms();
         let tx = self.store.write().await?;
         let room = active(tx.room(room_id).await?)?.room;
-        self.authorize(Action::Close, tx.role(room_id, caller).await?, room.control_mode)?;
+        if let Some(caller) = caller {
+            self.authorize(Action::Close, tx.role(room_id, caller).await?, room.control_mode)?;
+        }
         tx.close(room_id, now).await?;
-        let detail = serde_json::json!({ "reason": CloseReason::ClosedByOwner.as_str() });
-        audit(&tx, now, "room.close", caller, room_id, None, detail).await?;
+        tx.audit(AuditRecord {
+            at: now,
+            action: "room.close",
+            user_id: caller.cloned(),
+            room_id: room_id.clone(),
+            target_user_id: None,
+            detail: serde_json::json!({ "reason": reason.as_str() }),
+        })
+        .await?;
         let room = tx.room(room_id).await?.ok_or(Error::RoomNotFound)?.room;
         tx.commit().await?;
-        tracing::info!(%room_id, "room closed by its owner");
-        self.publish(room_id, vec![Change::RoomClosed { reason: CloseReason::ClosedByOwner }]);
+        tracing::info!(%room_id, reason = reason.as_str(), "room closed");
+        self.publish(room_id, vec![Change::RoomClosed { reason }]);
         self.refresh_active_gauge().await;
         Ok(room)
     }
@@ -871,12 +934,12 @@ impl Rooms {
         }
     }
 
-    /// A page of audit rows, oldest first, and the next page's token.
+    /// A page of audit rows, oldest (or newest) first, and the next page's token.
     pub async fn audit_logs(&self, query: AuditQuery) -> Result<(Vec<AuditEntry>, Option<String>), Error> {
-        let AuditQuery { room_id, user_id, start, end, page_size: size, page_token } = query;
+        let AuditQuery { room_id, user_id, start, end, action, newest_first, page_size: size, page_token } = query;
         let end = end.unwrap_or_else(|| self.clock.now_ms().saturating_add(1));
         let (size, after) = audit_page(size, &page_token, start, end).map_err(Error::InvalidArgument)?;
-        let filter = AuditFilter { room_id, user_id, start, end };
+        let filter = AuditFilter { room_id, user_id, start, end, action, newest_first };
         let rows = self.store.audit_page(filter, after, size + 1).await?;
         Ok(paginate(rows, size, |entry| format!("{}.{}", entry.created_at, entry.audit_log_id)))
     }

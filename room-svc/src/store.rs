@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Condition, Expr, Func, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, Order,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
@@ -20,6 +20,14 @@ use crate::model::{AuditEntry, ControlMode, Role, Room, RoomStatus, Visibility};
 
 const ACTIVE: &str = "active";
 const CLOSED: &str = "closed";
+
+/// The stored word for a status.
+fn status_word(status: RoomStatus) -> &'static str {
+    match status {
+        RoomStatus::Active => ACTIVE,
+        RoomStatus::Closed => CLOSED,
+    }
+}
 
 fn unknown(column: &str, word: &str) -> DbErr {
     DbErr::Custom(format!("unknown {column} {word:?} in the database"))
@@ -136,6 +144,10 @@ pub struct AuditFilter {
     pub start: Option<i64>,
     /// Exclusive.
     pub end: i64,
+    /// Only rows of this action.
+    pub action: Option<&'static str>,
+    /// Newest first (and `after` counts backwards) instead of oldest first.
+    pub newest_first: bool,
 }
 
 /// What one batch of closed-room retention deleted, per table.
@@ -220,7 +232,13 @@ async fn with_counts<C: ConnectionTrait>(db: &C, rooms: Vec<room::Model>) -> Res
 /// Active rooms by most recent activity, strictly after the `(last_active_at, room_id)`
 /// position `after`.
 fn newest_active(after: Option<(i64, String)>) -> sea_orm::Select<room::Entity> {
-    let mut query = room::Entity::find().filter(room::Column::Status.eq(ACTIVE));
+    newest(after).filter(room::Column::Status.eq(ACTIVE))
+}
+
+/// Rooms in any status by most recent activity, strictly after the `(last_active_at, room_id)`
+/// position `after`.
+fn newest(after: Option<(i64, String)>) -> sea_orm::Select<room::Entity> {
+    let mut query = room::Entity::find();
     if let Some((last_active_at, room_id)) = after {
         query = query.filter(Condition::any().add(room::Column::LastActiveAt.lt(last_active_at)).add(
             Condition::all().add(room::Column::LastActiveAt.eq(last_active_at)).add(room::Column::RoomId.lt(room_id)),
@@ -279,6 +297,22 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
+        with_counts(&self.db, rooms).await
+    }
+
+    /// Up to `limit` rooms of any visibility, in `status` (`None` for all), most recently active
+    /// first.
+    pub async fn list_all(
+        &self,
+        status: Option<RoomStatus>,
+        after: Option<(i64, String)>,
+        limit: u64,
+    ) -> Result<Vec<Room>, DbErr> {
+        let mut query = newest(after);
+        if let Some(status) = status {
+            query = query.filter(room::Column::Status.eq(status_word(status)));
+        }
+        let rooms = query.limit(limit).all(&self.db).await?;
         with_counts(&self.db, rooms).await
     }
 
@@ -412,7 +446,7 @@ impl Store {
         after: Option<(i64, i64)>,
         limit: u64,
     ) -> Result<Vec<AuditEntry>, DbErr> {
-        let AuditFilter { room_id, user_id, start, end } = filter;
+        let AuditFilter { room_id, user_id, start, end, action, newest_first } = filter;
         let mut query = audit_log::Entity::find().filter(audit_log::Column::CreatedAt.lt(end));
         if let Some(start) = start {
             query = query.filter(audit_log::Column::CreatedAt.gte(start));
@@ -427,14 +461,25 @@ impl Store {
                     .add(audit_log::Column::TargetUserId.eq(&user_id)),
             );
         }
+        if let Some(action) = action {
+            query = query.filter(audit_log::Column::Action.eq(action));
+        }
+        let order = if newest_first { Order::Desc } else { Order::Asc };
         if let Some((created_at, id)) = after {
-            query = query.filter(Condition::any().add(audit_log::Column::CreatedAt.gt(created_at)).add(
-                Condition::all().add(audit_log::Column::CreatedAt.eq(created_at)).add(audit_log::Column::Id.gt(id)),
-            ));
+            let (time_beyond, id_beyond) = if newest_first {
+                (audit_log::Column::CreatedAt.lt(created_at), audit_log::Column::Id.lt(id))
+            } else {
+                (audit_log::Column::CreatedAt.gt(created_at), audit_log::Column::Id.gt(id))
+            };
+            query = query.filter(
+                Condition::any()
+                    .add(time_beyond)
+                    .add(Condition::all().add(audit_log::Column::CreatedAt.eq(created_at)).add(id_beyond)),
+            );
         }
         let rows = query
-            .order_by_asc(audit_log::Column::CreatedAt)
-            .order_by_asc(audit_log::Column::Id)
+            .order_by(audit_log::Column::CreatedAt, order.clone())
+            .order_by(audit_log::Column::Id, order)
             .limit(limit)
             .all(&self.db)
             .await?;

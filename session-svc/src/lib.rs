@@ -39,6 +39,8 @@ pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Resu
     let db = deps.database::<Migrator>().await?;
     let metrics = SessionMetrics::new(assembly.metrics().registry());
     let sessions = Arc::new(Sessions::new(store::Store::new(db), Arc::clone(&deps.clock), config, metrics));
+    // Counted before the first call, so that every start and end after it moves a true figure.
+    sessions.count_live().await?;
     let max_message = assembly.config().max_message_bytes;
     let per_second = f64::from(config.create_per_minute) / 60.0;
 

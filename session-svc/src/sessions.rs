@@ -95,7 +95,10 @@ impl SessionMetrics {
             ),
             live: registered(
                 registry,
-                IntGauge::new("xiaowo_sessions_live", "Unexpired sessions, as of the janitor's last run."),
+                IntGauge::new(
+                    "xiaowo_sessions_live",
+                    "Live sessions: counted by each janitor pass, moved by every start and end between.",
+                ),
             ),
         }
     }
@@ -168,6 +171,7 @@ impl Sessions {
             .insert(NewSession { session: session.clone(), token_hash: token_hash(&token), absolute_expires_at })
             .await?;
         self.metrics.created.inc();
+        self.metrics.live.inc();
         tracing::info!(user_id = %session.user_id, "session created");
         Ok(Created { session, token })
     }
@@ -231,7 +235,9 @@ impl Sessions {
     /// Logs out: the token stops working.
     pub async fn end(&self, token: Option<&str>) -> Result<(), Error> {
         let session = self.authenticate(token).await?;
-        self.store.delete(&session.user_id).await?;
+        if self.store.delete(&session.user_id).await? {
+            self.metrics.live.dec();
+        }
         self.announce(&session.user_id, ChangeKind::Ended(EndReason::LoggedOut));
         tracing::info!(user_id = %session.user_id, "session ended");
         Ok(())
@@ -242,6 +248,7 @@ impl Sessions {
         if !self.store.delete(user_id).await? {
             return Err(Error::SessionNotFound);
         }
+        self.metrics.live.dec();
         self.announce(user_id, ChangeKind::Ended(EndReason::Revoked));
         tracing::info!(%user_id, "session revoked");
         Ok(())
@@ -277,6 +284,16 @@ impl Sessions {
         Ok((sessions, next))
     }
 
+    /// Sets `xiaowo_sessions_live` from the database, as of now.
+    ///
+    /// # Errors
+    /// When the count cannot be read.
+    pub async fn count_live(&self) -> Result<(), sea_orm::DbErr> {
+        let live = self.store.count_live(self.clock.now_ms()).await?;
+        self.metrics.live.set(i64::try_from(live).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
     /// Deletes expired sessions in batches; how many.
     pub async fn purge_expired(&self) -> Result<u64, Error> {
         let now = self.clock.now_ms();
@@ -291,14 +308,14 @@ impl Sessions {
             tokio::task::yield_now().await;
         }
         self.metrics.expired_deleted.inc_by(total);
-        let live = self.store.count_live(now).await?;
-        self.metrics.live.set(i64::try_from(live).unwrap_or(i64::MAX));
+        self.count_live().await?;
         Ok(total)
     }
 
     /// Runs [`Self::purge_expired`] every `interval` until `shutdown`.
     pub async fn run_janitor(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(interval);
+        // The first pass is one interval after start: `build` counted the live sessions.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -48,9 +48,10 @@ pub enum AuthError {
     /// No session token, or one that is unknown, expired or revoked.
     #[error("missing, expired or revoked session")]
     Unauthenticated,
-    /// An admin RPC without the right admin token (or with admin access disabled).
-    #[error("admin token required")]
-    AdminRequired,
+    /// An admin RPC without the admin token (`presented: false`) or with a wrong one, or with
+    /// admin access disabled; `hint` tells the operator where the token is.
+    #[error("{}", admin_required(hint.as_deref()))]
+    AdminRequired { presented: bool, hint: Option<Arc<str>> },
     /// An internal RPC without the install's internal token.
     #[error("internal credential required")]
     InternalRequired,
@@ -63,7 +64,12 @@ impl From<AuthError> for tonic::Status {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::Unauthenticated => Self::unauthenticated("missing, expired or revoked session"),
-            AuthError::AdminRequired => Self::permission_denied("admin token required"),
+            AuthError::AdminRequired { presented: false, hint } => {
+                Self::unauthenticated(admin_required(hint.as_deref()))
+            }
+            AuthError::AdminRequired { presented: true, hint } => {
+                Self::permission_denied(admin_required(hint.as_deref()))
+            }
             AuthError::InternalRequired => Self::unauthenticated("internal credential required"),
             AuthError::Unavailable(reason) => {
                 tracing::warn!(%reason, "session-svc unavailable");
@@ -116,10 +122,19 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The refusal of an admin call, naming where the operator finds the token.
+fn admin_required(hint: Option<&str>) -> String {
+    match hint {
+        Some(hint) => format!("admin token required (see {hint})"),
+        None => "admin token required".to_owned(),
+    }
+}
+
 /// Checks the operator's admin token on admin RPCs.
 #[derive(Clone)]
 pub struct AdminToken {
     hash: Option<[u8; 32]>,
+    hint: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AdminToken {
@@ -133,21 +148,35 @@ impl AdminToken {
     #[must_use]
     pub fn new(token: Option<&str>) -> Self {
         let hash = token.filter(|token| !token.is_empty()).map(|token| Sha256::digest(token.as_bytes()).into());
-        Self { hash }
+        Self { hash, hint: None }
+    }
+
+    /// Names where the operator finds the token (a file path, a setting) in every refusal.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<Arc<str>>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 
     /// Accepts the call only with `authorization: Bearer <admin token>`.
     ///
     /// # Errors
-    /// `Unauthenticated` without a bearer token, `AdminRequired` with a wrong one or when
-    /// admin access is disabled.
+    /// `AdminRequired` without a bearer token, with a wrong one, or when admin access is
+    /// disabled.
     pub fn check(&self, metadata: &MetadataMap) -> Result<(), AuthError> {
-        let presented = bearer_token(metadata).ok_or(AuthError::Unauthenticated)?;
-        let expected = self.hash.ok_or(AuthError::AdminRequired)?;
+        let refused = |presented| AuthError::AdminRequired { presented, hint: self.hint.clone() };
+        let presented = bearer_token(metadata).ok_or_else(|| refused(false))?;
+        let expected = self.hash.ok_or_else(|| refused(true))?;
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Comparing fixed-length digests byte by byte without early exit leaks nothing useful.
         let difference = expected.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if difference == 0 { Ok(()) } else { Err(AuthError::AdminRequired) }
+        if difference == 0 { Ok(()) } else { Err(refused(true)) }
+    }
+
+    /// Whether `headers` carry the admin token.
+    #[must_use]
+    pub fn admits(&self, headers: &http::HeaderMap) -> bool {
+        self.check(&MetadataMap::from_headers(headers.clone())).is_ok()
     }
 }
 
@@ -469,10 +498,17 @@ mod tests {
     #[tokio::test]
     async fn admin_guard_refuses_and_counts() {
         let registry = prometheus::Registry::new();
-        let guard = Guard::admin(AdminToken::new(Some("s3cret")), &registry, "room");
-        assert_eq!(guard.admit(&mut http_request(&[])).await, Err(AuthError::Unauthenticated));
+        let guard = Guard::admin(AdminToken::new(Some("s3cret")).with_hint("/data/admin.token"), &registry, "room");
+        let hint = Some(Arc::from("/data/admin.token"));
+        let missing = guard.admit(&mut http_request(&[])).await;
+        assert_eq!(missing, Err(AuthError::AdminRequired { presented: false, hint: hint.clone() }));
+        let status = tonic::Status::from(missing.unwrap_err());
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert_eq!(status.message(), "admin token required (see /data/admin.token)");
         let mut wrong = http_request(&[("authorization", "Bearer nope")]);
-        assert_eq!(guard.admit(&mut wrong).await, Err(AuthError::AdminRequired));
+        let wrong = guard.admit(&mut wrong).await;
+        assert_eq!(wrong, Err(AuthError::AdminRequired { presented: true, hint }));
+        assert_eq!(tonic::Status::from(wrong.unwrap_err()).code(), tonic::Code::PermissionDenied);
         assert_eq!(guard.admit(&mut http_request(&[("authorization", "Bearer s3cret")])).await, Ok(()));
         assert_eq!(guard.refusals.get(), 2);
     }
@@ -481,12 +517,15 @@ mod tests {
     fn admin_token_checks() {
         let admin = AdminToken::new(Some("s3cret"));
         assert!(admin.check(&metadata(&[("authorization", "Bearer s3cret")])).is_ok());
-        assert!(matches!(admin.check(&metadata(&[("authorization", "Bearer nope")])), Err(AuthError::AdminRequired)));
-        assert!(matches!(admin.check(&metadata(&[])), Err(AuthError::Unauthenticated)));
+        assert!(matches!(
+            admin.check(&metadata(&[("authorization", "Bearer nope")])),
+            Err(AuthError::AdminRequired { presented: true, hint: None })
+        ));
+        assert!(matches!(admin.check(&metadata(&[])), Err(AuthError::AdminRequired { presented: false, .. })));
         let disabled = AdminToken::new(None);
         assert!(matches!(
             disabled.check(&metadata(&[("authorization", "Bearer s3cret")])),
-            Err(AuthError::AdminRequired)
+            Err(AuthError::AdminRequired { presented: true, .. })
         ));
     }
 }

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -191,6 +192,25 @@ fn with_client_address<B>(mut request: http::Request<B>, trusted: &[std::net::Ip
     request
 }
 
+/// The answer to a `/metrics` request from elsewhere on a guarded port.
+const METRICS_REFUSED: &str = "/metrics is served to this host and to callers presenting the admin token \
+     (Authorization: Bearer <token>); start with --metrics-public to serve it to everyone\n";
+
+/// Whether the caller runs on this host: a loopback client, or one that connected to this
+/// host's own address from that same address (a scraper using the machine's LAN address) and
+/// was not forwarded by a proxy for someone else.
+fn from_this_host<B>(request: &http::Request<B>, trusted: &[std::net::IpAddr]) -> bool {
+    let Some(info) = request.extensions().get::<tonic::transport::server::TcpConnectInfo>() else {
+        return false;
+    };
+    let (Some(peer), Some(local)) = (info.remote_addr(), info.local_addr()) else {
+        return false;
+    };
+    let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+    let client = crate::address::resolve(peer.ip(), forwarded_for, trusted).to_canonical();
+    client.is_loopback() || (client == peer.ip().to_canonical() && client == local.ip().to_canonical())
+}
+
 /// HTTP/2 requests name their host in the `:authority` pseudo-header, which gRPC metadata does
 /// not carry; HTTP/1.1 requests send `Host`. Services that decide by host (the session cookie's
 /// `Secure` and `__Host-` prefix on loopback) read `host`, so it is filled in from the
@@ -232,6 +252,7 @@ pub struct Assembly {
     workers: Vec<(String, Worker)>,
     static_dir: Option<PathBuf>,
     http_routes: Vec<axum::Router>,
+    metrics_admin: Option<crate::auth::AdminToken>,
     shutdown: CancellationToken,
     exposed: http::Extensions,
 }
@@ -280,6 +301,7 @@ impl Assembly {
             workers: Vec::new(),
             static_dir: None,
             http_routes: Vec::new(),
+            metrics_admin: None,
             shutdown,
             exposed: http::Extensions::new(),
         })
@@ -368,6 +390,12 @@ impl Assembly {
         self.static_dir = Some(dir);
     }
 
+    /// Serves `/metrics` only to callers on this host and to those presenting `admin`, for a
+    /// port that faces browsers; others get 403.
+    pub fn guard_metrics(&mut self, admin: crate::auth::AdminToken) {
+        self.metrics_admin = Some(admin);
+    }
+
     /// Serves until the shutdown token is cancelled, then drains.
     ///
     /// # Errors
@@ -385,6 +413,7 @@ impl Assembly {
             workers,
             static_dir,
             http_routes,
+            metrics_admin,
             shutdown,
             exposed: _,
         } = self;
@@ -426,7 +455,19 @@ impl Assembly {
             .service(grpc);
         let connection_limit =
             crate::connections::ConnectionLimit::new(config.max_connections_per_ip, metrics.registry());
-        let mut app = axum::Router::new().route("/metrics", get(move || std::future::ready(metrics.render())));
+        let metrics_trusted = config.trusted_proxies.clone();
+        let metrics_page = move |request: axum::extract::Request| {
+            let allowed = metrics_admin
+                .as_ref()
+                .is_none_or(|admin| admin.admits(request.headers()) || from_this_host(&request, &metrics_trusted));
+            let response = if allowed {
+                metrics.render().into_response()
+            } else {
+                (http::StatusCode::FORBIDDEN, METRICS_REFUSED).into_response()
+            };
+            std::future::ready(response)
+        };
+        let mut app = axum::Router::new().route("/metrics", get(metrics_page));
         let all_names = service_names.iter().copied().chain([
             health_name,
             "grpc.reflection.v1.ServerReflection",

@@ -332,18 +332,18 @@ impl Spawned {
         self.addrs.recv_timeout(PATIENCE * 3).expect("the process said where it listens")
     }
 
+    /// The first line logged so far that contains every one of `parts`.
+    #[must_use]
+    pub fn logged(&self, parts: &[&str]) -> Option<String> {
+        self.log.lock().expect("the log").iter().find(|line| parts.iter().all(|part| line.contains(part))).cloned()
+    }
+
     /// The first line logged so far, or within [`PATIENCE`], that contains every one of `parts`.
     #[must_use]
     pub fn wait_for_log(&self, parts: &[&str]) -> Option<String> {
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
-            let found = self
-                .log
-                .lock()
-                .expect("the log")
-                .iter()
-                .find(|line| parts.iter().all(|part| line.contains(part)))
-                .cloned();
+            let found = self.logged(parts);
             if found.is_some() || std::time::Instant::now() >= deadline {
                 return found;
             }

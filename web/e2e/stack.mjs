@@ -53,6 +53,9 @@ export function prepareWebDir(tempDir, webDir = join(tempDir, "web")) {
   return webDir;
 }
 
+/** The admin token the suites give the server (the operator console is unlocked with it). */
+export const ADMIN_TOKEN = "e2e-admin-token-5d41402abc4b2a76";
+
 /**
  * Writes a 60 s (or `seconds`) H.264/AAC MP4 test pattern with a tone to `path`, noisy enough to
  * be about 20 MB (2.6 Mbit/s), so that an upload of it takes several 8 MiB requests.
@@ -79,15 +82,16 @@ export function makeTestMp4(path, seconds = 60) {
 export const internalToken = process.env.E2E_INTERNAL_TOKEN ?? randomBytes(32).toString("hex");
 
 /**
- * Starts `xiaowo up` serving `webDir` with its data under `tempDir`. Returns the process at once
- * (so that the caller can stop it whatever happens next) and a promise of its base URL.
+ * Starts `xiaowo up` serving `webDir` with its data under `tempDir`, its admin token ADMIN_TOKEN
+ * and `env` added to its environment. Returns the process at once (so that the caller can stop
+ * it whatever happens next) and a promise of its base URL.
  */
-export function launchServer(tempDir, webDir, listen = "127.0.0.1:0") {
+export function launchServer(tempDir, webDir, listen = "127.0.0.1:0", env = {}) {
   if (!existsSync(binary)) {
     throw new Error(`${binary} not found: run \`cargo build -p xiaowo\` first`);
   }
   const server = spawn(binary, ["up", "--listen", listen, "--web-dir", webDir, "--data-dir", join(tempDir, "data")], {
-    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1", XIAOWO_INTERNAL_TOKEN: internalToken },
+    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1", XIAOWO_INTERNAL_TOKEN: internalToken, XIAOWO_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const log = [];

@@ -1,7 +1,8 @@
 // The web client as people see it, in real headless Chromium against a real `xiaowo up`:
 //
 // * every screen (welcome, lobby, create-room dialog, empty room, share dialog, playing room,
-//   room with chat, mute and remove dialogs, password page, removed and closed pages) in
+//   room with chat, mute and remove dialogs, password page, removed and closed pages, and the
+//   operator console's unlock page and sections) in
 //   English and Chinese, light and dark, at 1280×800 and 390×844: axe-core (injected into the
 //   page) finds no serious or critical violation, and a screenshot of each goes to
 //   web/artifacts/ui/;
@@ -21,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { changeMedia, createRoom as createRoomByApi, createSession, joinRoom } from "./grpcweb.mjs";
-import { createRoom, launchServer, makeTestVideo, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
+import { ADMIN_TOKEN, createRoom, launchServer, makeTestVideo, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
 
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
@@ -621,6 +622,20 @@ try {
     await alice.page.goto(base);
     await alice.page.waitForSelector("#public-rooms a.room-card");
   });
+
+  // The operator console (/admin): locked, then each section once unlocked.
+  const operator = await openUser("operator", "en-US");
+  await operator.page.goto(`${base}/admin`);
+  await captureScreen(operator, "admin-unlock", () => operator.page.waitForSelector("#admin-token"));
+  await operator.page.fill("#admin-token", ADMIN_TOKEN);
+  await operator.page.click("#admin-unlock");
+  await operator.page.waitForSelector("#admin-console");
+  for (const section of ["overview", "alerts", "sessions", "rooms", "audit"]) {
+    await captureScreen(operator, `admin-${section}`, async () => {
+      await operator.page.click(`#tab-${section}`);
+      await operator.page.waitForSelector(`#panel-${section} .admin-row, #panel-${section} .admin-empty:not([hidden]), #panel-${section} .admin-chart`);
+    });
+  }
 
   await check("no console errors and no browser dialogs", async () => {
     assert(consoleErrors.length === 0, consoleErrors.join("\n"));

@@ -27,6 +27,8 @@ export interface App {
 }
 
 const ROOM_PATH = /^\/room\/([0-9a-fA-F-]{36})\/?$/;
+/** The operator console: its own chunk, and no viewer session needed. */
+const ADMIN_PATH = /^\/admin\/?$/;
 
 async function boot(): Promise<void> {
   const root = document.getElementById("app");
@@ -34,34 +36,18 @@ async function boot(): Promise<void> {
     return;
   }
   initLanguage();
+  if (ADMIN_PATH.test(window.location.pathname)) {
+    bootAdmin(root);
+    return;
+  }
   const api = createApi();
   // Started beside the session lookup rather than after it, each saving a round trip on the
   // first load; used once, by the first page drawn, and redone if it failed.
   let early = prefetch(api);
-  // Polite for confirmations; errors are announced at once (role=alert on each).
-  const toasts = h("div", { class: "toasts", attrs: { role: "status", "aria-live": "polite" } });
   const main = h("main", { class: "page", attrs: { id: "main" } });
-  const brand = h("a", { class: "brand", attrs: { href: "/" } });
   const who = h("div", { class: "who" });
-  const languageSwitch = h("div", { class: "lang" });
-  const header = h("header", { class: "topbar" }, brand, h("div", { class: "topbar-end" }, languageSwitch, who));
-  const skip = h("a", { class: "skip-link", attrs: { href: "#main" } });
-  replace(root, skip, header, main, toasts);
-
-  const notify = (text: Shown, kind: "error" | "info" = "info"): void => {
-    const toast = h("div", { class: `toast ${kind}`, attrs: kind === "error" ? { role: "alert" } : {} }, text);
-    toasts.appendChild(toast);
-    window.setTimeout(() => toast.remove(), kind === "error" ? 7000 : 3500);
-  };
+  const { notify, renderChrome, brand } = chrome(root, main, who);
   const fail = (error: unknown, context: ErrorContext = "generic"): void => notify(sentenceFor(error, context), "error");
-
-  const renderChrome = (): void => {
-    replace(brand, h("span", { class: "brand-mark", attrs: { "aria-hidden": "true" } }), h("span", { class: "brand-name" }, t("brand.name")));
-    setLabel(brand, "title", t("brand.home"));
-    setText(skip, t("nav.skip"));
-    renderLanguageSwitch(languageSwitch);
-  };
-  renderChrome();
 
   let session: Session;
   try {
@@ -127,6 +113,44 @@ async function boot(): Promise<void> {
   window.addEventListener("popstate", render);
   onLanguageChange(() => render());
   render();
+}
+
+/** The page frame (brand, language switch, toasts) around `main`, shared by every page. */
+function chrome(root: HTMLElement, main: HTMLElement, who: HTMLElement | null): { notify: App["notify"]; renderChrome: () => void; brand: HTMLElement } {
+  // Polite for confirmations; errors are announced at once (role=alert on each).
+  const toasts = h("div", { class: "toasts", attrs: { role: "status", "aria-live": "polite" } });
+  const brand = h("a", { class: "brand", attrs: { href: "/" } });
+  const languageSwitch = h("div", { class: "lang" });
+  const header = h("header", { class: "topbar" }, brand, h("div", { class: "topbar-end" }, languageSwitch, who));
+  const skip = h("a", { class: "skip-link", attrs: { href: "#main" } });
+  replace(root, skip, header, main, toasts);
+  const notify = (text: Shown, kind: "error" | "info" = "info"): void => {
+    const toast = h("div", { class: `toast ${kind}`, attrs: kind === "error" ? { role: "alert" } : {} }, text);
+    toasts.appendChild(toast);
+    window.setTimeout(() => toast.remove(), kind === "error" ? 7000 : 3500);
+  };
+  const renderChrome = (): void => {
+    replace(brand, h("span", { class: "brand-mark", attrs: { "aria-hidden": "true" } }), h("span", { class: "brand-name" }, t("brand.name")));
+    setLabel(brand, "title", t("brand.home"));
+    setText(skip, t("nav.skip"));
+    renderLanguageSwitch(languageSwitch);
+  };
+  renderChrome();
+  return { notify, renderChrome, brand };
+}
+
+/** The operator console at /admin, fetched as a chunk of its own. */
+function bootAdmin(root: HTMLElement): void {
+  const main = h("main", { class: "page", attrs: { id: "main" } });
+  const { notify, renderChrome } = chrome(root, main, null);
+  onLanguageChange(() => renderChrome());
+  replace(main, h("p", { class: "loading", attrs: { role: "status" } }, t("admin.loading")));
+  import("./admin")
+    .then(({ showAdmin }) => showAdmin(main, notify))
+    .catch((error: unknown) => {
+      console.warn("xiaowo: the operator console did not load", error);
+      replace(main, h("p", { class: "error", attrs: { role: "alert" } }, t("error.unreachable")));
+    });
 }
 
 interface Prefetched {

@@ -289,6 +289,26 @@ pub fn list(dir: &Path) -> Result<Vec<Manifest>, BackupError> {
     Ok(manifests)
 }
 
+/// One line about a backup just written to `backup_dir`: its kind, id, databases, size, place.
+#[must_use]
+pub fn summary(manifest: &Manifest, backup_dir: &Path) -> String {
+    let dir = backup_dir.join(&manifest.id);
+    let bytes: u64 = manifest
+        .services
+        .iter()
+        .filter_map(|service| fs::metadata(dir.join(&service.file)).ok())
+        .map(|m| m.len())
+        .sum();
+    let kind = match manifest.kind {
+        Kind::Full => "full backup".to_owned(),
+        Kind::Incremental => format!("incremental backup (after {})", manifest.parent.as_deref().unwrap_or("?")),
+    };
+    let names: Vec<&str> = manifest.services.iter().map(|service| service.service.as_str()).collect();
+    #[expect(clippy::cast_precision_loss, reason = "a size shown to one decimal")]
+    let megabytes = bytes as f64 / 1_048_576.0;
+    format!("{kind} {} of {} ({megabytes:.1} MiB) in {}", manifest.id, names.join(", "), dir.display())
+}
+
 fn read_manifest(path: &Path) -> Result<Manifest, BackupError> {
     let text = fs::read_to_string(path).map_err(io(path))?;
     serde_json::from_str(&text).map_err(|source| BackupError::Manifest { path: path.to_path_buf(), source })
@@ -687,8 +707,9 @@ fn in_use(lock: &Path) -> bool {
     matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
 }
 
-/// Backup settings of a running system and of `xiaowo backup`.
+/// Where backups go and how many are kept: for `xiaowo backup` and the running system's schedule.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Backups")]
 pub struct BackupConfig {
     /// Where backups are written; default `<data dir>/backups`.
     #[arg(long, env = "XIAOWO_BACKUP_DIR")]
@@ -699,7 +720,14 @@ pub struct BackupConfig {
     /// Full backups kept in each location, each with its increments.
     #[arg(long, env = "XIAOWO_BACKUP_KEEP_FULL", default_value_t = 7)]
     pub backup_keep_full: usize,
+}
+
+/// When `xiaowo up` backs itself up.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Backups")]
+pub struct BackupSchedule {
     /// How often the running system takes a full backup (`0s` turns scheduled backups off).
+    /// The first is taken right after start unless a recent one exists.
     #[arg(long, env = "XIAOWO_BACKUP_FULL_INTERVAL", default_value = "24h", value_parser = svc_kit::server::parse_duration)]
     pub backup_full_interval: std::time::Duration,
     /// How often it takes an incremental backup between full ones (`0s`: none).

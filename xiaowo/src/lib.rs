@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod logs;
 pub mod node;
 #[cfg(feature = "testing")]
 pub mod testing;

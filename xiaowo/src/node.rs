@@ -105,9 +105,10 @@ pub struct Common {
     /// Directory of the SQLite databases (one file per service), created if missing.
     #[arg(long, env = "XIAOWO_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// The operator's token for admin RPCs. Prefer `--admin-token-file`; without either,
-    /// admin RPCs are refused.
-    #[arg(long, env = "XIAOWO_ADMIN_TOKEN", hide_env_values = true)]
+    /// The operator's token for admin RPCs and the admin page. Prefer `--admin-token-file`.
+    /// Without either, `<data-dir>/admin.token` is used, created (mode 0600) on first start;
+    /// an empty value turns admin access off.
+    #[arg(long, env = "XIAOWO_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
     pub admin_token: Option<String>,
     /// A file holding the admin token (first line).
     #[arg(long, env = "XIAOWO_ADMIN_TOKEN_FILE")]
@@ -220,6 +221,17 @@ pub fn internal_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("internal.token")
 }
 
+/// Where the admin token made on first start is kept, unless one is configured.
+#[must_use]
+pub fn admin_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.token")
+}
+
+/// The token in the first line of `path`, trimmed.
+fn read_token(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?.lines().next().unwrap_or_default().trim().to_owned())
+}
+
 /// Writes a fresh token to `path` unless another process got there first. The token is
 /// written in full to a private temporary file and then hard-linked into place, which fails
 /// when `path` exists: a process starting at the same moment never reads a half-written file.
@@ -291,6 +303,8 @@ pub struct Plan {
     /// Tasks that run and drain with the first server (`xiaowo up`'s backup schedule), under
     /// the same shutdown deadline as its services' own workers.
     pub workers: Vec<(String, Worker)>,
+    /// Serve `/metrics` only to this host and the admin token (a port that faces browsers).
+    pub guard_metrics: bool,
 }
 
 impl std::fmt::Debug for Plan {
@@ -318,11 +332,22 @@ impl Server {
     }
 }
 
+/// The admin token in force and where the operator finds it.
+#[derive(Debug, Clone)]
+pub struct AdminAccess {
+    /// Checks admin calls.
+    pub token: AdminToken,
+    /// The file holding it, and whether this start created it; `None` when given directly.
+    pub file: Option<(PathBuf, bool)>,
+}
+
 /// A process's running servers.
 #[derive(Debug)]
 pub struct Running {
     /// Each server, in the order of the plan's groups.
     pub servers: Vec<Server>,
+    /// The admin token the services check.
+    pub admin: AdminAccess,
     handles: Vec<JoinHandle<Result<(), ServeError>>>,
     /// Held until the servers stop.
     _locks: Vec<std::fs::File>,
@@ -342,13 +367,31 @@ impl Running {
 }
 
 impl Common {
-    fn admin(&self) -> Result<AdminToken, StartError> {
-        if let Some(path) = &self.admin_token_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| StartError::AdminTokenFile { path: path.clone(), source })?;
-            return Ok(AdminToken::new(text.lines().next().map(str::trim)));
+    /// The admin token: configured, else the one kept in the data directory (created on first
+    /// start). Refusals name where it is.
+    ///
+    /// # Errors
+    /// When the token file cannot be read or created.
+    pub fn admin(&self) -> Result<AdminAccess, StartError> {
+        if let Some(token) = &self.admin_token {
+            let hint = if token.is_empty() { "admin access is off: --admin-token is empty" } else { "--admin-token" };
+            return Ok(AdminAccess { token: AdminToken::new(Some(token)).with_hint(hint), file: None });
         }
-        Ok(AdminToken::new(self.admin_token.as_deref()))
+        let (path, created) = match &self.admin_token_file {
+            Some(path) => (path.clone(), false),
+            None => {
+                let path = admin_token_path(&self.data_dir);
+                let created = !path.exists();
+                if created {
+                    persist_new_token(&path)
+                        .map_err(|source| StartError::AdminTokenFile { path: path.clone(), source })?;
+                }
+                (path, created)
+            }
+        };
+        let token = read_token(&path).map_err(|source| StartError::AdminTokenFile { path: path.clone(), source })?;
+        let hint = path.display().to_string();
+        Ok(AdminAccess { token: AdminToken::new(Some(&token)).with_hint(hint), file: Some((path, created)) })
     }
 
     /// The configured internal token, else the one persisted in the data directory (created
@@ -367,8 +410,7 @@ impl Common {
         if !path.exists() {
             persist_new_token(&path).map_err(error)?;
         }
-        let text = std::fs::read_to_string(&path).map_err(error)?;
-        Ok(InternalToken::new(text.lines().next().unwrap_or_default())?)
+        Ok(InternalToken::new(&read_token(&path).map_err(error)?)?)
     }
 
     fn db_options(&self) -> Result<DbOptions, StartError> {
@@ -429,7 +471,7 @@ pub async fn start(
     clock: SharedClock,
     shutdown: &CancellationToken,
 ) -> Result<Running, StartError> {
-    let Plan { groups, peers, static_dir, mut workers } = plan;
+    let Plan { groups, peers, static_dir, mut workers, guard_metrics } = plan;
     std::fs::create_dir_all(&common.data_dir)
         .map_err(|source| StartError::DataDir { path: common.data_dir.clone(), source })?;
     let admin = common.admin()?;
@@ -475,14 +517,14 @@ pub async fn start(
         Some(url) => Some(svc_kit::bus::Broker::connect(url, "xiaowo").await?),
         None => None,
     };
-    let mut running = Running { servers: Vec::new(), handles: Vec::new(), _locks: locks };
+    let mut running = Running { servers: Vec::new(), admin: admin.clone(), handles: Vec::new(), _locks: locks };
     for (mut assembly, targets) in assemblies {
         for target in Target::ALL.into_iter().filter(|target| targets.contains(target)) {
             let deps = Deps {
                 database_url: common.database_url(target),
                 db_options: db_options.clone(),
                 clock: clock.clone(),
-                admin: admin.clone(),
+                admin: admin.token.clone(),
                 internal_token: Some(internal_token.clone()),
                 retention: common.retention.clone(),
                 peers: peers.clone(),
@@ -498,6 +540,9 @@ pub async fn start(
         }
         if let Some(dir) = &static_dir {
             assembly.serve_static(dir.clone());
+        }
+        if guard_metrics {
+            assembly.guard_metrics(admin.token.clone());
         }
         let exposed = assembly.take_exposed();
         running.servers.push(Server { addr: assembly.local_addr(), targets, exposed });

@@ -319,6 +319,8 @@ async fn real_session_metrics_are_parsed_aggregated_stored_and_queried() {
     assert!(figure(status, "resident_memory_bytes") > 0.0);
     assert!(figure(status, "latency_p99_seconds") > 0.0);
     assert!(figure(status, "xiaowo_sessions_live") >= 0.0);
+    // The scrape's own connection at least.
+    assert!(figure(status, "xiaowo_open_connections") >= 1.0);
 
     let query = |metric: &str, step_secs: i64| {
         admin(pb::QueryMetricRequest {
@@ -338,6 +340,18 @@ async fn real_session_metrics_are_parsed_aggregated_stored_and_queried() {
     assert_eq!(averaged.len(), 1);
     let rate = app.client().query_metric(query("xiaowo_auth_failures_total:rate", 5)).await.unwrap().into_inner();
     assert_eq!(rate.points.len(), 1, "a rate needs two scrapes");
+
+    // No times: the last hour as of the monitor's clock, in buckets of a minute.
+    let last_hour =
+        admin(pb::QueryMetricRequest { service: "session".to_owned(), metric: "up".to_owned(), ..Default::default() });
+    let recent = app.client().query_metric(last_hour).await.unwrap().into_inner().points;
+    let now = START_MS + 10_000;
+    let times: Vec<i64> = recent.iter().map(|point| proto::ms_from_timestamp(point.time.as_ref().unwrap())).collect();
+    assert!(!times.is_empty(), "the scrapes of the last hour");
+    assert!(
+        times.iter().all(|at| (now - 3_600_000..=now).contains(at) && (at - (now - 3_600_000)) % 60_000 == 0),
+        "{times:?}"
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! `XIAOWO_TEST_POSTGRES` is set).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail by panicking")]
 
+mod admin;
 mod events;
 mod helpers;
 mod internal_token;

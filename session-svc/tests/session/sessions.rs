@@ -207,15 +207,27 @@ async fn janitor_deletes_expired_rows() {
     assert_eq!(stored, vec![staying]);
 }
 
+/// `xiaowo_sessions_live` as the service's `/metrics` page says now.
+async fn sessions_live(app: &App) -> f64 {
+    let page = svc_kit::testing::metrics_page(app.node.addr).await;
+    svc_kit::testing::metric(&page, "xiaowo_sessions_live").unwrap()
+}
+
 #[tokio::test]
 async fn logout_and_revoke_end_the_session() {
-    let app = start().await;
+    // Counted at start, and no janitor pass within the test: every later figure comes from
+    // the starts and ends themselves.
+    let app = start_with(|config| config.janitor_interval = Duration::from_secs(3600)).await;
+    assert_eq!(sessions_live(&app).await, 0.0);
     let leaving = app.create("Leaving").await.token;
     let revoked = app.create("Revoked").await;
+    assert_eq!(sessions_live(&app).await, 2.0);
 
     app.public().end_session(with_bearer(pb::EndSessionRequest {}, &leaving)).await.unwrap();
+    assert_eq!(sessions_live(&app).await, 1.0);
     let user_id = revoked.session.unwrap().user_id;
     app.admin().revoke_session(as_admin(pb::RevokeSessionRequest { user_id: user_id.clone() })).await.unwrap();
+    assert_eq!(sessions_live(&app).await, 0.0);
 
     assert_eq!(app.who_am_i(&leaving).await.unwrap_err().code(), Code::Unauthenticated);
     assert_eq!(app.who_am_i(&revoked.token).await.unwrap_err().code(), Code::Unauthenticated);

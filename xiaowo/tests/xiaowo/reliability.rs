@@ -21,6 +21,8 @@ use std::time::Duration;
 use proto::chat::v1 as chat_pb;
 use proto::chat::v1::chat_service_client::ChatServiceClient;
 use proto::chat::v1::watch_messages_response::Event;
+use proto::monitor::v1 as monitor_pb;
+use proto::monitor::v1::monitor_service_client::MonitorServiceClient;
 use proto::room::v1 as room_pb;
 use proto::room::v1::room_service_client::RoomServiceClient;
 use svc_kit::testing::{Spawned, with_bearer};
@@ -424,5 +426,113 @@ async fn chat_with_its_peers_down_fails_fast_keeps_streams_and_recovers() {
     assert_eq!(next_seq(&mut bobs_stream).await, 3);
 
     drop(chat);
+    peers.stop().await;
+}
+
+/// `HighErrorRatio` as shipped (server faults over 5 % of calls) but held 2 s instead of 5 min.
+const ERROR_RULE: &str = r#"
+[[rules]]
+name = "HighErrorRatio"
+metric = "error_ratio"
+service = "chat"
+comparison = ">"
+threshold = 0.05
+for = "2s"
+severity = "warning"
+message = "More than 5% of gRPC calls fail on the server's side."
+"#;
+
+/// chat-svc's alerts of `state` as monitor-svc lists them.
+async fn error_alerts(monitor: &str, admin: &str, state: monitor_pb::AlertState) -> Vec<monitor_pb::Alert> {
+    let mut request = tonic::Request::new(monitor_pb::ListAlertsRequest { state: state as i32, ..Default::default() });
+    request.metadata_mut().insert("authorization", format!("Bearer {admin}").parse().unwrap());
+    let alerts = MonitorServiceClient::new(channel(monitor)).list_alerts(request).await.unwrap().into_inner().alerts;
+    alerts.into_iter().filter(|alert| alert.rule == "HighErrorRatio" && alert.service == "chat").collect()
+}
+
+/// Real faults raise the error alert, and it resolves when they end: a `xiaowo serve --target
+/// chat,monitor` process, whose monitor-svc scrapes its chat-svc, first loses chat's peers
+/// (sends from callers it has not seen fail UNAVAILABLE), then finds chat's database locked by
+/// another writer (sends wait out the busy timeout and fail UNAVAILABLE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_down_and_a_locked_database_fire_the_error_alert_and_it_resolves() {
+    let peers = Peers::start().await;
+    let peers_addr = peers.node.addr;
+    let chat_data = tempfile::tempdir().unwrap();
+    let rules = chat_data.path().join("rules.toml");
+    std::fs::write(&rules, ERROR_RULE).unwrap();
+    let monitor_args = [
+        "--target",
+        "monitor",
+        "--monitor-listen",
+        "127.0.0.1:0",
+        "--monitor-scrape-interval",
+        "1s",
+        "--monitor-rules",
+        rules.to_str().unwrap(),
+        "--db-busy-timeout",
+        "200ms",
+        "--chat-session-cache-ttl",
+        "60s",
+        "--chat-access-cache-ttl",
+        "60s",
+    ];
+    let mut chat = ChatProcess::spawn(chat_data.path(), any_port(), &peers, &monitor_args);
+    let chat_url = format!("http://{}", chat.addr);
+    let monitor = format!("http://{}", chat.process.next_addr());
+    let admin = std::fs::read_to_string(chat_data.path().join("admin.token")).unwrap().trim().to_owned();
+
+    let (ana, _) = user(&peers, "Ana").await;
+    let request = room_pb::CreateRoomRequest { name: "faults".to_owned(), ..Default::default() };
+    let room = RoomServiceClient::new(channel(&peers.url)).create_room(with_bearer(request, &ana)).await.unwrap();
+    let room_id = room.into_inner().room.unwrap().room_id;
+    let mut said = 0;
+    let mut say_ok = async || {
+        said += 1;
+        say(&chat_url, &room_id, &ana, &format!("ok-{said}")).await
+    };
+    say_ok().await.unwrap();
+
+    // Fault 1: the peers go away. Callers chat-svc has not seen cannot be checked.
+    let stack = peers.stop().await;
+    let mut unseen = 0;
+    let started = Instant::now();
+    while error_alerts(&monitor, &admin, monitor_pb::AlertState::Firing).await.is_empty() {
+        assert!(started.elapsed() < svc_kit::testing::PATIENCE * 2, "no alert while the peers were down");
+        unseen += 1;
+        let stranger = format!("{unseen:064x}");
+        let refused = say(&chat_url, &room_id, &stranger, "unseen").await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    }
+    let peers = Peers::restart(stack, peers_addr).await;
+    let started = Instant::now();
+    while error_alerts(&monitor, &admin, monitor_pb::AlertState::Resolved).await.is_empty() {
+        assert!(started.elapsed() < svc_kit::testing::PATIENCE * 2, "the alert did not resolve");
+        say_ok().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Fault 2: another writer holds chat's database.
+    let other_writer = rusqlite::Connection::open(chat_data.path().join("chat.db")).unwrap();
+    other_writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    while error_alerts(&monitor, &admin, monitor_pb::AlertState::Firing).await.is_empty() {
+        assert!(started.elapsed() < svc_kit::testing::PATIENCE * 2, "no alert while the database was locked");
+        let refused = say_ok().await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    }
+    other_writer.execute_batch("ROLLBACK").unwrap();
+    drop(other_writer);
+    let started = Instant::now();
+    while error_alerts(&monitor, &admin, monitor_pb::AlertState::Resolved).await.len() < 2 {
+        assert!(started.elapsed() < svc_kit::testing::PATIENCE * 2, "the second alert did not resolve");
+        say_ok().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resolved = error_alerts(&monitor, &admin, monitor_pb::AlertState::Resolved).await;
+    assert!(resolved.iter().all(|alert| alert.fire_time.is_some()), "each fired before it resolved: {resolved:?}");
+    assert!(error_alerts(&monitor, &admin, monitor_pb::AlertState::Firing).await.is_empty());
+
+    chat.kill_hard();
     peers.stop().await;
 }
