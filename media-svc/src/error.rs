@@ -164,7 +164,7 @@ impl From<Error> for HttpError {
                 tracing::warn!(%reason, "peer unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Please retry in a moment.".to_owned())
             }
-            Error::Auth(AuthError::Unauthenticated | AuthError::AdminRequired | AuthError::InternalRequired) => {
+            Error::Auth(AuthError::Unauthenticated | AuthError::AdminRequired { .. } | AuthError::InternalRequired) => {
                 (StatusCode::UNAUTHORIZED, "unauthenticated", "Your session has ended.".to_owned())
             }
             Error::NotFound => (StatusCode::NOT_FOUND, "not-found", "No such file or upload.".to_owned()),

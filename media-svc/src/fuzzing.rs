@@ -112,12 +112,19 @@ pub fn range_request(data: &[u8]) {
     let response = served.runtime.block_on(serve_with_tower(&served.path, "video/mp4", request));
     let status = response.status();
     assert!(
-        [StatusCode::OK, StatusCode::PARTIAL_CONTENT, StatusCode::NOT_MODIFIED, StatusCode::PRECONDITION_FAILED, StatusCode::RANGE_NOT_SATISFIABLE]
-            .contains(&status),
+        [
+            StatusCode::OK,
+            StatusCode::PARTIAL_CONTENT,
+            StatusCode::NOT_MODIFIED,
+            StatusCode::PRECONDITION_FAILED,
+            StatusCode::RANGE_NOT_SATISFIABLE
+        ]
+        .contains(&status),
         "unexpected {status}"
     );
     if status == StatusCode::PARTIAL_CONTENT {
-        let range = response.headers().get(header::CONTENT_RANGE).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        let range =
+            response.headers().get(header::CONTENT_RANGE).and_then(|value| value.to_str().ok()).unwrap_or_default();
         let (span, total) = range.trim_start_matches("bytes ").split_once('/').unwrap_or(("", ""));
         assert_eq!(total, FILE_BYTES.to_string(), "Content-Range {range:?}");
         let (first, last) = span.split_once('-').unwrap_or(("", ""));
