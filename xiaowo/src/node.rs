@@ -164,9 +164,9 @@ pub struct Common {
     #[command(flatten)]
     pub chat: chat_svc::Config,
     #[command(flatten)]
-    pub monitor: monitor_svc::Config,
-    #[command(flatten)]
     pub media: media_svc::Config,
+    #[command(flatten)]
+    pub monitor: monitor_svc::Config,
     /// How long each service keeps closed rooms, audit and sync logs, and chat of closed rooms.
     #[command(flatten)]
     pub retention: svc_kit::retention::RetentionConfig,

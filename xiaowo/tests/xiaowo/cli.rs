@@ -62,7 +62,7 @@ async fn backup_prints_one_line_and_verify_finds_it_in_the_same_place() {
     let data = up.data.path().to_str().unwrap();
     let line = run(&["backup", "--data-dir", data]);
     assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.starts_with("full backup ") && line.contains("chat, monitor, room, session, sync"), "{line}");
+    assert!(line.starts_with("full backup ") && line.contains("chat, media, monitor, room, session, sync"), "{line}");
     assert!(line.contains(&format!("{data}/backups/")), "{line}");
 
     let json = run(&["backup", "--data-dir", data, "--kind", "incremental", "--json"]);
