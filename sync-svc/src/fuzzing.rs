@@ -61,16 +61,10 @@ fn command(selector: u8, bytes: &[u8], now_ms: i64, item_id: &str) -> Option<Res
     let (room_id, command) = match selector % 9 {
         0 => {
             let pb::PlayRequest { room_id, expected_version: _, start_time } = pb::PlayRequest::decode(bytes).ok()?;
-            let requested = start_time.as_ref().map(proto::ms_from_timestamp);
-            let ahead_ms = i64::try_from(MAX_START_AHEAD.as_millis()).unwrap_or(i64::MAX);
-            let start_at_ms = match requested {
-                Some(requested) if requested > now_ms + ahead_ms => {
-                    return Some(Err(Violation::new("start_time", "too far ahead").into()));
-                }
-                Some(requested) => requested.max(now_ms),
-                None => now_ms + 500,
-            };
-            (room_id, Ok(Command::Play { start_at_ms }))
+            match schedule(now_ms, start_time.as_ref()) {
+                Ok(start_at_ms) => (room_id, Ok(Command::Play { start_at_ms })),
+                Err(violation) => return Some(Err(violation.into())),
+            }
         }
         1 => {
             let pb::PauseRequest { room_id, expected_version: _, position_ms } =
@@ -84,8 +78,13 @@ fn command(selector: u8, bytes: &[u8], now_ms: i64, item_id: &str) -> Option<Res
             (room_id, one(position.map(|position_ms| Command::Seek { position_ms })))
         }
         3 => {
-            let pb::SetRateRequest { room_id, expected_version: _, rate } = pb::SetRateRequest::decode(bytes).ok()?;
-            (room_id, one(timeline::check_rate("rate", rate).map(|rate| Command::SetRate { rate })))
+            let pb::SetRateRequest { room_id, expected_version: _, rate, start_time } =
+                pb::SetRateRequest::decode(bytes).ok()?;
+            let command = match (timeline::check_rate("rate", rate), schedule(now_ms, start_time.as_ref())) {
+                (Ok(rate), Ok(start_at_ms)) => Ok(Command::SetRate { rate, start_at_ms }),
+                (rate, start) => Err(rate.err().into_iter().chain(start.err()).collect()),
+            };
+            (room_id, command)
         }
         4 => {
             let pb::ChangeMediaRequest { room_id, expected_version: _, url, title, duration_ms, library_item_id } =
@@ -132,6 +131,12 @@ fn command(selector: u8, bytes: &[u8], now_ms: i64, item_id: &str) -> Option<Res
     // fuzzer reaches the timeline rules without having to invent a UUID.
     let room_id = if room_id.is_empty() { "00000000-0000-4000-8000-000000000000" } else { room_id.as_str() };
     Some(validated(room_id, command).map(|(_, command)| command))
+}
+
+/// When a Play or SetRate starts, as the handlers decide it (with a fixed default lead).
+fn schedule(now_ms: i64, start_time: Option<&prost_types::Timestamp>) -> Result<i64, Violation> {
+    let ahead_ms = i64::try_from(MAX_START_AHEAD.as_millis()).unwrap_or(i64::MAX);
+    timeline::schedule_at(now_ms, start_time.map(proto::ms_from_timestamp), 500, ahead_ms, "start_time")
 }
 
 /// The media item a request describes, checked as `ChangeMedia` and `AddQueueItem` check it,

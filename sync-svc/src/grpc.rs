@@ -124,7 +124,7 @@ pub(crate) fn state_to_pb(state: &RoomState) -> pb::RoomState {
         last_action_user_id,
         updated_at,
     } = state;
-    let Timeline { media, paused, rate, position_ms, anchor_ms } = timeline;
+    let Timeline { media, paused, rate, position_ms, anchor_ms, lead_in_rate } = timeline;
     pb::RoomState {
         room_id: room_id.to_string(),
         version: *version,
@@ -134,6 +134,7 @@ pub(crate) fn state_to_pb(state: &RoomState) -> pb::RoomState {
             rate: *rate,
             position_ms: *position_ms,
             anchor_time: Some(proto::timestamp_from_ms(*anchor_ms)),
+            lead_in_rate: *lead_in_rate,
         }),
         queue: queue.iter().map(queue_item_to_pb).collect(),
         wait_for_everyone: *wait_for_everyone,
@@ -222,8 +223,17 @@ const LOAD_ERROR_DETAIL: svc_kit::text::TextRule =
     svc_kit::text::TextRule { field: "load_error.detail", min_chars: 0, max_chars: 200, allow_newline: false };
 
 fn watcher_to_pb(watcher: &Watcher) -> pb::Watcher {
-    let Watcher { user_id, display_name, state, offset_ms, round_trip_ms, ignore_wait, reported_at, load_error } =
-        watcher;
+    let Watcher {
+        user_id,
+        display_name,
+        state,
+        offset_ms,
+        offset_uncertainty_ms,
+        round_trip_ms,
+        ignore_wait,
+        reported_at,
+        load_error,
+    } = watcher;
     pb::Watcher {
         user_id: user_id.clone(),
         display_name: display_name.clone(),
@@ -232,18 +242,38 @@ fn watcher_to_pb(watcher: &Watcher) -> pb::Watcher {
         round_trip_ms: *round_trip_ms,
         ignore_wait: *ignore_wait,
         report_time: Some(proto::timestamp_from_ms(*reported_at)),
+        offset_uncertainty_ms: *offset_uncertainty_ms,
         load_error: load_error.as_ref().map(load_error_to_pb),
     }
 }
 
 fn watcher_from_pb(watcher: pb::Watcher) -> Watcher {
-    let pb::Watcher { user_id, display_name, state, offset_ms, round_trip_ms, ignore_wait, report_time, load_error } =
-        watcher;
+    let pb::Watcher {
+        user_id,
+        display_name,
+        state,
+        offset_ms,
+        round_trip_ms,
+        ignore_wait,
+        report_time,
+        offset_uncertainty_ms,
+        load_error,
+    } = watcher;
     let state = player_state_from_pb(state).unwrap_or(PlayerState::Unknown);
     let reported_at = report_time.map_or(0, |time| proto::ms_from_timestamp(&time));
     // Another instance already checked it; one this build cannot read is left out.
     let load_error = load_error.and_then(|error| load_error_from_pb(error, &mut Vec::new()));
-    Watcher { user_id, display_name, state, offset_ms, round_trip_ms, ignore_wait, reported_at, load_error }
+    Watcher {
+        user_id,
+        display_name,
+        state,
+        offset_ms,
+        offset_uncertainty_ms,
+        round_trip_ms,
+        ignore_wait,
+        reported_at,
+        load_error,
+    }
 }
 
 /// `ABORTED` for a stale version, carrying the current state: the details are a
@@ -401,7 +431,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         let pb::PlayRequest { room_id, expected_version, start_time } = request.into_inner();
         let requested = start_time.as_ref().map(proto::ms_from_timestamp);
         let start_at_ms = match check_room_id(&room_id) {
-            Ok(id) => self.rooms.start_time(&id, requested, "start_time")?,
+            Ok(id) => self.rooms.start_time(&id, requested, "start_time").map_err(Error::from)?,
             Err(violation) => return Err(Error::from(violation).into()),
         };
         let state = self.run(&caller, &room_id, Some(expected_version), Ok(Command::Play { start_at_ms })).await?;
@@ -434,8 +464,16 @@ impl pb::sync_service_server::SyncService for PublicApi {
     #[tracing::instrument(skip_all, fields(room_id))]
     async fn set_rate(&self, request: Request<pb::SetRateRequest>) -> Result<Response<pb::SetRateResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let pb::SetRateRequest { room_id, expected_version, rate } = request.into_inner();
-        let command = one(timeline::check_rate("rate", rate).map(|rate| Command::SetRate { rate }));
+        let pb::SetRateRequest { room_id, expected_version, rate, start_time } = request.into_inner();
+        let requested = start_time.as_ref().map(proto::ms_from_timestamp);
+        // The lead covers the round trips of this room's members. A malformed id is refused by
+        // `run` beside whatever else is wrong, so its start time is never used.
+        let start_at_ms =
+            check_room_id(&room_id).map_or(Ok(0), |id| self.rooms.start_time(&id, requested, "start_time"));
+        let command = match (timeline::check_rate("rate", rate), start_at_ms) {
+            (Ok(rate), Ok(start_at_ms)) => Ok(Command::SetRate { rate, start_at_ms }),
+            (rate, start_at_ms) => Err(rate.err().into_iter().chain(start_at_ms.err()).collect()),
+        };
         let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
         Ok(Response::new(pb::SetRateResponse { state: Some(state) }))
     }
@@ -520,7 +558,7 @@ impl pb::sync_service_server::SyncService for PublicApi {
         let caller = Caller::of(&request)?;
         let pb::PlayNextRequest { room_id, expected_version } = request.into_inner();
         let start_at_ms = match check_room_id(&room_id) {
-            Ok(id) => self.rooms.start_time(&id, None, "start_time")?,
+            Ok(id) => self.rooms.start_time(&id, None, "start_time").map_err(Error::from)?,
             Err(violation) => return Err(Error::from(violation).into()),
         };
         let state = self.run(&caller, &room_id, Some(expected_version), Ok(Command::PlayNext { start_at_ms })).await?;
@@ -545,8 +583,16 @@ impl pb::sync_service_server::SyncService for PublicApi {
         request: Request<pb::ReportStatusRequest>,
     ) -> Result<Response<pb::ReportStatusResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let pb::ReportStatusRequest { room_id, state, offset_ms, round_trip_ms, ignore_wait, media_id, load_error } =
-            request.into_inner();
+        let pb::ReportStatusRequest {
+            room_id,
+            state,
+            offset_ms,
+            round_trip_ms,
+            ignore_wait,
+            media_id,
+            offset_uncertainty_ms,
+            load_error,
+        } = request.into_inner();
         let mut violations = Vec::new();
         let state = player_state_from_pb(state).unwrap_or_else(|| {
             violations.push(Violation::new("state", "must be READY, BUFFERING, ENDED or FAILED"));
@@ -562,10 +608,16 @@ impl pb::sync_service_server::SyncService for PublicApi {
         if offset_ms.unsigned_abs() > 86_400_000 {
             violations.push(Violation::new("offset_ms", "must be within a day"));
         }
+        if !(0..=60_000).contains(&offset_uncertainty_ms) {
+            violations.push(Violation::new("offset_uncertainty_ms", "must be from 0 to 60000"));
+        }
+        // An older client does not say: half its round trip bounds its clock error.
+        let offset_uncertainty_ms = if offset_uncertainty_ms > 0 { offset_uncertainty_ms } else { round_trip_ms / 2 };
         if media_id.len() > 64 {
             violations.push(Violation::new("media_id", "must be a media id"));
         }
-        let report = StatusReport { state, offset_ms, round_trip_ms, ignore_wait, media_id, load_error };
+        let report =
+            StatusReport { state, offset_ms, offset_uncertainty_ms, round_trip_ms, ignore_wait, media_id, load_error };
         let rest = if violations.is_empty() { Ok(report) } else { Err(violations) };
         let (room_id, report) = validated(&room_id, rest)?;
         tracing::Span::current().record("room_id", room_id.as_str());

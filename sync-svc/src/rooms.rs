@@ -86,6 +86,8 @@ pub struct Watcher {
     pub display_name: String,
     pub state: PlayerState,
     pub offset_ms: i64,
+    /// How far the true offset may be from `offset_ms` either way.
+    pub offset_uncertainty_ms: i64,
     pub round_trip_ms: i64,
     pub ignore_wait: bool,
     pub reported_at: i64,
@@ -97,6 +99,8 @@ pub struct Watcher {
 pub struct StatusReport {
     pub state: PlayerState,
     pub offset_ms: i64,
+    /// How far the true offset may be from `offset_ms` either way (the client's clock error).
+    pub offset_uncertainty_ms: i64,
     pub round_trip_ms: i64,
     pub ignore_wait: bool,
     /// With `Ended`: which media ended.
@@ -192,7 +196,7 @@ impl SyncMetrics {
                 Histogram::with_opts(
                     HistogramOpts::new(
                         "xiaowo_sync_drift_seconds",
-                        "How far ready players report being from the shared timeline (absolute).",
+                        "How far ready players may be from the shared timeline: |measured offset| plus its clock uncertainty.",
                     )
                     .buckets(vec![0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12]),
                 ),
@@ -402,20 +406,14 @@ impl Rooms {
         Ok((state, self.all_watchers(room_id)))
     }
 
-    /// The server time a play should start at: `requested` (clamped to now, at most
-    /// [`MAX_START_AHEAD`] ahead), else now plus a lead covering members' round trips.
+    /// The server time a play or rate change should happen at: `requested` (clamped to now, at
+    /// most [`MAX_START_AHEAD`] ahead), else now plus a lead covering members' round trips.
     ///
     /// # Errors
     /// A violation of `field` for a time too far ahead.
-    pub fn start_time(&self, room_id: &RoomId, requested: Option<i64>, field: &str) -> Result<i64, Error> {
-        let now = self.now_ms();
-        if let Some(requested) = requested {
-            if requested > now + millis(MAX_START_AHEAD) {
-                return Err(Violation::new(field, "must be at most 10 s ahead of the server's time").into());
-            }
-            return Ok(requested.max(now));
-        }
-        Ok(now + self.start_lead_ms(room_id))
+    pub fn start_time(&self, room_id: &RoomId, requested: Option<i64>, field: &str) -> Result<i64, Violation> {
+        let lead_ms = self.start_lead_ms(room_id);
+        timeline::schedule_at(self.now_ms(), requested, lead_ms, millis(MAX_START_AHEAD), field)
     }
 
     fn start_lead_ms(&self, room_id: &RoomId) -> i64 {
@@ -529,8 +527,12 @@ impl Rooms {
         self.require_member(room_id, caller).await?;
         let now = self.now_ms();
         if report.state == PlayerState::Ready {
-            // Offsets were checked to be within a day: far inside a u32 of milliseconds.
-            let drift_ms = u32::try_from(report.offset_ms.unsigned_abs()).unwrap_or(u32::MAX);
+            // What the player measured, widened by what its clock cannot know: a clock estimate
+            // off by half a lopsided round trip must show here, not hide behind an offset of 0.
+            // Offsets and uncertainties were checked to be within a day: far inside a u32 of
+            // milliseconds.
+            let drift_ms = report.offset_ms.unsigned_abs().saturating_add(report.offset_uncertainty_ms.unsigned_abs());
+            let drift_ms = u32::try_from(drift_ms).unwrap_or(u32::MAX);
             self.metrics.drift.observe(f64::from(drift_ms) / 1000.0);
         }
         {
@@ -550,12 +552,21 @@ impl Rooms {
             if report.state == PlayerState::Ready {
                 entry.waited_out = false;
             }
-            let StatusReport { state, offset_ms, round_trip_ms, ignore_wait, media_id: _, load_error } = report.clone();
+            let StatusReport {
+                state,
+                offset_ms,
+                offset_uncertainty_ms,
+                round_trip_ms,
+                ignore_wait,
+                media_id: _,
+                load_error,
+            } = report.clone();
             entry.watcher = Watcher {
                 user_id: caller.user_id.to_string(),
                 display_name: caller.display_name.clone(),
                 state,
                 offset_ms,
+                offset_uncertainty_ms,
                 round_trip_ms,
                 ignore_wait,
                 reported_at: now,
@@ -894,6 +905,7 @@ fn new_watcher(caller: &Caller, now: i64) -> Watcher {
         display_name: caller.display_name.clone(),
         state: PlayerState::Unknown,
         offset_ms: 0,
+        offset_uncertainty_ms: 0,
         round_trip_ms: 0,
         ignore_wait: false,
         reported_at: now,

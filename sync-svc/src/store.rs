@@ -69,6 +69,7 @@ fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState 
         rate,
         position_ms,
         anchor_ms,
+        lead_in_rate,
         wait_for_everyone,
         waiting_for,
         last_action,
@@ -86,7 +87,7 @@ fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState 
         // This install issued the ids of the rooms it stored.
         room_id: RoomId::issued(room_id),
         version,
-        timeline: Timeline { media, paused, rate, position_ms, anchor_ms },
+        timeline: Timeline { media, paused, rate, position_ms, anchor_ms, lead_in_rate },
         queue: queue.into_iter().map(to_queue_item).collect(),
         wait_for_everyone,
         waiting_for: waiting_for.split(',').filter(|id| !id.is_empty()).map(str::to_owned).collect(),
@@ -127,7 +128,7 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
         last_action_user_id,
         updated_at,
     } = state;
-    let Timeline { media, paused, rate, position_ms, anchor_ms } = timeline;
+    let Timeline { media, paused, rate, position_ms, anchor_ms, lead_in_rate } = timeline;
     let (media_id, media_url, media_title, media_duration_ms, media_library_item_id) = match media {
         Some(Media { media_id, url, title, duration_ms, library_item_id }) => {
             (media_id.clone(), url.clone(), title.clone(), *duration_ms, library_item_id.clone())
@@ -146,6 +147,7 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
         rate: Set(*rate),
         position_ms: Set(*position_ms),
         anchor_ms: Set(*anchor_ms),
+        lead_in_rate: Set(*lead_in_rate),
         wait_for_everyone: Set(*wait_for_everyone),
         waiting_for: Set(waiting_for.join(",")),
         last_action: Set(last_action.as_str().to_owned()),

@@ -41,29 +41,37 @@ pub struct Timeline {
     pub rate: f64,
     pub position_ms: i64,
     pub anchor_ms: i64,
+    /// While playing, the rate before a future `anchor_ms`: 0 for a scheduled start (the frame
+    /// holds), the previous rate for a scheduled rate change (playback goes on at it until the
+    /// anchor, so that no player pauses or seeks for it).
+    pub lead_in_rate: f64,
 }
 
 impl Timeline {
     /// Nothing loaded, paused at 0.
     #[must_use]
     pub fn empty(now_ms: i64) -> Self {
-        Self { media: None, paused: true, rate: 1.0, position_ms: 0, anchor_ms: now_ms }
+        Self { media: None, paused: true, rate: 1.0, position_ms: 0, anchor_ms: now_ms, lead_in_rate: 0.0 }
     }
 
-    /// The position at server time `now_ms`: `position + max(0, now − anchor) × rate` while
-    /// playing (a scheduled start holds the frame until its anchor), capped at the duration.
+    /// The position at server time `now_ms`: `position + (now − anchor) × rate` while playing,
+    /// and before a future anchor `position − (anchor − now) × lead_in_rate` (a scheduled start
+    /// holds the frame, a scheduled rate change plays on at the old rate), capped at the
+    /// duration.
     #[must_use]
     pub fn position_at(&self, now_ms: i64) -> i64 {
         if self.paused {
             return self.position_ms;
         }
-        let elapsed = now_ms.saturating_sub(self.anchor_ms).max(0);
+        let elapsed = now_ms.saturating_sub(self.anchor_ms);
+        // Before the anchor (a rate change scheduled ahead) the old rate still runs.
+        let rate = if elapsed >= 0 { self.rate } else { self.lead_in_rate };
         #[expect(
             clippy::cast_precision_loss,
             clippy::cast_possible_truncation,
             reason = "elapsed milliseconds times a rate of 0.25 to 4, rounded: far inside 2^52"
         )]
-        let advanced = self.position_ms.saturating_add((elapsed as f64 * self.rate).round() as i64);
+        let advanced = self.position_ms.saturating_add((elapsed as f64 * rate).round() as i64).max(0);
         match self.duration_ms() {
             Some(duration) => advanced.min(duration),
             None => advanced,
@@ -82,10 +90,28 @@ impl Timeline {
         !self.paused && self.duration_ms().is_some_and(|duration| self.position_at(now_ms) >= duration)
     }
 
-    /// The same timeline re-anchored at `now_ms` (position extrapolated), so that a change of
-    /// rate or a pause continues from where playback really is.
-    fn reanchored(&self, now_ms: i64) -> Self {
-        Self { position_ms: self.position_at(now_ms), anchor_ms: now_ms.max(self.anchor_ms), ..self.clone() }
+    /// Whether a start or a rate change is scheduled after `now_ms`.
+    #[must_use]
+    pub fn is_scheduled_after(&self, now_ms: i64) -> bool {
+        !self.paused && self.anchor_ms > now_ms
+    }
+
+    /// The timeline with `rate` from server time `switch_at_ms` on (never before `now_ms`).
+    /// Playing, the old rate goes on until then as the lead-in, so that players switch on the
+    /// same instant of the timeline instead of each when the change reaches it. Paused, or
+    /// with a start or rate change already scheduled, the rate applies from that anchor.
+    fn with_rate(&self, rate: f64, switch_at_ms: i64, now_ms: i64) -> Self {
+        if self.paused || self.is_scheduled_after(now_ms) {
+            return Self { rate, ..self.clone() };
+        }
+        let switch_at_ms = switch_at_ms.max(now_ms);
+        Self {
+            rate,
+            position_ms: self.position_at(switch_at_ms),
+            anchor_ms: switch_at_ms,
+            lead_in_rate: self.rate,
+            ..self.clone()
+        }
     }
 }
 
@@ -212,8 +238,10 @@ pub enum Command {
     Seek {
         position_ms: i64,
     },
+    /// Play at `rate` from server time `start_at_ms` (see [`Timeline::lead_in_rate`]).
     SetRate {
         rate: f64,
+        start_at_ms: i64,
     },
     ChangeMedia {
         media: Media,
@@ -296,18 +324,21 @@ pub fn apply(state: &RoomState, command: Command, user_id: Option<&UserId>, now_
             if timeline.duration_ms().is_some_and(|duration| position_ms >= duration) {
                 position_ms = 0;
             }
-            next.timeline = Timeline { paused: false, position_ms, anchor_ms: start_at_ms, ..timeline.clone() };
+            next.timeline =
+                Timeline { paused: false, position_ms, anchor_ms: start_at_ms, lead_in_rate: 0.0, ..timeline.clone() };
         }
         Command::Pause { position_ms } => {
             let position_ms = position_ms.unwrap_or_else(|| timeline.position_at(now_ms));
             let position_ms = clamp_to_duration(timeline, position_ms);
-            next.timeline = Timeline { paused: true, position_ms, anchor_ms: now_ms, ..timeline.clone() };
+            next.timeline =
+                Timeline { paused: true, position_ms, anchor_ms: now_ms, lead_in_rate: 0.0, ..timeline.clone() };
         }
         Command::WaitPause { users } => {
             next.timeline = Timeline {
                 paused: true,
                 position_ms: timeline.position_at(now_ms),
                 anchor_ms: now_ms,
+                lead_in_rate: 0.0,
                 ..timeline.clone()
             };
             next.waiting_for = users;
@@ -319,12 +350,14 @@ pub fn apply(state: &RoomState, command: Command, user_id: Option<&UserId>, now_
             if timeline.duration_ms().is_some_and(|duration| position_ms > duration) {
                 return Err(Violation::new("position_ms", "must not be past the end of the media").into());
             }
-            // A seek during a scheduled start keeps the start time; otherwise it applies now.
-            let anchor_ms = if timeline.paused { now_ms } else { timeline.anchor_ms.max(now_ms) };
-            next.timeline = Timeline { position_ms, anchor_ms, ..timeline.clone() };
+            // A seek during a scheduled start keeps the start time; otherwise it applies now
+            // (a scheduled rate change with it: the players seek anyway).
+            let held_start = timeline.is_scheduled_after(now_ms) && timeline.lead_in_rate == 0.0;
+            let anchor_ms = if held_start { timeline.anchor_ms } else { now_ms };
+            next.timeline = Timeline { position_ms, anchor_ms, lead_in_rate: 0.0, ..timeline.clone() };
         }
-        Command::SetRate { rate } => {
-            next.timeline = Timeline { rate, ..timeline.reanchored(now_ms) };
+        Command::SetRate { rate, start_at_ms } => {
+            next.timeline = timeline.with_rate(rate, start_at_ms, now_ms);
         }
         Command::ChangeMedia { media } => {
             next.timeline = Timeline { media: Some(media), ..Timeline::empty(now_ms) };
@@ -359,7 +392,13 @@ pub fn apply(state: &RoomState, command: Command, user_id: Option<&UserId>, now_
             }
             if next.queue.is_empty() {
                 let end = timeline.duration_ms().unwrap_or_else(|| timeline.position_at(now_ms));
-                next.timeline = Timeline { paused: true, position_ms: end, anchor_ms: now_ms, ..timeline.clone() };
+                next.timeline = Timeline {
+                    paused: true,
+                    position_ms: end,
+                    anchor_ms: now_ms,
+                    lead_in_rate: 0.0,
+                    ..timeline.clone()
+                };
             } else {
                 let item = next.queue.remove(0);
                 next.timeline = play_from_start(item.media, timeline.rate, start_at_ms);
@@ -373,7 +412,7 @@ pub fn apply(state: &RoomState, command: Command, user_id: Option<&UserId>, now_
 }
 
 fn play_from_start(media: Media, rate: f64, start_at_ms: i64) -> Timeline {
-    Timeline { media: Some(media), paused: false, rate, position_ms: 0, anchor_ms: start_at_ms }
+    Timeline { media: Some(media), paused: false, rate, position_ms: 0, anchor_ms: start_at_ms, lead_in_rate: 0.0 }
 }
 
 fn clamp_to_duration(timeline: &Timeline, position_ms: i64) -> i64 {
@@ -385,6 +424,27 @@ fn clamp_to_duration(timeline: &Timeline, position_ms: i64) -> i64 {
 
 fn queue_index(state: &RoomState, item_id: &str) -> Result<usize, Error> {
     state.queue.iter().position(|item| item.media.media_id == item_id).ok_or(Error::QueueItemNotFound)
+}
+
+/// The server time a scheduled start or rate change happens at: `requested` (a time already
+/// past means now), else now plus `default_lead_ms`.
+///
+/// # Errors
+/// A violation of `field` for a time more than `max_ahead_ms` ahead.
+pub fn schedule_at(
+    now_ms: i64,
+    requested: Option<i64>,
+    default_lead_ms: i64,
+    max_ahead_ms: i64,
+    field: &str,
+) -> Result<i64, Violation> {
+    match requested {
+        Some(requested) if requested > now_ms.saturating_add(max_ahead_ms) => {
+            Err(Violation::new(field, "must be at most 10 s ahead of the server's time"))
+        }
+        Some(requested) => Ok(requested.max(now_ms)),
+        None => Ok(now_ms.saturating_add(default_lead_ms)),
+    }
 }
 
 /// Checks a playback rate.
@@ -489,12 +549,73 @@ mod tests {
         let state = loaded(0);
         let playing = apply(&state, Command::Play { start_at_ms: T0 }, Some(&user()), T0).unwrap();
         assert_eq!(playing.timeline.position_at(T0 + 10_000), 10_000);
-        let faster = apply(&playing, Command::SetRate { rate: 2.0 }, Some(&user()), T0 + 10_000).unwrap();
+        let faster =
+            apply(&playing, Command::SetRate { rate: 2.0, start_at_ms: T0 + 10_000 }, Some(&user()), T0 + 10_000)
+                .unwrap();
         assert_eq!(faster.timeline.position_ms, 10_000, "re-anchored where playback was");
         assert_eq!(faster.timeline.position_at(T0 + 11_000), 12_000);
         let paused = apply(&faster, Command::Pause { position_ms: None }, Some(&user()), T0 + 12_000).unwrap();
         assert_eq!(paused.timeline.position_at(T0 + 60_000), 14_000);
         assert_eq!(paused.version, 4);
+    }
+
+    #[test]
+    fn a_scheduled_rate_change_plays_on_at_the_old_rate_until_its_instant() {
+        let state = loaded(0);
+        let playing = apply(&state, Command::Play { start_at_ms: T0 }, Some(&user()), T0).unwrap();
+        let change =
+            apply(&playing, Command::SetRate { rate: 1.5, start_at_ms: T0 + 10_300 }, Some(&user()), T0 + 10_000)
+                .unwrap();
+        let timeline = &change.timeline;
+        assert_eq!((timeline.anchor_ms, timeline.position_ms, timeline.lead_in_rate), (T0 + 10_300, 10_300, 1.0));
+        assert_eq!(timeline.position_at(T0 + 10_000), 10_000, "no jump when the change is accepted");
+        assert_eq!(timeline.position_at(T0 + 10_200), 10_200, "the old rate until the instant");
+        assert_eq!(timeline.position_at(T0 + 11_300), 11_800, "the new rate from it");
+        assert!(timeline.is_scheduled_after(T0 + 10_299) && !timeline.is_scheduled_after(T0 + 10_300));
+
+        // Another change before the instant replaces the rate; the instant and the lead-in stay.
+        let changed_again =
+            apply(&change, Command::SetRate { rate: 0.5, start_at_ms: T0 + 10_500 }, Some(&user()), T0 + 10_100)
+                .unwrap();
+        let timeline = &changed_again.timeline;
+        assert_eq!((timeline.anchor_ms, timeline.position_ms, timeline.lead_in_rate), (T0 + 10_300, 10_300, 1.0));
+        assert_eq!(timeline.position_at(T0 + 11_300), 10_800);
+
+        // A seek before the instant applies now, at the new rate: the players seek anyway.
+        let sought = apply(&change, Command::Seek { position_ms: 50_000 }, Some(&user()), T0 + 10_100).unwrap();
+        let timeline = &sought.timeline;
+        assert_eq!((timeline.anchor_ms, timeline.lead_in_rate, timeline.rate), (T0 + 10_100, 0.0, 1.5));
+        assert_eq!(timeline.position_at(T0 + 11_100), 51_500);
+
+        // A pause before the instant stops where the old rate got to.
+        let paused = apply(&change, Command::Pause { position_ms: None }, Some(&user()), T0 + 10_200).unwrap();
+        assert_eq!(paused.timeline.position_ms, 10_200);
+        assert!(!paused.timeline.is_scheduled_after(T0));
+    }
+
+    #[test]
+    fn a_rate_change_while_paused_or_before_a_start_waits_for_the_start() {
+        let state = loaded(0);
+        let paused_faster =
+            apply(&state, Command::SetRate { rate: 2.0, start_at_ms: T0 + 300 }, Some(&user()), T0).unwrap();
+        assert_eq!(paused_faster.timeline.position_at(T0 + 5_000), 0);
+        assert_eq!(paused_faster.timeline.rate, 2.0);
+
+        let scheduled = apply(&state, Command::Play { start_at_ms: T0 + 500 }, Some(&user()), T0).unwrap();
+        let faster =
+            apply(&scheduled, Command::SetRate { rate: 2.0, start_at_ms: T0 + 900 }, Some(&user()), T0 + 100).unwrap();
+        let timeline = &faster.timeline;
+        assert_eq!((timeline.anchor_ms, timeline.lead_in_rate), (T0 + 500, 0.0), "still a held start at T0 + 500");
+        assert_eq!(timeline.position_at(T0 + 400), 0);
+        assert_eq!(timeline.position_at(T0 + 1_500), 2_000);
+    }
+
+    #[test]
+    fn scheduling_bounds_the_requested_instant() {
+        assert_eq!(schedule_at(T0, None, 300, 10_000, "start_time"), Ok(T0 + 300));
+        assert_eq!(schedule_at(T0, Some(T0 - 5), 300, 10_000, "start_time"), Ok(T0), "past means now");
+        assert_eq!(schedule_at(T0, Some(T0 + 10_000), 300, 10_000, "start_time"), Ok(T0 + 10_000));
+        assert!(schedule_at(T0, Some(T0 + 10_001), 300, 10_000, "start_time").is_err());
     }
 
     #[test]

@@ -41,6 +41,24 @@ export function makeTestVideo(path, seconds, pattern = "testsrc", extra = []) {
 }
 
 /**
+ * Writes an H.264 + AAC test pattern with a tone of `seconds` to `path`, as ffmpeg makes it by
+ * default (libx264's keyframe every 250 frames: 10 s at 25 fps, B-frames, moov at the end);
+ * only the pixel format is set, because browsers play 4:2:0 and ffmpeg would keep testsrc's RGB.
+ */
+export function makeTestMp4(path, seconds, size = "640x360") {
+  execFileSync(
+    "ffmpeg",
+    [
+      "-loglevel", "error", "-y",
+      "-f", "lavfi", "-i", `testsrc=size=${size}:rate=25`,
+      "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+      "-t", String(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", path,
+    ],
+    { stdio: "inherit" },
+  );
+}
+
+/**
  * Copies the built client to `webDir` and adds fixtures/ (test media served next to the client;
  * /media/ belongs to media-svc) for the tests; returns `webDir`.
  */
@@ -172,4 +190,27 @@ export async function createRoom(user, { name, description = "", unlisted = fals
 
 export async function waitLive(user) {
   await user.page.waitForSelector('#connection[data-state="live"]');
+}
+
+/**
+ * How far the page's clock (`performance.timeOrigin + performance.now()`) is behind the wall
+ * clock that every process on this machine shares, in ms: readings of two pages measured on it
+ * compare, whatever each renderer's idea of its time origin.
+ */
+export async function wallOffset(page) {
+  const readings = await page.evaluate(() => {
+    const out = [];
+    for (let index = 0; index < 7; index += 1) {
+      // At the instant Date.now() ticks over, the wall clock reads that whole millisecond.
+      const before = Date.now();
+      let wall = before;
+      while (wall === before) {
+        wall = Date.now();
+      }
+      out.push(wall - (performance.timeOrigin + performance.now()));
+    }
+    return out;
+  });
+  readings.sort((x, y) => x - y);
+  return readings[Math.floor(readings.length / 2)];
 }

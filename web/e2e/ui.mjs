@@ -497,10 +497,12 @@ try {
     await bao.page.waitForFunction(() => document.getElementById("play-toggle")?.disabled === false);
   });
 
-  await check("the sync indicator says in sync, with the numbers in its tooltip", async () => {
+  await check("the sync indicator says in sync, with the offset and its uncertainty in its tooltip and under Advanced", async () => {
     await bao.page.waitForFunction(() => document.getElementById("sync-status")?.dataset.state === "inSync", null, { timeout: 30_000 });
     const title = await bao.page.getAttribute("#sync-status", "title");
-    assert(/毫秒|与房间完全一致/.test(title ?? ""), `tooltip: ${title}`);
+    assert(/± \d+ 毫秒/.test(title ?? ""), `tooltip: ${title}`);
+    const line = await bao.page.textContent("#sync-offset");
+    assert(/± \d+ 毫秒/.test(line ?? ""), `the offset under Advanced: ${line}`);
     const advanced = await bao.page.$("#advanced-sync");
     assert(advanced && !(await advanced.evaluate((node) => node.open)), "the sync settings are behind a closed disclosure");
   });

@@ -8,11 +8,9 @@ import { Role } from "./gen/xiaowo/room/v1/room_pb";
 import { PlayerState, type Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
 import { type Shown, t } from "./i18n";
 import { describeMemberLoadError } from "./loaderror";
+import { judgeOffset, offsetDetail } from "./sync-text";
 import { kick, openMuteDialog, outranks, setRole, transferOwnership } from "./moderation";
 import { actionMenu, type MenuItem } from "./ui";
-
-/** A watcher whose player is further than this from the room (ms) is catching up (as in player.ts). */
-const IN_SYNC_MS = 150;
 
 /** The rows drawn last time, by user id, with what they were drawn from. */
 const drawn = new WeakMap<HTMLElement, Map<string, MemberRow>>();
@@ -89,7 +87,7 @@ interface MemberRow {
 }
 
 interface MemberSync {
-  state: "in-sync" | "catching-up" | "buffering" | "finished" | "failed" | "idle" | "away";
+  state: "in-sync" | "catching-up" | "unsure" | "buffering" | "finished" | "failed" | "idle" | "away";
   label: Shown;
   detail?: Shown;
 }
@@ -100,7 +98,8 @@ function syncOf(watcher: Watcher | undefined): MemberSync {
     return { state: "away", label: t("member.notWatching") };
   }
   const offset = Number(watcher.offsetMs);
-  const detail = offset === 0 ? t("sync.detailExact") : offset > 0 ? t("sync.detailAhead", { ms: offset }) : t("sync.detailBehind", { ms: -offset });
+  const uncertainty = Number(watcher.offsetUncertaintyMs);
+  const detail = offsetDetail(offset, uncertainty);
   switch (watcher.state) {
     case PlayerState.BUFFERING:
       return { state: "buffering", label: t("sync.buffering"), detail };
@@ -109,7 +108,14 @@ function syncOf(watcher: Watcher | undefined): MemberSync {
     case PlayerState.FAILED:
       return { state: "failed", label: t("member.cannotPlay") };
     case PlayerState.READY:
-      return Math.abs(offset) <= IN_SYNC_MS ? { state: "in-sync", label: t("sync.inSync"), detail } : { state: "catching-up", label: t("sync.catchingUp"), detail };
+      switch (judgeOffset(offset, uncertainty)) {
+        case "in-sync":
+          return { state: "in-sync", label: t("sync.inSync"), detail };
+        case "catching-up":
+          return { state: "catching-up", label: t("sync.catchingUp"), detail };
+        case "unsure":
+          return { state: "unsure", label: t("sync.unsure"), detail };
+      }
     case PlayerState.UNSPECIFIED:
       return { state: "idle", label: t("member.watching") };
   }

@@ -1,9 +1,11 @@
 // The player: an HTML5 <video> that follows the room's timeline from sync-svc's WatchRoom
-// stream. The server's clock is mapped onto ours from GetClock samples; every tick the drift
-// controller compares where the room is with where the video is and nudges the rate or seeks.
-// The player reports ready/buffering/ended and its measured offset, and shows the controls the
-// room's control mode allows. What people see of the sync is one indicator (in sync, catching
-// up, buffering, waiting for someone); the numbers are in its tooltip and behind "Advanced".
+// stream. The server's clock is mapped onto ours from GetClock samples and the stream's own
+// timestamps (clock.ts); every tick, and at the instants it asks for, the sync controller
+// (drift.ts) compares where the room is with where the video is and seeks, holds, nudges the
+// rate or switches it. The player reports ready/buffering/ended and its measured offset with
+// its uncertainty, and shows the controls the room's control mode allows. What people see of
+// the sync is one indicator (in sync, catching up, buffering, waiting for someone); the numbers,
+// with how far they may be off, are in its tooltip and behind "Advanced".
 
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -13,8 +15,11 @@ import { AddVideo, type MediaChoice } from "./addvideo";
 import { ClockSync, type ClockEstimate } from "./clock";
 import type { RoomContext } from "./context";
 import { button, h, icon, replace, setButtonLabel, setEnabled, setLabel, setText } from "./dom";
-import { type DriftState, decideDrift, initialDriftState } from "./drift";
+import { type DriftDecision, type DriftPriors, type DriftState, decideDrift, initialDriftState } from "./drift";
 import { describeError, errorCode } from "./errors";
+import { loadKeyframes } from "./keyframes";
+import type { KeyframeIndex } from "./seek";
+import { judgeOffset, offsetDetail } from "./sync-text";
 import {
   Action,
   type LoadError,
@@ -38,17 +43,21 @@ const REPORT_EVERY_MS = 2_000;
 /** Loading this long without a byte arriving is shown with its reason. */
 const SLOW_SERVER_MS = 15_000;
 const NUDGE_SETTING = "xiaowo.nudge";
+/** What this device learned about its seeks and start/switch latencies (the next media's priors). */
+const SYNC_DEVICE_SETTING = "xiaowo.syncDevice";
+/** A clock estimate this close needs a new sample only every `CLOCK_INTERVAL_MS`… */
+const CLOCK_GOOD_ENOUGH_MS = 5;
+const CLOCK_INTERVAL_MS = 15_000;
+/** …a less certain one every `CLOCK_RETRY_MS`. */
+const CLOCK_RETRY_MS = 2_000;
+/** Entries the sync-debug trace keeps. */
+const TRACE_ENTRIES = 20_000;
 const IGNORE_WAIT_SETTING = "xiaowo.ignoreWait";
 const MUTED_SETTING = "xiaowo.muted";
 /** The room URL's query parameter that exposes `window.__xiaowoSync` to measuring tools. */
 const SYNC_DEBUG_PARAMETER = "sync-debug";
 /** How far the arrow keys move the shared position, in seconds. */
 export const SEEK_STEP_S = 5;
-/**
- * Beyond this offset (ms) a player is said to be catching up rather than in sync: less is not
- * seen or heard as out of step, even while the controller still nudges it away.
- */
-const IN_SYNC_MS = 150;
 
 /**
  * What the sync-quality benchmark (web/bench/sync-quality.mjs) reads from each page: the video,
@@ -59,11 +68,38 @@ export interface SyncDebugHandle {
   video: HTMLVideoElement;
   /** server time − local time (`performance.timeOrigin + performance.now()`), in ms. */
   clockOffsetMs(): number | undefined;
+  /** How far the true offset may be from `clockOffsetMs()`, in ms. */
+  clockUncertaintyMs(): number | undefined;
+  /**
+   * What the player saw and did, oldest first: clock samples, and every look of the controller
+   * with its commands (the benchmark keeps some as test fixtures).
+   */
+  trace(): readonly SyncTraceEntry[];
   /** Where the room's timeline is at server time `serverTime` (ms); undefined without media. */
   expectedPosition(serverTime: number): number | undefined;
   /** The version of the room's state the player follows (0 before the first). */
   stateVersion(): number;
 }
+
+export type SyncTraceEntry =
+  | { kind: "exchange"; clientSend: number; serverReceive: number; serverSend: number; clientReceive: number }
+  | { kind: "oneWay"; serverSend: number; clientReceive: number }
+  | {
+      kind: "look";
+      /** performance.now(), ms. */
+      at: number;
+      serverNow: number;
+      expected: number;
+      position: number;
+      rate: number;
+      paused: boolean;
+      mode: DriftState["mode"];
+      commands: DriftDecision["commands"];
+      plan?: DriftDecision["plan"];
+      latencies: DriftState["latencies"];
+      nudge: number;
+      trim: number;
+    };
 
 type DebugWindow = Window & { __xiaowoSync?: SyncDebugHandle };
 
@@ -81,6 +117,7 @@ type SyncStatus =
   | { kind: "failed" }
   | { kind: "catchingUp" }
   | { kind: "inSync" }
+  | { kind: "unsure" }
   | { kind: "paused" };
 
 export class Player {
@@ -104,6 +141,8 @@ export class Player {
   private readonly emptyState = h("div", { class: "screen-empty", attrs: { id: "no-media" } });
   private readonly screenMessage = h("div", { class: "screen-message", attrs: { id: "screen-message", role: "alert" } });
   private readonly syncIndicator = h("span", { class: "sync-indicator", attrs: { id: "sync-status", role: "status", tabindex: "0" } });
+  /** The indicator's numbers, shown in "Advanced": this device's offset and its uncertainty. */
+  private readonly offsetLine = h("p", { class: "hint sync-offset", attrs: { id: "sync-offset" } });
   private readonly nowPlaying = h("span", { class: "now-playing", attrs: { id: "now-playing" } });
   private readonly reason = h("p", { class: "control-reason", attrs: { id: "control-reason" } });
   /** The video plays but cannot follow the room's jumps (a server without Range support). */
@@ -122,12 +161,16 @@ export class Player {
   private state: RoomState | undefined;
   private timeline: Timeline | undefined;
   private loadedMediaId = "";
-  private readonly clock = new ClockSync(8);
+  private readonly clock = new ClockSync(32);
   private estimate: ClockEstimate | undefined;
-  private drift: DriftState = initialDriftState();
+  private drift: DriftState = initialDriftState(1, loadDevicePriors());
+  private keyframes: KeyframeIndex | undefined;
+  private keyframesFor = "";
   private nudgeEnabled = localStorage.getItem(NUDGE_SETTING) !== "off";
   private ignoreWait = localStorage.getItem(IGNORE_WAIT_SETTING) === "on";
   private measuredOffsetMs = 0;
+  /** Set when the page is opened with `?sync-debug`. */
+  private trace: SyncTraceEntry[] | undefined;
   private lastReportAt = 0;
   private lastReportedState = PlayerState.UNSPECIFIED;
   private endedMediaId = "";
@@ -147,9 +190,11 @@ export class Player {
   private readonly stream: ReconnectingStream;
   private readonly timers: number[] = [];
   private hls: { destroy(): void } | undefined;
-  /** Starts a scheduled play on time rather than at the next tick. */
-  private startTimer = 0;
-  private startScheduledFor = 0;
+  /** Wakes the controller at the instant it asked for (a start, a switch, a release, a nudge's end). */
+  private wakeTimer = 0;
+  private wakeAt = Infinity;
+  private clockTimer = 0;
+  private running = false;
 
   constructor(
     private readonly ctx: RoomContext,
@@ -159,6 +204,8 @@ export class Player {
     this.video = h("video", { attrs: { id: "video", playsinline: "", preload: "auto" } });
     this.video.muted = localStorage.getItem(MUTED_SETTING) === "on";
     this.video.controls = false;
+    // Rate nudges must not be heard as a change of pitch.
+    this.video.preservesPitch = true;
 
     this.playButton = button(t("player.play"), () => this.togglePlay(), {
       kind: "primary",
@@ -208,6 +255,7 @@ export class Player {
       { class: "device-sync" },
       checkbox(t("advanced.smooth"), nudgeToggle, t("advanced.smoothHint")),
       checkbox(t("advanced.ignoreWait"), ignoreWaitToggle, t("advanced.ignoreWaitHint")),
+      this.offsetLine,
     );
     this.roomSettingsElement = checkbox(t("settings.waitForEveryone"), this.waitToggle, t("settings.waitForEveryoneHint"));
 
@@ -260,6 +308,10 @@ export class Player {
       this.renderSeekBar();
       void this.checkRange();
     });
+    // A seek has landed: the controller decides at once whether to hold or play.
+    for (const event of ["seeked", "canplay"]) {
+      this.video.addEventListener(event, () => this.tick());
+    }
     this.video.addEventListener("error", () => void this.onVideoError());
     for (const event of ["progress", "timeupdate", "loadeddata"]) {
       this.video.addEventListener(event, () => {
@@ -276,12 +328,15 @@ export class Player {
         // Presence counts only with an open stream; a fresh clock estimate helps after a network change.
         void this.sampleClock(3);
         for await (const response of this.ctx.app.api.sync.watchRoom({ roomId: this.ctx.roomId }, { signal })) {
+          const receivedAt = localNow();
           this.stream.touch();
           live();
-          const serverTime = response.serverTime ? timestampMs(response.serverTime) : undefined;
-          if (serverTime !== undefined && this.estimate === undefined) {
-            // Until GetClock answers, the stream's own timestamps give a rough offset.
-            this.estimate = { offset: serverTime - localNow(), roundTrip: 1000 };
+          if (response.serverTime) {
+            // Every message bounds the clock offset from below (the server stamped it before it
+            // left); until GetClock answers, that is the estimate.
+            const oneWay = { serverSend: timestampMs(response.serverTime), clientReceive: receivedAt };
+            this.estimate = this.clock.addOneWay(oneWay);
+            this.trace?.push({ kind: "oneWay", ...oneWay });
           }
           switch (response.event.case) {
             case "snapshot":
@@ -309,20 +364,23 @@ export class Player {
     this.renderScreen();
     this.renderControls();
     if (new URLSearchParams(window.location.search).has(SYNC_DEBUG_PARAMETER)) {
+      this.trace = [];
       (window as DebugWindow).__xiaowoSync = {
         video: this.video,
         clockOffsetMs: () => this.estimate?.offset,
+        clockUncertaintyMs: () => this.estimate?.uncertainty,
         expectedPosition: (serverTime) => (this.timeline ? positionAt(this.timeline, serverTime) : undefined),
         stateVersion: () => Number(this.state?.version ?? 0n),
+        trace: () => this.trace ?? [],
       };
     }
   }
 
   start(): void {
+    this.running = true;
     this.stream.start();
-    void this.sampleClock(8);
+    void this.sampleClock(8).finally(() => this.scheduleClockSample());
     this.timers.push(window.setInterval(() => this.tick(), TICK_MS));
-    this.timers.push(window.setInterval(() => void this.sampleClock(1), 15_000));
   }
 
   stop(): void {
@@ -330,7 +388,9 @@ export class Player {
     for (const timer of this.timers) {
       window.clearInterval(timer);
     }
-    window.clearTimeout(this.startTimer);
+    window.clearTimeout(this.wakeTimer);
+    this.running = false;
+    window.clearTimeout(this.clockTimer);
     this.unload();
     this.addVideo.stop();
     delete (window as DebugWindow).__xiaowoSync;
@@ -378,6 +438,10 @@ export class Player {
       }
     }
     this.currentUrl = url;
+    // The file's index once per media (a refreshed URL serves the same file).
+    if (!this.urlRefreshed) {
+      void this.loadKeyframes(url);
+    }
     const isPlaylist = URL.canParse(url) && new URL(url).pathname.toLowerCase().endsWith(".m3u8");
     if (isPlaylist && this.video.canPlayType("application/vnd.apple.mpegurl") === "") {
       const { default: Hls } = await import("hls.js");
@@ -477,12 +541,9 @@ export class Player {
         const { receiveTime, sendTime } = await this.ctx.app.api.sync.getClock({});
         const clientReceive = localNow();
         if (receiveTime && sendTime) {
-          this.estimate = this.clock.add({
-            clientSend,
-            serverReceive: timestampMs(receiveTime),
-            serverSend: timestampMs(sendTime),
-            clientReceive,
-          });
+          const exchange = { clientSend, serverReceive: timestampMs(receiveTime), serverSend: timestampMs(sendTime), clientReceive };
+          this.estimate = this.clock.add(exchange);
+          this.trace?.push({ kind: "exchange", ...exchange });
         }
       } catch {
         return;
@@ -491,6 +552,21 @@ export class Player {
         await new Promise((resolve) => window.setTimeout(resolve, 200));
       }
     }
+  }
+
+  /**
+   * One more clock sample soon while the estimate is uncertain (a loaded or slow device delays
+   * most exchanges: it takes many to find one that was not), else every 15 s.
+   */
+  private scheduleClockSample(): void {
+    if (!this.running) {
+      return;
+    }
+    const uncertain = (this.estimate?.uncertainty ?? Infinity) > CLOCK_GOOD_ENOUGH_MS;
+    this.clockTimer = window.setTimeout(
+      () => void this.sampleClock(1).finally(() => this.scheduleClockSample()),
+      uncertain ? CLOCK_RETRY_MS : CLOCK_INTERVAL_MS,
+    );
   }
 
   private serverNow(): number {
@@ -521,24 +597,21 @@ export class Player {
         this.unload();
       }
     } else {
-      const previous = this.timeline;
       this.timeline = {
         paused: timeline.paused,
         position: Number(timeline.positionMs) / 1000,
         rate: timeline.rate || 1,
         anchorServerTime: timeline.anchorTime ? timestampMs(timeline.anchorTime) : this.serverNow(),
+        leadInRate: timeline.leadInRate,
         duration: Number(media.durationMs) / 1000,
       };
       if (media.mediaId !== this.loadedMediaId) {
         this.loadedMediaId = media.mediaId;
         this.endedMediaId = "";
-        this.drift = initialDriftState(this.timeline.rate, this.drift.seekLead);
+        // What this device learned stays; what this media taught starts afresh.
+        this.drift = initialDriftState(this.timeline.rate, devicePriors(this.drift));
         this.urlRefreshed = false;
         void this.load(media);
-      }
-      if (!previous || !sameTimeline(previous, this.timeline)) {
-        // A new target: the cooldowns belonged to corrections toward the old one.
-        this.drift = { ...initialDriftState(this.drift.appliedRate, this.drift.seekLead), nudging: this.drift.nudging };
       }
     }
     replace(this.nowPlaying, media?.libraryItemId ? thumbnail(media.libraryItemId) : null, media ? userText(media.title || media.url) : null);
@@ -557,51 +630,55 @@ export class Player {
       setText(this.timeLabel, this.timeText(0));
       return;
     }
-    const serverNow = this.serverNow();
+    // The clock and the video are read back to back: anything in between (on a slow phone the
+    // page can be suspended for tens of ms at any point) would count as sync error.
+    const nowMs = performance.now();
+    const position = this.video.currentTime;
+    const serverNow = performance.timeOrigin + nowMs + (this.estimate?.offset ?? 0);
     const countdown = startsIn(timeline, serverNow);
-    const running = !timeline.paused && countdown === 0;
     const expected = positionAt(timeline, serverNow);
     const duration = this.duration();
-    const atEnd = duration > 0 && expected >= duration - 0.05;
 
     if (this.video.readyState >= HTMLMediaElement.HAVE_METADATA) {
+      const previous = this.drift;
       const decision = decideDrift(this.drift, {
-        now: performance.now() / 1000,
-        expectedPosition: duration > 0 ? Math.min(expected, duration) : expected,
-        actualPosition: this.video.currentTime,
-        roomRate: timeline.rate,
-        paused: !running || atEnd,
+        now: nowMs / 1000,
+        serverNow,
+        timeline,
+        position,
+        paused: this.video.paused,
+        seeking: this.video.seeking,
+        ready: this.video.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA,
+        duration,
         nudgeEnabled: this.nudgeEnabled,
+        keyframes: this.keyframes,
+        buffered: (at) => isBuffered(this.video.buffered, at),
+        canFastSeek: typeof this.video.fastSeek === "function",
       });
       this.drift = decision.state;
-      this.measuredOffsetMs = Math.round(-decision.error * 1000);
-      switch (decision.action.kind) {
-        case "seek":
-          this.video.currentTime = decision.action.position;
-          this.video.playbackRate = decision.action.rate;
-          break;
-        case "rate":
-          this.video.playbackRate = decision.action.rate;
-          break;
-        case "none":
-          break;
+      this.measuredOffsetMs = Math.round((position - expected) * 1000);
+      this.trace?.push({
+        kind: "look",
+        at: nowMs,
+        serverNow,
+        expected,
+        position,
+        rate: this.video.playbackRate,
+        paused: this.video.paused,
+        mode: decision.state.mode,
+        commands: decision.commands,
+        latencies: decision.state.latencies,
+        nudge: decision.state.nudge,
+        trim: decision.state.appliedTrim,
+        ...(decision.plan ? { plan: decision.plan } : {}),
+      });
+      if (this.trace && this.trace.length > TRACE_ENTRIES) {
+        this.trace.splice(0, this.trace.length - TRACE_ENTRIES);
       }
-      if (running && !atEnd && this.video.paused && !this.failed()) {
-        this.video.play().catch((error: unknown) => this.playRefused(error));
-      } else if ((!running || atEnd) && !this.video.paused) {
-        this.video.pause();
+      this.execute(decision);
+      if (decision.state.seekModel !== previous.seekModel || decision.state.latencies !== previous.latencies) {
+        saveDevicePriors(decision.state);
       }
-    }
-
-    if (countdown > 0 && countdown * 1000 < TICK_MS * 2 && this.startScheduledFor !== timeline.anchorServerTime) {
-      this.startScheduledFor = timeline.anchorServerTime;
-      window.clearTimeout(this.startTimer);
-      this.startTimer = window.setTimeout(() => {
-        // A timer that still finds the start ahead schedules the rest rather than leaving the
-        // start to the next tick, up to a whole tick late.
-        this.startScheduledFor = 0;
-        this.tick();
-      }, startTimerDelayMs(countdown));
     }
 
     if (!this.seeking) {
@@ -613,6 +690,57 @@ export class Player {
     this.renderPlayButton(timeline.paused);
     if (performance.now() - this.lastReportAt > REPORT_EVERY_MS) {
       void this.report(false);
+    }
+  }
+
+  /** Does what the controller decided, and wakes it when it asked to be. */
+  private execute(decision: DriftDecision): void {
+    for (const command of decision.commands) {
+      switch (command.kind) {
+        case "rate":
+          this.video.playbackRate = command.rate;
+          break;
+        case "pause":
+          this.video.pause();
+          break;
+        case "play":
+          // A player that cannot play this media stays still (its error is on the screen).
+          if (!this.failed()) {
+            this.video.play().catch((error: unknown) => this.playRefused(error));
+          }
+          break;
+        case "seek":
+          if (command.fast && typeof this.video.fastSeek === "function") {
+            this.video.fastSeek(command.position);
+          } else {
+            this.video.currentTime = command.position;
+          }
+          break;
+      }
+    }
+    const wakeAt = decision.wakeAt;
+    if (wakeAt !== undefined && wakeAt * 1000 < this.wakeAt) {
+      this.wakeAt = wakeAt * 1000;
+      window.clearTimeout(this.wakeTimer);
+      // Rounded up: a timer that fires a fraction early finds the instant still ahead.
+      this.wakeTimer = window.setTimeout(() => {
+        this.wakeAt = Infinity;
+        this.tick();
+      }, startTimerDelayMs(wakeAt - performance.now() / 1000));
+    }
+  }
+
+  private async loadKeyframes(url: string): Promise<void> {
+    this.keyframes = undefined;
+    this.keyframesFor = url;
+    // Only this site's media: elsewhere the content security policy refuses the requests.
+    const sameOrigin = URL.canParse(url, window.location.href) && new URL(url, window.location.href).origin === window.location.origin;
+    if (!sameOrigin || new URL(url, window.location.href).pathname.toLowerCase().endsWith(".m3u8")) {
+      return;
+    }
+    const keyframes = await loadKeyframes(url);
+    if (this.keyframesFor === url) {
+      this.keyframes = keyframes;
     }
   }
 
@@ -636,10 +764,27 @@ export class Player {
       const silent = performance.now() - this.lastDataAt;
       return silent > SLOW_SERVER_MS ? { kind: "slow", seconds: Math.round(silent / 1000) } : { kind: "buffering" };
     }
-    if (performance.now() / 1000 - this.drift.lastSeekAt < 1 || Math.abs(this.measuredOffsetMs) > IN_SYNC_MS) {
-      return timeline.paused ? { kind: "paused" } : { kind: "catchingUp" };
+    if (timeline.paused) {
+      return { kind: "paused" };
     }
-    return timeline.paused ? { kind: "paused" } : { kind: "inSync" };
+    if (this.drift.mode !== "idle") {
+      return { kind: "catchingUp" };
+    }
+    // "In sync" only when the offset is known to be small: with its uncertainty counted.
+    switch (judgeOffset(this.measuredOffsetMs, this.offsetUncertaintyMs())) {
+      case "in-sync":
+        return { kind: "inSync" };
+      case "catching-up":
+        return { kind: "catchingUp" };
+      case "unsure":
+        return { kind: "unsure" };
+    }
+  }
+
+  /** How far the measured offset may be off: the clock estimate's uncertainty, whole ms up. */
+  private offsetUncertaintyMs(): number {
+    const uncertainty = this.estimate?.uncertainty;
+    return uncertainty === undefined ? 60_000 : Math.min(60_000, Math.max(1, Math.ceil(uncertainty)));
   }
 
   /** The indicator: a word or two for everyone, the numbers in its tooltip. */
@@ -671,17 +816,20 @@ export class Player {
       case "inSync":
         text = t("sync.inSync");
         break;
+      case "unsure":
+        text = t("sync.unsure");
+        break;
       case "paused":
         text = t("sync.paused");
         break;
     }
     this.syncIndicator.setAttribute("data-state", status.kind);
     setText(this.syncIndicator, text);
-    const offset = this.measuredOffsetMs;
     const rate = this.drift.appliedRate;
-    const details =
-      offset === 0 ? t("sync.detailExact") : offset > 0 ? t("sync.detailAhead", { ms: offset }) : t("sync.detailBehind", { ms: -offset });
-    const speed = this.timeline && rate !== this.timeline.rate ? t("sync.detailSpeed", { rate: formatNumber(rate, { maximumFractionDigits: 2 }) }) : null;
+    const details = offsetDetail(this.measuredOffsetMs, this.offsetUncertaintyMs());
+    setText(this.offsetLine, t("advanced.offset", { detail: details }));
+    // Only a nudge is told: the trim that takes up a clock difference is a fraction of a percent.
+    const speed = this.drift.nudge !== 0 ? t("sync.detailSpeed", { rate: formatNumber(rate, { maximumFractionDigits: 2 }) }) : null;
     setLabel(this.syncIndicator, "title", speed ? t("sync.detailJoin", { first: details, second: speed }) : details);
   }
 
@@ -758,11 +906,13 @@ export class Player {
       this.endedMediaId = media.mediaId;
     }
     try {
+      const roundTrip = this.estimate?.roundTrip ?? Infinity;
       await this.ctx.app.api.sync.reportStatus({
         roomId: this.ctx.roomId,
         state,
         offsetMs: BigInt(this.measuredOffsetMs),
-        roundTripMs: BigInt(Math.round(this.estimate?.roundTrip ?? 0)),
+        offsetUncertaintyMs: BigInt(this.offsetUncertaintyMs()),
+        roundTripMs: BigInt(Number.isFinite(roundTrip) ? Math.min(60_000, Math.round(roundTrip)) : 0),
         ignoreWait: this.ignoreWait,
         mediaId: state === PlayerState.ENDED ? media.mediaId : "",
         ...(this.loadError?.mediaId === media.mediaId ? { loadError: this.loadError } : {}),
@@ -976,6 +1126,48 @@ function mediaFields(media: MediaChoice): { url: string; title: string; duration
   return { url: media.url, title: media.title, durationMs: media.durationMs ?? 0n, libraryItemId: media.libraryItemId ?? "" };
 }
 
-function sameTimeline(a: Timeline, b: Timeline): boolean {
-  return a.paused === b.paused && a.position === b.position && a.rate === b.rate && a.anchorServerTime === b.anchorServerTime;
+function isBuffered(ranges: TimeRanges, position: number): boolean {
+  for (let index = 0; index < ranges.length; index += 1) {
+    if (ranges.start(index) <= position && position < ranges.end(index)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** What the controller learned that holds for this device, not just this media. */
+function devicePriors(state: DriftState): DriftPriors {
+  return { seekModel: state.seekModel.observations.length > 0 ? state.seekModel : state.priorSeekModel, latencies: state.latencies };
+}
+
+function loadDevicePriors(): DriftPriors {
+  try {
+    const saved = JSON.parse(localStorage.getItem(SYNC_DEVICE_SETTING) ?? "null") as {
+      weights?: unknown;
+      spread?: unknown;
+      start?: unknown;
+      rateSwitch?: unknown;
+    } | null;
+    const numbers = (value: unknown, count: number) =>
+      Array.isArray(value) && value.length === count && value.every((item) => typeof item === "number" && Number.isFinite(item));
+    const priors: DriftPriors = {};
+    if (saved && numbers(saved.weights, 3) && typeof saved.spread === "number" && Number.isFinite(saved.spread)) {
+      const [a, b, c] = saved.weights as number[];
+      priors.seekModel = { weights: [a ?? 0, b ?? 0, c ?? 0], spread: saved.spread, observations: [] };
+    }
+    if (saved && numbers([saved.start, saved.rateSwitch], 2)) {
+      priors.latencies = { start: saved.start as number, rateSwitch: saved.rateSwitch as number };
+    }
+    return priors;
+  } catch {
+    return {};
+  }
+}
+
+function saveDevicePriors(state: DriftState): void {
+  const { seekModel, latencies } = devicePriors(state);
+  if (seekModel && latencies) {
+    const { weights, spread } = seekModel;
+    localStorage.setItem(SYNC_DEVICE_SETTING, JSON.stringify({ weights, spread, ...latencies }));
+  }
 }

@@ -21,6 +21,8 @@ pub struct Model {
     pub rate: f64,
     pub position_ms: i64,
     pub anchor_ms: i64,
+    /// While playing, the rate before a future `anchor_ms` (0: the frame holds).
+    pub lead_in_rate: f64,
     pub wait_for_everyone: bool,
     /// Comma-separated user ids the room is paused for (user ids are UUIDs).
     pub waiting_for: String,

@@ -83,6 +83,16 @@ impl Fixture {
         Ok(self.app.client().seek(with_token(request, token)).await?.into_inner().state.unwrap())
     }
 
+    async fn set_rate(&self, version: i64, rate: f64, start_ms: Option<i64>) -> Result<pb::RoomState, tonic::Status> {
+        let request = pb::SetRateRequest {
+            room_id: self.room_id.clone(),
+            expected_version: version,
+            rate,
+            start_time: start_ms.map(proto::timestamp_from_ms),
+        };
+        Ok(self.app.client().set_rate(with_token(request, &self.owner)).await?.into_inner().state.unwrap())
+    }
+
     async fn add_to_queue(&self, url: &str, duration_ms: i64) -> pb::AddQueueItemResponse {
         let request = pb::AddQueueItemRequest {
             room_id: self.room_id.clone(),
@@ -103,6 +113,7 @@ impl Fixture {
             round_trip_ms: 20,
             ignore_wait: false,
             media_id: media_id.to_owned(),
+            offset_uncertainty_ms: 0,
             load_error: None,
         };
         self.app.client().report_status(with_token(request, token)).await.unwrap();
@@ -166,11 +177,7 @@ async fn positions_extrapolate_on_the_injected_clock() {
     assert_eq!(scheduled.timeline.as_ref().unwrap().position_ms, 0);
 
     clock.advance(Duration::from_millis(10_500));
-    let faster = {
-        let request =
-            pb::SetRateRequest { room_id: fixture.room_id.clone(), expected_version: scheduled.version, rate: 2.0 };
-        fixture.app.client().set_rate(with_token(request, &fixture.owner)).await.unwrap().into_inner().state.unwrap()
-    };
+    let faster = fixture.set_rate(scheduled.version, 2.0, Some(START_MS + 10_500)).await.unwrap();
     assert_eq!(faster.timeline.as_ref().unwrap().position_ms, 10_000, "10 s played after the scheduled start");
     assert_eq!(anchor_ms(&faster), START_MS + 10_500);
 
@@ -202,6 +209,41 @@ async fn play_without_a_start_time_is_scheduled_ahead_and_bounded() {
     let paused = fixture.pause(playing.version).await;
     let past = fixture.play(paused.version, Some(START_MS - 5_000)).await.unwrap();
     assert_eq!(anchor_ms(&past), START_MS, "a start time already past means now");
+}
+
+#[tokio::test]
+async fn rate_changes_are_scheduled_ahead_and_play_on_at_the_old_rate_until_then() {
+    let clock = ManualClock::new(START_MS);
+    let fixture = Fixture::start_with(test_config(), clock.clone()).await;
+    let mut events = watch(&fixture.app, &fixture.room_id, &fixture.owner).await;
+    let loaded = fixture.load_media(0).await;
+    let playing = fixture.play(loaded.version, Some(START_MS)).await.unwrap();
+    clock.advance(Duration::from_secs(10));
+
+    let faster = fixture.set_rate(playing.version, 1.5, None).await.unwrap();
+    let timeline = faster.timeline.as_ref().unwrap();
+    assert_eq!(anchor_ms(&faster), START_MS + 10_300, "the default lead, as for a play");
+    assert_eq!((timeline.rate, timeline.lead_in_rate, timeline.position_ms), (1.5, 1.0, 10_300));
+    assert!(!timeline.paused, "nobody pauses for a rate change");
+    let streamed = loop {
+        let state = next_state(&mut events).await;
+        if state.version == faster.version {
+            break state;
+        }
+    };
+    assert_eq!(streamed, faster, "watchers get the scheduled change");
+    assert_eq!(fixture.state(&fixture.owner).await, faster, "and so does a later reader");
+
+    let too_far = fixture.set_rate(faster.version, 1.0, Some(START_MS + 20_001)).await.unwrap_err();
+    assert_eq!((too_far.code(), violated_fields(&too_far)), (Code::InvalidArgument, vec!["start_time".to_owned()]));
+    let both = fixture.set_rate(faster.version, 9.0, Some(START_MS + 20_001)).await.unwrap_err();
+    assert_eq!(violated_fields(&both), ["rate", "start_time"], "every problem is reported");
+
+    // After the instant, a change at a requested time already past applies now.
+    clock.advance(Duration::from_secs(1));
+    let back = fixture.set_rate(faster.version, 1.0, Some(START_MS)).await.unwrap();
+    assert_eq!(anchor_ms(&back), START_MS + 11_000);
+    assert_eq!(back.timeline.as_ref().unwrap().position_ms, 11_350, "0.3 s at 1× then 0.7 s at 1.5×");
 }
 
 #[tokio::test]
@@ -337,16 +379,29 @@ async fn state_and_version_survive_a_restart() {
             position_ms: 42_000,
         };
         let sought = app.client().seek(with_token(request, &owner)).await.unwrap().into_inner().state.unwrap();
+        let now = proto::timestamp_from_ms(svc_kit::clock::system().now_ms());
+        let request =
+            pb::PlayRequest { room_id: room_id.clone(), expected_version: sought.version, start_time: Some(now) };
+        let playing = app.client().play(with_token(request, &owner)).await.unwrap().into_inner().state.unwrap();
+        let switch_at = proto::timestamp_from_ms(svc_kit::clock::system().now_ms() + 9_000);
+        let request = pb::SetRateRequest {
+            room_id: room_id.clone(),
+            expected_version: playing.version,
+            rate: 2.0,
+            start_time: Some(switch_at),
+        };
+        let faster = app.client().set_rate(with_token(request, &owner)).await.unwrap().into_inner().state.unwrap();
+        assert_eq!(faster.timeline.as_ref().unwrap().lead_in_rate, 1.0);
         app.server.stop().await;
-        sought
+        faster
     };
 
     let app = SyncApp::start(&peers, dir.path(), &config, svc_kit::clock::system()).await;
     let request = with_token(pb::GetRoomStateRequest { room_id: room_id.clone() }, &owner);
     let after = app.client().get_room_state(request).await.unwrap().into_inner().state.unwrap();
-    assert_eq!(after, before, "state, queue and version intact");
-    assert_eq!(after.version, 3);
-    let request = pb::SeekRequest { room_id, expected_version: 2, position_ms: 1 };
+    assert_eq!(after, before, "state, queue, scheduled rate change and version intact");
+    assert_eq!(after.version, 5);
+    let request = pb::SeekRequest { room_id, expected_version: 4, position_ms: 1 };
     assert_eq!(app.client().seek(with_token(request, &owner)).await.unwrap_err().code(), Code::Aborted);
 }
 
@@ -377,6 +432,30 @@ async fn streams_start_with_a_snapshot_then_carry_changes_presence_and_heartbeat
     };
     let watcher = presence.watchers.iter().find(|watcher| watcher.user_id == viewer_id).unwrap();
     assert_eq!((watcher.offset_ms, watcher.round_trip_ms, watcher.display_name.as_str()), (-35, 20, "Viewer"));
+    assert_eq!(
+        watcher.offset_uncertainty_ms, 10,
+        "a report without uncertainty is as uncertain as half its round trip"
+    );
+
+    // A client that knows its clock better says so, and others see it.
+    let request = pb::ReportStatusRequest {
+        room_id: fixture.room_id.clone(),
+        state: pb::PlayerState::Ready.into(),
+        offset_ms: 4,
+        round_trip_ms: 90,
+        offset_uncertainty_ms: 3,
+        ..Default::default()
+    };
+    fixture.app.client().report_status(with_token(request, &viewer)).await.unwrap();
+    loop {
+        if let Event::Presence(presence) = next_event(&mut events).await.unwrap()
+            && let Some(watcher) = presence.watchers.iter().find(|watcher| watcher.user_id == viewer_id)
+            && watcher.offset_ms == 4
+        {
+            assert_eq!((watcher.offset_uncertainty_ms, watcher.round_trip_ms), (3, 90));
+            break;
+        }
+    }
 
     let mut heartbeats = 0;
     while heartbeats < 2 {
@@ -385,9 +464,12 @@ async fn streams_start_with_a_snapshot_then_carry_changes_presence_and_heartbeat
         }
     }
 
+    // The histogram holds how far each player may be from the room: 35 + 10 ms, then 4 + 3 ms.
     let metrics = fixture.app.metrics().await;
-    assert!(metrics.contains("xiaowo_sync_drift_seconds_count 1"), "the reported drift is in the histogram");
-    assert!(metrics.contains("xiaowo_sync_drift_seconds_bucket{le=\"0.04\"} 1"));
+    assert!(metrics.contains("xiaowo_sync_drift_seconds_count 2"), "the reported drift is in the histogram");
+    assert!(metrics.contains("xiaowo_sync_drift_seconds_bucket{le=\"0.01\"} 1"));
+    assert!(metrics.contains("xiaowo_sync_drift_seconds_bucket{le=\"0.04\"} 1"), "45 ms is not within 40 ms");
+    assert!(metrics.contains("xiaowo_sync_drift_seconds_bucket{le=\"0.08\"} 2"));
 }
 
 #[tokio::test]
@@ -586,7 +668,8 @@ async fn bad_input_is_refused_with_the_field_named() {
     assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["position_ms".to_owned()]));
 
     for rate in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.2, 4.5, -1.0] {
-        let request = pb::SetRateRequest { room_id: room_id.clone(), expected_version: version, rate };
+        let request =
+            pb::SetRateRequest { room_id: room_id.clone(), expected_version: version, rate, start_time: None };
         let status = client.clone().set_rate(with_token(request, &fixture.owner)).await.unwrap_err();
         assert_eq!(
             (status.code(), violated_fields(&status)),
