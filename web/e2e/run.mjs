@@ -26,7 +26,7 @@ import {
   createRoom,
   internalToken,
   launchServer,
-  makeTestMp4,
+  makeUploadMp4,
   makeTestVideo,
   openProfile,
   pickName,
@@ -88,7 +88,7 @@ function prepareWebDir(tempDir, webDir = join(tempDir, "web")) {
   // A web page where a video was expected.
   writeFileSync(join(webDir, "fixtures", "page.html"), "<!doctype html><title>Not a video</title><p>Hello");
   // The file people upload: a 60 s H.264/AAC MP4 (kept out of the served directory).
-  makeTestMp4(join(tempDir, "holiday.mp4"), 60);
+  makeUploadMp4(join(tempDir, "holiday.mp4"), 60);
   return webDir;
 }
 

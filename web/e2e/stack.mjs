@@ -78,7 +78,7 @@ export const ADMIN_TOKEN = "e2e-admin-token-5d41402abc4b2a76";
  * Writes a 60 s (or `seconds`) H.264/AAC MP4 test pattern with a tone to `path`, noisy enough to
  * be about 20 MB (2.6 Mbit/s), so that an upload of it takes several 8 MiB requests.
  */
-export function makeTestMp4(path, seconds = 60) {
+export function makeUploadMp4(path, seconds = 60) {
   execFileSync(
     "ffmpeg",
     [
