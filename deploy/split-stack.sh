@@ -8,8 +8,8 @@
 #
 # Environment (defaults in brackets):
 #   XIAOWO_BIN [target/release/xiaowo, else target/debug/xiaowo]
-#   XIAOWO_TARGETS ["session room sync chat monitor"]
-#   XIAOWO_PORT_BASE [50051]     services listen on 127.0.0.1:BASE+0 … BASE+4
+#   XIAOWO_TARGETS ["session room sync chat monitor media"]
+#   XIAOWO_PORT_BASE [50051]     services listen on 127.0.0.1:BASE+0 … BASE+5
 #   XIAOWO_HTTPS_PORT [8443]     public HTTPS listener (127.0.0.1 unless XIAOWO_BIND is set)
 #   XIAOWO_HTTP_PORT [8081]      plain HTTP listener that redirects to HTTPS
 #   XIAOWO_ADMIN_PORT [9443]     admin listener (always loopback)
@@ -28,7 +28,7 @@ mkdir -p "$run"
 run=$(cd "$run" && pwd)
 mkdir -p "$run/pids" "$run/logs"
 
-targets=${XIAOWO_TARGETS:-session room sync chat monitor}
+targets=${XIAOWO_TARGETS:-session room sync chat monitor media}
 base=${XIAOWO_PORT_BASE:-50051}
 bind=${XIAOWO_BIND:-127.0.0.1}
 https_port=${XIAOWO_HTTPS_PORT:-8443}
@@ -42,6 +42,7 @@ port_of() {
     sync) echo $((base + 2)) ;;
     chat) echo $((base + 3)) ;;
     monitor) echo $((base + 4)) ;;
+    media) echo $((base + 5)) ;;
     *) echo "unknown target $1" >&2; exit 2 ;;
   esac
 }
@@ -102,6 +103,9 @@ start() {
   if "$bin" serve --help | grep -q -- '--room-url'; then
     peers+=(--room-url "http://127.0.0.1:$(port_of room)")
   fi
+  if "$bin" serve --help | grep -q -- '--sync-url'; then
+    peers+=(--sync-url "http://127.0.0.1:$(port_of sync)")
+  fi
   local target
   for target in $targets; do
     if alive "$run/pids/$target.pid"; then
@@ -124,7 +128,7 @@ start() {
     XIAOWO_TLS_CERT="$cert" XIAOWO_TLS_KEY="$key" XIAOWO_WEB_ROOT="$web_root" \
     XIAOWO_SESSION_UPSTREAMS="127.0.0.1:$(port_of session)" XIAOWO_ROOM_UPSTREAMS="127.0.0.1:$(port_of room)" \
     XIAOWO_SYNC_UPSTREAMS="127.0.0.1:$(port_of sync)" XIAOWO_CHAT_UPSTREAMS="127.0.0.1:$(port_of chat)" \
-    XIAOWO_MONITOR_UPSTREAMS="127.0.0.1:$(port_of monitor)" \
+    XIAOWO_MONITOR_UPSTREAMS="127.0.0.1:$(port_of monitor)" XIAOWO_MEDIA_UPSTREAMS="127.0.0.1:$(port_of media)" \
     "$ROOT/deploy/nginx/render.sh" --standalone "$run/nginx" > /dev/null
   nginx -t -q -p "$run/nginx" -c nginx.conf
   nginx -p "$run/nginx" -c nginx.conf > "$run/logs/nginx.log" 2>&1 &

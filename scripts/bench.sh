@@ -105,16 +105,6 @@ generated=$(mktemp /tmp/xiaowo-bench-section.XXXXXX)
   echo
   echo "<!-- xiaowo-bench:end -->"
 } > "$generated"
-python3 - "$generated" <<'PY'
-import re, sys
-section = open(sys.argv[1]).read()
-text = open("BENCHMARKS.md").read()
-pattern = re.compile(r"<!-- xiaowo-bench:begin.*?<!-- xiaowo-bench:end -->\n?", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text, count=1)
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open("BENCHMARKS.md", "w").write(text)
-PY
+replace_benchmarks_section xiaowo-bench "$generated"
 rm -f "$generated"
 echo "BENCHMARKS.md updated"

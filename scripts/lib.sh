@@ -106,6 +106,24 @@ stop_postgres() {
   fi
 }
 
+# Replaces the section between `<!-- NAME:begin` and `<!-- NAME:end -->` in BENCHMARKS.md with
+# the contents of FILE (which carries both markers), or appends it under HEADING when absent.
+#   replace_benchmarks_section NAME FILE [HEADING]
+replace_benchmarks_section() {
+  python3 - "$1" "$2" "${3:-}" <<'PY'
+import re, sys
+name, path, heading = sys.argv[1:4]
+section = open(path).read()
+text = open("BENCHMARKS.md").read()
+pattern = re.compile(r"<!-- " + re.escape(name) + r":begin.*?<!-- " + re.escape(name) + r":end -->\n?", re.S)
+if pattern.search(text):
+    text = pattern.sub(lambda _: section, text, count=1)
+else:
+    text = text.rstrip("\n") + "\n\n" + (heading + "\n\n" if heading else "") + section
+open("BENCHMARKS.md", "w").write(text)
+PY
+}
+
 # cargo-deb from crates.io, for the Debian package.
 need_cargo_deb() {
   if ! cargo deb --version >/dev/null 2>&1; then

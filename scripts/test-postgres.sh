@@ -23,7 +23,7 @@ echo "PostgreSQL at $POSTGRES_URL"
 log "service tests on PostgreSQL"
 status=0
 XIAOWO_TEST_POSTGRES=$POSTGRES_URL cargo test --no-fail-fast \
-  -p session-svc -p room-svc -p sync-svc -p chat-svc -p monitor-svc || status=1
+  -p session-svc -p room-svc -p sync-svc -p chat-svc -p monitor-svc -p media-svc || status=1
 # svc-kit's own database tests: one schema per service in a shared database.
 XIAOWO_TEST_POSTGRES=$POSTGRES_URL cargo test -p svc-kit --test svc_kit db:: || status=1
 exit $status

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The split deployment, end to end: five `xiaowo serve` processes behind real nginx with a
+# The split deployment, end to end: six `xiaowo serve` processes behind real nginx with a
 # throwaway self-signed certificate. Checks TLS and headers, gRPC-web and gRPC routing, that
 # admin and internal services answer only on the admin listener, Prometheus formats and one
-# real Prometheus scrape, the systemd units, and (when the web client is built) the browser
-# suite through nginx over HTTPS. Everything it starts it stops, also on failure.
+# real Prometheus scrape, the systemd units, media-svc's plain HTTP routes (tus uploads, files),
+# and (when the web client is built) the browser suite, uploads included, through nginx over
+# HTTPS. Everything it starts it stops, also on failure.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -84,6 +85,14 @@ web_internal_refused() { grpc_web /xiaowo.session.v1.SessionInternalService/Vali
 check "gRPC-web session through nginx" web_session
 check "session cookie is __Host- and Secure over HTTPS" secure_cookie
 check "internal service refused to browsers (gRPC-web)" web_internal_refused
+media_admin_refused() { grpc_web /xiaowo.media.v1.MediaAdminService/ListLibrary '\x00\x00\x00\x00\x00' | grep -qx 404; }
+tus_routed() { curl -sk -X OPTIONS -D - -o /dev/null "$https/media/uploads" | grep -qi '^tus-version: 1.0.0'; }
+uploads_need_session() { curl -sk -o /dev/null -w '%{http_code}' -X POST -H 'Tus-Resumable: 1.0.0' -H 'Upload-Length: 10' "$https/media/uploads" | grep -qx 401; }
+media_traversal_refused() { local code; code=$(curl -sk --path-as-is -o /dev/null -w '%{http_code}' "$https/media/../../etc/passwd"); [ "$code" = 400 ] || [ "$code" = 404 ]; }
+check "media admin service refused to browsers (gRPC-web)" media_admin_refused
+check "tus uploads routed to media-svc through nginx" tus_routed
+check "uploads need a session" uploads_need_session
+check "/media/../../etc/passwd refused" media_traversal_refused
 # The operator console: its page, and its admin calls over gRPC-web from loopback with the token.
 admin_page_served() { curl -sk "$https/admin" | grep -qi '<title>'; }
 web_admin() { # extra curl arguments
@@ -125,7 +134,7 @@ check "admin RPC without token refused" admin_needs_token
 check "internal RPC without the internal token refused, even on the admin listener" internal_needs_token
 check "internal token generated in the shared data directory, mode 0600" internal_token_private
 check "internal RPC with the internal token answered" internal_with_token
-for target in ${XIAOWO_TARGETS:-session room sync chat monitor}; do
+for target in ${XIAOWO_TARGETS:-session room sync chat monitor media}; do
   check "reflection of $target via admin listener" reflection_of "$target"
 done
 
@@ -133,10 +142,11 @@ done
 metrics_lint() { curl -s "http://127.0.0.1:$1/metrics" | promtool check metrics; }
 port_of() {
   case $1 in session) echo "$XIAOWO_PORT_BASE" ;; room) echo $((XIAOWO_PORT_BASE + 1)) ;;
-    sync) echo $((XIAOWO_PORT_BASE + 2)) ;; chat) echo $((XIAOWO_PORT_BASE + 3)) ;; monitor) echo $((XIAOWO_PORT_BASE + 4)) ;; esac
+    sync) echo $((XIAOWO_PORT_BASE + 2)) ;; chat) echo $((XIAOWO_PORT_BASE + 3)) ;; monitor) echo $((XIAOWO_PORT_BASE + 4)) ;;
+    media) echo $((XIAOWO_PORT_BASE + 5)) ;; esac
 }
 targets=""
-for target in ${XIAOWO_TARGETS:-session room sync chat monitor}; do
+for target in ${XIAOWO_TARGETS:-session room sync chat monitor media}; do
   port=$(port_of "$target")
   check "promtool check metrics ($target)" metrics_lint "$port"
   targets+="'127.0.0.1:$port',"
@@ -166,7 +176,7 @@ scraped() {
   echo "Prometheus sees $up of $1 targets up"
   return 1
 }
-count=$(wc -w <<<"${XIAOWO_TARGETS:-session room sync chat monitor}")
+count=$(wc -w <<<"${XIAOWO_TARGETS:-session room sync chat monitor media}")
 check "real Prometheus scrapes every service" scraped "$count"
 
 # --- systemd units --------------------------------------------------------------------------
@@ -188,7 +198,10 @@ fi
 # --- the browser suite through nginx over HTTPS ----------------------------------------------
 if [ -f web/dist/index.html ]; then
   log "browser suite through nginx over HTTPS"
-  browser_suite() { (cd web && E2E_BASE_URL="$https" E2E_WEB_DIR="$run/web" node e2e/run.mjs); }
+  # The services' internal token: the browser suite signs a media URL as media-svc does.
+  browser_suite() {
+    (cd web && E2E_BASE_URL="$https" E2E_WEB_DIR="$run/web" E2E_INTERNAL_TOKEN="$(head -n 1 "$run/data/internal.token")" node e2e/run.mjs)
+  }
   check "browser e2e through nginx (HTTPS, two browsers, sync + chat)" browser_suite
 else
   failed=$((failed + 1))

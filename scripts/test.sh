@@ -44,6 +44,7 @@ step "two instances on PostgreSQL and NATS behind nginx" scripts/test-scaleout.s
 # release package).
 step "Debian package: build, install, run as its user, purge" env PROFILE=dev scripts/test-package.sh
 step "benchmark smoke" scripts/bench.sh --smoke
+step "media benchmark smoke" scripts/bench-media.sh --smoke
 
 echo
 if [ ${#failures[@]} -eq 0 ]; then

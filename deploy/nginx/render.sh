@@ -12,14 +12,15 @@
 #   XIAOWO_ADMIN_LISTEN [127.0.0.1:9443]   admin listener (native gRPC to every service)
 #   XIAOWO_TLS_CERT [/etc/xiaowo/tls/fullchain.pem]   XIAOWO_TLS_KEY [/etc/xiaowo/tls/privkey.pem]
 #   XIAOWO_WEB_ROOT [/usr/share/xiaowo/web]           the built web client (web/dist)
-#   XIAOWO_{SESSION,ROOM,SYNC,CHAT,MONITOR}_UPSTREAMS  space-separated host:port lists
-#                                          [127.0.0.1:50051 … 127.0.0.1:50055]; several servers
+#   XIAOWO_{SESSION,ROOM,SYNC,CHAT,MONITOR,MEDIA}_UPSTREAMS  space-separated host:port lists
+#                                          [127.0.0.1:50051 … 127.0.0.1:50056]; several servers
 #                                          are balanced (sync and chat need --nats-url then)
 #   XIAOWO_ROOM_AFFINITY [off]             `on`: sync and chat requests carrying the same
 #                                          x-xiaowo-room header go to the same instance
 #                                          (consistent hash); others are spread as usual
 #   XIAOWO_SESSION_CREATE_RATE [10r/m]  XIAOWO_SESSION_CREATE_BURST [20]
 #   XIAOWO_ROOM_JOIN_RATE [30r/m]       XIAOWO_ROOM_JOIN_BURST [30]
+#   XIAOWO_UPLOAD_CHUNK_MAX [16m]          largest upload request (the web client sends 8 MiB)
 #   XIAOWO_ADMIN_WEB_ALLOW [127.0.0.1 ::1] addresses or CIDRs whose browsers may call the admin
 #                                          services over gRPC-web (the operator console, /admin)
 set -euo pipefail
@@ -70,6 +71,8 @@ values = {
     "SYNC_SERVERS": """$(room_servers "${XIAOWO_SYNC_UPSTREAMS:-127.0.0.1:50053}")""",
     "CHAT_SERVERS": """$(room_servers "${XIAOWO_CHAT_UPSTREAMS:-127.0.0.1:50054}")""",
     "MONITOR_SERVERS": """$(servers "${XIAOWO_MONITOR_UPSTREAMS:-127.0.0.1:50055}")""",
+    "MEDIA_SERVERS": """$(servers "${XIAOWO_MEDIA_UPSTREAMS:-127.0.0.1:50056}")""",
+    "UPLOAD_CHUNK_MAX": "${XIAOWO_UPLOAD_CHUNK_MAX:-16m}",
     "HTTP_LISTEN": "${XIAOWO_HTTP_LISTEN:-80}",
     "HTTPS_LISTEN": "${XIAOWO_HTTPS_LISTEN:-443}",
     ":@HTTPS_PUBLIC_PORT@": "${redirect_port}",

@@ -44,6 +44,14 @@ pub mod monitor {
     }
 }
 
+/// `xiaowo.media.v1`: the media library, playback URLs and upload quotas.
+pub mod media {
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod v1 {
+        tonic::include_proto!("xiaowo.media.v1");
+    }
+}
+
 /// A `google.protobuf.Timestamp` for Unix milliseconds.
 #[must_use]
 pub fn timestamp_from_ms(ms: i64) -> prost_types::Timestamp {

@@ -328,6 +328,26 @@ impl Guard {
         Guarded { inner: service, guard: self.clone() }
     }
 
+    /// The caller of a plain HTTP request (an upload, a file download) by this guard's session
+    /// rule, for routes that answer refusals in their own protocol rather than as a gRPC status;
+    /// counted like refused calls. Guards of other kinds identify nobody.
+    ///
+    /// # Errors
+    /// `Unauthenticated` without a valid session; `Unavailable` when session-svc cannot answer.
+    pub async fn identify(&self, headers: &http::HeaderMap) -> Result<Caller, AuthError> {
+        let outcome = match &self.policy {
+            Policy::Session { sessions, .. } => match session_token(&MetadataMap::from_headers(headers.clone())) {
+                Some(token) => sessions.validate(&token).await,
+                None => Err(AuthError::Unauthenticated),
+            },
+            Policy::Admin(_) | Policy::Internal(_) => Err(AuthError::Unauthenticated),
+        };
+        if matches!(&outcome, Err(error) if !matches!(error, AuthError::Unavailable(_))) {
+            self.refusals.inc();
+        }
+        outcome
+    }
+
     /// Decides whether the call may go on; a session guard leaves the [`Caller`] in its
     /// extensions.
     async fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), AuthError> {

@@ -19,6 +19,8 @@ pub struct Peers {
     pub session: Channel,
     /// room-svc: access checks, room activity, room events.
     pub room: Channel,
+    /// sync-svc: what a room's queue and timeline hold (media-svc's access rule).
+    pub sync: Channel,
 }
 
 /// A lazily connecting channel to `url` (`http://host:port`): the peer may start after us.

@@ -251,6 +251,7 @@ pub struct Assembly {
     metrics: Metrics,
     workers: Vec<(String, Worker)>,
     static_dir: Option<PathBuf>,
+    http_routes: Vec<axum::Router>,
     metrics_admin: Option<crate::auth::AdminToken>,
     shutdown: CancellationToken,
     exposed: http::Extensions,
@@ -299,6 +300,7 @@ impl Assembly {
             metrics: Metrics::new(),
             workers: Vec::new(),
             static_dir: None,
+            http_routes: Vec::new(),
             metrics_admin: None,
             shutdown,
             exposed: http::Extensions::new(),
@@ -375,6 +377,13 @@ impl Assembly {
         self.workers.push((name.into(), Box::pin(worker)));
     }
 
+    /// Serves plain HTTP routes beside gRPC on the same port (e.g. uploads and file downloads,
+    /// which gRPC-web cannot carry). They see requests as they arrive: no gRPC-web translation,
+    /// no gRPC metrics; their paths must not overlap another service's.
+    pub fn add_http_routes(&mut self, router: axum::Router) {
+        self.http_routes.push(router);
+    }
+
     /// Serves the files of `dir` for every path no service claims, `index.html` for unknown
     /// paths (the web client routes on its own).
     pub fn serve_static(&mut self, dir: PathBuf) {
@@ -403,6 +412,7 @@ impl Assembly {
             metrics,
             workers,
             static_dir,
+            http_routes,
             metrics_admin,
             shutdown,
             exposed: _,
@@ -465,6 +475,9 @@ impl Assembly {
         ]);
         for name in all_names {
             app = app.route_service(&format!("/{name}/{{*method}}"), grpc.clone());
+        }
+        for router in http_routes {
+            app = app.merge(router);
         }
         if let Some(dir) = static_dir {
             let index = dir.join("index.html");

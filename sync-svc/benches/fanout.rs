@@ -158,6 +158,7 @@ async fn through_sync_svc(scenario: &Scenario) -> Figures {
             url: "https://media.example/bench.webm".to_owned(),
             title: "Bench".to_owned(),
             duration_ms: 0,
+            library_item_id: String::new(),
         };
         app.client().change_media(with_token(request, &owner)).await.unwrap();
     }

@@ -87,15 +87,15 @@ fn command(selector: u8, bytes: &[u8], now_ms: i64, item_id: &str) -> Option<Res
             (room_id, command)
         }
         4 => {
-            let pb::ChangeMediaRequest { room_id, expected_version: _, url, title, duration_ms } =
+            let pb::ChangeMediaRequest { room_id, expected_version: _, url, title, duration_ms, library_item_id } =
                 pb::ChangeMediaRequest::decode(bytes).ok()?;
-            let media = media(item_id, &url, &title, duration_ms);
+            let media = media(item_id, &url, &library_item_id, &title, duration_ms);
             (room_id, media.map(|media| Command::ChangeMedia { media }))
         }
         5 => {
-            let pb::AddQueueItemRequest { room_id, expected_version: _, url, title, duration_ms } =
+            let pb::AddQueueItemRequest { room_id, expected_version: _, url, title, duration_ms, library_item_id } =
                 pb::AddQueueItemRequest::decode(bytes).ok()?;
-            let item = media(item_id, &url, &title, duration_ms).map(|media| QueueItem {
+            let item = media(item_id, &url, &library_item_id, &title, duration_ms).map(|media| QueueItem {
                 media,
                 added_by_user_id: "fuzz-user".to_owned(),
                 added_at: now_ms,
@@ -141,15 +141,22 @@ fn schedule(now_ms: i64, start_time: Option<&prost_types::Timestamp>) -> Result<
 
 /// The media item a request describes, checked as `ChangeMedia` and `AddQueueItem` check it,
 /// with a predictable id instead of a random one.
-fn media(media_id: &str, url: &str, title: &str, duration_ms: i64) -> Result<Media, Vec<Violation>> {
+fn media(
+    media_id: &str,
+    url: &str,
+    library_item_id: &str,
+    title: &str,
+    duration_ms: i64,
+) -> Result<Media, Vec<Violation>> {
     let mut violations = Vec::new();
-    let url = timeline::check_url("url", url).map_err(|violation| violations.push(violation)).ok();
+    let source =
+        timeline::check_media_source(url, library_item_id).map_err(|mut found| violations.append(&mut found)).ok();
     let title = timeline::TITLE.check(title).map_err(|violation| violations.push(violation)).ok();
     let duration_ms =
         timeline::check_non_negative("duration_ms", duration_ms).map_err(|violation| violations.push(violation)).ok();
-    match (url, title, duration_ms) {
-        (Some(url), Some(title), Some(duration_ms)) => {
-            Ok(Media { media_id: media_id.to_owned(), url, title, duration_ms })
+    match (source, title, duration_ms) {
+        (Some((url, library_item_id)), Some(title), Some(duration_ms)) => {
+            Ok(Media { media_id: media_id.to_owned(), url, title, duration_ms, library_item_id })
         }
         _ => Err(violations),
     }

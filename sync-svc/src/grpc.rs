@@ -22,7 +22,7 @@ use tonic::server::NamedService;
 use tonic::{Code, Request, Response, Status};
 
 use crate::Error;
-use crate::rooms::{PlayerState, Rooms, StatusReport, Watcher};
+use crate::rooms::{LoadError, LoadErrorKind, PlayerState, Rooms, StatusReport, Watcher};
 use crate::store::SyncLog;
 use crate::timeline::{self, Action, Command, Media, QueueItem, RoomState, Timeline};
 
@@ -92,8 +92,14 @@ fn action_to_pb(action: Action) -> pb::Action {
 }
 
 fn media_to_pb(media: &Media) -> pb::Media {
-    let Media { media_id, url, title, duration_ms } = media;
-    pb::Media { media_id: media_id.clone(), url: url.clone(), title: title.clone(), duration_ms: *duration_ms }
+    let Media { media_id, url, title, duration_ms, library_item_id } = media;
+    pb::Media {
+        media_id: media_id.clone(),
+        url: url.clone(),
+        title: title.clone(),
+        duration_ms: *duration_ms,
+        library_item_id: library_item_id.clone(),
+    }
 }
 
 fn queue_item_to_pb(item: &QueueItem) -> pb::QueueItem {
@@ -145,8 +151,76 @@ fn player_state_to_pb(state: PlayerState) -> pb::PlayerState {
         PlayerState::Ready => pb::PlayerState::Ready,
         PlayerState::Buffering => pb::PlayerState::Buffering,
         PlayerState::Ended => pb::PlayerState::Ended,
+        PlayerState::Failed => pb::PlayerState::Failed,
     }
 }
+
+fn player_state_from_pb(state: i32) -> Option<PlayerState> {
+    match pb::PlayerState::try_from(state) {
+        Ok(pb::PlayerState::Ready) => Some(PlayerState::Ready),
+        Ok(pb::PlayerState::Buffering) => Some(PlayerState::Buffering),
+        Ok(pb::PlayerState::Ended) => Some(PlayerState::Ended),
+        Ok(pb::PlayerState::Failed) => Some(PlayerState::Failed),
+        Ok(pb::PlayerState::Unspecified) | Err(_) => None,
+    }
+}
+
+fn load_error_kind_to_pb(kind: LoadErrorKind) -> pb::LoadErrorKind {
+    match kind {
+        LoadErrorKind::Network => pb::LoadErrorKind::Network,
+        LoadErrorKind::HttpStatus => pb::LoadErrorKind::HttpStatus,
+        LoadErrorKind::Decode => pb::LoadErrorKind::Decode,
+        LoadErrorKind::Unsupported => pb::LoadErrorKind::Unsupported,
+        LoadErrorKind::NoRangeSupport => pb::LoadErrorKind::NoRangeSupport,
+    }
+}
+
+fn load_error_kind_from_pb(kind: i32) -> Option<LoadErrorKind> {
+    match pb::LoadErrorKind::try_from(kind) {
+        Ok(pb::LoadErrorKind::Network) => Some(LoadErrorKind::Network),
+        Ok(pb::LoadErrorKind::HttpStatus) => Some(LoadErrorKind::HttpStatus),
+        Ok(pb::LoadErrorKind::Decode) => Some(LoadErrorKind::Decode),
+        Ok(pb::LoadErrorKind::Unsupported) => Some(LoadErrorKind::Unsupported),
+        Ok(pb::LoadErrorKind::NoRangeSupport) => Some(LoadErrorKind::NoRangeSupport),
+        Ok(pb::LoadErrorKind::Unspecified) | Err(_) => None,
+    }
+}
+
+fn load_error_to_pb(error: &LoadError) -> pb::LoadError {
+    let LoadError { media_id, kind, http_status, detail } = error;
+    pb::LoadError {
+        media_id: media_id.clone(),
+        kind: load_error_kind_to_pb(*kind).into(),
+        http_status: *http_status,
+        detail: detail.clone(),
+    }
+}
+
+/// A player's load error from a report, checked: a kind, a status only with HTTP_STATUS, a
+/// short detail of plain text.
+fn load_error_from_pb(error: pb::LoadError, violations: &mut Vec<Violation>) -> Option<LoadError> {
+    let pb::LoadError { media_id, kind, http_status, detail } = error;
+    let Some(kind) = load_error_kind_from_pb(kind) else {
+        violations.push(Violation::new("load_error.kind", "must be set"));
+        return None;
+    };
+    if media_id.is_empty() || media_id.len() > 64 {
+        violations.push(Violation::new("load_error.media_id", "must be a media id"));
+    }
+    let status_ok = match kind {
+        LoadErrorKind::HttpStatus => (100..=599).contains(&http_status),
+        _ => http_status == 0,
+    };
+    if !status_ok {
+        violations.push(Violation::new("load_error.http_status", "must be 100 to 599 with HTTP_STATUS, else 0"));
+    }
+    let detail = LOAD_ERROR_DETAIL.check(&detail).map_err(|violation| violations.push(violation)).ok()?;
+    status_ok.then_some(LoadError { media_id, kind, http_status, detail })
+}
+
+/// A player's own words for a load error.
+const LOAD_ERROR_DETAIL: svc_kit::text::TextRule =
+    svc_kit::text::TextRule { field: "load_error.detail", min_chars: 0, max_chars: 200, allow_newline: false };
 
 fn watcher_to_pb(watcher: &Watcher) -> pb::Watcher {
     let Watcher {
@@ -158,6 +232,7 @@ fn watcher_to_pb(watcher: &Watcher) -> pb::Watcher {
         round_trip_ms,
         ignore_wait,
         reported_at,
+        load_error,
     } = watcher;
     pb::Watcher {
         user_id: user_id.clone(),
@@ -168,6 +243,7 @@ fn watcher_to_pb(watcher: &Watcher) -> pb::Watcher {
         ignore_wait: *ignore_wait,
         report_time: Some(proto::timestamp_from_ms(*reported_at)),
         offset_uncertainty_ms: *offset_uncertainty_ms,
+        load_error: load_error.as_ref().map(load_error_to_pb),
     }
 }
 
@@ -181,15 +257,23 @@ fn watcher_from_pb(watcher: pb::Watcher) -> Watcher {
         ignore_wait,
         report_time,
         offset_uncertainty_ms,
+        load_error,
     } = watcher;
-    let state = match pb::PlayerState::try_from(state) {
-        Ok(pb::PlayerState::Ready) => PlayerState::Ready,
-        Ok(pb::PlayerState::Buffering) => PlayerState::Buffering,
-        Ok(pb::PlayerState::Ended) => PlayerState::Ended,
-        Ok(pb::PlayerState::Unspecified) | Err(_) => PlayerState::Unknown,
-    };
+    let state = player_state_from_pb(state).unwrap_or(PlayerState::Unknown);
     let reported_at = report_time.map_or(0, |time| proto::ms_from_timestamp(&time));
-    Watcher { user_id, display_name, state, offset_ms, offset_uncertainty_ms, round_trip_ms, ignore_wait, reported_at }
+    // Another instance already checked it; one this build cannot read is left out.
+    let load_error = load_error.and_then(|error| load_error_from_pb(error, &mut Vec::new()));
+    Watcher {
+        user_id,
+        display_name,
+        state,
+        offset_ms,
+        offset_uncertainty_ms,
+        round_trip_ms,
+        ignore_wait,
+        reported_at,
+        load_error,
+    }
 }
 
 /// `ABORTED` for a stale version, carrying the current state: the details are a
@@ -207,6 +291,9 @@ pub(crate) fn conflict_status(state: &RoomState) -> Status {
     Status::with_details(Code::Aborted, message, Bytes::from(details.encode_to_vec()))
 }
 
+/// Most rooms one ListNowPlaying may name (a page of a room list).
+const MAX_NOW_PLAYING_ROOMS: usize = 50;
+
 fn check_room_id(room_id: &str) -> Result<RoomId, Violation> {
     RoomId::parse("room_id", room_id)
 }
@@ -216,12 +303,20 @@ fn new_id() -> String {
 }
 
 /// Builds a media item from request fields, collecting every violation.
-fn check_media(url: &str, title: &str, duration_ms: i64, violations: &mut Vec<Violation>) -> Option<Media> {
-    let url = timeline::check_url("url", url).map_err(|violation| violations.push(violation)).ok();
+fn check_media(
+    url: &str,
+    library_item_id: &str,
+    title: &str,
+    duration_ms: i64,
+    violations: &mut Vec<Violation>,
+) -> Option<Media> {
+    let source =
+        timeline::check_media_source(url, library_item_id).map_err(|mut found| violations.append(&mut found)).ok();
     let title = timeline::TITLE.check(title).map_err(|violation| violations.push(violation)).ok();
     let duration_ms =
         timeline::check_non_negative("duration_ms", duration_ms).map_err(|violation| violations.push(violation)).ok();
-    Some(Media { media_id: new_id(), url: url?, title: title?, duration_ms: duration_ms? })
+    let (url, library_item_id) = source?;
+    Some(Media { media_id: new_id(), url, title: title?, duration_ms: duration_ms?, library_item_id })
 }
 
 /// The room id, or every violation found with it.
@@ -285,6 +380,33 @@ impl pb::sync_service_server::SyncService for PublicApi {
             receive_time: Some(proto::timestamp_from_ms(receive_time)),
             send_time: Some(proto::timestamp_from_ms(self.rooms.now_ms())),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_now_playing(
+        &self,
+        request: Request<pb::ListNowPlayingRequest>,
+    ) -> Result<Response<pb::ListNowPlayingResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let pb::ListNowPlayingRequest { room_ids } = request.into_inner();
+        if room_ids.len() > MAX_NOW_PLAYING_ROOMS {
+            let violation = Violation::new("room_ids", format!("at most {MAX_NOW_PLAYING_ROOMS} rooms"));
+            return Err(Error::InvalidArgument(vec![violation]).into());
+        }
+        let mut now_playing = Vec::with_capacity(room_ids.len());
+        for room_id in room_ids {
+            let room_id = check_room_id(&room_id).map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+            match self.rooms.get(&room_id, &caller).await {
+                Ok((state, _)) => now_playing.push(pb::NowPlaying {
+                    room_id: room_id.to_string(),
+                    media: state.timeline.media.as_ref().map(media_to_pb),
+                    paused: state.timeline.paused,
+                }),
+                Err(Error::NotMember | Error::Forbidden(_) | Error::RoomNotFound | Error::FailedPrecondition(_)) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(Response::new(pb::ListNowPlayingResponse { now_playing }))
     }
 
     #[tracing::instrument(skip_all, fields(room_id))]
@@ -362,9 +484,10 @@ impl pb::sync_service_server::SyncService for PublicApi {
         request: Request<pb::ChangeMediaRequest>,
     ) -> Result<Response<pb::ChangeMediaResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let pb::ChangeMediaRequest { room_id, expected_version, url, title, duration_ms } = request.into_inner();
+        let pb::ChangeMediaRequest { room_id, expected_version, url, title, duration_ms, library_item_id } =
+            request.into_inner();
         let mut violations = Vec::new();
-        let media = check_media(&url, &title, duration_ms, &mut violations);
+        let media = check_media(&url, &library_item_id, &title, duration_ms, &mut violations);
         let command = media.map(|media| Command::ChangeMedia { media }).ok_or(violations);
         let state = self.run(&caller, &room_id, Some(expected_version), command).await?;
         Ok(Response::new(pb::ChangeMediaResponse { state: Some(state) }))
@@ -376,9 +499,10 @@ impl pb::sync_service_server::SyncService for PublicApi {
         request: Request<pb::AddQueueItemRequest>,
     ) -> Result<Response<pb::AddQueueItemResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let pb::AddQueueItemRequest { room_id, expected_version, url, title, duration_ms } = request.into_inner();
+        let pb::AddQueueItemRequest { room_id, expected_version, url, title, duration_ms, library_item_id } =
+            request.into_inner();
         let mut violations = Vec::new();
-        let media = check_media(&url, &title, duration_ms, &mut violations);
+        let media = check_media(&url, &library_item_id, &title, duration_ms, &mut violations);
         let item = media.map(|media| QueueItem {
             media,
             added_by_user_id: caller.user_id.to_string(),
@@ -467,17 +591,17 @@ impl pb::sync_service_server::SyncService for PublicApi {
             ignore_wait,
             media_id,
             offset_uncertainty_ms,
+            load_error,
         } = request.into_inner();
         let mut violations = Vec::new();
-        let state = match pb::PlayerState::try_from(state) {
-            Ok(pb::PlayerState::Ready) => PlayerState::Ready,
-            Ok(pb::PlayerState::Buffering) => PlayerState::Buffering,
-            Ok(pb::PlayerState::Ended) => PlayerState::Ended,
-            Ok(pb::PlayerState::Unspecified) | Err(_) => {
-                violations.push(Violation::new("state", "must be READY, BUFFERING or ENDED"));
-                PlayerState::Unknown
-            }
-        };
+        let state = player_state_from_pb(state).unwrap_or_else(|| {
+            violations.push(Violation::new("state", "must be READY, BUFFERING, ENDED or FAILED"));
+            PlayerState::Unknown
+        });
+        let load_error = load_error.and_then(|error| load_error_from_pb(error, &mut violations));
+        if state == PlayerState::Failed && load_error.is_none() && violations.is_empty() {
+            violations.push(Violation::new("load_error", "must say why with FAILED"));
+        }
         if timeline::check_non_negative("round_trip_ms", round_trip_ms).is_err() || round_trip_ms > 60_000 {
             violations.push(Violation::new("round_trip_ms", "must be from 0 to 60000"));
         }
@@ -492,7 +616,8 @@ impl pb::sync_service_server::SyncService for PublicApi {
         if media_id.len() > 64 {
             violations.push(Violation::new("media_id", "must be a media id"));
         }
-        let report = StatusReport { state, offset_ms, offset_uncertainty_ms, round_trip_ms, ignore_wait, media_id };
+        let report =
+            StatusReport { state, offset_ms, offset_uncertainty_ms, round_trip_ms, ignore_wait, media_id, load_error };
         let rest = if violations.is_empty() { Ok(report) } else { Err(violations) };
         let (room_id, report) = validated(&room_id, rest)?;
         tracing::Span::current().record("room_id", room_id.as_str());

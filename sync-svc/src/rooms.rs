@@ -53,6 +53,30 @@ pub enum PlayerState {
     Ready,
     Buffering,
     Ended,
+    /// Cannot play the current media (a [`LoadError`] says why); never holds the room.
+    Failed,
+}
+
+/// What went wrong when a player loaded the current media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadErrorKind {
+    Network,
+    HttpStatus,
+    Decode,
+    Unsupported,
+    NoRangeSupport,
+}
+
+/// A player's trouble with a media item, as reported; every member sees it in presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The media it is about (clients show it only while that media plays).
+    pub media_id: String,
+    pub kind: LoadErrorKind,
+    /// With `HttpStatus`: the status; else 0.
+    pub http_status: i32,
+    /// The player's words, plain text.
+    pub detail: String,
 }
 
 /// One person watching a room.
@@ -67,6 +91,7 @@ pub struct Watcher {
     pub round_trip_ms: i64,
     pub ignore_wait: bool,
     pub reported_at: i64,
+    pub load_error: Option<LoadError>,
 }
 
 /// A client's status report.
@@ -80,6 +105,8 @@ pub struct StatusReport {
     pub ignore_wait: bool,
     /// With `Ended`: which media ended.
     pub media_id: String,
+    /// The player's trouble with the current media, if any.
+    pub load_error: Option<LoadError>,
 }
 
 #[derive(Debug)]
@@ -525,8 +552,15 @@ impl Rooms {
             if report.state == PlayerState::Ready {
                 entry.waited_out = false;
             }
-            let StatusReport { state, offset_ms, offset_uncertainty_ms, round_trip_ms, ignore_wait, media_id: _ } =
-                report.clone();
+            let StatusReport {
+                state,
+                offset_ms,
+                offset_uncertainty_ms,
+                round_trip_ms,
+                ignore_wait,
+                media_id: _,
+                load_error,
+            } = report.clone();
             entry.watcher = Watcher {
                 user_id: caller.user_id.to_string(),
                 display_name: caller.display_name.clone(),
@@ -536,6 +570,7 @@ impl Rooms {
                 round_trip_ms,
                 ignore_wait,
                 reported_at: now,
+                load_error,
             };
             room.dirty = true;
             room.changed_here = true;
@@ -874,6 +909,7 @@ fn new_watcher(caller: &Caller, now: i64) -> Watcher {
         round_trip_ms: 0,
         ignore_wait: false,
         reported_at: now,
+        load_error: None,
     }
 }
 

@@ -64,6 +64,7 @@ fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState 
         media_url,
         media_title,
         media_duration_ms,
+        media_library_item_id,
         paused,
         rate,
         position_ms,
@@ -80,6 +81,7 @@ fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState 
         url: media_url,
         title: media_title,
         duration_ms: media_duration_ms,
+        library_item_id: media_library_item_id,
     });
     RoomState {
         // This install issued the ids of the rooms it stored.
@@ -96,9 +98,22 @@ fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState 
 }
 
 fn to_queue_item(row: queue_item::Model) -> QueueItem {
-    let queue_item::Model { item_id, room_id: _, ordinal: _, url, title, duration_ms, added_by_user_id, added_at } =
-        row;
-    QueueItem { media: Media { media_id: item_id, url, title, duration_ms }, added_by_user_id, added_at }
+    let queue_item::Model {
+        item_id,
+        room_id: _,
+        ordinal: _,
+        url,
+        title,
+        duration_ms,
+        library_item_id,
+        added_by_user_id,
+        added_at,
+    } = row;
+    QueueItem {
+        media: Media { media_id: item_id, url, title, duration_ms, library_item_id },
+        added_by_user_id,
+        added_at,
+    }
 }
 
 fn to_row(state: &RoomState) -> room_state::ActiveModel {
@@ -114,11 +129,11 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
         updated_at,
     } = state;
     let Timeline { media, paused, rate, position_ms, anchor_ms, lead_in_rate } = timeline;
-    let (media_id, media_url, media_title, media_duration_ms) = match media {
-        Some(Media { media_id, url, title, duration_ms }) => {
-            (media_id.clone(), url.clone(), title.clone(), *duration_ms)
+    let (media_id, media_url, media_title, media_duration_ms, media_library_item_id) = match media {
+        Some(Media { media_id, url, title, duration_ms, library_item_id }) => {
+            (media_id.clone(), url.clone(), title.clone(), *duration_ms, library_item_id.clone())
         }
-        None => (String::new(), String::new(), String::new(), 0),
+        None => (String::new(), String::new(), String::new(), 0, String::new()),
     };
     room_state::ActiveModel {
         room_id: Set(room_id.to_string()),
@@ -127,6 +142,7 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
         media_url: Set(media_url),
         media_title: Set(media_title),
         media_duration_ms: Set(media_duration_ms),
+        media_library_item_id: Set(media_library_item_id),
         paused: Set(*paused),
         rate: Set(*rate),
         position_ms: Set(*position_ms),
@@ -322,6 +338,7 @@ async fn write_queue(txn: &impl ConnectionTrait, state: &RoomState) -> Result<()
             url: Set(media.url.clone()),
             title: Set(media.title.clone()),
             duration_ms: Set(media.duration_ms),
+            library_item_id: Set(media.library_item_id.clone()),
             added_by_user_id: Set(added_by_user_id.clone()),
             added_at: Set(*added_at),
         }

@@ -19,14 +19,17 @@ pub const MAX_QUEUE_ITEMS: usize = 200;
 pub const TITLE: svc_kit::text::TextRule =
     svc_kit::text::TextRule { field: "title", min_chars: 0, max_chars: 200, allow_newline: false };
 
-/// A playable item.
+/// A playable item: a URL, or an item of media-svc's library.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Media {
     pub media_id: String,
+    /// Empty for a library item.
     pub url: String,
     pub title: String,
     /// Milliseconds; 0 when unknown.
     pub duration_ms: i64,
+    /// The library item; empty for a URL.
+    pub library_item_id: String,
 }
 
 /// Where playback is: `position_ms` holds at server time `anchor_ms` and moves at `rate`
@@ -456,6 +459,30 @@ pub fn check_rate(field: &str, rate: f64) -> Result<f64, Violation> {
     }
 }
 
+/// Checks where media comes from: a URL (see [`check_url`]) or, instead, a media library item
+/// id (a UUID); returns both, one of them empty.
+///
+/// # Errors
+/// Every violation: both or neither given, a bad URL, an id that is not a UUID.
+pub fn check_media_source(url: &str, library_item_id: &str) -> Result<(String, String), Vec<Violation>> {
+    let library_item_id = library_item_id.trim();
+    if library_item_id.is_empty() {
+        return check_url("url", url).map(|url| (url, String::new())).map_err(|violation| vec![violation]);
+    }
+    let mut violations = Vec::new();
+    if !url.trim().is_empty() {
+        violations.push(Violation::new("url", "must be empty when library_item_id is set"));
+    }
+    match uuid::Uuid::try_parse(library_item_id) {
+        Ok(id) if violations.is_empty() => Ok((String::new(), id.to_string())),
+        Ok(_) => Err(violations),
+        Err(_) => {
+            violations.push(Violation::new("library_item_id", "must be a media library item id"));
+            Err(violations)
+        }
+    }
+}
+
 /// Checks a media URL: http(s), a host, no whitespace or control characters, bounded length.
 ///
 /// # Errors
@@ -508,6 +535,7 @@ mod tests {
             url: format!("https://v.example/{id}.webm"),
             title: id.to_owned(),
             duration_ms,
+            library_item_id: String::new(),
         }
     }
 

@@ -436,7 +436,7 @@ async function startFile(pages, base, file, roomStates) {
   const mediaBefore = roomStates.at(-1)?.mediaId;
   // The form is on the empty screen at first and in the queue tab once something plays: filled
   // in the page, wherever it is shown.
-  await setIn(owner.page, "#media-url", `${base}/media/${file.name}`, "input");
+  await setIn(owner.page, "#media-url", `${base}/fixtures/${file.name}`, "input");
   await setIn(owner.page, "#media-title", file.name, "input");
   await clickIn(owner.page, "#media-play-now");
   const deadline = Date.now() + 30_000;
@@ -791,8 +791,9 @@ async function main() {
   } else {
     webDir = prepareWebDir(started.tempDir);
   }
+  // Served from fixtures/ next to the client: /media/ belongs to media-svc.
   for (const key of fileKeys) {
-    FILES[key].make(join(webDir, "media", FILES[key].name));
+    FILES[key].make(join(webDir, "fixtures", FILES[key].name));
   }
   if (!externalBase) {
     const launched = launchServer(started.tempDir, webDir);

@@ -37,7 +37,7 @@ let chrome;
 const figures = {};
 try {
   const webDir = prepareWebDir(tempDir);
-  makeTestVideo(join(webDir, "media", "test.webm"), 20);
+  makeTestVideo(join(webDir, "fixtures", "test.webm"), 20);
   const launched = launchServer(tempDir, webDir);
   server = launched.server;
   const base = await launched.base;
@@ -49,7 +49,7 @@ try {
     await createRoom(base, host, name, "A room to list");
   }
   const roomId = await createRoom(base, host, "Movie night", "Test patterns");
-  await changeMedia(base, host, roomId, `${base}/media/test.webm`, "Test pattern");
+  await changeMedia(base, host, roomId, `${base}/fixtures/test.webm`, "Test pattern");
   await joinRoom(base, viewer, roomId);
 
   // Every request of the audited page carries the viewer's session.

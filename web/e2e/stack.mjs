@@ -4,6 +4,7 @@
 // room, wait for the streams). One place, so that a benchmark measures the stack the tests test.
 
 import { spawn, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { cpSync, mkdirSync, mkdtempSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -57,18 +58,46 @@ export function makeTestMp4(path, seconds, size = "640x360") {
   );
 }
 
-/** Copies the built client to `webDir` and adds media/ for the tests; returns `webDir`. */
+/**
+ * Copies the built client to `webDir` and adds fixtures/ (test media served next to the client;
+ * /media/ belongs to media-svc) for the tests; returns `webDir`.
+ */
 export function prepareWebDir(tempDir, webDir = join(tempDir, "web")) {
   if (!existsSync(join(clientDist, "index.html"))) {
     throw new Error(`${clientDist} is not built: run \`npm run build\` first`);
   }
   cpSync(clientDist, webDir, { recursive: true });
-  mkdirSync(join(webDir, "media"), { recursive: true });
+  mkdirSync(join(webDir, "fixtures"), { recursive: true });
   return webDir;
 }
 
 /** The admin token the suites give the server (the operator console is unlocked with it). */
 export const ADMIN_TOKEN = "e2e-admin-token-5d41402abc4b2a76";
+
+/**
+ * Writes a 60 s (or `seconds`) H.264/AAC MP4 test pattern with a tone to `path`, noisy enough to
+ * be about 20 MB (2.6 Mbit/s), so that an upload of it takes several 8 MiB requests.
+ */
+export function makeUploadMp4(path, seconds = 60) {
+  execFileSync(
+    "ffmpeg",
+    [
+      "-loglevel", "error", "-y",
+      "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25",
+      "-f", "lavfi", "-i", "sine=frequency=440",
+      "-t", String(seconds), "-vf", "noise=alls=40:allf=t",
+      "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", "2600k", "-maxrate", "2600k", "-bufsize", "2600k",
+      "-c:a", "aac", path,
+    ],
+    { stdio: "inherit" },
+  );
+}
+
+/**
+ * The internal token `xiaowo up` runs with here, so that tests can sign media URLs the way the
+ * server does (to show that an expired one is refused for its expiry, not its signature).
+ */
+export const internalToken = process.env.E2E_INTERNAL_TOKEN ?? randomBytes(32).toString("hex");
 
 /**
  * Starts `xiaowo up` serving `webDir` with its data under `tempDir`, its admin token ADMIN_TOKEN
@@ -80,7 +109,7 @@ export function launchServer(tempDir, webDir, listen = "127.0.0.1:0", env = {}) 
     throw new Error(`${binary} not found: run \`cargo build -p xiaowo\` first`);
   }
   const server = spawn(binary, ["up", "--listen", listen, "--web-dir", webDir, "--data-dir", join(tempDir, "data")], {
-    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1", XIAOWO_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+    env: { ...process.env, XIAOWO_LOG: process.env.XIAOWO_LOG ?? "info", NO_COLOR: "1", XIAOWO_INTERNAL_TOKEN: internalToken, XIAOWO_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const log = [];

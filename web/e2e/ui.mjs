@@ -227,7 +227,7 @@ try {
   rmSync(artifacts, { recursive: true, force: true });
   mkdirSync(artifacts, { recursive: true });
   const webDir = prepareWebDir(tempDir);
-  makeTestVideo(join(webDir, "media", "test.webm"), 60);
+  makeTestVideo(join(webDir, "fixtures", "test.webm"), 60);
   const launched = launchServer(tempDir, webDir);
   server = launched.server;
   const base = await launched.base;
@@ -362,7 +362,7 @@ try {
   });
 
   // Play the test video; Bao joins.
-  await alice.page.fill("#media-url", `${base}/media/test.webm`);
+  await alice.page.fill("#media-url", `${base}/fixtures/test.webm`);
   await alice.page.fill("#media-title", "Test pattern");
   await alice.page.click("#media-play-now");
   await alice.page.waitForFunction(() => document.getElementById("video").readyState >= 1);
@@ -419,7 +419,7 @@ try {
   // The other tabs, with something in them.
   for (const title of ["Opening credits", "第二集：回家"]) {
     await alice.page.click("[data-tab=queue]");
-    await alice.page.fill("#media-url", `${base}/media/test.webm`);
+    await alice.page.fill("#media-url", `${base}/fixtures/test.webm`);
     await alice.page.fill("#media-title", title);
     await alice.page.click("#media-add");
     await alice.page.waitForSelector(`#queue .queue-title:text-is('${title}')`);
@@ -615,7 +615,7 @@ try {
   for (const [token, name, description, options, title] of seeded) {
     const roomId = await createRoomByApi(base, token, name, description, options);
     if (title) {
-      await changeMedia(base, token, roomId, `${base}/media/test.webm`, title);
+      await changeMedia(base, token, roomId, `${base}/fixtures/test.webm`, title);
       await joinRoom(base, aliceToken, roomId);
     }
   }

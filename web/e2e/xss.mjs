@@ -180,7 +180,7 @@ try {
       const queued = await call(
         base,
         "/xiaowo.sync.v1.SyncService/AddQueueItem",
-        encode(field(1, hostRoom), field(3, `${base}/media/none-${start + offset}.webm`), field(4, title), field(5, 60_000)),
+        encode(field(1, hostRoom), field(3, `${base}/fixtures/none-${start + offset}.webm`), field(4, title), field(5, 60_000)),
         owner,
       );
       if (queued.code === OK) {

@@ -14,6 +14,8 @@ export interface MediaChoice {
   title: string;
   /** Length in milliseconds, 0 when unknown (the players learn it). */
   durationMs?: bigint;
+  /** A media library item (then `url` is empty: each viewer gets a signed URL of their own). */
+  libraryItemId?: string;
 }
 
 /** What a media source gets from the room it is mounted in. */
@@ -29,6 +31,9 @@ export interface MediaSourceHost {
   /** Calls `listener` whenever `deniedReason` may have changed. */
   onChange: (listener: () => void) => void;
   notify: (text: Shown, kind?: "error" | "info") => void;
+  /** The person's own user id, and anyone's name, for saying who added what. */
+  myUserId: string;
+  nameOf: (userId: string) => Shown;
 }
 
 /** Mounts a media source into `slot`; returns what to run when the room page closes. */

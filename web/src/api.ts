@@ -5,6 +5,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { ChatService } from "./gen/xiaowo/chat/v1/chat_pb";
+import { MediaService } from "./gen/xiaowo/media/v1/media_pb";
 import { RoomService } from "./gen/xiaowo/room/v1/room_pb";
 import { SessionService } from "./gen/xiaowo/session/v1/session_pb";
 import { SyncService } from "./gen/xiaowo/sync/v1/sync_pb";
@@ -14,6 +15,7 @@ export interface Api {
   room: Client<typeof RoomService>;
   sync: Client<typeof SyncService>;
   chat: Client<typeof ChatService>;
+  media: Client<typeof MediaService>;
 }
 
 export function createApi(baseUrl = window.location.origin): Api {
@@ -23,5 +25,6 @@ export function createApi(baseUrl = window.location.origin): Api {
     room: createClient(RoomService, transport),
     sync: createClient(SyncService, transport),
     chat: createClient(ChatService, transport),
+    media: createClient(MediaService, transport),
   };
 }

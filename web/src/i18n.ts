@@ -248,3 +248,15 @@ export function formatClock(seconds: number): Shown {
   }
   return `${minutes}:${rest}` as Shown;
 }
+
+/** A size as people read it: "820 kB", "1.4 GB" (binary multiples, the locale's own unit names). */
+export function formatBytes(bytes: number): Shown {
+  const units = ["byte", "kilobyte", "megabyte", "gigabyte", "terabyte"] as const;
+  let value = Math.max(0, bytes);
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return numberFormat(formatLocale, { style: "unit", unit: units[unit], unitDisplay: "short", maximumFractionDigits: value >= 10 || unit === 0 ? 0 : 1 }).format(value) as Shown;
+}

@@ -10,18 +10,21 @@ import type { Api } from "./api";
 import { controlModeSelect } from "./context";
 import { ControlMode, type ListMyRoomsResponse, type ListRoomsResponse, type Room, Visibility } from "./gen/xiaowo/room/v1/room_pb";
 import { formatDateTime, type Shown, t, userText } from "./i18n";
+import { thumbnail } from "./thumbnail";
 import type { App } from "./main";
 import { checkbox, field, openDialog } from "./ui";
 
 const REFRESH_MS = 5_000;
 /** What is playing in a room is asked for at most this often, for at most this many rooms. */
 const NOW_PLAYING_MS = 30_000;
-const NOW_PLAYING_ROOMS = 12;
+const NOW_PLAYING_ROOMS = 50;
 const ROOM_LINK = /([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})/;
 
 interface NowPlaying {
   title: string;
   paused: boolean;
+  /** A media library item's id: its thumbnail is the room's picture. */
+  libraryItemId: string;
   at: number;
 }
 
@@ -106,27 +109,32 @@ export function showLobby(app: App, main: HTMLElement, prefetched?: Promise<Lobb
 
 /**
  * Asks what is playing in the rooms the caller belongs to (the sync service answers members
- * only), a few at a time and not more often than every half minute per room. True when
- * anything changed.
+ * only), in one call, not more often than every half minute per room. True when anything
+ * changed.
  */
 async function fetchNowPlaying(app: App, rooms: Room[]): Promise<boolean> {
   const now = performance.now();
   const due = rooms.filter((room) => now - (nowPlaying.get(room.roomId)?.at ?? -Infinity) > NOW_PLAYING_MS).slice(0, NOW_PLAYING_ROOMS);
+  if (due.length === 0) {
+    return false;
+  }
+  let answered: Map<string, NowPlaying>;
+  try {
+    // One call for every room due; rooms the caller may not see are left out of the answer.
+    const { nowPlaying: playing } = await app.api.sync.listNowPlaying({ roomIds: due.map((room) => room.roomId) });
+    answered = new Map(
+      playing.map((entry) => [entry.roomId, { title: entry.media ? entry.media.title || entry.media.url : "", paused: entry.paused, libraryItemId: entry.media?.libraryItemId ?? "", at: now }]),
+    );
+  } catch {
+    answered = new Map();
+  }
   let changed = false;
-  await Promise.all(
-    due.map(async (room) => {
-      try {
-        const { state } = await app.api.sync.getRoomState({ roomId: room.roomId });
-        const media = state?.timeline?.media;
-        const before = nowPlaying.get(room.roomId);
-        const next = { title: media ? media.title || media.url : "", paused: state?.timeline?.paused ?? true, at: now };
-        changed ||= before?.title !== next.title || before.paused !== next.paused;
-        nowPlaying.set(room.roomId, next);
-      } catch {
-        nowPlaying.set(room.roomId, { title: "", paused: true, at: now });
-      }
-    }),
-  );
+  for (const room of due) {
+    const before = nowPlaying.get(room.roomId);
+    const next = answered.get(room.roomId) ?? { title: "", paused: true, libraryItemId: "", at: now };
+    changed ||= before?.title !== next.title || before.paused !== next.paused || before.libraryItemId !== next.libraryItemId;
+    nowPlaying.set(room.roomId, next);
+  }
   return changed;
 }
 
@@ -152,7 +160,9 @@ function roomCard(app: App, room: Room): HTMLElement {
   const thumb = h(
     "div",
     { class: "room-thumb", attrs: { "data-room-id": room.roomId } },
-    h("span", { class: "room-thumb-initial", attrs: { "aria-hidden": "true" } }, initial(room.name)),
+    playing?.libraryItemId
+      ? thumbnail(playing.libraryItemId)
+      : h("span", { class: "room-thumb-initial", attrs: { "aria-hidden": "true" } }, initial(room.name)),
     playing?.title
       ? h(
           "span",

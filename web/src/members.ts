@@ -7,19 +7,20 @@ import { h, initial, replace, setLabel, setText } from "./dom";
 import { Role } from "./gen/xiaowo/room/v1/room_pb";
 import { PlayerState, type Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
 import { type Shown, t } from "./i18n";
+import { describeMemberLoadError } from "./loaderror";
 import { judgeOffset, offsetDetail } from "./sync-text";
 import { kick, openMuteDialog, outranks, setRole, transferOwnership } from "./moderation";
 import { actionMenu, type MenuItem } from "./ui";
 
 /** The rows drawn last time, by user id, with what they were drawn from. */
-const drawn = new WeakMap<HTMLElement, Map<string, { row: HTMLElement; key: string; sync: HTMLElement }>>();
+const drawn = new WeakMap<HTMLElement, Map<string, MemberRow>>();
 
 /**
  * Draws the people list. Presence changes every few seconds, so rows are kept and only their
  * sync state is updated; a row is rebuilt only when what it shows otherwise changed, so that an
  * open menu or the keyboard focus in it survives.
  */
-export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[], refresh: () => Promise<void>): void {
+export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Watcher[], refresh: () => Promise<void>, mediaId = ""): void {
   const watching = new Map(watchers.map((watcher) => [watcher.userId, watcher]));
   const userIds = [...ctx.members.keys()];
   for (const watcher of watchers) {
@@ -35,12 +36,16 @@ export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Wat
   // The owner first, then moderators, then everyone else; yourself first within your group.
   userIds.sort((a, b) => ctx.roleOf(b) - ctx.roleOf(a) || Number(b === ctx.myUserId) - Number(a === ctx.myUserId));
   const previous = drawn.get(list) ?? new Map();
-  const next = new Map<string, { row: HTMLElement; key: string; sync: HTMLElement }>();
+  const next = new Map<string, MemberRow>();
   const rows = userIds.map((userId) => {
     const role = ctx.roleOf(userId);
     const me = userId === ctx.myUserId;
     const key = [ctx.nameOf(userId), role, ctx.role, ctx.canModerate(), ctx.members.has(userId)].join("|");
-    const sync = syncOf(watching.get(userId));
+    const watcher = watching.get(userId);
+    const sync = syncOf(watcher);
+    // "Bob can't play this: …" beside Bob, for the media playing now; one's own trouble is on
+    // one's own screen already.
+    const trouble = !me && watcher?.loadError && watcher.loadError.mediaId === mediaId ? describeMemberLoadError(ctx.nameOf(userId), watcher.loadError) : undefined;
     let entry = previous.get(userId);
     if (!entry || entry.key !== key) {
       const syncElement = h("span", { class: "member-sync" });
@@ -56,8 +61,11 @@ export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Wat
         ),
         me ? null : memberActions(ctx, userId, role, refresh),
       );
-      entry = { row, key, sync: syncElement };
+      entry = { row, key, sync: syncElement, problem: h("span", { class: "load-error" }) };
+      row.querySelector(".member-text")?.appendChild(entry.problem);
     }
+    entry.problem.hidden = trouble === undefined;
+    replace(entry.problem, trouble ?? null);
     entry.sync.setAttribute("data-sync", sync.state);
     setText(entry.sync, sync.label);
     setLabel(entry.sync, "title", sync.detail);
@@ -71,8 +79,15 @@ export function renderMembers(ctx: RoomContext, list: HTMLElement, watchers: Wat
   }
 }
 
+interface MemberRow {
+  row: HTMLElement;
+  key: string;
+  sync: HTMLElement;
+  problem: HTMLElement;
+}
+
 interface MemberSync {
-  state: "in-sync" | "catching-up" | "unsure" | "buffering" | "finished" | "idle" | "away";
+  state: "in-sync" | "catching-up" | "unsure" | "buffering" | "finished" | "failed" | "idle" | "away";
   label: Shown;
   detail?: Shown;
 }
@@ -90,6 +105,8 @@ function syncOf(watcher: Watcher | undefined): MemberSync {
       return { state: "buffering", label: t("sync.buffering"), detail };
     case PlayerState.ENDED:
       return { state: "finished", label: t("member.finished") };
+    case PlayerState.FAILED:
+      return { state: "failed", label: t("member.cannotPlay") };
     case PlayerState.READY:
       switch (judgeOffset(offset, uncertainty)) {
         case "in-sync":

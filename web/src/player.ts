@@ -7,6 +7,7 @@
 // the sync is one indicator (in sync, catching up, buffering, waiting for someone); the numbers,
 // with how far they may be off, are in its tooltip and behind "Advanced".
 
+import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
@@ -15,23 +16,32 @@ import { ClockSync, type ClockEstimate } from "./clock";
 import type { RoomContext } from "./context";
 import { button, h, icon, replace, setButtonLabel, setEnabled, setLabel, setText } from "./dom";
 import { type DriftDecision, type DriftPriors, type DriftState, decideDrift, initialDriftState } from "./drift";
-import { errorCode } from "./errors";
+import { describeError, errorCode } from "./errors";
 import { loadKeyframes } from "./keyframes";
 import type { KeyframeIndex } from "./seek";
 import { judgeOffset, offsetDetail } from "./sync-text";
 import {
+  Action,
+  type LoadError,
+  LoadErrorKind,
+  LoadErrorSchema,
+  type Media,
   PlayerState,
   type RoomState,
   RoomStateSchema,
   type Watcher,
 } from "./gen/xiaowo/sync/v1/sync_pb";
 import { formatClock, formatList, formatNumber, type Shown, t, userText } from "./i18n";
+import { thumbnail } from "./thumbnail";
+import { checkSeeking, describeAddedLoadError, describeOwnLoadError, diagnose } from "./loaderror";
 import { ReconnectingStream, type StreamState } from "./stream";
 import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "./timeline";
 import { checkbox } from "./ui";
 
 const TICK_MS = 250;
 const REPORT_EVERY_MS = 2_000;
+/** Loading this long without a byte arriving is shown with its reason. */
+const SLOW_SERVER_MS = 15_000;
 const NUDGE_SETTING = "xiaowo.nudge";
 /** What this device learned about its seeks and start/switch latencies (the next media's priors). */
 const SYNC_DEVICE_SETTING = "xiaowo.syncDevice";
@@ -103,6 +113,8 @@ type SyncStatus =
   | { kind: "starting"; seconds: number }
   | { kind: "waiting"; names: string[] }
   | { kind: "buffering" }
+  | { kind: "slow"; seconds: number }
+  | { kind: "failed" }
   | { kind: "catchingUp" }
   | { kind: "inSync" }
   | { kind: "unsure" }
@@ -133,6 +145,8 @@ export class Player {
   private readonly offsetLine = h("p", { class: "hint sync-offset", attrs: { id: "sync-offset" } });
   private readonly nowPlaying = h("span", { class: "now-playing", attrs: { id: "now-playing" } });
   private readonly reason = h("p", { class: "control-reason", attrs: { id: "control-reason" } });
+  /** The video plays but cannot follow the room's jumps (a server without Range support). */
+  private readonly seekWarning = h("p", { class: "seek-warning", attrs: { id: "seek-warning", role: "status" } });
   private readonly seekBar: HTMLInputElement;
   private readonly timeLabel = h("span", { class: "time", attrs: { id: "time-label" } });
   private readonly playButton: HTMLButtonElement;
@@ -161,7 +175,18 @@ export class Player {
   private lastReportedState = PlayerState.UNSPECIFIED;
   private endedMediaId = "";
   private seeking = false;
-  private mediaFailed = false;
+  /** The URL the video loads (a signed one for library items). */
+  private currentUrl = "";
+  /** Why the current media cannot play (or, for missing Range support, cannot seek). */
+  private loadError: LoadError | undefined;
+  private lastReportedError = "";
+  /** A library item's URL was fetched again after an error (an expired URL): once per load. */
+  private urlRefreshed = false;
+  private lastDataAt = 0;
+  /** Who added each media id this page has seen in the queue or as a change of media. */
+  private readonly addedBy = new Map<string, string>();
+  /** Load errors of others already told to the person who added the media. */
+  private readonly toldErrors = new Set<string>();
   private readonly stream: ReconnectingStream;
   private readonly timers: number[] = [];
   private hls: { destroy(): void } | undefined;
@@ -242,6 +267,8 @@ export class Player {
       deniedReason: () => ctx.controlDeniedReason(),
       onChange: (listener) => ctx.onChange(listener),
       notify: ctx.app.notify,
+      myUserId: ctx.myUserId,
+      nameOf: (userId) => ctx.nameOf(userId),
     });
 
     this.screen = h("div", { class: "screen" }, this.video, this.emptyState, this.screenMessage, this.overlaySlot);
@@ -262,7 +289,8 @@ export class Player {
       this.layoutControls,
     );
     const info = h("div", { class: "stage-info" }, this.nowPlaying, this.syncIndicator);
-    this.element = h("section", { class: "stage", attrs: { id: "stage", "aria-label": t("player.region") } }, this.screen, controlBar, info, this.reason);
+    this.element = h("section", { class: "stage", attrs: { id: "stage", "aria-label": t("player.region") } }, this.screen, controlBar, info, this.seekWarning, this.reason);
+    this.seekWarning.hidden = true;
 
     this.nextButton = button(t("queue.playNext"), () => this.playNext(), { kind: "secondary", small: true, icon: "next", attrs: { id: "queue-next" } });
     this.queueElement = h(
@@ -273,21 +301,25 @@ export class Player {
       this.queueList,
     );
 
-    for (const event of ["waiting", "stalled", "playing", "canplay", "ended", "loadedmetadata", "error"]) {
+    for (const event of ["waiting", "stalled", "playing", "canplay", "ended", "loadedmetadata"]) {
       this.video.addEventListener(event, () => void this.report(true));
     }
-    this.video.addEventListener("loadedmetadata", () => this.renderSeekBar());
+    this.video.addEventListener("loadedmetadata", () => {
+      this.renderSeekBar();
+      void this.checkRange();
+    });
     // A seek has landed: the controller decides at once whether to hold or play.
     for (const event of ["seeked", "canplay"]) {
       this.video.addEventListener(event, () => this.tick());
     }
-    this.video.addEventListener("error", () => {
-      this.mediaFailed = true;
-      this.renderScreen();
-    });
-    this.video.addEventListener("loadeddata", () => {
-      this.mediaFailed = false;
-      this.renderScreen();
+    this.video.addEventListener("error", () => void this.onVideoError());
+    for (const event of ["progress", "timeupdate", "loadeddata"]) {
+      this.video.addEventListener(event, () => {
+        this.lastDataAt = performance.now();
+      });
+    }
+    this.video.addEventListener("playing", () => {
+      this.urlRefreshed = false;
     });
 
     this.stream = new ReconnectingStream({
@@ -312,12 +344,14 @@ export class Player {
                 this.applyState(response.event.value.state, true);
               }
               this.onWatchers(response.event.value.watchers);
+              this.tellAdder(response.event.value.watchers);
               break;
             case "state":
               this.applyState(response.event.value, false);
               break;
             case "presence":
               this.onWatchers(response.event.value.watchers);
+              this.tellAdder(response.event.value.watchers);
               break;
             case "heartbeat":
             case undefined:
@@ -362,6 +396,11 @@ export class Player {
     delete (window as DebugWindow).__xiaowoSync;
   }
 
+  /** The media id the player has loaded ("" for none). */
+  currentMediaId(): string {
+    return this.loadedMediaId;
+  }
+
   /** Whether something is loaded (the room is not empty). */
   hasMedia(): boolean {
     return this.timeline !== undefined;
@@ -373,15 +412,40 @@ export class Player {
   }
 
   /**
-   * Loads a media URL: natively when the browser plays it, through hls.js (loaded only when
-   * needed) for HLS playlists where it does not.
+   * Loads a media item: a library item through a signed URL from media-svc, a URL natively
+   * when the browser plays it, through hls.js (loaded only when needed) for HLS playlists
+   * where it does not.
    */
-  private async load(url: string): Promise<void> {
+  private async load(media: Media): Promise<void> {
     this.unload();
+    this.lastDataAt = performance.now();
+    let url = media.url;
+    if (media.libraryItemId) {
+      try {
+        const signed = await this.ctx.app.api.media.createPlaybackUrl({ roomId: this.ctx.roomId, mediaItemId: media.libraryItemId });
+        url = signed.url;
+      } catch (error) {
+        if (media.mediaId === this.loadedMediaId) {
+          const code = errorCode(error);
+          const status = code === Code.NotFound ? 404 : code === Code.PermissionDenied ? 403 : 0;
+          const kind = status ? LoadErrorKind.HTTP_STATUS : code === Code.FailedPrecondition ? LoadErrorKind.UNSUPPORTED : LoadErrorKind.NETWORK;
+          this.fail(create(LoadErrorSchema, { mediaId: media.mediaId, kind, httpStatus: status, detail: describeError(error).slice(0, 200) }));
+        }
+        return;
+      }
+      if (media.mediaId !== this.loadedMediaId) {
+        return;
+      }
+    }
+    this.currentUrl = url;
+    // The file's index once per media (a refreshed URL serves the same file).
+    if (!this.urlRefreshed) {
+      void this.loadKeyframes(url);
+    }
     const isPlaylist = URL.canParse(url) && new URL(url).pathname.toLowerCase().endsWith(".m3u8");
     if (isPlaylist && this.video.canPlayType("application/vnd.apple.mpegurl") === "") {
       const { default: Hls } = await import("hls.js");
-      if (url !== this.state?.timeline?.media?.url) {
+      if (media.mediaId !== this.loadedMediaId) {
         return;
       }
       if (Hls.isSupported()) {
@@ -398,13 +462,72 @@ export class Player {
     this.video.load();
   }
 
+  /** The video failed: an expired library URL is fetched once more, anything else reported. */
+  private async onVideoError(): Promise<void> {
+    const media = this.state?.timeline?.media;
+    if (!media || media.mediaId !== this.loadedMediaId || !this.video.error) {
+      return;
+    }
+    if (media.libraryItemId && !this.urlRefreshed) {
+      this.urlRefreshed = true;
+      await this.load(media);
+      return;
+    }
+    const error = await diagnose(media.mediaId, this.currentUrl, this.video);
+    if (media.mediaId === this.loadedMediaId) {
+      this.fail(error);
+    }
+  }
+
+  /** A server without Range support: the video plays, but seeks cannot follow the room. */
+  private async checkRange(): Promise<void> {
+    const mediaId = this.loadedMediaId;
+    if (!mediaId || this.hls || this.loadError) {
+      return;
+    }
+    const warning = await checkSeeking(mediaId, this.currentUrl, this.video);
+    if (warning && mediaId === this.loadedMediaId) {
+      this.fail(warning);
+    }
+  }
+
+  private fail(error: LoadError): void {
+    this.loadError = error;
+    void this.report(true);
+    this.renderScreen();
+    this.tick();
+  }
+
+  /** The person who added the current media hears at once when someone cannot play it. */
+  private tellAdder(watchers: Watcher[]): void {
+    const media = this.state?.timeline?.media;
+    if (!media || this.addedBy.get(media.mediaId) !== this.ctx.myUserId) {
+      return;
+    }
+    for (const watcher of watchers) {
+      const error = watcher.loadError;
+      const key = `${watcher.userId}/${error?.mediaId}/${error?.kind}`;
+      if (watcher.userId === this.ctx.myUserId || !error || error.mediaId !== media.mediaId || this.toldErrors.has(key)) {
+        continue;
+      }
+      this.toldErrors.add(key);
+      this.ctx.app.notify(describeAddedLoadError(this.ctx.nameOf(watcher.userId), media.title || media.url, error), "error");
+    }
+  }
+
+  /** The player cannot play the current media at all (not merely seek in it). */
+  private failed(): boolean {
+    return this.loadError !== undefined && this.loadError.kind !== LoadErrorKind.NO_RANGE_SUPPORT;
+  }
+
   private unload(): void {
     this.hls?.destroy();
     this.hls = undefined;
     this.video.pause();
     this.video.removeAttribute("src");
     this.video.load();
-    this.mediaFailed = false;
+    this.loadError = undefined;
+    this.currentUrl = "";
   }
 
   reconnectNow(): void {
@@ -461,6 +584,12 @@ export class Player {
     this.state = state;
     const timeline = state.timeline;
     const media = timeline?.media;
+    for (const item of state.queue) {
+      this.addedBy.set(item.itemId, item.addedByUserId);
+    }
+    if (media && state.lastAction === Action.CHANGE_MEDIA && !this.addedBy.has(media.mediaId)) {
+      this.addedBy.set(media.mediaId, state.lastActionUserId);
+    }
     if (!timeline || !media) {
       this.timeline = undefined;
       if (this.loadedMediaId) {
@@ -481,11 +610,11 @@ export class Player {
         this.endedMediaId = "";
         // What this device learned stays; what this media taught starts afresh.
         this.drift = initialDriftState(this.timeline.rate, devicePriors(this.drift));
-        void this.load(media.url);
-        void this.loadKeyframes(media.url);
+        this.urlRefreshed = false;
+        void this.load(media);
       }
     }
-    replace(this.nowPlaying, media ? userText(media.title || media.url) : null);
+    replace(this.nowPlaying, media?.libraryItemId ? thumbnail(media.libraryItemId) : null, media ? userText(media.title || media.url) : null);
     this.rateSelect.value = String(this.timeline?.rate ?? 1);
     this.waitToggle.checked = state.waitForEveryone;
     this.renderScreen();
@@ -575,7 +704,10 @@ export class Player {
           this.video.pause();
           break;
         case "play":
-          this.video.play().catch((error: unknown) => this.playRefused(error));
+          // A player that cannot play this media stays still (its error is on the screen).
+          if (!this.failed()) {
+            this.video.play().catch((error: unknown) => this.playRefused(error));
+          }
           break;
         case "seek":
           if (command.fast && typeof this.video.fastSeek === "function") {
@@ -618,6 +750,9 @@ export class Player {
   }
 
   private syncStatus(timeline: Timeline, countdown: number): SyncStatus {
+    if (this.failed()) {
+      return { kind: "failed" };
+    }
     if (countdown > 0) {
       return { kind: "starting", seconds: Math.ceil(countdown) };
     }
@@ -626,7 +761,8 @@ export class Player {
       return { kind: "waiting", names: waitingFor.map((userId) => this.ctx.nameOf(userId)) };
     }
     if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA && !timeline.paused) {
-      return { kind: "buffering" };
+      const silent = performance.now() - this.lastDataAt;
+      return silent > SLOW_SERVER_MS ? { kind: "slow", seconds: Math.round(silent / 1000) } : { kind: "buffering" };
     }
     if (timeline.paused) {
       return { kind: "paused" };
@@ -667,6 +803,12 @@ export class Player {
         break;
       case "buffering":
         text = t("sync.buffering");
+        break;
+      case "slow":
+        text = t("loadError.slow", { seconds: status.seconds });
+        break;
+      case "failed":
+        text = t("member.cannotPlay");
         break;
       case "catchingUp":
         text = t("sync.catchingUp");
@@ -743,12 +885,15 @@ export class Player {
       return;
     }
     let state = PlayerState.READY;
-    if (this.video.ended || (this.duration() > 0 && positionAt(timeline, this.serverNow()) >= this.duration() && !timeline.paused)) {
+    const errorKey = this.loadError ? `${this.loadError.mediaId}/${this.loadError.kind}` : "";
+    if (this.failed()) {
+      state = PlayerState.FAILED;
+    } else if (this.video.ended || (this.duration() > 0 && positionAt(timeline, this.serverNow()) >= this.duration() && !timeline.paused)) {
       state = PlayerState.ENDED;
     } else if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA) {
       state = PlayerState.BUFFERING;
     }
-    if (onChange && state === this.lastReportedState) {
+    if (onChange && state === this.lastReportedState && errorKey === this.lastReportedError) {
       return;
     }
     if (state === PlayerState.ENDED && this.endedMediaId === media.mediaId) {
@@ -756,6 +901,7 @@ export class Player {
     }
     this.lastReportAt = performance.now();
     this.lastReportedState = state;
+    this.lastReportedError = errorKey;
     if (state === PlayerState.ENDED) {
       this.endedMediaId = media.mediaId;
     }
@@ -769,6 +915,7 @@ export class Player {
         roundTripMs: BigInt(Number.isFinite(roundTrip) ? Math.min(60_000, Math.round(roundTrip)) : 0),
         ignoreWait: this.ignoreWait,
         mediaId: state === PlayerState.ENDED ? media.mediaId : "",
+        ...(this.loadError?.mediaId === media.mediaId ? { loadError: this.loadError } : {}),
       });
     } catch {
       // Reports are advisory; the next one carries the same information.
@@ -846,13 +993,13 @@ export class Player {
 
   private async playNow(media: MediaChoice): Promise<boolean> {
     return this.command((expectedVersion) =>
-      this.ctx.app.api.sync.changeMedia({ roomId: this.ctx.roomId, expectedVersion, url: media.url, title: media.title, durationMs: media.durationMs ?? 0n }),
+      this.ctx.app.api.sync.changeMedia({ roomId: this.ctx.roomId, expectedVersion, ...mediaFields(media) }),
     );
   }
 
   private async addToQueue(media: MediaChoice): Promise<boolean> {
     try {
-      const { state } = await this.ctx.app.api.sync.addQueueItem({ roomId: this.ctx.roomId, url: media.url, title: media.title, durationMs: media.durationMs ?? 0n });
+      const { state } = await this.ctx.app.api.sync.addQueueItem({ roomId: this.ctx.roomId, ...mediaFields(media) });
       if (state) {
         this.applyState(state, false);
       }
@@ -898,8 +1045,14 @@ export class Player {
       this.addVideo.setMode("queue");
       this.queueSlot.appendChild(this.addVideo.element);
     }
-    this.screenMessage.hidden = !(hasMedia && this.mediaFailed);
-    replace(this.screenMessage, hasMedia && this.mediaFailed ? t("player.mediaFailed") : null);
+    // The person's own trouble with the video, in words; a server without Range support still
+    // plays, so its warning stays off the picture (it is beside the sync indicator).
+    const shown = hasMedia && this.loadError ? describeOwnLoadError(this.loadError) : null;
+    this.screenMessage.hidden = !(shown && this.failed());
+    replace(this.screenMessage, shown && this.failed() ? shown : null);
+    this.element.classList.toggle("cannot-seek", shown !== null && !this.failed());
+    replace(this.seekWarning, shown && !this.failed() ? shown : null);
+    this.seekWarning.hidden = !(shown && !this.failed());
   }
 
   private renderQueue(): void {
@@ -945,6 +1098,7 @@ export class Player {
           "li",
           { class: "queue-item", attrs: { "data-item-id": item.itemId } },
           h("span", { class: "queue-index", attrs: { "aria-hidden": "true" } }, formatNumber(index + 1)),
+          item.media?.libraryItemId ? thumbnail(item.media.libraryItemId) : null,
           h("div", { class: "queue-text" }, h("span", { class: "queue-title" }, title), h("span", { class: "queue-by" }, t("queue.addedBy", { name: this.ctx.nameOf(item.addedByUserId) }))),
           h("span", { class: "actions" }, ...actions),
         );
@@ -965,6 +1119,11 @@ export class Player {
     this.renderScreen();
     this.renderQueue();
   }
+}
+
+/** The sync RPCs' fields for a chosen video: a URL, or a library item (its URL is signed per viewer). */
+function mediaFields(media: MediaChoice): { url: string; title: string; durationMs: bigint; libraryItemId: string } {
+  return { url: media.url, title: media.title, durationMs: media.durationMs ?? 0n, libraryItemId: media.libraryItemId ?? "" };
 }
 
 function isBuffered(ranges: TimeRanges, position: number): boolean {

@@ -14,11 +14,13 @@ import { type GetRoomResponse, type Room, Role, RoomStatus } from "./gen/xiaowo/
 import type { Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
 import { formatNumber, type MessageKey, type Shown, t, userText } from "./i18n";
 import type { App } from "./main";
+import "./library";
 import { renderMembers } from "./members";
 import { SEEK_STEP_S, Player } from "./player";
 import { settingsPanel } from "./settings";
 import { openShareDialog } from "./share";
 import type { StreamState } from "./stream";
+import "./upload";
 import { tabs } from "./ui";
 
 const REFRESH_MS = 10_000;
@@ -178,7 +180,7 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
     }
   });
   const drawMembers = (): void => {
-    renderMembers(ctx, members, watchers, refresh);
+    renderMembers(ctx, members, watchers, refresh, player.currentMediaId());
     replace(memberCount, formatNumber(Math.max(ctx.members.size, watchers.length)));
   };
   const player = new Player(

@@ -10,6 +10,7 @@ mod chat;
 mod control;
 mod fanout;
 mod grpc_web;
+mod media;
 mod procstat;
 mod stack;
 mod stats;
@@ -39,6 +40,8 @@ enum Command {
     Fanout(FanoutArgs),
     /// Serves the raw TCP fan-out ceiling (prints `listening <port>`).
     TcpFanoutServer,
+    /// media-svc: range serving beside nginx and `cat`, an upload beside a local write.
+    Media(media::Options),
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +89,14 @@ fn main() -> anyhow::Result<()> {
         Command::Suite(options) => runtime.block_on(suite::run(options)),
         Command::TcpFanoutServer => runtime.block_on(tcp_ceiling::serve()),
         Command::Fanout(args) => runtime.block_on(fanout_only(args)),
+        Command::Media(options) => runtime.block_on(async {
+            let table = media::run(&options).await?;
+            match &options.out {
+                Some(path) => std::fs::write(path, table)?,
+                None => print!("{table}"),
+            }
+            anyhow::Ok(())
+        }),
     }
 }
 

@@ -178,6 +178,7 @@ pub async fn load_media(channel: &Channel, token: &str, room_id: &str) -> anyhow
         url: "https://media.example/bench.webm".to_owned(),
         title: "Bench".to_owned(),
         duration_ms: 0,
+        library_item_id: String::new(),
     };
     let response = sync.change_media(bearer(request, token)).await?.into_inner();
     Ok(response.state.map_or(0, |state| state.version))

@@ -147,6 +147,13 @@ struct ServeArgs {
     /// monitor-svc's address when it runs here.
     #[arg(long, env = "XIAOWO_MONITOR_LISTEN", default_value_t = default_listen(Target::Monitor))]
     monitor_listen: SocketAddr,
+    /// media-svc's address when it runs here.
+    #[arg(long, env = "XIAOWO_MEDIA_LISTEN", default_value_t = default_listen(Target::Media))]
+    media_listen: SocketAddr,
+    /// sync-svc's URL when it runs elsewhere (media-svc asks it what a room plays) [default: its
+    /// default port on this host].
+    #[arg(long, env = "XIAOWO_SYNC_URL")]
+    sync_url: Option<String>,
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
@@ -166,6 +173,7 @@ impl ServeArgs {
             Target::Sync => self.sync_listen,
             Target::Chat => self.chat_listen,
             Target::Monitor => self.monitor_listen,
+            Target::Media => self.media_listen,
         }
     }
 }
@@ -440,7 +448,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let plan = Plan {
                 groups: args.target.iter().map(|target| (args.listen(*target), vec![*target])).collect(),
-                peers: Peers { session_url: args.session_url.clone(), room_url: args.room_url.clone() },
+                peers: Peers {
+                    session_url: args.session_url.clone(),
+                    room_url: args.room_url.clone(),
+                    sync_url: args.sync_url.clone(),
+                },
                 ..Plan::default()
             };
             node::start(plan, &args.common, clock, &shutdown).await?

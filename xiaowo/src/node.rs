@@ -30,11 +30,13 @@ pub enum Target {
     Chat,
     /// monitor-svc: scraping, alert rules, notifications.
     Monitor,
+    /// media-svc: the media library, uploads, probing, thumbnails, file serving.
+    Media,
 }
 
 impl Target {
     /// Every service, in start order (a service's peers come before it).
-    pub const ALL: [Self; 5] = [Self::Session, Self::Room, Self::Sync, Self::Chat, Self::Monitor];
+    pub const ALL: [Self; 6] = [Self::Session, Self::Room, Self::Sync, Self::Chat, Self::Monitor, Self::Media];
 
     /// The service's short name: database file stem, flag prefix.
     #[must_use]
@@ -45,6 +47,7 @@ impl Target {
             Self::Sync => "sync",
             Self::Chat => "chat",
             Self::Monitor => "monitor",
+            Self::Media => "media",
         }
     }
 
@@ -57,6 +60,7 @@ impl Target {
             Self::Sync => 50053,
             Self::Chat => 50054,
             Self::Monitor => 50055,
+            Self::Media => 50056,
         }
     }
 
@@ -74,6 +78,7 @@ impl Target {
             Self::Sync => common.sync.database_url.clone(),
             Self::Chat => common.chat.database_url.clone(),
             Self::Monitor => common.monitor.database_url.clone(),
+            Self::Media => common.media.database_url.clone(),
         }
     }
 
@@ -86,6 +91,10 @@ impl Target {
             Self::Sync => sync_svc::build(&common.sync, deps, assembly).await,
             Self::Chat => chat_svc::build(&common.chat, deps, assembly).await,
             Self::Monitor => monitor_svc::build(&common.monitor, deps, assembly).await,
+            Self::Media => {
+                let config = media_svc::Config { media_dir: Some(common.media_dir()), ..common.media.clone() };
+                media_svc::build(&config, deps, assembly).await
+            }
         }
     }
 }
@@ -154,6 +163,8 @@ pub struct Common {
     pub sync: sync_svc::Config,
     #[command(flatten)]
     pub chat: chat_svc::Config,
+    #[command(flatten)]
+    pub media: media_svc::Config,
     #[command(flatten)]
     pub monitor: monitor_svc::Config,
     /// How long each service keeps closed rooms, audit and sync logs, and chat of closed rooms.
@@ -273,6 +284,8 @@ pub struct Peers {
     pub session_url: Option<String>,
     /// room-svc's URL (`http://host:port`).
     pub room_url: Option<String>,
+    /// sync-svc's URL (`http://host:port`).
+    pub sync_url: Option<String>,
 }
 
 /// A task that lives beside the services and drains with them.
@@ -410,6 +423,12 @@ impl Common {
         })
     }
 
+    /// The media directory: `--media-dir`, else `<data dir>/media`.
+    #[must_use]
+    pub fn media_dir(&self) -> PathBuf {
+        self.media.media_dir.clone().unwrap_or_else(|| self.data_dir.join("media"))
+    }
+
     /// The database URL `target` uses: its own flag, else its SQLite file in the data dir.
     #[must_use]
     pub fn database_url(&self, target: Target) -> String {
@@ -486,6 +505,7 @@ pub async fn start(
     let peers = svc_kit::peer::Peers {
         session: channel(url_of(Target::Session, &peers.session_url))?,
         room: channel(url_of(Target::Room, &peers.room_url))?,
+        sync: channel(url_of(Target::Sync, &peers.sync_url))?,
     };
 
     let mut locks = Vec::new();

@@ -77,6 +77,9 @@ impl Stack {
         common.server.shutdown_grace = std::time::Duration::from_secs(2);
         common.retention = RetentionConfig::keep_everything();
         common.room.bcrypt_cost = 4;
+        // One media directory for every start (each start has its own data directory), so that
+        // a restarted media-svc finds its files.
+        common.media.media_dir = Some(dir.path().join("media"));
         let mut databases = Vec::new();
         for target in Target::ALL {
             databases.push(svc_kit::testing::database_url(dir.path(), &format!("{}.db", target.name())).await);
@@ -139,7 +142,8 @@ impl Stack {
         match target {
             Target::Session => peers.session_url = Some(url.to_owned()),
             Target::Room => peers.room_url = Some(url.to_owned()),
-            Target::Sync | Target::Chat | Target::Monitor => {}
+            Target::Sync => peers.sync_url = Some(url.to_owned()),
+            Target::Chat | Target::Monitor | Target::Media => {}
         }
     }
 
@@ -242,6 +246,7 @@ fn name_databases(common: &mut Common, databases: &[String]) {
             Target::Sync => &mut common.sync.database_url,
             Target::Chat => &mut common.chat.database_url,
             Target::Monitor => &mut common.monitor.database_url,
+            Target::Media => &mut common.media.database_url,
         };
         configured.get_or_insert_with(|| url.clone());
     }

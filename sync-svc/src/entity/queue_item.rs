@@ -12,6 +12,8 @@ pub struct Model {
     pub url: String,
     pub title: String,
     pub duration_ms: i64,
+    /// The media library item (media-svc) when the item is one; empty for a URL.
+    pub library_item_id: String,
     pub added_by_user_id: String,
     pub added_at: i64,
 }

@@ -15,6 +15,8 @@ pub struct Model {
     pub media_url: String,
     pub media_title: String,
     pub media_duration_ms: i64,
+    /// The media library item (media-svc) when the media is one; empty for a URL.
+    pub media_library_item_id: String,
     pub paused: bool,
     pub rate: f64,
     pub position_ms: i64,

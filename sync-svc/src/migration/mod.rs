@@ -6,6 +6,7 @@ mod m0001_create_sync_tables;
 mod m0002_create_closed_rooms;
 mod m0003_log_room_changes_in_the_database;
 mod m0004_schedule_rate_changes;
+mod m0005_library_items;
 
 /// Runs sync-svc's migrations, recorded in its own table so that services can share a
 /// PostgreSQL database (one schema each) without mixing histories.
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_create_closed_rooms::Migration),
             Box::new(m0003_log_room_changes_in_the_database::Migration),
             Box::new(m0004_schedule_rate_changes::Migration),
+            Box::new(m0005_library_items::Migration),
         ]
     }
 

@@ -48,6 +48,7 @@ async fn racing_instances_accept_exactly_one_command_per_version() {
         url: "https://media.example/film.webm".to_owned(),
         title: "Film".to_owned(),
         duration_ms: 3_600_000,
+        library_item_id: String::new(),
     };
     first.client().change_media(with_token(request, &owner)).await.unwrap();
 

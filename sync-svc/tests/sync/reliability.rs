@@ -59,6 +59,7 @@ async fn change_media(client: &mut SyncServiceClient<tonic::transport::Channel>,
         url: "https://media.example/film.webm".to_owned(),
         title: "Film".to_owned(),
         duration_ms: 0,
+        library_item_id: String::new(),
     };
     client.change_media(with_token(request, token)).await.unwrap().into_inner().state.unwrap().version
 }

@@ -99,6 +99,7 @@ async fn sync_logs_are_pruned_exactly_past_their_period() {
         url: "https://media.example/film.webm".to_owned(),
         title: "Film".to_owned(),
         duration_ms: 3_600_000,
+        library_item_id: String::new(),
     };
     let loaded = fixture.app.client().change_media(with_token(request, &fixture.owner)).await.unwrap();
     let mut version = loaded.into_inner().state.unwrap().version;
@@ -157,6 +158,7 @@ async fn timeline_and_queue_of_a_closed_room_go_one_period_after_it_closed() {
             url: format!("https://media.example/{index}.webm"),
             title: String::new(),
             duration_ms: 60_000,
+            library_item_id: String::new(),
         };
         app.client().add_queue_item(with_token(request, &owner)).await.unwrap();
         let mut events = watch(&app, &room_id, &owner).await;

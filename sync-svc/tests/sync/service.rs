@@ -59,6 +59,7 @@ impl Fixture {
             url: "https://media.example/film.webm".to_owned(),
             title: "Film".to_owned(),
             duration_ms,
+            library_item_id: String::new(),
         };
         self.app.client().change_media(with_token(request, &self.owner)).await.unwrap().into_inner().state.unwrap()
     }
@@ -99,6 +100,7 @@ impl Fixture {
             url: url.to_owned(),
             title: String::new(),
             duration_ms,
+            library_item_id: String::new(),
         };
         self.app.client().add_queue_item(with_token(request, &self.owner)).await.unwrap().into_inner()
     }
@@ -112,6 +114,7 @@ impl Fixture {
             ignore_wait: false,
             media_id: media_id.to_owned(),
             offset_uncertainty_ms: 0,
+            load_error: None,
         };
         self.app.client().report_status(with_token(request, token)).await.unwrap();
     }
@@ -358,6 +361,7 @@ async fn state_and_version_survive_a_restart() {
             url: "https://media.example/a.mp4".to_owned(),
             title: "A".to_owned(),
             duration_ms: 60_000,
+            library_item_id: String::new(),
         };
         let loaded = app.client().change_media(with_token(request, &owner)).await.unwrap().into_inner();
         let request = pb::AddQueueItemRequest {
@@ -366,6 +370,7 @@ async fn state_and_version_survive_a_restart() {
             url: "https://media.example/b.mp4".to_owned(),
             title: "B".to_owned(),
             duration_ms: 0,
+            library_item_id: String::new(),
         };
         let queued = app.client().add_queue_item(with_token(request, &owner)).await.unwrap().into_inner();
         let request = pb::SeekRequest {
@@ -681,6 +686,7 @@ async fn bad_input_is_refused_with_the_field_named() {
             url: url.to_owned(),
             title: "t".to_owned(),
             duration_ms: 0,
+            library_item_id: String::new(),
         };
         let status = client.clone().change_media(with_token(request, &fixture.owner)).await.unwrap_err();
         assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["url".to_owned()]));
@@ -697,6 +703,113 @@ async fn bad_input_is_refused_with_the_field_named() {
 
     assert_eq!(fixture.state(&fixture.owner).await.version, version, "nothing was written");
     assert_eq!(fixture.sync_logs().await.len(), 1);
+}
+
+#[tokio::test]
+async fn library_items_play_and_queue_and_players_load_errors_reach_every_member() {
+    let fixture = Fixture::start().await;
+    let (member_id, member) = fixture.member("Bob", room_pb::Role::Member).await;
+    let mut owner_events = watch(&fixture.app, &fixture.room_id, &fixture.owner).await;
+    let _member_events = watch(&fixture.app, &fixture.room_id, &member).await;
+    let client = fixture.app.client();
+    let library_item_id = uuid::Uuid::new_v4().to_string();
+
+    // A library item instead of a URL, in the queue and as the media.
+    let request = pb::AddQueueItemRequest {
+        room_id: fixture.room_id.clone(),
+        library_item_id: library_item_id.clone(),
+        title: "Holiday".to_owned(),
+        duration_ms: 60_000,
+        ..Default::default()
+    };
+    let added = client.clone().add_queue_item(with_token(request, &fixture.owner)).await.unwrap().into_inner();
+    let media = added.item.unwrap().media.unwrap();
+    assert_eq!((media.library_item_id.as_str(), media.url.as_str()), (library_item_id.as_str(), ""));
+    let request =
+        pb::PlayNextRequest { room_id: fixture.room_id.clone(), expected_version: added.state.unwrap().version };
+    let playing = client.clone().play_next(with_token(request, &fixture.owner)).await.unwrap().into_inner();
+    let media = playing.state.unwrap().timeline.unwrap().media.unwrap();
+    assert_eq!(media.library_item_id, library_item_id);
+    assert_eq!(fixture.state(&member).await.timeline.unwrap().media.unwrap().library_item_id, library_item_id);
+
+    // Both or neither, and ids that are not ids, are refused.
+    for (url, item, fields) in [
+        ("https://media.example/a.mp4", library_item_id.as_str(), vec!["url"]),
+        ("", "../etc/passwd", vec!["library_item_id"]),
+        ("", "", vec!["url"]),
+    ] {
+        let request = pb::AddQueueItemRequest {
+            room_id: fixture.room_id.clone(),
+            url: url.to_owned(),
+            library_item_id: item.to_owned(),
+            ..Default::default()
+        };
+        let status = client.clone().add_queue_item(with_token(request, &fixture.owner)).await.unwrap_err();
+        assert_eq!(violated_fields(&status), fields);
+    }
+
+    // Room lists show what members' rooms play; other rooms are left out.
+    let outsider = fixture.peers.user("Carol").await.1;
+    let other_room = uuid::Uuid::new_v4().to_string();
+    let request = || pb::ListNowPlayingRequest { room_ids: vec![fixture.room_id.clone(), other_room.clone()] };
+    let listed = client.clone().list_now_playing(with_token(request(), &member)).await.unwrap().into_inner();
+    assert_eq!(listed.now_playing.len(), 1);
+    assert_eq!(listed.now_playing[0].media.as_ref().unwrap().library_item_id, library_item_id);
+    let hidden = client.clone().list_now_playing(with_token(request(), &outsider)).await.unwrap().into_inner();
+    assert!(hidden.now_playing.is_empty());
+    let too_many = pb::ListNowPlayingRequest { room_ids: vec![fixture.room_id.clone(); 51] };
+    let status = client.clone().list_now_playing(with_token(too_many, &member)).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["room_ids"]);
+
+    // A player that cannot play says why; everyone sees it in presence.
+    let load_error = pb::LoadError {
+        media_id: media.media_id.clone(),
+        kind: pb::LoadErrorKind::HttpStatus.into(),
+        http_status: 404,
+        detail: "MEDIA_ELEMENT_ERROR: Format error".to_owned(),
+    };
+    let request = pb::ReportStatusRequest {
+        room_id: fixture.room_id.clone(),
+        state: pb::PlayerState::Failed.into(),
+        load_error: Some(load_error.clone()),
+        ..Default::default()
+    };
+    client.clone().report_status(with_token(request, &member)).await.unwrap();
+    let seen = loop {
+        if let Event::Presence(presence) = next_event(&mut owner_events).await.unwrap()
+            && let Some(watcher) = presence.watchers.into_iter().find(|watcher| watcher.user_id == member_id)
+            && watcher.load_error.is_some()
+        {
+            break watcher;
+        }
+    };
+    assert_eq!(seen.state(), pb::PlayerState::Failed);
+    assert_eq!(seen.load_error, Some(load_error.clone()));
+
+    // FAILED needs a reason; a status only goes with HTTP_STATUS; the detail is plain and short.
+    let report = |state: pb::PlayerState, load_error: Option<pb::LoadError>| pb::ReportStatusRequest {
+        room_id: fixture.room_id.clone(),
+        state: state.into(),
+        load_error,
+        ..Default::default()
+    };
+    let status =
+        client.clone().report_status(with_token(report(pb::PlayerState::Failed, None), &member)).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["load_error"]);
+    let wrong_status = pb::LoadError { kind: pb::LoadErrorKind::Decode.into(), ..load_error.clone() };
+    let status = client
+        .clone()
+        .report_status(with_token(report(pb::PlayerState::Failed, Some(wrong_status)), &member))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["load_error.http_status"]);
+    let noisy = pb::LoadError { detail: "a\u{7}b".repeat(10), ..load_error };
+    let status = client
+        .clone()
+        .report_status(with_token(report(pb::PlayerState::Failed, Some(noisy)), &member))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["load_error.detail"]);
 }
 
 #[tokio::test]
@@ -767,6 +880,7 @@ async fn two_instances_on_one_database_agree_on_versions() {
         url: "https://media.example/a.webm".to_owned(),
         title: String::new(),
         duration_ms: 0,
+        library_item_id: String::new(),
     };
     let loaded = first.client().change_media(with_token(request, &owner)).await.unwrap().into_inner().state.unwrap();
     // The second instance watches the room, so it holds the state it last saw (version 1).

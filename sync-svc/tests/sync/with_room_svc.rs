@@ -64,6 +64,7 @@ impl Stack {
             url: "https://media.example/film.webm".to_owned(),
             title: "Film".to_owned(),
             duration_ms: 0,
+            library_item_id: String::new(),
         };
         self.sync().change_media(as_user(request, user)).await.unwrap().into_inner().state.unwrap()
     }

@@ -29,6 +29,7 @@ fn help_is_grouped_and_dash_h_fits_a_screen() {
         "Rooms",
         "Sync",
         "Chat",
+        "Media",
         "Monitoring",
         "Backups",
         "Logs",
@@ -61,7 +62,7 @@ async fn backup_prints_one_line_and_verify_finds_it_in_the_same_place() {
     let data = up.data.path().to_str().unwrap();
     let line = run(&["backup", "--data-dir", data]);
     assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.starts_with("full backup ") && line.contains("chat, monitor, room, session, sync"), "{line}");
+    assert!(line.starts_with("full backup ") && line.contains("chat, media, monitor, room, session, sync"), "{line}");
     assert!(line.contains(&format!("{data}/backups/")), "{line}");
 
     let json = run(&["backup", "--data-dir", data, "--kind", "incremental", "--json"]);

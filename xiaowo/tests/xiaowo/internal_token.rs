@@ -46,7 +46,7 @@ async fn services_sharing_a_data_directory_share_a_generated_token() {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
     // A second service of the host reads the same file rather than writing another.
-    let peers = Peers { session_url: Some(session_url.clone()), room_url: None };
+    let peers = Peers { session_url: Some(session_url.clone()), room_url: None, sync_url: None };
     let room_url = start(&common, Target::Room, &peers, &shutdown).await;
     assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), secret);
 

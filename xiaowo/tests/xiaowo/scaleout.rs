@@ -522,6 +522,7 @@ async fn two_instances_share_rooms_through_nats_and_survive_a_kill_and_a_broker_
         url: "https://media.example/film.mp4".into(),
         title: "film".into(),
         duration_ms: 600_000,
+        library_item_id: String::new(),
     };
     let changed = SyncServiceClient::new(channel(&a.sync_url))
         .change_media(with_bearer(change, &alice_token))

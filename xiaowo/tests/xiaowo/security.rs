@@ -485,6 +485,7 @@ async fn sql_injection_strings_are_stored_and_returned_verbatim() {
                     url: "https://media.example/v.webm?q='OR'1'='1--".to_owned(),
                     title: title.clone(),
                     duration_ms: 60_000,
+                    library_item_id: String::new(),
                 },
                 &owner.token,
             ))
@@ -753,6 +754,7 @@ async fn members_cannot_act_in_other_rooms_or_beyond_their_role_and_guessing_is_
         url: "https://media.example/b.webm".to_owned(),
         title: "b".to_owned(),
         duration_ms: 60_000,
+        library_item_id: String::new(),
     };
     syncs(&channel).change_media(with_bearer(media, &bo.token)).await.unwrap();
     let said =

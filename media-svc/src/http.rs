@@ -1,0 +1,436 @@
+//! The plain HTTP edge, on the same port as gRPC: tus 1.0 uploads (core, creation, termination,
+//! expiration) at `/media/uploads`, the library's files at `GET /media/<id>` through signed
+//! URLs, and thumbnails. Range requests, `ETag`/`Last-Modified` and conditional requests are
+//! tower-http's `ServeFile`; this adds the signed-URL check, the `Content-Type` from probing,
+//! caching headers and `If-Range`, which `ServeFile` does not honour.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, options};
+use base64::Engine;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use svc_kit::auth::{AuthError, Caller, Guard};
+use svc_kit::id::RoomId;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use crate::Error;
+use crate::error::HttpError;
+use crate::library::Library;
+use crate::signing::parse_query;
+use crate::uploads::NewUpload;
+
+/// The tus protocol version spoken.
+const TUS_VERSION: &str = "1.0.0";
+const TUS_EXTENSIONS: &str = "creation,termination,expiration";
+const OFFSET_STREAM: &str = "application/offset+octet-stream";
+/// What a thumbnail that does not exist yet shows: a dark frame with a play sign.
+const PLACEHOLDER_SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 320 180\">\
+    <rect width=\"320\" height=\"180\" fill=\"#2b2f36\"/><path d=\"M140 65v50l40-25z\" fill=\"#9aa3ad\"/></svg>";
+/// Read size when serving files: larger reads mean fewer trips to the blocking pool (a player's
+/// typical range, and the benchmark's, is 1 MiB: one read).
+const SERVE_CHUNK_BYTES: usize = 1024 * 1024;
+
+static TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
+pub(crate) static UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
+pub(crate) static UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
+static UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
+static MEDIA_ITEM_ID: HeaderName = HeaderName::from_static("xiaowo-media-item-id");
+static ERROR_REASON: HeaderName = HeaderName::from_static("xiaowo-error");
+
+/// What the routes share.
+#[derive(Debug)]
+pub struct HttpState {
+    pub library: Arc<Library>,
+    /// media-svc's session guard: these routes identify callers by the same rule (and count
+    /// refusals in the same place) as its gRPC services, and answer in HTTP's terms.
+    pub guard: Guard,
+}
+
+/// media-svc's plain HTTP routes.
+pub fn router(state: Arc<HttpState>) -> axum::Router {
+    axum::Router::new()
+        .route("/media/uploads", options(tus_options).post(create_upload))
+        .route("/media/uploads/{upload_id}", options(tus_options).head(upload_status).patch(append).delete(terminate))
+        .route("/media/{media_item_id}", get(serve_file))
+        .route("/media/{media_item_id}/thumbnail", get(serve_thumbnail))
+        // Anything else under /media/ (`..` segments included) is nobody's file.
+        .route("/media/{first}/{second}/{*rest}", any(not_found))
+        .with_state(state)
+}
+
+fn http_date(unix_ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
+    httpdate::fmt_http_date(at)
+}
+
+fn header_value(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub(crate) fn error_response(error: Error, tus: bool) -> Response {
+    let HttpError { status, reason, message } = HttpError::from(error);
+    let mut response = (status, message).into_response();
+    let headers = response.headers_mut();
+    headers.insert(&ERROR_REASON, HeaderValue::from_static(reason));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if tus {
+        headers.insert(&TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+        if status == StatusCode::PRECONDITION_FAILED {
+            headers.insert(HeaderName::from_static("tus-version"), HeaderValue::from_static(TUS_VERSION));
+        }
+    }
+    response
+}
+
+impl HttpState {
+    fn count(&self, route: &str, status: StatusCode) {
+        self.library.metrics.http_requests.with_label_values(&[route, status.as_str()]).inc();
+    }
+
+    /// The session behind the request's cookie or bearer token.
+    async fn caller(&self, headers: &HeaderMap) -> Result<Caller, Error> {
+        Ok(self.guard.identify(headers).await?)
+    }
+}
+
+pub(crate) fn check_tus_version(headers: &HeaderMap) -> Result<(), Error> {
+    match headers.get(&TUS_RESUMABLE) {
+        Some(version) if version == TUS_VERSION => Ok(()),
+        _ => Err(Error::UnsupportedTusVersion),
+    }
+}
+
+pub(crate) fn header_u64(headers: &HeaderMap, name: &HeaderName, missing: &'static str) -> Result<u64, Error> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .ok_or(Error::BadUploadRequest(missing))
+}
+
+/// `Upload-Metadata`: comma-separated `key base64value` pairs.
+pub(crate) fn metadata_value(headers: &HeaderMap, key: &str) -> Option<String> {
+    let raw = headers.get("upload-metadata")?.to_str().ok()?;
+    raw.split(',').find_map(|pair| {
+        let mut parts = pair.trim().splitn(2, ' ');
+        (parts.next()? == key).then_some(())?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(parts.next().unwrap_or_default().trim()).ok()?;
+        String::from_utf8(decoded).ok()
+    })
+}
+
+async fn tus_options(State(state): State<Arc<HttpState>>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(&TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+    headers.insert(HeaderName::from_static("tus-version"), HeaderValue::from_static(TUS_VERSION));
+    headers.insert(HeaderName::from_static("tus-extension"), HeaderValue::from_static(TUS_EXTENSIONS));
+    headers.insert(
+        HeaderName::from_static("tus-max-size"),
+        header_value(&state.library.limits().max_file_bytes.to_string()),
+    );
+    response
+}
+
+async fn create_upload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    let result = async {
+        check_tus_version(&headers)?;
+        let caller = state.caller(&headers).await?;
+        if headers.contains_key("upload-defer-length") {
+            return Err(Error::BadUploadRequest("Uploads of unknown length are not supported."));
+        }
+        let length_bytes = header_u64(&headers, &UPLOAD_LENGTH, "Upload-Length is missing or not a number.")?;
+        let new = NewUpload {
+            length_bytes,
+            file_name: metadata_value(&headers, "filename").unwrap_or_default(),
+            room_id: match metadata_value(&headers, "room") {
+                Some(room) if !room.trim().is_empty() => Some(RoomId::parse("room", &room)?),
+                _ => None,
+            },
+        };
+        state.library.create_upload(&caller, new).await
+    }
+    .await;
+    match result {
+        Ok(upload) => {
+            state.count("upload_create", StatusCode::CREATED);
+            let mut response = StatusCode::CREATED.into_response();
+            let headers = response.headers_mut();
+            headers.insert(&TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+            headers.insert(header::LOCATION, header_value(&format!("/media/uploads/{}", upload.upload_id)));
+            headers.insert(&UPLOAD_OFFSET, HeaderValue::from(0_u64));
+            headers.insert(&UPLOAD_EXPIRES, header_value(&http_date(upload.expires_at)));
+            response
+        }
+        Err(error) => {
+            let response = error_response(error, true);
+            state.count("upload_create", response.status());
+            response
+        }
+    }
+}
+
+async fn upload_status(
+    State(state): State<Arc<HttpState>>,
+    Path(upload_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        check_tus_version(&headers)?;
+        let caller = state.caller(&headers).await?;
+        state.library.upload_of(&caller, &upload_id).await
+    }
+    .await;
+    match result {
+        Ok(upload) => {
+            state.count("upload_head", StatusCode::OK);
+            let mut response = StatusCode::OK.into_response();
+            let headers = response.headers_mut();
+            headers.insert(&TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+            headers.insert(&UPLOAD_OFFSET, HeaderValue::from(upload.offset_bytes));
+            headers.insert(&UPLOAD_LENGTH, HeaderValue::from(upload.length_bytes));
+            headers.insert(&UPLOAD_EXPIRES, header_value(&http_date(upload.expires_at)));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => {
+            let response = error_response(error, true);
+            state.count("upload_head", response.status());
+            response
+        }
+    }
+}
+
+async fn append(State(state): State<Arc<HttpState>>, Path(upload_id): Path<String>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let result = async {
+        check_tus_version(&headers)?;
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+        if content_type.is_none_or(|value| !value.eq_ignore_ascii_case(OFFSET_STREAM)) {
+            return Err(Error::WrongContentType);
+        }
+        let offset = header_u64(&headers, &UPLOAD_OFFSET, "Upload-Offset is missing or not a number.")?;
+        let caller = state.caller(&headers).await?;
+        state.library.append(&caller, &upload_id, offset, body.into_data_stream()).await
+    }
+    .await;
+    match result {
+        Ok(appended) => {
+            state.count("upload_patch", StatusCode::NO_CONTENT);
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let headers = response.headers_mut();
+            headers.insert(&TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+            headers.insert(&UPLOAD_OFFSET, HeaderValue::from(appended.offset_bytes));
+            headers.insert(&UPLOAD_EXPIRES, header_value(&http_date(appended.expires_at)));
+            if let Some(item) = appended.item {
+                headers.insert(&MEDIA_ITEM_ID, header_value(&item.media_item_id));
+            }
+            response
+        }
+        Err(error) => {
+            let expected = match &error {
+                Error::OffsetMismatch { expected } => Some(*expected),
+                _ => None,
+            };
+            let mut response = error_response(error, true);
+            if let Some(expected) = expected {
+                response.headers_mut().insert(&UPLOAD_OFFSET, HeaderValue::from(expected));
+            }
+            state.count("upload_patch", response.status());
+            response
+        }
+    }
+}
+
+async fn terminate(State(state): State<Arc<HttpState>>, Path(upload_id): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        check_tus_version(&headers)?;
+        let caller = state.caller(&headers).await?;
+        state.library.cancel_upload(&caller, &upload_id).await
+    }
+    .await;
+    let response = match result {
+        Ok(()) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            response.headers_mut().insert(&TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+            response
+        }
+        Err(error) => error_response(error, true),
+    };
+    state.count("upload_delete", response.status());
+    response
+}
+
+/// Why a playback URL was refused, for the metric.
+enum Refused {
+    Missing,
+    Forged,
+    Expired,
+    NoSession,
+    OtherUser,
+}
+
+impl Refused {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Forged => "forged",
+            Self::Expired => "expired",
+            Self::NoSession => "no_session",
+            Self::OtherUser => "other_user",
+        }
+    }
+
+    fn words(&self) -> &'static str {
+        match self {
+            Self::Missing => "incomplete",
+            Self::Forged => "not valid",
+            Self::Expired => "expired",
+            Self::NoSession | Self::OtherUser => "someone else's",
+        }
+    }
+}
+
+impl HttpState {
+    /// The file a signed URL plays, after checking the signature, the expiry and that the
+    /// session is the one the URL was made for.
+    async fn authorize(
+        &self,
+        media_item_id: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<(std::path::PathBuf, String), Error> {
+        Library::check_item_id(media_item_id)?;
+        let refuse = |refused: Refused| {
+            self.library.metrics.url_refusals.with_label_values(&[refused.reason()]).inc();
+            Error::UrlRefused(refused.words())
+        };
+        let signed = query.and_then(parse_query).ok_or_else(|| refuse(Refused::Missing))?;
+        if !self.library.signer.verify(media_item_id, &signed) {
+            return Err(refuse(Refused::Forged));
+        }
+        if signed.expires.saturating_mul(1000) <= self.library.now_ms() {
+            return Err(refuse(Refused::Expired));
+        }
+        let caller = match self.caller(headers).await {
+            Ok(caller) => caller,
+            Err(Error::Auth(AuthError::Unauthenticated)) => return Err(refuse(Refused::NoSession)),
+            Err(error) => return Err(error),
+        };
+        if caller.user_id.as_str() != signed.user_id {
+            return Err(refuse(Refused::OtherUser));
+        }
+        let file = self.library.served_file(media_item_id).await?;
+        Ok((file.path, file.content_type))
+    }
+}
+
+/// Serves `path` with tower-http, then applies `If-Range`: a range whose validator no longer
+/// matches the file gets the whole file instead.
+pub(crate) async fn serve_with_tower(path: &std::path::Path, content_type: &str, request: Request) -> Response {
+    let mime: mime::Mime = content_type.parse().unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let serve = ServeFile::new_with_mime(path, &mime).with_buf_chunk_size(SERVE_CHUNK_BYTES);
+    let if_range = request.headers().get(header::IF_RANGE).cloned();
+    let full_request = if_range.is_some().then(|| {
+        let mut full = Request::new(Body::empty());
+        *full.method_mut() = request.method().clone();
+        *full.uri_mut() = request.uri().clone();
+        *full.headers_mut() = request.headers().clone();
+        full.headers_mut().remove(header::RANGE);
+        full.headers_mut().remove(header::IF_RANGE);
+        full
+    });
+    let response = match serve.clone().oneshot(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    };
+    if let (Some(if_range), Some(full_request)) = (if_range, full_request)
+        && response.status() == StatusCode::PARTIAL_CONTENT
+        && !if_range_matches(&if_range, response.headers())
+    {
+        return match serve.oneshot(full_request).await {
+            Ok(response) => response.map(Body::new),
+            Err(never) => match never {},
+        };
+    }
+    response
+}
+
+/// RFC 9110 §13.1.5: an entity tag matches strongly, a date exactly the `Last-Modified`.
+fn if_range_matches(if_range: &HeaderValue, response: &HeaderMap) -> bool {
+    let value = if_range.as_bytes();
+    if value.starts_with(b"\"") {
+        response.get(header::ETAG).is_some_and(|etag| etag.as_bytes() == value)
+    } else if value.starts_with(b"W/") {
+        false
+    } else {
+        response.get(header::LAST_MODIFIED).is_some_and(|modified| modified.as_bytes() == value)
+    }
+}
+
+async fn serve_file(
+    State(state): State<Arc<HttpState>>,
+    Path(media_item_id): Path<String>,
+    request: Request,
+) -> Response {
+    let (query, headers) = (request.uri().query().map(str::to_owned), request.headers().clone());
+    let authorized = state.authorize(&media_item_id, query.as_deref(), &headers).await;
+    let response = match authorized {
+        Ok((path, content_type)) => {
+            let mut response = serve_with_tower(&path, &content_type, request).await;
+            let headers = response.headers_mut();
+            // Per user and short-lived: only the browser that asked may keep it.
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=600"));
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            response
+        }
+        Err(error) => error_response(error, false),
+    };
+    state.count("file", response.status());
+    response
+}
+
+async fn serve_thumbnail(
+    State(state): State<Arc<HttpState>>,
+    Path(media_item_id): Path<String>,
+    request: Request,
+) -> Response {
+    let headers = request.headers().clone();
+    let result = async {
+        Library::check_item_id(&media_item_id)?;
+        state.caller(&headers).await?;
+        let item = state.library.store.find_item(&media_item_id).await?.ok_or(Error::NotFound)?;
+        Ok(item.has_thumbnail.then(|| state.library.dirs.thumbnail_path(&media_item_id)))
+    }
+    .await;
+    let response = match result {
+        // Not made yet (or audio only): a neutral picture, never cached, so that the real one
+        // shows as soon as it exists.
+        Ok(None) => {
+            let mut response = ([(header::CONTENT_TYPE, "image/svg+xml")], PLACEHOLDER_SVG).into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Ok(Some(path)) => {
+            let mut response = serve_with_tower(&path, "image/jpeg", request).await;
+            // The URL carries the item's version, so a new thumbnail gets a new URL.
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400"));
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            response
+        }
+        Err(error) => error_response(error, false),
+    };
+    state.count("thumbnail", response.status());
+    response
+}
+
+async fn not_found() -> Response {
+    error_response(Error::NotFound, false)
+}

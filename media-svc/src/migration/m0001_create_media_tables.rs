@@ -1,0 +1,138 @@
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum MediaItems {
+    Table,
+    MediaItemId,
+    Title,
+    TitleFolded,
+    RelativePath,
+    SizeBytes,
+    ModifiedMs,
+    DurationMs,
+    Container,
+    VideoCodec,
+    AudioCodec,
+    Width,
+    Height,
+    Playability,
+    ContentType,
+    Source,
+    AddedByUserId,
+    RoomId,
+    HasThumbnail,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Uploads {
+    Table,
+    UploadId,
+    UserId,
+    RoomId,
+    FileName,
+    LengthBytes,
+    OffsetBytes,
+    CreatedAt,
+    ExpiresAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(MediaItems::Table)
+                    .if_not_exists()
+                    .col(ColumnDef::new(MediaItems::MediaItemId).string_len(36).not_null().primary_key())
+                    .col(ColumnDef::new(MediaItems::Title).string().not_null())
+                    .col(ColumnDef::new(MediaItems::TitleFolded).string().not_null())
+                    .col(ColumnDef::new(MediaItems::RelativePath).string().not_null().unique_key())
+                    .col(ColumnDef::new(MediaItems::SizeBytes).big_integer().not_null())
+                    .col(ColumnDef::new(MediaItems::ModifiedMs).big_integer().not_null())
+                    .col(ColumnDef::new(MediaItems::DurationMs).big_integer().not_null())
+                    .col(ColumnDef::new(MediaItems::Container).string().not_null())
+                    .col(ColumnDef::new(MediaItems::VideoCodec).string().not_null())
+                    .col(ColumnDef::new(MediaItems::AudioCodec).string().not_null())
+                    .col(ColumnDef::new(MediaItems::Width).integer().not_null())
+                    .col(ColumnDef::new(MediaItems::Height).integer().not_null())
+                    .col(ColumnDef::new(MediaItems::Playability).string().not_null())
+                    .col(ColumnDef::new(MediaItems::ContentType).string().not_null())
+                    .col(ColumnDef::new(MediaItems::Source).string().not_null())
+                    .col(ColumnDef::new(MediaItems::AddedByUserId).string_len(36).not_null())
+                    .col(ColumnDef::new(MediaItems::RoomId).string_len(36).not_null())
+                    .col(ColumnDef::new(MediaItems::HasThumbnail).boolean().not_null())
+                    .col(ColumnDef::new(MediaItems::CreatedAt).big_integer().not_null())
+                    .col(ColumnDef::new(MediaItems::UpdatedAt).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_media_items_created_at")
+                    .table(MediaItems::Table)
+                    .col(MediaItems::CreatedAt)
+                    .col(MediaItems::MediaItemId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_media_items_added_by")
+                    .table(MediaItems::Table)
+                    .col(MediaItems::AddedByUserId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Uploads::Table)
+                    .if_not_exists()
+                    .col(ColumnDef::new(Uploads::UploadId).string_len(32).not_null().primary_key())
+                    .col(ColumnDef::new(Uploads::UserId).string_len(36).not_null())
+                    .col(ColumnDef::new(Uploads::RoomId).string_len(36).not_null())
+                    .col(ColumnDef::new(Uploads::FileName).string().not_null())
+                    .col(ColumnDef::new(Uploads::LengthBytes).big_integer().not_null())
+                    .col(ColumnDef::new(Uploads::OffsetBytes).big_integer().not_null())
+                    .col(ColumnDef::new(Uploads::CreatedAt).big_integer().not_null())
+                    .col(ColumnDef::new(Uploads::ExpiresAt).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_uploads_user_id")
+                    .table(Uploads::Table)
+                    .col(Uploads::UserId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_uploads_expires_at")
+                    .table(Uploads::Table)
+                    .col(Uploads::ExpiresAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(Uploads::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(MediaItems::Table).to_owned()).await
+    }
+}

@@ -1,0 +1,21 @@
+//! media-svc's schema. A shipped migration is never edited; changes come as new ones.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_create_media_tables;
+
+/// Runs media-svc's migrations, recorded in its own table so that services can share a
+/// PostgreSQL database (one schema each) without mixing histories.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_create_media_tables::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "media_migrations".into_iden()
+    }
+}

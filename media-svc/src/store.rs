@@ -1,0 +1,444 @@
+//! The only code that touches media-svc's tables. Enums are stored as readable words and read
+//! back strictly.
+
+use sea_orm::sea_query::{Condition, Expr, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use crate::entity::{media_item, upload};
+use svc_kit::id::RoomId;
+
+use crate::model::{MediaInfo, MediaItem, Playability, Source, Upload, Viewer};
+
+fn unknown(column: &str, word: &str) -> DbErr {
+    DbErr::Custom(format!("unknown {column} {word:?} in the database"))
+}
+
+fn playability_word(playability: Playability) -> &'static str {
+    match playability {
+        Playability::Browser => "browser",
+        Playability::NeedsConversion => "needs_conversion",
+    }
+}
+
+fn source_word(source: Source) -> &'static str {
+    match source {
+        Source::Directory => "directory",
+        Source::Upload => "upload",
+    }
+}
+
+/// The extension is not stored: it matters only while an upload is placed.
+fn to_item(model: media_item::Model) -> Result<MediaItem, DbErr> {
+    let media_item::Model {
+        media_item_id,
+        title,
+        title_folded: _,
+        relative_path,
+        size_bytes,
+        modified_ms,
+        duration_ms,
+        container,
+        video_codec,
+        audio_codec,
+        width,
+        height,
+        playability,
+        content_type,
+        source,
+        added_by_user_id,
+        room_id,
+        has_thumbnail,
+        created_at,
+        updated_at,
+    } = model;
+    let playability = match playability.as_str() {
+        "browser" => Playability::Browser,
+        "needs_conversion" => Playability::NeedsConversion,
+        other => return Err(unknown("playability", other)),
+    };
+    let source = match source.as_str() {
+        "directory" => Source::Directory,
+        "upload" => Source::Upload,
+        other => return Err(unknown("source", other)),
+    };
+    Ok(MediaItem {
+        media_item_id,
+        title,
+        relative_path,
+        size_bytes,
+        modified_ms,
+        info: MediaInfo {
+            duration_ms,
+            container,
+            video_codec,
+            audio_codec,
+            width,
+            height,
+            playability,
+            content_type,
+            extension: "",
+        },
+        source,
+        added_by_user_id,
+        room_id,
+        has_thumbnail,
+        created_at,
+        updated_at,
+    })
+}
+
+fn to_upload(model: upload::Model) -> Upload {
+    let upload::Model { upload_id, user_id, room_id, file_name, length_bytes, offset_bytes, created_at, expires_at } =
+        model;
+    Upload {
+        upload_id,
+        user_id,
+        room_id,
+        file_name,
+        length_bytes: u64::try_from(length_bytes).unwrap_or(0),
+        offset_bytes: u64::try_from(offset_bytes).unwrap_or(0),
+        created_at,
+        expires_at,
+    }
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A file of the library as the directory scan compares it.
+#[derive(Debug, Clone)]
+pub struct IndexedFile {
+    pub media_item_id: String,
+    pub relative_path: String,
+    pub size_bytes: i64,
+    pub modified_ms: i64,
+}
+
+/// Which items a listing returns.
+#[derive(Debug, Clone)]
+pub struct ItemQuery {
+    pub viewer: Viewer,
+    /// Lower-case words that must all appear in the title.
+    pub words: Vec<String>,
+    /// Items strictly older than this `(created_at, id)` (the previous page's last).
+    pub before: Option<(i64, String)>,
+    pub limit: u64,
+}
+
+fn visible_to(viewer: &Viewer) -> Condition {
+    match viewer {
+        Viewer::Admin => Condition::all(),
+        Viewer::Person { user_id, member_of } => {
+            let mut visible = Condition::any()
+                .add(media_item::Column::Source.eq(source_word(Source::Directory)))
+                .add(media_item::Column::AddedByUserId.eq(user_id.as_str()));
+            if let Some(room_id) = member_of.as_ref().map(RoomId::as_str) {
+                visible = visible.add(media_item::Column::RoomId.eq(room_id));
+            }
+            visible
+        }
+    }
+}
+
+/// `word` as a LIKE pattern matching it anywhere, with LIKE's own characters escaped.
+fn contains_pattern(word: &str) -> LikeExpr {
+    let escaped = word.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    LikeExpr::new(format!("%{escaped}%")).escape('\\')
+}
+
+/// The columns a probe decides; every other column left unset.
+fn probe_columns(info: &MediaInfo) -> media_item::ActiveModel {
+    let MediaInfo {
+        duration_ms,
+        container,
+        video_codec,
+        audio_codec,
+        width,
+        height,
+        playability,
+        content_type,
+        extension: _,
+    } = info.clone();
+    media_item::ActiveModel {
+        duration_ms: Set(duration_ms),
+        container: Set(container),
+        video_codec: Set(video_codec),
+        audio_codec: Set(audio_codec),
+        width: Set(width),
+        height: Set(height),
+        playability: Set(playability_word(playability).to_owned()),
+        content_type: Set(content_type),
+        ..Default::default()
+    }
+}
+
+/// Access to the `media_items` and `uploads` tables.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Wraps a migrated connection.
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    pub async fn insert_item(&self, item: &MediaItem) -> Result<(), DbErr> {
+        let MediaItem {
+            media_item_id,
+            title,
+            relative_path,
+            size_bytes,
+            modified_ms,
+            info,
+            source,
+            added_by_user_id,
+            room_id,
+            has_thumbnail,
+            created_at,
+            updated_at,
+        } = item.clone();
+        media_item::ActiveModel {
+            media_item_id: Set(media_item_id),
+            title_folded: Set(title.to_lowercase()),
+            title: Set(title),
+            relative_path: Set(relative_path),
+            size_bytes: Set(size_bytes),
+            modified_ms: Set(modified_ms),
+            source: Set(source_word(source).to_owned()),
+            added_by_user_id: Set(added_by_user_id),
+            room_id: Set(room_id),
+            has_thumbnail: Set(has_thumbnail),
+            created_at: Set(created_at),
+            updated_at: Set(updated_at),
+            ..probe_columns(&info)
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a new probe of a changed file (the thumbnail is made again afterwards).
+    pub async fn update_probe(
+        &self,
+        media_item_id: &str,
+        size_bytes: i64,
+        modified_ms: i64,
+        info: &MediaInfo,
+        now: i64,
+    ) -> Result<(), DbErr> {
+        let columns = media_item::ActiveModel {
+            size_bytes: Set(size_bytes),
+            modified_ms: Set(modified_ms),
+            has_thumbnail: Set(false),
+            updated_at: Set(now),
+            ..probe_columns(info)
+        };
+        media_item::Entity::update_many()
+            .set(columns)
+            .filter(media_item::Column::MediaItemId.eq(media_item_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_thumbnail(&self, media_item_id: &str, has_thumbnail: bool, now: i64) -> Result<(), DbErr> {
+        media_item::Entity::update_many()
+            .col_expr(media_item::Column::HasThumbnail, Expr::value(has_thumbnail))
+            .col_expr(media_item::Column::UpdatedAt, Expr::value(now))
+            .filter(media_item::Column::MediaItemId.eq(media_item_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn find_item(&self, media_item_id: &str) -> Result<Option<MediaItem>, DbErr> {
+        media_item::Entity::find_by_id(media_item_id.to_owned()).one(&self.db).await?.map(to_item).transpose()
+    }
+
+    pub async fn list_items(&self, query: &ItemQuery) -> Result<Vec<MediaItem>, DbErr> {
+        let mut select = media_item::Entity::find().filter(visible_to(&query.viewer));
+        for word in &query.words {
+            select = select.filter(media_item::Column::TitleFolded.like(contains_pattern(word)));
+        }
+        if let Some((created_at, media_item_id)) = &query.before {
+            select = select.filter(
+                Condition::any().add(media_item::Column::CreatedAt.lt(*created_at)).add(
+                    Condition::all()
+                        .add(media_item::Column::CreatedAt.eq(*created_at))
+                        .add(media_item::Column::MediaItemId.lt(media_item_id.as_str())),
+                ),
+            );
+        }
+        select
+            .order_by_desc(media_item::Column::CreatedAt)
+            .order_by_desc(media_item::Column::MediaItemId)
+            .limit(query.limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_item)
+            .collect()
+    }
+
+    /// Whether the rename found the item.
+    pub async fn rename(&self, media_item_id: &str, title: &str, now: i64) -> Result<bool, DbErr> {
+        let result = media_item::Entity::update_many()
+            .col_expr(media_item::Column::Title, Expr::value(title))
+            .col_expr(media_item::Column::TitleFolded, Expr::value(title.to_lowercase()))
+            .col_expr(media_item::Column::UpdatedAt, Expr::value(now))
+            .filter(media_item::Column::MediaItemId.eq(media_item_id))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Whether there was such an item.
+    pub async fn delete_item(&self, media_item_id: &str) -> Result<bool, DbErr> {
+        let result = media_item::Entity::delete_by_id(media_item_id.to_owned()).exec(&self.db).await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Every item's file, for the directory scan.
+    pub async fn indexed_files(&self) -> Result<Vec<IndexedFile>, DbErr> {
+        let rows: Vec<(String, String, i64, i64)> = media_item::Entity::find()
+            .select_only()
+            .column(media_item::Column::MediaItemId)
+            .column(media_item::Column::RelativePath)
+            .column(media_item::Column::SizeBytes)
+            .column(media_item::Column::ModifiedMs)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(media_item_id, relative_path, size_bytes, modified_ms)| IndexedFile {
+                media_item_id,
+                relative_path,
+                size_bytes,
+                modified_ms,
+            })
+            .collect())
+    }
+
+    /// Whether an item already has this path.
+    pub async fn path_taken(&self, relative_path: &str) -> Result<bool, DbErr> {
+        Ok(media_item::Entity::find()
+            .filter(media_item::Column::RelativePath.eq(relative_path))
+            .count(&self.db)
+            .await?
+            > 0)
+    }
+
+    /// Bytes `user_id` keeps: their items plus the full length of their unfinished uploads.
+    pub async fn bytes_of_user(&self, user_id: &str) -> Result<u64, DbErr> {
+        let items: Option<i64> = media_item::Entity::find()
+            .select_only()
+            .column_as(Expr::cust("CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)"), "total")
+            .filter(media_item::Column::AddedByUserId.eq(user_id))
+            .filter(media_item::Column::Source.eq(source_word(Source::Upload)))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let uploads: Option<i64> = upload::Entity::find()
+            .select_only()
+            .column_as(Expr::cust("CAST(COALESCE(SUM(length_bytes), 0) AS BIGINT)"), "total")
+            .filter(upload::Column::UserId.eq(user_id))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let total = items.unwrap_or(0).saturating_add(uploads.unwrap_or(0));
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    /// How many items there are and their bytes.
+    pub async fn library_totals(&self) -> Result<(u64, u64), DbErr> {
+        let row: Option<(i64, i64)> = media_item::Entity::find()
+            .select_only()
+            .column_as(Expr::cust("CAST(COUNT(*) AS BIGINT)"), "items")
+            .column_as(Expr::cust("CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)"), "bytes")
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let (items, bytes) = row.unwrap_or((0, 0));
+        Ok((u64::try_from(items).unwrap_or(0), u64::try_from(bytes).unwrap_or(0)))
+    }
+
+    pub async fn insert_upload(&self, upload: &Upload) -> Result<(), DbErr> {
+        let Upload { upload_id, user_id, room_id, file_name, length_bytes, offset_bytes, created_at, expires_at } =
+            upload.clone();
+        upload::ActiveModel {
+            upload_id: Set(upload_id),
+            user_id: Set(user_id),
+            room_id: Set(room_id),
+            file_name: Set(file_name),
+            length_bytes: Set(signed(length_bytes)),
+            offset_bytes: Set(signed(offset_bytes)),
+            created_at: Set(created_at),
+            expires_at: Set(expires_at),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn find_upload(&self, upload_id: &str) -> Result<Option<Upload>, DbErr> {
+        Ok(upload::Entity::find_by_id(upload_id.to_owned()).one(&self.db).await?.map(to_upload))
+    }
+
+    pub async fn set_upload_offset(&self, upload_id: &str, offset_bytes: u64, expires_at: i64) -> Result<(), DbErr> {
+        upload::Entity::update_many()
+            .col_expr(upload::Column::OffsetBytes, Expr::value(signed(offset_bytes)))
+            .col_expr(upload::Column::ExpiresAt, Expr::value(expires_at))
+            .filter(upload::Column::UploadId.eq(upload_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether there was such an upload.
+    pub async fn delete_upload(&self, upload_id: &str) -> Result<bool, DbErr> {
+        let result = upload::Entity::delete_by_id(upload_id.to_owned()).exec(&self.db).await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    pub async fn count_uploads(&self, user_id: &str) -> Result<u64, DbErr> {
+        upload::Entity::find().filter(upload::Column::UserId.eq(user_id)).count(&self.db).await
+    }
+
+    /// Up to `limit` uploads whose expiry has passed.
+    pub async fn expired_uploads(&self, now: i64, limit: u64) -> Result<Vec<String>, DbErr> {
+        upload::Entity::find()
+            .select_only()
+            .column(upload::Column::UploadId)
+            .filter(upload::Column::ExpiresAt.lte(now))
+            .order_by_asc(upload::Column::ExpiresAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+    }
+
+    /// Every upload id, for removing part files that lost their row.
+    pub async fn upload_ids(&self) -> Result<Vec<String>, DbErr> {
+        upload::Entity::find().select_only().column(upload::Column::UploadId).into_tuple().all(&self.db).await
+    }
+
+    /// Unfinished uploads, oldest first.
+    pub async fn list_uploads(&self, limit: u64) -> Result<Vec<Upload>, DbErr> {
+        Ok(upload::Entity::find()
+            .order_by_asc(upload::Column::CreatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_upload)
+            .collect())
+    }
+}

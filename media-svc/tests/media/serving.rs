@@ -1,0 +1,142 @@
+//! Serving files: signed URLs only for members of a room that plays or queues the item, Range
+//! and conditional requests through tower-http, 403 for expired, forged and other people's
+//! URLs, nothing outside the media directory.
+
+use http::StatusCode;
+use tonic::Code;
+
+use crate::support::{Options, Stack, User, bearer, short_mp4};
+
+/// Alice uploads the clip into her room, Bob joins it, the clip is queued.
+async fn shared_clip(stack: &Stack) -> (User, User, String, String, Vec<u8>) {
+    let (alice, bob) = (stack.user("Alice").await, stack.user("Bob").await);
+    let room_id = stack.open_room(&alice).await;
+    stack.join(&bob, &room_id).await;
+    let clip = short_mp4();
+    let done = stack.http().upload(&alice, &clip, "clip.mp4", &room_id).await;
+    let media_item_id = done.header("xiaowo-media-item-id").unwrap().to_owned();
+    stack.queue(&alice, &room_id, &media_item_id).await;
+    (alice, bob, room_id, media_item_id, clip)
+}
+
+#[tokio::test]
+async fn a_signed_url_serves_ranges_and_conditional_requests() {
+    let stack = Stack::start(Options::new()).await;
+    let (alice, _bob, room_id, media_item_id, clip) = shared_clip(&stack).await;
+    let http = stack.http();
+    let url = stack.playback_url(&alice, &room_id, &media_item_id).await.unwrap();
+    assert!(url.starts_with(&format!("/media/{media_item_id}?")), "{url}");
+
+    let full = http.get(&url, &[bearer(&alice)]).await;
+    assert_eq!(full.status, StatusCode::OK);
+    assert_eq!(full.body.as_ref(), clip.as_slice());
+    assert_eq!(full.header("content-type"), Some("video/mp4"));
+    assert_eq!(full.header("accept-ranges"), Some("bytes"));
+    assert!(full.header("cache-control").unwrap().starts_with("private"));
+    let etag = full.header("etag").unwrap().to_owned();
+    let last_modified = full.header("last-modified").unwrap().to_owned();
+
+    let range = http.get(&url, &[bearer(&alice), ("range", "bytes=100-1123".to_owned())]).await;
+    assert_eq!(range.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(range.body.as_ref(), &clip[100..1124]);
+    assert_eq!(range.header("content-range"), Some(format!("bytes 100-1123/{}", clip.len()).as_str()));
+    let tail = http.get(&url, &[bearer(&alice), ("range", "bytes=-10".to_owned())]).await;
+    assert_eq!(tail.body.as_ref(), &clip[clip.len() - 10..]);
+    let past = http.get(&url, &[bearer(&alice), ("range", format!("bytes={}-", clip.len() + 5))]).await;
+    assert_eq!(past.status, StatusCode::RANGE_NOT_SATISFIABLE);
+
+    let unchanged = http.get(&url, &[bearer(&alice), ("if-none-match", etag.clone())]).await;
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+    assert!(unchanged.body.is_empty());
+    let not_since = http.get(&url, &[bearer(&alice), ("if-modified-since", last_modified.clone())]).await;
+    assert_eq!(not_since.status, StatusCode::NOT_MODIFIED);
+    // If-Range: the range while the validator matches, the whole file once it does not.
+    let same = http.get(&url, &[bearer(&alice), ("range", "bytes=0-9".to_owned()), ("if-range", etag)]).await;
+    assert_eq!((same.status, same.body.len()), (StatusCode::PARTIAL_CONTENT, 10));
+    let changed =
+        http.get(&url, &[bearer(&alice), ("range", "bytes=0-9".to_owned()), ("if-range", "\"old\"".to_owned())]).await;
+    assert_eq!((changed.status, changed.body.len()), (StatusCode::OK, clip.len()));
+    let head = http.send(http::Method::HEAD, &url, &[bearer(&alice)], Vec::new()).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("content-length"), Some(clip.len().to_string().as_str()));
+}
+
+#[tokio::test]
+async fn urls_are_refused_to_anyone_else_and_once_expired_or_altered() {
+    let mut options = Options::new();
+    options.config.url_ttl = std::time::Duration::from_secs(60);
+    let stack = Stack::start(options).await;
+    let (alice, bob, room_id, media_item_id, _clip) = shared_clip(&stack).await;
+    let carol = stack.user("Carol").await;
+    let http = stack.http();
+    let url = stack.playback_url(&alice, &room_id, &media_item_id).await.unwrap();
+
+    // A member gets a URL of their own; nobody may use another's, members or not.
+    let bobs = stack.playback_url(&bob, &room_id, &media_item_id).await.unwrap();
+    assert_eq!(http.get(&bobs, &[bearer(&bob)]).await.status, StatusCode::OK);
+    assert_eq!(http.get(&url, &[bearer(&bob)]).await.status, StatusCode::FORBIDDEN);
+    let stolen = http.get(&url, &[bearer(&carol)]).await;
+    assert_eq!((stolen.status, stolen.reason()), (StatusCode::FORBIDDEN, "url-refused"));
+    assert_eq!(http.get(&url, &[]).await.status, StatusCode::FORBIDDEN);
+    // A non-member gets no URL at all.
+    let refused = stack.playback_url(&carol, &room_id, &media_item_id).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // Altered parts break the signature.
+    let later = url.replace("expires=", "expires=9");
+    assert_eq!(http.get(&later, &[bearer(&alice)]).await.status, StatusCode::FORBIDDEN);
+    let forged = format!("{}x", url);
+    assert_eq!(http.get(&forged, &[bearer(&alice)]).await.status, StatusCode::FORBIDDEN);
+    let unsigned = url.split('?').next().unwrap().to_owned();
+    assert_eq!(http.get(&unsigned, &[bearer(&alice)]).await.status, StatusCode::FORBIDDEN);
+
+    stack.clock().advance(std::time::Duration::from_secs(61));
+    let expired = http.get(&url, &[bearer(&alice)]).await;
+    assert_eq!(expired.status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&expired.body).contains("expired"));
+    // A fresh one plays again.
+    let fresh = stack.playback_url(&alice, &room_id, &media_item_id).await.unwrap();
+    assert_eq!(http.get(&fresh, &[bearer(&alice)]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn only_items_the_room_plays_or_queues_get_urls() {
+    let stack = Stack::start(Options::new()).await;
+    let alice = stack.user("Alice").await;
+    let room_id = stack.open_room(&alice).await;
+    let done = stack.http().upload(&alice, &short_mp4(), "clip.mp4", "").await;
+    let media_item_id = done.header("xiaowo-media-item-id").unwrap().to_owned();
+    let refused = stack.playback_url(&alice, &room_id, &media_item_id).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    stack.queue(&alice, &room_id, &media_item_id).await;
+    assert!(stack.playback_url(&alice, &room_id, &media_item_id).await.is_ok());
+    let bad = stack.playback_url(&alice, "not-a-room", &media_item_id).await.unwrap_err();
+    assert_eq!(svc_kit::testing::violations(&bad), ["room_id"]);
+}
+
+#[tokio::test]
+async fn nothing_outside_the_media_directory_is_served() {
+    let stack = Stack::start(Options::new()).await;
+    let (alice, _bob, room_id, media_item_id, _clip) = shared_clip(&stack).await;
+    let http = stack.http();
+    for path in [
+        "/media/../../etc/passwd",
+        "/media/..%2f..%2fetc%2fpasswd",
+        "/media/%2e%2e/%2e%2e/etc/passwd",
+        "/media/uploads/../../../etc/passwd",
+        "/media/a/b/c",
+    ] {
+        let status = http.raw_status(path, &alice).await;
+        assert!(status == 404 || status == 400, "{path}: {status}");
+    }
+    // The item's file replaced by a link to a file outside: refused, not followed.
+    let outside = stack.stack.dir().join("secret.txt");
+    std::fs::write(&outside, b"top secret").unwrap();
+    let stored = stack.uploaded_files().pop().unwrap();
+    std::fs::remove_file(&stored).unwrap();
+    std::os::unix::fs::symlink(&outside, &stored).unwrap();
+    let url = stack.playback_url(&alice, &room_id, &media_item_id).await.unwrap();
+    let answer = http.get(&url, &[bearer(&alice)]).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(!String::from_utf8_lossy(&answer.body).contains("top secret"));
+}
