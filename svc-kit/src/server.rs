@@ -180,16 +180,22 @@ fn percent_decoded(encoded: &[u8]) -> String {
 
 /// Records on the request which client it came from ([`crate::address::ClientAddress`]).
 fn with_client_address<B>(mut request: http::Request<B>, trusted: &[std::net::IpAddr]) -> http::Request<B> {
-    let peer = request
-        .extensions()
-        .get::<tonic::transport::server::TcpConnectInfo>()
-        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr);
-    if let Some(peer) = peer {
-        let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
-        let client = crate::address::resolve(peer.ip(), forwarded_for, trusted);
+    if let Some((client, _)) = client_and_peer(&request, trusted) {
         request.extensions_mut().insert(crate::address::ClientAddress(client));
     }
     request
+}
+
+/// The client a request is from (the TCP peer, or whom a trusted proxy names in
+/// `X-Forwarded-For`) and the TCP connection it came on.
+fn client_and_peer<'a, B>(
+    request: &'a http::Request<B>,
+    trusted: &[std::net::IpAddr],
+) -> Option<(std::net::IpAddr, &'a tonic::transport::server::TcpConnectInfo)> {
+    let info = request.extensions().get::<tonic::transport::server::TcpConnectInfo>()?;
+    let peer = info.remote_addr()?;
+    let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+    Some((crate::address::resolve(peer.ip(), forwarded_for, trusted), info))
 }
 
 /// The answer to a `/metrics` request from elsewhere on a guarded port.
@@ -200,14 +206,13 @@ const METRICS_REFUSED: &str = "/metrics is served to this host and to callers pr
 /// host's own address from that same address (a scraper using the machine's LAN address) and
 /// was not forwarded by a proxy for someone else.
 fn from_this_host<B>(request: &http::Request<B>, trusted: &[std::net::IpAddr]) -> bool {
-    let Some(info) = request.extensions().get::<tonic::transport::server::TcpConnectInfo>() else {
+    let Some((client, info)) = client_and_peer(request, trusted) else {
         return false;
     };
     let (Some(peer), Some(local)) = (info.remote_addr(), info.local_addr()) else {
         return false;
     };
-    let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
-    let client = crate::address::resolve(peer.ip(), forwarded_for, trusted).to_canonical();
+    let client = client.to_canonical();
     client.is_loopback() || (client == peer.ip().to_canonical() && client == local.ip().to_canonical())
 }
 

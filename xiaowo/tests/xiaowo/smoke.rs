@@ -44,7 +44,9 @@ async fn up_serves_health_reflection_and_sessions_then_stops_on_sigterm() {
         "xiaowo.session.v1.SessionService/CreateSession",
     ]);
     assert!(created.contains("\"displayName\": \"smoke\""), "{created}");
-    let metrics = reqwest_metrics(&xiaowo.addr);
+    // The port also speaks ordinary HTTP/1.1.
+    let (status, metrics) = http_get(&xiaowo.addr, "/metrics", "");
+    assert_eq!(status, 200, "{metrics}");
     assert!(metrics.contains("xiaowo_grpc_requests_total{code=\"OK\",method=\"CreateSession\""), "{metrics}");
     // The access log has the call, with its status, latency and peer.
     let access = xiaowo.process.wait_for_log(&[
@@ -68,17 +70,6 @@ async fn up_serves_health_reflection_and_sessions_then_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status:?}");
-}
-
-/// `GET /metrics` over a plain socket: the port also speaks ordinary HTTP/1.1.
-fn reqwest_metrics(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
 }
 
 /// The value of the first `"field": "value"` in grpcurl's JSON output.
