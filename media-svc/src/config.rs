@@ -49,10 +49,23 @@ pub struct Config {
     /// How often expired uploads are looked for.
     #[arg(id = "media-janitor-interval", long = "media-janitor-interval", env = "XIAOWO_MEDIA_JANITOR_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub janitor_interval: Duration,
+    /// Conversions to HLS that run at once, each one `ffmpeg` under `nice`; 0 converts nothing
+    /// here (items that need it stay queued for another instance).
+    #[arg(
+        id = "media-convert-jobs",
+        long = "media-convert-jobs",
+        env = "XIAOWO_MEDIA_CONVERT_JOBS",
+        default_value_t = 1
+    )]
+    pub convert_jobs: u32,
+    /// Paces each conversion to at most this many seconds of media per second (ffmpeg's
+    /// `-readrate`), to bound the CPU it takes; 0 converts as fast as the machine can.
+    #[arg(id = "media-convert-readrate", long = "media-convert-readrate", env = "XIAOWO_MEDIA_CONVERT_READRATE", default_value_t = 0.0, value_parser = parse_readrate)]
+    pub convert_readrate: f64,
     /// The ffprobe program (Debian package `ffmpeg`).
     #[arg(id = "media-ffprobe", long = "media-ffprobe", env = "XIAOWO_MEDIA_FFPROBE", default_value = "ffprobe")]
     pub ffprobe: PathBuf,
-    /// The ffmpeg program, for thumbnails.
+    /// The ffmpeg program, for thumbnails and conversions.
     #[arg(id = "media-ffmpeg", long = "media-ffmpeg", env = "XIAOWO_MEDIA_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
     /// How long a validated session token is trusted before asking session-svc again.
@@ -85,9 +98,32 @@ pub fn parse_bytes(value: &str) -> Result<u64, String> {
     number.checked_mul(scale).ok_or_else(|| format!("size {value:?} is too large"))
 }
 
+/// Parses a conversion pace: 0 (none), or a speed from 0.1 to 100 times real time.
+///
+/// # Errors
+/// A message naming the expected range.
+pub fn parse_readrate(value: &str) -> Result<f64, String> {
+    let rate: f64 = value.trim().parse().map_err(|_| format!("invalid pace {value:?}: expected e.g. 1.5, or 0"))?;
+    if rate == 0.0 || (0.1..=100.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("pace {value:?} out of range: 0, or 0.1 to 100"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, parse_readrate};
+
+    #[test]
+    fn paces() {
+        assert_eq!(parse_readrate("0"), Ok(0.0));
+        assert_eq!(parse_readrate("1.5"), Ok(1.5));
+        assert!(parse_readrate("-1").is_err());
+        assert!(parse_readrate("0.01").is_err());
+        assert!(parse_readrate("NaN").is_err());
+        assert!(parse_readrate("fast").is_err());
+    }
 
     #[test]
     fn sizes() {

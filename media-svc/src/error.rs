@@ -31,9 +31,13 @@ pub enum Error {
     /// The room's timeline and queue do not hold the item.
     #[error("the room does not play this item")]
     NotInRoom,
-    /// Browsers cannot play the item as it is.
+    /// Browsers cannot play the item as it is, and its conversion has not made its start
+    /// playable yet.
     #[error("the item needs conversion")]
     NeedsConversion,
+    /// The item's conversion failed (the reason).
+    #[error("conversion failed: {0}")]
+    ConversionFailed(String),
     /// A signed URL that is missing, forged, expired or another user's.
     #[error("playback URL refused: {0}")]
     UrlRefused(&'static str),
@@ -120,7 +124,12 @@ impl From<Error> for tonic::Status {
             Error::NotOwner => Self::permission_denied("only the person who uploaded it may change it"),
             Error::NotMember => Self::permission_denied("not a member of this room"),
             Error::NotInRoom => Self::permission_denied("this room's timeline and queue do not hold the item"),
-            Error::NeedsConversion => Self::failed_precondition("browsers cannot play this file until it is converted"),
+            Error::NeedsConversion => Self::failed_precondition(
+                "browsers cannot play this file until it is converted; it plays as soon as its start is ready",
+            ),
+            Error::ConversionFailed(reason) => {
+                Self::failed_precondition(format!("this file could not be converted: {reason}"))
+            }
             Error::UrlRefused(reason) => Self::permission_denied(reason),
             Error::UnsupportedTusVersion
             | Error::BadUploadRequest(_)
@@ -177,6 +186,9 @@ impl From<Error> for HttpError {
                 "needs-conversion",
                 "Browsers cannot play this file until it is converted.".to_owned(),
             ),
+            Error::ConversionFailed(reason) => {
+                (StatusCode::CONFLICT, "conversion-failed", format!("This file could not be converted: {reason}"))
+            }
             Error::UrlRefused(reason) => (StatusCode::FORBIDDEN, "url-refused", format!("This link is {reason}.")),
             Error::UnsupportedTusVersion => (
                 StatusCode::PRECONDITION_FAILED,

@@ -15,8 +15,9 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
+use crate::convert::MediaEvent;
 use crate::library::{Library, RoomQueue};
-use crate::model::{MediaItem, Playability, Source, Upload, Viewer};
+use crate::model::{Conversion, ConversionState, MediaItem, Playability, Source, Upload, Viewer};
 
 fn playability_to_pb(playability: Playability) -> pb::Playability {
     match playability {
@@ -32,7 +33,34 @@ fn source_to_pb(source: Source) -> pb::Source {
     }
 }
 
-fn item_to_pb(item: MediaItem) -> pb::MediaItem {
+fn conversion_state_to_pb(state: ConversionState) -> pb::ConversionState {
+    match state {
+        ConversionState::Queued => pb::ConversionState::Queued,
+        ConversionState::Converting => pb::ConversionState::Converting,
+        ConversionState::Playable => pb::ConversionState::Playable,
+        ConversionState::Complete => pb::ConversionState::Complete,
+        ConversionState::Failed => pb::ConversionState::Failed,
+    }
+}
+
+/// Items with their conversions, as the library hands them out.
+async fn items_to_pb(library: &Library, items: Vec<MediaItem>) -> Result<Vec<pb::MediaItem>, Error> {
+    let mut conversions = library.conversions_for(&items).await?;
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let conversion = conversions.remove(&item.media_item_id);
+            item_to_pb(item, conversion)
+        })
+        .collect())
+}
+
+async fn one_item_to_pb(library: &Library, item: MediaItem) -> Result<pb::MediaItem, Error> {
+    let mut items = items_to_pb(library, vec![item]).await?;
+    items.pop().ok_or(Error::NotFound)
+}
+
+fn item_to_pb(item: MediaItem, conversion: Option<Conversion>) -> pb::MediaItem {
     let MediaItem {
         media_item_id,
         title,
@@ -77,6 +105,12 @@ fn item_to_pb(item: MediaItem) -> pb::MediaItem {
         room_id,
         create_time: Some(proto::timestamp_from_ms(created_at)),
         update_time: Some(proto::timestamp_from_ms(updated_at)),
+        conversion_state: conversion
+            .as_ref()
+            .map_or(pb::ConversionState::Unspecified, |c| conversion_state_to_pb(c.state))
+            .into(),
+        converted_ms: conversion.as_ref().map_or(0, |conversion| conversion.converted_ms),
+        conversion_error: conversion.map(|conversion| conversion.error).unwrap_or_default(),
     }
 }
 
@@ -116,7 +150,7 @@ impl pb::media_service_server::MediaService for PublicApi {
         let room = optional_room(&room_id)?;
         let (items, next) = self.library.list(&caller, room.as_ref(), &query, page_size, &page_token).await?;
         Ok(Response::new(pb::ListMediaItemsResponse {
-            media_items: items.into_iter().map(item_to_pb).collect(),
+            media_items: items_to_pb(&self.library, items).await?,
             next_page_token: next.unwrap_or_default(),
         }))
     }
@@ -130,7 +164,7 @@ impl pb::media_service_server::MediaService for PublicApi {
         let pb::GetMediaItemRequest { media_item_id, room_id } = request.into_inner();
         let room = optional_room(&room_id)?;
         let item = self.library.get(&caller, room.as_ref(), &media_item_id).await?;
-        Ok(Response::new(pb::GetMediaItemResponse { media_item: Some(item_to_pb(item)) }))
+        Ok(Response::new(pb::GetMediaItemResponse { media_item: Some(one_item_to_pb(&self.library, item).await?) }))
     }
 
     #[tracing::instrument(skip_all, fields(media_item_id = %request.get_ref().media_item_id))]
@@ -142,7 +176,7 @@ impl pb::media_service_server::MediaService for PublicApi {
         let pb::RenameMediaItemRequest { media_item_id, title } = request.into_inner();
         let viewer = Viewer::Person { user_id: caller.user_id, member_of: None };
         let item = self.library.rename(&viewer, &media_item_id, &title).await?;
-        Ok(Response::new(pb::RenameMediaItemResponse { media_item: Some(item_to_pb(item)) }))
+        Ok(Response::new(pb::RenameMediaItemResponse { media_item: Some(one_item_to_pb(&self.library, item).await?) }))
     }
 
     #[tracing::instrument(skip_all, fields(media_item_id = %request.get_ref().media_item_id))]
@@ -200,6 +234,35 @@ impl pb::media_service_server::MediaService for PublicApi {
             active_uploads: i32::try_from(active_uploads).unwrap_or(i32::MAX),
         }))
     }
+
+    type WatchMediaStream = Pin<Box<dyn futures_util::Stream<Item = Result<pb::WatchMediaResponse, Status>> + Send>>;
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id, items = request.get_ref().media_item_ids.len()))]
+    async fn watch_media(
+        &self,
+        request: Request<pb::WatchMediaRequest>,
+    ) -> Result<Response<Self::WatchMediaStream>, Status> {
+        use futures_util::StreamExt;
+        let caller = Caller::of(&request)?;
+        let pb::WatchMediaRequest { media_item_ids, room_id } = request.into_inner();
+        let room = optional_room(&room_id)?;
+        let events = self.library.watch_media(&caller, room.as_ref(), media_item_ids).await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {
+            let event = match event {
+                MediaEvent::Item(item) => {
+                    let (item, conversion) = *item;
+                    pb::watch_media_response::Event::MediaItem(item_to_pb(item, conversion))
+                }
+                MediaEvent::Removed(media_item_id) => {
+                    pb::watch_media_response::Event::RemovedMediaItemId(media_item_id)
+                }
+                MediaEvent::Heartbeat => pb::watch_media_response::Event::Heartbeat(pb::WatchMediaHeartbeat {}),
+                MediaEvent::ShuttingDown => return Err(Status::unavailable("the server is restarting; watch again")),
+            };
+            Ok(pb::WatchMediaResponse { event: Some(event) })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 /// `xiaowo.media.v1.MediaAdminService`.
@@ -218,7 +281,7 @@ impl pb::media_admin_service_server::MediaAdminService for AdminApi {
         let pb::ListLibraryRequest { query, page_size, page_token } = request.into_inner();
         let overview = self.library.overview(&query, page_size, &page_token).await?;
         Ok(Response::new(pb::ListLibraryResponse {
-            media_items: overview.items.into_iter().map(item_to_pb).collect(),
+            media_items: items_to_pb(&self.library, overview.items).await?,
             next_page_token: overview.next_page_token.unwrap_or_default(),
             total_items: clamp_i64(overview.total_items),
             total_bytes: clamp_i64(overview.total_bytes),
@@ -233,7 +296,9 @@ impl pb::media_admin_service_server::MediaAdminService for AdminApi {
     ) -> Result<Response<pb::RenameLibraryItemResponse>, Status> {
         let pb::RenameLibraryItemRequest { media_item_id, title } = request.into_inner();
         let item = self.library.rename(&Viewer::Admin, &media_item_id, &title).await?;
-        Ok(Response::new(pb::RenameLibraryItemResponse { media_item: Some(item_to_pb(item)) }))
+        Ok(Response::new(pb::RenameLibraryItemResponse {
+            media_item: Some(one_item_to_pb(&self.library, item).await?),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(media_item_id = %request.get_ref().media_item_id))]

@@ -1,6 +1,6 @@
 //! The plain HTTP edge, on the same port as gRPC: tus 1.0 uploads (core, creation, termination,
 //! expiration) at `/media/uploads`, the library's files at `GET /media/<id>` through signed
-//! URLs, and thumbnails. Range requests, `ETag`/`Last-Modified` and conditional requests are
+//! URLs, converted items' HLS at `GET /media/<id>/hls/<grant>/<file>`, and thumbnails. Range requests, `ETag`/`Last-Modified` and conditional requests are
 //! tower-http's `ServeFile`; this adds the signed-URL check, the `Content-Type` from probing,
 //! caching headers and `If-Range`, which `ServeFile` does not honour.
 
@@ -19,9 +19,10 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use crate::Error;
+use crate::convert;
 use crate::error::HttpError;
-use crate::library::Library;
-use crate::signing::parse_query;
+use crate::library::{HLS_CONTENT_TYPE, Library};
+use crate::signing::{parse_grant, parse_query};
 use crate::uploads::NewUpload;
 
 /// The tus protocol version spoken.
@@ -58,6 +59,7 @@ pub fn router(state: Arc<HttpState>) -> axum::Router {
         .route("/media/uploads/{upload_id}", options(tus_options).head(upload_status).patch(append).delete(terminate))
         .route("/media/{media_item_id}", get(serve_file))
         .route("/media/{media_item_id}/thumbnail", get(serve_thumbnail))
+        .route("/media/{media_item_id}/hls/{grant}/{file}", get(serve_hls))
         // Anything else under /media/ (`..` segments included) is nobody's file.
         .route("/media/{first}/{second}/{*rest}", any(not_found))
         .with_state(state)
@@ -306,12 +308,25 @@ impl HttpState {
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<(std::path::PathBuf, String), Error> {
+        self.check_signed(media_item_id, query.and_then(parse_query), headers).await?;
+        let file = self.library.served_file(media_item_id).await?;
+        Ok((file.path, file.content_type))
+    }
+
+    /// Checks a signed URL's grant (from its query, or an HLS path): made here for this item,
+    /// unexpired, and presented by the session it was made for.
+    async fn check_signed(
+        &self,
+        media_item_id: &str,
+        signed: Option<crate::signing::SignedQuery>,
+        headers: &HeaderMap,
+    ) -> Result<(), Error> {
         Library::check_item_id(media_item_id)?;
         let refuse = |refused: Refused| {
             self.library.metrics.url_refusals.with_label_values(&[refused.reason()]).inc();
             Error::UrlRefused(refused.words())
         };
-        let signed = query.and_then(parse_query).ok_or_else(|| refuse(Refused::Missing))?;
+        let signed = signed.ok_or_else(|| refuse(Refused::Missing))?;
         if !self.library.signer.verify(media_item_id, &signed) {
             return Err(refuse(Refused::Forged));
         }
@@ -326,8 +341,7 @@ impl HttpState {
         if caller.user_id.as_str() != signed.user_id {
             return Err(refuse(Refused::OtherUser));
         }
-        let file = self.library.served_file(media_item_id).await?;
-        Ok((file.path, file.content_type))
+        Ok(())
     }
 }
 
@@ -428,6 +442,53 @@ async fn serve_thumbnail(
         Err(error) => error_response(error, false),
     };
     state.count("thumbnail", response.status());
+    response
+}
+
+/// A converted item's HLS files, through the grant in the path (the playlist's relative
+/// segment URIs keep it). The playlist is read fresh each time and never cached while it
+/// grows; segments do not change once listed.
+async fn serve_hls(
+    State(state): State<Arc<HttpState>>,
+    Path((media_item_id, grant, file)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    let headers = request.headers().clone();
+    let result = async {
+        state.check_signed(&media_item_id, parse_grant(&grant), &headers).await?;
+        if !convert::is_served_name(&file) {
+            return Err(Error::NotFound);
+        }
+        Ok(state.library.hls_dir(&media_item_id).join(&file))
+    }
+    .await;
+    let response = match result {
+        Ok(path) if file == convert::PLAYLIST => match tokio::fs::read_to_string(&path).await {
+            Ok(text) => {
+                let finished = convert::read_playlist(&text).ended;
+                let mut response = convert::start_at_beginning(&text).into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(HLS_CONTENT_TYPE));
+                headers.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(if finished { "private, max-age=600" } else { "no-store" }),
+                );
+                headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                response
+            }
+            Err(_) => error_response(Error::NotFound, false),
+        },
+        Ok(path) => {
+            let content_type = if file == convert::INIT_SEGMENT { "video/mp4" } else { "video/iso.segment" };
+            let mut response = serve_with_tower(&path, content_type, request).await;
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=600"));
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            response
+        }
+        Err(error) => error_response(error, false),
+    };
+    state.count("hls", response.status());
     response
 }
 

@@ -1,12 +1,14 @@
 //! media-svc: the library of files a room can play. Indexes the media directory (at start and
 //! when it changes), takes resumable browser uploads over plain HTTP (tus 1.0) within limits,
 //! probes every file with ffprobe (refusing what is not media, marking what browsers cannot
-//! play), makes thumbnails with ffmpeg, and serves files with HTTP Range only through
-//! short-lived signed URLs to members of a room that plays or queues them. Calls session-svc to
+//! play), makes thumbnails with ffmpeg, converts what browsers cannot play to HLS in a bounded
+//! background queue, and serves files (and HLS) with HTTP Range only through short-lived signed
+//! URLs to members of a room that plays or queues them. Calls session-svc to
 //! identify callers, room-svc for membership and sync-svc for a room's queue; owns its database
 //! and the files under the media directory.
 
 pub mod config;
+pub mod convert;
 mod entity;
 mod error;
 #[doc(hidden)]
@@ -79,6 +81,7 @@ pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Resu
         receiving: Mutex::new(HashSet::new()),
         not_media: Mutex::new(HashMap::new()),
         served: Mutex::new(HashMap::new()),
+        conversions: convert::Conversions::new(config, assembly.shutdown_token(), assembly.metrics().registry()),
     });
     library.update_gauges().await;
     let max_message = assembly.config().max_message_bytes;
@@ -106,6 +109,7 @@ pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Resu
         async move { access.follow_events(|_change| {}, |_connected| {}, shutdown).await }
     });
     assembly.spawn_worker("media-scan", Arc::clone(&library).run_scanner(config.scan_interval, shutdown.clone()));
+    assembly.spawn_worker("media-convert", Arc::clone(&library).run_converters(shutdown.clone()));
     assembly.spawn_worker("media-upload-janitor", library.run_janitor(config.janitor_interval, shutdown));
     Ok(())
 }

@@ -24,7 +24,7 @@ use svc_kit::text::TextRule;
 
 use crate::Error;
 use crate::config::Config;
-use crate::model::{MediaItem, Playability, Source, Upload, Viewer};
+use crate::model::{ConversionState, MediaItem, Playability, Source, Upload, Viewer};
 use crate::probe::Prober;
 use crate::signing::UrlSigner;
 use crate::store::{ItemQuery, Store};
@@ -60,6 +60,9 @@ pub struct Dirs {
     /// Where finished uploads are placed (`uploads/`).
     pub uploaded: PathBuf,
 }
+
+/// The MIME type of an HLS playlist.
+pub const HLS_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 
 /// The folder under the media directory that the scan skips: media-svc's working files.
 pub const WORK_DIR: &str = ".xiaowo";
@@ -261,6 +264,8 @@ pub struct Library {
     /// Files recently served, by item: a player asks for range after range of one file, and each
     /// would otherwise cost a database read and a path resolution.
     pub(crate) served: Mutex<HashMap<String, ServedFile>>,
+    /// The conversion queue (`convert.rs`).
+    pub(crate) conversions: crate::convert::Conversions,
 }
 
 /// Where an item's file is and how it is served, as found a moment ago.
@@ -323,7 +328,7 @@ impl Library {
 
     /// The viewer a person is, having checked with room-svc that they belong to `room_id`
     /// when they name one.
-    async fn viewer(&self, caller: &Caller, room_id: Option<&RoomId>) -> Result<Viewer, Error> {
+    pub(crate) async fn viewer(&self, caller: &Caller, room_id: Option<&RoomId>) -> Result<Viewer, Error> {
         let Some(room_id) = room_id else {
             return Ok(Viewer::Person { user_id: caller.user_id.clone(), member_of: None });
         };
@@ -334,7 +339,7 @@ impl Library {
         Ok(Viewer::Person { user_id: caller.user_id.clone(), member_of: Some(room_id.clone()) })
     }
 
-    fn may_see(viewer: &Viewer, item: &MediaItem) -> bool {
+    pub(crate) fn may_see(viewer: &Viewer, item: &MediaItem) -> bool {
         match viewer {
             Viewer::Admin => true,
             Viewer::Person { user_id, member_of } => {
@@ -488,6 +493,8 @@ impl Library {
             remove_quietly(&path).await;
         }
         remove_quietly(&self.dirs.thumbnail_path(&item.media_item_id)).await;
+        // Its conversion row went with the item's; its ffmpeg and files go now.
+        self.stop_conversion(&item.media_item_id).await;
         self.update_gauges().await;
         Ok(())
     }
@@ -496,7 +503,8 @@ impl Library {
     /// and sync-svc that the room plays or queues the item.
     ///
     /// # Errors
-    /// `NotMember`, `NotInRoom`, `NotFound`, `NeedsConversion`, peer and database failures.
+    /// `NotMember`, `NotInRoom`, `NotFound`, `NeedsConversion` (not playable yet),
+    /// `ConversionFailed`, peer and database failures.
     pub async fn playback_url(
         &self,
         caller: &Caller,
@@ -513,16 +521,24 @@ impl Library {
             return Err(Error::NotInRoom);
         }
         let item = self.store.find_item(media_item_id).await?.ok_or(Error::NotFound)?;
-        if item.info.playability != Playability::Browser {
-            return Err(Error::NeedsConversion);
-        }
         let expires_at = self.now_ms().saturating_add(millis(self.limits.url_ttl));
         let expires_s = expires_at.div_euclid(1000);
-        Ok(PlaybackUrl {
-            url: self.signer.url(media_item_id, expires_s, caller.user_id.as_str()),
-            expires_at: expires_s.saturating_mul(1000),
-            content_type: item.info.content_type,
-        })
+        let user_id = caller.user_id.as_str();
+        let (url, content_type) = if item.info.playability == Playability::Browser {
+            (self.signer.url(media_item_id, expires_s, user_id), item.info.content_type)
+        } else {
+            // Its HLS conversion plays from the moment the start is ready.
+            match self.store.find_conversion(media_item_id).await? {
+                Some(conversion) if conversion.state.is_playable() => {
+                    (self.signer.hls_url(media_item_id, expires_s, user_id), HLS_CONTENT_TYPE.to_owned())
+                }
+                Some(conversion) if conversion.state == ConversionState::Failed => {
+                    return Err(Error::ConversionFailed(conversion.error));
+                }
+                _ => return Err(Error::NeedsConversion),
+            }
+        };
+        Ok(PlaybackUrl { url, expires_at: expires_s.saturating_mul(1000), content_type })
     }
 
     /// Bytes the user keeps and their unfinished uploads.

@@ -78,3 +78,47 @@ pub enum Viewer {
     /// The operator: sees and may change everything.
     Admin,
 }
+
+/// Where an item's conversion to HLS stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversionState {
+    /// Waiting for a conversion slot.
+    Queued,
+    /// ffmpeg runs; nothing is playable yet.
+    Converting,
+    /// Still converting, and the start plays ("ready to start").
+    Playable,
+    /// Converted to the end.
+    Complete,
+    /// Failed; the item cannot be played.
+    Failed,
+}
+
+impl ConversionState {
+    /// Whether the conversion may still move (and is worth watching).
+    #[must_use]
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, Self::Queued | Self::Converting | Self::Playable)
+    }
+
+    /// Whether its HLS playlist can be handed out.
+    #[must_use]
+    pub fn is_playable(self) -> bool {
+        matches!(self, Self::Playable | Self::Complete)
+    }
+}
+
+/// An item's conversion to HLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    pub media_item_id: String,
+    pub state: ConversionState,
+    /// Milliseconds of the item converted so far.
+    pub converted_ms: i64,
+    /// Why it failed; empty otherwise.
+    pub error: String,
+    /// Conversions started for the item; also the token that tells a worker its run is still
+    /// the current one.
+    pub attempts: i32,
+    pub updated_at: i64,
+}

@@ -29,6 +29,8 @@ struct ProbeOutput {
 #[derive(Debug, Deserialize)]
 struct Stream {
     #[serde(default)]
+    index: i32,
+    #[serde(default)]
     codec_type: String,
     #[serde(default)]
     codec_name: String,
@@ -38,6 +40,10 @@ struct Stream {
     height: Option<i32>,
     #[serde(default)]
     pix_fmt: Option<String>,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default)]
+    channels: Option<i32>,
     #[serde(default)]
     bit_rate: Option<String>,
     #[serde(default)]
@@ -108,6 +114,27 @@ impl Prober {
         classify(parsed, path)
     }
 
+    /// The main video and audio streams of `path`, for planning its conversion.
+    ///
+    /// # Errors
+    /// `Damaged` when ffprobe cannot read the file, `ProbeTimeout`, or `Io`.
+    pub async fn source_streams(&self, path: &Path) -> Result<SourceStreams, Error> {
+        let output = self
+            .run(
+                Command::new(&self.ffprobe)
+                    .args(["-v", "error", "-print_format", "json", "-show_streams", "-i"])
+                    .arg(path),
+            )
+            .await?;
+        if !output.status.success() {
+            return Err(Error::Damaged(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
+        }
+        let parsed: ProbeOutput = serde_json::from_slice(&output.stdout)
+            .map_err(|error| Error::Damaged(format!("unreadable ffprobe output: {error}")))?;
+        let (video, audio) = main_streams(&parsed.streams);
+        Ok(SourceStreams { video: video.map(SourceStream::from), audio: audio.map(SourceStream::from) })
+    }
+
     /// Writes one frame of `path`, 320 pixels wide, as a JPEG to `out`.
     ///
     /// # Errors
@@ -136,6 +163,53 @@ impl Prober {
     }
 }
 
+/// The streams that make the media: the first video stream that is not a picture (cover art)
+/// and the first audio stream.
+fn main_streams(streams: &[Stream]) -> (Option<&Stream>, Option<&Stream>) {
+    let is_picture = |stream: &&Stream| {
+        PICTURE_CODECS.contains(&stream.codec_name.as_str())
+            || stream.disposition.as_ref().is_some_and(|disposition| disposition.attached_pic != 0)
+    };
+    let video = streams.iter().filter(|stream| stream.codec_type == "video").find(|stream| !is_picture(stream));
+    let audio = streams.iter().find(|stream| stream.codec_type == "audio");
+    (video, audio)
+}
+
+/// What a conversion needs to know of a file's main streams.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStreams {
+    pub video: Option<SourceStream>,
+    pub audio: Option<SourceStream>,
+}
+
+/// One stream, as ffprobe describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStream {
+    /// Its index in the file (ffmpeg's `-map 0:<index>`).
+    pub index: i32,
+    pub codec: String,
+    /// `High`, `Main 10`, `LC`, …; empty when unknown.
+    pub profile: String,
+    pub pix_fmt: String,
+    pub width: i32,
+    pub height: i32,
+    pub channels: i32,
+}
+
+impl From<&Stream> for SourceStream {
+    fn from(stream: &Stream) -> Self {
+        Self {
+            index: stream.index,
+            codec: stream.codec_name.clone(),
+            profile: stream.profile.clone().unwrap_or_default(),
+            pix_fmt: stream.pix_fmt.clone().unwrap_or_default(),
+            width: stream.width.unwrap_or(0),
+            height: stream.height.unwrap_or(0),
+            channels: stream.channels.unwrap_or(0),
+        }
+    }
+}
+
 fn parse_number(text: Option<&str>) -> Option<f64> {
     text.and_then(|text| text.trim().parse::<f64>().ok()).filter(|value| value.is_finite() && *value >= 0.0)
 }
@@ -148,12 +222,7 @@ fn classify(parsed: ProbeOutput, path: &Path) -> Result<MediaInfo, Error> {
     if format_names.iter().any(|name| NOT_MEDIA_FORMATS.contains(name) || name.ends_with("_pipe")) {
         return Err(Error::NotMedia);
     }
-    let is_picture = |stream: &&Stream| {
-        PICTURE_CODECS.contains(&stream.codec_name.as_str())
-            || stream.disposition.as_ref().is_some_and(|disposition| disposition.attached_pic != 0)
-    };
-    let video = streams.iter().filter(|stream| stream.codec_type == "video").find(|stream| !is_picture(stream));
-    let audio = streams.iter().find(|stream| stream.codec_type == "audio");
+    let (video, audio) = main_streams(&streams);
     if video.is_none() && audio.is_none() {
         return Err(Error::NotMedia);
     }

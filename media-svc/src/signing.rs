@@ -76,6 +76,15 @@ impl UrlSigner {
         format!("/media/{media_item_id}?expires={expires}&user={user_id}&signature={signature}")
     }
 
+    /// The HLS playlist of `media_item_id` for `user_id` until `expires`. The grant (expiry,
+    /// user, signature) is a path segment, so the segment URIs the playlist names relative to
+    /// itself carry it too.
+    #[must_use]
+    pub fn hls_url(&self, media_item_id: &str, expires: i64, user_id: &str) -> String {
+        let signature = self.sign(media_item_id, expires, user_id);
+        format!("/media/{media_item_id}/hls/{expires}.{user_id}.{signature}/index.m3u8")
+    }
+
     /// Whether `query` was made by this install for `media_item_id` (in constant time).
     #[must_use]
     pub fn verify(&self, media_item_id: &str, query: &SignedQuery) -> bool {
@@ -103,6 +112,20 @@ pub fn parse_query(query: &str) -> Option<SignedQuery> {
     Some(SignedQuery { expires: expires?, user_id: user_id?, signature: signature? })
 }
 
+/// The grant of an HLS path segment (`<expires>.<user>.<signature>`), if well formed. User ids
+/// and base64url signatures hold no `.`.
+#[must_use]
+pub fn parse_grant(grant: &str) -> Option<SignedQuery> {
+    let mut parts = grant.split('.');
+    let expires = parts.next()?.parse().ok()?;
+    let user_id = parts.next()?.to_owned();
+    let signature = parts.next()?.to_owned();
+    if parts.next().is_some() || user_id.is_empty() || signature.is_empty() {
+        return None;
+    }
+    Some(SignedQuery { expires, user_id, signature })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +144,18 @@ mod tests {
         // The same secret gives the same key: another instance accepts the URL.
         let again = UrlSigner::from_secret("install secret");
         assert_eq!(again.url("item-1", 1_900_000_000, "alice"), url);
+    }
+
+    #[test]
+    fn an_hls_grant_signs_like_a_query() {
+        let signer = UrlSigner::from_secret("install secret");
+        let url = signer.hls_url("item-1", 1_900_000_000, "alice");
+        let grant = url.strip_prefix("/media/item-1/hls/").and_then(|rest| rest.strip_suffix("/index.m3u8")).unwrap();
+        let signed = parse_grant(grant).unwrap();
+        assert!(signer.verify("item-1", &signed));
+        assert!(!signer.verify("item-2", &signed));
+        assert_eq!(parse_grant("1.alice"), None);
+        assert_eq!(parse_grant("1.alice.sig.more"), None);
+        assert_eq!(parse_grant("soon.alice.sig"), None);
     }
 }

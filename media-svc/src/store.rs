@@ -7,10 +7,10 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
-use crate::entity::{media_item, upload};
+use crate::entity::{conversion, media_item, upload};
 use svc_kit::id::RoomId;
 
-use crate::model::{MediaInfo, MediaItem, Playability, Source, Upload, Viewer};
+use crate::model::{Conversion, ConversionState, MediaInfo, MediaItem, Playability, Source, Upload, Viewer};
 
 fn unknown(column: &str, word: &str) -> DbErr {
     DbErr::Custom(format!("unknown {column} {word:?} in the database"))
@@ -107,6 +107,62 @@ fn to_upload(model: upload::Model) -> Upload {
 
 fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn conversion_word(state: ConversionState) -> &'static str {
+    match state {
+        ConversionState::Queued => "queued",
+        ConversionState::Converting => "converting",
+        ConversionState::Playable => "playable",
+        ConversionState::Complete => "complete",
+        ConversionState::Failed => "failed",
+    }
+}
+
+fn to_conversion(model: conversion::Model) -> Result<Conversion, DbErr> {
+    let conversion::Model {
+        media_item_id,
+        state,
+        converted_ms,
+        error,
+        attempts,
+        lease_expires_at: _,
+        created_at: _,
+        updated_at,
+    } = model;
+    let state = match state.as_str() {
+        "queued" => ConversionState::Queued,
+        "converting" => ConversionState::Converting,
+        "playable" => ConversionState::Playable,
+        "complete" => ConversionState::Complete,
+        "failed" => ConversionState::Failed,
+        other => return Err(unknown("conversion state", other)),
+    };
+    Ok(Conversion { media_item_id, state, converted_ms, error, attempts, updated_at })
+}
+
+/// Conversions a worker may take: waiting ones, and running ones whose worker stopped renewing
+/// its lease (its process died).
+fn claimable(now: i64) -> Condition {
+    Condition::any().add(conversion::Column::State.eq(conversion_word(ConversionState::Queued))).add(
+        Condition::all()
+            .add(
+                conversion::Column::State
+                    .is_in([conversion_word(ConversionState::Converting), conversion_word(ConversionState::Playable)]),
+            )
+            .add(conversion::Column::LeaseExpiresAt.lt(now)),
+    )
+}
+
+/// The row of a run that is still current: the same attempt, still running.
+fn current_run(media_item_id: &str, attempt: i32) -> Condition {
+    Condition::all()
+        .add(conversion::Column::MediaItemId.eq(media_item_id))
+        .add(conversion::Column::Attempts.eq(attempt))
+        .add(
+            conversion::Column::State
+                .is_in([conversion_word(ConversionState::Converting), conversion_word(ConversionState::Playable)]),
+        )
 }
 
 /// A file of the library as the directory scan compares it.
@@ -440,5 +496,186 @@ impl Store {
             .into_iter()
             .map(to_upload)
             .collect())
+    }
+
+    /// The conversions of these items (those that have one).
+    pub async fn conversions_of(&self, media_item_ids: &[String]) -> Result<Vec<Conversion>, DbErr> {
+        if media_item_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        conversion::Entity::find()
+            .filter(conversion::Column::MediaItemId.is_in(media_item_ids.iter().map(String::as_str)))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_conversion)
+            .collect()
+    }
+
+    pub async fn find_conversion(&self, media_item_id: &str) -> Result<Option<Conversion>, DbErr> {
+        conversion::Entity::find_by_id(media_item_id.to_owned()).one(&self.db).await?.map(to_conversion).transpose()
+    }
+
+    /// Queues the item's conversion from the start (a new one, or one that starts over).
+    pub async fn queue_conversion(&self, media_item_id: &str, now: i64) -> Result<(), DbErr> {
+        let row = conversion::ActiveModel {
+            media_item_id: Set(media_item_id.to_owned()),
+            state: Set(conversion_word(ConversionState::Queued).to_owned()),
+            converted_ms: Set(0),
+            error: Set(String::new()),
+            attempts: Set(0),
+            lease_expires_at: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        conversion::Entity::insert(row)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(conversion::Column::MediaItemId)
+                    .update_columns([
+                        conversion::Column::State,
+                        conversion::Column::ConvertedMs,
+                        conversion::Column::Error,
+                        conversion::Column::Attempts,
+                        conversion::Column::LeaseExpiresAt,
+                        conversion::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether there was a conversion to forget.
+    pub async fn delete_conversion(&self, media_item_id: &str) -> Result<bool, DbErr> {
+        let result = conversion::Entity::delete_by_id(media_item_id.to_owned()).exec(&self.db).await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Takes the oldest claimable conversion for a worker: marks it converting under a lease
+    /// until `lease_until` and counts the attempt. Another worker (or instance) that took it
+    /// first wins; then the next one is tried.
+    pub async fn claim_conversion(&self, now: i64, lease_until: i64) -> Result<Option<Conversion>, DbErr> {
+        let candidates = conversion::Entity::find()
+            .filter(claimable(now))
+            .order_by_asc(conversion::Column::CreatedAt)
+            .limit(8)
+            .all(&self.db)
+            .await?;
+        for candidate in candidates {
+            let result = conversion::Entity::update_many()
+                .col_expr(conversion::Column::State, Expr::value(conversion_word(ConversionState::Converting)))
+                .col_expr(conversion::Column::ConvertedMs, Expr::value(0_i64))
+                .col_expr(conversion::Column::Attempts, Expr::value(candidate.attempts.saturating_add(1)))
+                .col_expr(conversion::Column::LeaseExpiresAt, Expr::value(lease_until))
+                .col_expr(conversion::Column::UpdatedAt, Expr::value(now))
+                .filter(conversion::Column::MediaItemId.eq(candidate.media_item_id.as_str()))
+                .filter(conversion::Column::Attempts.eq(candidate.attempts))
+                .filter(claimable(now))
+                .exec(&self.db)
+                .await?;
+            if result.rows_affected == 1 {
+                return self.find_conversion(&candidate.media_item_id).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records a running conversion's progress and renews its lease; false when the run is no
+    /// longer the current one (the item was deleted, changed, or its conversion taken over).
+    pub async fn record_progress(
+        &self,
+        media_item_id: &str,
+        attempt: i32,
+        state: ConversionState,
+        converted_ms: i64,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<bool, DbErr> {
+        let result = conversion::Entity::update_many()
+            .col_expr(conversion::Column::State, Expr::value(conversion_word(state)))
+            .col_expr(conversion::Column::ConvertedMs, Expr::value(converted_ms))
+            .col_expr(conversion::Column::LeaseExpiresAt, Expr::value(lease_until))
+            .col_expr(conversion::Column::UpdatedAt, Expr::value(now))
+            .filter(current_run(media_item_id, attempt))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Ends a run as complete or failed; false when it was no longer the current one.
+    pub async fn finish_conversion(
+        &self,
+        media_item_id: &str,
+        attempt: i32,
+        state: ConversionState,
+        converted_ms: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<bool, DbErr> {
+        let result = conversion::Entity::update_many()
+            .col_expr(conversion::Column::State, Expr::value(conversion_word(state)))
+            .col_expr(conversion::Column::ConvertedMs, Expr::value(converted_ms))
+            .col_expr(conversion::Column::Error, Expr::value(error))
+            .col_expr(conversion::Column::LeaseExpiresAt, Expr::value(0_i64))
+            .col_expr(conversion::Column::UpdatedAt, Expr::value(now))
+            .filter(current_run(media_item_id, attempt))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Puts a run stopped by a shutdown back in the queue, not counting it as an attempt.
+    pub async fn release_conversion(&self, media_item_id: &str, attempt: i32, now: i64) -> Result<bool, DbErr> {
+        let result = conversion::Entity::update_many()
+            .col_expr(conversion::Column::State, Expr::value(conversion_word(ConversionState::Queued)))
+            .col_expr(conversion::Column::ConvertedMs, Expr::value(0_i64))
+            .col_expr(conversion::Column::Attempts, Expr::value(attempt.saturating_sub(1)))
+            .col_expr(conversion::Column::LeaseExpiresAt, Expr::value(0_i64))
+            .col_expr(conversion::Column::UpdatedAt, Expr::value(now))
+            .filter(current_run(media_item_id, attempt))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Items browsers cannot play that have no conversion row (added before conversions
+    /// existed, or whose row was lost).
+    pub async fn items_without_conversion(&self) -> Result<Vec<String>, DbErr> {
+        let needing: Vec<String> = media_item::Entity::find()
+            .select_only()
+            .column(media_item::Column::MediaItemId)
+            .filter(media_item::Column::Playability.eq(playability_word(Playability::NeedsConversion)))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let known: std::collections::HashSet<String> = conversion::Entity::find()
+            .select_only()
+            .column(conversion::Column::MediaItemId)
+            .into_tuple()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(needing.into_iter().filter(|media_item_id| !known.contains(media_item_id)).collect())
+    }
+
+    /// Every conversion, for checking the files at start.
+    pub async fn all_conversions(&self) -> Result<Vec<Conversion>, DbErr> {
+        conversion::Entity::find().all(&self.db).await?.into_iter().map(to_conversion).collect()
+    }
+
+    /// The items with these ids that exist.
+    pub async fn find_items(&self, media_item_ids: &[String]) -> Result<Vec<MediaItem>, DbErr> {
+        if media_item_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        media_item::Entity::find()
+            .filter(media_item::Column::MediaItemId.is_in(media_item_ids.iter().map(String::as_str)))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_item)
+            .collect()
     }
 }

@@ -391,6 +391,7 @@ impl Library {
         self.metrics.uploads.with_label_values(&["completed"]).inc();
         self.update_gauges().await;
         tracing::info!(%media_item_id, path = %relative_path, "upload placed in the library");
+        self.queue_conversion(&item).await;
         let library = Arc::clone(self);
         let duration_ms = item.info.duration_ms;
         tokio::spawn(async move {

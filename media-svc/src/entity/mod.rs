@@ -1,4 +1,5 @@
 //! sea-orm entities; only `store.rs` uses them.
 
+pub mod conversion;
 pub mod media_item;
 pub mod upload;
