@@ -4,6 +4,7 @@
 //! `XIAOWO_TEST_POSTGRES` is set), real ffprobe/ffmpeg, media made by ffmpeg at test time.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail by panicking")]
 
+mod conversion;
 mod library;
 mod serving;
 mod support;

@@ -298,7 +298,7 @@ pub fn bearer(user: &User) -> (&'static str, String) {
 // ---------------------------------------------------------------------------------------------
 // Media made by ffmpeg, once per test run, under Cargo's scratch directory for tests.
 
-fn fixture(name: &str, args: &[&str]) -> PathBuf {
+pub fn fixture(name: &str, args: &[&str]) -> PathBuf {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media-fixtures");
