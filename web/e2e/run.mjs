@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { request as apiRequest } from "playwright-core";
 
 import {
+  AGREEMENT_TOLERANCE_S as TOLERANCE_S,
   createRoom,
   internalToken,
   launchServer,
@@ -30,10 +31,11 @@ import {
   makeTestVideo,
   openProfile,
   pickName,
+  playerGap,
   prepareWebDir as copyClient,
   stopProcess,
+  waitForAgreement,
   waitLive,
-  wallOffset,
   webRoot,
 } from "./stack.mjs";
 
@@ -42,11 +44,6 @@ const only = process.env.E2E_ONLY ?? "";
 const externalBase = process.env.E2E_BASE_URL ?? "";
 const externalWebDir = process.env.E2E_WEB_DIR ?? "";
 
-/**
- * Players agree within this many seconds once converged (the drift controller's dead band is
- * 25 ms; the rest is measurement: two processes sampled a few milliseconds apart).
- */
-const TOLERANCE_S = 0.15;
 /** How long a wait may take before the scenario fails. */
 const WAIT_MS = 20_000;
 
@@ -135,57 +132,6 @@ function assert(condition, message) {
 
 async function screenshot(user, name) {
   await user.page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-}
-
-/** Each page's clock offset from the wall clock (ms), measured once per page. */
-const wallOffsets = new WeakMap();
-
-/**
- * The video's position and state, with the moment it was read on the wall clock outside the
- * pages (the page's own clock moved by its measured offset), the two read back to back.
- */
-async function readPlayer(user) {
-  if (!wallOffsets.has(user.page)) {
-    wallOffsets.set(user.page, await wallOffset(user.page));
-  }
-  const reading = await user.page.evaluate(() => {
-    const video = document.getElementById("video");
-    return { at: performance.timeOrigin + performance.now(), position: video.currentTime, paused: video.paused, ready: video.readyState };
-  });
-  return { ...reading, at: reading.at + wallOffsets.get(user.page) };
-}
-
-/** A's position minus B's, with B's reading moved to the moment of A's. */
-async function playerGap(first, second, rate = 1) {
-  const [a, b] = await Promise.all([readPlayer(first), readPlayer(second)]);
-  const bAtA = b.paused ? b.position : b.position + ((a.at - b.at) / 1000) * rate;
-  return { gap: a.position - bAtA, a, b };
-}
-
-/**
- * Waits until the two players agree within the tolerance on `readings` readings in a row, 250 ms
- * apart (three: they have converged; twelve: they stayed together for 3 s). On a loaded machine a
- * page can stall for a moment; the players must then come back together before the deadline.
- */
-async function waitForAgreement(first, second, check = () => true, readings = 3) {
-  const deadline = Date.now() + WAIT_MS;
-  const gaps = [];
-  let broken = 0;
-  let last;
-  while (Date.now() < deadline) {
-    last = await playerGap(first, second);
-    if (Math.abs(last.gap) <= TOLERANCE_S && check(last)) {
-      gaps.push(Math.abs(last.gap) * 1000);
-    } else {
-      broken += gaps.length > 0 ? 1 : 0;
-      gaps.length = 0;
-    }
-    if (gaps.length >= readings) {
-      return { ...last, gaps, broken };
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`players did not agree within ${TOLERANCE_S} s on ${readings} readings in a row: ${JSON.stringify(last)}`);
 }
 
 async function sendChat(user, text) {

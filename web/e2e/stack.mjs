@@ -1,7 +1,8 @@
 // What the end-to-end suite (e2e/run.mjs) and the browser benchmarks (bench/) share: the web
 // directory with ffmpeg-made test media, the `xiaowo up` process on a loopback port, Chromium
-// with the same flags, and the few page steps every scenario starts with (pick a name, open a
-// room, wait for the streams). One place, so that a benchmark measures the stack the tests test.
+// with the same flags, the few page steps every scenario starts with (pick a name, open a
+// room, wait for the streams) and the check that two players agree. One place, so that a
+// benchmark measures the stack the tests test.
 
 import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -213,4 +214,62 @@ export async function wallOffset(page) {
   });
   readings.sort((x, y) => x - y);
   return readings[Math.floor(readings.length / 2)];
+}
+
+/**
+ * Players agree within this many seconds once converged (the drift controller's dead band is
+ * 25 ms; the rest is measurement: two processes sampled a few milliseconds apart).
+ */
+export const AGREEMENT_TOLERANCE_S = 0.15;
+
+/** Each page's clock offset from the wall clock (ms), measured once per page. */
+const wallOffsets = new WeakMap();
+
+/**
+ * The video's position and state, with the moment it was read on the wall clock outside the
+ * pages (the page's own clock moved by its measured offset), the two read back to back.
+ */
+export async function readPlayer(user) {
+  if (!wallOffsets.has(user.page)) {
+    wallOffsets.set(user.page, await wallOffset(user.page));
+  }
+  const reading = await user.page.evaluate(() => {
+    const video = document.getElementById("video");
+    return { at: performance.timeOrigin + performance.now(), position: video.currentTime, paused: video.paused, ready: video.readyState };
+  });
+  return { ...reading, at: reading.at + wallOffsets.get(user.page) };
+}
+
+/** A's position minus B's, with B's reading moved to the moment of A's. */
+export async function playerGap(first, second, rate = 1) {
+  const [a, b] = await Promise.all([readPlayer(first), readPlayer(second)]);
+  const bAtA = b.paused ? b.position : b.position + ((a.at - b.at) / 1000) * rate;
+  return { gap: a.position - bAtA, a, b };
+}
+
+/**
+ * Waits until the two players agree within the tolerance on `readings` readings in a row, 250 ms
+ * apart (three: they have converged; twelve: they stayed together for 3 s). On a loaded machine a
+ * page can stall for a moment; the players must then come back together before the deadline
+ * (`waitMs`, 20 s unless said).
+ */
+export async function waitForAgreement(first, second, check = () => true, readings = 3, { waitMs = 20_000 } = {}) {
+  const deadline = Date.now() + waitMs;
+  const gaps = [];
+  let broken = 0;
+  let last;
+  while (Date.now() < deadline) {
+    last = await playerGap(first, second);
+    if (Math.abs(last.gap) <= AGREEMENT_TOLERANCE_S && check(last)) {
+      gaps.push(Math.abs(last.gap) * 1000);
+    } else {
+      broken += gaps.length > 0 ? 1 : 0;
+      gaps.length = 0;
+    }
+    if (gaps.length >= readings) {
+      return { ...last, gaps, broken };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`players did not agree within ${AGREEMENT_TOLERANCE_S} s on ${readings} readings in a row: ${JSON.stringify(last)}`);
 }

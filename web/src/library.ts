@@ -1,8 +1,11 @@
 // The media library as a source of the "Add a video" panel: the media folder's files, your
 // uploads and those made in this room, with thumbnails, search, and buttons to play an item now
-// or queue it. Your own uploads can be renamed and deleted here.
+// or queue it. Your own uploads can be renamed and deleted here. Files browsers cannot play show
+// their conversion (waiting, its progress, "Ready to start", converted, or why it failed), live
+// from the page's conversion watch; they can be played and queued once their start is ready.
 
 import { type MediaSourceHost, registerMediaSource } from "./addvideo";
+import { ConversionStatus, conversionWatch, notPlayableReason, playsNow, unfinished } from "./conversion";
 import { button, h, replace, setEnabled } from "./dom";
 import { describeError } from "./errors";
 import { type MediaItem, Playability, Source } from "./gen/xiaowo/media/v1/media_pb";
@@ -20,6 +23,9 @@ export class LibraryPanel {
   private timer = 0;
   private query = "";
   private items: MediaItem[] = [];
+  /** Each shown item's row and conversion status, to redraw one row when its conversion moves. */
+  private readonly rows = new Map<string, { row: HTMLElement; status: ConversionStatus; plays: boolean }>();
+  private unfollow: () => void = () => undefined;
 
   constructor(private readonly host: MediaSourceHost) {
     this.search = h("input", { attrs: { id: "library-search", type: "search", placeholder: t("library.search"), "aria-label": t("library.search"), maxlength: "100", autocomplete: "off" } });
@@ -53,19 +59,50 @@ export class LibraryPanel {
 
   stop(): void {
     window.clearInterval(this.timer);
+    this.unfollow();
   }
 
   async refresh(): Promise<void> {
     try {
       const { mediaItems } = await this.host.api.media.listMediaItems({ roomId: this.host.roomId, query: this.query, pageSize: 100 });
       this.items = mediaItems;
+      const watch = conversionWatch(this.host.api, this.host.roomId);
+      for (const item of mediaItems) {
+        watch.remember(item);
+      }
+      this.unfollow();
+      const converting = mediaItems.filter((item) => item.playability === Playability.NEEDS_CONVERSION && unfinished(item.conversionState));
+      this.unfollow = watch.follow(
+        converting.map((item) => item.mediaItemId),
+        (id, item) => this.conversionMoved(id, item),
+      );
       this.render();
     } catch (error) {
       replace(this.list, h("li", { class: "error" }, describeError(error)));
     }
   }
 
+  /** One item's conversion moved: its status is redrawn, its whole row when it starts or stops being playable. */
+  private conversionMoved(mediaItemId: string, item: MediaItem | undefined): void {
+    if (!item) {
+      void this.refresh();
+      return;
+    }
+    const index = this.items.findIndex((known) => known.mediaItemId === mediaItemId);
+    if (index < 0) {
+      return;
+    }
+    this.items[index] = item;
+    const shown = this.rows.get(mediaItemId);
+    if (shown && shown.plays === playsNow(item)) {
+      shown.status.update(item);
+    } else if (shown) {
+      shown.row.replaceWith(this.row(item));
+    }
+  }
+
   private render(): void {
+    this.rows.clear();
     if (this.items.length === 0) {
       replace(this.list, h("li", { class: "empty-state" }, this.query ? t("library.noMatch") : t("library.empty")));
       return;
@@ -75,8 +112,8 @@ export class LibraryPanel {
 
   private row(item: MediaItem): HTMLElement {
     const denied = this.host.deniedReason();
-    const convert = item.playability === Playability.NEEDS_CONVERSION;
-    const blocked = denied ?? (convert ? t("library.needsConversionReason") : undefined);
+    const blocked = denied ?? notPlayableReason(item);
+    const status = new ConversionStatus(item);
     const choice = { url: "", title: item.title, durationMs: item.durationMs, libraryItemId: item.mediaItemId };
     const play = button(t("library.playNow"), async () => void (await this.host.playNow(choice)), { kind: "primary", small: true, icon: "play", attrs: { "data-action": "play" } });
     const queue = button(
@@ -100,7 +137,7 @@ export class LibraryPanel {
       : [];
     const origin =
       item.source === Source.DIRECTORY ? t("library.fromFolder") : mine ? t("library.uploadedByYou") : t("library.uploadedBy", { name: this.host.nameOf(item.addedByUserId) });
-    return h(
+    const row = h(
       "li",
       { class: "library-item", attrs: { "data-media-item-id": item.mediaItemId } },
       thumbnail(item.mediaItemId, item.thumbnailUrl),
@@ -114,11 +151,13 @@ export class LibraryPanel {
           h("span", {}, formatClock(Number(item.durationMs) / 1000)),
           h("span", {}, formatBytes(Number(item.sizeBytes))),
           h("span", {}, origin),
-          convert ? h("span", { class: "pill warn" }, t("library.needsConversion")) : null,
         ),
+        status.element,
         h("span", { class: "actions" }, play, queue, ...own),
       ),
     );
+    this.rows.set(item.mediaItemId, { row, status, plays: playsNow(item) });
+    return row;
   }
 
   private rename(item: MediaItem): void {

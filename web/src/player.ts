@@ -13,6 +13,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 import { AddVideo, type MediaChoice } from "./addvideo";
 import { ClockSync, type ClockEstimate } from "./clock";
+import { ConversionStatus, conversionWatch, convertedShare, playsNow } from "./conversion";
 import type { RoomContext } from "./context";
 import { button, h, icon, replace, setButtonLabel, setEnabled, setLabel, setText } from "./dom";
 import { type DriftDecision, type DriftPriors, type DriftState, decideDrift, initialDriftState } from "./drift";
@@ -31,6 +32,7 @@ import {
   RoomStateSchema,
   type Watcher,
 } from "./gen/xiaowo/sync/v1/sync_pb";
+import { ConversionState, type MediaItem } from "./gen/xiaowo/media/v1/media_pb";
 import { formatClock, formatList, formatNumber, type Shown, t, userText } from "./i18n";
 import { thumbnail } from "./thumbnail";
 import { checkSeeking, describeAddedLoadError, describeOwnLoadError, diagnose } from "./loaderror";
@@ -58,6 +60,15 @@ const MUTED_SETTING = "xiaowo.muted";
 const SYNC_DEBUG_PARAMETER = "sync-debug";
 /** How far the arrow keys move the shared position, in seconds. */
 export const SEEK_STEP_S = 5;
+/** The MIME type of an HLS playlist (what media-svc hands out for a converted item). */
+const HLS_CONTENT_TYPE = "application/vnd.apple.mpegurl";
+/**
+ * While a conversion is under way, the player holds when less than this much of it lies ahead of
+ * the room's position (s), and goes on once this much more is converted: two segments, so that it
+ * does not stop and start with every new one.
+ */
+const CONVERTED_HOLD_S = 1;
+const CONVERTED_RESUME_S = 4;
 
 /**
  * What the sync-quality benchmark (web/bench/sync-quality.mjs) reads from each page: the video,
@@ -115,6 +126,7 @@ type SyncStatus =
   | { kind: "buffering" }
   | { kind: "slow"; seconds: number }
   | { kind: "failed" }
+  | { kind: "converting" }
   | { kind: "catchingUp" }
   | { kind: "inSync" }
   | { kind: "unsure" }
@@ -140,6 +152,10 @@ export class Player {
   private readonly screen: HTMLElement;
   private readonly emptyState = h("div", { class: "screen-empty", attrs: { id: "no-media" } });
   private readonly screenMessage = h("div", { class: "screen-message", attrs: { id: "screen-message", role: "alert" } });
+  /** What a conversion still under way means for this viewer ("converted up to …"). */
+  private readonly conversionMessage = h("div", { class: "screen-message conversion-message", attrs: { id: "conversion-message", role: "status" } });
+  /** The converted part of the item, under the seek bar. */
+  private readonly convertedPart = h("div", { class: "converted-part", attrs: { id: "converted-part", "aria-hidden": "true" } });
   private readonly syncIndicator = h("span", { class: "sync-indicator", attrs: { id: "sync-status", role: "status", tabindex: "0" } });
   /** The indicator's numbers, shown in "Advanced": this device's offset and its uncertainty. */
   private readonly offsetLine = h("p", { class: "hint sync-offset", attrs: { id: "sync-offset" } });
@@ -190,6 +206,19 @@ export class Player {
   private readonly stream: ReconnectingStream;
   private readonly timers: number[] = [];
   private hls: { destroy(): void } | undefined;
+  /** The end of what a growing HLS playlist lists (s); Infinity for a complete one or anything else. */
+  private hlsEdge = Infinity;
+  /** The room is past what is converted: the video holds until that part exists. */
+  private convertHold = false;
+  /** The current library item's conversion, followed while it matters. */
+  private conversion: MediaItem | undefined;
+  private unfollowConversion: () => void = () => undefined;
+  /** The current media's playback URL was refused until its conversion's start is ready. */
+  private waitingForConversion = false;
+  /** The queue's library items' conversion statuses, by item id, and the ids followed. */
+  private readonly queueStatuses = new Map<string, ConversionStatus[]>();
+  private queueFollowed = "";
+  private unfollowQueue: () => void = () => undefined;
   /** Wakes the controller at the instant it asked for (a start, a switch, a release, a nudge's end). */
   private wakeTimer = 0;
   private wakeAt = Infinity;
@@ -271,8 +300,10 @@ export class Player {
       nameOf: (userId) => ctx.nameOf(userId),
     });
 
-    this.screen = h("div", { class: "screen" }, this.video, this.emptyState, this.screenMessage, this.overlaySlot);
+    this.screen = h("div", { class: "screen" }, this.video, this.emptyState, this.screenMessage, this.conversionMessage, this.overlaySlot);
     this.screenMessage.hidden = true;
+    this.conversionMessage.hidden = true;
+    this.convertedPart.hidden = true;
     // A click on the picture plays or pauses, as in every video player.
     this.video.addEventListener("click", () => {
       if (!this.playButton.disabled) {
@@ -284,7 +315,7 @@ export class Player {
       { class: "control-bar", attrs: { role: "group", "aria-label": t("player.controls") } },
       this.playButton,
       this.timeLabel,
-      this.seekBar,
+      h("div", { class: "seek-wrap" }, this.seekBar, this.convertedPart),
       h("div", { class: "control-group" }, this.soundButton, this.rateSelect),
       this.layoutControls,
     );
@@ -392,6 +423,7 @@ export class Player {
     this.running = false;
     window.clearTimeout(this.clockTimer);
     this.unload();
+    this.unfollowQueue();
     this.addVideo.stop();
     delete (window as DebugWindow).__xiaowoSync;
   }
@@ -420,11 +452,19 @@ export class Player {
     this.unload();
     this.lastDataAt = performance.now();
     let url = media.url;
+    let contentType = "";
     if (media.libraryItemId) {
       try {
         const signed = await this.ctx.app.api.media.createPlaybackUrl({ roomId: this.ctx.roomId, mediaItemId: media.libraryItemId });
         url = signed.url;
+        contentType = signed.contentType;
       } catch (error) {
+        if (media.mediaId === this.loadedMediaId && errorCode(error) === Code.FailedPrecondition) {
+          // Not playable yet (or its conversion failed): the conversion says which, and when.
+          this.waitingForConversion = true;
+          this.followConversion(media);
+          return;
+        }
         if (media.mediaId === this.loadedMediaId) {
           const code = errorCode(error);
           const status = code === Code.NotFound ? 404 : code === Code.PermissionDenied ? 403 : 0;
@@ -442,24 +482,118 @@ export class Player {
     if (!this.urlRefreshed) {
       void this.loadKeyframes(url);
     }
-    const isPlaylist = URL.canParse(url) && new URL(url).pathname.toLowerCase().endsWith(".m3u8");
-    if (isPlaylist && this.video.canPlayType("application/vnd.apple.mpegurl") === "") {
+    const isPlaylist =
+      contentType === HLS_CONTENT_TYPE || (URL.canParse(url, window.location.href) && new URL(url, window.location.href).pathname.toLowerCase().endsWith(".m3u8"));
+    if (contentType === HLS_CONTENT_TYPE) {
+      // A conversion: followed for its progress (the native player's only measure of it).
+      this.followConversion(media);
+    }
+    if (isPlaylist) {
       const { default: Hls } = await import("hls.js");
       if (media.mediaId !== this.loadedMediaId) {
         return;
       }
+      // hls.js wherever the browser has Media Source Extensions, even where it plays HLS itself:
+      // it says how far a growing (EVENT) playlist reaches, which holds the player at the
+      // converted part's end rather than letting it jump to the live edge or hang.
       if (Hls.isSupported()) {
-        // No worker: the content security policy allows no blob: workers.
-        const hls = new Hls({ enableWorker: false });
+        const timeline = this.timeline;
+        const hls = new Hls({
+          // No worker: the content security policy allows no blob: workers.
+          enableWorker: false,
+          // A growing playlist looks live to hls.js, which would start at its newest segment:
+          // start where the room is instead (the sync controller takes over from there).
+          startPosition: timeline ? Math.max(0, positionAt(timeline, this.serverNow())) : 0,
+        });
+        hls.on(Hls.Events.LEVEL_UPDATED, (_event, { details }) => {
+          this.hlsEdge = details.live ? details.edge : Infinity;
+          this.renderSeekBar();
+        });
+        hls.on(Hls.Events.ERROR, (_event, data) => {
+          if (data.fatal && media.mediaId === this.loadedMediaId) {
+            void this.onHlsFailure(media, data.type === Hls.ErrorTypes.MEDIA_ERROR ? LoadErrorKind.DECODE : LoadErrorKind.NETWORK, data.details);
+          }
+        });
         hls.loadSource(url);
         hls.attachMedia(this.video);
         this.hls = hls;
         return;
       }
-      this.ctx.app.notify(t("player.noHls"), "error");
+      if (this.video.canPlayType(HLS_CONTENT_TYPE) === "") {
+        this.ctx.app.notify(t("player.noHls"), "error");
+      }
     }
     this.video.src = url;
     this.video.load();
+  }
+
+  /** hls.js gave up: an expired library URL is fetched once more (as for a file), anything else reported. */
+  private async onHlsFailure(media: Media, kind: LoadErrorKind, detail: string): Promise<void> {
+    if (media.libraryItemId && !this.urlRefreshed) {
+      this.urlRefreshed = true;
+      await this.load(media);
+      return;
+    }
+    this.fail(create(LoadErrorSchema, { mediaId: media.mediaId, kind, httpStatus: 0, detail: detail.slice(0, 200) }));
+  }
+
+  /**
+   * Follows the current library item's conversion: a playback URL refused until its start is
+   * ready is asked for again once it is; a failed conversion is this player's failure.
+   */
+  private followConversion(media: Media): void {
+    this.unfollowConversion();
+    const mediaId = media.mediaId;
+    this.unfollowConversion = conversionWatch(this.ctx.app.api, this.ctx.roomId).follow([media.libraryItemId], (_id, item) => {
+      if (mediaId !== this.loadedMediaId) {
+        return;
+      }
+      this.conversion = item;
+      if (this.waitingForConversion && item && playsNow(item)) {
+        this.waitingForConversion = false;
+        void this.load(media);
+      } else if (this.waitingForConversion && (!item || item.conversionState === ConversionState.FAILED)) {
+        this.waitingForConversion = false;
+        const detail = item ? t("conversion.failedReason", { reason: item.conversionError }) : t("loadError.httpNotFound");
+        this.fail(create(LoadErrorSchema, { mediaId, kind: LoadErrorKind.UNSUPPORTED, httpStatus: 0, detail: detail.slice(0, 200) }));
+      }
+      this.renderConversion();
+    });
+  }
+
+  /** The end of the converted part the player may play up to (s); Infinity when all of it is there. */
+  private convertedEnd(): number {
+    if (this.hls) {
+      return this.hlsEdge;
+    }
+    // The browser's own HLS player says nothing of a growing playlist: the conversion's progress,
+    // less a segment that may not be listed yet, stands in.
+    const item = this.conversion;
+    if (this.currentUrl && item?.conversionState === ConversionState.PLAYABLE) {
+      return Math.max(0, Number(item.convertedMs) / 1000 - 2);
+    }
+    return Infinity;
+  }
+
+  /** The converted part on the seek bar, and what waiting for the conversion means, on the picture. */
+  private renderConversion(expected?: number): void {
+    const end = this.convertedEnd();
+    const duration = this.duration();
+    const growing = Number.isFinite(end) && duration > 0;
+    this.convertedPart.hidden = !growing;
+    if (growing) {
+      this.convertedPart.style.width = `${Math.min(100, (end / duration) * 100)}%`;
+    }
+    let message: Shown | undefined;
+    if (this.waitingForConversion && this.conversion) {
+      message = t("player.converting", { percent: formatNumber(convertedShare(this.conversion), { style: "percent", maximumFractionDigits: 0 }) });
+    } else if (this.convertHold && expected !== undefined) {
+      message = t("player.convertedUpTo", { converted: formatClock(Math.max(0, end)), position: formatClock(expected) });
+    }
+    this.conversionMessage.hidden = message === undefined;
+    if (message !== undefined) {
+      setText(this.conversionMessage, message);
+    }
   }
 
   /** The video failed: an expired library URL is fetched once more, anything else reported. */
@@ -523,6 +657,13 @@ export class Player {
   private unload(): void {
     this.hls?.destroy();
     this.hls = undefined;
+    this.hlsEdge = Infinity;
+    this.convertHold = false;
+    this.waitingForConversion = false;
+    this.unfollowConversion();
+    this.unfollowConversion = () => undefined;
+    this.conversion = undefined;
+    this.renderConversion();
     this.video.pause();
     this.video.removeAttribute("src");
     this.video.load();
@@ -639,7 +780,20 @@ export class Player {
     const expected = positionAt(timeline, serverNow);
     const duration = this.duration();
 
-    if (this.video.readyState >= HTMLMediaElement.HAVE_METADATA) {
+    // Past what is converted: hold (the room's position is not there yet) until it is.
+    const converted = this.convertedEnd();
+    const ahead = converted - expected;
+    const hold = Number.isFinite(converted) && (timeline.paused ? ahead < 0 : ahead < (this.convertHold ? CONVERTED_RESUME_S : CONVERTED_HOLD_S));
+    if (hold !== this.convertHold) {
+      this.convertHold = hold;
+      void this.report(true);
+    }
+    if (hold && !this.video.paused) {
+      this.video.pause();
+    }
+    this.renderConversion(expected);
+
+    if (!hold && this.video.readyState >= HTMLMediaElement.HAVE_METADATA) {
       const previous = this.drift;
       const decision = decideDrift(this.drift, {
         now: nowMs / 1000,
@@ -753,6 +907,9 @@ export class Player {
     if (this.failed()) {
       return { kind: "failed" };
     }
+    if (this.convertHold || this.waitingForConversion) {
+      return { kind: "converting" };
+    }
     if (countdown > 0) {
       return { kind: "starting", seconds: Math.ceil(countdown) };
     }
@@ -809,6 +966,9 @@ export class Player {
         break;
       case "failed":
         text = t("member.cannotPlay");
+        break;
+      case "converting":
+        text = t("sync.converting");
         break;
       case "catchingUp":
         text = t("sync.catchingUp");
@@ -867,6 +1027,10 @@ export class Player {
   }
 
   private duration(): number {
+    // A growing playlist's length is the converted part's: the item's is the room's.
+    if (Number.isFinite(this.convertedEnd()) && this.timeline?.duration) {
+      return this.timeline.duration;
+    }
     const fromVideo = this.video.duration;
     if (Number.isFinite(fromVideo) && fromVideo > 0) {
       return fromVideo;
@@ -888,6 +1052,8 @@ export class Player {
     const errorKey = this.loadError ? `${this.loadError.mediaId}/${this.loadError.kind}` : "";
     if (this.failed()) {
       state = PlayerState.FAILED;
+    } else if (this.convertHold || this.waitingForConversion) {
+      state = PlayerState.BUFFERING;
     } else if (this.video.ended || (this.duration() > 0 && positionAt(timeline, this.serverNow()) >= this.duration() && !timeline.paused)) {
       state = PlayerState.ENDED;
     } else if (this.video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA) {
@@ -1066,6 +1232,8 @@ export class Player {
       return;
     }
     this.queueKey = key;
+    this.followQueueConversions(queue.map((item) => item.media?.libraryItemId ?? "").filter((id) => id !== ""));
+    this.queueStatuses.clear();
     replace(this.queueCount, queue.length > 0 ? formatNumber(queue.length) : null);
     setEnabled(this.nextButton, denied === undefined && queue.length > 0, denied ?? t("queue.emptyReason"));
     if (queue.length === 0) {
@@ -1099,11 +1267,42 @@ export class Player {
           { class: "queue-item", attrs: { "data-item-id": item.itemId } },
           h("span", { class: "queue-index", attrs: { "aria-hidden": "true" } }, formatNumber(index + 1)),
           item.media?.libraryItemId ? thumbnail(item.media.libraryItemId) : null,
-          h("div", { class: "queue-text" }, h("span", { class: "queue-title" }, title), h("span", { class: "queue-by" }, t("queue.addedBy", { name: this.ctx.nameOf(item.addedByUserId) }))),
+          h(
+            "div",
+            { class: "queue-text" },
+            h("span", { class: "queue-title" }, title),
+            h("span", { class: "queue-by" }, t("queue.addedBy", { name: this.ctx.nameOf(item.addedByUserId) })),
+            item.media?.libraryItemId ? this.queueStatus(item.media.libraryItemId) : null,
+          ),
           h("span", { class: "actions" }, ...actions),
         );
       }),
     );
+  }
+
+  /** A queued library item's conversion status, kept current by the conversion watch. */
+  private queueStatus(libraryItemId: string): HTMLElement {
+    const known = conversionWatch(this.ctx.app.api, this.ctx.roomId).get(libraryItemId);
+    const status = new ConversionStatus(known);
+    this.queueStatuses.set(libraryItemId, [...(this.queueStatuses.get(libraryItemId) ?? []), status]);
+    return status.element;
+  }
+
+  /** Follows the conversions of the queue's library items (again only when the set changes). */
+  private followQueueConversions(ids: string[]): void {
+    const key = [...new Set(ids)].sort().join(",");
+    if (key === this.queueFollowed) {
+      return;
+    }
+    this.queueFollowed = key;
+    this.unfollowQueue();
+    this.unfollowQueue = conversionWatch(this.ctx.app.api, this.ctx.roomId).follow(key ? key.split(",") : [], (id, item) => {
+      for (const status of this.queueStatuses.get(id) ?? []) {
+        if (item) {
+          status.update(item);
+        }
+      }
+    });
   }
 
   private renderControls(): void {
