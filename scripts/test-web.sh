@@ -8,6 +8,9 @@
 # phone layout, language switch, keyboard, error sentences, the operator console's screens), the
 # operator console (e2e/admin.mjs: unlock with the admin token, charts drawn from the server's
 # metrics, revoke a session, close a room, audit filters; screenshots into web/artifacts/admin/),
+# conversion to HLS (e2e/convert.mjs: an HEVC + AC-3 MKV uploads, two users watch it while it
+# converts, a seek past the converted part holds with a message, then seek, pause and rate stay
+# in sync; screenshots into web/artifacts/convert/),
 # the XSS corpus (e2e/xss.mjs: 240
 # payloads through every text field, nothing may run), Lighthouse on the lobby and a room
 # (e2e/lighthouse.mjs: accessibility and best practices at least 95, performance reported) and
@@ -63,6 +66,15 @@ admin_failed=$(sed -n 's/^admin: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$a
 rm -f "$admin_report"
 echo "screenshots: web/artifacts/admin/"
 
+log "conversion to HLS in headless Chromium (an HEVC + AC-3 MKV watched while it converts)"
+convert_report=$(mktemp)
+convert_status=0
+(cd web && node e2e/convert.mjs) | tee "$convert_report" || convert_status=$?
+convert_passed=$(sed -n 's/^convert: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$convert_report")
+convert_failed=$(sed -n 's/^convert: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$convert_report")
+rm -f "$convert_report"
+echo "screenshots: web/artifacts/convert/"
+
 log "Lighthouse on the lobby and a room (mobile emulation)"
 lh_report=$(mktemp)
 lh_status=0
@@ -83,8 +95,8 @@ log "sync quality in headless Chromium (smoke: 2 viewers, 2 files, 3 seeks and a
 sync_status=0
 (cd web && node bench/sync-quality.mjs --smoke) || sync_status=$?
 
-passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${ui_passed:-0} + ${admin_passed:-0} + ${lh_passed:-0} + ${xss_passed:-0} ))
-failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${ui_failed:-0} + ${admin_failed:-0} + ${lh_failed:-0} + ${xss_failed:-0} ))
+passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${ui_passed:-0} + ${admin_passed:-0} + ${convert_passed:-0} + ${lh_passed:-0} + ${xss_passed:-0} ))
+failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${ui_failed:-0} + ${admin_failed:-0} + ${convert_failed:-0} + ${lh_failed:-0} + ${xss_failed:-0} ))
 # The sync-quality smoke run counts as one test.
 if [ "$sync_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 # A runner that died before reporting counts as a failure.
@@ -92,6 +104,7 @@ if [ "$unit_status" -ne 0 ] && [ "${unit_failed:-0}" -eq 0 ]; then failed=$((fai
 if [ "$e2e_status" -ne 0 ] && [ "${e2e_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$ui_status" -ne 0 ] && [ "${ui_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$admin_status" -ne 0 ] && [ "${admin_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+if [ "$convert_status" -ne 0 ] && [ "${convert_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$lh_status" -ne 0 ] && [ "${lh_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$xss_status" -ne 0 ] && [ "${xss_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 echo "web: $passed passed, $failed failed"

@@ -783,7 +783,10 @@ export class Player {
     // Past what is converted: hold (the room's position is not there yet) until it is.
     const converted = this.convertedEnd();
     const ahead = converted - expected;
-    const hold = Number.isFinite(converted) && (timeline.paused ? ahead < 0 : ahead < (this.convertHold ? CONVERTED_RESUME_S : CONVERTED_HOLD_S));
+    // Once holding, only a good stretch converted ahead releases it (also while the room waits
+    // for this player, paused): otherwise each new segment would start and stop it again.
+    const threshold = this.convertHold ? CONVERTED_RESUME_S : timeline.paused ? 0 : CONVERTED_HOLD_S;
+    const hold = Number.isFinite(converted) && ahead < threshold;
     if (hold !== this.convertHold) {
       this.convertHold = hold;
       void this.report(true);

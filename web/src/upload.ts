@@ -7,8 +7,10 @@
 import type { DetailedError, Upload } from "tus-js-client";
 
 import { type MediaSourceHost, registerMediaSource } from "./addvideo";
+import { conversionWatch, playsNow } from "./conversion";
 import { button, h, replace, setText } from "./dom";
 import { describeError } from "./errors";
+import { ConversionState, type MediaItem } from "./gen/xiaowo/media/v1/media_pb";
 import { formatBytes, formatNumber, type MessageKey, t, userText } from "./i18n";
 import { checkbox } from "./ui";
 
@@ -244,7 +246,12 @@ export class UploadPanel {
       if (mediaItem) {
         setText(this.status, t("upload.done", { title: userText(mediaItem.title) }));
         if (this.queueToggle.checked && this.host.deniedReason() === undefined) {
-          await this.host.addToQueue({ url: "", title: mediaItem.title, durationMs: mediaItem.durationMs, libraryItemId: mediaItem.mediaItemId });
+          if (playsNow(mediaItem)) {
+            await this.host.addToQueue({ url: "", title: mediaItem.title, durationMs: mediaItem.durationMs, libraryItemId: mediaItem.mediaItemId });
+          } else {
+            setText(this.status, t("upload.doneConverting", { title: userText(mediaItem.title) }));
+            this.queueWhenPlayable(mediaItem);
+          }
         }
         for (const listener of uploadListeners) {
           listener();
@@ -254,6 +261,22 @@ export class UploadPanel {
       setText(this.status, describeError(error));
     }
     void this.showLimits();
+  }
+
+  /** A file browsers cannot play joins the queue once its conversion's start is ready. */
+  private queueWhenPlayable(mediaItem: MediaItem): void {
+    const stop = conversionWatch(this.host.api, this.host.roomId).follow([mediaItem.mediaItemId], (_id, item) => {
+      if (!item || item.conversionState === ConversionState.FAILED) {
+        stop();
+      } else if (playsNow(item)) {
+        stop();
+        void this.host.addToQueue({ url: "", title: item.title, durationMs: item.durationMs, libraryItemId: item.mediaItemId }).then((queued) => {
+          if (queued) {
+            setText(this.status, t("library.queued", { title: userText(item.title) }));
+          }
+        });
+      }
+    });
   }
 
   private failed(file: File, error: Error | DetailedError): void {

@@ -328,6 +328,7 @@ export const en = {
   "upload.progress": "{name}: {percent} % ({sent} of {total})",
   "upload.checking": "{name}: uploaded, checking the file…",
   "upload.done": "“{title}” is in the library.",
+  "upload.doneConverting": "“{title}” is in the library. Browsers cannot play it as it is: it is being converted, and joins the queue as soon as its start is ready.",
   "upload.cancel": "Cancel upload",
   "upload.cancelled": "Upload cancelled.",
   "upload.offline": "Connection lost: the upload continues when the network is back.",

@@ -329,6 +329,7 @@ export const zh: Catalog = {
   "upload.progress": "{name}：{percent}%（{sent} / {total}）",
   "upload.checking": "{name}：已上传，正在检查文件…",
   "upload.done": "「{title}」已加入媒体库。",
+  "upload.doneConverting": "「{title}」已加入媒体库。浏览器无法直接播放它：正在转换，开头部分一准备好就会加入播放列表。",
   "upload.cancel": "取消上传",
   "upload.cancelled": "已取消上传。",
   "upload.offline": "连接已断开：网络恢复后将继续上传。",
