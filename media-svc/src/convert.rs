@@ -433,10 +433,19 @@ impl Library {
             Some(first) => first,
             None => return Outcome::Failed("No ffmpeg program is configured.".to_owned()),
         };
+        let ffmpeg_args = plan.ffmpeg_args(&source, &dir, self.conversions.readrate);
+        // The whole command line goes in the log: what an operator (or the benchmark, which runs
+        // the same command alone) needs to run it by hand.
+        let command_line = std::iter::once(program.as_os_str())
+            .chain(launcher_args.iter().map(|arg| arg.as_os_str()))
+            .chain(ffmpeg_args.iter().map(std::ffi::OsString::as_os_str))
+            .map(|arg| arg.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut command = Command::new(program);
         command
             .args(launcher_args)
-            .args(plan.ffmpeg_args(&source, &dir, self.conversions.readrate))
+            .args(&ffmpeg_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -451,6 +460,7 @@ impl Library {
             %media_item_id,
             pid = child.id().unwrap_or(0),
             video = if plan.copies_video() { "copy" } else { "encode" },
+            command = %command_line,
             "conversion started"
         );
         let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
