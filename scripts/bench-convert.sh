@@ -158,17 +158,14 @@ PY
 )
 echo "$results"
 
-commit=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- . ':!BENCHMARKS.md' || commit="$commit (with uncommitted changes in the tree)"
-cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 generated=$(mktemp /tmp/xiaowo-bench-convert-section.XXXXXX)
 {
   echo "<!-- xiaowo-convert-bench:begin (written by scripts/bench-convert.sh; edit outside these markers) -->"
   echo
   echo "* command: \`scripts/bench-convert.sh --minutes $minutes$([ "$profile" = release ] && echo " --release")\` ($profile build of the server)"
   echo "* source: $minutes min of 1920×1080 25 fps HEVC (x265 ultrafast) + AC-3 5.1 in Matroska, $(numfmt --to=iec "$source_bytes")B"
-  echo "* machine: $(nproc) CPUs ($cpu_model); load average before: $load_before; after: $load_after"
-  echo "* date: $started; commit: $commit"
+  echo "* machine: $(nproc) CPUs ($(cpu_model)); load average before: $load_before; after: $load_after"
+  echo "* date: $started; commit: $(bench_commit)"
   echo
   echo "$results"
   echo

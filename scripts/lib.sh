@@ -124,6 +124,16 @@ open("BENCHMARKS.md", "w").write(text)
 PY
 }
 
+# What a benchmark section names: the commit measured (and whether the tree had changes beyond
+# BENCHMARKS.md), and the machine's CPU model.
+bench_commit() {
+  local commit
+  commit=$(git rev-parse --short HEAD)
+  git diff --quiet HEAD -- . ':!BENCHMARKS.md' || commit="$commit (with uncommitted changes in the tree)"
+  echo "$commit"
+}
+cpu_model() { grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+
 # cargo-deb from crates.io, for the Debian package.
 need_cargo_deb() {
   if ! cargo deb --version >/dev/null 2>&1; then

@@ -1,7 +1,7 @@
 //! The only code that touches media-svc's tables. Enums are stored as readable words and read
 //! back strictly.
 
-use sea_orm::sea_query::{Condition, Expr, LikeExpr};
+use sea_orm::sea_query::{Condition, Expr, LikeExpr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -581,8 +581,25 @@ impl Store {
         Ok(None)
     }
 
-    /// Records a running conversion's progress and renews its lease; false when the run is no
-    /// longer the current one (the item was deleted, changed, or its conversion taken over).
+    /// Sets `columns` (and `updated_at`) on the run `attempt` of the item's conversion; false
+    /// when that run is no longer the current one (the item was deleted or changed, or its
+    /// conversion taken over).
+    async fn update_run(
+        &self,
+        media_item_id: &str,
+        attempt: i32,
+        columns: Vec<(conversion::Column, SimpleExpr)>,
+        now: i64,
+    ) -> Result<bool, DbErr> {
+        let mut update = conversion::Entity::update_many().col_expr(conversion::Column::UpdatedAt, Expr::value(now));
+        for (column, value) in columns {
+            update = update.col_expr(column, value);
+        }
+        let result = update.filter(current_run(media_item_id, attempt)).exec(&self.db).await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Records a running conversion's progress and renews its lease.
     pub async fn record_progress(
         &self,
         media_item_id: &str,
@@ -592,18 +609,15 @@ impl Store {
         lease_until: i64,
         now: i64,
     ) -> Result<bool, DbErr> {
-        let result = conversion::Entity::update_many()
-            .col_expr(conversion::Column::State, Expr::value(conversion_word(state)))
-            .col_expr(conversion::Column::ConvertedMs, Expr::value(converted_ms))
-            .col_expr(conversion::Column::LeaseExpiresAt, Expr::value(lease_until))
-            .col_expr(conversion::Column::UpdatedAt, Expr::value(now))
-            .filter(current_run(media_item_id, attempt))
-            .exec(&self.db)
-            .await?;
-        Ok(result.rows_affected > 0)
+        let columns = vec![
+            (conversion::Column::State, Expr::value(conversion_word(state))),
+            (conversion::Column::ConvertedMs, Expr::value(converted_ms)),
+            (conversion::Column::LeaseExpiresAt, Expr::value(lease_until)),
+        ];
+        self.update_run(media_item_id, attempt, columns, now).await
     }
 
-    /// Ends a run as complete or failed; false when it was no longer the current one.
+    /// Ends a run as complete or failed.
     pub async fn finish_conversion(
         &self,
         media_item_id: &str,
@@ -613,30 +627,24 @@ impl Store {
         error: &str,
         now: i64,
     ) -> Result<bool, DbErr> {
-        let result = conversion::Entity::update_many()
-            .col_expr(conversion::Column::State, Expr::value(conversion_word(state)))
-            .col_expr(conversion::Column::ConvertedMs, Expr::value(converted_ms))
-            .col_expr(conversion::Column::Error, Expr::value(error))
-            .col_expr(conversion::Column::LeaseExpiresAt, Expr::value(0_i64))
-            .col_expr(conversion::Column::UpdatedAt, Expr::value(now))
-            .filter(current_run(media_item_id, attempt))
-            .exec(&self.db)
-            .await?;
-        Ok(result.rows_affected > 0)
+        let columns = vec![
+            (conversion::Column::State, Expr::value(conversion_word(state))),
+            (conversion::Column::ConvertedMs, Expr::value(converted_ms)),
+            (conversion::Column::Error, Expr::value(error)),
+            (conversion::Column::LeaseExpiresAt, Expr::value(0_i64)),
+        ];
+        self.update_run(media_item_id, attempt, columns, now).await
     }
 
     /// Puts a run stopped by a shutdown back in the queue, not counting it as an attempt.
     pub async fn release_conversion(&self, media_item_id: &str, attempt: i32, now: i64) -> Result<bool, DbErr> {
-        let result = conversion::Entity::update_many()
-            .col_expr(conversion::Column::State, Expr::value(conversion_word(ConversionState::Queued)))
-            .col_expr(conversion::Column::ConvertedMs, Expr::value(0_i64))
-            .col_expr(conversion::Column::Attempts, Expr::value(attempt.saturating_sub(1)))
-            .col_expr(conversion::Column::LeaseExpiresAt, Expr::value(0_i64))
-            .col_expr(conversion::Column::UpdatedAt, Expr::value(now))
-            .filter(current_run(media_item_id, attempt))
-            .exec(&self.db)
-            .await?;
-        Ok(result.rows_affected > 0)
+        let columns = vec![
+            (conversion::Column::State, Expr::value(conversion_word(ConversionState::Queued))),
+            (conversion::Column::ConvertedMs, Expr::value(0_i64)),
+            (conversion::Column::Attempts, Expr::value(attempt.saturating_sub(1))),
+            (conversion::Column::LeaseExpiresAt, Expr::value(0_i64)),
+        ];
+        self.update_run(media_item_id, attempt, columns, now).await
     }
 
     /// Items browsers cannot play that have no conversion row (added before conversions

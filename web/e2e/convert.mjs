@@ -19,11 +19,12 @@
 // Ends with "convert: N passed, N failed".
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
 import {
+  assert,
+  browserSuite,
   createRoom,
   launchServer,
   openProfile,
@@ -31,7 +32,6 @@ import {
   playerGap,
   prepareWebDir,
   readPlayer,
-  stopProcess,
   waitForAgreement,
   waitLive,
   webRoot,
@@ -45,43 +45,15 @@ const PHONE = { width: 390, height: 844 };
 const LENGTH_S = 30;
 const LATEST_SEEK_S = 22;
 
-const tempDir = mkdtempSync(join(tmpdir(), "xiaowo-convert-"));
-let server;
-const contexts = [];
+const users = [];
 const consoleErrors = [];
-const results = [];
-
-async function cleanup() {
-  for (const context of contexts) {
-    await context.close().catch(() => undefined);
-  }
-  await stopProcess(server);
-  rmSync(tempDir, { recursive: true, force: true });
-}
-for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => void cleanup().finally(() => process.exit(130)));
-}
-
-function assert(condition, message) {
-  if (!condition) {
-    throw new Error(message);
-  }
-}
-
-async function check(name, run) {
-  const began = Date.now();
-  try {
-    await run();
-    results.push(true);
-    console.log(`ok   ${name} (${Date.now() - began} ms)`);
-  } catch (error) {
-    results.push(false);
-    console.log(`FAIL ${name} (${Date.now() - began} ms)\n     ${String(error?.stack ?? error).split("\n").slice(0, 12).join("\n     ")}`);
+const { tempDir, setServer, addContext, check, finish } = browserSuite("convert", {
+  onFailure: async (number) => {
     for (const user of users) {
-      await user.page.screenshot({ path: join(artifacts, `failed-${results.length}-${user.name}.png`), fullPage: true }).catch(() => undefined);
+      await user.page.screenshot({ path: join(artifacts, `failed-${number}-${user.name}.png`), fullPage: true });
     }
-  }
-}
+  },
+});
 
 /** A 30 s 320×180 HEVC + AC-3 5.1 Matroska file: nothing a browser plays as it is. */
 function makeHevcMkv(path) {
@@ -119,7 +91,6 @@ async function seekTo(user, seconds) {
   );
 }
 
-const users = [];
 const state = { base: "", roomPath: "", mediaItemId: "", playlistUrls: new Map() };
 
 try {
@@ -130,7 +101,7 @@ try {
   const webDir = prepareWebDir(tempDir);
   // A room waits up to 30 s for members who hold (on a busy machine the conversion may lag).
   const launched = launchServer(tempDir, webDir, "127.0.0.1:0", { XIAOWO_MEDIA_CONVERT_READRATE: "1", XIAOWO_SYNC_WAIT_TIMEOUT: "30s" });
-  server = launched.server;
+  setServer(launched.server);
   state.base = await launched.base;
   console.log(`xiaowo up at ${state.base}`);
 
@@ -139,7 +110,7 @@ try {
     ["bob", "zh-CN"],
   ]) {
     const { context, page } = await openProfile(name, tempDir, { viewport: DESKTOP, locale });
-    contexts.push(context);
+    addContext(context);
     page.setDefaultTimeout(WAIT_MS);
     page.on("pageerror", (error) => consoleErrors.push(`${name}: ${error.message}`));
     page.on("console", (message) => {
@@ -308,12 +279,7 @@ try {
     assert(consoleErrors.length === 0, consoleErrors.join("\n"));
   });
 } catch (error) {
-  results.push(false);
-  console.log(`FAIL set-up\n     ${error?.stack ?? error}`);
+  await check("set-up", () => Promise.reject(error));
 } finally {
-  await cleanup();
+  await finish();
 }
-
-const passed = results.filter(Boolean).length;
-console.log(`convert: ${passed} passed, ${results.length - passed} failed`);
-process.exitCode = results.length > passed ? 1 : 0;

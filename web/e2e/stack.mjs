@@ -6,7 +6,8 @@
 
 import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, existsSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -272,4 +273,60 @@ export async function waitForAgreement(first, second, check = () => true, readin
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   throw new Error(`players did not agree within ${AGREEMENT_TOLERANCE_S} s on ${readings} readings in a row: ${JSON.stringify(last)}`);
+}
+
+export function assert(condition, message) {
+  if (!condition) {
+    throw new Error(message);
+  }
+}
+
+/**
+ * The frame of a browser suite: a temporary directory, what the suite starts (the server, browser
+ * contexts: stopped on the way out, also on Ctrl-C), and checks run one after another, each
+ * reported as it ends (`onFailure(number)` may take screenshots of a failed one). `finish()`
+ * stops everything and prints "NAME: N passed, N failed" (the line scripts/test-web.sh reads).
+ */
+export function browserSuite(name, { onFailure = async () => undefined } = {}) {
+  const tempDir = mkdtempSync(join(tmpdir(), `xiaowo-${name}-`));
+  const contexts = [];
+  const results = [];
+  let server;
+  const cleanup = async () => {
+    for (const context of contexts) {
+      await context.close().catch(() => undefined);
+    }
+    await stopProcess(server);
+    rmSync(tempDir, { recursive: true, force: true });
+  };
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.on(signal, () => void cleanup().finally(() => process.exit(130)));
+  }
+  return {
+    tempDir,
+    setServer(child) {
+      server = child;
+    },
+    addContext(context) {
+      contexts.push(context);
+    },
+    async check(label, run) {
+      const began = Date.now();
+      try {
+        await run();
+        results.push(true);
+        console.log(`ok   ${label} (${Date.now() - began} ms)`);
+      } catch (error) {
+        results.push(false);
+        console.log(`FAIL ${label} (${Date.now() - began} ms)\n     ${String(error?.stack ?? error).split("\n").slice(0, 12).join("\n     ")}`);
+        await onFailure(results.length).catch(() => undefined);
+      }
+    },
+    async finish() {
+      await cleanup();
+      const passed = results.filter(Boolean).length;
+      console.log(`${name}: ${passed} passed, ${results.length - passed} failed`);
+      process.exitCode = results.length > passed ? 1 : 0;
+    },
+  };
 }

@@ -13,73 +13,25 @@ use tonic::Code;
 
 use crate::support::{Options, Stack, User, as_user, bearer, eventually, fixture};
 
-/// A 30 s 320×180 HEVC + AC-3 (5.1) Matroska file: nothing a browser plays.
-fn hevc_ac3_mkv() -> Vec<u8> {
-    let path = fixture(
-        "hevc-ac3.mkv",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x180:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440",
-            "-t",
-            "30",
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "ac3",
-            "-ac",
-            "6",
-            "-f",
-            "matroska",
-        ],
-    );
+/// A 30 s 320×180 test pattern with a tone in Matroska, its video and audio encoded so.
+fn thirty_second_mkv(name: &str, video: &[&str], audio: &[&str]) -> Vec<u8> {
+    let inputs = ["-f", "lavfi", "-i", "testsrc=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440"];
+    let path =
+        fixture(name, &[&inputs[..], &["-t", "30", "-pix_fmt", "yuv420p"], video, audio, &["-f", "matroska"]].concat());
     std::fs::read(path).unwrap()
 }
 
-/// A 30 s 320×180 H.264 (Constrained Baseline, which the conversion's own encoder never makes)
-/// + AC-3 Matroska file: only its audio keeps browsers from playing it.
+/// HEVC + AC-3 (5.1): nothing a browser plays.
+fn hevc_ac3_mkv() -> Vec<u8> {
+    let video = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"];
+    thirty_second_mkv("hevc-ac3.mkv", &video, &["-c:a", "ac3", "-ac", "6"])
+}
+
+/// H.264 (Constrained Baseline, which the conversion's own encoder never makes) + AC-3: only
+/// its audio keeps browsers from playing it.
 fn h264_ac3_mkv() -> Vec<u8> {
-    let path = fixture(
-        "h264-ac3.mkv",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x180:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440",
-            "-t",
-            "30",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-profile:v",
-            "baseline",
-            "-g",
-            "50",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "ac3",
-            "-f",
-            "matroska",
-        ],
-    );
-    std::fs::read(path).unwrap()
+    let video = ["-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "baseline", "-g", "50"];
+    thirty_second_mkv("h264-ac3.mkv", &video, &["-c:a", "ac3"])
 }
 
 /// Conversions paced to `readrate` times real time (0: as fast as ffmpeg goes).
