@@ -77,10 +77,14 @@ log "uploading $(numfmt --to=iec "$source_bytes")B (tus), then converting"
 location=$(curl -sS -D - -o /dev/null -X POST "http://$addr/media/uploads" \
   -H "Authorization: Bearer $token" -H "Tus-Resumable: 1.0.0" -H "Upload-Length: $source_bytes" \
   -H "Upload-Metadata: filename $(printf 'bench.mkv' | base64)" | sed -n 's/^[Ll]ocation: *\([^[:space:]]*\).*/\1/p')
+# CPU time of the server's reaped children (the conversion's ffmpeg among them), in seconds.
+ticks=$(getconf CLK_TCK)
+children_cpu() { awk -v tick="$ticks" '{printf "%.2f", ($16 + $17) / tick}' "/proc/$server_pid/stat"; }
 item=$(curl -sS -D - -o /dev/null -X PATCH "http://$addr$location" -T "$source_file" \
   -H "Authorization: Bearer $token" -H "Tus-Resumable: 1.0.0" -H "Upload-Offset: 0" \
   -H "Content-Type: application/offset+octet-stream" | sed -n 's/^[Xx]iaowo-[Mm]edia-[Ii]tem-[Ii]d: *\([0-9a-f-]*\).*/\1/p')
 uploaded_at=$(date +%s.%N)
+cpu_at_upload=$(children_cpu)
 [ -n "$item" ] || { tail -20 "$work/server.log"; echo "the upload was not accepted" >&2; exit 1; }
 
 # The server's log stamps when the first segment became playable and when the conversion ended.
@@ -105,6 +109,8 @@ while [ -z "$complete_at" ]; do
   load_samples+=("$(cut -d' ' -f1 /proc/loadavg)")
   sleep 1
 done
+# ffmpeg is reaped before "conversion complete" is logged: its CPU is in the server's children's.
+served_cpu=$(awk -v a="$(children_cpu)" -v b="$cpu_at_upload" 'BEGIN {printf "%.1f", a - b}')
 command_line=$(grep -F "conversion started" "$work/server.log" | grep -F "$item" | head -1 | sed 's/.* command=//')
 # Where the time to the first segment goes: the item's log lines from the upload to "ready".
 timeline=$(grep -F "$item" "$work/server.log" | grep -E "upload placed|conversion queued|conversion started|ready to start" |
@@ -120,6 +126,11 @@ hls_dir="$work/data/media/.xiaowo/hls/$item"
 alone="$work/alone"
 mkdir -p "$alone"
 read -r -a args <<<"${command_line//$hls_dir/$alone}"
+# This shell's children's CPU time, in seconds: bash's `times` (its second line), run in this
+# shell itself (a command substitution would be a child with none) and read from a file.
+children_seconds() { tail -1 "$1" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'; }
+times >"$work/times-before"
+cpu_before_alone=$(children_seconds "$work/times-before")
 alone_started=$(date +%s.%N)
 "${args[@]}" >/dev/null 2>"$alone/stderr" &
 ffmpeg_pid=$!
@@ -133,23 +144,26 @@ while kill -0 "$ffmpeg_pid" 2>/dev/null; do
 done
 wait "$ffmpeg_pid" || { cat "$alone/stderr"; echo "ffmpeg alone failed" >&2; exit 1; }
 alone_done=$(date +%s.%N)
+times >"$work/times-after"
+alone_cpu=$(awk -v a="$(children_seconds "$work/times-after")" -v b="$cpu_before_alone" 'BEGIN {printf "%.1f", a - b}')
 grep -q '^#EXT-X-ENDLIST' "$alone/index.m3u8" || { echo "ffmpeg alone wrote no complete playlist" >&2; exit 1; }
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-results=$(TIMELINE="$timeline" python3 - "$duration" "$uploaded_at" "$ready_at" "$complete_at" "$alone_started" "$alone_ready" "$alone_done" "${load_samples[@]}" <<'PY'
+results=$(TIMELINE="$timeline" python3 - "$duration" "$uploaded_at" "$ready_at" "$complete_at" "$alone_started" "$alone_ready" "$alone_done" "$served_cpu" "$alone_cpu" "${load_samples[@]}" <<'PY'
 import os, sys
-duration, uploaded, ready, complete, a_start, a_ready, a_done = map(float, sys.argv[1:8])
-loads = [float(x) for x in sys.argv[8:]] or [0.0]
+duration, uploaded, ready, complete, a_start, a_ready, a_done, served_cpu, alone_cpu = map(float, sys.argv[1:10])
+loads = [float(x) for x in sys.argv[10:]] or [0.0]
 steps = [line.split(" ", 1) for line in os.environ.get("TIMELINE", "").splitlines() if " " in line]
 served_first, served_total = ready - uploaded, complete - uploaded
 alone_first, alone_total = a_ready - a_start, a_done - a_start
-print("| run | first playable segment (s) | complete (s) | realtime factor |")
-print("|---|---|---|---|")
-print(f"| xiaowo up: upload complete → (probe, queue, ffmpeg under nice) | {served_first:.1f} | {served_total:.1f} | {duration / served_total:.2f}× |")
-print(f"| ffmpeg alone, same command (ceiling) | {alone_first:.1f} | {alone_total:.1f} | {duration / alone_total:.2f}× |")
+print("| run | first playable segment (s) | complete (s) | realtime factor | CPU (s) |")
+print("|---|---|---|---|---|")
+print(f"| xiaowo up: upload complete → (probe, queue, ffmpeg under nice) | {served_first:.1f} | {served_total:.1f} | {duration / served_total:.2f}× | {served_cpu:.1f} |")
+print(f"| ffmpeg alone, same command (ceiling) | {alone_first:.1f} | {alone_total:.1f} | {duration / alone_total:.2f}× | {alone_cpu:.1f} |")
 print()
 print(f"First playable: **{served_first:.1f} s** after the upload completed (target ≤ 5 s). "
-      f"Complete: **{served_total / alone_total * 100:.0f} %** of ffmpeg alone's time (target ≤ 110 %). "
+      f"Complete: **{served_total / alone_total * 100:.0f} %** of ffmpeg alone's time (target ≤ 110 %), "
+      f"**{served_cpu / alone_cpu * 100:.0f} %** of its CPU time (the server's column includes the thumbnail's ffmpeg). "
       f"Load average (1 min) during the runs: {min(loads):.2f}–{max(loads):.2f}.")
 if steps:
     print()

@@ -1,8 +1,9 @@
 //! Entry points for `fuzz/`: what media-svc reads from untrusted HTTP requests — the tus headers
 //! (`Tus-Resumable`, `Upload-Length`, `Upload-Offset`, `Upload-Metadata` and the file name and
-//! room it carries), the signed URL's query and item id, and the `Range`/`If-Range`/conditional
-//! headers of a file request served through the same path as `GET /media/<id>` — ending in the
-//! HTTP answer a client would get. Not part of the service's API.
+//! room it carries), the signed URL's query and item id (and an HLS path's grant and file
+//! name), and the `Range`/`If-Range`/conditional headers of a file request served through the
+//! same path as `GET /media/<id>` — ending in the HTTP answer a client would get. Not part of
+//! the service's API.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -17,7 +18,7 @@ use crate::http::{
     UPLOAD_LENGTH, UPLOAD_OFFSET, check_tus_version, error_response, header_u64, metadata_value, serve_with_tower,
 };
 use crate::library::Library;
-use crate::signing::{UrlSigner, parse_query};
+use crate::signing::{UrlSigner, parse_grant, parse_query};
 use crate::uploads::clean_file_name;
 
 /// Size of the file the `Range` requests are served from.
@@ -76,6 +77,17 @@ pub fn signed_url(data: &[u8]) {
         // having been made by it.
         let genuine = signer.sign(path, signed.expires, &signed.user_id) == signed.signature;
         assert_eq!(signer.verify(path, &signed), genuine);
+    }
+    // The same text as an HLS path's grant and file name (`<grant>/<file>`).
+    let (grant, file) = query.split_once('/').unwrap_or((query, ""));
+    if let Some(signed) = parse_grant(grant) {
+        assert!(!signed.user_id.contains('.') && !signed.signature.contains('.'));
+        let genuine = signer.sign(path, signed.expires, &signed.user_id) == signed.signature;
+        assert_eq!(signer.verify(path, &signed), genuine);
+    }
+    if crate::convert::is_served_name(file) {
+        // Only names inside the item's HLS folder.
+        assert!(!file.contains('/') && !file.contains(".."), "{file:?}");
     }
     let HttpError { status, .. } = HttpError::from(Error::UrlRefused("forged"));
     assert_eq!(status, StatusCode::FORBIDDEN);

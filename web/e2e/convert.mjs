@@ -12,7 +12,8 @@
 //   position once that part exists;
 // * once complete, seeks, a pause and a rate change stay in sync as for any file;
 // * screenshots of the library and queue with a conversion in progress, desktop (1280×800) and
-//   phone (390×844), English and Chinese, go to web/artifacts/convert/.
+//   phone (390×844), English and Chinese, go to web/artifacts/convert/ (axe-core finds no
+//   serious or critical violation on them).
 //
 //   node e2e/convert.mjs        (after `npm run build` and `cargo build -p xiaowo`)
 //
@@ -24,6 +25,7 @@ import { join } from "node:path";
 
 import {
   assert,
+  axeViolations,
   browserSuite,
   createRoom,
   launchServer,
@@ -179,7 +181,7 @@ try {
     console.log(`    playing at ${playing.a.position.toFixed(2)} s while converting: gap ${(playing.gap * 1000).toFixed(0)} ms`);
   });
 
-  await check("screenshots of the library and queue while converting: desktop and phone, English and Chinese", async () => {
+  await check("the library and queue while converting: screenshots and axe, desktop and phone, English and Chinese", async () => {
     const row = `#library li[data-media-item-id="${state.mediaItemId}"]`;
     for (const user of users) {
       await user.page.click("[data-tab=queue]");
@@ -199,6 +201,8 @@ try {
         await screenshot(user, `${size}-${language(user)}-queue-converting`);
         const overflow = await user.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         assert(overflow <= 1, `${user.name}: the page scrolls sideways by ${overflow}px`);
+        const problems = await axeViolations(user.page);
+        assert(problems.length === 0, `${user.name} (${size}): ${JSON.stringify(problems, null, 1)}`);
       }
     }
     for (const user of users) {

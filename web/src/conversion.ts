@@ -74,7 +74,7 @@ export class ConversionWatch {
     this.interests.set(key, { ids: new Set(ids), listener });
     for (const id of ids) {
       const known = this.latest.get(id);
-      if (known) {
+      if (known || this.gone.has(id)) {
         queueMicrotask(() => this.interests.get(key)?.listener(id, known));
       }
     }
@@ -92,6 +92,7 @@ export class ConversionWatch {
 
   /** Takes what another call (e.g. ListMediaItems) said of an item. */
   remember(item: MediaItem): void {
+    this.gone.delete(item.mediaItemId);
     if (Number(item.updateTime?.seconds ?? 0) >= Number(this.latest.get(item.mediaItemId)?.updateTime?.seconds ?? 0)) {
       this.latest.set(item.mediaItemId, item);
     }

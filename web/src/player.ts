@@ -69,6 +69,8 @@ const HLS_CONTENT_TYPE = "application/vnd.apple.mpegurl";
  */
 const CONVERTED_HOLD_S = 1;
 const CONVERTED_RESUME_S = 4;
+/** How often a playback URL refused for a conversion is asked for again when its progress cannot be followed. */
+const CONVERSION_RETRY_MS = 5_000;
 
 /**
  * What the sync-quality benchmark (web/bench/sync-quality.mjs) reads from each page: the video,
@@ -552,10 +554,18 @@ export class Player {
       if (this.waitingForConversion && item && playsNow(item)) {
         this.waitingForConversion = false;
         void this.load(media);
-      } else if (this.waitingForConversion && (!item || item.conversionState === ConversionState.FAILED)) {
+      } else if (this.waitingForConversion && item?.conversionState === ConversionState.FAILED) {
         this.waitingForConversion = false;
-        const detail = item ? t("conversion.failedReason", { reason: item.conversionError }) : t("loadError.httpNotFound");
+        const detail = t("conversion.failedReason", { reason: item.conversionError });
         this.fail(create(LoadErrorSchema, { mediaId, kind: LoadErrorKind.UNSUPPORTED, httpStatus: 0, detail: detail.slice(0, 200) }));
+      } else if (this.waitingForConversion && !item) {
+        // An item this person may play in the room but not look up (another room's upload
+        // queued here): its URL is asked for again in a moment instead.
+        window.setTimeout(() => {
+          if (mediaId === this.loadedMediaId && this.waitingForConversion) {
+            void this.load(media);
+          }
+        }, CONVERSION_RETRY_MS);
       }
       this.renderConversion();
     });
