@@ -7,7 +7,8 @@
 # English and Chinese, light and dark, desktop and phone, screenshots into web/artifacts/ui/,
 # phone layout, language switch, keyboard, error sentences, the operator console's screens), the
 # operator console (e2e/admin.mjs: unlock with the admin token, charts drawn from the server's
-# metrics, revoke a session, close a room, audit filters; screenshots into web/artifacts/admin/),
+# metrics, revoke a session, close a room, audit filters, the media library's items and uploads with rename
+# and delete; screenshots into web/artifacts/admin/),
 # the XSS corpus (e2e/xss.mjs: 240
 # payloads through every text field, nothing may run), Lighthouse on the lobby and a room
 # (e2e/lighthouse.mjs: accessibility and best practices at least 95, performance reported) and
@@ -54,7 +55,7 @@ ui_failed=$(sed -n 's/^ui: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$ui_repo
 rm -f "$ui_report"
 echo "screenshots: web/artifacts/ui/"
 
-log "operator console in headless Chromium (unlock, charts, revoke, close, audit filters)"
+log "operator console in headless Chromium (unlock, charts, revoke, close, audit filters, media library)"
 admin_report=$(mktemp)
 admin_status=0
 (cd web && node e2e/admin.mjs) | tee "$admin_report" || admin_status=$?
