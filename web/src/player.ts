@@ -34,6 +34,7 @@ import {
 import { formatClock, formatList, formatNumber, type Shown, t, userText } from "./i18n";
 import { thumbnail } from "./thumbnail";
 import { checkSeeking, describeAddedLoadError, describeOwnLoadError, diagnose } from "./loaderror";
+import { PresenceList } from "./presence";
 import { ReconnectingStream, type StreamState } from "./stream";
 import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "./timeline";
 import { checkbox } from "./ui";
@@ -188,6 +189,7 @@ export class Player {
   /** Load errors of others already told to the person who added the media. */
   private readonly toldErrors = new Set<string>();
   private readonly stream: ReconnectingStream;
+  private readonly presence = new PresenceList();
   private readonly timers: number[] = [];
   private hls: { destroy(): void } | undefined;
   /** Wakes the controller at the instant it asked for (a start, a switch, a release, a nudge's end). */
@@ -343,16 +345,22 @@ export class Player {
               if (response.event.value.state) {
                 this.applyState(response.event.value.state, true);
               }
-              this.onWatchers(response.event.value.watchers);
+              this.presence.replace(response.event.value.watchers);
+              this.onWatchers(this.presence.list());
               this.tellAdder(response.event.value.watchers);
               break;
             case "state":
               this.applyState(response.event.value, false);
               break;
-            case "presence":
-              this.onWatchers(response.event.value.watchers);
+            case "presenceDelta":
+              if (!this.presence.apply(response.event.value)) {
+                // A delta went missing: a fresh stream starts from a snapshot again.
+                this.stream.reconnectNow();
+              }
+              this.onWatchers(this.presence.list());
               this.tellAdder(response.event.value.watchers);
               break;
+            case "presence":
             case "heartbeat":
             case undefined:
               break;
