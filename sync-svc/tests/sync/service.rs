@@ -426,7 +426,11 @@ impl PresenceView {
                 for user_id in &delta.left_user_ids {
                     self.0.remove(user_id);
                 }
-                assert_eq!(delta.watcher_count as usize, self.0.len(), "the delta's count matches the applied list");
+                assert_eq!(
+                    usize::try_from(delta.watcher_count).ok(),
+                    Some(self.0.len()),
+                    "the delta's count matches the applied list"
+                );
                 Some(delta)
             }
             _ => None,
@@ -460,7 +464,7 @@ async fn presence_deltas_carry_only_changes_and_converge_to_a_fresh_snapshot() {
         others.push((token, stream));
     }
     for (index, (token, _)) in others.iter().enumerate().step_by(3) {
-        fixture.report(token, pb::PlayerState::Ready, index as i64, "").await;
+        fixture.report(token, pb::PlayerState::Ready, i64::try_from(index).unwrap(), "").await;
     }
     others.truncate(20);
 
