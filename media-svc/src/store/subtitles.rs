@@ -18,7 +18,6 @@ fn source_word(source: TrackSource) -> &'static str {
 }
 
 /// The track of a row; its WebVTT stays out.
-#[allow(clippy::needless_pass_by_value, reason = "the row is consumed field by field")]
 fn to_track(model: subtitle_track::Model) -> Result<SubtitleTrack, DbErr> {
     let subtitle_track::Model {
         track_id,
@@ -148,11 +147,12 @@ impl Store {
         Ok(true)
     }
 
-    /// An item's tracks, oldest first.
+    /// An item's tracks, oldest first (a file's streams in their order).
     pub async fn list_tracks(&self, media_item_id: &str) -> Result<Vec<SubtitleTrack>, DbErr> {
         let rows: Vec<TrackRow> = without_vtt()
             .filter(subtitle_track::Column::MediaItemId.eq(media_item_id))
             .order_by_asc(subtitle_track::Column::CreatedAt)
+            .order_by_asc(subtitle_track::Column::StreamIndex)
             .order_by_asc(subtitle_track::Column::TrackId)
             .into_tuple()
             .all(&self.db)

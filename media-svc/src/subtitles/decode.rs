@@ -100,7 +100,7 @@ fn decode_with(encoding: &'static Encoding, bytes: &[u8]) -> (Decoded, bool) {
 /// UTF-16 without a byte-order mark: most ASCII characters then have a zero byte beside them,
 /// at odd offsets for little-endian and even ones for big-endian.
 fn utf16_without_bom(bytes: &[u8]) -> Option<&'static Encoding> {
-    if bytes.len() < 4 || bytes.len() % 2 != 0 {
+    if bytes.len() < 4 || !bytes.len().is_multiple_of(2) {
         return None;
     }
     let pairs = bytes.len() / 2;
