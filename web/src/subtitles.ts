@@ -115,6 +115,19 @@ export class Subtitles {
     });
     this.applySize(this.size());
     this.renderSizes();
+    // The browser may turn a track on by itself (one in the viewer's language, once loaded):
+    // only the viewer's own choice shows.
+    this.video.textTracks.addEventListener("change", () => this.enforceModes());
+  }
+
+  private enforceModes(): void {
+    const chosen = this.chosen();
+    for (const [trackId, element] of this.elements) {
+      const mode = trackId === chosen ? "showing" : "disabled";
+      if (element.track.mode !== mode) {
+        element.track.mode = mode;
+      }
+    }
   }
 
   private readonly outside = (event: Event): void => {
@@ -260,9 +273,7 @@ export class Subtitles {
     if (chosen) {
       this.lastShown = chosen;
     }
-    for (const [trackId, element] of this.elements) {
-      element.track.mode = trackId === chosen ? "showing" : "disabled";
-    }
+    this.enforceModes();
     this.toggleButton.classList.toggle("active", chosen !== "");
     this.toggleButton.setAttribute("aria-pressed", String(chosen !== ""));
     this.render(chosen);
