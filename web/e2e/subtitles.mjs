@@ -528,6 +528,12 @@ try {
       await openMenu(user);
       await settle(user.page);
       await user.page.screenshot({ path: join(artifacts, `menu-${name}.png`) });
+      if (name === "phone-zh") {
+        // The size is each viewer's own: this one reads large.
+        await user.page.check("#subtitle-size-large");
+        assert((await user.page.getAttribute("#video", "data-subtitle-size")) === null, "the size sits on the screen, not the video");
+        assert((await user.page.$eval(".screen", (screen) => screen.dataset.subtitleSize)) === "large", "the large size is applied");
+      }
       await closeMenu(user);
       await settle(user.page);
       await user.page.screenshot({ path: join(artifacts, `cue-${name}.png`) });
