@@ -165,6 +165,18 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzzing_invariants_hold_for_hostile_files() {
+        for sample in [
+            "1\n00:00:01,000 --> 00:00:02,000\n<b><i>a</b>b</i> &#10;&lt;x&gt; {\\an5}<font a=1>c</font> 1->2 -->\n",
+            "WEBVTT\n\n00:01.000 --> 00:02.000 line:12.5%,end position:3%,line-left size:40% align:end\n<v Mei <3>hi</v><lang zh-Hant>x</lang>\n",
+            "[Events]\nDialogue: 0,0:00:02.00,0:00:03.00,D,,0,0,0,,{\\pos(1,2)\\i1}x\\Ny\\h\n",
+            "1\n00:00:01,000 --> 00:00:02,000\n\u{2028}\u{85}<ruby>a<rt>b</ruby></rt>\n",
+        ] {
+            crate::fuzzing::subtitle_file(sample.as_bytes());
+        }
+    }
+
+    #[test]
     fn refusals() {
         assert_eq!(convert(b"", LIMITS), Err(Refusal::Empty));
         assert_eq!(
