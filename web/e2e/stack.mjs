@@ -214,3 +214,25 @@ export async function wallOffset(page) {
   readings.sort((x, y) => x - y);
   return readings[Math.floor(readings.length / 2)];
 }
+
+/**
+ * Records, in the page's `window.__xssHits`, anything an injected payload could do: calls of
+ * `__xss()`, `alert()`, `confirm()`, `prompt()`, `print()`, and CSP violations. Installed before
+ * any page of `context` runs (the XSS suites read and empty the list).
+ */
+export async function installXssHooks(context) {
+  await context.addInitScript(() => {
+    window.__xssHits = [];
+    const hit = (what) => (...args) => {
+      window.__xssHits.push(`${what}(${args.map(String).join(",")})`);
+    };
+    window.__xss = hit("__xss");
+    window.alert = hit("alert");
+    window.confirm = hit("confirm");
+    window.prompt = hit("prompt");
+    window.print = hit("print");
+    document.addEventListener("securitypolicyviolation", (event) => {
+      window.__xssHits.push(`csp violation: ${event.violatedDirective} ${event.blockedURI} ${event.sample}`);
+    });
+  });
+}

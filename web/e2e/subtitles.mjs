@@ -26,7 +26,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { call, decode, encode, field, OK, text } from "./grpcweb.mjs";
-import { ADMIN_TOKEN, createRoom, launchServer, makeTestMp4, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
+import { ADMIN_TOKEN, createRoom, installXssHooks, launchServer, makeTestMp4, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
 
 const artifacts = join(webRoot, "artifacts", "subtitles");
 const WAIT_MS = 30_000;
@@ -124,20 +124,7 @@ async function person(name, { locale = "en-US", viewport = DESKTOP } = {}) {
   const { context, page } = await openProfile(name, tempDir, { locale, viewport });
   contexts.push(context);
   page.setDefaultTimeout(WAIT_MS);
-  await context.addInitScript(() => {
-    window.__xssHits = [];
-    const hit = (what) => (...args) => {
-      window.__xssHits.push(`${what}(${args.map(String).join(",")})`);
-    };
-    window.__xss = hit("__xss");
-    window.alert = hit("alert");
-    window.confirm = hit("confirm");
-    window.prompt = hit("prompt");
-    window.print = hit("print");
-    document.addEventListener("securitypolicyviolation", (event) => {
-      window.__xssHits.push(`csp violation: ${event.violatedDirective} ${event.blockedURI} ${event.sample}`);
-    });
-  });
+  await installXssHooks(context);
   const user = { name, context, page, sideEffects: [] };
   page.on("console", (message) => {
     // The refused subtitle file is a refused call, which Chromium logs.

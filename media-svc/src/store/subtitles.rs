@@ -17,42 +17,6 @@ fn source_word(source: TrackSource) -> &'static str {
     }
 }
 
-/// The track of a row; its WebVTT stays out.
-fn to_track(model: subtitle_track::Model) -> Result<SubtitleTrack, DbErr> {
-    let subtitle_track::Model {
-        track_id,
-        media_item_id,
-        language,
-        label,
-        source,
-        original_format,
-        encoding,
-        cue_count,
-        stream_index,
-        added_by_user_id,
-        vtt: _,
-        created_at,
-    } = model;
-    let source = match source.as_str() {
-        "upload" => TrackSource::Upload,
-        "embedded" => TrackSource::Embedded,
-        other => return Err(unknown("subtitle source", other)),
-    };
-    Ok(SubtitleTrack {
-        track_id,
-        media_item_id,
-        language,
-        label,
-        source,
-        original_format,
-        encoding,
-        cue_count,
-        stream_index,
-        added_by_user_id,
-        created_at,
-    })
-}
-
 /// The columns of a track listing: everything but the WebVTT.
 fn without_vtt() -> sea_orm::Select<subtitle_track::Entity> {
     use subtitle_track::Column;
@@ -73,6 +37,7 @@ fn without_vtt() -> sea_orm::Select<subtitle_track::Entity> {
 
 type TrackRow = (String, String, String, String, String, String, String, i32, i32, String, i64);
 
+/// The track of a listed row.
 fn from_row(row: TrackRow) -> Result<SubtitleTrack, DbErr> {
     let (
         track_id,
@@ -87,7 +52,12 @@ fn from_row(row: TrackRow) -> Result<SubtitleTrack, DbErr> {
         added_by_user_id,
         created_at,
     ) = row;
-    to_track(subtitle_track::Model {
+    let source = match source.as_str() {
+        "upload" => TrackSource::Upload,
+        "embedded" => TrackSource::Embedded,
+        other => return Err(unknown("subtitle source", other)),
+    };
+    Ok(SubtitleTrack {
         track_id,
         media_item_id,
         language,
@@ -98,7 +68,6 @@ fn from_row(row: TrackRow) -> Result<SubtitleTrack, DbErr> {
         cue_count,
         stream_index,
         added_by_user_id,
-        vtt: String::new(),
         created_at,
     })
 }
