@@ -14,7 +14,8 @@
 //   requests elsewhere) stay silent, the served WebVTT holds no tag but the kept ones, and each
 //   payload is shown as the text it is;
 // * screenshots of the player with a Chinese cue and the menu open, 1280×800 and 390×844, in
-//   English and Chinese, go to web/artifacts/subtitles/.
+//   English and Chinese, go to web/artifacts/subtitles/, and axe-core finds nothing serious or
+//   critical on the open menu and the "Add subtitles" dialog.
 //
 //   node e2e/subtitles.mjs      (after `npm run build` and `cargo build -p xiaowo`)
 //
@@ -26,7 +27,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { call, decode, encode, field, OK, text } from "./grpcweb.mjs";
-import { ADMIN_TOKEN, createRoom, installXssHooks, launchServer, makeTestMp4, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
+import { ADMIN_TOKEN, axe, createRoom, installXssHooks, launchServer, makeTestMp4, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
 
 const artifacts = join(webRoot, "artifacts", "subtitles");
 const WAIT_MS = 30_000;
@@ -351,6 +352,8 @@ try {
     await owner.page.click("#subtitle-add-submit");
     await owner.page.waitForFunction(() => (document.getElementById("subtitle-add-status")?.textContent ?? "").includes("not a subtitle file"));
     await owner.page.screenshot({ path: join(artifacts, "add-refused-desktop-en.png") });
+    const problems = await axe(owner.page);
+    assert(problems.length === 0, `axe on the dialog: ${JSON.stringify(problems, null, 1)}`);
     await owner.page.setInputFiles("#subtitle-file", gbFile);
     await owner.page.selectOption("#subtitle-language", "zh-Hans");
     await owner.page.fill("#subtitle-label", "中文（GB18030）");
@@ -515,6 +518,8 @@ try {
       await openMenu(user);
       await settle(user.page);
       await user.page.screenshot({ path: join(artifacts, `menu-${name}.png`) });
+      const problems = await axe(user.page);
+      assert(problems.length === 0, `axe on the open menu (${name}): ${JSON.stringify(problems, null, 1)}`);
       if (name === "phone-zh") {
         // The size is each viewer's own: this one reads large.
         await user.page.check("#subtitle-size-large");
