@@ -58,6 +58,7 @@ pub fn router(state: Arc<HttpState>) -> axum::Router {
         .route("/media/uploads/{upload_id}", options(tus_options).head(upload_status).patch(append).delete(terminate))
         .route("/media/{media_item_id}", get(serve_file))
         .route("/media/{media_item_id}/thumbnail", get(serve_thumbnail))
+        .route("/media/{media_item_id}/subtitles/{file}", get(crate::subtitles::serve_track))
         // Anything else under /media/ (`..` segments included) is nobody's file.
         .route("/media/{first}/{second}/{*rest}", any(not_found))
         .with_state(state)
@@ -298,14 +299,26 @@ impl Refused {
 }
 
 impl HttpState {
-    /// The file a signed URL plays, after checking the signature, the expiry and that the
-    /// session is the one the URL was made for.
+    /// The file a signed URL plays, after `authorize_signed`.
     async fn authorize(
         &self,
         media_item_id: &str,
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<(std::path::PathBuf, String), Error> {
+        self.authorize_signed(media_item_id, query, headers).await?;
+        let file = self.library.served_file(media_item_id).await?;
+        Ok((file.path, file.content_type))
+    }
+
+    /// Checks a signed URL of `media_item_id` (its file, or its subtitle tracks): the
+    /// signature, the expiry, and that the session is the one the URL was made for.
+    pub(crate) async fn authorize_signed(
+        &self,
+        media_item_id: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<(), Error> {
         Library::check_item_id(media_item_id)?;
         let refuse = |refused: Refused| {
             self.library.metrics.url_refusals.with_label_values(&[refused.reason()]).inc();
@@ -326,8 +339,7 @@ impl HttpState {
         if caller.user_id.as_str() != signed.user_id {
             return Err(refuse(Refused::OtherUser));
         }
-        let file = self.library.served_file(media_item_id).await?;
-        Ok((file.path, file.content_type))
+        Ok(())
     }
 }
 

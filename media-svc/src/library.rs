@@ -128,6 +128,8 @@ pub struct Limits {
     pub min_free_disk_bytes: u64,
     pub upload_expiry: Duration,
     pub url_ttl: Duration,
+    /// What a subtitle file may be.
+    pub subtitles: crate::subtitles::Limits,
 }
 
 impl Limits {
@@ -140,6 +142,10 @@ impl Limits {
             min_free_disk_bytes: config.min_free_disk_bytes,
             upload_expiry: config.upload_expiry,
             url_ttl: config.url_ttl,
+            subtitles: crate::subtitles::Limits {
+                max_bytes: usize::try_from(config.subtitle_max_bytes).unwrap_or(usize::MAX),
+                max_cues: config.subtitle_max_cues,
+            },
         }
     }
 }
@@ -334,7 +340,7 @@ impl Library {
         Ok(Viewer::Person { user_id: caller.user_id.clone(), member_of: Some(room_id.clone()) })
     }
 
-    fn may_see(viewer: &Viewer, item: &MediaItem) -> bool {
+    pub(crate) fn may_see(viewer: &Viewer, item: &MediaItem) -> bool {
         match viewer {
             Viewer::Admin => true,
             Viewer::Person { user_id, member_of } => {

@@ -234,6 +234,7 @@ impl Library {
         }
         tracing::info!(path = %item.relative_path, media_item_id = %item.media_item_id, "indexed");
         self.make_thumbnail(&item.media_item_id, &file.absolute, item.info.duration_ms, has_video).await;
+        self.extract_subtitles(&item.media_item_id, &file.absolute).await;
         Ok(true)
     }
 
@@ -246,6 +247,7 @@ impl Library {
                 self.forget_served(&known.media_item_id);
                 remove_quietly(&self.dirs.thumbnail_path(&known.media_item_id)).await;
                 self.make_thumbnail(&known.media_item_id, &file.absolute, info.duration_ms, has_video).await;
+                self.extract_subtitles(&known.media_item_id, &file.absolute).await;
                 tracing::info!(path = %file.relative_path, "changed file probed again");
                 Ok(true)
             }

@@ -5,7 +5,8 @@
 
 import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, existsSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -214,3 +215,50 @@ export async function wallOffset(page) {
   readings.sort((x, y) => x - y);
   return readings[Math.floor(readings.length / 2)];
 }
+
+/**
+ * Records, in the page's `window.__xssHits`, anything an injected payload could do: calls of
+ * `__xss()`, `alert()`, `confirm()`, `prompt()`, `print()`, and CSP violations. Installed before
+ * any page of `context` runs (the XSS suites read and empty the list).
+ */
+export async function installXssHooks(context) {
+  await context.addInitScript(() => {
+    window.__xssHits = [];
+    const hit = (what) => (...args) => {
+      window.__xssHits.push(`${what}(${args.map(String).join(",")})`);
+    };
+    window.__xss = hit("__xss");
+    window.alert = hit("alert");
+    window.confirm = hit("confirm");
+    window.prompt = hit("prompt");
+    window.print = hit("print");
+    document.addEventListener("securitypolicyviolation", (event) => {
+      window.__xssHits.push(`csp violation: ${event.violatedDirective} ${event.blockedURI} ${event.sample}`);
+    });
+  });
+}
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/** axe-core's serious and critical violations on the page as it is now. */
+export async function axe(page) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) {
+    // Evaluated through the DevTools protocol, which the page's CSP does not govern.
+    await page.evaluate(axeSource);
+  }
+  return page.evaluate(async () => {
+    const result = await window.axe.run(document, {
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
+      resultTypes: ["violations"],
+    });
+    return result.violations
+      .filter((violation) => violation.impact === "serious" || violation.impact === "critical")
+      .map((violation) => ({
+        id: violation.id,
+        impact: violation.impact,
+        help: violation.help,
+        nodes: violation.nodes.slice(0, 4).map((node) => `${node.target.join(" ")}: ${node.failureSummary?.split("\n").slice(1, 3).join(" ")}`),
+      }));
+  });
+}
+

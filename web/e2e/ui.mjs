@@ -16,16 +16,13 @@
 //
 // Ends with "ui: N passed, N failed".
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { changeMedia, createRoom as createRoomByApi, createSession, joinRoom } from "./grpcweb.mjs";
-import { ADMIN_TOKEN, createRoom, launchServer, makeTestVideo, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
+import { ADMIN_TOKEN, axe, createRoom, launchServer, makeTestVideo, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const artifacts = join(webRoot, "artifacts", "ui");
 const only = process.env.UI_ONLY ?? "";
 const WAIT_MS = 20_000;
@@ -123,28 +120,6 @@ async function closeDialogs(page) {
   for (let attempt = 0; attempt < 3 && (await page.$("dialog[open]")); attempt += 1) {
     await page.keyboard.press("Escape");
   }
-}
-
-/** axe-core's serious and critical violations on the page as it is now. */
-async function axe(page) {
-  if (!(await page.evaluate(() => typeof window.axe === "object"))) {
-    // Evaluated through the DevTools protocol, which the page's CSP does not govern.
-    await page.evaluate(axeSource);
-  }
-  return page.evaluate(async () => {
-    const result = await window.axe.run(document, {
-      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
-      resultTypes: ["violations"],
-    });
-    return result.violations
-      .filter((violation) => violation.impact === "serious" || violation.impact === "critical")
-      .map((violation) => ({
-        id: violation.id,
-        impact: violation.impact,
-        help: violation.help,
-        nodes: violation.nodes.slice(0, 4).map((node) => `${node.target.join(" ")}: ${node.failureSummary?.split("\n").slice(1, 3).join(" ")}`),
-      }));
-  });
 }
 
 /** Lets fonts, layout and transitions settle before a screenshot or an audit. */

@@ -37,6 +37,7 @@ import { checkSeeking, describeAddedLoadError, describeOwnLoadError, diagnose } 
 import { PresenceList } from "./presence";
 import { ReconnectingStream, type StreamState } from "./stream";
 import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "./timeline";
+import { Subtitles } from "./subtitles";
 import { checkbox } from "./ui";
 
 const TICK_MS = 250;
@@ -135,6 +136,8 @@ export class Player {
   /** Where the chat goes over the video in theater and fullscreen modes. */
   readonly overlaySlot = h("div", { class: "chat-overlay", attrs: { id: "chat-overlay" } });
   readonly addVideo: AddVideo;
+  /** The subtitle button and menu, and the <track> elements of the item playing. */
+  readonly subtitles: Subtitles;
   /** The number of items in the queue, for the tab's badge. */
   readonly queueCount = h("span", { class: "count", attrs: { id: "queue-count" } });
   private readonly video: HTMLVideoElement;
@@ -281,13 +284,14 @@ export class Player {
         void this.togglePlay();
       }
     });
+    this.subtitles = new Subtitles(ctx, this.video, this.screen);
     const controlBar = h(
       "div",
       { class: "control-bar", attrs: { role: "group", "aria-label": t("player.controls") } },
       this.playButton,
       this.timeLabel,
       this.seekBar,
-      h("div", { class: "control-group" }, this.soundButton, this.rateSelect),
+      h("div", { class: "control-group" }, this.soundButton, this.subtitles.element, this.rateSelect),
       this.layoutControls,
     );
     const info = h("div", { class: "stage-info" }, this.nowPlaying, this.syncIndicator);
@@ -400,6 +404,7 @@ export class Player {
     this.running = false;
     window.clearTimeout(this.clockTimer);
     this.unload();
+    this.subtitles.clear();
     this.addVideo.stop();
     delete (window as DebugWindow).__xiaowoSync;
   }
@@ -426,6 +431,7 @@ export class Player {
    */
   private async load(media: Media): Promise<void> {
     this.unload();
+    void this.subtitles.load(media.libraryItemId, media.title || media.url);
     this.lastDataAt = performance.now();
     let url = media.url;
     if (media.libraryItemId) {
@@ -603,6 +609,7 @@ export class Player {
       if (this.loadedMediaId) {
         this.loadedMediaId = "";
         this.unload();
+        this.subtitles.clear();
       }
     } else {
       this.timeline = {

@@ -6,5 +6,6 @@
 
 mod library;
 mod serving;
+mod subtitles;
 mod support;
 mod uploads;
