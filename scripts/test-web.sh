@@ -7,12 +7,16 @@
 # English and Chinese, light and dark, desktop and phone, screenshots into web/artifacts/ui/,
 # phone layout, language switch, keyboard, error sentences, the operator console's screens), the
 # operator console (e2e/admin.mjs: unlock with the admin token, charts drawn from the server's
-# metrics, revoke a session, close a room, audit filters; screenshots into web/artifacts/admin/),
+# metrics, revoke a session, close a room, audit filters, the media library's items and uploads with rename
+# and delete; screenshots into web/artifacts/admin/),
 # conversion to HLS (e2e/convert.mjs: an HEVC + AC-3 MKV uploads, two users watch it while it
 # converts, a seek past the converted part holds with a message, then seek, pause and rate stay
 # in sync; screenshots into web/artifacts/convert/),
 # the XSS corpus (e2e/xss.mjs: 240
-# payloads through every text field, nothing may run), Lighthouse on the lobby and a room
+# payloads through every text field, nothing may run), subtitles (e2e/subtitles.mjs: two viewers
+# see the same cue at the same position after seeks, per-viewer choice kept across a reload, the
+# room default, an MKV's extracted stream, the XSS corpus as cue text; screenshots into
+# web/artifacts/subtitles/), Lighthouse on the lobby and a room
 # (e2e/lighthouse.mjs: accessibility and best practices at least 95, performance reported) and
 # a CI-sized run of the sync-quality benchmark (an owner and a viewer at 80 ms of added latency,
 # a WebM and an H.264 + AAC MP4, 3 seeks and a rate change on each: no page may pause or seek for
@@ -57,7 +61,7 @@ ui_failed=$(sed -n 's/^ui: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$ui_repo
 rm -f "$ui_report"
 echo "screenshots: web/artifacts/ui/"
 
-log "operator console in headless Chromium (unlock, charts, revoke, close, audit filters)"
+log "operator console in headless Chromium (unlock, charts, revoke, close, audit filters, media library)"
 admin_report=$(mktemp)
 admin_status=0
 (cd web && node e2e/admin.mjs) | tee "$admin_report" || admin_status=$?
@@ -91,12 +95,21 @@ xss_passed=$(sed -n 's/^xss: \([0-9]*\) passed, \([0-9]*\) failed.*$/\1/p' "$xss
 xss_failed=$(sed -n 's/^xss: \([0-9]*\) passed, \([0-9]*\) failed.*$/\2/p' "$xss_report")
 rm -f "$xss_report"
 
+log "subtitles in headless Chromium (same cue in both pages, per-viewer choice, room default, MKV stream, XSS as cue text)"
+subs_report=$(mktemp)
+subs_status=0
+(cd web && node e2e/subtitles.mjs) | tee "$subs_report" || subs_status=$?
+subs_passed=$(sed -n 's/^subtitles: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$subs_report")
+subs_failed=$(sed -n 's/^subtitles: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$subs_report")
+rm -f "$subs_report"
+echo "screenshots: web/artifacts/subtitles/"
+
 log "sync quality in headless Chromium (smoke: 2 viewers, 2 files, 3 seeks and a rate change each)"
 sync_status=0
 (cd web && node bench/sync-quality.mjs --smoke) || sync_status=$?
 
-passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${ui_passed:-0} + ${admin_passed:-0} + ${convert_passed:-0} + ${lh_passed:-0} + ${xss_passed:-0} ))
-failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${ui_failed:-0} + ${admin_failed:-0} + ${convert_failed:-0} + ${lh_failed:-0} + ${xss_failed:-0} ))
+passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${ui_passed:-0} + ${admin_passed:-0} + ${convert_passed:-0} + ${lh_passed:-0} + ${xss_passed:-0} + ${subs_passed:-0} ))
+failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${ui_failed:-0} + ${admin_failed:-0} + ${convert_failed:-0} + ${lh_failed:-0} + ${xss_failed:-0} + ${subs_failed:-0} ))
 # The sync-quality smoke run counts as one test.
 if [ "$sync_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 # A runner that died before reporting counts as a failure.
@@ -107,5 +120,6 @@ if [ "$admin_status" -ne 0 ] && [ "${admin_failed:-0}" -eq 0 ]; then failed=$((f
 if [ "$convert_status" -ne 0 ] && [ "${convert_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$lh_status" -ne 0 ] && [ "${lh_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$xss_status" -ne 0 ] && [ "${xss_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+if [ "$subs_status" -ne 0 ] && [ "${subs_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 echo "web: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

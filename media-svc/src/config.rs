@@ -68,6 +68,19 @@ pub struct Config {
     /// The ffmpeg program, for thumbnails and conversions.
     #[arg(id = "media-ffmpeg", long = "media-ffmpeg", env = "XIAOWO_MEDIA_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
+    /// Largest subtitle file accepted (bytes; K and M suffixes). A limit above
+    /// `--max-message-bytes` raises media-svc's own message limit to match; behind nginx,
+    /// `client_max_body_size` (1m) applies too.
+    #[arg(id = "media-subtitle-max-size", long = "media-subtitle-max-size", env = "XIAOWO_MEDIA_SUBTITLE_MAX_SIZE", default_value = "900K", value_parser = parse_bytes)]
+    pub subtitle_max_bytes: u64,
+    /// Most cues a subtitle file may have.
+    #[arg(
+        id = "media-subtitle-max-cues",
+        long = "media-subtitle-max-cues",
+        env = "XIAOWO_MEDIA_SUBTITLE_MAX_CUES",
+        default_value_t = 20_000
+    )]
+    pub subtitle_max_cues: usize,
     /// How long a validated session token is trusted before asking session-svc again.
     #[arg(id = "media-session-cache-ttl", long = "media-session-cache-ttl", env = "XIAOWO_MEDIA_SESSION_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub session_cache_ttl: Duration,

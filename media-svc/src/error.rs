@@ -74,6 +74,16 @@ pub enum Error {
     /// More bytes than the upload's declared length.
     #[error("more bytes than the upload's length")]
     ExceedsLength,
+    /// Only the item's uploader, an operator, or the owner or a moderator of a room that plays
+    /// it may change its subtitles.
+    #[error("may not change this item's subtitles")]
+    SubtitleForbidden,
+    /// Only the room's owner sets the room's default subtitles.
+    #[error("not the room's owner")]
+    NotRoomOwner,
+    /// The item has as many subtitle tracks as allowed.
+    #[error("at most {max} subtitle tracks per item")]
+    TooManyTracks { max: u64 },
     /// The file is neither video nor audio.
     #[error("not a video or audio file")]
     NotMedia,
@@ -131,6 +141,15 @@ impl From<Error> for tonic::Status {
                 Self::failed_precondition(format!("this file could not be converted: {reason}"))
             }
             Error::UrlRefused(reason) => Self::permission_denied(reason),
+            Error::SubtitleForbidden => Self::permission_denied(
+                "only the item's uploader, an operator, or the owner or a moderator of a room that plays it may change its subtitles",
+            ),
+            Error::NotRoomOwner => {
+                Self::permission_denied("only the room's owner may set the room's default subtitles")
+            }
+            Error::TooManyTracks { max } => {
+                Self::resource_exhausted(format!("an item may have at most {max} subtitle tracks"))
+            }
             Error::UnsupportedTusVersion
             | Error::BadUploadRequest(_)
             | Error::WrongContentType
@@ -178,7 +197,7 @@ impl From<Error> for HttpError {
             }
             Error::NotFound => (StatusCode::NOT_FOUND, "not-found", "No such file or upload.".to_owned()),
             Error::RoomNotFound => (StatusCode::NOT_FOUND, "room-not-found", "No such room.".to_owned()),
-            Error::NotOwner | Error::NotMember | Error::NotInRoom => {
+            Error::NotOwner | Error::NotMember | Error::NotInRoom | Error::SubtitleForbidden | Error::NotRoomOwner => {
                 (StatusCode::FORBIDDEN, "forbidden", "You may not do that.".to_owned())
             }
             Error::NeedsConversion => (
@@ -229,6 +248,11 @@ impl From<Error> for HttpError {
             Error::OffsetMismatch { expected } => {
                 (StatusCode::CONFLICT, "offset", format!("The upload continues at byte {expected}."))
             }
+            Error::TooManyTracks { max } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-tracks",
+                format!("This item already has {max} subtitle tracks."),
+            ),
             Error::UploadBusy => {
                 (StatusCode::LOCKED, "busy", "This upload is already receiving data; retry shortly.".to_owned())
             }

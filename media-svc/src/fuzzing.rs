@@ -2,8 +2,8 @@
 //! (`Tus-Resumable`, `Upload-Length`, `Upload-Offset`, `Upload-Metadata` and the file name and
 //! room it carries), the signed URL's query and item id (and an HLS path's grant and file
 //! name), and the `Range`/`If-Range`/conditional headers of a file request served through the
-//! same path as `GET /media/<id>` — ending in the HTTP answer a client would get. Not part of
-//! the service's API.
+//! same path as `GET /media/<id>` — ending in the HTTP answer a client would get — and subtitle
+//! files (`subtitle_file`). Not part of the service's API.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -143,4 +143,32 @@ pub fn range_request(data: &[u8]) {
         let (first, last): (u64, u64) = (first.parse().unwrap_or(u64::MAX), last.parse().unwrap_or(u64::MAX));
         assert!(first <= last && last < FILE_BYTES, "Content-Range {range:?}");
     }
+}
+
+/// A subtitle file converted as an upload is: a refusal, or WebVTT that holds no markup but the
+/// kept cue tags, whose every block is one cue, and that converts to itself again.
+pub fn subtitle_file(data: &[u8]) {
+    use crate::subtitles::convert::{Limits, convert};
+    let limits = Limits { max_bytes: 256 * 1024, max_cues: 2000 };
+    let Ok(converted) = convert(data, limits) else { return };
+    let vtt = &converted.vtt;
+    assert!(vtt.starts_with("WEBVTT\n"), "{vtt:?}");
+    assert!(converted.cue_count >= 1 && converted.cue_count <= limits.max_cues);
+    let mut rest = vtt.as_str();
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at + 1..];
+        let name: String = rest.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        assert!(
+            ["b", "i", "u", "c", "v", "lang", "ruby", "rt"].contains(&name.as_str()),
+            "markup other than the kept tags: <{}",
+            rest.chars().take(20).collect::<String>()
+        );
+    }
+    let blocks: Vec<&str> = vtt.split("\n\n").skip(1).collect();
+    assert_eq!(blocks.len(), converted.cue_count, "one block per cue");
+    for block in blocks {
+        assert_eq!(block.matches("-->").count(), 1, "one timing line per cue: {block:?}");
+    }
+    let again = convert(vtt.as_bytes(), Limits { max_bytes: usize::MAX, ..limits });
+    assert_eq!(again.map(|again| again.vtt).as_ref(), Ok(vtt), "stored WebVTT reads back as itself");
 }

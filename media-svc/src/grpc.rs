@@ -14,6 +14,8 @@ use svc_kit::status::Violation;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+mod subtitles;
+
 use crate::Error;
 use crate::convert::MediaEvent;
 use crate::library::{Library, RoomQueue};
@@ -235,6 +237,38 @@ impl pb::media_service_server::MediaService for PublicApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(media_item_id = %request.get_ref().media_item_id, room_id = %request.get_ref().room_id))]
+    async fn list_subtitle_tracks(
+        &self,
+        request: Request<pb::ListSubtitleTracksRequest>,
+    ) -> Result<Response<pb::ListSubtitleTracksResponse>, Status> {
+        subtitles::list(&self.library, request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(media_item_id = %request.get_ref().media_item_id, room_id = %request.get_ref().room_id))]
+    async fn add_subtitle_track(
+        &self,
+        request: Request<pb::AddSubtitleTrackRequest>,
+    ) -> Result<Response<pb::AddSubtitleTrackResponse>, Status> {
+        subtitles::add(&self.library, request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(track_id = %request.get_ref().track_id, room_id = %request.get_ref().room_id))]
+    async fn delete_subtitle_track(
+        &self,
+        request: Request<pb::DeleteSubtitleTrackRequest>,
+    ) -> Result<Response<pb::DeleteSubtitleTrackResponse>, Status> {
+        subtitles::delete(&self.library, request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id, media_item_id = %request.get_ref().media_item_id))]
+    async fn set_room_subtitle_default(
+        &self,
+        request: Request<pb::SetRoomSubtitleDefaultRequest>,
+    ) -> Result<Response<pb::SetRoomSubtitleDefaultResponse>, Status> {
+        subtitles::set_room_default(&self.library, request).await
+    }
+
     type WatchMediaStream = Pin<Box<dyn futures_util::Stream<Item = Result<pb::WatchMediaResponse, Status>> + Send>>;
 
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id, items = request.get_ref().media_item_ids.len()))]
@@ -309,6 +343,30 @@ impl pb::media_admin_service_server::MediaAdminService for AdminApi {
         let pb::DeleteLibraryItemRequest { media_item_id } = request.into_inner();
         self.library.delete(&Viewer::Admin, &media_item_id).await?;
         Ok(Response::new(pb::DeleteLibraryItemResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(media_item_id = %request.get_ref().media_item_id))]
+    async fn list_library_subtitle_tracks(
+        &self,
+        request: Request<pb::ListLibrarySubtitleTracksRequest>,
+    ) -> Result<Response<pb::ListLibrarySubtitleTracksResponse>, Status> {
+        subtitles::admin_list(&self.library, request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(media_item_id = %request.get_ref().media_item_id))]
+    async fn add_library_subtitle_track(
+        &self,
+        request: Request<pb::AddLibrarySubtitleTrackRequest>,
+    ) -> Result<Response<pb::AddLibrarySubtitleTrackResponse>, Status> {
+        subtitles::admin_add(&self.library, request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(track_id = %request.get_ref().track_id))]
+    async fn delete_library_subtitle_track(
+        &self,
+        request: Request<pb::DeleteLibrarySubtitleTrackRequest>,
+    ) -> Result<Response<pb::DeleteLibrarySubtitleTrackResponse>, Status> {
+        subtitles::admin_delete(&self.library, request).await
     }
 }
 

@@ -1,8 +1,9 @@
 //! The plain HTTP edge, on the same port as gRPC: tus 1.0 uploads (core, creation, termination,
 //! expiration) at `/media/uploads`, the library's files at `GET /media/<id>` through signed
-//! URLs, converted items' HLS at `GET /media/<id>/hls/<grant>/<file>`, and thumbnails. Range requests, `ETag`/`Last-Modified` and conditional requests are
-//! tower-http's `ServeFile`; this adds the signed-URL check, the `Content-Type` from probing,
-//! caching headers and `If-Range`, which `ServeFile` does not honour.
+//! URLs, converted items' HLS at `GET /media/<id>/hls/<grant>/<file>`, and thumbnails. Range
+//! requests, `ETag`/`Last-Modified` and conditional requests are tower-http's `ServeFile`; this
+//! adds the signed-URL check, the `Content-Type` from probing, caching headers and `If-Range`,
+//! which `ServeFile` does not honour.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -59,6 +60,7 @@ pub fn router(state: Arc<HttpState>) -> axum::Router {
         .route("/media/uploads/{upload_id}", options(tus_options).head(upload_status).patch(append).delete(terminate))
         .route("/media/{media_item_id}", get(serve_file))
         .route("/media/{media_item_id}/thumbnail", get(serve_thumbnail))
+        .route("/media/{media_item_id}/subtitles/{file}", get(crate::subtitles::serve_track))
         .route("/media/{media_item_id}/hls/{grant}/{file}", get(serve_hls))
         // Anything else under /media/ (`..` segments included) is nobody's file.
         .route("/media/{first}/{second}/{*rest}", any(not_found))
@@ -300,20 +302,30 @@ impl Refused {
 }
 
 impl HttpState {
-    /// The file a signed URL plays, after checking the signature, the expiry and that the
-    /// session is the one the URL was made for.
+    /// The file a signed URL plays, after `authorize_signed`.
     async fn authorize(
         &self,
         media_item_id: &str,
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<(std::path::PathBuf, String), Error> {
-        self.check_signed(media_item_id, query.and_then(parse_query), headers).await?;
+        self.authorize_signed(media_item_id, query, headers).await?;
         let file = self.library.served_file(media_item_id).await?;
         Ok((file.path, file.content_type))
     }
 
-    /// Checks a signed URL's grant (from its query, or an HLS path): made here for this item,
+    /// Checks a signed URL of `media_item_id` (its file, or its subtitle tracks): the
+    /// signature, the expiry, and that the session is the one the URL was made for.
+    pub(crate) async fn authorize_signed(
+        &self,
+        media_item_id: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<(), Error> {
+        self.check_signed(media_item_id, query.and_then(parse_query), headers).await
+    }
+
+    /// Checks a grant (from a URL's query, or an HLS path): made here for this item,
     /// unexpired, and presented by the session it was made for.
     async fn check_signed(
         &self,

@@ -22,6 +22,7 @@ pub mod probe;
 pub mod scan;
 pub mod signing;
 mod store;
+pub mod subtitles;
 pub mod uploads;
 
 use std::collections::{HashMap, HashSet};
@@ -85,18 +86,20 @@ pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Resu
     });
     library.update_gauges().await;
     let max_message = assembly.config().max_message_bytes;
+    // A subtitle file travels in one message: room for the largest one accepted.
+    let subtitle_message = usize::try_from(config.subtitle_max_bytes).unwrap_or(usize::MAX).saturating_add(64 << 10);
     let guard = deps.session_guard(config.session_cache_ttl, assembly, "media");
     assembly.add_service(
         guard.wrap(
             MediaServiceServer::new(grpc::PublicApi { library: Arc::clone(&library) })
-                .max_decoding_message_size(max_message)
+                .max_decoding_message_size(max_message.max(subtitle_message))
                 .max_encoding_message_size(max_message),
         ),
     );
     assembly.add_service(
         deps.admin_guard(assembly, "media").wrap(
             MediaAdminServiceServer::new(grpc::AdminApi { library: Arc::clone(&library) })
-                .max_decoding_message_size(max_message)
+                .max_decoding_message_size(max_message.max(subtitle_message))
                 .max_encoding_message_size(max_message),
         ),
     );

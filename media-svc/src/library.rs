@@ -131,6 +131,8 @@ pub struct Limits {
     pub min_free_disk_bytes: u64,
     pub upload_expiry: Duration,
     pub url_ttl: Duration,
+    /// What a subtitle file may be.
+    pub subtitles: crate::subtitles::Limits,
 }
 
 impl Limits {
@@ -143,6 +145,10 @@ impl Limits {
             min_free_disk_bytes: config.min_free_disk_bytes,
             upload_expiry: config.upload_expiry,
             url_ttl: config.url_ttl,
+            subtitles: crate::subtitles::Limits {
+                max_bytes: usize::try_from(config.subtitle_max_bytes).unwrap_or(usize::MAX),
+                max_cues: config.subtitle_max_cues,
+            },
         }
     }
 }

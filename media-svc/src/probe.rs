@@ -79,7 +79,18 @@ impl Prober {
         Self { ffprobe, ffmpeg, timeout }
     }
 
-    async fn run(&self, command: &mut Command) -> Result<std::process::Output, Error> {
+    /// The ffprobe program.
+    pub(crate) fn ffprobe(&self) -> &Path {
+        &self.ffprobe
+    }
+
+    /// The ffmpeg program.
+    pub(crate) fn ffmpeg(&self) -> &Path {
+        &self.ffmpeg
+    }
+
+    /// Runs `command` with piped output under the deadline.
+    pub(crate) async fn run(&self, command: &mut Command) -> Result<std::process::Output, Error> {
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         match tokio::time::timeout(self.timeout, command.output()).await {
             Ok(output) => Ok(output?),

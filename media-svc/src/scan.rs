@@ -235,6 +235,7 @@ impl Library {
         tracing::info!(path = %item.relative_path, media_item_id = %item.media_item_id, "indexed");
         self.queue_conversion(&item).await;
         self.make_thumbnail(&item.media_item_id, &file.absolute, item.info.duration_ms, has_video).await;
+        self.extract_subtitles(&item.media_item_id, &file.absolute).await;
         Ok(true)
     }
 
@@ -247,6 +248,7 @@ impl Library {
                 self.forget_served(&known.media_item_id);
                 remove_quietly(&self.dirs.thumbnail_path(&known.media_item_id)).await;
                 self.make_thumbnail(&known.media_item_id, &file.absolute, info.duration_ms, has_video).await;
+                self.extract_subtitles(&known.media_item_id, &file.absolute).await;
                 tracing::info!(path = %file.relative_path, "changed file probed again");
                 if let Some(item) = self.store.find_item(&known.media_item_id).await? {
                     self.restart_conversion(&item).await;

@@ -12,6 +12,8 @@ use svc_kit::id::RoomId;
 
 use crate::model::{Conversion, ConversionState, MediaInfo, MediaItem, Playability, Source, Upload, Viewer};
 
+mod subtitles;
+
 fn unknown(column: &str, word: &str) -> DbErr {
     DbErr::Custom(format!("unknown {column} {word:?} in the database"))
 }

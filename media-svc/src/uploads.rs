@@ -396,6 +396,7 @@ impl Library {
         let duration_ms = item.info.duration_ms;
         tokio::spawn(async move {
             library.make_thumbnail(&media_item_id, &destination, duration_ms, has_video).await;
+            library.extract_subtitles(&media_item_id, &destination).await;
         });
         Ok(item)
     }

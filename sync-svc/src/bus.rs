@@ -39,6 +39,10 @@ pub enum RoomEvent {
         version: Option<i64>,
         encoded: Bytes,
     },
+    /// A presence delta (`WatchRoomResponse`), encoded once for every watcher of this
+    /// instance; `published` numbers the room's deltas, so that a stream skips those its
+    /// snapshot already reflects. Never crosses instances (each streams the union it computes).
+    Presence { published: u64, encoded: Bytes },
     /// The user is no longer a member (left or kicked): their streams end.
     MemberRemoved { user_id: UserId },
     /// The room closed: every stream ends.

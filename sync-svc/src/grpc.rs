@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use prost::Message;
 use proto::sync::v1 as pb;
 use svc_kit::auth::Caller;
-use svc_kit::id::RoomId;
+use svc_kit::id::{RoomId, UserId};
 use svc_kit::status::Violation;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -28,7 +28,7 @@ use crate::timeline::{self, Action, Command, Media, QueueItem, RoomState, Timeli
 
 /// Encoding the messages that go out on room streams, once per room.
 pub mod wire {
-    use super::{Bytes, Message, RoomState, Watcher, pb, state_to_pb, watcher_from_pb, watcher_to_pb};
+    use super::{Bytes, Message, RoomState, UserId, Watcher, pb, state_to_pb, watcher_from_pb, watcher_to_pb};
 
     fn encode(event: pb::watch_room_response::Event, now_ms: i64) -> Bytes {
         let message = pb::WatchRoomResponse { server_time: Some(proto::timestamp_from_ms(now_ms)), event: Some(event) };
@@ -54,6 +54,18 @@ pub mod wire {
     pub fn encode_presence(watchers: &[Watcher], now_ms: i64) -> Bytes {
         let presence = pb::Presence { watchers: watchers.iter().map(watcher_to_pb).collect() };
         encode(pb::watch_room_response::Event::Presence(presence), now_ms)
+    }
+
+    /// What changed in presence: `watchers` joined or changed, `left` stopped watching;
+    /// `watcher_count` watch now.
+    #[must_use]
+    pub fn encode_presence_delta(watchers: &[Watcher], left: &[UserId], watcher_count: usize, now_ms: i64) -> Bytes {
+        let delta = pb::PresenceDelta {
+            watchers: watchers.iter().map(watcher_to_pb).collect(),
+            left_user_ids: left.iter().map(ToString::to_string).collect(),
+            watcher_count: i32::try_from(watcher_count).unwrap_or(i32::MAX),
+        };
+        encode(pb::watch_room_response::Event::PresenceDelta(delta), now_ms)
     }
 
     /// The watchers of a presence another instance shared ([`encode_presence`]'s output);

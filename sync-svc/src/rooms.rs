@@ -6,7 +6,7 @@
 //! what this process needs for its own watchers (presence, the last state it saw), so another
 //! instance may accept any command.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -123,8 +123,11 @@ struct WatcherEntry {
 #[derive(Debug, Default)]
 struct RoomPresence {
     watchers: HashMap<UserId, WatcherEntry>,
-    /// Presence (here or on another instance) changed since it was last published.
-    dirty: bool,
+    /// Users whose presence (here or on another instance) changed since it was last published:
+    /// the next delta carries exactly them.
+    touched: HashSet<UserId>,
+    /// How many deltas were published; a stream skips those its snapshot already covers.
+    published: u64,
     last_published: Option<Instant>,
     /// This instance's own watchers changed since they were last shared with other instances.
     changed_here: bool,
@@ -141,6 +144,12 @@ impl RoomPresence {
             self.watchers.values().filter(|entry| entry.streams > 0).map(|entry| entry.watcher.clone()).collect();
         watchers.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         watchers
+    }
+
+    fn touch(&mut self, user_id: &UserId) {
+        if !self.touched.contains(user_id) {
+            self.touched.insert(user_id.clone());
+        }
     }
 }
 
@@ -318,10 +327,45 @@ impl Rooms {
 
     /// Everyone watching the room: here, and on other instances that said so recently. A user
     /// watching on several instances appears once (this instance's entry first).
-    fn all_watchers(&self, room_id: &RoomId) -> Vec<Watcher> {
-        let mut watchers = self.presence().get(room_id).map(RoomPresence::visible_watchers).unwrap_or_default();
+    ///
+    /// With the number of presence deltas published so far: read together, so that a stream
+    /// starting from this list skips exactly the deltas it already reflects.
+    fn all_watchers(&self, room_id: &RoomId) -> (Vec<Watcher>, u64) {
+        let (mut watchers, published) =
+            self.presence().get(room_id).map(|room| (room.visible_watchers(), room.published)).unwrap_or_default();
         self.add_remote_watchers(room_id, &mut watchers);
-        watchers
+        (watchers, published)
+    }
+
+    /// One user's entry as the room's streams show it: this instance's, else another's.
+    fn merged_watcher(
+        room: &RoomPresence,
+        remote: Option<&HashMap<String, RemotePresence>>,
+        user_id: &UserId,
+        now: Instant,
+    ) -> Option<Watcher> {
+        if let Some(entry) = room.watchers.get(user_id).filter(|entry| entry.streams > 0) {
+            return Some(entry.watcher.clone());
+        }
+        remote?
+            .values()
+            .filter(|remote| remote.expires_at > now)
+            .find_map(|remote| remote.watchers.iter().find(|watcher| watcher.user_id == user_id.as_str()))
+            .cloned()
+    }
+
+    /// How many users the room's streams show: this instance's and other instances'.
+    fn merged_count(room: &RoomPresence, remote: Option<&HashMap<String, RemotePresence>>, now: Instant) -> usize {
+        let mut users: HashSet<&str> =
+            room.watchers.iter().filter(|(_, entry)| entry.streams > 0).map(|(user_id, _)| user_id.as_str()).collect();
+        if let Some(instances) = remote {
+            let elsewhere = instances
+                .values()
+                .filter(|remote| remote.expires_at > now)
+                .flat_map(|remote| remote.watchers.iter().map(|watcher| watcher.user_id.as_str()));
+            users.extend(elsewhere);
+        }
+        users.len()
     }
 
     fn add_remote_watchers(&self, room_id: &RoomId, watchers: &mut Vec<Watcher>) {
@@ -340,25 +384,32 @@ impl Rooms {
 
     /// Another instance's watchers of `room_id` (an empty list: none any more).
     pub fn on_remote_presence(&self, room_id: &RoomId, instance: &str, watchers: Vec<Watcher>) {
-        {
+        // The instance re-sends its list every heartbeat: only entries that differ from what
+        // it said before are news for the streams here.
+        let changed: Vec<UserId> = {
             let mut remote = self.remote_presence();
-            if watchers.is_empty() {
-                if let Some(instances) = remote.get_mut(room_id) {
-                    instances.remove(instance);
-                    if instances.is_empty() {
-                        remote.remove(room_id);
-                    }
+            let before = if watchers.is_empty() {
+                let removed = remote.get_mut(room_id).and_then(|instances| instances.remove(instance));
+                if remote.get(room_id).is_some_and(HashMap::is_empty) {
+                    remote.remove(room_id);
                 }
+                removed.map(|removed| removed.watchers).unwrap_or_default()
             } else {
                 let expires_at = Instant::now() + self.timing.presence_expiry;
-                remote
+                let previous = remote
                     .entry(room_id.to_owned())
                     .or_default()
-                    .insert(instance.to_owned(), RemotePresence { watchers, expires_at });
+                    .insert(instance.to_owned(), RemotePresence { watchers: watchers.clone(), expires_at });
+                previous.map(|previous| previous.watchers).unwrap_or_default()
+            };
+            differing_users(&before, &watchers)
+        };
+        if !changed.is_empty()
+            && let Some(room) = self.presence().get_mut(room_id)
+        {
+            for user_id in &changed {
+                room.touch(user_id);
             }
-        }
-        if let Some(room) = self.presence().get_mut(room_id) {
-            room.dirty = true;
         }
     }
 
@@ -403,7 +454,7 @@ impl Rooms {
     pub async fn get(&self, room_id: &RoomId, caller: &Caller) -> Result<(RoomState, Vec<Watcher>), Error> {
         self.require_member(room_id, caller).await?;
         let state = self.current(room_id).await?;
-        Ok((state, self.all_watchers(room_id)))
+        Ok((state, self.all_watchers(room_id).0))
     }
 
     /// The server time a play or rate change should happen at: `requested` (clamped to now, at
@@ -572,7 +623,7 @@ impl Rooms {
                 reported_at: now,
                 load_error,
             };
-            room.dirty = true;
+            room.touch(&caller.user_id);
             room.changed_here = true;
         }
         if report.state == PlayerState::Ended && !report.media_id.is_empty() {
@@ -612,7 +663,7 @@ impl Rooms {
         // is lost; events the snapshot already covers are skipped by version.
         let subscription = self.bus.subscribe(room_id);
         let guard = PresenceGuard::join(Arc::clone(self), room_id, caller);
-        let (snapshot, version) = self.snapshot(room_id).await?;
+        let (snapshot, version, published) = self.snapshot(room_id).await?;
         let watch = Watch {
             rooms: Arc::clone(self),
             room_id: room_id.clone(),
@@ -621,6 +672,7 @@ impl Rooms {
             shutdown: Box::pin(shutdown.cancelled_owned()),
             pending: Some(snapshot),
             seen_version: version,
+            seen_presence: published,
             heartbeat: Box::pin(tokio::time::sleep(self.timing.heartbeat)),
             last_sent: Instant::now(),
             finished: false,
@@ -629,11 +681,12 @@ impl Rooms {
         Ok(Box::pin(futures_util::stream::unfold(watch, Watch::next)))
     }
 
-    async fn snapshot(&self, room_id: &RoomId) -> Result<(Bytes, i64), Error> {
+    /// The encoded snapshot, the state version and the presence deltas it reflects.
+    async fn snapshot(&self, room_id: &RoomId) -> Result<(Bytes, i64, u64), Error> {
         let state = self.current(room_id).await?;
         self.remember(&state);
-        let watchers = self.all_watchers(room_id);
-        Ok((wire::encode_snapshot(&state, &watchers, self.now_ms()), state.version))
+        let (watchers, published) = self.all_watchers(room_id);
+        Ok((wire::encode_snapshot(&state, &watchers, self.now_ms()), state.version, published))
     }
 
     fn join(&self, room_id: &RoomId, caller: &Caller) {
@@ -647,7 +700,7 @@ impl Rooms {
             waited_out: false,
         });
         entry.streams += 1;
-        room.dirty = true;
+        room.touch(&caller.user_id);
         room.changed_here = true;
         self.metrics.watchers.inc();
     }
@@ -662,7 +715,7 @@ impl Rooms {
                 room.watchers.remove(user_id);
             }
         }
-        room.dirty = true;
+        room.touch(user_id);
         room.changed_here = true;
         if room.watchers.is_empty() {
             presence.remove(room_id);
@@ -760,8 +813,10 @@ impl Rooms {
             for (room_id, room) in presence.iter_mut() {
                 room.watchers
                     .retain(|_, entry| entry.streams > 0 || now - entry.watcher.reported_at < millis(STALE_REPORT));
-                if expired.contains(room_id) {
-                    room.dirty = true;
+                if let Some(users) = expired.get(room_id) {
+                    for user_id in users {
+                        room.touch(user_id);
+                    }
                 }
                 let share_due = room.last_shared.is_none_or(|at| at.elapsed() >= self.timing.presence_heartbeat);
                 // Without other instances there is nobody to tell, and nothing to encode.
@@ -775,13 +830,10 @@ impl Rooms {
                     self.bus.share_presence(room_id, wire::encode_presence(&room.visible_watchers(), now));
                 }
                 let publish_due = room.last_published.is_none_or(|at| at.elapsed() >= self.timing.presence_interval);
-                if room.dirty && publish_due {
-                    room.dirty = false;
+                if !room.touched.is_empty() && publish_due {
                     room.last_published = Some(Instant::now());
-                    let mut watchers = room.visible_watchers();
-                    self.add_remote_watchers(room_id, &mut watchers);
-                    let encoded = wire::encode_presence(&watchers, now);
-                    self.bus.publish(room_id, RoomEvent::Message { version: None, encoded });
+                    let (encoded, published) = self.presence_delta(room_id, room, now);
+                    self.bus.publish(room_id, RoomEvent::Presence { published, encoded });
                 }
                 // The state is lent out and put back, so that only rooms with something due
                 // cost a copy on each tick.
@@ -799,17 +851,42 @@ impl Rooms {
         }
     }
 
-    /// Forgets other instances' watchers that were not confirmed in time (that instance died
-    /// or lost the broker); returns the rooms whose presence changed.
-    fn expire_remote_presence(&self) -> Vec<RoomId> {
+    /// The delta of `room`'s presence since its last one (its touched users, each with their
+    /// entry now or as left), numbered; clears the touched set.
+    fn presence_delta(&self, room_id: &RoomId, room: &mut RoomPresence, now_ms: i64) -> (Bytes, u64) {
         let now = Instant::now();
-        let mut expired = Vec::new();
-        self.remote_presence().retain(|room_id, instances| {
-            let before = instances.len();
-            instances.retain(|_, remote| remote.expires_at > now);
-            if instances.len() != before {
-                expired.push(room_id.clone());
+        let remote_presence = self.remote_presence();
+        let remote = remote_presence.get(room_id);
+        let mut watchers = Vec::new();
+        let mut left = Vec::new();
+        for user_id in std::mem::take(&mut room.touched) {
+            match Self::merged_watcher(room, remote, &user_id, now) {
+                Some(watcher) => watchers.push(watcher),
+                None => left.push(user_id),
             }
+        }
+        watchers.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        left.sort();
+        let count = Self::merged_count(room, remote, now);
+        drop(remote_presence);
+        room.published += 1;
+        (wire::encode_presence_delta(&watchers, &left, count, now_ms), room.published)
+    }
+
+    /// Forgets other instances' watchers that were not confirmed in time (that instance died
+    /// or lost the broker); returns, per room, the users whose entries went with them.
+    fn expire_remote_presence(&self) -> HashMap<RoomId, Vec<UserId>> {
+        let now = Instant::now();
+        let mut expired: HashMap<RoomId, Vec<UserId>> = HashMap::new();
+        self.remote_presence().retain(|room_id, instances| {
+            instances.retain(|_, remote| {
+                let alive = remote.expires_at > now;
+                if !alive {
+                    let users = remote.watchers.iter().map(|watcher| UserId::issued(watcher.user_id.clone()));
+                    expired.entry(room_id.clone()).or_default().extend(users);
+                }
+                alive
+            });
             !instances.is_empty()
         });
         expired
@@ -899,6 +976,16 @@ impl Rooms {
     }
 }
 
+/// The users whose entries differ between two lists of one instance's watchers (joined, left
+/// or changed).
+fn differing_users(before: &[Watcher], after: &[Watcher]) -> Vec<UserId> {
+    let old: HashMap<&str, &Watcher> = before.iter().map(|watcher| (watcher.user_id.as_str(), watcher)).collect();
+    let new: HashMap<&str, &Watcher> = after.iter().map(|watcher| (watcher.user_id.as_str(), watcher)).collect();
+    let changed = after.iter().filter(|watcher| old.get(watcher.user_id.as_str()) != Some(watcher));
+    let gone = before.iter().filter(|watcher| !new.contains_key(watcher.user_id.as_str()));
+    changed.chain(gone).map(|watcher| UserId::issued(watcher.user_id.clone())).collect()
+}
+
 fn new_watcher(caller: &Caller, now: i64) -> Watcher {
     Watcher {
         user_id: caller.user_id.to_string(),
@@ -945,6 +1032,8 @@ struct Watch {
     pending: Option<Bytes>,
     /// The newest state version this watcher has been sent; older state events are skipped.
     seen_version: i64,
+    /// The presence deltas its snapshot reflects; those are skipped.
+    seen_presence: u64,
     /// Fires at most once per heartbeat interval; when something was sent meanwhile it is only
     /// pushed back, so that events do not touch the timer.
     heartbeat: Pin<Box<tokio::time::Sleep>>,
@@ -969,9 +1058,10 @@ impl Watch {
         self.rooms.metrics.resyncs.inc();
         tracing::debug!(room_id = %self.room_id, reason, "resending a snapshot");
         match self.rooms.snapshot(&self.room_id).await {
-            Ok((snapshot, version)) => {
+            Ok((snapshot, version, published)) => {
                 let mut watch = self;
                 watch.seen_version = version;
+                watch.seen_presence = published;
                 watch.sent(snapshot)
             }
             Err(error) => self.end(error),
@@ -997,6 +1087,11 @@ impl Watch {
                         return self.resync("version gap").await;
                     }
                     Ok(RoomEvent::Resync) => return self.resync("broker reconnected").await,
+                    Ok(RoomEvent::Presence { published, .. }) if published <= self.seen_presence => {}
+                    Ok(RoomEvent::Presence { published, encoded }) => {
+                        self.seen_presence = published;
+                        return self.sent(encoded);
+                    }
                     Ok(RoomEvent::Message { version, encoded }) => {
                         if let Some(version) = version {
                             self.seen_version = version;

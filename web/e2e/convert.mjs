@@ -25,7 +25,7 @@ import { join } from "node:path";
 
 import {
   assert,
-  axeViolations,
+  axe,
   browserSuite,
   createRoom,
   launchServer,
@@ -201,7 +201,7 @@ try {
         await screenshot(user, `${size}-${language(user)}-queue-converting`);
         const overflow = await user.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         assert(overflow <= 1, `${user.name}: the page scrolls sideways by ${overflow}px`);
-        const problems = await axeViolations(user.page);
+        const problems = await axe(user.page);
         assert(problems.length === 0, `${user.name} (${size}): ${JSON.stringify(problems, null, 1)}`);
       }
     }

@@ -332,10 +332,32 @@ export function browserSuite(name, { onFailure = async () => undefined } = {}) {
   };
 }
 
+/**
+ * Records, in the page's `window.__xssHits`, anything an injected payload could do: calls of
+ * `__xss()`, `alert()`, `confirm()`, `prompt()`, `print()`, and CSP violations. Installed before
+ * any page of `context` runs (the XSS suites read and empty the list).
+ */
+export async function installXssHooks(context) {
+  await context.addInitScript(() => {
+    window.__xssHits = [];
+    const hit = (what) => (...args) => {
+      window.__xssHits.push(`${what}(${args.map(String).join(",")})`);
+    };
+    window.__xss = hit("__xss");
+    window.alert = hit("alert");
+    window.confirm = hit("confirm");
+    window.prompt = hit("prompt");
+    window.print = hit("print");
+    document.addEventListener("securitypolicyviolation", (event) => {
+      window.__xssHits.push(`csp violation: ${event.violatedDirective} ${event.blockedURI} ${event.sample}`);
+    });
+  });
+}
+
 const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 /** axe-core's serious and critical violations on the page as it is now. */
-export async function axeViolations(page) {
+export async function axe(page) {
   if (!(await page.evaluate(() => typeof window.axe === "object"))) {
     // Evaluated through the DevTools protocol, which the page's CSP does not govern.
     await page.evaluate(axeSource);
@@ -355,3 +377,4 @@ export async function axeViolations(page) {
       }));
   });
 }
+

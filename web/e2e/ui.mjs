@@ -21,19 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { changeMedia, createRoom as createRoomByApi, createSession, joinRoom } from "./grpcweb.mjs";
-import {
-  ADMIN_TOKEN,
-  axeViolations as axe,
-  createRoom,
-  launchServer,
-  makeTestVideo,
-  openProfile,
-  pickName,
-  prepareWebDir,
-  stopProcess,
-  waitLive,
-  webRoot,
-} from "./stack.mjs";
+import { ADMIN_TOKEN, axe, createRoom, launchServer, makeTestVideo, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
 
 const artifacts = join(webRoot, "artifacts", "ui");
 const only = process.env.UI_ONLY ?? "";

@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { call, createRoom, createSession, encode, field, INVALID_ARGUMENT, OK } from "./grpcweb.mjs";
-import { launchServer, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
+import { installXssHooks, launchServer, openProfile, pickName, prepareWebDir, stopProcess, waitLive, webRoot } from "./stack.mjs";
 
 const GROUP_SIZE = Number(process.env.XSS_GROUP_SIZE ?? 40);
 const WAIT_MS = 20_000;
@@ -83,20 +83,7 @@ try {
 
   // The browser: hooks first, so that anything a payload runs is recorded.
   ({ context } = await openProfile("xss", tempDir));
-  await context.addInitScript(() => {
-    window.__xssHits = [];
-    const hit = (what) => (...args) => {
-      window.__xssHits.push(`${what}(${args.map(String).join(",")})`);
-    };
-    window.__xss = hit("__xss");
-    window.alert = hit("alert");
-    window.confirm = hit("confirm");
-    window.prompt = hit("prompt");
-    window.print = hit("print");
-    document.addEventListener("securitypolicyviolation", (event) => {
-      window.__xssHits.push(`csp violation: ${event.violatedDirective} ${event.blockedURI} ${event.sample}`);
-    });
-  });
+  await installXssHooks(context);
   const user = { page: context.pages()[0] ?? (await context.newPage()) };
   user.page.setDefaultTimeout(WAIT_MS);
   const sideEffects = [];

@@ -5,24 +5,26 @@
 // unlocked and closing the tab or pressing Lock forgets it.
 //
 // The console is a list of sections (ADMIN_SECTIONS), each a tab that mounts its panel when first
-// shown; a new part (the media library, once media-svc serves one) is one more entry there and a
-// client for its admin service in AdminApi.
+// shown; a new part is one more entry there and a client for its admin service in AdminApi.
 
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { button, h, replace, setDocumentTitle, setText } from "./dom";
 import { sentenceFor } from "./errors";
+import { MediaAdminService } from "./gen/xiaowo/media/v1/media_pb";
 import { MonitorService } from "./gen/xiaowo/monitor/v1/monitor_pb";
 import { RoomAdminService } from "./gen/xiaowo/room/v1/room_pb";
 import { SessionAdminService } from "./gen/xiaowo/session/v1/session_pb";
 import { formatTime, type MessageKey, onLanguageChange, type Shown, t, userText } from "./i18n";
 import { field, tabs } from "./ui";
 import { mountAlerts, mountAudit, mountRooms, mountSessions } from "./admin/lists";
+import { mountMedia } from "./admin/media";
 import { mountOverview } from "./admin/overview";
 
 /** The admin services, every call carrying the token. */
 export interface AdminApi {
+  media: Client<typeof MediaAdminService>;
   monitor: Client<typeof MonitorService>;
   rooms: Client<typeof RoomAdminService>;
   sessions: Client<typeof SessionAdminService>;
@@ -61,6 +63,7 @@ export const ADMIN_SECTIONS: readonly AdminSection[] = [
   { id: "alerts", label: "admin.tab.alerts", mount: mountAlerts },
   { id: "sessions", label: "admin.tab.sessions", mount: mountSessions },
   { id: "rooms", label: "admin.tab.rooms", mount: mountRooms },
+  { id: "media", label: "admin.tab.media", mount: mountMedia },
   { id: "audit", label: "admin.tab.audit", mount: mountAudit },
 ];
 
@@ -98,6 +101,7 @@ function createAdminApi(token: string): AdminApi {
     fetch: (input, init) => fetch(input, { ...init, credentials: "omit" }),
   });
   return {
+    media: createClient(MediaAdminService, transport),
     monitor: createClient(MonitorService, transport),
     rooms: createClient(RoomAdminService, transport),
     sessions: createClient(SessionAdminService, transport),

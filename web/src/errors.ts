@@ -10,7 +10,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
 import { BadRequestSchema } from "./gen/google/rpc/error_details_pb";
-import { formatMoment, formatSpan, type MessageKey, type Params, type Shown, t } from "./i18n";
+import { formatBytes, formatMoment, formatSpan, type MessageKey, type Params, type Shown, t } from "./i18n";
 
 /** What the person was doing, which decides the sentence for some codes. */
 export type ErrorContext = "generic" | "session" | "room" | "join" | "chat" | "playback" | "moderation";
@@ -83,6 +83,12 @@ function explainDenied(raw: string, context: ErrorContext, now: number): Explana
   if (/control mode/.test(raw)) {
     return { key: "error.noControl" };
   }
+  if (/default subtitles/.test(raw)) {
+    return { key: "error.subtitleDefaultOwner" };
+  }
+  if (/change its subtitles/.test(raw)) {
+    return { key: "error.subtitlesDenied" };
+  }
   if (/not a member|no longer a member/.test(raw)) {
     return { key: "error.notMember" };
   }
@@ -107,6 +113,9 @@ function explainExhausted(raw: string): Explanation {
   }
   if (/larger than/.test(raw)) {
     return { key: "error.tooLarge" };
+  }
+  if (/subtitle tracks/.test(raw)) {
+    return { key: "error.tooManyTracks" };
   }
   const wait = seconds(raw, /retry in (\d+)\s*s/);
   return wait === undefined ? { key: "error.slowDown" } : { key: "error.slowDownFor", params: { wait: formatSpan(wait) } };
@@ -156,6 +165,12 @@ export function explainViolation(field: string, description: string): Explanatio
   if (name === "duration") {
     return { key: "error.field.duration" };
   }
+  if (name === "language") {
+    return { key: "error.field.language" };
+  }
+  if (name === "content") {
+    return explainSubtitleFile(description);
+  }
   const label = fieldLabel(name);
   if (!label) {
     return { key: "error.invalid" };
@@ -173,6 +188,27 @@ export function explainViolation(field: string, description: string): Explanatio
   return { key: "error.field.invalid", params };
 }
 
+/** Why media-svc refused a subtitle file (its violation on `content`). */
+function explainSubtitleFile(description: string): Explanation {
+  const count = (pattern: RegExp): number => Number(pattern.exec(description)?.[1] ?? 0);
+  if (/binary/.test(description)) {
+    return { key: "subtitles.error.binary" };
+  }
+  if (/not SRT/.test(description)) {
+    return { key: "subtitles.error.unknownFormat" };
+  }
+  if (/bytes/.test(description)) {
+    return { key: "subtitles.error.tooLarge", params: { size: formatBytes(count(/at most (\d+) bytes/)) } };
+  }
+  if (/cues/.test(description) && /at most/.test(description)) {
+    return { key: "subtitles.error.tooManyCues", params: { count: count(/at most (\d+) cues/) } };
+  }
+  if (/no valid cues/.test(description)) {
+    return { key: "subtitles.error.noValidCues", params: { count: count(/\((\d+) /) } };
+  }
+  return { key: "subtitles.error.empty" };
+}
+
 function fieldLabel(field: string): MessageKey | undefined {
   switch (field) {
     case "display_name":
@@ -185,6 +221,8 @@ function fieldLabel(field: string): MessageKey | undefined {
       return "field.title";
     case "text":
       return "field.message";
+    case "label":
+      return "field.label";
     default:
       return undefined;
   }

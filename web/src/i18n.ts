@@ -35,8 +35,8 @@ export type Params = Readonly<Record<string, string | number>>;
 
 // Intl objects are slow to make (tens of microseconds to milliseconds each, more for the first
 // of a locale) and the player formats several times a second: one of each per locale and options.
-const formatters = new Map<string, Intl.NumberFormat | Intl.DateTimeFormat | Intl.PluralRules | Intl.ListFormat>();
-function cached<T extends Intl.NumberFormat | Intl.DateTimeFormat | Intl.PluralRules | Intl.ListFormat>(kind: string, locale: string, options: object, make: () => T): T {
+const formatters = new Map<string, Intl.NumberFormat | Intl.DateTimeFormat | Intl.PluralRules | Intl.ListFormat | Intl.DisplayNames>();
+function cached<T extends Intl.NumberFormat | Intl.DateTimeFormat | Intl.PluralRules | Intl.ListFormat | Intl.DisplayNames>(kind: string, locale: string, options: object, make: () => T): T {
   const key = `${kind}|${locale}|${JSON.stringify(options)}`;
   let formatter = formatters.get(key) as T | undefined;
   if (!formatter) {
@@ -231,6 +231,16 @@ export function formatSpan(seconds: number): Shown {
 /** "Alice, Bob and Mei" / "Alice、Bob和Mei". */
 export function formatList(items: readonly string[]): Shown {
   return cached("list", formatLocale, {}, () => new Intl.ListFormat(formatLocale, { style: "long", type: "conjunction" })).format(items) as Shown;
+}
+
+/** A language's name in the viewer's language ("Chinese (Simplified)", "简体中文"); the tag itself when Intl does not know it. */
+export function formatLanguage(tag: string): Shown {
+  try {
+    const names = cached("language", formatLocale, {}, () => new Intl.DisplayNames([formatLocale], { type: "language" }));
+    return (names.of(tag) ?? tag) as Shown;
+  } catch {
+    return tag as Shown;
+  }
 }
 
 /** A plain number in the viewer's locale. */

@@ -36,8 +36,10 @@ import { ConversionState, type MediaItem } from "./gen/xiaowo/media/v1/media_pb"
 import { formatClock, formatList, formatNumber, type Shown, t, userText } from "./i18n";
 import { thumbnail } from "./thumbnail";
 import { checkSeeking, describeAddedLoadError, describeOwnLoadError, diagnose } from "./loaderror";
+import { PresenceList } from "./presence";
 import { ReconnectingStream, type StreamState } from "./stream";
 import { positionAt, startTimerDelayMs, startsIn, type Timeline } from "./timeline";
+import { Subtitles } from "./subtitles";
 import { checkbox } from "./ui";
 
 const TICK_MS = 250;
@@ -148,6 +150,8 @@ export class Player {
   /** Where the chat goes over the video in theater and fullscreen modes. */
   readonly overlaySlot = h("div", { class: "chat-overlay", attrs: { id: "chat-overlay" } });
   readonly addVideo: AddVideo;
+  /** The subtitle button and menu, and the <track> elements of the item playing. */
+  readonly subtitles: Subtitles;
   /** The number of items in the queue, for the tab's badge. */
   readonly queueCount = h("span", { class: "count", attrs: { id: "queue-count" } });
   private readonly video: HTMLVideoElement;
@@ -206,6 +210,7 @@ export class Player {
   /** Load errors of others already told to the person who added the media. */
   private readonly toldErrors = new Set<string>();
   private readonly stream: ReconnectingStream;
+  private readonly presence = new PresenceList();
   private readonly timers: number[] = [];
   private hls: { destroy(): void } | undefined;
   /** The end of what a growing HLS playlist lists (s); Infinity for a complete one or anything else. */
@@ -312,13 +317,14 @@ export class Player {
         void this.togglePlay();
       }
     });
+    this.subtitles = new Subtitles(ctx, this.video, this.screen);
     const controlBar = h(
       "div",
       { class: "control-bar", attrs: { role: "group", "aria-label": t("player.controls") } },
       this.playButton,
       this.timeLabel,
       h("div", { class: "seek-wrap" }, this.seekBar, this.convertedPart),
-      h("div", { class: "control-group" }, this.soundButton, this.rateSelect),
+      h("div", { class: "control-group" }, this.soundButton, this.subtitles.element, this.rateSelect),
       this.layoutControls,
     );
     const info = h("div", { class: "stage-info" }, this.nowPlaying, this.syncIndicator);
@@ -376,16 +382,22 @@ export class Player {
               if (response.event.value.state) {
                 this.applyState(response.event.value.state, true);
               }
-              this.onWatchers(response.event.value.watchers);
+              this.presence.replace(response.event.value.watchers);
+              this.onWatchers(this.presence.list());
               this.tellAdder(response.event.value.watchers);
               break;
             case "state":
               this.applyState(response.event.value, false);
               break;
-            case "presence":
-              this.onWatchers(response.event.value.watchers);
+            case "presenceDelta":
+              if (!this.presence.apply(response.event.value)) {
+                // A delta went missing: a fresh stream starts from a snapshot again.
+                this.stream.reconnectNow();
+              }
+              this.onWatchers(this.presence.list());
               this.tellAdder(response.event.value.watchers);
               break;
+            case "presence":
             case "heartbeat":
             case undefined:
               break;
@@ -425,6 +437,7 @@ export class Player {
     this.running = false;
     window.clearTimeout(this.clockTimer);
     this.unload();
+    this.subtitles.clear();
     this.unfollowQueue();
     this.addVideo.stop();
     delete (window as DebugWindow).__xiaowoSync;
@@ -452,6 +465,7 @@ export class Player {
    */
   private async load(media: Media): Promise<void> {
     this.unload();
+    void this.subtitles.load(media.libraryItemId, media.title || media.url);
     this.lastDataAt = performance.now();
     let url = media.url;
     let contentType = "";
@@ -746,6 +760,7 @@ export class Player {
       if (this.loadedMediaId) {
         this.loadedMediaId = "";
         this.unload();
+        this.subtitles.clear();
       }
     } else {
       this.timeline = {

@@ -329,7 +329,7 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
   document.addEventListener("fullscreenchange", placeChat);
 
   // The keyboard: space (or k) plays and pauses, the arrows seek, m mutes this device's sound,
-  // f is fullscreen, t theater mode. Keys typed into fields and buttons keep their own meaning.
+  // c turns this device's subtitles off and on, f is fullscreen, t theater mode. Keys typed into fields and buttons keep their own meaning.
   const onKey = (event: KeyboardEvent): void => {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || document.querySelector("dialog[open]")) {
       return;
@@ -361,6 +361,10 @@ function openRoom(app: App, main: HTMLElement, ctx: RoomContext): () => void {
       case "m":
         event.preventDefault();
         player.toggleSound();
+        break;
+      case "c":
+        event.preventDefault();
+        player.subtitles.toggle();
         break;
       case "f":
         if (canFullscreen) {

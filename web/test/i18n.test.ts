@@ -19,6 +19,7 @@ const SAME_IN_BOTH = new Set<MessageKey>([
   "player.unknownLength",
   "sync.detailJoin",
   "add.urlPlaceholder",
+  "subtitles.join",
 ]);
 
 describe("the catalogs", () => {

@@ -2,4 +2,6 @@
 
 pub mod conversion;
 pub mod media_item;
+pub mod room_subtitle_default;
+pub mod subtitle_track;
 pub mod upload;

@@ -7,5 +7,6 @@
 mod conversion;
 mod library;
 mod serving;
+mod subtitles;
 mod support;
 mod uploads;

@@ -360,7 +360,9 @@ pub async fn next_state(events: &mut Events) -> pb::RoomState {
         match next_event(events).await.unwrap() {
             pb::watch_room_response::Event::State(state) => return state,
             pb::watch_room_response::Event::Snapshot(snapshot) => return snapshot.state.unwrap(),
-            pb::watch_room_response::Event::Presence(_) | pb::watch_room_response::Event::Heartbeat(_) => {}
+            pb::watch_room_response::Event::Presence(_)
+            | pb::watch_room_response::Event::PresenceDelta(_)
+            | pb::watch_room_response::Event::Heartbeat(_) => {}
         }
     }
 }

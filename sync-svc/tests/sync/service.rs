@@ -32,7 +32,10 @@ impl Fixture {
     }
 
     async fn start_with(config: sync_svc::Config, clock: SharedClock) -> Self {
-        let peers = Peers::start().await;
+        Self::start_on(Peers::start().await, config, clock).await
+    }
+
+    async fn start_on(peers: Peers, config: sync_svc::Config, clock: SharedClock) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let app = SyncApp::start(&peers, dir.path(), &config, clock).await;
         let (owner_id, owner) = peers.user("Owner").await;
@@ -405,6 +408,108 @@ async fn state_and_version_survive_a_restart() {
     assert_eq!(app.client().seek(with_token(request, &owner)).await.unwrap_err().code(), Code::Aborted);
 }
 
+/// A stream's view of who watches: the snapshot's list with every delta applied.
+#[derive(Default)]
+struct PresenceView(std::collections::BTreeMap<String, pb::Watcher>);
+
+impl PresenceView {
+    fn apply<'a>(&mut self, event: &'a Event) -> Option<&'a pb::PresenceDelta> {
+        match event {
+            Event::Snapshot(snapshot) => {
+                self.0 = snapshot.watchers.iter().map(|watcher| (watcher.user_id.clone(), watcher.clone())).collect();
+                None
+            }
+            Event::PresenceDelta(delta) => {
+                for watcher in &delta.watchers {
+                    self.0.insert(watcher.user_id.clone(), watcher.clone());
+                }
+                for user_id in &delta.left_user_ids {
+                    self.0.remove(user_id);
+                }
+                assert_eq!(
+                    usize::try_from(delta.watcher_count).ok(),
+                    Some(self.0.len()),
+                    "the delta's count matches the applied list"
+                );
+                Some(delta)
+            }
+            _ => None,
+        }
+    }
+
+    fn summary(&self) -> Vec<(String, i32, i64)> {
+        self.0.values().map(|watcher| (watcher.user_id.clone(), watcher.state, watcher.offset_ms)).collect()
+    }
+}
+
+#[tokio::test]
+async fn presence_deltas_carry_only_changes_and_converge_to_a_fresh_snapshot() {
+    let fixture = Fixture::start_on(
+        Peers::start_with(|common| common.session.create_burst = 100).await,
+        test_config(),
+        svc_kit::clock::system(),
+    )
+    .await;
+    let (_, watcher) = fixture.member("Watcher", room_pb::Role::Member).await;
+    let mut events = watch(&fixture.app, &fixture.room_id, &watcher).await;
+    let mut view = PresenceView::default();
+    view.apply(&next_event(&mut events).await.unwrap());
+
+    // Thirty people, each with their own session and stream, join; every third reports its
+    // player; then ten of them close their streams.
+    let mut others = Vec::new();
+    for index in 0..30 {
+        let (_, token) = fixture.member(&format!("Person {index}"), room_pb::Role::Member).await;
+        let stream = watch(&fixture.app, &fixture.room_id, &token).await;
+        others.push((token, stream));
+    }
+    for (index, (token, _)) in others.iter().enumerate().step_by(3) {
+        fixture.report(token, pb::PlayerState::Ready, i64::try_from(index).unwrap(), "").await;
+    }
+    others.truncate(20);
+
+    let fresh = || async {
+        let request = pb::GetRoomStateRequest { room_id: fixture.room_id.clone() };
+        let response = fixture.app.client().get_room_state(with_token(request, &fixture.owner)).await.unwrap();
+        let mut watchers: Vec<_> = response
+            .into_inner()
+            .watchers
+            .into_iter()
+            .map(|watcher| (watcher.user_id, watcher.state, watcher.offset_ms))
+            .collect();
+        watchers.sort();
+        watchers
+    };
+    // Settled when the ten closed streams are gone from the server's list and the stream's
+    // view agrees with it.
+    loop {
+        let now = fresh().await;
+        if now.len() == 21 && view.summary() == now {
+            break;
+        }
+        view.apply(&next_event(&mut events).await.unwrap());
+    }
+
+    // Once settled, one more person costs one entry per stream, not the room's list.
+    let (newcomer_id, newcomer) = fixture.member("Newcomer", room_pb::Role::Member).await;
+    let _newcomer_events = watch(&fixture.app, &fixture.room_id, &newcomer).await;
+    let delta = loop {
+        let event = next_event(&mut events).await.unwrap();
+        if let Some(delta) = view.apply(&event)
+            && view.0.contains_key(&newcomer_id)
+        {
+            break delta.clone();
+        }
+    };
+    assert_eq!(
+        delta.watchers.iter().map(|watcher| watcher.user_id.as_str()).collect::<Vec<_>>(),
+        [newcomer_id.as_str()]
+    );
+    assert!(delta.left_user_ids.is_empty());
+    assert_eq!(delta.watcher_count, 22);
+    assert_eq!(view.summary(), fresh().await);
+}
+
 #[tokio::test]
 async fn streams_start_with_a_snapshot_then_carry_changes_presence_and_heartbeats() {
     let mut config = test_config();
@@ -424,7 +529,7 @@ async fn streams_start_with_a_snapshot_then_carry_changes_presence_and_heartbeat
 
     fixture.report(&viewer, pb::PlayerState::Ready, -35, "").await;
     let presence = loop {
-        if let Event::Presence(presence) = next_event(&mut events).await.unwrap()
+        if let Event::PresenceDelta(presence) = next_event(&mut events).await.unwrap()
             && presence.watchers.iter().any(|watcher| watcher.state() == pb::PlayerState::Ready)
         {
             break presence;
@@ -448,7 +553,7 @@ async fn streams_start_with_a_snapshot_then_carry_changes_presence_and_heartbeat
     };
     fixture.app.client().report_status(with_token(request, &viewer)).await.unwrap();
     loop {
-        if let Event::Presence(presence) = next_event(&mut events).await.unwrap()
+        if let Event::PresenceDelta(presence) = next_event(&mut events).await.unwrap()
             && let Some(watcher) = presence.watchers.iter().find(|watcher| watcher.user_id == viewer_id)
             && watcher.offset_ms == 4
         {
@@ -566,7 +671,7 @@ async fn a_slow_watcher_is_resynchronised_without_holding_up_the_others() {
                 }
                 seen.push(version);
             }
-            Event::Presence(_) | Event::Heartbeat(_) => {}
+            Event::Presence(_) | Event::PresenceDelta(_) | Event::Heartbeat(_) => {}
         }
     }
     assert!(resynchronised, "the slow watcher was sent a fresh snapshot");
@@ -776,7 +881,7 @@ async fn library_items_play_and_queue_and_players_load_errors_reach_every_member
     };
     client.clone().report_status(with_token(request, &member)).await.unwrap();
     let seen = loop {
-        if let Event::Presence(presence) = next_event(&mut owner_events).await.unwrap()
+        if let Event::PresenceDelta(presence) = next_event(&mut owner_events).await.unwrap()
             && let Some(watcher) = presence.watchers.into_iter().find(|watcher| watcher.user_id == member_id)
             && watcher.load_error.is_some()
         {

@@ -232,10 +232,17 @@ fn watch_sync(url: &str, room_id: &str, token: &str) -> Arc<Mutex<SyncHeard>> {
                             heard.watchers = ids(&snapshot.watchers);
                         }
                         Some(sync_pb::watch_room_response::Event::State(state)) => heard.versions.push(state.version),
-                        Some(sync_pb::watch_room_response::Event::Presence(presence)) => {
-                            heard.watchers = ids(&presence.watchers);
+                        Some(sync_pb::watch_room_response::Event::PresenceDelta(delta)) => {
+                            let joined: Vec<String> = ids(&delta.watchers);
+                            heard.watchers.retain(|id| !delta.left_user_ids.contains(id) && !joined.contains(id));
+                            heard.watchers.extend(joined);
+                            heard.watchers.sort();
                         }
-                        Some(sync_pb::watch_room_response::Event::Heartbeat(_)) | None => {}
+                        Some(
+                            sync_pb::watch_room_response::Event::Presence(_)
+                            | sync_pb::watch_room_response::Event::Heartbeat(_),
+                        )
+                        | None => {}
                     }
                 }
                 Ok(None) => {
