@@ -689,3 +689,78 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Migrator;
+    use crate::model::ConversionState::{Complete, Converting, Playable, Queued};
+
+    async fn store(dir: &std::path::Path) -> Store {
+        let url = svc_kit::testing::database_url(dir, "media.db").await;
+        Store::new(svc_kit::db::connect::<Migrator>(&url, &svc_kit::db::DbOptions::default()).await.unwrap())
+    }
+
+    fn item(media_item_id: &str) -> MediaItem {
+        MediaItem {
+            media_item_id: media_item_id.to_owned(),
+            title: "Night train".to_owned(),
+            relative_path: format!("uploads/{media_item_id}.mkv"),
+            size_bytes: 1,
+            modified_ms: 0,
+            info: MediaInfo {
+                duration_ms: 60_000,
+                container: "matroska,webm".to_owned(),
+                video_codec: "hevc".to_owned(),
+                audio_codec: "ac3".to_owned(),
+                width: 320,
+                height: 180,
+                playability: Playability::NeedsConversion,
+                content_type: "video/x-matroska".to_owned(),
+                extension: "mkv",
+            },
+            source: Source::Upload,
+            added_by_user_id: String::new(),
+            room_id: String::new(),
+            has_thumbnail: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// A worker that dies without a word holds its conversion only until its lease runs out;
+    /// then another takes it over, and the first one's late writes are refused.
+    #[tokio::test]
+    async fn conversions_are_claimed_once_fenced_by_attempt_and_taken_over_after_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let id = "5d0b8c5e-2f7a-4a3e-9d47-3c1f0d6b9a01";
+        store.insert_item(&item(id)).await.unwrap();
+        assert_eq!(store.items_without_conversion().await.unwrap(), [id]);
+        store.queue_conversion(id, 1_000).await.unwrap();
+        assert!(store.items_without_conversion().await.unwrap().is_empty());
+
+        let first = store.claim_conversion(1_000, 21_000).await.unwrap().unwrap();
+        assert_eq!((first.state, first.attempts), (Converting, 1));
+        assert_eq!(store.claim_conversion(20_000, 40_000).await.unwrap(), None, "the lease holds");
+        assert!(store.record_progress(id, 1, Playable, 5_000, 25_000, 2_000).await.unwrap());
+        assert_eq!(store.claim_conversion(24_999, 44_999).await.unwrap(), None, "renewed until 25 000");
+
+        let second = store.claim_conversion(25_001, 45_001).await.unwrap().unwrap();
+        assert_eq!((second.state, second.attempts, second.converted_ms), (Converting, 2, 0));
+        assert!(!store.record_progress(id, 1, Playable, 9_000, 30_000, 25_002).await.unwrap());
+        assert!(!store.finish_conversion(id, 1, Complete, 60_000, "", 25_003).await.unwrap());
+
+        // A shutdown puts it back in the queue without counting the run.
+        assert!(store.release_conversion(id, 2, 26_000).await.unwrap());
+        let released = store.find_conversion(id).await.unwrap().unwrap();
+        assert_eq!((released.state, released.attempts), (Queued, 1));
+        let third = store.claim_conversion(26_001, 46_001).await.unwrap().unwrap();
+        assert!(store.finish_conversion(id, third.attempts, Complete, 60_000, "", 27_000).await.unwrap());
+        assert_eq!(store.claim_conversion(99_000, 119_000).await.unwrap(), None, "complete is not claimable");
+
+        // The conversion goes with its item.
+        assert!(store.delete_item(id).await.unwrap());
+        assert_eq!(store.find_conversion(id).await.unwrap(), None);
+    }
+}
