@@ -79,11 +79,6 @@ impl Prober {
         Self { ffprobe, ffmpeg, timeout }
     }
 
-    /// The ffprobe program.
-    pub(crate) fn ffprobe(&self) -> &Path {
-        &self.ffprobe
-    }
-
     /// The ffmpeg program.
     pub(crate) fn ffmpeg(&self) -> &Path {
         &self.ffmpeg
@@ -125,23 +120,37 @@ impl Prober {
         classify(parsed, path)
     }
 
-    /// The main video and audio streams of `path`, for planning its conversion.
+    /// ffprobe's JSON answer about `path` with these `-show_…`/`-select_…` arguments.
     ///
     /// # Errors
-    /// `Damaged` when ffprobe cannot read the file, `ProbeTimeout`, or `Io`.
-    pub async fn source_streams(&self, path: &Path) -> Result<SourceStreams, Error> {
+    /// `Damaged` when ffprobe cannot read the file (or its answer), `ProbeTimeout`, or `Io`.
+    pub(crate) async fn ffprobe_json<T: serde::de::DeserializeOwned>(
+        &self,
+        args: &[&str],
+        path: &Path,
+    ) -> Result<T, Error> {
         let output = self
             .run(
                 Command::new(&self.ffprobe)
-                    .args(["-v", "error", "-print_format", "json", "-show_streams", "-i"])
+                    .args(["-v", "error", "-print_format", "json"])
+                    .args(args)
+                    .arg("-i")
                     .arg(path),
             )
             .await?;
         if !output.status.success() {
             return Err(Error::Damaged(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
         }
-        let parsed: ProbeOutput = serde_json::from_slice(&output.stdout)
-            .map_err(|error| Error::Damaged(format!("unreadable ffprobe output: {error}")))?;
+        serde_json::from_slice(&output.stdout)
+            .map_err(|error| Error::Damaged(format!("unreadable ffprobe output: {error}")))
+    }
+
+    /// The main video and audio streams of `path`, for planning its conversion.
+    ///
+    /// # Errors
+    /// `Damaged` when ffprobe cannot read the file, `ProbeTimeout`, or `Io`.
+    pub async fn source_streams(&self, path: &Path) -> Result<SourceStreams, Error> {
+        let parsed: ProbeOutput = self.ffprobe_json(&["-show_streams"], path).await?;
         let (video, audio) = main_streams(&parsed.streams);
         Ok(SourceStreams { video: video.map(SourceStream::from), audio: audio.map(SourceStream::from) })
     }

@@ -63,19 +63,12 @@ struct ProbeStream {
 /// # Errors
 /// `ProbeTimeout`, `Io` when ffprobe cannot be started, `Damaged` when its answer is unreadable.
 pub async fn subtitle_streams(prober: &Prober, path: &Path) -> Result<Vec<Stream>, Error> {
-    let output = prober
-        .run(
-            Command::new(prober.ffprobe())
-                .args(["-v", "error", "-select_streams", "s", "-print_format", "json"])
-                .args(["-show_entries", "stream=index,codec_name:stream_tags=language,title", "-i"])
-                .arg(path),
+    let parsed: ProbeOutput = prober
+        .ffprobe_json(
+            &["-select_streams", "s", "-show_entries", "stream=index,codec_name:stream_tags=language,title"],
+            path,
         )
         .await?;
-    if !output.status.success() {
-        return Err(Error::Damaged(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
-    }
-    let parsed: ProbeOutput = serde_json::from_slice(&output.stdout)
-        .map_err(|error| Error::Damaged(format!("unreadable ffprobe output: {error}")))?;
     Ok(parsed
         .streams
         .into_iter()
