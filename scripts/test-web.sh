@@ -30,6 +30,24 @@ need_apt chromium chromium ffmpeg ffmpeg
 need_deb fonts-noto-cjk fonts-noto-color-emoji
 need_npm
 
+passed=0
+failed=0
+# Runs one browser suite in web/ whose summary line is "<name>: N passed, N failed…", adds
+# its counts to the totals, and counts a runner that died before reporting as one failure.
+suite() {
+  local name=$1
+  shift
+  local report status=0 suite_passed suite_failed
+  report=$(mktemp)
+  (cd web && "$@") | tee "$report" || status=$?
+  suite_passed=$(sed -n "s/^$name: \([0-9]*\) passed, \([0-9]*\) failed.*\$/\1/p" "$report")
+  suite_failed=$(sed -n "s/^$name: \([0-9]*\) passed, \([0-9]*\) failed.*\$/\2/p" "$report")
+  rm -f "$report"
+  passed=$((passed + ${suite_passed:-0}))
+  failed=$((failed + ${suite_failed:-0}))
+  if [ "$status" -ne 0 ] && [ "${suite_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+}
+
 log "web unit tests (node --test)"
 (cd web && node build.mjs --tests)
 unit_report=$(mktemp)
@@ -39,87 +57,42 @@ unit_status=0
   --test-reporter=tap --test-reporter-destination="$unit_report" build-test/) || unit_status=$?
 unit_passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$unit_report")
 unit_failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$unit_report")
+passed=$((passed + ${unit_passed:-0}))
+failed=$((failed + ${unit_failed:-0}))
+if [ "$unit_status" -ne 0 ] && [ "${unit_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 
 log "building xiaowo (debug) for the end-to-end tests"
 cargo build -p xiaowo --quiet
 
 log "web end-to-end tests (headless Chromium)"
-e2e_report=$(mktemp)
-trap 'rm -f "$unit_report" "$e2e_report"' EXIT
-e2e_status=0
-(cd web && node e2e/run.mjs) | tee "$e2e_report" || e2e_status=$?
-e2e_passed=$(sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$e2e_report")
-e2e_failed=$(sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$e2e_report")
+suite e2e node e2e/run.mjs
 echo "screenshots: web/artifacts/"
 
 log "screens in headless Chromium (axe-core on every screen in en/zh, light/dark, desktop/phone)"
-ui_report=$(mktemp)
-ui_status=0
-(cd web && node e2e/ui.mjs) | tee "$ui_report" || ui_status=$?
-ui_passed=$(sed -n 's/^ui: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$ui_report")
-ui_failed=$(sed -n 's/^ui: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$ui_report")
-rm -f "$ui_report"
+suite ui node e2e/ui.mjs
 echo "screenshots: web/artifacts/ui/"
 
 log "operator console in headless Chromium (unlock, charts, revoke, close, audit filters, media library)"
-admin_report=$(mktemp)
-admin_status=0
-(cd web && node e2e/admin.mjs) | tee "$admin_report" || admin_status=$?
-admin_passed=$(sed -n 's/^admin: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$admin_report")
-admin_failed=$(sed -n 's/^admin: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$admin_report")
-rm -f "$admin_report"
+suite admin node e2e/admin.mjs
 echo "screenshots: web/artifacts/admin/"
 
 log "conversion to HLS in headless Chromium (an HEVC + AC-3 MKV watched while it converts)"
-convert_report=$(mktemp)
-convert_status=0
-(cd web && node e2e/convert.mjs) | tee "$convert_report" || convert_status=$?
-convert_passed=$(sed -n 's/^convert: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$convert_report")
-convert_failed=$(sed -n 's/^convert: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$convert_report")
-rm -f "$convert_report"
+suite convert node e2e/convert.mjs
 echo "screenshots: web/artifacts/convert/"
 
 log "Lighthouse on the lobby and a room (mobile emulation)"
-lh_report=$(mktemp)
-lh_status=0
-(cd web && CHROME_PATH=/usr/bin/chromium node e2e/lighthouse.mjs) | tee "$lh_report" || lh_status=$?
-lh_passed=$(sed -n 's/^lighthouse: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$lh_report")
-lh_failed=$(sed -n 's/^lighthouse: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$lh_report")
-rm -f "$lh_report"
+suite lighthouse env CHROME_PATH=/usr/bin/chromium node e2e/lighthouse.mjs
 
 log "XSS corpus in headless Chromium (web/e2e/xss-payloads.txt through every text field)"
-xss_report=$(mktemp)
-xss_status=0
-(cd web && node e2e/xss.mjs) | tee "$xss_report" || xss_status=$?
-xss_passed=$(sed -n 's/^xss: \([0-9]*\) passed, \([0-9]*\) failed.*$/\1/p' "$xss_report")
-xss_failed=$(sed -n 's/^xss: \([0-9]*\) passed, \([0-9]*\) failed.*$/\2/p' "$xss_report")
-rm -f "$xss_report"
+suite xss node e2e/xss.mjs
 
 log "subtitles in headless Chromium (same cue in both pages, per-viewer choice, room default, MKV stream, XSS as cue text)"
-subs_report=$(mktemp)
-subs_status=0
-(cd web && node e2e/subtitles.mjs) | tee "$subs_report" || subs_status=$?
-subs_passed=$(sed -n 's/^subtitles: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$subs_report")
-subs_failed=$(sed -n 's/^subtitles: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$subs_report")
-rm -f "$subs_report"
+suite subtitles node e2e/subtitles.mjs
 echo "screenshots: web/artifacts/subtitles/"
 
 log "sync quality in headless Chromium (smoke: 2 viewers, 2 files, 3 seeks and a rate change each)"
-sync_status=0
-(cd web && node bench/sync-quality.mjs --smoke) || sync_status=$?
-
-passed=$(( ${unit_passed:-0} + ${e2e_passed:-0} + ${ui_passed:-0} + ${admin_passed:-0} + ${convert_passed:-0} + ${lh_passed:-0} + ${xss_passed:-0} + ${subs_passed:-0} ))
-failed=$(( ${unit_failed:-0} + ${e2e_failed:-0} + ${ui_failed:-0} + ${admin_failed:-0} + ${convert_failed:-0} + ${lh_failed:-0} + ${xss_failed:-0} + ${subs_failed:-0} ))
 # The sync-quality smoke run counts as one test.
-if [ "$sync_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-# A runner that died before reporting counts as a failure.
-if [ "$unit_status" -ne 0 ] && [ "${unit_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
-if [ "$e2e_status" -ne 0 ] && [ "${e2e_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
-if [ "$ui_status" -ne 0 ] && [ "${ui_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
-if [ "$admin_status" -ne 0 ] && [ "${admin_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
-if [ "$convert_status" -ne 0 ] && [ "${convert_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
-if [ "$lh_status" -ne 0 ] && [ "${lh_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
-if [ "$xss_status" -ne 0 ] && [ "${xss_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
-if [ "$subs_status" -ne 0 ] && [ "${subs_failed:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+if (cd web && node bench/sync-quality.mjs --smoke); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 echo "web: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
