@@ -668,8 +668,23 @@ impl Library {
         ids: &[String],
         watched: &mut HashMap<String, Option<(ConversionState, i64, String, i64)>>,
     ) -> Result<Vec<MediaEvent>, Error> {
+        // Conversions before items: a delete takes an item and its conversion at once, so an
+        // item read after its conversion was found missing is missing too (read the other way
+        // round, a delete in between showed a live item without its conversion, taken for a
+        // finished one, and the watcher stopped without hearing of the removal).
+        let mut conversions: HashMap<String, Conversion> = self
+            .store
+            .conversions_of(ids)
+            .await?
+            .into_iter()
+            .map(|conversion| (conversion.media_item_id.clone(), conversion))
+            .collect();
         let items = self.store.find_items(ids).await?;
-        let conversions = self.conversions_for(&items).await?;
+        for item in &items {
+            if item.info.playability != Playability::NeedsConversion {
+                conversions.remove(&item.media_item_id);
+            }
+        }
         let mut found: HashMap<String, MediaItem> =
             items.into_iter().map(|item| (item.media_item_id.clone(), item)).collect();
         let mut events = Vec::new();
