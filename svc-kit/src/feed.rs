@@ -163,6 +163,7 @@ pub async fn follow<T, S, F, Fut>(
                         Some(Ok(message)) => {
                             if !live {
                                 live = true;
+                                tracing::info!(feed, "feed live");
                                 on(Followed::Live);
                             }
                             backoff = INITIAL_BACKOFF;

@@ -62,7 +62,7 @@ impl ChatProcess {
             // same internal token rather than each making its own.
             .env("XIAOWO_INTERNAL_TOKEN", peers.stack.internal_token().expose())
             // Thousands of calls: the access log would only fill the test's captured output.
-            .env("XIAOWO_LOG", "warn,xiaowo::cli=info");
+            .env("XIAOWO_LOG", "warn,xiaowo::cli=info,svc_kit::feed=info");
         let process = Spawned::start("chat", command);
         let addr = process.next_addr();
         Self { process, addr }
@@ -382,6 +382,12 @@ async fn chat_with_its_peers_down_fails_fast_keeps_streams_and_recovers() {
     let cached = ["--chat-access-cache-ttl", "60s", "--chat-session-cache-ttl", "60s"];
     let chat = ChatProcess::spawn(chat_data.path(), any_port(), &peers, &cached);
     let chat_url = format!("http://{}", chat.addr);
+    // A (re)subscription to session changes or room events drops the answers cached from that
+    // peer (changes missed before it are not replayed): Ana's checks must come after chat-svc's
+    // first subscriptions, or they are dropped.
+    for feed in ["session changes", "room events"] {
+        assert!(chat.process.wait_for_log(&["feed live", feed]).is_some(), "chat-svc never followed {feed}");
+    }
 
     let (ana, _) = user(&peers, "Ana").await;
     let (bob, _) = user(&peers, "Bob").await;
