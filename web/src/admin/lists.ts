@@ -21,19 +21,19 @@ function shortId(id: string): HTMLElement {
   return h("code", { class: "admin-id", attrs: { title: userText(id) } }, userText(id.slice(0, 8)));
 }
 
-interface Page<T> {
+export interface Page<T> {
   items: T[];
   next: string;
 }
 
-interface PagedList {
+export interface PagedList {
   element: HTMLElement;
   /** Drops what is shown and fetches the first page again. */
   reload: () => Promise<void>;
 }
 
 /** A list read a page at a time: `fetch` gets a page after `token` (empty for the first). */
-function pagedList<T>(context: AdminContext, id: string, fetch: (token: string) => Promise<Page<T>>, render: (item: T) => HTMLElement): PagedList {
+export function pagedList<T>(context: AdminContext, id: string, fetch: (token: string) => Promise<Page<T>>, render: (item: T) => HTMLElement): PagedList {
   const list = h("ul", { class: "admin-list", attrs: { id } });
   const empty = h("p", { class: "admin-empty" }, t("admin.empty"));
   let next = "";

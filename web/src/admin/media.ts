@@ -9,6 +9,7 @@ import { button, h, replace } from "../dom";
 import { type MediaItem, Playability, Source, type Upload } from "../gen/xiaowo/media/v1/media_pb";
 import { formatBytes, formatClock, formatMoment, formatNumber, type Shown, t, userText } from "../i18n";
 import { confirmAction, field, openDialog } from "../ui";
+import { pagedList } from "./lists";
 
 const PAGE_SIZE = 50;
 
@@ -53,12 +54,8 @@ function uploadRow(upload: Upload): HTMLElement {
 export function mountMedia(panel: HTMLElement, context: AdminContext): MountedSection {
   const search = h("input", { attrs: { id: "media-search", type: "search", maxlength: "100", autocomplete: "off", spellcheck: "false" } });
   const totals = h("p", { class: "admin-lead", attrs: { id: "media-totals" } });
-  const list = h("ul", { class: "admin-list", attrs: { id: "media-list" } });
-  const empty = h("p", { class: "admin-empty" }, t("admin.empty"));
   const uploads = h("ul", { class: "admin-list", attrs: { id: "media-uploads" } });
   const noUploads = h("p", { class: "admin-empty" }, t("admin.media.noUploads"));
-  let next = "";
-  let generation = 0;
 
   const rename = (item: MediaItem, row: HTMLElement): void => {
     const input = h("input", { attrs: { id: "media-rename", maxlength: "200", autocomplete: "off", required: "" } });
@@ -105,9 +102,8 @@ export function mountMedia(panel: HTMLElement, context: AdminContext): MountedSe
     try {
       await context.api.media.deleteLibraryItem({ mediaItemId: item.mediaItemId });
       row.remove();
-      empty.hidden = list.childElementCount > 0;
       context.notify(t("admin.media.deleted", { title }));
-      void load(true);
+      void items.reload();
     } catch (error) {
       context.fail(error);
     }
@@ -149,40 +145,22 @@ export function mountMedia(panel: HTMLElement, context: AdminContext): MountedSe
     return row;
   };
 
-  const more = button(t("admin.loadMore"), () => load(false), { kind: "secondary", small: true, attrs: { "data-action": "load-more" } });
-  const load = async (fresh: boolean): Promise<void> => {
-    generation += 1;
-    const mine = generation;
-    try {
-      const response = await context.api.media.listLibrary({ query: search.value.trim(), pageSize: PAGE_SIZE, pageToken: fresh ? "" : next });
-      if (mine !== generation) {
-        return;
-      }
-      if (fresh) {
-        replace(list);
-        replace(uploads, ...response.uploads.map(uploadRow));
-        noUploads.hidden = response.uploads.length > 0;
-        replace(totals, t("admin.media.totals", { count: Number(response.totalItems), size: formatBytes(Number(response.totalBytes)) }));
-      }
-      for (const item of response.mediaItems) {
-        list.appendChild(render(item));
-      }
-      next = response.nextPageToken;
-      more.hidden = next === "";
-      empty.hidden = list.childElementCount > 0;
-      context.updated();
-    } catch (error) {
-      context.fail(error);
+  // The first page also brings the library's totals and the uploads in progress.
+  const items = pagedList(context, "media-list", async (token) => {
+    const response = await context.api.media.listLibrary({ query: search.value.trim(), pageSize: PAGE_SIZE, pageToken: token });
+    if (token === "") {
+      replace(uploads, ...response.uploads.map(uploadRow));
+      noUploads.hidden = response.uploads.length > 0;
+      replace(totals, t("admin.media.totals", { count: Number(response.totalItems), size: formatBytes(Number(response.totalBytes)) }));
     }
-  };
-  more.hidden = true;
-  empty.hidden = true;
+    return { items: response.mediaItems, next: response.nextPageToken };
+  }, render);
   noUploads.hidden = true;
 
   let debounce = 0;
   search.addEventListener("input", () => {
     window.clearTimeout(debounce);
-    debounce = window.setTimeout(() => void load(true), 250);
+    debounce = window.setTimeout(() => void items.reload(), 250);
   });
 
   replace(
@@ -194,16 +172,16 @@ export function mountMedia(panel: HTMLElement, context: AdminContext): MountedSe
         "div",
         { class: "admin-block-head" },
         h("div", { class: "admin-filters" }, field(t("admin.media.search"), search)),
-        button(t("admin.refresh"), () => load(true), { kind: "secondary", small: true, attrs: { id: "media-refresh" } }),
+        button(t("admin.refresh"), () => items.reload(), { kind: "secondary", small: true, attrs: { id: "media-refresh" } }),
       ),
       totals,
-      h("div", { class: "admin-paged" }, list, empty, h("div", { class: "admin-more" }, more)),
+      items.element,
     ),
     h("section", { class: "admin-block" }, h("h2", {}, t("admin.media.uploads")), uploads, noUploads),
   );
-  void load(true);
+  void items.reload();
   return {
-    shown: () => void load(true),
+    shown: () => void items.reload(),
     stop: () => window.clearTimeout(debounce),
   };
 }
