@@ -19,6 +19,9 @@
 #                                made under RUN_DIR/tls when unset
 #   XIAOWO_ADMIN_TOKEN_FILE      the admin token; a random one is made under RUN_DIR/secrets
 #                                when unset (mode 600)
+#   XIAOWO_NGINX_SENDS_MEDIA [on]  `on`: nginx sends the library's files itself after
+#                                media-svc's checks (X-Accel-Redirect; RUN_DIR/data/media must be
+#                                readable by nginx's workers); `off`: media-svc sends them
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -123,13 +126,17 @@ start() {
 
   local web_root=${XIAOWO_WEB_ROOT:-$ROOT/web/dist}
   chmod 755 "$run"
+  local media_dir=""
+  if [ "${XIAOWO_NGINX_SENDS_MEDIA:-on}" = on ]; then
+    media_dir="$run/data/media"
+  fi
   XIAOWO_HTTPS_LISTEN="$bind:$https_port" XIAOWO_HTTPS_PUBLIC_PORT="$https_port" \
     XIAOWO_HTTP_LISTEN="$bind:$http_port" XIAOWO_ADMIN_LISTEN="127.0.0.1:$admin_port" \
     XIAOWO_TLS_CERT="$cert" XIAOWO_TLS_KEY="$key" XIAOWO_WEB_ROOT="$web_root" \
     XIAOWO_SESSION_UPSTREAMS="127.0.0.1:$(port_of session)" XIAOWO_ROOM_UPSTREAMS="127.0.0.1:$(port_of room)" \
     XIAOWO_SYNC_UPSTREAMS="127.0.0.1:$(port_of sync)" XIAOWO_CHAT_UPSTREAMS="127.0.0.1:$(port_of chat)" \
     XIAOWO_MONITOR_UPSTREAMS="127.0.0.1:$(port_of monitor)" XIAOWO_MEDIA_UPSTREAMS="127.0.0.1:$(port_of media)" \
-    "$ROOT/deploy/nginx/render.sh" --standalone "$run/nginx" > /dev/null
+    XIAOWO_MEDIA_DIR="$media_dir" "$ROOT/deploy/nginx/render.sh" --standalone "$run/nginx" > /dev/null
   nginx -t -q -p "$run/nginx" -c nginx.conf
   nginx -p "$run/nginx" -c nginx.conf > "$run/logs/nginx.log" 2>&1 &
   echo $! > "$run/pids/nginx.pid"

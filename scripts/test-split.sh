@@ -203,6 +203,16 @@ if [ -f web/dist/index.html ]; then
     (cd web && E2E_BASE_URL="$https" E2E_WEB_DIR="$run/web" E2E_INTERNAL_TOKEN="$(head -n 1 "$run/data/internal.token")" node e2e/run.mjs)
   }
   check "browser e2e through nginx (HTTPS, two browsers, sync + chat)" browser_suite
+  # nginx sent the library's files itself (split-stack.sh gives it the media directory):
+  # media-svc handed the browsers' file requests over after its checks and sent none itself.
+  media_sent_by_nginx() {
+    local counts
+    counts=$(curl -s "http://127.0.0.1:$(port_of media)/metrics" | grep '^xiaowo_media_http_requests_total' || true)
+    echo "$counts"
+    grep 'route="file_accel"' <<<"$counts" | grep -q 'code="200"' || return 1
+    ! grep 'route="file"' <<<"$counts" | grep -q 'code="20[06]"'
+  }
+  check "library files sent by nginx after media-svc's checks (X-Accel-Redirect)" media_sent_by_nginx
 else
   failed=$((failed + 1))
   echo "FAIL browser e2e through nginx: web/dist is not built (scripts/test-web.sh builds it)"

@@ -23,6 +23,10 @@
 #   XIAOWO_UPLOAD_CHUNK_MAX [16m]          largest upload request (the web client sends 8 MiB)
 #   XIAOWO_ADMIN_WEB_ALLOW [127.0.0.1 ::1] addresses or CIDRs whose browsers may call the admin
 #                                          services over gRPC-web (the operator console, /admin)
+#   XIAOWO_MEDIA_DIR [unset]               media-svc's media directory, when nginx can read it
+#                                          (same machine or a shared mount): nginx then sends the
+#                                          library's files itself after media-svc's checks
+#                                          (X-Accel-Redirect: sendfile, no bytes through media-svc)
 set -euo pipefail
 
 standalone=0
@@ -60,6 +64,32 @@ redirect_port=":${https_port}"
 
 allow_lines() { lines '        allow %s;' "$1"; }
 
+# The internal location nginx serves the media directory from, when it is given one.
+media_accel_prefix=""
+media_accel_location=""
+if [ -n "${XIAOWO_MEDIA_DIR:-}" ]; then
+  case $XIAOWO_MEDIA_DIR in
+    /*) ;;
+    *) echo "XIAOWO_MEDIA_DIR must be an absolute path: $XIAOWO_MEDIA_DIR" >&2; exit 2 ;;
+  esac
+  case $XIAOWO_MEDIA_DIR in
+    *[\"\;\$\{\}\\]*) echo "XIAOWO_MEDIA_DIR has a character nginx would read: $XIAOWO_MEDIA_DIR" >&2; exit 2 ;;
+  esac
+  media_accel_prefix=/xiaowo-media-files/
+  media_accel_location="
+    # The library's files, sent by nginx once media-svc has checked the request and answered
+    # with X-Accel-Redirect (Range, ETag and If-Range are nginx's own here). Internal only; no
+    # link inside the directory is followed.
+    location ^~ $media_accel_prefix {
+        internal;
+        alias \"${XIAOWO_MEDIA_DIR%/}/\";
+        disable_symlinks on from=\$document_root;
+        include $out/xiaowo-security-headers.conf;
+        sendfile on;
+        tcp_nopush on;
+    }"
+fi
+
 render() {
   local source=$1 target=$2
   python3 - "$source" "$target" <<PY
@@ -86,6 +116,8 @@ values = {
     "ROOM_JOIN_RATE": "${XIAOWO_ROOM_JOIN_RATE:-30r/m}",
     "ROOM_JOIN_BURST": "${XIAOWO_ROOM_JOIN_BURST:-30}",
     "ADMIN_WEB_ALLOW": """$(allow_lines "${XIAOWO_ADMIN_WEB_ALLOW:-127.0.0.1 ::1}")""",
+    "MEDIA_ACCEL_PREFIX": "${media_accel_prefix}",
+    "MEDIA_ACCEL_LOCATION": """${media_accel_location}""",
 }
 for key, value in values.items():
     placeholder = key if key.startswith(":") else "@" + key + "@"

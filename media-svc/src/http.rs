@@ -43,6 +43,11 @@ pub(crate) static UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-le
 static UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
 static MEDIA_ITEM_ID: HeaderName = HeaderName::from_static("xiaowo-media-item-id");
 static ERROR_REASON: HeaderName = HeaderName::from_static("xiaowo-error");
+/// Sent by nginx in split mode (`deploy/nginx`, when it is given the media directory): the
+/// internal location from which nginx serves that directory itself. Files are then answered
+/// with `X-Accel-Redirect` to it: media-svc checks the request, nginx sends the bytes.
+static ACCEL_PREFIX: HeaderName = HeaderName::from_static("x-xiaowo-accel-prefix");
+static ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
 
 /// What the routes share.
 #[derive(Debug)]
@@ -407,19 +412,89 @@ async fn serve_file(
 ) -> Response {
     let (query, headers) = (request.uri().query().map(str::to_owned), request.headers().clone());
     let authorized = state.authorize(&media_item_id, query.as_deref(), &headers).await;
-    let response = match authorized {
-        Ok((path, content_type)) => {
-            let mut response = serve_with_tower(&path, &content_type, request).await;
-            let headers = response.headers_mut();
-            // Per user and short-lived: only the browser that asked may keep it.
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=600"));
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            response
-        }
-        Err(error) => error_response(error, false),
+    let (route, response) = match authorized {
+        // Per user and short-lived: only the browser that asked may keep it.
+        Ok((path, content_type)) => state.library_file(&path, &content_type, "private, max-age=600", request).await,
+        Err(error) => (Served::Here, error_response(error, false)),
     };
-    state.count("file", response.status());
+    state.count(route.route("file", "file_accel"), response.status());
     response
+}
+
+/// Who sends a file's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    Here,
+    /// nginx, told where by `X-Accel-Redirect`.
+    ByProxy,
+}
+
+impl Served {
+    /// The metrics' route label: `here`, or `by_proxy` when nginx sent the bytes.
+    fn route(self, here: &'static str, by_proxy: &'static str) -> &'static str {
+        match self {
+            Self::Here => here,
+            Self::ByProxy => by_proxy,
+        }
+    }
+}
+
+impl HttpState {
+    /// Answers with a file of the media directory whose request has been checked: through
+    /// nginx's `X-Accel-Redirect` when the request came through a proxy that offers it, else
+    /// read here.
+    async fn library_file(
+        &self,
+        path: &std::path::Path,
+        content_type: &str,
+        cache_control: &'static str,
+        request: Request,
+    ) -> (Served, Response) {
+        let (served, mut response) = match accel_target(request.headers(), &self.library.dirs.root, path) {
+            Some(target) => {
+                let mut response = StatusCode::OK.into_response();
+                let headers = response.headers_mut();
+                headers.insert(&ACCEL_REDIRECT, target);
+                headers.insert(header::CONTENT_TYPE, header_value(content_type));
+                (Served::ByProxy, response)
+            }
+            None => (Served::Here, serve_with_tower(path, content_type, request).await),
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        (served, response)
+    }
+}
+
+/// The `X-Accel-Redirect` URI of `path` when the request carries a well-formed prefix and the
+/// file is inside `root`: the prefix, then the path under `root` percent-encoded (nginx decodes
+/// it). Anything else is served here.
+fn accel_target(headers: &HeaderMap, root: &std::path::Path, path: &std::path::Path) -> Option<HeaderValue> {
+    let prefix = headers.get(&ACCEL_PREFIX)?.to_str().ok()?;
+    let well_formed = prefix.len() > 2
+        && prefix.starts_with('/')
+        && prefix.ends_with('/')
+        && !prefix.contains("..")
+        && prefix.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"/-_.".contains(&byte));
+    if !well_formed {
+        return None;
+    }
+    let mut target = prefix.to_owned();
+    for (index, part) in path.strip_prefix(root).ok()?.components().enumerate() {
+        let std::path::Component::Normal(part) = part else { return None };
+        if index > 0 {
+            target.push('/');
+        }
+        for &byte in part.as_encoded_bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                target.push(char::from(byte));
+            } else {
+                target.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    HeaderValue::from_str(&target).ok()
 }
 
 async fn serve_thumbnail(
@@ -474,7 +549,7 @@ async fn serve_hls(
         Ok(state.library.hls_dir(&media_item_id).join(&file))
     }
     .await;
-    let response = match result {
+    let (route, response) = match result {
         Ok(path) if file == convert::PLAYLIST => match tokio::fs::read_to_string(&path).await {
             Ok(text) => {
                 let finished = convert::read_playlist(&text).ended;
@@ -486,24 +561,52 @@ async fn serve_hls(
                     HeaderValue::from_static(if finished { "private, max-age=600" } else { "no-store" }),
                 );
                 headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-                response
+                (Served::Here, response)
             }
-            Err(_) => error_response(Error::NotFound, false),
+            Err(_) => (Served::Here, error_response(Error::NotFound, false)),
         },
         Ok(path) => {
             let content_type = if file == convert::INIT_SEGMENT { "video/mp4" } else { "video/iso.segment" };
-            let mut response = serve_with_tower(&path, content_type, request).await;
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=600"));
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            response
+            state.library_file(&path, content_type, "private, max-age=600", request).await
         }
-        Err(error) => error_response(error, false),
+        Err(error) => (Served::Here, error_response(error, false)),
     };
-    state.count("hls", response.status());
+    state.count(route.route("hls", "hls_accel"), response.status());
     response
 }
 
 async fn not_found() -> Response {
     error_response(Error::NotFound, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ACCEL_PREFIX, accel_target};
+    use http::{HeaderMap, HeaderValue};
+    use std::path::Path;
+
+    fn with_prefix(prefix: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(&ACCEL_PREFIX, HeaderValue::from_static(prefix));
+        headers
+    }
+
+    #[test]
+    fn accel_targets_encode_the_path_under_the_media_directory() {
+        let root = Path::new("/srv/media");
+        let target = |headers: &HeaderMap, path: &str| {
+            accel_target(headers, root, Path::new(path)).map(|value| value.to_str().unwrap().to_owned())
+        };
+        let headers = with_prefix("/xiaowo-media-files/");
+        assert_eq!(target(&headers, "/srv/media/uploads/a.mp4").as_deref(), Some("/xiaowo-media-files/uploads/a.mp4"));
+        assert_eq!(
+            target(&headers, "/srv/media/電影 #1?.mkv").as_deref(),
+            Some("/xiaowo-media-files/%E9%9B%BB%E5%BD%B1%20%231%3F.mkv")
+        );
+        assert_eq!(target(&headers, "/elsewhere/a.mp4"), None);
+        assert_eq!(target(&HeaderMap::new(), "/srv/media/uploads/a.mp4"), None);
+        for prefix in ["/", "relative/", "/no-slash", "/../etc/", "/a b/", "/files/?x=/"] {
+            assert_eq!(target(&with_prefix(prefix), "/srv/media/a.mp4"), None, "{prefix}");
+        }
+    }
 }

@@ -99,6 +99,43 @@ async fn urls_are_refused_to_anyone_else_and_once_expired_or_altered() {
     assert_eq!(http.get(&fresh, &[bearer(&alice)]).await.status, StatusCode::OK);
 }
 
+/// Behind nginx in split mode (`deploy/nginx` given the media directory): after its checks
+/// media-svc hands the file to nginx by `X-Accel-Redirect` instead of sending it, and refuses
+/// exactly as before.
+#[tokio::test]
+async fn behind_nginx_files_are_handed_over_only_after_the_checks() {
+    let stack = Stack::start(Options::new()).await;
+    let (alice, bob, room_id, media_item_id, clip) = shared_clip(&stack).await;
+    let http = stack.http();
+    let url = stack.playback_url(&alice, &room_id, &media_item_id).await.unwrap();
+    let prefix = ("x-xiaowo-accel-prefix", "/xiaowo-media-files/".to_owned());
+    let range = ("range", "bytes=100-1123".to_owned());
+
+    let handed = http.get(&url, &[bearer(&alice), prefix.clone(), range.clone()]).await;
+    assert_eq!(handed.status, StatusCode::OK);
+    assert!(handed.body.is_empty(), "{} bytes sent", handed.body.len());
+    let stored = stack.uploaded_files().pop().unwrap();
+    let name = stored.file_name().unwrap().to_str().unwrap();
+    assert_eq!(handed.header("x-accel-redirect"), Some(format!("/xiaowo-media-files/uploads/{name}").as_str()));
+    assert_eq!(handed.header("content-type"), Some("video/mp4"));
+    assert!(handed.header("cache-control").unwrap().starts_with("private"));
+
+    // Refusals are the same with or without the proxy, and never name a file.
+    for (answer, who) in [
+        (http.get(&url, &[bearer(&bob), prefix.clone()]).await, "another member"),
+        (http.get(&format!("{url}x"), &[bearer(&alice), prefix.clone()]).await, "an altered URL"),
+        (http.get(&url, std::slice::from_ref(&prefix)).await, "no session"),
+    ] {
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{who}");
+        assert_eq!(answer.header("x-accel-redirect"), None, "{who}");
+    }
+    // A prefix that is not a plain location is ignored: the file is served here.
+    let served = http.get(&url, &[bearer(&alice), ("x-xiaowo-accel-prefix", "/../etc/".to_owned()), range]).await;
+    assert_eq!(served.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(served.body.as_ref(), &clip[100..1124]);
+    assert_eq!(served.header("x-accel-redirect"), None);
+}
+
 #[tokio::test]
 async fn only_items_the_room_plays_or_queues_get_urls() {
     let stack = Stack::start(Options::new()).await;
