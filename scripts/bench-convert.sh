@@ -7,10 +7,10 @@
 #
 #   scripts/bench-convert.sh [--minutes N] [--release]
 #
-# Not part of scripts/test.sh. The source file is made once per length (ffmpeg, x265 ultrafast)
-# and kept in target/bench-media/. `--release` measures a release build of the server (the
-# figures are ffmpeg's work either way; the server only follows its progress). Rewrites the
-# conversion part of BENCHMARKS.md.
+# Not part of scripts/test.sh. The source file is made once per length (ffmpeg, x265 ultrafast,
+# one minute encoded and repeated) and kept in target/bench-media/. `--release` measures a
+# release build of the server (the figures are ffmpeg's work either way; the server only
+# follows its progress). Rewrites the conversion part of BENCHMARKS.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -37,12 +37,24 @@ fi
 cache="$ROOT/target/bench-media"
 mkdir -p "$cache"
 source_file="$cache/hevc-ac3-1080p-${minutes}min.mkv"
-if [ ! -f "$source_file" ]; then
-  log "making the source: ${minutes} min of 1080p HEVC + AC-3 5.1 (once per length)"
+# Encoding HEVC is slow here (a minute of 1080p takes minutes), so one minute is encoded once
+# and the source is that minute repeated, joined without re-encoding: the conversion still
+# decodes and encodes every frame of the whole length.
+minute_file="$cache/hevc-ac3-1080p-1min.mkv"
+if [ ! -f "$minute_file" ]; then
+  log "making one minute of 1080p HEVC + AC-3 5.1 (once)"
   ffmpeg -loglevel error -y \
     -f lavfi -i "testsrc2=size=1920x1080:rate=25" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
-    -t "$((minutes * 60))" -c:v libx265 -preset ultrafast -x265-params log-level=error -pix_fmt yuv420p \
-    -c:a ac3 -ac 6 -b:a 384k -f matroska "$source_file.part"
+    -t 60 -c:v libx265 -preset ultrafast -x265-params log-level=error -pix_fmt yuv420p \
+    -c:a ac3 -ac 6 -b:a 384k -f matroska "$minute_file.part"
+  mv "$minute_file.part" "$minute_file"
+fi
+if [ ! -f "$source_file" ]; then
+  log "joining ${minutes} copies of that minute (once per length)"
+  list="$cache/join-${minutes}.txt"
+  for _ in $(seq "$minutes"); do echo "file '$minute_file'"; done >"$list"
+  ffmpeg -loglevel error -y -f concat -safe 0 -i "$list" -c copy -f matroska "$source_file.part"
+  rm -f "$list"
   mv "$source_file.part" "$source_file"
 fi
 source_bytes=$(stat -c %s "$source_file")
@@ -177,7 +189,7 @@ generated=$(mktemp /tmp/xiaowo-bench-convert-section.XXXXXX)
   echo "<!-- xiaowo-convert-bench:begin (written by scripts/bench-convert.sh; edit outside these markers) -->"
   echo
   echo "* command: \`scripts/bench-convert.sh --minutes $minutes$([ "$profile" = release ] && echo " --release")\` ($profile build of the server)"
-  echo "* source: $minutes min of 1920×1080 25 fps HEVC (x265 ultrafast) + AC-3 5.1 in Matroska, $(numfmt --to=iec "$source_bytes")B"
+  echo "* source: $minutes min of 1920×1080 25 fps HEVC (x265 ultrafast, one minute repeated) + AC-3 5.1 in Matroska, $(numfmt --to=iec "$source_bytes")B"
   echo "* machine: $(nproc) CPUs ($(cpu_model)); load average before: $load_before; after: $load_after"
   echo "* date: $started; commit: $(bench_commit)"
   echo
