@@ -377,20 +377,78 @@ pub(crate) async fn serve_with_tower(path: &std::path::Path, content_type: &str,
         full.headers_mut().remove(header::IF_RANGE);
         full
     });
+    let is_get = request.method() == http::Method::GET;
     let response = match serve.clone().oneshot(request).await {
-        Ok(response) => response.map(Body::new),
+        Ok(response) => response,
         Err(never) => match never {},
     };
-    if let (Some(if_range), Some(full_request)) = (if_range, full_request)
+    let response = if let (Some(if_range), Some(full_request)) = (if_range, full_request)
         && response.status() == StatusCode::PARTIAL_CONTENT
         && !if_range_matches(&if_range, response.headers())
     {
-        return match serve.oneshot(full_request).await {
-            Ok(response) => response.map(Body::new),
+        match serve.oneshot(full_request).await {
+            Ok(response) => response,
             Err(never) => match never {},
-        };
+        }
+    } else {
+        response
+    };
+    match sent_range(&response).filter(|_| is_get) {
+        Some(range) => {
+            let (parts, _unread) = response.into_parts();
+            Response::from_parts(parts, file_range_body(path.to_owned(), range))
+        }
+        None => response.map(Body::new),
     }
-    response
+}
+
+/// The bytes of the file a 200 or single-range 206 answer of `ServeFile` sends.
+fn sent_range<B>(response: &http::Response<B>) -> Option<std::ops::Range<u64>> {
+    let header_text = |name| response.headers().get(name).and_then(|value: &HeaderValue| value.to_str().ok());
+    match response.status() {
+        StatusCode::OK => Some(0..header_text(header::CONTENT_LENGTH)?.parse().ok()?),
+        StatusCode::PARTIAL_CONTENT => {
+            let (first, last) =
+                header_text(header::CONTENT_RANGE)?.strip_prefix("bytes ")?.split('/').next()?.split_once('-')?;
+            let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+            (first <= last).then(|| first..last.saturating_add(1))
+        }
+        _ => None,
+    }
+}
+
+/// `range` of the file at `path`, read on the blocking pool with `pread` straight into the
+/// buffers the connection sends, at most `SERVE_CHUNK_BYTES` per trip. (`ServeFile` decides the
+/// status and headers; its own body reads through `tokio::fs::File`, which copies every read
+/// once more out of a buffer of its own.) A file that shrinks meanwhile ends the body with an
+/// error, as it would there.
+fn file_range_body(path: std::path::PathBuf, range: std::ops::Range<u64>) -> Body {
+    let pieces = futures_util::stream::try_unfold((None, range), move |(file, range)| {
+        let path = path.clone();
+        async move {
+            if range.is_empty() {
+                return Ok(None);
+            }
+            let length = usize::try_from(range.end - range.start).unwrap_or(usize::MAX).min(SERVE_CHUNK_BYTES);
+            let (file, piece) = tokio::task::spawn_blocking(move || {
+                let file = match file {
+                    Some(file) => file,
+                    None => std::fs::File::open(&path)?,
+                };
+                let mut piece = Vec::with_capacity(length);
+                let read = rustix::io::pread(&file, rustix::buffer::spare_capacity(&mut piece), range.start)?;
+                if read == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+                Ok::<_, std::io::Error>((file, piece))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            let next = range.start + piece.len() as u64..range.end;
+            Ok::<_, std::io::Error>(Some((bytes::Bytes::from(piece), (Some(file), next))))
+        }
+    });
+    Body::from_stream(pieces)
 }
 
 /// RFC 9110 §13.1.5: an entity tag matches strongly, a date exactly the `Last-Modified`.
@@ -581,9 +639,42 @@ async fn not_found() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::{ACCEL_PREFIX, accel_target};
-    use http::{HeaderMap, HeaderValue};
+    use super::{ACCEL_PREFIX, SERVE_CHUNK_BYTES, accel_target, file_range_body, sent_range};
+    use http::{HeaderMap, HeaderValue, StatusCode, header};
+    use http_body_util::BodyExt;
     use std::path::Path;
+
+    #[tokio::test]
+    async fn file_bodies_send_exactly_the_range_across_several_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("film.bin");
+        let bytes: Vec<u8> =
+            (0..SERVE_CHUNK_BYTES * 5 / 2).map(|index| u8::try_from(index * 7 % 251).unwrap()).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        for range in [0..bytes.len() as u64, 100..bytes.len() as u64 - 5, 3..4] {
+            let body = file_range_body(path.clone(), range.clone()).collect().await.unwrap().to_bytes();
+            let (start, end) = (usize::try_from(range.start).unwrap(), usize::try_from(range.end).unwrap());
+            assert!(body.as_ref() == &bytes[start..end], "{range:?}: {} bytes", body.len());
+        }
+        // A file that shrank under the response ends it with an error, not with short bytes.
+        let past = file_range_body(path, bytes.len() as u64 - 10..bytes.len() as u64 + 10).collect().await;
+        assert!(past.is_err());
+    }
+
+    #[test]
+    fn the_range_sent_is_read_from_serve_files_answer() {
+        let answer = |status: StatusCode, name: header::HeaderName, value: &'static str| {
+            let mut response = http::Response::new(());
+            *response.status_mut() = status;
+            response.headers_mut().insert(name, HeaderValue::from_static(value));
+            sent_range(&response)
+        };
+        assert_eq!(answer(StatusCode::OK, header::CONTENT_LENGTH, "5000"), Some(0..5000));
+        assert_eq!(answer(StatusCode::PARTIAL_CONTENT, header::CONTENT_RANGE, "bytes 100-1123/5000"), Some(100..1124));
+        assert_eq!(answer(StatusCode::PARTIAL_CONTENT, header::CONTENT_RANGE, "bytes */5000"), None);
+        assert_eq!(answer(StatusCode::NOT_MODIFIED, header::CONTENT_LENGTH, "0"), None);
+        assert_eq!(answer(StatusCode::RANGE_NOT_SATISFIABLE, header::CONTENT_RANGE, "bytes */5000"), None);
+    }
 
     fn with_prefix(prefix: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
