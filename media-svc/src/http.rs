@@ -423,30 +423,28 @@ fn sent_range<B>(response: &http::Response<B>) -> Option<std::ops::Range<u64>> {
 /// once more out of a buffer of its own.) A file that shrinks meanwhile ends the body with an
 /// error, as it would there.
 fn file_range_body(path: std::path::PathBuf, range: std::ops::Range<u64>) -> Body {
-    let pieces = futures_util::stream::try_unfold((None, range), move |(file, range)| {
-        let path = path.clone();
-        async move {
-            if range.is_empty() {
-                return Ok(None);
-            }
-            let length = usize::try_from(range.end - range.start).unwrap_or(usize::MAX).min(SERVE_CHUNK_BYTES);
-            let (file, piece) = tokio::task::spawn_blocking(move || {
-                let file = match file {
-                    Some(file) => file,
-                    None => std::fs::File::open(&path)?,
-                };
-                let mut piece = Vec::with_capacity(length);
-                let read = rustix::io::pread(&file, rustix::buffer::spare_capacity(&mut piece), range.start)?;
-                if read == 0 {
-                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-                }
-                Ok::<_, std::io::Error>((file, piece))
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            let next = range.start + piece.len() as u64..range.end;
-            Ok::<_, std::io::Error>(Some((bytes::Bytes::from(piece), (Some(file), next))))
+    // The file once opened by the first piece, its path until then.
+    let pieces = futures_util::stream::try_unfold((Err(path), range), |(file, range)| async move {
+        if range.is_empty() {
+            return Ok(None);
         }
+        let length = usize::try_from(range.end - range.start).unwrap_or(usize::MAX).min(SERVE_CHUNK_BYTES);
+        let (file, piece) = tokio::task::spawn_blocking(move || {
+            let file = match file {
+                Ok(file) => file,
+                Err(path) => std::fs::File::open(path)?,
+            };
+            let mut piece = Vec::with_capacity(length);
+            let read = rustix::io::pread(&file, rustix::buffer::spare_capacity(&mut piece), range.start)?;
+            if read == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            Ok::<_, std::io::Error>((file, piece))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let next = range.start + piece.len() as u64..range.end;
+        Ok::<_, std::io::Error>(Some((bytes::Bytes::from(piece), (Ok::<_, std::path::PathBuf>(file), next))))
     });
     Body::from_stream(pieces)
 }
@@ -480,7 +478,7 @@ async fn serve_file(
 }
 
 /// Who sends a file's bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 enum Served {
     Here,
     /// nginx, told where by `X-Accel-Redirect`.
