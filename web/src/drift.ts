@@ -101,13 +101,15 @@ export const DEFAULT_DRIFT_CONFIG: Readonly<DriftConfig> = Object.freeze({
 
 /** How late a player really starts and switches rates (learned per media and device). */
 export interface Latencies {
-  /** From `play()` until the position moves. */
+  /** From `play()` until the position moves, after a seek (or a new media): the decoder and the audio output start afresh. */
   start: number;
+  /** From `play()` until the position moves, paused where it last played: nothing to refill, often much shorter. */
+  resume: number;
   /** From setting `playbackRate` until the position moves at it. */
   rateSwitch: number;
 }
 
-export const PRIOR_LATENCIES: Readonly<Latencies> = Object.freeze({ start: 0, rateSwitch: 0 });
+export const PRIOR_LATENCIES: Readonly<Latencies> = Object.freeze({ start: 0, resume: 0, rateSwitch: 0 });
 
 interface SeekInFlight {
   plan: SeekPlan;
@@ -118,7 +120,7 @@ interface SeekInFlight {
 
 /** A start or rate switch whose effect is measured once it has settled. */
 export interface Settling {
-  kind: "start" | "switch";
+  kind: "start" | "resume" | "switch";
   at: number;
   fromRate: number;
   toRate: number;
@@ -160,9 +162,13 @@ export interface DriftState {
   settling: Settling | undefined;
   latencies: Latencies;
   /** The recent measurements of each on this media. */
-  measured: { start: number[]; rateSwitch: number[] };
+  measured: { start: number[]; resume: number[]; rateSwitch: number[] };
   /** Whether a rate switch was measured on this media (until then the start latency stands in). */
   switchMeasured: boolean;
+  /** Whether a resume was measured on this media (until then the start latency stands in). */
+  resumeMeasured: boolean;
+  /** Whether the player seeked since it last played (its next start is a start, not a resume). */
+  seekedSincePlay: boolean;
   seekModel: SeekModel;
   /** The seek model this device brought to this media. */
   priorSeekModel: SeekModel;
@@ -170,7 +176,7 @@ export interface DriftState {
 
 export interface DriftPriors {
   seekModel?: SeekModel;
-  latencies?: Latencies;
+  latencies?: Partial<Latencies>;
 }
 
 export function initialDriftState(roomRate = 1, priors: DriftPriors = {}): DriftState {
@@ -194,9 +200,11 @@ export function initialDriftState(roomRate = 1, priors: DriftPriors = {}): Drift
     lastLookAt: -Infinity,
     lastCorrectiveSeekAt: -Infinity,
     settling: undefined,
-    latencies: { ...(priors.latencies ?? PRIOR_LATENCIES) },
-    measured: { start: [], rateSwitch: [] },
+    latencies: { ...PRIOR_LATENCIES, ...priors.latencies },
+    measured: { start: [], resume: [], rateSwitch: [] },
     switchMeasured: false,
+    resumeMeasured: false,
+    seekedSincePlay: true,
     seekModel: { ...seekModel, observations: [] },
     priorSeekModel: seekModel,
   };
@@ -297,18 +305,26 @@ export function decideDrift(
     }
   };
   const trimmed = (rate: number) => rate * (1 + (view.nudgeEnabled ? state.appliedTrim : 0));
+  // A seek empties the player's pipeline: the next start refills it (in Chromium with sound,
+  // 60–90 ms), where a resume on the frame it paused on often starts at once.
+  if (view.seeking) {
+    state.seekedSincePlay = true;
+  }
+  // All latencies are mostly the audio output's buffer: until a switch or a resume is measured
+  // on this media, its start latency is the better guess (the device's last media may have had
+  // no sound).
+  const startLatency = () =>
+    state.seekedSincePlay || !state.resumeMeasured ? state.latencies.start : state.latencies.resume;
+  const switchLatency = () => (state.switchMeasured ? state.latencies.rateSwitch : state.latencies.start);
   /** Plays from paused at `rate`, `error` behind the room; what it is after `settle` teaches the start latency. */
   const start = (rate: number, error: number) => {
     state.baseRate = rate;
     setRate(trimmed(rate));
     commands.push({ kind: "play" });
-    const settling: Settling = { kind: "start", at: now, fromRate: 0, toRate: rate, errorBefore: error, latencyUsed: state.latencies.start };
-    state = { ...calm(state), mode: "idle", settling };
+    const kind = state.seekedSincePlay ? "start" : "resume";
+    const settling: Settling = { kind, at: now, fromRate: 0, toRate: rate, errorBefore: error, latencyUsed: startLatency() };
+    state = { ...calm(state), mode: "idle", settling, seekedSincePlay: false };
   };
-
-  // Both latencies are mostly the audio output's buffer: until a switch is measured on this
-  // media, its start latency is the better guess (the device's last media may have had no sound).
-  const switchLatency = () => (state.switchMeasured ? state.latencies.rateSwitch : state.latencies.start);
 
   const key = timelineKey(timeline);
   if (key !== state.timelineKey) {
@@ -341,7 +357,7 @@ export function decideDrift(
     if (!atEnd && Math.abs(view.position - expected) > config.pausedTolerance) {
       const plan: SeekPlan = { target: expected, predicted: 0, fromKeyframe: 0, unbuffered: false, onKeyframe: false };
       commands.push({ kind: "seek", position: expected, fast: false });
-      state = { ...state, mode: "seeking", seek: { plan, issuedAt: now, hold: false } };
+      state = { ...state, mode: "seeking", seek: { plan, issuedAt: now, hold: false }, seekedSincePlay: true };
     }
     return done(expected - view.position);
   }
@@ -367,20 +383,24 @@ export function decideDrift(
     const holdFor = (reach - serverNow) / 1000;
     const late = expected - state.holdTarget;
     if (Number.isFinite(reach) && holdFor <= config.maxHold) {
-      const releaseAt = now + holdFor - state.latencies.start;
+      const releaseAt = now + holdFor - startLatency();
       if (releaseAt - now > 0.001) {
         if (releaseAt - now < 2 * config.tick) {
           wake(releaseAt);
         }
         return done(error);
       }
-      // A paused player starts at the rate it is given: no switch latency to allow for.
-      start(rateAt(timeline, reach + 1), error);
+      // A paused player starts at the rate it is given: no switch latency to allow for. The
+      // error it starts from is how far it will be ahead when the room gets to its frame: a
+      // scheduled start's room stands still until its instant, so `error` alone would hide
+      // the hold left and teach too short a start latency.
+      const rate = rateAt(timeline, reach + 1);
+      start(rate, state.holdTarget - view.position - holdFor * rate);
       return done(error);
     }
     state = { ...state, mode: "idle" };
     // Starting takes its latency too: what counts is how late the picture will move.
-    if (!Number.isFinite(reach) && late >= 0 && late + state.latencies.start * timeline.rate <= config.lateTolerance) {
+    if (!Number.isFinite(reach) && late >= 0 && late + startLatency() * timeline.rate <= config.lateTolerance) {
       // Landed (or woken) a little late: play now and let the nudges close it.
       start(rateAt(timeline, serverNow + 1), error);
       return done(error);
@@ -405,6 +425,7 @@ export function decideDrift(
       ...state,
       ...learnLatency(state, settling, error, config),
       switchMeasured: state.switchMeasured || (settling.kind === "switch" && Math.abs(settling.toRate - settling.fromRate) >= 0.05),
+      resumeMeasured: state.resumeMeasured || (settling.kind === "resume" && settling.toRate >= 0.05),
       settling: undefined,
     };
   }
@@ -414,7 +435,7 @@ export function decideDrift(
   const mayCorrectBySeek = !steady || now - state.lastCorrectiveSeekAt >= config.seekCooldown;
   // Far off; or paused and not close enough to just start; or not on the frame a scheduled
   // start holds (a paused player is moved for free).
-  const startLag = error + state.latencies.start * timeline.rate;
+  const startLag = error + startLatency() * timeline.rate;
   const farOff =
     Math.abs(error) >= threshold ||
     (view.paused && (startLag > config.lateTolerance || error < -config.lateTolerance)) ||
@@ -438,6 +459,7 @@ export function decideDrift(
       mode: "seeking",
       seek: { plan, issuedAt: now, hold: true },
       lastCorrectiveSeekAt: steady ? now : state.lastCorrectiveSeekAt,
+      seekedSincePlay: true,
     };
     return done(error, plan);
   }
@@ -541,8 +563,8 @@ export function learnLatency(
   if (Math.abs(change) < 0.05) {
     return state;
   }
-  const latency = clamp(kind === "start" ? (error - errorBefore) / change : latencyUsed + (error - errorBefore) / change, 0, config.maxLatency);
-  const key = kind === "start" ? "start" : "rateSwitch";
+  const latency = clamp(kind === "switch" ? latencyUsed + (error - errorBefore) / change : (error - errorBefore) / change, 0, config.maxLatency);
+  const key = kind === "switch" ? "rateSwitch" : kind;
   const recent = [...state.measured[key], latency].slice(-config.latencyMeasurements);
   return { latencies: { ...state.latencies, [key]: median(recent) }, measured: { ...state.measured, [key]: recent } };
 }

@@ -1374,6 +1374,7 @@ function loadDevicePriors(): DriftPriors {
       spread?: unknown;
       start?: unknown;
       rateSwitch?: unknown;
+      resume?: unknown;
     } | null;
     const numbers = (value: unknown, count: number) =>
       Array.isArray(value) && value.length === count && value.every((item) => typeof item === "number" && Number.isFinite(item));
@@ -1383,7 +1384,9 @@ function loadDevicePriors(): DriftPriors {
       priors.seekModel = { weights: [a ?? 0, b ?? 0, c ?? 0], spread: saved.spread, observations: [] };
     }
     if (saved && numbers([saved.start, saved.rateSwitch], 2)) {
-      priors.latencies = { start: saved.start as number, rateSwitch: saved.rateSwitch as number };
+      const start = saved.start as number;
+      const resume = typeof saved.resume === "number" && Number.isFinite(saved.resume) ? saved.resume : start;
+      priors.latencies = { start, resume, rateSwitch: saved.rateSwitch as number };
     }
     return priors;
   } catch {

@@ -147,6 +147,61 @@ describe("sync controller: scheduled starts and rate changes", () => {
     assert.ok(convergedAfter(simulation, 2.3, 6, 0.02) < 0.05);
   });
 
+  it("learns the start latency from scheduled starts too: resumes keep it, and start on the instant", () => {
+    // Every 4 s the room pauses for 2 s, then resumes 300 ms after the play was accepted. The
+    // room stands on its frame until that instant, so the hold left at the release is part of
+    // what a start measures.
+    const cycle = (now: number) => Math.floor(now / 4);
+    const frame = (k: number) => 30 + 1.7 * k;
+    const timelineAt = (now: number): Timeline => {
+      const k = cycle(now);
+      return now - 4 * k < 2
+        ? { paused: true, position: frame(k), rate: 1, anchorServerTime: 0, leadInRate: 0, duration: 0 }
+        : playing(frame(k), (4 * k + 2.3) * 1000);
+    };
+    const simulation = simulate({ model: AUDIO_PLAYER, timelineAt, seconds: 32, initialPosition: 30 });
+    assert.ok(Math.abs(simulation.state.latencies.start - AUDIO_PLAYER.startLatency) < 0.015, `learned ${simulation.state.latencies.start}`);
+    for (const k of [6, 7]) {
+      const start = 4 * k + 2.3;
+      const window = simulation.errors.filter((sample) => sample.at > start + 0.2 && sample.at < start + 1.6);
+      const worst = Math.max(...window.map((sample) => Math.abs(sample.error)));
+      assert.ok(worst < 0.03, `resume at ${start} s: ${worst}`);
+    }
+  });
+
+  it("learns resumes apart from starts after a seek: neither drags the other off", () => {
+    // Chromium with sound: a start after a seek refills the pipeline (85 ms); a resume on the
+    // frame it paused on starts sooner (20 ms). Six pause/resume cycles, then two seeks.
+    const chromium = { ...AUDIO_PLAYER, resumeLatency: 0.02 };
+    const cycle = (now: number) => Math.floor(now / 4);
+    const frame = (k: number) => 30 + 1.7 * k;
+    const timelineAt = (now: number): Timeline => {
+      if (now >= 28) {
+        return playing(140, 28_000);
+      }
+      if (now >= 24) {
+        return playing(100, 24_000);
+      }
+      const k = cycle(now);
+      return now - 4 * k < 2
+        ? { paused: true, position: frame(k), rate: 1, anchorServerTime: 0, leadInRate: 0, duration: 0 }
+        : playing(frame(k), (4 * k + 2.3) * 1000);
+    };
+    const simulation = simulate({ model: chromium, timelineAt, seconds: 32, initialPosition: 30 });
+    const { latencies } = simulation.state;
+    assert.ok(Math.abs(latencies.start - chromium.startLatency) < 0.015, `start ${latencies.start}`);
+    assert.ok(Math.abs(latencies.resume - chromium.resumeLatency) < 0.015, `resume ${latencies.resume}`);
+    for (const [at, until, label] of [
+      [4 * 5 + 2.3, 24, "the last resume"],
+      [24, 28, "the first seek"],
+      [28, 32, "the second seek"],
+    ] as const) {
+      const window = simulation.errors.filter((sample) => sample.at > at + 0.5 && sample.at < until);
+      const worst = Math.max(...window.map((sample) => Math.abs(sample.error)));
+      assert.ok(worst < 0.03, `${label} (${at} s): ${worst}`);
+    }
+  });
+
   it("holds the paused frame within 10 ms", () => {
     const paused: Timeline = { paused: true, position: 42.5, rate: 1, anchorServerTime: 0, leadInRate: 0, duration: 0 };
     const simulation = simulate({ model: AUDIO_PLAYER, timelineAt: () => paused, seconds: 2, initialPosition: 40 });

@@ -12,6 +12,8 @@ import { type Timeline, positionAt } from "../src/timeline";
 export interface PlayerModel {
   /** Seconds from play() until the position moves. */
   startLatency: number;
+  /** The same when paused on the frame it last played (no seek since); `startLatency` when absent. */
+  resumeLatency?: number;
   /** Seconds from a rate change until the position moves at it. */
   switchLatency: number;
   /** Seconds a seek to `target` takes. */
@@ -42,6 +44,7 @@ export class SimulatedPlayer {
   private movesFrom = 0;
   private pendingRate: { rate: number; at: number } | undefined;
   private seeks = 0;
+  private seekedSincePlay = true;
   readonly log: { at: number; command: DriftCommand }[] = [];
 
   constructor(
@@ -61,7 +64,9 @@ export class SimulatedPlayer {
       case "play":
         if (this.paused) {
           this.paused = false;
-          this.movesFrom = now + this.model.startLatency;
+          const resumed = !this.seekedSincePlay && this.model.resumeLatency !== undefined;
+          this.movesFrom = now + (resumed ? (this.model.resumeLatency ?? 0) : this.model.startLatency);
+          this.seekedSincePlay = false;
         }
         break;
       case "rate":
@@ -71,6 +76,7 @@ export class SimulatedPlayer {
       case "seek":
         this.position = command.position;
         this.seeking = true;
+        this.seekedSincePlay = true;
         this.seekDoneAt = now + this.model.seekDuration(command.position, this.seeks);
         this.seeks += 1;
         break;
