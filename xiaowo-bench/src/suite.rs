@@ -51,6 +51,10 @@ pub struct Options {
     /// xiaowo-chat, in-process, raw-tcp, socketio, syncplay.
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
+    /// Idle-watcher counts instead of the default ones (e.g. 10000), each run with one
+    /// connection per watcher and with 100 watchers per connection.
+    #[arg(long, value_delimiter = ',')]
+    idle_watchers: Vec<usize>,
     /// Where to write the Markdown report.
     #[arg(long, default_value = "bench-results.md")]
     out: PathBuf,
@@ -693,7 +697,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         bail!("no server binary at {}", options.server_binary.display());
     }
     let launcher = Launcher { binary: options.server_binary.clone(), cpu: options.server_cpu };
-    let sizes = if options.smoke { Sizes::smoke() } else { Sizes::full() };
+    let mut sizes = if options.smoke { Sizes::smoke() } else { Sizes::full() };
+    if !options.idle_watchers.is_empty() {
+        sizes.idle_watchers.clone_from(&options.idle_watchers);
+    }
     let mut bench = Bench { options, launcher, sizes, report: String::new() };
     if bench.options.socketio_dir.is_some() && bench.socketio_server().is_none() {
         bail!("the socket.io peer has no node_modules; run npm ci in its directory");
