@@ -1042,6 +1042,9 @@ struct Watch {
     _guard: PresenceGuard,
 }
 
+/// What a watch yields next with its state for the item after (the shape `unfold` takes).
+type WatchStep = Option<(Result<Bytes, Error>, Watch)>;
+
 impl Watch {
     fn sent(mut self, encoded: Bytes) -> Option<(Result<Bytes, Error>, Self)> {
         self.last_sent = Instant::now();
@@ -1054,7 +1057,14 @@ impl Watch {
     }
 
     /// Sends a fresh snapshot from the database instead of the events that were missed.
-    async fn resync(self, reason: &'static str) -> Option<(Result<Bytes, Error>, Self)> {
+    ///
+    /// Boxed: the database read's state is a few KiB, and inline it would size every idle
+    /// watcher's stream for this rare path.
+    fn resync(self, reason: &'static str) -> futures_util::future::BoxFuture<'static, WatchStep> {
+        Box::pin(self.resync_now(reason))
+    }
+
+    async fn resync_now(self, reason: &'static str) -> Option<(Result<Bytes, Error>, Self)> {
         self.rooms.metrics.resyncs.inc();
         tracing::debug!(room_id = %self.room_id, reason, "resending a snapshot");
         match self.rooms.snapshot(&self.room_id).await {
