@@ -635,6 +635,36 @@ async fn snapshots_and_events_larger_than_a_streams_first_buffer_arrive_whole() 
     assert_eq!(Some(after), added.state);
 }
 
+/// A connection that went quiet after a watch opened (its buffers may be given back while it
+/// waits) still carries, both ways, a request header larger than an 8 KiB read buffer and
+/// states larger than a 16 KiB write buffer.
+#[tokio::test]
+async fn a_connection_that_went_quiet_carries_large_headers_and_states() {
+    let fixture = Fixture::start().await;
+    let mut client = pb::sync_service_client::SyncServiceClient::new(fixture.app.server.channel());
+    let request = with_token(pb::WatchRoomRequest { room_id: fixture.room_id.clone() }, &fixture.owner);
+    let mut events = client.watch_room(request).await.unwrap().into_inner();
+    assert_eq!(next_state(&mut events).await.version, 0);
+
+    // 12 KiB of header: past 8 KiB, under the server's 16 KiB limit on a request's headers.
+    let mut request = with_token(pb::GetClockRequest {}, &fixture.owner);
+    request.metadata_mut().insert("x-padding", "p".repeat(12 * 1024).parse().unwrap());
+    client.get_clock(request).await.unwrap();
+
+    // Each change carries the whole queue: the last is ~40 KiB on the quiet connection.
+    let long_url = format!("https://media.example/{}.webm", "z".repeat(2_000));
+    for _ in 0..20 {
+        fixture.add_to_queue(&long_url, 0).await;
+    }
+    let expected = fixture.state(&fixture.owner).await;
+    let mut last = next_state(&mut events).await;
+    while last.version < expected.version {
+        last = next_state(&mut events).await;
+    }
+    assert_eq!(last, expected);
+    assert_eq!(last.queue.len(), 20);
+}
+
 #[tokio::test]
 async fn a_slow_watcher_is_resynchronised_without_holding_up_the_others() {
     let mut config = test_config();
