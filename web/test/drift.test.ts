@@ -135,6 +135,18 @@ describe("sync controller: seeks", () => {
   });
 });
 
+/**
+ * Every 4 s the room pauses for 2 s on the frame it reached, then resumes 300 ms after the play
+ * was accepted (a scheduled start).
+ */
+function pauseAndResume(now: number): Timeline {
+  const cycle = Math.floor(now / 4);
+  const frame = 30 + 1.7 * cycle;
+  return now - 4 * cycle < 2
+    ? { paused: true, position: frame, rate: 1, anchorServerTime: 0, leadInRate: 0, duration: 0 }
+    : playing(frame, (4 * cycle + 2.3) * 1000);
+}
+
 describe("sync controller: scheduled starts and rate changes", () => {
   it("starts a scheduled play early by its start latency, on the room's frame", () => {
     const paused: Timeline = { paused: true, position: 30, rate: 1, anchorServerTime: 0, leadInRate: 0, duration: 0 };
@@ -148,18 +160,9 @@ describe("sync controller: scheduled starts and rate changes", () => {
   });
 
   it("learns the start latency from scheduled starts too: resumes keep it, and start on the instant", () => {
-    // Every 4 s the room pauses for 2 s, then resumes 300 ms after the play was accepted. The
-    // room stands on its frame until that instant, so the hold left at the release is part of
-    // what a start measures.
-    const cycle = (now: number) => Math.floor(now / 4);
-    const frame = (k: number) => 30 + 1.7 * k;
-    const timelineAt = (now: number): Timeline => {
-      const k = cycle(now);
-      return now - 4 * k < 2
-        ? { paused: true, position: frame(k), rate: 1, anchorServerTime: 0, leadInRate: 0, duration: 0 }
-        : playing(frame(k), (4 * k + 2.3) * 1000);
-    };
-    const simulation = simulate({ model: AUDIO_PLAYER, timelineAt, seconds: 32, initialPosition: 30 });
+    // The room stands on its frame until each resume's instant, so the hold left at the
+    // release is part of what a start measures.
+    const simulation = simulate({ model: AUDIO_PLAYER, timelineAt: pauseAndResume, seconds: 32, initialPosition: 30 });
     assert.ok(Math.abs(simulation.state.latencies.start - AUDIO_PLAYER.startLatency) < 0.015, `learned ${simulation.state.latencies.start}`);
     for (const k of [6, 7]) {
       const start = 4 * k + 2.3;
@@ -173,19 +176,11 @@ describe("sync controller: scheduled starts and rate changes", () => {
     // Chromium with sound: a start after a seek refills the pipeline (85 ms); a resume on the
     // frame it paused on starts sooner (20 ms). Six pause/resume cycles, then two seeks.
     const chromium = { ...AUDIO_PLAYER, resumeLatency: 0.02 };
-    const cycle = (now: number) => Math.floor(now / 4);
-    const frame = (k: number) => 30 + 1.7 * k;
     const timelineAt = (now: number): Timeline => {
       if (now >= 28) {
         return playing(140, 28_000);
       }
-      if (now >= 24) {
-        return playing(100, 24_000);
-      }
-      const k = cycle(now);
-      return now - 4 * k < 2
-        ? { paused: true, position: frame(k), rate: 1, anchorServerTime: 0, leadInRate: 0, duration: 0 }
-        : playing(frame(k), (4 * k + 2.3) * 1000);
+      return now >= 24 ? playing(100, 24_000) : pauseAndResume(now);
     };
     const simulation = simulate({ model: chromium, timelineAt, seconds: 32, initialPosition: 30 });
     const { latencies } = simulation.state;
