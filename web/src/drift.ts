@@ -161,12 +161,11 @@ export interface DriftState {
   lastCorrectiveSeekAt: number;
   settling: Settling | undefined;
   latencies: Latencies;
-  /** The recent measurements of each on this media. */
+  /**
+   * The recent measurements of each on this media (until a switch or a resume is measured, the
+   * start latency stands in for it).
+   */
   measured: { start: number[]; resume: number[]; rateSwitch: number[] };
-  /** Whether a rate switch was measured on this media (until then the start latency stands in). */
-  switchMeasured: boolean;
-  /** Whether a resume was measured on this media (until then the start latency stands in). */
-  resumeMeasured: boolean;
   /** Whether the player seeked since it last played (its next start is a start, not a resume). */
   seekedSincePlay: boolean;
   seekModel: SeekModel;
@@ -202,8 +201,6 @@ export function initialDriftState(roomRate = 1, priors: DriftPriors = {}): Drift
     settling: undefined,
     latencies: { ...PRIOR_LATENCIES, ...priors.latencies },
     measured: { start: [], resume: [], rateSwitch: [] },
-    switchMeasured: false,
-    resumeMeasured: false,
     seekedSincePlay: true,
     seekModel: { ...seekModel, observations: [] },
     priorSeekModel: seekModel,
@@ -314,8 +311,8 @@ export function decideDrift(
   // on this media, its start latency is the better guess (the device's last media may have had
   // no sound).
   const startLatency = () =>
-    state.seekedSincePlay || !state.resumeMeasured ? state.latencies.start : state.latencies.resume;
-  const switchLatency = () => (state.switchMeasured ? state.latencies.rateSwitch : state.latencies.start);
+    state.seekedSincePlay || state.measured.resume.length === 0 ? state.latencies.start : state.latencies.resume;
+  const switchLatency = () => (state.measured.rateSwitch.length > 0 ? state.latencies.rateSwitch : state.latencies.start);
   /** Plays from paused at `rate`, `error` behind the room; what it is after `settle` teaches the start latency. */
   const start = (rate: number, error: number) => {
     state.baseRate = rate;
@@ -424,8 +421,6 @@ export function decideDrift(
     state = {
       ...state,
       ...learnLatency(state, settling, error, config),
-      switchMeasured: state.switchMeasured || (settling.kind === "switch" && Math.abs(settling.toRate - settling.fromRate) >= 0.05),
-      resumeMeasured: state.resumeMeasured || (settling.kind === "resume" && settling.toRate >= 0.05),
       settling: undefined,
     };
   }

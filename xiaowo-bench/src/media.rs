@@ -129,6 +129,13 @@ struct RangeRun {
     server_cpu_seconds: f64,
 }
 
+impl RangeRun {
+    /// Range bodies received, bytes per second.
+    fn throughput(&self) -> f64 {
+        self.bytes as f64 / self.seconds
+    }
+}
+
 /// `readers` tasks fetching random 1 MiB ranges of `url` for `seconds`.
 async fn read_ranges(
     url: &str,
@@ -450,7 +457,7 @@ pub async fn run(options: &Options) -> anyhow::Result<String> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let range_row = |name: &str, run: &RangeRun| {
-        let throughput = run.bytes as f64 / run.seconds;
+        let throughput = run.throughput();
         let cpu_per_gb = if run.bytes > 0 { run.server_cpu_seconds / (run.bytes as f64 / 1e9) } else { f64::NAN };
         format!(
             "| {name} | {} | {:.0} | {:.1} | {:.1} | {:.2} | {} |\n",
@@ -462,8 +469,7 @@ pub async fn run(options: &Options) -> anyhow::Result<String> {
             run.errors
         )
     };
-    let ours_rate = ours.bytes as f64 / ours.seconds;
-    let peer_rate = peer.bytes as f64 / peer.seconds;
+    let peer_rate = peer.throughput();
     let mut table = String::new();
     table.push_str(&format!("Load average at the end: {} (2 cores shared with other work).\n\n", load.join(" ")));
     table.push_str(&format!(
@@ -482,8 +488,8 @@ pub async fn run(options: &Options) -> anyhow::Result<String> {
     table.push_str(&format!("| `cat` to /dev/null (ceiling, one reader) | {} | | | | | |\n\n", mb(ceiling)));
     table.push_str(&format!(
         "xiaowo / nginx throughput: **{:.0} %** served by media-svc itself, **{:.0} %** with nginx in front sending the files after media-svc's checks (target ≥ 90 %).\n\n",
-        ours_rate / peer_rate * 100.0,
-        fronted.bytes as f64 / fronted.seconds / peer_rate * 100.0
+        ours.throughput() / peer_rate * 100.0,
+        fronted.throughput() / peer_rate * 100.0
     ));
     table.push_str(&format!(
         "**Upload**: one {} MiB file in 8 MiB tus PATCH requests on loopback.\n\n",
