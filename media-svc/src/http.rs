@@ -378,6 +378,7 @@ pub(crate) async fn serve_with_tower(path: &std::path::Path, content_type: &str,
         full
     });
     let is_get = request.method() == http::Method::GET;
+    let sender = svc_kit::sendfile::FileSender::for_request(&request);
     let response = match serve.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -393,13 +394,20 @@ pub(crate) async fn serve_with_tower(path: &std::path::Path, content_type: &str,
     } else {
         response
     };
-    match sent_range(&response).filter(|_| is_get) {
-        Some(range) => {
-            let (parts, _unread) = response.into_parts();
-            Response::from_parts(parts, file_range_body(path.to_owned(), range))
-        }
-        None => response.map(Body::new),
-    }
+    let Some(range) = sent_range(&response).filter(|_| is_get) else {
+        return response.map(Body::new);
+    };
+    let (parts, _unread) = response.into_parts();
+    // An HTTP/1.1 connection of this server sends the file itself, from the page cache.
+    let file = match sender {
+        Some(sender) => tokio::fs::File::open(path).await.map(|file| (sender, file)),
+        None => Err(std::io::ErrorKind::Unsupported.into()),
+    };
+    let body = match file {
+        Ok((sender, file)) => Body::new(sender.body(file.into_std().await, range)),
+        Err(_) => file_range_body(path.to_owned(), range),
+    };
+    Response::from_parts(parts, body)
 }
 
 /// The bytes of the file a 200 or single-range 206 answer of `ServeFile` sends.
@@ -418,7 +426,8 @@ fn sent_range<B>(response: &http::Response<B>) -> Option<std::ops::Range<u64>> {
 }
 
 /// `range` of the file at `path`, read on the blocking pool with `pread` straight into the
-/// buffers the connection sends, at most `SERVE_CHUNK_BYTES` per trip. (`ServeFile` decides the
+/// buffers the connection sends, at most `SERVE_CHUNK_BYTES` per trip: for connections that
+/// cannot send from the file (HTTP/2). (`ServeFile` decides the
 /// status and headers; its own body reads through `tokio::fs::File`, which copies every read
 /// once more out of a buffer of its own.) A file that shrinks meanwhile ends the body with an
 /// error, as it would there.

@@ -22,6 +22,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::metrics::registered;
+use crate::sendfile::{FileSender, Sending};
 
 /// Open connections per client address, shared by the accept loop and every connection.
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ impl ConnectionLimit {
         })
     }
 
-    fn admit(&self, stream: TcpStream) -> Option<LimitedConnection> {
+    pub(crate) fn admit(&self, stream: TcpStream) -> Option<LimitedConnection> {
         // A socket whose peer is already gone has nothing to serve.
         let ip = stream.peer_addr().ok()?.ip();
         let mut open = match self.open.lock() {
@@ -76,7 +77,7 @@ impl ConnectionLimit {
         }
         *count += 1;
         self.open_gauge.inc();
-        Some(LimitedConnection { stream, _slot: Slot { ip, limit: self.clone() } })
+        Some(LimitedConnection { stream, sending: Sending::default(), _slot: Slot { ip, limit: self.clone() } })
     }
 }
 
@@ -103,18 +104,29 @@ impl Drop for Slot {
     }
 }
 
-/// An accepted TCP connection that holds its address's slot while it is open.
+/// An accepted TCP connection that holds its address's slot while it is open, and sends the
+/// files its HTTP/1.1 responses hand it ([`crate::sendfile`]).
 #[derive(Debug)]
 pub(crate) struct LimitedConnection {
     stream: TcpStream,
+    sending: Sending,
     _slot: Slot,
 }
 
+/// What every request carries about the connection it came on.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The connection's addresses.
+    pub tcp: TcpConnectInfo,
+    /// Where a response's file goes to be sent from the page cache.
+    pub(crate) files: FileSender,
+}
+
 impl Connected for LimitedConnection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        ConnectionInfo { tcp: self.stream.connect_info(), files: self.sending.sender().clone() }
     }
 }
 
@@ -125,8 +137,8 @@ impl AsyncRead for LimitedConnection {
 }
 
 impl AsyncWrite for LimitedConnection {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -138,15 +150,18 @@ impl AsyncWrite for LimitedConnection {
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.sending.poll_write_vectored(&mut this.stream, cx, bufs)
     }
 
+    /// Always: hyper then queues a response's buffers as they are instead of copying them
+    /// into one, which the stand-ins of [`crate::sendfile`] depend on.
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        true
     }
 }
 

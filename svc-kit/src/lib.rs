@@ -7,7 +7,9 @@
 //!   [`id`] (room and user ids as types, checked once where they come in),
 //!   [`feed`] (serving and following change feeds), [`bus`] (the NATS broker between
 //!   instances), [`clock`], [`ratelimit`], [`address`] (client addresses behind proxies),
-//!   [`status`] and [`text`] (input validation), and [`shutdown`].
+//!   [`connections`] (connections per address, and what a request knows of its connection),
+//!   [`sendfile`] (files from the page cache to HTTP/1.1 connections), [`status`] and [`text`]
+//!   (input validation), and [`shutdown`].
 //! * The contracts several services share, and so the only domain knowledge here: [`peer`]
 //!   (the clients of session-svc's and room-svc's internal APIs that room-scoped services all
 //!   need) and [`retention`] (one policy block for every service's periods, each service
@@ -19,7 +21,7 @@ pub mod address;
 pub mod auth;
 pub mod bus;
 pub mod clock;
-mod connections;
+pub mod connections;
 pub mod db;
 pub mod feed;
 pub mod id;
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod peer;
 pub mod ratelimit;
 pub mod retention;
+pub mod sendfile;
 pub mod server;
 pub mod service;
 pub mod shutdown;

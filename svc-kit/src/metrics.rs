@@ -202,8 +202,8 @@ where
         let mut call = CallRecord::start(Arc::clone(&self.grpc), request.uri().path());
         call.peer = request
             .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+            .get::<crate::connections::ConnectionInfo>()
+            .and_then(|info| info.tcp.remote_addr())
             .map(|addr| addr.to_string())
             .unwrap_or_default();
         call.forwarded_for = request

@@ -192,7 +192,7 @@ fn client_and_peer<'a, B>(
     request: &'a http::Request<B>,
     trusted: &[std::net::IpAddr],
 ) -> Option<(std::net::IpAddr, &'a tonic::transport::server::TcpConnectInfo)> {
-    let info = request.extensions().get::<tonic::transport::server::TcpConnectInfo>()?;
+    let info = &request.extensions().get::<crate::connections::ConnectionInfo>()?.tcp;
     let peer = info.remote_addr()?;
     let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
     Some((crate::address::resolve(peer.ip(), forwarded_for, trusted), info))

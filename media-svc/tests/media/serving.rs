@@ -5,7 +5,7 @@
 use http::StatusCode;
 use tonic::Code;
 
-use crate::support::{Options, Stack, User, bearer, short_mp4};
+use crate::support::{KeptConnection, Options, Stack, User, bearer, short_mp4};
 
 /// Alice uploads the clip into her room, Bob joins it, the clip is queued.
 async fn shared_clip(stack: &Stack) -> (User, User, String, String, Vec<u8>) {
@@ -59,6 +59,49 @@ async fn a_signed_url_serves_ranges_and_conditional_requests() {
     let head = http.send(http::Method::HEAD, &url, &[bearer(&alice)], Vec::new()).await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.header("content-length"), Some(clip.len().to_string().as_str()));
+}
+
+/// An HTTP/1.1 connection sends files from the page cache (`sendfile`): what arrives is the
+/// file byte for byte across many pieces read through a small receive buffer, and the
+/// same connection carries the answers after it in order; HTTP/2 gets the same bytes its own way.
+#[tokio::test]
+async fn large_files_reach_kept_connections_and_http2_byte_for_byte() {
+    let stack = Stack::start(Options::new()).await;
+    let alice = stack.user("Alice").await;
+    let room_id = stack.open_room(&alice).await;
+    // A playable clip, then 6 MiB that repeat nowhere (a piece sent from the wrong offset shows).
+    let mut file = short_mp4();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    file.extend((0..6 << 20).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state.to_le_bytes()[3]
+    }));
+    let done = stack.http().upload(&alice, &file, "large.mp4", &room_id).await;
+    let media_item_id = done.header("xiaowo-media-item-id").expect("the upload is accepted").to_owned();
+    stack.queue(&alice, &room_id, &media_item_id).await;
+    let url = stack.playback_url(&alice, &room_id, &media_item_id).await.unwrap();
+
+    let mut connection = KeptConnection::open(&stack.http(), 16 * 1024).await;
+    let full = connection.send(http::Method::GET, &url, &[bearer(&alice)]).await;
+    assert_eq!((full.status, full.header("content-length")), (StatusCode::OK, Some(file.len().to_string().as_str())));
+    assert!(full.body == file, "the whole file differs from what was sent");
+    let (first, last) = (1_000_000, 3_500_000);
+    let range =
+        connection.send(http::Method::GET, &url, &[bearer(&alice), ("range", format!("bytes={first}-{last}"))]).await;
+    assert_eq!(range.status, StatusCode::PARTIAL_CONTENT);
+    assert!(range.body == file[first..=last], "the range differs");
+    let head = connection.send(http::Method::HEAD, &url, &[bearer(&alice)]).await;
+    assert_eq!((head.status, head.header("content-length")), (StatusCode::OK, Some(file.len().to_string().as_str())));
+    let tail = connection.send(http::Method::GET, &url, &[bearer(&alice), ("range", "bytes=-5000".to_owned())]).await;
+    assert!(tail.body == file[file.len() - 5000..], "the tail differs");
+    let refused = connection.send(http::Method::GET, &format!("{url}x"), &[bearer(&alice)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let over_http2 = stack.http().get_http2(&url, &[bearer(&alice), ("range", format!("bytes={first}-{last}"))]).await;
+    assert_eq!(over_http2.status, StatusCode::PARTIAL_CONTENT);
+    assert!(over_http2.body == file[first..=last], "the range over HTTP/2 differs");
 }
 
 #[tokio::test]

@@ -289,6 +289,68 @@ impl Http {
     pub async fn get(&self, path: &str, headers: &[(&str, String)]) -> Answer {
         self.send(Method::GET, path, headers, Vec::new()).await
     }
+
+    /// A GET over HTTP/2 (prior knowledge, as gRPC clients speak to the port).
+    pub async fn get_http2(&self, path: &str, headers: &[(&str, String)]) -> Answer {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<Full<Bytes>>();
+        let mut request = http::Request::builder().uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let response = client.request(request.body(Full::default()).unwrap()).await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        let (parts, body) = response.into_parts();
+        Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    }
+}
+
+/// One HTTP/1.1 connection kept open across requests and read through a small receive buffer,
+/// so that a large answer fills the server's side and it has to wait for room.
+pub struct KeptConnection {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    host: String,
+}
+
+impl KeptConnection {
+    pub async fn open(http: &Http, receive_buffer: u32) -> Self {
+        let socket =
+            if http.addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+        let socket = socket.unwrap();
+        socket.set_recv_buffer_size(receive_buffer).unwrap();
+        let stream = socket.connect(http.addr).await.unwrap();
+        Self { stream: tokio::io::BufReader::with_capacity(4096, stream), host: http.addr.to_string() }
+    }
+
+    /// Sends one request and reads its whole answer (a body as long as `Content-Length`).
+    pub async fn send(&mut self, method: Method, path: &str, headers: &[(&str, String)]) -> Answer {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        self.stream.get_mut().write_all(request.as_bytes()).await.unwrap();
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.unwrap();
+        let status = line.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("a status line");
+        let mut answer = Answer { status, headers: HeaderMap::new(), body: Bytes::new() };
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.unwrap();
+            let Some((name, value)) = line.trim_end().split_once(':') else { break };
+            let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            answer.headers.append(name, value.trim().parse().unwrap());
+        }
+        let length: usize = answer.header("content-length").map_or(0, |length| length.parse().unwrap());
+        if method != Method::HEAD {
+            let mut body = vec![0; length];
+            self.stream.read_exact(&mut body).await.unwrap();
+            answer.body = Bytes::from(body);
+        }
+        answer
+    }
 }
 
 pub fn bearer(user: &User) -> (&'static str, String) {
