@@ -21,8 +21,8 @@ use crate::model::{MediaItem, Source, Upload};
 
 /// Bytes received between syncs of the file and records of the offset, within one request.
 const SYNC_EVERY_BYTES: u64 = 16 << 20;
-/// Received bytes collected before one write to the file.
-const WRITE_BATCH_BYTES: usize = 4 << 20;
+/// Received bytes collected before one write to the file (and the start of its writeback).
+const WRITE_BATCH_BYTES: usize = 2 << 20;
 /// Longest file name kept from the browser.
 const MAX_FILE_NAME_CHARS: usize = 200;
 /// Expired uploads removed per janitor round.
@@ -48,9 +48,16 @@ pub struct Appended {
 }
 
 /// An upload's part file, written in batches on the blocking pool: the received buffers go to
-/// the file as they are (no copy into a write buffer first), a few MiB per trip.
+/// the file as they are (no copy into a write buffer first), one batch is written while the
+/// next is received (receiving waits only when a second batch is ready before the first is
+/// written, so at most two are held), and each batch written is handed to the disk at once
+/// (`POSIX_FADV_DONTNEED` starts its writeback), so that the sync that ends a request waits for
+/// the last batch rather than for all of them, and uploads do not crowd the page cache.
 struct PartWriter {
+    /// The file, here between writes.
     file: Option<std::fs::File>,
+    /// The write under way, which has the file until it ends.
+    writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
     pending: Vec<Bytes>,
     pending_bytes: usize,
 }
@@ -72,37 +79,54 @@ impl PartWriter {
         })
         .await
         .map_err(blocking_failed)??;
-        Ok(Self { file: Some(file), pending: Vec::new(), pending_bytes: 0 })
+        Ok(Self { file: Some(file), writing: None, pending: Vec::new(), pending_bytes: 0 })
     }
 
     async fn push(&mut self, chunk: Bytes) -> Result<(), Error> {
         self.pending_bytes += chunk.len();
         self.pending.push(chunk);
-        if self.pending_bytes >= WRITE_BATCH_BYTES { self.write(false).await } else { Ok(()) }
+        if self.pending_bytes >= WRITE_BATCH_BYTES {
+            self.written().await?;
+            self.start_write(false)?;
+        }
+        Ok(())
     }
 
-    /// Writes what is pending and syncs the file's data.
+    /// Writes what is pending and syncs the file's data: everything pushed is on the disk.
     async fn sync(&mut self) -> Result<(), Error> {
-        self.write(true).await
+        self.written().await?;
+        self.start_write(true)?;
+        self.written().await
     }
 
-    async fn write(&mut self, sync: bool) -> Result<(), Error> {
+    /// Waits for the write under way, if any.
+    async fn written(&mut self) -> Result<(), Error> {
+        if let Some(writing) = self.writing.take() {
+            self.file = Some(writing.await.map_err(blocking_failed)??);
+        }
+        Ok(())
+    }
+
+    /// Starts writing what is pending (and then syncing the data, with `sync`).
+    fn start_write(&mut self, sync: bool) -> Result<(), Error> {
         let mut file = self.file.take().ok_or_else(|| Error::Io(std::io::Error::other("part file lost")))?;
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let file = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            use std::io::{Seek, Write};
+            let start = file.stream_position()?;
             for chunk in &pending {
                 file.write_all(chunk)?;
             }
             if sync {
                 file.sync_data()?;
+            } else {
+                // Advice only: a file system that ignores it still gets the sync.
+                let written = std::num::NonZeroU64::new(file.stream_position()? - start);
+                let _ = rustix::fs::fadvise(&file, start, written, rustix::fs::Advice::DontNeed);
             }
-            Ok::<_, std::io::Error>(file)
-        })
-        .await
-        .map_err(blocking_failed)??;
-        self.file = Some(file);
+            Ok(file)
+        }));
         Ok(())
     }
 }
