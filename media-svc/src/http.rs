@@ -399,13 +399,13 @@ pub(crate) async fn serve_with_tower(path: &std::path::Path, content_type: &str,
     };
     let (parts, _unread) = response.into_parts();
     // An HTTP/1.1 connection of this server sends the file itself, from the page cache.
-    let file = match sender {
-        Some(sender) => tokio::fs::File::open(path).await.map(|file| (sender, file)),
-        None => Err(std::io::ErrorKind::Unsupported.into()),
+    let opened = match sender {
+        Some(sender) => tokio::fs::File::open(path).await.ok().map(|file| (sender, file)),
+        None => None,
     };
-    let body = match file {
-        Ok((sender, file)) => Body::new(sender.body(file.into_std().await, range)),
-        Err(_) => file_range_body(path.to_owned(), range),
+    let body = match opened {
+        Some((sender, file)) => Body::new(sender.body(file.into_std().await, range)),
+        None => file_range_body(path.to_owned(), range),
     };
     Response::from_parts(parts, body)
 }
@@ -427,10 +427,9 @@ fn sent_range<B>(response: &http::Response<B>) -> Option<std::ops::Range<u64>> {
 
 /// `range` of the file at `path`, read on the blocking pool with `pread` straight into the
 /// buffers the connection sends, at most `SERVE_CHUNK_BYTES` per trip: for connections that
-/// cannot send from the file (HTTP/2). (`ServeFile` decides the
-/// status and headers; its own body reads through `tokio::fs::File`, which copies every read
-/// once more out of a buffer of its own.) A file that shrinks meanwhile ends the body with an
-/// error, as it would there.
+/// cannot send from the file (HTTP/2). (`ServeFile` decides the status and headers; its own
+/// body reads through `tokio::fs::File`, which copies every read once more out of a buffer of
+/// its own.) A file that shrinks meanwhile ends the body with an error, as it would there.
 fn file_range_body(path: std::path::PathBuf, range: std::ops::Range<u64>) -> Body {
     // The file once opened by the first piece, its path until then.
     let pieces = futures_util::stream::try_unfold((Err(path), range), |(file, range)| async move {
