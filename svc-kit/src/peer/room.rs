@@ -84,7 +84,7 @@ pub enum RoomChange {
 const SWEEP_AT: usize = 10_000;
 /// How long an access answer is kept while room-svc's event stream is live. Every change that
 /// alters an answer (membership, role, settings, closing) arrives as an event and drops the
-/// room's answers at once, so this only bounds what an event lost without the stream breaking
+/// answers it alters at once, so this only bounds what an event lost without the stream breaking
 /// could leave behind; it spares busy rooms a CheckAccess round trip every few seconds.
 const LIVE_CACHE_TTL: Duration = Duration::from_secs(60);
 
@@ -276,17 +276,23 @@ impl RoomAccessClient {
         }
     }
 
-    fn forget_room(&self, room_id: &RoomId) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.invalidations += 1;
-            cache.answers.entries.retain(|(cached_room, _), _| cached_room != room_id);
-        }
-    }
-
-    fn forget_all(&self) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.invalidations += 1;
-            cache.answers.entries.clear();
+    /// Drops the answers `change` may have altered: one member's for a change about that
+    /// member (a join, a removal, a new role: nobody else's standing moves with it, so a room
+    /// filling up does not send everyone already in it back to room-svc at each join), the
+    /// whole room's for a change to the room (settings, closing).
+    fn forget(&self, change: &RoomChange) {
+        let Ok(mut cache) = self.cache.lock() else { return };
+        cache.invalidations += 1;
+        match change {
+            RoomChange::MemberJoined { room_id, user_id }
+            | RoomChange::MemberRemoved { room_id, user_id }
+            | RoomChange::RoleChanged { room_id, user_id } => {
+                cache.answers.entries.remove(&(room_id.clone(), user_id.clone()));
+            }
+            RoomChange::Updated { room_id } | RoomChange::Closed { room_id, .. } => {
+                cache.answers.entries.retain(|(cached_room, _), _| cached_room != room_id);
+            }
+            RoomChange::Reconnected => cache.answers.entries.clear(),
         }
     }
 
@@ -335,7 +341,7 @@ impl RoomAccessClient {
         };
         let on = |followed| match followed {
             Followed::Subscribed => {
-                self.forget_all();
+                self.forget(&RoomChange::Reconnected);
                 on_change(RoomChange::Reconnected);
             }
             Followed::Live => {
@@ -376,9 +382,7 @@ impl RoomAccessClient {
                 RoomChange::Closed { room_id, closed_at_ms: event_time.as_ref().map(proto::ms_from_timestamp) }
             }
         };
-        if let Some(room_id) = change_room(&change) {
-            self.forget_room(room_id);
-        }
+        self.forget(&change);
         Some(change)
     }
 }
@@ -491,17 +495,6 @@ fn unavailable(rpc: &str, status: &tonic::Status) -> RoomAccessError {
     RoomAccessError::Unavailable(format!("room-svc {rpc}: {}", status.message()))
 }
 
-fn change_room(change: &RoomChange) -> Option<&RoomId> {
-    match change {
-        RoomChange::MemberJoined { room_id, .. }
-        | RoomChange::MemberRemoved { room_id, .. }
-        | RoomChange::RoleChanged { room_id, .. }
-        | RoomChange::Updated { room_id }
-        | RoomChange::Closed { room_id, .. } => Some(room_id),
-        RoomChange::Reconnected => None,
-    }
-}
-
 fn access_from(response: room_pb::CheckAccessResponse) -> RoomAccess {
     let room_pb::CheckAccessResponse { status, control_mode: _, role, can_control, can_moderate } = response;
     // An unknown role from a newer room-svc grants nothing rather than guessing.
@@ -585,7 +578,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_drop_the_rooms_cached_access_and_heartbeats_do_not() {
+    async fn events_drop_the_cached_access_they_change_and_heartbeats_do_not() {
         use room_pb::watch_room_events_response::Event;
         let rooms = client(Duration::from_secs(60), Duration::from_secs(60));
         let access = RoomAccess { active: true, role: RoomRole::Member, can_control: true, can_moderate: false };
@@ -600,14 +593,28 @@ mod tests {
             event_time: Some(proto::timestamp_from_ms(2_000)),
             event: Some(event),
         };
+        let cached = || {
+            let mut keys: Vec<_> =
+                rooms.cache.lock().map(|c| c.answers.entries.keys().cloned().collect()).unwrap_or_default();
+            keys.sort();
+            keys
+        };
         assert_eq!(rooms.interpret(event(Event::Heartbeat(room_pb::Heartbeat {}))), None);
-        assert_eq!(rooms.cache.lock().map(|c| c.answers.entries.len()).unwrap_or_default(), 3);
+        assert_eq!(cached().len(), 3);
+        // A join changes the joining user's answer only.
+        assert_eq!(
+            rooms.interpret(event(Event::MemberJoined(room_pb::MemberJoined { user_id: "u2".to_owned() }))),
+            Some(RoomChange::MemberJoined { room_id: room("r1"), user_id: user("u2") })
+        );
+        assert_eq!(cached(), vec![(room("r1"), user("u1")), (room("r2"), user("u1"))]);
+        if let Ok(mut cache) = rooms.cache.lock() {
+            cache.answers.insert((room("r1"), user("u2")), access, now);
+        }
         assert_eq!(
             rooms.interpret(event(Event::RoomClosed(room_pb::RoomClosed { reason: 0 }))),
             Some(RoomChange::Closed { room_id: room("r1"), closed_at_ms: Some(2_000) })
         );
-        let left: Vec<_> = rooms.cache.lock().map(|c| c.answers.entries.keys().cloned().collect()).unwrap_or_default();
-        assert_eq!(left, vec![(room("r2"), user("u1"))]);
+        assert_eq!(cached(), vec![(room("r2"), user("u1"))], "closing drops the whole room's answers");
     }
 
     #[tokio::test]
@@ -617,7 +624,7 @@ mod tests {
         let key = || (room("r1"), user("u1"));
         let asked_at = rooms.cache.lock().map(|cache| cache.invalidations).unwrap_or_default();
         // A kick arrives while the CheckAccess call is in flight.
-        rooms.forget_room(&room("r1"));
+        rooms.forget(&RoomChange::MemberRemoved { room_id: room("r1"), user_id: user("u1") });
         rooms.remember(key(), access, asked_at);
         assert_eq!(rooms.cache.lock().map(|c| c.answers.entries.len()).unwrap_or_default(), 0);
         let now_at = rooms.cache.lock().map(|cache| cache.invalidations).unwrap_or_default();
