@@ -419,6 +419,16 @@ impl pb::room_access_internal_service_server::RoomAccessInternalService for Acce
             .collect();
         Ok(Response::new(pb::BatchCheckAccessResponse { results }))
     }
+
+    async fn batch_record_activity(
+        &self,
+        request: Request<pb::BatchRecordActivityRequest>,
+    ) -> Result<Response<pb::BatchRecordActivityResponse>, Status> {
+        let pb::BatchRecordActivityRequest { room_ids } = request.into_inner();
+        let room_ids = batch_rooms(&room_ids)?;
+        self.rooms.record_activity_many(&room_ids).await?;
+        Ok(Response::new(pb::BatchRecordActivityResponse {}))
+    }
 }
 
 /// Most pairs one `BatchCheckAccess` may ask about: two queries with twice as many bound ids
@@ -442,6 +452,22 @@ fn batch_pairs(checks: &[pb::CheckAccessRequest]) -> Result<Vec<(RoomId, UserId)
         }
     }
     if violations.is_empty() { Ok(pairs) } else { Err(Error::InvalidArgument(violations)) }
+}
+
+/// A batch's rooms, checked: 1 to [`MAX_BATCH_CHECKS`] of them, each id valid (every bad one
+/// reported, as `room_ids[i]`).
+fn batch_rooms(room_ids: &[String]) -> Result<Vec<RoomId>, Error> {
+    if room_ids.is_empty() || room_ids.len() > MAX_BATCH_CHECKS {
+        let violation = Violation::new("room_ids", format!("must hold 1 to {MAX_BATCH_CHECKS} room ids"));
+        return Err(Error::InvalidArgument(vec![violation]));
+    }
+    let mut violations = Vec::new();
+    let rooms: Vec<RoomId> = room_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(index, room_id)| checked(&mut violations, RoomId::parse(&format!("room_ids[{index}]"), room_id)))
+        .collect();
+    if violations.is_empty() { Ok(rooms) } else { Err(Error::InvalidArgument(violations)) }
 }
 
 fn access_to_pb(access: Access) -> pb::CheckAccessResponse {

@@ -885,6 +885,12 @@ impl Rooms {
         active(self.store.room(room_id).await?).map(|_| ())
     }
 
+    /// Marks the open ones among `room_ids` active now, in one write.
+    pub async fn record_activity_many(&self, room_ids: &[RoomId]) -> Result<(), Error> {
+        self.store.touch_many(room_ids, self.clock.now_ms()).await?;
+        Ok(())
+    }
+
     /// Closes every room idle for longer than the limit, each with its audit row and event;
     /// how many.
     pub async fn close_idle(&self) -> Result<u64, Error> {

@@ -400,6 +400,17 @@ impl Store {
         Ok(result.rows_affected > 0)
     }
 
+    /// Marks the active rooms among `room_ids` as active at `now`.
+    pub async fn touch_many(&self, room_ids: &[RoomId], now: i64) -> Result<(), DbErr> {
+        room::Entity::update_many()
+            .col_expr(room::Column::LastActiveAt, Expr::value(now))
+            .filter(room::Column::RoomId.is_in(room_ids.iter().map(RoomId::as_str)))
+            .filter(room::Column::Status.eq(ACTIVE))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Up to `limit` active rooms last active before `before`, oldest first.
     pub async fn idle_rooms(&self, before: i64, limit: u64) -> Result<Vec<RoomId>, DbErr> {
         let ids: Vec<String> = room::Entity::find()

@@ -69,6 +69,8 @@ async fn a_burst_of_first_time_senders_is_stored_and_delivered_without_unavailab
         }
     })
     .await;
+    // Later than the rooms' creation, so that their activity shows.
+    app.stack.clock.advance(std::time::Duration::from_secs(60));
     let watch_connections = connections(&app, SENDERS);
     let mut streams = in_order(SENDERS, |index| {
         let channel = watch_connections[index / CALLS_PER_CONNECTION].clone();
@@ -112,6 +114,31 @@ async fn a_burst_of_first_time_senders_is_stored_and_delivered_without_unavailab
     for (index, stream) in streams.iter_mut().enumerate() {
         assert_eq!(next_message(stream).await.unwrap().text, format!("first words of sender {index}"));
     }
+
+    // room-svc heard that every room is in use, in a few calls rather than one per room.
+    let now = svc_kit::clock::Clock::now_ms(app.stack.clock.as_ref());
+    for (index, (sender, room_id)) in senders.iter().enumerate() {
+        let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
+        loop {
+            let request = as_user(proto::room::v1::GetRoomRequest { room_id: room_id.clone() }, sender);
+            let room = app.rooms().get_room(request).await.unwrap().into_inner().room.unwrap();
+            if room.last_active_time.as_ref().map(proto::ms_from_timestamp) == Some(now) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "room {index}'s activity never reached room-svc");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let metrics = app.peers.metrics().await;
+    let calls: f64 = ["RecordActivity", "BatchRecordActivity"]
+        .iter()
+        .filter_map(|method| {
+            let name = format!("xiaowo_grpc_requests_total{{code=\"OK\",method=\"{method}\"");
+            metrics.lines().find(|line| line.starts_with(&name))?.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+        .sum();
+    let a_tenth = f64::from(u16::try_from(SENDERS / 10).unwrap());
+    assert!((2.0..=a_tenth).contains(&calls), "{calls} activity calls for {SENDERS} rooms");
 }
 
 /// Every frame but heartbeats up to and including the message "end".

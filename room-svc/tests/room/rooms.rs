@@ -1042,3 +1042,45 @@ async fn batch_check_access_refuses_empty_oversized_and_malformed_batches() {
     let unauthenticated = anyone.batch_check_access(pb::BatchCheckAccessRequest { checks: vec![good] }).await;
     assert_eq!(code(unauthenticated), Code::Unauthenticated);
 }
+
+/// Activity for many rooms in one call: the open ones stay open past the idle limit, closed and
+/// unknown ones are skipped without failing the rest, and bad batches are refused whole.
+#[tokio::test]
+async fn batch_record_activity_keeps_the_open_rooms_named_open_and_skips_the_rest() {
+    let app = TestApp::start().await;
+    let ana = app.user("Ana").await;
+    let busy: Vec<String> = [app.open_room(&ana, "busy 1").await, app.open_room(&ana, "busy 2").await]
+        .into_iter()
+        .map(|room| room.room_id)
+        .collect();
+    let idle = app.open_room(&ana, "idle").await.room_id;
+    let closed = app.open_room(&ana, "closed").await.room_id;
+    app.rooms().close_room(as_user(pb::CloseRoomRequest { room_id: closed.clone() }, &ana)).await.unwrap();
+    let unknown = uuid::Uuid::new_v4().to_string();
+
+    app.clock.advance(minutes(59));
+    let room_ids = vec![busy[0].clone(), closed.clone(), unknown, busy[1].clone(), busy[0].clone()];
+    app.access_internal().batch_record_activity(pb::BatchRecordActivityRequest { room_ids }).await.unwrap();
+    app.clock.advance(minutes(2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.get(&ana, &idle).await.unwrap().room.unwrap().status != pb::RoomStatus::Closed as i32 {
+        assert!(tokio::time::Instant::now() < deadline, "the idle room was not closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for room_id in &busy {
+        assert_eq!(app.get(&ana, room_id).await.unwrap().room.unwrap().status, pb::RoomStatus::Active as i32);
+    }
+    assert_eq!(app.get(&ana, &closed).await.unwrap().room.unwrap().status, pb::RoomStatus::Closed as i32);
+
+    let refused = |room_ids: Vec<String>| {
+        let mut internal = app.access_internal();
+        async move { internal.batch_record_activity(pb::BatchRecordActivityRequest { room_ids }).await.unwrap_err() }
+    };
+    assert_eq!(violations(&refused(Vec::new()).await), ["room_ids"]);
+    assert_eq!(violations(&refused(vec![busy[0].clone(); 501]).await), ["room_ids"]);
+    assert_eq!(violations(&refused(vec![busy[0].clone(), "x".to_owned()]).await), ["room_ids[1]"]);
+    let mut anyone =
+        pb::room_access_internal_service_client::RoomAccessInternalServiceClient::new(app.server.channel());
+    let unauthenticated = anyone.batch_record_activity(pb::BatchRecordActivityRequest { room_ids: busy }).await;
+    assert_eq!(code(unauthenticated), Code::Unauthenticated);
+}

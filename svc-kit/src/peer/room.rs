@@ -1,7 +1,7 @@
 //! room-svc as a peer (`xiaowo.room.v1.RoomInternalService`, and `RoomAccessInternalService` for
 //! checks in bulk), as every room-scoped service needs it: what a user may do in a room (cached,
-//! and checks that miss the cache queued and sent together), room activity (debounced per room and
-//! sent in the background), and the room event stream, which drops cached access at once and
+//! and checks that miss the cache queued and sent together), room activity (debounced per room,
+//! queued and sent together in the background), and the room event stream, which drops cached access at once and
 //! hands the changes that matter to the service. room-svc's protobuf stays in here; services
 //! see plain Rust types.
 
@@ -179,6 +179,16 @@ pub struct RoomAccessClient {
     /// not all asked for again in the same instant.
     jitter: std::hash::RandomState,
     activity: Mutex<TimedMap<RoomId, ()>>,
+    reports: Arc<Mutex<ActivityReports>>,
+}
+
+/// Rooms whose activity is waiting to be sent, and whether a sender is on its way.
+#[derive(Debug, Default)]
+struct ActivityReports {
+    queued: Vec<RoomId>,
+    sending: bool,
+    /// room-svc answered `BatchRecordActivity` with UNIMPLEMENTED: reports go one by one.
+    batch_unsupported: bool,
 }
 
 impl RoomAccessClient {
@@ -196,6 +206,7 @@ impl RoomAccessClient {
             events_live: AtomicBool::new(false),
             jitter: std::hash::RandomState::new(),
             activity: Mutex::new(TimedMap::new(activity_debounce)),
+            reports: Arc::default(),
         }
     }
 
@@ -303,7 +314,10 @@ impl RoomAccessClient {
     }
 
     /// Tells room-svc the room is in use, at most once per debounce period per room, in the
-    /// background: the caller must neither wait for it nor fail because of it.
+    /// background: the caller must neither wait for it nor fail because of it. Reports gather
+    /// for [`ACTIVITY_GATHERING`] in a queue that one sender empties, up to [`MAX_BATCH`] rooms
+    /// per call, so a burst of rooms coming into use (a thousand rooms' first messages in the
+    /// same second) is a few calls and writes rather than one of each per room.
     pub fn record_activity(&self, room_id: &RoomId) {
         {
             let Ok(mut activity) = self.activity.lock() else { return };
@@ -313,14 +327,21 @@ impl RoomAccessClient {
             }
             activity.insert(room_id.clone(), (), now);
         }
-        let mut client = self.client.clone();
-        let room_id = room_id.clone();
-        let request = self.request(room_pb::RecordActivityRequest { room_id: room_id.to_string() });
-        tokio::spawn(async move {
-            if let Err(status) = client.record_activity(request).await {
-                tracing::debug!(%room_id, code = ?status.code(), "recording room activity failed");
+        {
+            let Ok(mut reports) = self.reports.lock() else { return };
+            reports.queued.push(room_id.clone());
+            if reports.sending {
+                return;
             }
-        });
+            reports.sending = true;
+        }
+        let sender = ActivitySender {
+            client: self.client.clone(),
+            batch_client: self.batch_client.clone(),
+            internal_token: self.internal_token.clone(),
+            reports: Arc::clone(&self.reports),
+        };
+        tokio::spawn(sender.run());
     }
 
     /// Follows room-svc's event stream until `shutdown`, reconnecting with
@@ -384,6 +405,59 @@ impl RoomAccessClient {
         };
         self.forget(&change);
         Some(change)
+    }
+}
+
+/// The one sender of queued activity reports: goes on while reports keep arriving.
+struct ActivitySender {
+    client: RoomInternalServiceClient<Channel>,
+    batch_client: RoomAccessInternalServiceClient<Channel>,
+    internal_token: Option<crate::auth::InternalToken>,
+    reports: Arc<Mutex<ActivityReports>>,
+}
+
+/// How long reports gather before each call: activity only postpones a close that is minutes
+/// away, and waiting this long turns a burst of rooms into a few calls of many.
+const ACTIVITY_GATHERING: Duration = Duration::from_millis(250);
+
+impl ActivitySender {
+    async fn run(mut self) {
+        loop {
+            tokio::time::sleep(ACTIVITY_GATHERING).await;
+            let (rooms, batch_unsupported) = {
+                let Ok(mut reports) = self.reports.lock() else { return };
+                if reports.queued.is_empty() {
+                    reports.sending = false;
+                    return;
+                }
+                let take = reports.queued.len().min(MAX_BATCH);
+                (reports.queued.drain(..take).collect::<Vec<_>>(), reports.batch_unsupported)
+            };
+            if rooms.len() > 1 && !batch_unsupported {
+                let room_ids = rooms.iter().map(ToString::to_string).collect();
+                let request = room_pb::BatchRecordActivityRequest { room_ids };
+                let request = crate::auth::InternalToken::request(self.internal_token.as_ref(), request);
+                match self.batch_client.batch_record_activity(request).await {
+                    Err(status) if status.code() == tonic::Code::Unimplemented => {
+                        if let Ok(mut reports) = self.reports.lock() {
+                            reports.batch_unsupported = true;
+                        }
+                    }
+                    Err(status) => {
+                        tracing::debug!(rooms = rooms.len(), code = ?status.code(), "recording room activity failed");
+                        continue;
+                    }
+                    Ok(_) => continue,
+                }
+            }
+            for room_id in rooms {
+                let request = room_pb::RecordActivityRequest { room_id: room_id.to_string() };
+                let request = crate::auth::InternalToken::request(self.internal_token.as_ref(), request);
+                if let Err(status) = self.client.record_activity(request).await {
+                    tracing::debug!(%room_id, code = ?status.code(), "recording room activity failed");
+                }
+            }
+        }
     }
 }
 
