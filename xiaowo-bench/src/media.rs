@@ -226,6 +226,19 @@ impl Nginx {
     }
 }
 
+impl Drop for Nginx {
+    /// The master goes with `kill_on_drop`; its worker would outlive it, holding its port, so
+    /// it goes first.
+    fn drop(&mut self) {
+        let master = self.child.id().unwrap_or_default();
+        let workers: Vec<String> =
+            self.pids().into_iter().filter(|pid| *pid != master).map(|pid| pid.to_string()).collect();
+        if !workers.is_empty() {
+            let _ = std::process::Command::new("kill").arg("-KILL").args(&workers).status();
+        }
+    }
+}
+
 /// nginx serving `dir` as plain static files: the peer.
 async fn start_static_nginx(options: &Options, dir: &Path) -> anyhow::Result<Nginx> {
     start_nginx(options, "", &format!("root {}; location / {{ }}", dir.display())).await
