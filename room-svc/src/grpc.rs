@@ -438,10 +438,7 @@ pub const MAX_BATCH_CHECKS: usize = 500;
 /// A batch's pairs, checked: 1 to [`MAX_BATCH_CHECKS`] of them, each id valid (every bad one
 /// reported, as `checks[i].room_id`).
 fn batch_pairs(checks: &[pb::CheckAccessRequest]) -> Result<Vec<(RoomId, UserId)>, Error> {
-    if checks.is_empty() || checks.len() > MAX_BATCH_CHECKS {
-        let violation = Violation::new("checks", format!("must hold 1 to {MAX_BATCH_CHECKS} checks"));
-        return Err(Error::InvalidArgument(vec![violation]));
-    }
+    batch_size("checks", checks.len(), "checks")?;
     let mut violations = Vec::new();
     let mut pairs = Vec::with_capacity(checks.len());
     for (index, pb::CheckAccessRequest { room_id, user_id }) in checks.iter().enumerate() {
@@ -454,13 +451,19 @@ fn batch_pairs(checks: &[pb::CheckAccessRequest]) -> Result<Vec<(RoomId, UserId)
     if violations.is_empty() { Ok(pairs) } else { Err(Error::InvalidArgument(violations)) }
 }
 
+/// 1 to [`MAX_BATCH_CHECKS`] `items` in batch field `field`.
+fn batch_size(field: &str, len: usize, items: &str) -> Result<(), Error> {
+    if (1..=MAX_BATCH_CHECKS).contains(&len) {
+        return Ok(());
+    }
+    let violation = Violation::new(field, format!("must hold 1 to {MAX_BATCH_CHECKS} {items}"));
+    Err(Error::InvalidArgument(vec![violation]))
+}
+
 /// A batch's rooms, checked: 1 to [`MAX_BATCH_CHECKS`] of them, each id valid (every bad one
 /// reported, as `room_ids[i]`).
 fn batch_rooms(room_ids: &[String]) -> Result<Vec<RoomId>, Error> {
-    if room_ids.is_empty() || room_ids.len() > MAX_BATCH_CHECKS {
-        let violation = Violation::new("room_ids", format!("must hold 1 to {MAX_BATCH_CHECKS} room ids"));
-        return Err(Error::InvalidArgument(vec![violation]));
-    }
+    batch_size("room_ids", room_ids.len(), "room ids")?;
     let mut violations = Vec::new();
     let rooms: Vec<RoomId> = room_ids
         .iter()

@@ -24,7 +24,7 @@ use xiaowo::testing::{Node, Stack};
 pub use svc_kit::testing::{code, violations};
 pub use xiaowo::testing::{START_MS, User, as_admin, as_user};
 
-pub const WAIT: Duration = svc_kit::testing::PATIENCE;
+const WAIT: Duration = svc_kit::testing::PATIENCE;
 
 pub struct TestApp {
     pub stack: Stack,

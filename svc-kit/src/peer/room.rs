@@ -1,9 +1,9 @@
 //! room-svc as a peer (`xiaowo.room.v1.RoomInternalService`, and `RoomAccessInternalService` for
 //! checks in bulk), as every room-scoped service needs it: what a user may do in a room (cached,
 //! and checks that miss the cache queued and sent together), room activity (debounced per room,
-//! queued and sent together in the background), and the room event stream, which drops cached access at once and
-//! hands the changes that matter to the service. room-svc's protobuf stays in here; services
-//! see plain Rust types.
+//! queued and sent together in the background), and the room event stream, which drops the
+//! cached access each event changes at once and hands the changes that matter to the service.
+//! room-svc's protobuf stays in here; services see plain Rust types.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
