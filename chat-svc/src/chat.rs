@@ -218,18 +218,20 @@ impl Chat {
         let Draft { text, client_message_id } = draft;
         self.member(room_id, user_id).await?;
         let now = self.clock.now_ms();
-        if let Some(until) = self.store.muted_until(room_id, user_id).await?
-            && until > now
-        {
-            return Err(Error::Muted { until });
-        }
         if let Err(retry_after) = self.flood.try_take(&format!("{room_id}/{user_id}")) {
-            // A retry of a message already stored is answered, not limited.
+            // A muted sender hears that they are muted; a retry of a message already stored
+            // is answered, not limited.
+            if let Some(until) = self.store.muted_until(room_id, user_id).await?
+                && until > now
+            {
+                return Err(Error::Muted { until });
+            }
             return match self.store.find_by_client_id(room_id, user_id, &client_message_id).await? {
                 Some(message) => Ok(Sent { message, duplicate: true }),
                 None => Err(Error::RateLimited(retry_after)),
             };
         }
+        // The writer checks mutes in the transaction that would store the message.
         let new = NewMessage {
             room_id: room_id.clone(),
             sender_id: user_id.clone(),

@@ -45,6 +45,15 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+/// What became of one message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored now or before.
+    Sent(Sent),
+    /// Not stored: the sender is muted until then (Unix milliseconds).
+    Muted { until: i64 },
+}
+
 /// How far one member has received and read a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {

@@ -4,14 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
 use svc_kit::id::{RoomId, UserId};
 
 use crate::entity::{closed_room, member_cursor, message, moderation_action, mute, room_sequence};
-use crate::model::{Cursor, Message, MessageStatus, ModerationAction, ModerationKind, NewMessage, Sent};
+use crate::model::{Cursor, Message, MessageStatus, ModerationAction, ModerationKind, NewMessage, Outcome, Sent};
 
 const STATUS_STORED: &str = "stored";
 const STATUS_DELIVERED: &str = "delivered";
@@ -88,6 +88,21 @@ async fn find_by_client_id<C: ConnectionTrait>(
         .map(to_message))
 }
 
+/// Matches any one of `items`, each by its own condition.
+fn any_of<T>(items: &[T], condition: impl Fn(&T) -> Condition) -> Condition {
+    items.iter().fold(Condition::any(), |any, item| any.add(condition(item)))
+}
+
+/// What a batch does with one of its messages, decided before anything is written.
+enum Plan {
+    /// Answered without writing: its sender is muted, or it was stored before.
+    Answered(Outcome),
+    /// The same message as an earlier one of the batch (by index).
+    CopyOf(usize),
+    /// Gets the room's next number.
+    New,
+}
+
 async fn record_action<C: ConnectionTrait>(db: &C, action: ModerationAction) -> Result<(), DbErr> {
     let ModerationAction {
         moderation_action_id: _,
@@ -121,114 +136,150 @@ impl Store {
         Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db }
     }
 
-    /// Stores a batch of messages and status changes in one transaction (group commit).
+    /// Stores a batch of messages in one transaction (group commit), in a fixed number of
+    /// statements however many messages and rooms the batch holds.
     ///
     /// Each room's sequence numbers come from `room_sequences` inside the transaction, so
     /// they are gap-free and no in-memory counter is trusted. A message whose (room, sender,
     /// client message id) is already stored — earlier, or earlier in this batch — is answered
-    /// with the stored one. Answers come in the order of `messages`.
-    pub async fn commit_batch(&self, messages: &[NewMessage]) -> Result<Vec<Sent>, DbErr> {
+    /// with the stored one; a sender muted past the message's time gets `Outcome::Muted` and
+    /// nothing is stored for it. Answers come in the order of `messages`.
+    pub async fn commit_batch(&self, messages: &[NewMessage]) -> Result<Vec<Outcome>, DbErr> {
         let txn = self.db.begin().await?;
         // Making sure each room has its counter row is a write, so on SQLite the transaction
         // holds the write lock from its first statement and never has to upgrade a read.
         let mut rooms: Vec<&str> = messages.iter().map(|new| new.room_id.as_str()).collect();
         rooms.sort_unstable();
         rooms.dedup();
-        for room_id in &rooms {
-            room_sequence::Entity::insert(room_sequence::ActiveModel {
-                room_id: Set((*room_id).to_owned()),
-                last_seq: Set(0),
-            })
-            .on_conflict_do_nothing()
-            .exec_without_returning(&txn)
-            .await?;
-        }
+        room_sequence::Entity::insert_many(
+            rooms
+                .iter()
+                .map(|room_id| room_sequence::ActiveModel { room_id: Set((*room_id).to_owned()), last_seq: Set(0) }),
+        )
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await?;
 
-        // Which messages are new; a retry repeated within the batch maps to its first copy.
+        let mutes: HashMap<(String, String), i64> = mute::Entity::find()
+            .filter(any_of(messages, |new| {
+                Condition::all()
+                    .add(mute::Column::RoomId.eq(new.room_id.as_str()))
+                    .add(mute::Column::UserId.eq(new.sender_id.as_str()))
+            }))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|row| ((row.room_id, row.user_id), row.muted_until))
+            .collect();
+        let mut stored: HashMap<(String, String, String), Message> = message::Entity::find()
+            .filter(any_of(messages, |new| {
+                Condition::all()
+                    .add(message::Column::RoomId.eq(new.room_id.as_str()))
+                    .add(message::Column::SenderId.eq(new.sender_id.as_str()))
+                    .add(message::Column::ClientMessageId.eq(new.client_message_id.as_str()))
+            }))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|row| ((row.room_id.clone(), row.sender_id.clone(), row.client_message_id.clone()), to_message(row)))
+            .collect();
+
+        // What becomes of each message; a retry repeated within the batch maps to its first copy.
+        let mut plans: Vec<Plan> = Vec::with_capacity(messages.len());
         let mut first_by_key: HashMap<(&str, &str, &str), usize> = HashMap::new();
-        let mut existing: Vec<Option<Message>> = Vec::with_capacity(messages.len());
-        let mut duplicate_of: Vec<Option<usize>> = Vec::with_capacity(messages.len());
         let mut new_per_room: BTreeMap<&str, i64> = BTreeMap::new();
         for (index, new) in messages.iter().enumerate() {
+            let sender = (new.room_id.to_string(), new.sender_id.to_string());
+            if let Some(&until) = mutes.get(&sender)
+                && until > new.created_at
+            {
+                plans.push(Plan::Answered(Outcome::Muted { until }));
+                continue;
+            }
             let key = (new.room_id.as_str(), new.sender_id.as_str(), new.client_message_id.as_str());
-            if let Some(first) = first_by_key.get(&key) {
-                existing.push(None);
-                duplicate_of.push(Some(*first));
+            if let Some(&first) = first_by_key.get(&key) {
+                plans.push(Plan::CopyOf(first));
                 continue;
             }
             first_by_key.insert(key, index);
-            duplicate_of.push(None);
-            let stored = find_by_client_id(&txn, &new.room_id, &new.sender_id, &new.client_message_id).await?;
-            if stored.is_none() {
-                *new_per_room.entry(new.room_id.as_str()).or_default() += 1;
+            match stored.remove(&(sender.0, sender.1, new.client_message_id.clone())) {
+                Some(message) => plans.push(Plan::Answered(Outcome::Sent(Sent { message, duplicate: true }))),
+                None => {
+                    *new_per_room.entry(new.room_id.as_str()).or_default() += 1;
+                    plans.push(Plan::New);
+                }
             }
-            existing.push(stored);
         }
 
-        // Reserve each room's numbers with one increment; the row lock (PostgreSQL) or the
-        // write lock (SQLite) keeps any other writer out until commit.
-        let mut next_seq: HashMap<&str, i64> = HashMap::new();
-        for (room_id, count) in &new_per_room {
-            room_sequence::Entity::update_many()
-                .col_expr(room_sequence::Column::LastSeq, Expr::col(room_sequence::Column::LastSeq).add(*count))
-                .filter(room_sequence::Column::RoomId.eq(*room_id))
-                .exec(&txn)
-                .await?;
-            let last: Option<i64> = room_sequence::Entity::find()
-                .select_only()
-                .column(room_sequence::Column::LastSeq)
-                .filter(room_sequence::Column::RoomId.eq(*room_id))
-                .into_tuple()
-                .one(&txn)
-                .await?;
-            let last = last.ok_or_else(|| DbErr::RecordNotFound(format!("room_sequences row for {room_id}")))?;
-            next_seq.insert(room_id, last - count + 1);
+        // Reserve each room's numbers with one statement for all rooms; the row lock
+        // (PostgreSQL) or the write lock (SQLite) keeps any other writer out until commit.
+        let mut next_seq: HashMap<String, i64> = HashMap::new();
+        if !new_per_room.is_empty() {
+            let reserved = room_sequence::Entity::insert_many(new_per_room.iter().map(|(room_id, count)| {
+                room_sequence::ActiveModel { room_id: Set((*room_id).to_owned()), last_seq: Set(*count) }
+            }))
+            .on_conflict(
+                OnConflict::column(room_sequence::Column::RoomId)
+                    .value(
+                        room_sequence::Column::LastSeq,
+                        Expr::col((room_sequence::Entity, room_sequence::Column::LastSeq))
+                            .add(Expr::cust("excluded.last_seq")),
+                    )
+                    .to_owned(),
+            )
+            .exec_with_returning(&txn)
+            .await?;
+            for row in reserved {
+                let count = new_per_room
+                    .get(row.room_id.as_str())
+                    .ok_or_else(|| DbErr::Custom(format!("room_sequences answered for room {}", row.room_id)))?;
+                let first = row.last_seq - count + 1;
+                next_seq.insert(row.room_id, first);
+            }
         }
 
-        let mut answers: Vec<Option<Sent>> = Vec::with_capacity(messages.len());
+        // Copies of an earlier message of the batch are answered after the commit, with it.
+        let mut answers: Vec<Result<Outcome, usize>> = Vec::with_capacity(messages.len());
         let mut rows = Vec::new();
-        for (index, new) in messages.iter().enumerate() {
-            if duplicate_of[index].is_some() {
-                answers.push(None);
-                continue;
-            }
-            if let Some(stored) = existing[index].take() {
-                answers.push(Some(Sent { message: stored, duplicate: true }));
-                continue;
-            }
-            let seq_slot = next_seq
-                .get_mut(new.room_id.as_str())
-                .ok_or_else(|| DbErr::Custom(format!("no sequence reserved for room {}", new.room_id)))?;
-            let seq = *seq_slot;
-            *seq_slot += 1;
-            let NewMessage { room_id, sender_id, text, client_message_id, created_at } = new.clone();
-            let (room_id, sender_id) = (room_id.into_string(), sender_id.into_string());
-            rows.push(message::ActiveModel {
-                room_id: Set(room_id.clone()),
-                seq: Set(seq),
-                sender_id: Set(sender_id.clone()),
-                text: Set(text.clone()),
-                client_message_id: Set(client_message_id.clone()),
-                status: Set(STATUS_STORED.to_owned()),
-                created_at: Set(created_at),
-                deleted_at: Set(None),
-                deleted_by: Set(None),
-                ..Default::default()
-            });
-            answers.push(Some(Sent {
-                message: Message {
-                    room_id,
-                    seq,
-                    sender_id,
-                    text,
-                    client_message_id,
-                    status: MessageStatus::Stored,
-                    created_at,
-                    deleted_at: None,
-                    deleted_by: None,
-                },
-                duplicate: false,
-            }));
+        for (new, plan) in messages.iter().zip(plans) {
+            let answer = match plan {
+                Plan::Answered(outcome) => Ok(outcome),
+                Plan::CopyOf(first) => Err(first),
+                Plan::New => {
+                    let seq_slot = next_seq
+                        .get_mut(new.room_id.as_str())
+                        .ok_or_else(|| DbErr::Custom(format!("no sequence reserved for room {}", new.room_id)))?;
+                    let seq = *seq_slot;
+                    *seq_slot += 1;
+                    let NewMessage { room_id, sender_id, text, client_message_id, created_at } = new.clone();
+                    let (room_id, sender_id) = (room_id.into_string(), sender_id.into_string());
+                    rows.push(message::ActiveModel {
+                        room_id: Set(room_id.clone()),
+                        seq: Set(seq),
+                        sender_id: Set(sender_id.clone()),
+                        text: Set(text.clone()),
+                        client_message_id: Set(client_message_id.clone()),
+                        status: Set(STATUS_STORED.to_owned()),
+                        created_at: Set(created_at),
+                        deleted_at: Set(None),
+                        deleted_by: Set(None),
+                        ..Default::default()
+                    });
+                    let message = Message {
+                        room_id,
+                        seq,
+                        sender_id,
+                        text,
+                        client_message_id,
+                        status: MessageStatus::Stored,
+                        created_at,
+                        deleted_at: None,
+                        deleted_by: None,
+                    };
+                    Ok(Outcome::Sent(Sent { message, duplicate: false }))
+                }
+            };
+            answers.push(answer);
         }
         if !rows.is_empty() {
             message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
@@ -237,20 +288,16 @@ impl Store {
         txn.commit().await?;
         self.checkpoints.committed();
 
-        // Copies within the batch answer with the first copy's message.
-        let mut resolved: Vec<Sent> = Vec::with_capacity(answers.len());
-        for (index, answer) in answers.into_iter().enumerate() {
-            match (answer, duplicate_of[index]) {
-                (Some(sent), _) => resolved.push(sent),
-                (None, Some(first)) => {
-                    let message = resolved
-                        .get(first)
-                        .map(|sent| sent.message.clone())
-                        .ok_or_else(|| DbErr::Custom("duplicate before its first copy".to_owned()))?;
-                    resolved.push(Sent { message, duplicate: true });
-                }
-                (None, None) => return Err(DbErr::Custom("message without an answer".to_owned())),
-            }
+        let mut resolved: Vec<Outcome> = Vec::with_capacity(answers.len());
+        for answer in answers {
+            let outcome = match answer {
+                Ok(outcome) => outcome,
+                Err(first) => match resolved.get(first) {
+                    Some(Outcome::Sent(sent)) => Outcome::Sent(Sent { message: sent.message.clone(), duplicate: true }),
+                    _ => return Err(DbErr::Custom("a copy without its first".to_owned())),
+                },
+            };
+            resolved.push(outcome);
         }
         Ok(resolved)
     }
@@ -608,4 +655,92 @@ pub struct PrunedRooms {
     pub messages: u64,
     pub cursors: u64,
     pub mutes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Migrator;
+
+    async fn store(dir: &std::path::Path) -> Store {
+        let url = svc_kit::testing::database_url(dir, "chat.db").await;
+        Store::new(svc_kit::db::connect::<Migrator>(&url, &svc_kit::db::DbOptions::default()).await.unwrap())
+    }
+
+    fn new(room: &str, sender: &str, client_message_id: &str, created_at: i64) -> NewMessage {
+        NewMessage {
+            room_id: RoomId::issued(room.to_owned()),
+            sender_id: UserId::issued(sender.to_owned()),
+            text: format!("{sender}: {client_message_id}"),
+            client_message_id: client_message_id.to_owned(),
+            created_at,
+        }
+    }
+
+    fn seq(outcome: &Outcome) -> (i64, bool) {
+        match outcome {
+            Outcome::Sent(sent) => (sent.message.seq, sent.duplicate),
+            Outcome::Muted { until } => panic!("muted until {until}"),
+        }
+    }
+
+    /// One batch over several rooms with every kind of message in it: messages stored before,
+    /// copies within the batch, muted senders (one mute still running, one over) and new ones.
+    /// The new ones get each room's next numbers in batch order and nothing else is written.
+    #[tokio::test]
+    async fn a_batch_numbers_new_messages_per_room_and_answers_the_rest_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let (a, b) = ("room-a", "room-b");
+        let first = store.commit_batch(&[new(a, "u1", "c1", 100)]).await.unwrap();
+        assert_eq!(seq(&first[0]), (1, false));
+        let moderator = UserId::issued("mod".to_owned());
+        store
+            .mute(&RoomId::issued(a.to_owned()), &UserId::issued("u3".to_owned()), 5_000, &moderator, 100)
+            .await
+            .unwrap();
+        store
+            .mute(&RoomId::issued(a.to_owned()), &UserId::issued("u5".to_owned()), 900, &moderator, 100)
+            .await
+            .unwrap();
+
+        let batch = [
+            new(a, "u1", "c1", 1_000), // stored before
+            new(a, "u2", "x", 1_000),  // new: a/2
+            new(b, "u1", "y", 1_000),  // new: b/1 (the room's first)
+            new(a, "u3", "z", 1_000),  // muted until 5,000
+            new(a, "u2", "x", 1_000),  // copy of the second
+            new(a, "u5", "w", 1_000),  // muted until 900: over
+            new(b, "u3", "v", 1_000),  // muted in room a only: b/2
+        ];
+        let outcomes = store.commit_batch(&batch).await.unwrap();
+        assert_eq!(outcomes.len(), batch.len());
+        assert_eq!(seq(&outcomes[0]), (1, true));
+        assert_eq!(seq(&outcomes[1]), (2, false));
+        assert_eq!(seq(&outcomes[2]), (1, false));
+        assert_eq!(outcomes[3], Outcome::Muted { until: 5_000 });
+        assert_eq!(seq(&outcomes[4]), (2, true));
+        assert_eq!(seq(&outcomes[5]), (3, false));
+        assert_eq!(seq(&outcomes[6]), (2, false));
+
+        let stored = |room: &'static str| {
+            let store = store.clone();
+            async move {
+                let messages = store.messages_after(&RoomId::issued(room.to_owned()), 0, 100).await.unwrap();
+                messages.into_iter().map(|message| (message.seq, message.text)).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(stored(a).await, [(1, "u1: c1".to_owned()), (2, "u2: x".to_owned()), (3, "u5: w".to_owned())]);
+        assert_eq!(stored(b).await, [(1, "u1: y".to_owned()), (2, "u3: v".to_owned())]);
+        assert_eq!(store.latest_seq(&RoomId::issued(a.to_owned())).await.unwrap(), 3);
+
+        // The next batch goes on from there, and a batch of nothing but answers writes nothing.
+        let next = store.commit_batch(&[new(b, "u2", "n", 2_000), new(a, "u3", "again", 2_000)]).await.unwrap();
+        assert_eq!(seq(&next[0]), (3, false));
+        assert_eq!(next[1], Outcome::Muted { until: 5_000 });
+        let answers_only = store.commit_batch(&[new(a, "u1", "c1", 3_000), new(a, "u3", "z", 3_000)]).await.unwrap();
+        assert_eq!(seq(&answers_only[0]), (1, true));
+        assert_eq!(store.latest_seq(&RoomId::issued(a.to_owned())).await.unwrap(), 3);
+        assert_eq!(store.latest_seq(&RoomId::issued(b.to_owned())).await.unwrap(), 3);
+    }
 }

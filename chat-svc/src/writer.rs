@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ChatMetrics;
 use crate::error::Error;
-use crate::model::{NewMessage, RoomEvent, Sent};
+use crate::model::{NewMessage, Outcome, RoomEvent, Sent};
 use crate::pubsub::PubSub;
 use crate::store::Store;
 
@@ -91,7 +91,7 @@ impl WriterTask {
         // A batch holds at most `--chat-write-batch` messages.
         self.metrics.batch_size.observe(f64::from(u32::try_from(messages.len()).unwrap_or(u32::MAX)));
         let results = match self.store.commit_batch(&messages).await {
-            Ok(sent) => sent.into_iter().map(Ok).collect::<Vec<_>>(),
+            Ok(outcomes) => outcomes.into_iter().map(answer).collect::<Vec<_>>(),
             Err(error) if svc_kit::status::is_busy(&error) => {
                 // Another writer held the database past the busy timeout: one by one would only
                 // wait that long again per message. Nothing was written; every sender may retry.
@@ -104,7 +104,12 @@ impl WriterTask {
                 let mut results = Vec::with_capacity(messages.len());
                 for message in &messages {
                     let result = self.store.commit_batch(std::slice::from_ref(message)).await;
-                    results.push(result.map_err(Error::from).and_then(|mut sent| sent.pop().ok_or(Error::Unavailable)));
+                    results.push(
+                        result
+                            .map_err(Error::from)
+                            .and_then(|mut outcomes| outcomes.pop().ok_or(Error::Unavailable))
+                            .and_then(answer),
+                    );
                 }
                 results
             }
@@ -121,5 +126,13 @@ impl WriterTask {
             // The sender may have given up (deadline); the message is stored all the same.
             let _ = reply.send(result);
         }
+    }
+}
+
+/// A sender's answer from what became of their message.
+fn answer(outcome: Outcome) -> Result<Sent, Error> {
+    match outcome {
+        Outcome::Sent(sent) => Ok(sent),
+        Outcome::Muted { until } => Err(Error::Muted { until }),
     }
 }
