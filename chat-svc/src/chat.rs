@@ -2,8 +2,12 @@
 //! history and cursors, moderation, and the watch streams that replay from the database and
 //! then go live without a gap or a duplicate.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::Stream;
 
 use svc_kit::clock::SharedClock;
 use svc_kit::id::{RoomId, UserId};
@@ -11,8 +15,9 @@ use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomRole};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
-use tokio::sync::{broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::ChatMetrics;
 use crate::access::ChatRights;
@@ -34,15 +39,12 @@ pub(crate) const MAX_MUTE: Duration = Duration::from_secs(30 * 86_400);
 /// Deletions are re-sent after a lag from a little before the last live event, since the
 /// clocks of the deleting instance and this one are not the same clock.
 const DELETION_SLACK_MS: i64 = 2_000;
-/// How long a watcher tries to hand over its closing status to a client that is not reading.
-const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
 
 /// Limits and intervals the domain needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct ChatSettings {
     pub max_replay: i64,
     pub heartbeat_interval: Duration,
-    pub watch_buffer: usize,
 }
 
 /// A page of history.
@@ -173,35 +175,188 @@ pub(crate) fn into_result(violations: Vec<Violation>) -> Result<(), Error> {
     if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }
 }
 
-/// Why a watch stream ended.
-enum End {
-    /// The client went away; nobody to tell.
-    ClientGone,
-    /// End with this status.
-    Status(Error),
+/// A watch stream: the events of one member's view of a room, ending with an error when the
+/// stream ends for a reason the client should hear.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Error>> + Send>>;
+
+/// Database pages a watch still has to send before it goes (back) to live events.
+enum Replay {
+    /// The replay a watch opened with; `caught_up` follows it.
+    Opening,
+    /// After missing live events: then the deletions since `since` up to seq `up_to`, and a
+    /// fresh access check (a removal or closing may have been missed too).
+    CatchUp { since: i64, up_to: i64 },
 }
 
-impl From<Error> for End {
-    fn from(error: Error) -> Self {
-        Self::Status(error)
-    }
-}
-
-impl From<sea_orm::DbErr> for End {
-    fn from(error: sea_orm::DbErr) -> Self {
-        Self::Status(Error::Database(error))
-    }
-}
-
-/// One watch stream's position.
+/// One watch stream's state, polled by the stream itself: no task or queue of its own between
+/// the room's events and the client's connection.
 struct Watch {
+    chat: Arc<Chat>,
     user_id: UserId,
     room_id: RoomId,
-    out: mpsc::Sender<Result<WatchEvent, Error>>,
+    events: broadcast::Receiver<Arc<RoomEvent>>,
+    /// Created once and polled in place: a fresh wait per event would register and
+    /// unregister with the token every time.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires at most once per heartbeat interval; when something was sent meanwhile it is only
+    /// pushed back, so that events do not touch the timer.
+    heartbeat: Pin<Box<tokio::time::Sleep>>,
+    last_sent: Instant,
     /// Highest seq handed to the stream.
     last_seq: i64,
     /// When the last live event arrived (clock ms): deletions since then are re-sent after a lag.
     last_live_at: i64,
+    /// Events decided on and not yet sent (a page of a replay, deletions after one).
+    queued: VecDeque<WatchEvent>,
+    replay: Option<Replay>,
+    finished: bool,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.chat.metrics.watchers.dec();
+    }
+}
+
+impl Watch {
+    fn sent(mut self, event: WatchEvent) -> Option<(Result<WatchEvent, Error>, Self)> {
+        if let WatchEvent::Message(message) = &event {
+            self.last_seq = self.last_seq.max(message.seq);
+        }
+        self.last_sent = Instant::now();
+        Some((Ok(event), self))
+    }
+
+    fn end(mut self, error: Error) -> Option<(Result<WatchEvent, Error>, Self)> {
+        tracing::debug!(room_id = %self.room_id, user_id = %self.user_id, %error, "watch ended");
+        self.finished = true;
+        Some((Err(error), self))
+    }
+
+    fn catch_up(&mut self) {
+        let since = self.last_live_at.saturating_sub(DELETION_SLACK_MS);
+        self.replay = Some(Replay::CatchUp { since, up_to: self.last_seq });
+    }
+
+    async fn next(mut self) -> Option<(Result<WatchEvent, Error>, Self)> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            if let Some(event) = self.queued.pop_front() {
+                return self.sent(event);
+            }
+            if let Some(replay) = self.replay.take() {
+                // Boxed: the database reads' state is a few KiB, and inline it would size every
+                // idle watcher's stream for this rare path.
+                let read: Pin<Box<dyn Future<Output = Result<(), Error>> + Send + '_>> =
+                    Box::pin(self.read_replay(replay));
+                match read.await {
+                    Ok(()) => continue,
+                    Err(error) => return self.end(error),
+                }
+            }
+            tokio::select! {
+                biased;
+                () = self.shutdown.as_mut() => return self.end(Error::Unavailable),
+                received = self.events.recv() => match received {
+                    Ok(event) => {
+                        self.last_live_at = self.chat.clock.now_ms();
+                        match self.live(&event) {
+                            Ok(Some(event)) => return self.sent(event),
+                            Ok(None) => {}
+                            Err(error) => return self.end(error),
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(room_id = %self.room_id, missed, "watcher lagged; catching up from the database");
+                        self.chat.metrics.lag_catch_ups.inc();
+                        self.catch_up();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return self.end(Error::Unavailable),
+                },
+                () = self.heartbeat.as_mut() => {
+                    let interval = self.chat.heartbeat_interval();
+                    let due = self.last_sent + interval;
+                    if Instant::now() < due {
+                        self.heartbeat.as_mut().reset(due);
+                        continue;
+                    }
+                    self.heartbeat.as_mut().reset(Instant::now() + interval);
+                    let server_time = self.chat.clock.now_ms();
+                    return self.sent(WatchEvent::Heartbeat { server_time });
+                }
+            }
+        }
+    }
+
+    /// What a live event means for this watcher: something to send, nothing, or the end.
+    fn live(&mut self, event: &RoomEvent) -> Result<Option<WatchEvent>, Error> {
+        Ok(match event {
+            // Already replayed: the subscription started before the replay.
+            RoomEvent::Message(message) if message.seq <= self.last_seq => None,
+            RoomEvent::Message(message) if message.seq > self.last_seq + 1 => {
+                // Something in between never reached us live; the database has it.
+                self.catch_up();
+                None
+            }
+            RoomEvent::Message(message) => Some(WatchEvent::Message(message.clone())),
+            RoomEvent::Deleted { seq, deleted_by, deleted_at } => {
+                Some(WatchEvent::Deleted { seq: *seq, deleted_by: deleted_by.clone(), deleted_at: *deleted_at })
+            }
+            // Delivery ticks are for the sender; everyone else would get a second frame per
+            // message for nothing.
+            RoomEvent::StatusChanged { seq, sender_id, status }
+                if sender_id.as_str() == self.user_id.as_str() && *seq <= self.last_seq =>
+            {
+                Some(WatchEvent::StatusChanged { seq: *seq, status: *status })
+            }
+            RoomEvent::StatusChanged { .. } => None,
+            // A member's cursor is news to their own other streams (another tab or device);
+            // everyone else's come with history when asked. Every client moves its cursor
+            // about once a second while messages arrive, so sending each to every watcher
+            // would be a frame per member per watcher — more than the messages.
+            RoomEvent::CursorUpdated(cursor) if cursor.user_id == self.user_id.as_str() => {
+                Some(WatchEvent::CursorUpdated(cursor.clone()))
+            }
+            RoomEvent::CursorUpdated(_) => None,
+            RoomEvent::MemberRemoved { user_id } if *user_id == self.user_id => return Err(Error::NotMember),
+            RoomEvent::MemberRemoved { .. } => None,
+            RoomEvent::RoomClosed => return Err(Error::RoomClosed),
+            RoomEvent::Resync => {
+                self.catch_up();
+                None
+            }
+        })
+    }
+
+    /// Queues the next page after the watcher's position, or, once there is none, what ends
+    /// the replay.
+    async fn read_replay(&mut self, replay: Replay) -> Result<(), Error> {
+        let chat = &self.chat;
+        let page = chat.store.messages_after(&self.room_id, self.last_seq, REPLAY_PAGE).await?;
+        if let Some(last) = page.last().map(|message| message.seq) {
+            self.queued.extend(page.into_iter().map(WatchEvent::Message));
+            self.last_seq = self.last_seq.max(last);
+            self.replay = Some(replay);
+            return Ok(());
+        }
+        match replay {
+            Replay::Opening => self.queued.push_back(WatchEvent::CaughtUp { latest_seq: self.last_seq }),
+            Replay::CatchUp { since, up_to } => {
+                for message in chat.store.deleted_since(&self.room_id, since, up_to).await? {
+                    self.queued.push_back(WatchEvent::Deleted {
+                        seq: message.seq,
+                        deleted_by: message.deleted_by.unwrap_or_default(),
+                        deleted_at: message.deleted_at.unwrap_or_default(),
+                    });
+                }
+                chat.member(&self.room_id, &self.user_id).await?;
+                self.last_live_at = chat.clock.now_ms();
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Chat {
@@ -381,8 +536,9 @@ impl Chat {
         Ok((actions, next))
     }
 
-    /// Opens a watch stream: checks access, subscribes (before replaying, so nothing published
-    /// during the replay is missed) and starts the task that feeds the returned receiver.
+    /// Opens a watch stream: checks access and subscribes (before replaying, so nothing
+    /// published during the replay is missed); the stream replays from the database, then
+    /// goes live.
     ///
     /// # Errors
     /// `InvalidArgument` (an `after_seq` past the latest message), access errors, `Database`.
@@ -391,7 +547,7 @@ impl Chat {
         user_id: &UserId,
         room_id: &RoomId,
         after_seq: Option<i64>,
-    ) -> Result<mpsc::Receiver<Result<WatchEvent, Error>>, Error> {
+    ) -> Result<WatchStream, Error> {
         self.member(room_id, user_id).await?;
         let events = self.pubsub.subscribe(room_id);
         let latest = self.store.latest_seq(room_id).await?;
@@ -400,176 +556,38 @@ impl Chat {
         {
             return Err(Violation::new("after_seq", format!("must be 0 to the latest seq ({latest})")).into());
         }
-        let (out, receiver) = mpsc::channel(self.settings.watch_buffer.max(1));
-        let watch = Watch {
-            user_id: user_id.clone(),
-            room_id: room_id.clone(),
-            out,
-            last_seq: 0,
-            last_live_at: self.clock.now_ms(),
+        let max_replay = self.settings.max_replay;
+        let (last_seq, queued, replay) = match after_seq {
+            Some(after_seq) if latest - after_seq > max_replay => {
+                let told = [
+                    WatchEvent::TooFarBehind { latest_seq: latest, max_replay },
+                    WatchEvent::CaughtUp { latest_seq: latest },
+                ];
+                (latest, VecDeque::from(told), None)
+            }
+            Some(after_seq) => (after_seq, VecDeque::new(), Some(Replay::Opening)),
+            None => (latest, VecDeque::from([WatchEvent::CaughtUp { latest_seq: latest }]), None),
         };
         self.metrics.watchers.inc();
-        let chat = Arc::clone(self);
-        tokio::spawn(async move { chat.run_watch(watch, events, after_seq, latest).await });
-        Ok(receiver)
-    }
-
-    async fn run_watch(
-        self: Arc<Self>,
-        mut watch: Watch,
-        events: broadcast::Receiver<Arc<RoomEvent>>,
-        after_seq: Option<i64>,
-        latest: i64,
-    ) {
-        let result = self.watch_loop(&mut watch, events, after_seq, latest).await;
-        self.metrics.watchers.dec();
-        if let Err(End::Status(error)) = result {
-            tracing::debug!(room_id = %watch.room_id, user_id = %watch.user_id, %error, "watch ended");
-            let _ = tokio::time::timeout(FINAL_STATUS_WAIT, watch.out.send(Err(error))).await;
-        }
-    }
-
-    async fn watch_loop(
-        &self,
-        watch: &mut Watch,
-        mut events: broadcast::Receiver<Arc<RoomEvent>>,
-        after_seq: Option<i64>,
-        latest: i64,
-    ) -> Result<(), End> {
-        match after_seq {
-            Some(after_seq) if latest - after_seq > self.settings.max_replay => {
-                self.emit(watch, WatchEvent::TooFarBehind { latest_seq: latest, max_replay: self.settings.max_replay })
-                    .await?;
-                Self::handed(watch, latest);
-            }
-            Some(after_seq) => {
-                watch.last_seq = after_seq;
-                self.replay(watch).await?;
-            }
-            None => Self::handed(watch, latest),
-        }
-        self.emit(watch, WatchEvent::CaughtUp { latest_seq: watch.last_seq }).await?;
-
-        let period = self.settings.heartbeat_interval.max(Duration::from_millis(10));
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return Err(End::Status(Error::Unavailable)),
-                _ = heartbeat.tick() => {
-                    self.emit(watch, WatchEvent::Heartbeat { server_time: self.clock.now_ms() }).await?;
-                }
-                received = events.recv() => match received {
-                    Ok(event) => {
-                        watch.last_live_at = self.clock.now_ms();
-                        self.on_event(watch, &event).await?;
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::debug!(room_id = %watch.room_id, missed, "watcher lagged; catching up from the database");
-                        self.metrics.lag_catch_ups.inc();
-                        self.catch_up(watch).await?;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Err(End::Status(Error::Unavailable)),
-                },
-            }
-        }
-    }
-
-    async fn on_event(&self, watch: &mut Watch, event: &RoomEvent) -> Result<(), End> {
-        match event {
-            RoomEvent::Message(message) => {
-                if message.seq <= watch.last_seq {
-                    // Already replayed: the subscription started before the replay.
-                    return Ok(());
-                }
-                if message.seq > watch.last_seq + 1 {
-                    // Something in between never reached us live; the database has it.
-                    return self.catch_up(watch).await;
-                }
-                self.emit(watch, WatchEvent::Message(message.clone())).await?;
-                Self::handed(watch, message.seq);
-            }
-            RoomEvent::Deleted { seq, deleted_by, deleted_at } => {
-                let event = WatchEvent::Deleted { seq: *seq, deleted_by: deleted_by.clone(), deleted_at: *deleted_at };
-                self.emit(watch, event).await?;
-            }
-            RoomEvent::StatusChanged { seq, sender_id, status } => {
-                // Delivery ticks are for the sender; everyone else would get a second frame per
-                // message for nothing.
-                if sender_id.as_str() == watch.user_id.as_str() && *seq <= watch.last_seq {
-                    self.emit(watch, WatchEvent::StatusChanged { seq: *seq, status: *status }).await?;
-                }
-            }
-            RoomEvent::CursorUpdated(cursor) => {
-                // A member's cursor is news to their own other streams (another tab or
-                // device); everyone else's come with history when asked. Every client moves its
-                // cursor about once a second while messages arrive, so sending each to every
-                // watcher would be a frame per member per watcher — more than the messages.
-                if cursor.user_id == watch.user_id.as_str() {
-                    self.emit(watch, WatchEvent::CursorUpdated(cursor.clone())).await?;
-                }
-            }
-            RoomEvent::MemberRemoved { user_id } => {
-                if *user_id == watch.user_id {
-                    return Err(End::Status(Error::NotMember));
-                }
-            }
-            RoomEvent::RoomClosed => return Err(End::Status(Error::RoomClosed)),
-            RoomEvent::Resync => return self.catch_up(watch).await,
-        }
-        Ok(())
-    }
-
-    /// Sends every message after the watcher's position, from the database.
-    async fn replay(&self, watch: &mut Watch) -> Result<(), End> {
-        loop {
-            let page = self.store.messages_after(&watch.room_id, watch.last_seq, REPLAY_PAGE).await?;
-            let Some(last) = page.last().map(|message| message.seq) else {
-                return Ok(());
-            };
-            for message in page {
-                self.emit(watch, WatchEvent::Message(message)).await?;
-            }
-            Self::handed(watch, last);
-        }
-    }
-
-    /// After missing live events: the messages from the database, the deletions since the last
-    /// live event, and a fresh access check (a removal or closing may have been missed too).
-    async fn catch_up(&self, watch: &mut Watch) -> Result<(), End> {
-        let since = watch.last_live_at.saturating_sub(DELETION_SLACK_MS);
-        let up_to = watch.last_seq;
-        self.replay(watch).await?;
-        for message in self.store.deleted_since(&watch.room_id, since, up_to).await? {
-            let event = WatchEvent::Deleted {
-                seq: message.seq,
-                deleted_by: message.deleted_by.unwrap_or_default(),
-                deleted_at: message.deleted_at.unwrap_or_default(),
-            };
-            self.emit(watch, event).await?;
-        }
-        self.member(&watch.room_id, &watch.user_id).await?;
-        watch.last_live_at = self.clock.now_ms();
-        Ok(())
-    }
-
-    /// Hands an event to the watcher's bounded buffer, waiting while it is full.
-    async fn emit(&self, watch: &mut Watch, event: WatchEvent) -> Result<(), End> {
-        let seq = match &event {
-            WatchEvent::Message(message) => Some(message.seq),
-            _ => None,
+        let watch = Watch {
+            chat: Arc::clone(self),
+            user_id: user_id.clone(),
+            room_id: room_id.clone(),
+            events,
+            shutdown: Box::pin(self.shutdown.clone().cancelled_owned()),
+            heartbeat: Box::pin(tokio::time::sleep(self.heartbeat_interval())),
+            last_sent: Instant::now(),
+            last_seq,
+            last_live_at: self.clock.now_ms(),
+            queued,
+            replay,
+            finished: false,
         };
-        tokio::select! {
-            sent = watch.out.send(Ok(event)) => sent.map_err(|_| End::ClientGone)?,
-            () = self.shutdown.cancelled() => return Err(End::Status(Error::Unavailable)),
-        }
-        if let Some(seq) = seq {
-            watch.last_seq = watch.last_seq.max(seq);
-        }
-        Ok(())
+        Ok(Box::pin(futures_util::stream::unfold(watch, Watch::next)))
     }
 
-    fn handed(watch: &mut Watch, seq: i64) {
-        watch.last_seq = watch.last_seq.max(seq);
+    fn heartbeat_interval(&self) -> Duration {
+        self.settings.heartbeat_interval.max(Duration::from_millis(10))
     }
 }
 

@@ -54,14 +54,11 @@ pub struct Config {
     /// them out).
     #[arg(id = "chat-heartbeat-interval", long = "chat-heartbeat-interval", env = "XIAOWO_CHAT_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
-    /// Events buffered for one watcher before its stream waits for the client.
-    #[arg(
-        id = "chat-watch-buffer",
-        long = "chat-watch-buffer",
-        env = "XIAOWO_CHAT_WATCH_BUFFER",
-        default_value_t = 64
-    )]
-    pub watch_buffer: usize,
+    /// No longer used: a watch stream has no buffer of its own; what a watcher has not yet
+    /// taken waits in its room's buffer (`--chat-room-buffer`). Still accepted, so that an
+    /// install that sets it keeps starting; a warning says it is ignored.
+    #[arg(id = "chat-watch-buffer", long = "chat-watch-buffer", env = "XIAOWO_CHAT_WATCH_BUFFER", hide = true)]
+    pub watch_buffer: Option<usize>,
     /// Live events a room keeps for watchers that are behind; one further behind catches up
     /// from the database.
     #[arg(id = "chat-room-buffer", long = "chat-room-buffer", env = "XIAOWO_CHAT_ROOM_BUFFER", default_value_t = 256)]

@@ -9,7 +9,6 @@ use proto::chat::v1 as pb;
 use svc_kit::auth::Caller;
 use svc_kit::id::{RoomId, UserId};
 use svc_kit::status::Violation;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -240,9 +239,9 @@ impl pb::chat_service_server::ChatService for PublicApi {
         let caller = Caller::of(&request)?;
         let pb::WatchMessagesRequest { room_id, after_seq } = request.into_inner();
         let room_id = RoomId::parse("room_id", &room_id).map_err(Error::from)?;
-        let receiver =
+        let events =
             self.chat.watch(&caller.user_id, &room_id, after_seq).await.map_err(|error| self.refused(error))?;
-        let stream = ReceiverStream::new(receiver).map(|event| event.map(event_to_pb).map_err(Status::from));
+        let stream = events.map(|event| event.map(event_to_pb).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -108,6 +108,9 @@ impl ChatMetrics {
 /// When the database cannot be opened or migrated.
 pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> Result<(), BuildError> {
     deps.db_options.synchronous = config.synchronous;
+    if config.watch_buffer.is_some() {
+        tracing::warn!("--chat-watch-buffer is ignored: a watcher waits in its room's buffer (--chat-room-buffer)");
+    }
     let db = deps.database::<Migrator>().await?;
     let registry = assembly.metrics().registry().clone();
     let store = Store::new(db);
@@ -159,7 +162,6 @@ pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> 
         settings: ChatSettings {
             max_replay: i64::from(config.max_replay),
             heartbeat_interval: config.heartbeat_interval,
-            watch_buffer: config.watch_buffer,
         },
         metrics,
         shutdown,

@@ -163,18 +163,14 @@ async fn a_watcher_too_far_behind_is_told_so_and_continues_live() {
 
 #[tokio::test]
 async fn a_slow_watcher_is_caught_up_from_the_database() {
-    let app = TestApp::start_with(|config| {
-        config.room_buffer = 4;
-        config.watch_buffer = 1;
-    })
-    .await;
+    let app = TestApp::start_with(|config| config.room_buffer = 4).await;
     let ana = app.user("Ana").await;
     let room_id = app.room(&ana, &[]).await;
     let mut slow = app.watch(&ana, &room_id, None).await.unwrap();
     assert_eq!(next_change(&mut slow).await.unwrap(), Event::CaughtUp(pb::CaughtUp { latest_seq: 0 }));
 
     // Far more than HTTP/2 flow control (2 MiB windows) lets through to a client that is not
-    // reading, so the watcher's buffers fill and it falls behind the room's live buffer.
+    // reading, so the stream is not polled and the watcher falls behind the room's live buffer.
     const TOTAL: usize = 3200;
     let mut senders = JoinSet::new();
     for task in 0..16 {
@@ -484,8 +480,21 @@ async fn kicked_members_and_closed_rooms_end_their_streams() {
     app.say(&bo, &room_id, "warm the access cache").await;
     let mut bo_stream = app.watch(&bo, &room_id, None).await.unwrap();
     let mut cy_stream = app.watch(&cy, &room_id, None).await.unwrap();
+    let mut cy_other_tab = app.watch(&cy, &room_id, None).await.unwrap();
     replayed(&mut bo_stream).await;
     replayed(&mut cy_stream).await;
+    replayed(&mut cy_other_tab).await;
+    // Every stream that ends, for whatever reason, is no longer counted as open.
+    let open_streams = async |expected: f64| {
+        let what = format!("{expected} open watch streams");
+        svc_kit::testing::eventually(&what, async || {
+            crate::helpers::metric(&app.chat_metrics().await, "xiaowo_chat_watchers") == expected
+        })
+        .await;
+    };
+    open_streams(3.0).await;
+    drop(cy_other_tab);
+    open_streams(2.0).await;
 
     let kick = room_pb::KickMemberRequest { room_id: room_id.clone(), user_id: bo.user_id.clone() };
     app.rooms().kick_member(as_user(kick, &owner)).await.unwrap();
@@ -496,6 +505,7 @@ async fn kicked_members_and_closed_rooms_end_their_streams() {
         }
     };
     assert_eq!(kicked.code(), Code::PermissionDenied);
+    open_streams(1.0).await;
     assert_eq!(code(app.send(&bo, &room_id, "still here?", "k").await), Code::PermissionDenied);
 
     app.rooms().close_room(as_user(room_pb::CloseRoomRequest { room_id: room_id.clone() }, &owner)).await.unwrap();
@@ -506,6 +516,7 @@ async fn kicked_members_and_closed_rooms_end_their_streams() {
         }
     };
     assert_eq!(closed.code(), Code::FailedPrecondition);
+    open_streams(0.0).await;
 }
 
 #[tokio::test]
