@@ -20,7 +20,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
-use tonic::service::{Routes, RoutesBuilder};
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -242,6 +242,61 @@ async fn only_grpc_content(request: axum::extract::Request, next: axum::middlewa
     }
 }
 
+/// Adds `service` under `/<its name>/` to `router`, through [`grpc_stack`].
+fn route_grpc<S>(router: axum::Router, service: S, metrics: &Metrics, trusted: &[std::net::IpAddr]) -> axum::Router
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    router.route_service(&format!("/{}/{{*method}}", S::NAME), grpc_stack(service, metrics, trusted.to_vec()))
+}
+
+/// What every gRPC call passes through, outermost first: only gRPC content types, gRPC-web
+/// translation, metrics and the access log, the caller's address and host, and request faults
+/// reported as `INVALID_ARGUMENT`. One stack per service rather than one router of all of
+/// them: a router between them would wrap every response body twice more, and each wrapper
+/// is paid on every frame of every stream.
+fn grpc_stack<S>(
+    service: S,
+    metrics: &Metrics,
+    trusted: Vec<std::net::IpAddr>,
+) -> impl tower::Service<
+    http::Request<axum::body::Body>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(only_grpc_content))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(metrics.layer())
+        .layer(tower::util::MapRequestLayer::new(move |request| with_host(with_client_address(request, &trusted))))
+        .layer(tower::util::MapResponseLayer::new(caller_fault_status))
+        .service(service)
+}
+
 type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A bound server that services register into before it runs.
@@ -249,7 +304,8 @@ pub struct Assembly {
     config: ServerConfig,
     listener: TcpListener,
     local_addr: SocketAddr,
-    routes: RoutesBuilder,
+    /// Each gRPC service under `/<name>/`, through [`grpc_stack`].
+    grpc: axum::Router,
     service_names: Vec<&'static str>,
     health: HealthReporter,
     health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
@@ -298,7 +354,7 @@ impl Assembly {
             config,
             listener,
             local_addr,
-            routes: RoutesBuilder::default(),
+            grpc: axum::Router::new(),
             service_names: Vec::new(),
             health,
             health_service,
@@ -363,17 +419,20 @@ impl Assembly {
     /// Serves a generated tonic service; its health status is `SERVING` while the server runs.
     pub fn add_service<S>(&mut self, service: S)
     where
-        S: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
-            + NamedService
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + NamedService
             + Clone
             + Send
             + Sync
             + 'static,
-        S::Response: axum::response::IntoResponse,
         S::Future: Send + 'static,
     {
         self.service_names.push(S::NAME);
-        self.routes.add_service(service);
+        let grpc = std::mem::take(&mut self.grpc);
+        self.grpc = route_grpc(grpc, service, &self.metrics, &self.config.trusted_proxies);
     }
 
     /// Runs `worker` beside the server; it must return once the shutdown token is cancelled,
@@ -410,7 +469,7 @@ impl Assembly {
             config,
             listener,
             local_addr,
-            mut routes,
+            mut grpc,
             service_names,
             health,
             health_service,
@@ -441,23 +500,10 @@ impl Assembly {
             .iter()
             .chain([&health_name, &"grpc.reflection.v1.ServerReflection", &"grpc.reflection.v1alpha.ServerReflection"])
             .fold(reflection_v1alpha, |builder, name| builder.with_service_name(*name));
-        routes.add_service(reflection.build_v1()?);
-        routes.add_service(reflection_v1alpha.build_v1alpha()?);
-        routes.add_service(health_service);
-
-        let trusted_proxies = config.trusted_proxies.clone();
-        let grpc = routes
-            .routes()
-            .into_axum_router()
-            .layer(tower::util::MapResponseLayer::new(caller_fault_status))
-            .layer(tower::util::MapRequestLayer::new(move |request| {
-                with_host(with_client_address(request, &trusted_proxies))
-            }))
-            .layer(metrics.layer());
-        let grpc = ServiceBuilder::new()
-            .layer(axum::middleware::from_fn(only_grpc_content))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .service(grpc);
+        let trusted = &config.trusted_proxies;
+        grpc = route_grpc(grpc, reflection.build_v1()?, &metrics, trusted);
+        grpc = route_grpc(grpc, reflection_v1alpha.build_v1alpha()?, &metrics, trusted);
+        grpc = route_grpc(grpc, health_service, &metrics, trusted);
         let connection_limit =
             crate::connections::ConnectionLimit::new(config.max_connections_per_ip, metrics.registry());
         let metrics_trusted = config.trusted_proxies.clone();
@@ -472,15 +518,7 @@ impl Assembly {
             };
             std::future::ready(response)
         };
-        let mut app = axum::Router::new().route("/metrics", get(metrics_page));
-        let all_names = service_names.iter().copied().chain([
-            health_name,
-            "grpc.reflection.v1.ServerReflection",
-            "grpc.reflection.v1alpha.ServerReflection",
-        ]);
-        for name in all_names {
-            app = app.route_service(&format!("/{name}/{{*method}}"), grpc.clone());
-        }
+        let mut app = axum::Router::new().route("/metrics", get(metrics_page)).merge(grpc);
         for router in http_routes {
             app = app.merge(router);
         }
