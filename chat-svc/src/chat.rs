@@ -257,8 +257,9 @@ impl Watch {
                 }
             }
             tokio::select! {
+                // Events first: polling the shutdown wait takes its token's lock, and a stream
+                // is between events (so sees a shutdown) all but a moment of its life.
                 biased;
-                () = self.shutdown.as_mut() => return self.end(Error::Unavailable),
                 received = self.events.recv() => match received {
                     Ok(event) => {
                         self.last_live_at = self.chat.clock.now_ms();
@@ -275,6 +276,7 @@ impl Watch {
                     }
                     Err(broadcast::error::RecvError::Closed) => return self.end(Error::Unavailable),
                 },
+                () = self.shutdown.as_mut() => return self.end(Error::Unavailable),
                 () = self.heartbeat.as_mut() => {
                     let interval = self.chat.heartbeat_interval();
                     let due = self.last_sent + interval;

@@ -1087,8 +1087,9 @@ impl Watch {
         }
         loop {
             tokio::select! {
+                // Events first: polling the shutdown wait takes its token's lock, and a stream
+                // is between events (so sees a shutdown) all but a moment of its life.
                 biased;
-                () = self.shutdown.as_mut() => return self.end(Error::ShuttingDown),
                 event = self.subscription.recv() => match event {
                     Ok(RoomEvent::Message { version: Some(version), .. }) if version <= self.seen_version => {}
                     // A version was skipped (lost between instances, or published out of order):
@@ -1119,6 +1120,7 @@ impl Watch {
                     }
                     Err(RecvError::Closed) => return None,
                 },
+                () = self.shutdown.as_mut() => return self.end(Error::ShuttingDown),
                 () = self.heartbeat.as_mut() => {
                     let due = self.last_sent + self.rooms.timing.heartbeat;
                     if Instant::now() < due {
