@@ -233,15 +233,6 @@ fn with_host<B>(mut request: http::Request<B>) -> http::Request<B> {
 /// A request to a gRPC path that is neither gRPC nor gRPC-web gets HTTP 415, as the gRPC
 /// protocol asks, instead of being read as gRPC frames (HTTP/2) or refused as a bad request
 /// (HTTP/1.1).
-async fn only_grpc_content(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let content_type = request.headers().get(http::header::CONTENT_TYPE).map(http::HeaderValue::as_bytes);
-    if content_type.is_some_and(|value| value.starts_with(b"application/grpc")) {
-        next.run(request).await
-    } else {
-        axum::response::IntoResponse::into_response(http::StatusCode::UNSUPPORTED_MEDIA_TYPE)
-    }
-}
-
 /// Adds `service` under `/<its name>/` to `router`, through [`grpc_stack`].
 fn route_grpc<S>(router: axum::Router, service: S, metrics: &Metrics, trusted: &[std::net::IpAddr]) -> axum::Router
 where
@@ -288,13 +279,59 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(only_grpc_content))
-        .layer(tonic_web::GrpcWebLayer::new())
+    let inner = ServiceBuilder::new()
         .layer(metrics.layer())
         .layer(tower::util::MapRequestLayer::new(move |request| with_host(with_client_address(request, &trusted))))
         .layer(tower::util::MapResponseLayer::new(caller_fault_status))
-        .service(service)
+        .service(service);
+    GrpcEntry { web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner.clone()), native: inner }
+}
+
+/// The way into a service's stack: refuses what is not gRPC (415), hands native gRPC over
+/// HTTP/2 straight to the service, and everything else to tonic-web (which translates gRPC-web
+/// and refuses the rest). Native calls skip tonic-web's wrapping of their response body, which
+/// every frame of a stream would otherwise pass through.
+#[derive(Clone)]
+struct GrpcEntry<S> {
+    native: S,
+    web: tonic_web::GrpcWebService<S>,
+}
+
+impl<S, B> tower::Service<http::Request<axum::body::Body>> for GrpcEntry<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<B>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + std::fmt::Display,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // Each call below readies its own clone.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
+        use tower::ServiceExt;
+        let content_type = request.headers().get(http::header::CONTENT_TYPE).map(http::HeaderValue::as_bytes);
+        let grpc = content_type.is_some_and(|value| value.starts_with(b"application/grpc"));
+        let web = content_type.is_some_and(|value| value.starts_with(b"application/grpc-web"));
+        if !grpc {
+            return Box::pin(std::future::ready(Ok(http::StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response())));
+        }
+        if !web && request.version() == http::Version::HTTP_2 {
+            let call = self.native.clone().oneshot(request.map(tonic::body::Body::new));
+            Box::pin(async move { Ok(call.await?.map(axum::body::Body::new)) })
+        } else {
+            let call = self.web.clone().oneshot(request);
+            Box::pin(async move { Ok(call.await?.map(axum::body::Body::new)) })
+        }
+    }
 }
 
 type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -291,6 +291,10 @@ async fn malformed_requests_get_clear_statuses_and_the_server_keeps_serving() {
     assert_eq!(status, 415, "JSON over HTTP/2");
     let (status, _, _) = raw_h1(&up, &grpc_web_post(&up, CREATE_SESSION, "text/plain", b"hello", ""));
     assert_eq!(status, 415, "text over HTTP/1.1");
+    // Native gRPC needs HTTP/2: over HTTP/1.1 it is refused, not served.
+    let native_over_h1 = grpc_web_post(&up, CREATE_SESSION, "application/grpc", &framed(&good_session), "");
+    let (status, _, _) = raw_h1(&up, &native_over_h1);
+    assert_eq!(status, 400, "native gRPC over HTTP/1.1");
     // Garbage instead of HTTP gets a 400 and a closed connection, not a crash.
     let (status, _, _) = raw_h1(&up, b"\x16\x03\x01\x02\x00GARBAGE\r\n\r\n");
     assert!(status == 400 || status == 0, "garbage request line: {status}");
