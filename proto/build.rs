@@ -34,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ProtoCodec")
         .file_descriptor_set_path(out_dir.join("xiaowo_descriptor.bin"))
         .compile_with_config(config, &protos, &[root, include])?;
     Ok(())

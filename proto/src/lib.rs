@@ -1,6 +1,8 @@
 //! Xiaowo's wire API. The only crate that knows protobuf: services convert these types to
 //! their own at the gRPC edge. Every `.proto` lives under `proto/xiaowo/<domain>/v1/`.
 
+pub mod codec;
+
 /// Encoded `FileDescriptorSet` of every Xiaowo proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xiaowo_descriptor.bin"));
 

@@ -653,11 +653,6 @@ impl pb::sync_service_server::SyncService for PublicApi {
     }
 }
 
-/// Initial capacity of a watch stream's outgoing buffer.
-const WATCH_BUFFER_BYTES: usize = 1024;
-/// Bytes of queued events after which a watch stream hands them to HTTP/2 (tonic's default).
-const WATCH_YIELD_BYTES: usize = 32 * 1024;
-
 /// Writes messages that are already protobuf-encoded; reads `WatchRoomRequest`s.
 #[derive(Debug, Clone, Copy, Default)]
 struct PreEncodedCodec;
@@ -686,11 +681,9 @@ impl Encoder for PreEncodedCodec {
         Ok(())
     }
 
-    /// Each stream's outgoing buffer starts small: a watch carries a few hundred bytes per
-    /// event and mostly waits, and tonic's default 8 KiB per stream would be most of an idle
-    /// watcher's memory. A larger snapshot grows it as needed.
+    /// The buffers every generated service starts with (`proto::codec`).
     fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::new(WATCH_BUFFER_BYTES, WATCH_YIELD_BYTES)
+        BufferSettings::new(proto::codec::BUFFER_BYTES, proto::codec::YIELD_BYTES)
     }
 }
 
