@@ -70,3 +70,24 @@ pub struct Config {
     #[arg(id = "chat-write-batch", long = "chat-write-batch", env = "XIAOWO_CHAT_WRITE_BATCH", default_value_t = 256)]
     pub write_batch: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        chat: Config,
+    }
+
+    /// An install that still sets the retired watcher buffer keeps starting.
+    #[test]
+    fn the_retired_watch_buffer_flag_is_still_accepted() {
+        use clap::Parser;
+        let parsed = Command::try_parse_from(["xiaowo", "--chat-watch-buffer", "64"]).expect("accepted");
+        assert_eq!(parsed.chat.watch_buffer, Some(64));
+        let parsed = Command::try_parse_from(["xiaowo"]).expect("defaults");
+        assert_eq!(parsed.chat.watch_buffer, None);
+    }
+}

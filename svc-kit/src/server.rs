@@ -230,23 +230,42 @@ fn with_host<B>(mut request: http::Request<B>) -> http::Request<B> {
     request
 }
 
-/// A request to a gRPC path that is neither gRPC nor gRPC-web gets HTTP 415, as the gRPC
-/// protocol asks, instead of being read as gRPC frames (HTTP/2) or refused as a bad request
-/// (HTTP/1.1).
-/// Adds `service` under `/<its name>/` to `router`, through [`grpc_stack`].
-fn route_grpc<S>(router: axum::Router, service: S, metrics: &Metrics, trusted: &[std::net::IpAddr]) -> axum::Router
-where
+/// A generated gRPC server, or anything served like one.
+pub trait GrpcService:
+    tower::Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
     S: tower::Service<
             http::Request<tonic::body::Body>,
             Response = http::Response<tonic::body::Body>,
             Error = std::convert::Infallible,
+            Future: Send + 'static,
         > + NamedService
         + Clone
         + Send
         + Sync
-        + 'static,
-    S::Future: Send + 'static,
+        + 'static
 {
+}
+
+/// Adds `service` under `/<its name>/` to `router`, through [`grpc_stack`].
+fn route_grpc<S: GrpcService>(
+    router: axum::Router,
+    service: S,
+    metrics: &Metrics,
+    trusted: &[std::net::IpAddr],
+) -> axum::Router {
     router.route_service(&format!("/{}/{{*method}}", S::NAME), grpc_stack(service, metrics, trusted.to_vec()))
 }
 
@@ -255,7 +274,7 @@ where
 /// reported as `INVALID_ARGUMENT`. One stack per service rather than one router of all of
 /// them: a router between them would wrap every response body twice more, and each wrapper
 /// is paid on every frame of every stream.
-fn grpc_stack<S>(
+fn grpc_stack<S: GrpcService>(
     service: S,
     metrics: &Metrics,
     trusted: Vec<std::net::IpAddr>,
@@ -267,18 +286,7 @@ fn grpc_stack<S>(
 > + Clone
 + Send
 + Sync
-+ 'static
-where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
++ 'static {
     let inner = ServiceBuilder::new()
         .layer(metrics.layer())
         .layer(tower::util::MapRequestLayer::new(move |request| with_host(with_client_address(request, &trusted))))
@@ -287,10 +295,12 @@ where
     GrpcEntry { web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner.clone()), native: inner }
 }
 
-/// The way into a service's stack: refuses what is not gRPC (415), hands native gRPC over
-/// HTTP/2 straight to the service, and everything else to tonic-web (which translates gRPC-web
-/// and refuses the rest). Native calls skip tonic-web's wrapping of their response body, which
-/// every frame of a stream would otherwise pass through.
+/// The way into a service's stack: hands native gRPC over HTTP/2 straight to the service and
+/// everything else to tonic-web (which translates gRPC-web and refuses the rest); native calls
+/// skip tonic-web's wrapping of their response body, which every frame of a stream would
+/// otherwise pass through. A request that is neither gRPC nor gRPC-web gets HTTP 415, as the
+/// gRPC protocol asks, instead of being read as gRPC frames (HTTP/2) or refused as a bad
+/// request (HTTP/1.1).
 #[derive(Clone)]
 struct GrpcEntry<S> {
     native: S,
@@ -454,19 +464,7 @@ impl Assembly {
     }
 
     /// Serves a generated tonic service; its health status is `SERVING` while the server runs.
-    pub fn add_service<S>(&mut self, service: S)
-    where
-        S: tower::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<tonic::body::Body>,
-                Error = std::convert::Infallible,
-            > + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    pub fn add_service<S: GrpcService>(&mut self, service: S) {
         self.service_names.push(S::NAME);
         let grpc = std::mem::take(&mut self.grpc);
         self.grpc = route_grpc(grpc, service, &self.metrics, &self.config.trusted_proxies);
