@@ -10,13 +10,13 @@ use std::time::Duration;
 use futures_util::Stream;
 
 use svc_kit::clock::SharedClock;
+use svc_kit::heartbeat::QuietHeartbeat;
 use svc_kit::id::{RoomId, UserId};
 use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomRole};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
 use tokio::sync::broadcast;
-use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::ChatMetrics;
@@ -198,10 +198,7 @@ struct Watch {
     /// Created once and polled in place: a fresh wait per event would register and
     /// unregister with the token every time.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Fires at most once per heartbeat interval; when something was sent meanwhile it is only
-    /// pushed back, so that events do not touch the timer.
-    heartbeat: Pin<Box<tokio::time::Sleep>>,
-    last_sent: Instant,
+    heartbeat: QuietHeartbeat,
     /// Highest seq handed to the stream.
     last_seq: i64,
     /// When the last live event arrived (clock ms): deletions since then are re-sent after a lag.
@@ -223,7 +220,7 @@ impl Watch {
         if let WatchEvent::Message(message) = &event {
             self.last_seq = self.last_seq.max(message.seq);
         }
-        self.last_sent = Instant::now();
+        self.heartbeat.sent();
         Some((Ok(event), self))
     }
 
@@ -277,14 +274,7 @@ impl Watch {
                     Err(broadcast::error::RecvError::Closed) => return self.end(Error::Unavailable),
                 },
                 () = self.shutdown.as_mut() => return self.end(Error::Unavailable),
-                () = self.heartbeat.as_mut() => {
-                    let interval = self.chat.heartbeat_interval();
-                    let due = self.last_sent + interval;
-                    if Instant::now() < due {
-                        self.heartbeat.as_mut().reset(due);
-                        continue;
-                    }
-                    self.heartbeat.as_mut().reset(Instant::now() + interval);
+                () = self.heartbeat.due() => {
                     let server_time = self.chat.clock.now_ms();
                     return self.sent(WatchEvent::Heartbeat { server_time });
                 }
@@ -577,8 +567,7 @@ impl Chat {
             room_id: room_id.clone(),
             events,
             shutdown: Box::pin(self.shutdown.clone().cancelled_owned()),
-            heartbeat: Box::pin(tokio::time::sleep(self.heartbeat_interval())),
-            last_sent: Instant::now(),
+            heartbeat: QuietHeartbeat::new(self.settings.heartbeat_interval.max(Duration::from_millis(10))),
             last_seq,
             last_live_at: self.clock.now_ms(),
             queued,
@@ -586,10 +575,6 @@ impl Chat {
             finished: false,
         };
         Ok(Box::pin(futures_util::stream::unfold(watch, Watch::next)))
-    }
-
-    fn heartbeat_interval(&self) -> Duration {
-        self.settings.heartbeat_interval.max(Duration::from_millis(10))
     }
 }
 

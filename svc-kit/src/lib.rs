@@ -24,6 +24,7 @@ pub mod clock;
 pub mod connections;
 pub mod db;
 pub mod feed;
+pub mod heartbeat;
 pub mod id;
 pub mod metrics;
 pub mod peer;

@@ -16,6 +16,7 @@ use futures_util::Stream;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
+use svc_kit::heartbeat::QuietHeartbeat;
 use svc_kit::id::{RoomId, UserId};
 use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
@@ -673,8 +674,7 @@ impl Rooms {
             pending: Some(snapshot),
             seen_version: version,
             seen_presence: published,
-            heartbeat: Box::pin(tokio::time::sleep(self.timing.heartbeat)),
-            last_sent: Instant::now(),
+            heartbeat: QuietHeartbeat::new(self.timing.heartbeat),
             finished: false,
             _guard: guard,
         };
@@ -1034,10 +1034,7 @@ struct Watch {
     seen_version: i64,
     /// The presence deltas its snapshot reflects; those are skipped.
     seen_presence: u64,
-    /// Fires at most once per heartbeat interval; when something was sent meanwhile it is only
-    /// pushed back, so that events do not touch the timer.
-    heartbeat: Pin<Box<tokio::time::Sleep>>,
-    last_sent: Instant,
+    heartbeat: QuietHeartbeat,
     finished: bool,
     _guard: PresenceGuard,
 }
@@ -1047,7 +1044,7 @@ type WatchStep = Option<(Result<Bytes, Error>, Watch)>;
 
 impl Watch {
     fn sent(mut self, encoded: Bytes) -> Option<(Result<Bytes, Error>, Self)> {
-        self.last_sent = Instant::now();
+        self.heartbeat.sent();
         Some((Ok(encoded), self))
     }
 
@@ -1121,13 +1118,7 @@ impl Watch {
                     Err(RecvError::Closed) => return None,
                 },
                 () = self.shutdown.as_mut() => return self.end(Error::ShuttingDown),
-                () = self.heartbeat.as_mut() => {
-                    let due = self.last_sent + self.rooms.timing.heartbeat;
-                    if Instant::now() < due {
-                        self.heartbeat.as_mut().reset(due);
-                        continue;
-                    }
-                    self.heartbeat.as_mut().reset(Instant::now() + self.rooms.timing.heartbeat);
+                () = self.heartbeat.due() => {
                     let heartbeat = wire::encode_heartbeat(self.rooms.now_ms());
                     return self.sent(heartbeat);
                 }
