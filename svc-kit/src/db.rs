@@ -52,6 +52,9 @@ pub enum Synchronous {
     Full,
 }
 
+/// How long a PostgreSQL connection may sit idle in the pool before it is pinged on checkout.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
+
 /// Options shared by every service's database connection.
 #[derive(Clone)]
 pub struct DbOptions {
@@ -133,6 +136,10 @@ async fn connect_postgres<M: MigratorTrait>(
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false)
+        // A connection is pinged when it goes back to the pool; one that then sat idle long
+        // enough for the server or a firewall to have dropped it is pinged again before use,
+        // and a busy one is handed out without a round trip of its own.
+        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
         // Only the service's own schema: a table that cannot be created there fails loudly
         // instead of landing in `public` beside other services' tables.
         .set_schema_search_path(schema.to_owned());
@@ -164,7 +171,11 @@ async fn connect_sqlite<M: MigratorTrait>(url: &str, options: &DbOptions) -> Res
         .max_connections(options.max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // A pooled SQLite connection is a file handle on a thread of its own: nothing can drop
+        // it while idle, and the ping on each checkout was a hop to that thread and back before
+        // every statement.
+        .test_before_acquire(false);
     let busy_timeout = options.busy_timeout;
     let synchronous = match options.synchronous {
         Synchronous::Normal => SqliteSynchronous::Normal,

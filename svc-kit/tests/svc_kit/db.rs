@@ -116,6 +116,23 @@ async fn services_sharing_a_database_keep_to_their_own_schema() {
 }
 
 #[tokio::test]
+async fn a_busy_pooled_connection_is_handed_out_without_a_ping_of_its_own() {
+    let dir = TempDir::new("pings");
+    let url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+    let db = svc_kit::db::connect::<AlphaMigrator>(&url, &DbOptions::default()).await.unwrap();
+    // Every statement checks a connection out of the pool; a ping there was a round trip to
+    // SQLite's thread (or PostgreSQL's server) before each one. PostgreSQL's connections are
+    // still pinged after a long idle spell, by a hook of their own.
+    let pinged_on_every_checkout = match Backend::of(&url) {
+        Backend::Sqlite => db.get_sqlite_connection_pool().options().get_test_before_acquire(),
+        Backend::Postgres => db.get_postgres_connection_pool().options().get_test_before_acquire(),
+    };
+    assert!(!pinged_on_every_checkout);
+    db.execute_unprepared("INSERT INTO items (name) VALUES ('still works')").await.unwrap();
+    assert_eq!(strings(&db, "SELECT name FROM items").await, ["still works"]);
+}
+
+#[tokio::test]
 async fn commits_are_checkpointed_into_the_database_file_in_the_background() {
     if svc_kit::testing::on_postgres() {
         println!("skipped on PostgreSQL: checkpoints are SQLite's write-ahead log");
