@@ -258,6 +258,33 @@ pub fn sqlite_url(data_dir: &std::path::Path, file_name: &str) -> String {
     format!("sqlite://{}?mode=rwc", data_dir.join(file_name).display())
 }
 
+/// A connection for a service's writes, beside `db`'s pool for everything else.
+///
+/// On SQLite a pool of one connection to the same file, opened with the same options: a pooled
+/// connection that finds the database changed by another connection since its last statement
+/// starts over with an empty page cache, and a pool hands its connections out in turn, so
+/// writes spread over the pool read every page they touch afresh. Kept to one connection, the
+/// writer's cache stays warm (only its own commits change the file). On PostgreSQL, `db`.
+///
+/// # Errors
+/// When the connection cannot be opened.
+pub async fn writer(db: &DatabaseConnection) -> Result<DatabaseConnection, DbErr> {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
+        return Ok(db.clone());
+    }
+    let pool = db.get_sqlite_connection_pool();
+    let options = pool.options();
+    let writer = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(options.get_acquire_timeout())
+        .test_before_acquire(false)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .map_err(|error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into())))?;
+    Ok(sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(writer))
+}
+
 /// Commits between two background checkpoints: a few hundred WAL pages, well under SQLite's
 /// own threshold of 1000 pages at which the committing connection checkpoints itself.
 const COMMITS_PER_CHECKPOINT: u32 = 100;

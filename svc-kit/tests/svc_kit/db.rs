@@ -162,6 +162,32 @@ async fn commits_are_checkpointed_into_the_database_file_in_the_background() {
 }
 
 #[tokio::test]
+async fn the_writer_is_one_connection_to_the_same_database_opened_the_same_way() {
+    let dir = TempDir::new("writer");
+    let url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+    let sqlite = Backend::of(&url) == Backend::Sqlite;
+    let options = DbOptions {
+        encryption_key: sqlite.then(|| "secret".to_owned()),
+        busy_timeout: std::time::Duration::from_millis(1234),
+        ..DbOptions::default()
+    };
+    let db = svc_kit::db::connect::<AlphaMigrator>(&url, &options).await.unwrap();
+    let writer = svc_kit::db::writer(&db).await.unwrap();
+
+    writer.execute_unprepared("INSERT INTO items (name) VALUES ('written')").await.unwrap();
+    assert_eq!(strings(&db, "SELECT name FROM items").await, ["written"]);
+    if sqlite {
+        assert_eq!(writer.get_sqlite_connection_pool().options().get_max_connections(), 1);
+        assert_eq!(strings(&writer, "PRAGMA journal_mode").await, ["wal"]);
+        assert_eq!(strings(&writer, "SELECT timeout || '' FROM pragma_busy_timeout").await, ["1234"]);
+        assert_eq!(strings(&writer, "SELECT foreign_keys || '' FROM pragma_foreign_keys").await, ["1"]);
+        // The writer opened the file with its key: without one it is not readable.
+        let keyless = svc_kit::db::connect::<AlphaMigrator>(&url, &DbOptions::default()).await;
+        assert!(keyless.is_err(), "the file is encrypted");
+    }
+}
+
+#[tokio::test]
 async fn an_encryption_key_is_refused_for_postgres() {
     if !svc_kit::testing::on_postgres() {
         println!("skipped on SQLite: this checks a PostgreSQL URL");
