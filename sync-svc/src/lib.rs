@@ -45,7 +45,8 @@ use crate::rooms::{Rooms, SyncMetrics};
 pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Result<(), BuildError> {
     let db = deps.database::<Migrator>().await?;
     let registry = assembly.metrics().registry().clone();
-    let store = store::Store::new(db);
+    let writer = svc_kit::db::writer(&db).await?;
+    let store = store::Store::new(db, writer);
     let (janitor, closed_rooms) =
         retention::SyncRetention::new(store.clone(), Arc::clone(&deps.clock), &deps.retention, &registry);
     let access = deps.room_access(config.access_cache_ttl, config.activity_interval);

@@ -27,6 +27,8 @@ pub struct PrunedRooms {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where every write goes ([`svc_kit::db::writer`]).
+    writer: DatabaseConnection,
     /// SQLite takes one writer at a time; writers of this process queue here in order instead
     /// of in SQLite's busy handler, which sleeps and retries and so stretches commits under
     /// load. Other instances are still arbitrated by the conditional update alone.
@@ -159,8 +161,8 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
 impl Store {
     /// Wraps a migrated connection.
     #[must_use]
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db, write_lock: Arc::default() }
+    pub fn new(db: DatabaseConnection, writer: DatabaseConnection) -> Self {
+        Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db, writer, write_lock: Arc::default() }
     }
 
     /// The stored state of a room, `None` when it never changed.
@@ -183,13 +185,13 @@ impl Store {
     pub async fn commit(&self, expected_version: i64, next: &RoomState) -> Result<Commit, DbErr> {
         let _writer = self.write_lock.lock().await;
         if !queue_changed(next.last_action) {
-            let commit = write_state(&self.db, expected_version, next).await?;
+            let commit = write_state(&self.writer, expected_version, next).await?;
             if commit == Commit::Accepted {
                 self.checkpoints.committed();
             }
             return Ok(commit);
         }
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let commit = write_state(&txn, expected_version, next).await?;
         if commit != Commit::Accepted {
             txn.rollback().await?;
@@ -207,7 +209,7 @@ impl Store {
         let _writer = self.write_lock.lock().await;
         closed_room::Entity::insert(row)
             .on_conflict(OnConflict::column(closed_room::Column::RoomId).do_nothing().to_owned())
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&self.writer)
             .await?;
         Ok(())
     }
@@ -230,7 +232,7 @@ impl Store {
         }
         let ids = || room_ids.iter().map(String::as_str);
         let _writer = self.write_lock.lock().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let queue_items = queue_item::Entity::delete_many()
             .filter(queue_item::Column::RoomId.is_in(ids()))
             .exec(&txn)
@@ -263,7 +265,7 @@ impl Store {
         let _writer = self.write_lock.lock().await;
         let result = sync_log::Entity::delete_many()
             .filter(sync_log::Column::SyncLogId.in_subquery(oldest))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected)
     }
