@@ -113,7 +113,8 @@ pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> 
     }
     let db = deps.database::<Migrator>().await?;
     let registry = assembly.metrics().registry().clone();
-    let store = Store::new(db);
+    let writer = svc_kit::db::writer(&db).await?;
+    let store = Store::new(db, writer);
     let (janitor, closed_rooms) =
         retention::ChatRetention::new(store.clone(), Arc::clone(&deps.clock), &deps.retention, &registry);
     let metrics = ChatMetrics::new(&registry);

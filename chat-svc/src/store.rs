@@ -20,6 +20,8 @@ const STATUS_DELIVERED: &str = "delivered";
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where the group commit writes ([`svc_kit::db::writer`]).
+    writer: DatabaseConnection,
     /// Keeps SQLite's log checkpointed off the group commit's path.
     checkpoints: svc_kit::db::Checkpoints,
 }
@@ -132,8 +134,8 @@ async fn record_action<C: ConnectionTrait>(db: &C, action: ModerationAction) -> 
 impl Store {
     /// Wraps a migrated connection.
     #[must_use]
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db }
+    pub fn new(db: DatabaseConnection, writer: DatabaseConnection) -> Self {
+        Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db, writer }
     }
 
     /// Stores a batch of messages in one transaction (group commit), in a fixed number of
@@ -145,7 +147,7 @@ impl Store {
     /// with the stored one; a sender muted past the message's time gets `Outcome::Muted` and
     /// nothing is stored for it. Answers come in the order of `messages`.
     pub async fn commit_batch(&self, messages: &[NewMessage]) -> Result<Vec<Outcome>, DbErr> {
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         // Making sure each room has its counter row is a write, so on SQLite the transaction
         // holds the write lock from its first statement and never has to upgrade a read.
         let mut rooms: Vec<&str> = messages.iter().map(|new| new.room_id.as_str()).collect();
@@ -664,7 +666,9 @@ mod tests {
 
     async fn store(dir: &std::path::Path) -> Store {
         let url = svc_kit::testing::database_url(dir, "chat.db").await;
-        Store::new(svc_kit::db::connect::<Migrator>(&url, &svc_kit::db::DbOptions::default()).await.unwrap())
+        let db = svc_kit::db::connect::<Migrator>(&url, &svc_kit::db::DbOptions::default()).await.unwrap();
+        let writer = svc_kit::db::writer(&db).await.unwrap();
+        Store::new(db, writer)
     }
 
     fn new(room: &str, sender: &str, client_message_id: &str, created_at: i64) -> NewMessage {
