@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use svc_kit::id::{RoomId, UserId};
@@ -147,21 +147,15 @@ impl Store {
     /// with the stored one; a sender muted past the message's time gets `Outcome::Muted` and
     /// nothing is stored for it. Answers come in the order of `messages`.
     pub async fn commit_batch(&self, messages: &[NewMessage]) -> Result<Vec<Outcome>, DbErr> {
-        let txn = self.writer.begin().await?;
-        // Making sure each room has its counter row is a write, so on SQLite the transaction
-        // holds the write lock from its first statement and never has to upgrade a read.
-        let mut rooms: Vec<&str> = messages.iter().map(|new| new.room_id.as_str()).collect();
-        rooms.sort_unstable();
-        rooms.dedup();
-        room_sequence::Entity::insert_many(
-            rooms
-                .iter()
-                .map(|room_id| room_sequence::ActiveModel { room_id: Set((*room_id).to_owned()), last_seq: Set(0) }),
-        )
-        .on_conflict_do_nothing()
-        .exec_without_returning(&txn)
-        .await?;
-
+        // On SQLite the transaction takes the write lock at `BEGIN`, so that it never has to
+        // upgrade a read lock (which another writer in between would make fail).
+        let txn = self
+            .writer
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?;
         let mutes: HashMap<(String, String), i64> = mute::Entity::find()
             .filter(any_of(messages, |new| {
                 Condition::all()
@@ -213,8 +207,9 @@ impl Store {
             }
         }
 
-        // Reserve each room's numbers with one statement for all rooms; the row lock
-        // (PostgreSQL) or the write lock (SQLite) keeps any other writer out until commit.
+        // Reserve each room's numbers with one statement for all rooms, creating the counter
+        // of a room's first message; the row lock (PostgreSQL) or the write lock (SQLite) keeps
+        // any other writer out until commit.
         let mut next_seq: HashMap<String, i64> = HashMap::new();
         if !new_per_room.is_empty() {
             let reserved = room_sequence::Entity::insert_many(new_per_room.iter().map(|(room_id, count)| {
