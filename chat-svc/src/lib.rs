@@ -132,6 +132,7 @@ pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> 
             pubsub: Arc::clone(&pubsub),
             metrics: metrics.clone(),
             batch_max: config.write_batch,
+            linger: config.write_linger,
         },
         shutdown.clone(),
     );

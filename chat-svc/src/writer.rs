@@ -52,6 +52,8 @@ pub struct WriterTask {
     pub pubsub: Arc<dyn PubSub>,
     pub metrics: ChatMetrics,
     pub batch_max: usize,
+    /// How long a batch gathers sends after its first (`--chat-write-linger`).
+    pub linger: std::time::Duration,
 }
 
 /// A queue of `capacity` and the task that drains it.
@@ -73,16 +75,35 @@ impl WriterTask {
                 }
             };
             let Some(first) = next else { break };
-            let mut ops = vec![first];
-            while ops.len() < self.batch_max.max(1) {
-                match receiver.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
-                }
-            }
+            let ops = self.gather(first, &mut receiver).await;
             self.commit(ops).await;
         }
         tracing::debug!("chat writer stopped");
+    }
+
+    /// The batch that starts with `first`: what is queued, and what arrives within the linger,
+    /// up to a full batch. Closing the queue (shutdown) ends the wait.
+    async fn gather(&self, first: WriteOp, receiver: &mut mpsc::Receiver<WriteOp>) -> Vec<WriteOp> {
+        let batch_max = self.batch_max.max(1);
+        let mut ops = vec![first];
+        let deadline = tokio::time::Instant::now() + self.linger;
+        let linger = tokio::time::sleep_until(deadline);
+        tokio::pin!(linger);
+        while ops.len() < batch_max {
+            match receiver.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) if self.linger.is_zero() => break,
+                Err(_) => tokio::select! {
+                    biased;
+                    op = receiver.recv() => match op {
+                        Some(op) => ops.push(op),
+                        None => break,
+                    },
+                    () = &mut linger => break,
+                },
+            }
+        }
+        ops
     }
 
     /// Commits one batch, publishes, answers.

@@ -576,3 +576,41 @@ async fn a_restart_loses_no_acknowledged_message() {
     let next = app.say(&ana, &room_id, "after restart").await;
     assert_eq!(next, count + 1);
 }
+
+/// Messages committed per transaction so far: (transactions, messages).
+async fn write_batches(app: &TestApp) -> (f64, f64) {
+    let text = app.chat_metrics().await;
+    let metric = |name| crate::helpers::metric(&text, name);
+    (metric("xiaowo_chat_write_batch_size_count"), metric("xiaowo_chat_write_batch_size_sum"))
+}
+
+#[tokio::test]
+async fn sends_that_arrive_while_the_writer_lingers_share_its_transaction() {
+    // A long linger: the second send, made a moment after the first, joins the first's batch,
+    // and the first is answered only with it.
+    let app = TestApp::start_with(|config| config.write_linger = Duration::from_secs(3)).await;
+    let ana = app.user("Ana").await;
+    let bo = app.user("Bo").await;
+    let room_id = app.room(&ana, &[&bo]).await;
+    let before = write_batches(&app).await;
+    let gap = Duration::from_millis(100);
+    let started = std::time::Instant::now();
+    let (first, second) = tokio::join!(app.say(&ana, &room_id, "one"), async {
+        tokio::time::sleep(gap).await;
+        app.say(&bo, &room_id, "two").await
+    });
+    assert!(started.elapsed() >= gap, "the first waited for the batch to close");
+    assert_eq!((first, second), (1, 2));
+    let after = write_batches(&app).await;
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1.0, 2.0), "one transaction of two messages");
+
+    // Without a linger, a send that finds the queue empty is committed by itself.
+    let app = TestApp::start_with(|config| config.write_linger = Duration::ZERO).await;
+    let ana = app.user("Ana").await;
+    let room_id = app.room(&ana, &[]).await;
+    let before = write_batches(&app).await;
+    assert_eq!(app.say(&ana, &room_id, "one").await, 1);
+    assert_eq!(app.say(&ana, &room_id, "two").await, 2);
+    let after = write_batches(&app).await;
+    assert_eq!((after.0 - before.0, after.1 - before.1), (2.0, 2.0), "two transactions of one message");
+}
