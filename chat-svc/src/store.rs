@@ -132,7 +132,7 @@ async fn record_action<C: ConnectionTrait>(db: &C, action: ModerationAction) -> 
 }
 
 impl Store {
-    /// Wraps a migrated connection.
+    /// Wraps a migrated connection and the connection its writes go to ([`svc_kit::db::writer`]).
     #[must_use]
     pub fn new(db: DatabaseConnection, writer: DatabaseConnection) -> Self {
         Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db, writer }

@@ -1,6 +1,6 @@
 //! Group commit: every send goes through one bounded queue to one writer task, which commits
-//! what has queued up (at most a batch) in one transaction, publishes the new messages, and
-//! only then answers each sender. Throughput pays one commit (one fsync with
+//! what has queued up and what arrives within a short linger after the first (at most a batch)
+//! in one transaction, publishes the new messages, and only then answers each sender. Throughput pays one commit (one fsync with
 //! `synchronous=FULL`) per batch, not per message, and no sender hears "sent" before its row
 //! is on disk.
 

@@ -263,8 +263,9 @@ pub fn sqlite_url(data_dir: &std::path::Path, file_name: &str) -> String {
 /// On SQLite a pool of one connection to the same file, opened with the same options: a pooled
 /// connection that finds the database changed by another connection since its last statement
 /// starts over with an empty page cache, and a pool hands its connections out in turn, so
-/// writes spread over the pool read every page they touch afresh. Kept to one connection, the
-/// writer's cache stays warm (only its own commits change the file). On PostgreSQL, `db`.
+/// writes spread over the pool read every page they touch afresh. Kept to one connection that
+/// makes (nearly) all of the service's writes, the writer's cache stays warm. On PostgreSQL,
+/// `db`.
 ///
 /// # Errors
 /// When the connection cannot be opened.

@@ -159,7 +159,7 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
 }
 
 impl Store {
-    /// Wraps a migrated connection.
+    /// Wraps a migrated connection and the connection its writes go to ([`svc_kit::db::writer`]).
     #[must_use]
     pub fn new(db: DatabaseConnection, writer: DatabaseConnection) -> Self {
         Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db, writer, write_lock: Arc::default() }
