@@ -188,6 +188,7 @@ async fn connect_sqlite<M: MigratorTrait>(url: &str, options: &DbOptions) -> Res
             .synchronous(synchronous)
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
+            .pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES.to_string())
     });
     if let Some(key) = options.encryption_key.as_deref() {
         // sqlx writes pragma values verbatim: quote the passphrase as an SQL string.
@@ -286,13 +287,20 @@ pub async fn writer(db: &DatabaseConnection) -> Result<DatabaseConnection, DbErr
     Ok(sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(writer))
 }
 
-/// Commits between two background checkpoints: a few hundred WAL pages, well under SQLite's
-/// own threshold of 1000 pages at which the committing connection checkpoints itself.
-const COMMITS_PER_CHECKPOINT: u32 = 100;
+/// Commits between two background checkpoints. A checkpoint copies each page once however many
+/// commits changed it, and busy commits keep changing the same few pages (a log's last page, a
+/// counter, an index's), so rarer checkpoints copy and sync less per commit. A few thousand
+/// pages of log at most, under [`AUTOCHECKPOINT_PAGES`].
+const COMMITS_PER_CHECKPOINT: u32 = 500;
+
+/// Pages of log at which the committing connection checkpoints by itself (SQLite's
+/// `wal_autocheckpoint`, 1000 by default): a backstop that the background checkpoints keep
+/// the log well under.
+const AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Copies a SQLite database's write-ahead log back into the database file off the commit path.
 ///
-/// Left to SQLite, the commit that takes the log past 1000 pages checkpoints it itself, and
+/// Left to SQLite, the commit that takes the log past its threshold checkpoints it itself, and
 /// every writer queued behind that commit waits the tens of milliseconds that takes. A service
 /// with a busy write path calls [`Self::committed`] after each commit instead: every
 /// [`COMMITS_PER_CHECKPOINT`] commits a `PASSIVE` checkpoint runs on another pooled connection

@@ -144,9 +144,10 @@ async fn commits_are_checkpointed_into_the_database_file_in_the_background() {
     let file = dir.0.join("alpha.db");
     let checkpoints = svc_kit::db::Checkpoints::new(db.clone());
 
-    // 150 commits of 1 KiB rows: about 40 pages of log, far below SQLite's own threshold of
-    // 1000, so only the background checkpoint after the 100th commit copies them over.
-    for index in 0..150 {
+    // 750 commits of 1 KiB rows: about 200 pages of log, far below the threshold at which a
+    // commit checkpoints by itself, so only the background checkpoint after the 500th commit
+    // copies them over.
+    for index in 0..750 {
         let name = format!("{index:04}{}", "x".repeat(1024));
         db.execute_unprepared(&format!("INSERT INTO items (name) VALUES ('{name}')")).await.unwrap();
         checkpoints.committed();
@@ -155,10 +156,16 @@ async fn commits_are_checkpointed_into_the_database_file_in_the_background() {
     while checkpoints.completed() == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(checkpoints.completed(), 1, "one checkpoint per 100 commits");
+    assert_eq!(checkpoints.completed(), 1, "one checkpoint per 500 commits");
     let copied = std::fs::metadata(&file).unwrap().len();
-    assert!(copied >= 100 * 1024, "the first 100 rows are in the database file itself ({copied} bytes)");
-    assert_eq!(strings(&db, "SELECT count(*) || '' FROM items").await, ["150"]);
+    assert!(copied >= 500 * 1024, "the first 500 rows are in the database file itself ({copied} bytes)");
+    assert_eq!(strings(&db, "SELECT count(*) || '' FROM items").await, ["750"]);
+    let autocheckpoint = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), "PRAGMA wal_autocheckpoint"))
+        .await
+        .unwrap()
+        .and_then(|row| row.try_get_by_index::<i64>(0).ok());
+    assert_eq!(autocheckpoint, Some(10_000), "a commit checkpoints by itself only far beyond the background's cadence");
 }
 
 #[tokio::test]
