@@ -188,7 +188,6 @@ async fn connect_sqlite<M: MigratorTrait>(url: &str, options: &DbOptions) -> Res
             .synchronous(synchronous)
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
-            .pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES.to_string())
     });
     if let Some(key) = options.encryption_key.as_deref() {
         // sqlx writes pragma values verbatim: quote the passphrase as an SQL string.
@@ -265,8 +264,9 @@ pub fn sqlite_url(data_dir: &std::path::Path, file_name: &str) -> String {
 /// connection that finds the database changed by another connection since its last statement
 /// starts over with an empty page cache, and a pool hands its connections out in turn, so
 /// writes spread over the pool read every page they touch afresh. Kept to one connection that
-/// makes (nearly) all of the service's writes, the writer's cache stays warm. On PostgreSQL,
-/// `db`.
+/// makes (nearly) all of the service's writes, the writer's cache stays warm. It checkpoints
+/// the log by itself only past [`AUTOCHECKPOINT_PAGES`]: a service with a writer keeps the log
+/// short with [`Checkpoints`]. On PostgreSQL, `db`.
 ///
 /// # Errors
 /// When the connection cannot be opened.
@@ -281,7 +281,9 @@ pub async fn writer(db: &DatabaseConnection) -> Result<DatabaseConnection, DbErr
         .min_connections(1)
         .acquire_timeout(options.get_acquire_timeout())
         .test_before_acquire(false)
-        .connect_with((*pool.connect_options()).clone())
+        .connect_with(
+            pool.connect_options().as_ref().clone().pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES.to_string()),
+        )
         .await
         .map_err(|error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into())))?;
     Ok(sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(writer))
@@ -293,9 +295,9 @@ pub async fn writer(db: &DatabaseConnection) -> Result<DatabaseConnection, DbErr
 /// pages of log at most, under [`AUTOCHECKPOINT_PAGES`].
 const COMMITS_PER_CHECKPOINT: u32 = 500;
 
-/// Pages of log at which the committing connection checkpoints by itself (SQLite's
-/// `wal_autocheckpoint`, 1000 by default): a backstop that the background checkpoints keep
-/// the log well under.
+/// Pages of log at which a [`writer`] checkpoints by itself (SQLite's `wal_autocheckpoint`,
+/// 1000 by default, which other connections keep): a backstop that the background checkpoints
+/// keep the log well under.
 const AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Copies a SQLite database's write-ahead log back into the database file off the commit path.
