@@ -1,8 +1,8 @@
 //! Group commit: every send goes through one bounded queue to one writer task, which commits
 //! what has queued up and what arrives within a short linger after the first (at most a batch)
-//! in one transaction, publishes the new messages, and only then answers each sender. Throughput pays one commit (one fsync with
-//! `synchronous=FULL`) per batch, not per message, and no sender hears "sent" before its row
-//! is on disk.
+//! in one transaction, publishes the new messages, and only then answers each sender.
+//! Throughput pays one commit (one fsync with `synchronous=FULL`) per batch, not per message,
+//! and no sender hears "sent" before its row is on disk.
 
 use std::sync::Arc;
 
@@ -86,8 +86,7 @@ impl WriterTask {
     async fn gather(&self, first: WriteOp, receiver: &mut mpsc::Receiver<WriteOp>) -> Vec<WriteOp> {
         let batch_max = self.batch_max.max(1);
         let mut ops = vec![first];
-        let deadline = tokio::time::Instant::now() + self.linger;
-        let linger = tokio::time::sleep_until(deadline);
+        let linger = tokio::time::sleep(self.linger);
         tokio::pin!(linger);
         while ops.len() < batch_max {
             match receiver.try_recv() {
