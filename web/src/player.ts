@@ -18,6 +18,7 @@ import type { RoomContext } from "./context";
 import { button, h, icon, replace, setButtonLabel, setEnabled, setLabel, setText } from "./dom";
 import { type DriftDecision, type DriftPriors, type DriftState, decideDrift, initialDriftState } from "./drift";
 import { describeError, errorCode } from "./errors";
+import { InOrder } from "./inorder";
 import { loadKeyframes } from "./keyframes";
 import type { KeyframeIndex } from "./seek";
 import { judgeOffset, offsetDetail } from "./sync-text";
@@ -184,6 +185,8 @@ export class Player {
   private timeline: Timeline | undefined;
   private loadedMediaId = "";
   private readonly clock = new ClockSync(32);
+  /** This page's playback commands, sent in the order given; one unanswered for 5 s no longer holds the next. */
+  private readonly commands = new InOrder(5_000);
   private estimate: ClockEstimate | undefined;
   private drift: DriftState = initialDriftState(1, loadDevicePriors());
   private keyframes: KeyframeIndex | undefined;
@@ -1120,7 +1123,12 @@ export class Player {
    * Runs a command against the version we saw; when someone else got there first, rebases on
    * the state the server sent back and tries once more.
    */
-  private async command(run: (expectedVersion: bigint) => Promise<{ state?: RoomState }>): Promise<boolean> {
+  /** Sends a playback command after this page's earlier ones (inorder.ts), retried once if the room moved on. */
+  private command(run: (expectedVersion: bigint) => Promise<{ state?: RoomState }>): Promise<boolean> {
+    return this.commands.run(() => this.send(run));
+  }
+
+  private async send(run: (expectedVersion: bigint) => Promise<{ state?: RoomState }>): Promise<boolean> {
     for (let attempt = 0; attempt < 2; attempt += 1) {
       try {
         const { state } = await run(this.state?.version ?? 0n);
