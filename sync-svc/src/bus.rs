@@ -7,7 +7,8 @@
 //! `WatchRoomResponse` with its version in a header) and each instance's own watchers
 //! (`xiaowo.sync.presence.<room id>`, re-sent every heartbeat, forgotten after the expiry).
 //! What does not: presence as streamed (each instance streams the union it computes),
-//! removals and closings (every instance follows room-svc's events itself). Versions are
+//! removals and closings (every instance follows room-svc's events itself), heartbeats and the
+//! notice that the service is stopping (each instance's own, for its own streams). Versions are
 //! authoritative: a watcher that sees one skipped reloads a snapshot from the database, and
 //! after a broker outage every watched room does.
 //!
@@ -20,6 +21,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use svc_kit::bus::{Broker, Delivery, is_subject_token};
@@ -49,6 +51,8 @@ pub enum RoomEvent {
     RoomClosed,
     /// Events may have been lost (the broker was unreachable): watchers reload a snapshot.
     Resync,
+    /// The service is stopping: every stream ends (never crosses instances).
+    ShuttingDown,
 }
 
 /// A subscription to one room's events.
@@ -60,6 +64,12 @@ pub trait RoomBus: Send + Sync + fmt::Debug {
     fn publish(&self, room_id: &RoomId, event: RoomEvent);
     /// Starts receiving the room's events from now on.
     fn subscribe(&self, room_id: &RoomId) -> Subscription;
+    /// Delivers `event` to this instance's subscribers of every room that has been sent
+    /// nothing here for `quiet_for` (a heartbeat: one timer for all of a room's streams rather
+    /// than one per stream); never crosses instances.
+    fn publish_where_quiet(&self, quiet_for: Duration, event: &RoomEvent);
+    /// Delivers `event` to this instance's subscribers of every room; never crosses instances.
+    fn publish_everywhere(&self, event: &RoomEvent);
     /// Tells other instances who watches the room here (an encoded presence); nothing to do
     /// without them.
     fn share_presence(&self, _room_id: &RoomId, _encoded: Bytes) {}
@@ -73,7 +83,14 @@ pub trait RoomBus: Send + Sync + fmt::Debug {
 #[derive(Debug)]
 pub struct InProcessBus {
     capacity: usize,
-    rooms: Mutex<HashMap<RoomId, broadcast::Sender<RoomEvent>>>,
+    rooms: Mutex<HashMap<RoomId, Channel>>,
+}
+
+/// One room's channel, and when it last carried something.
+#[derive(Debug)]
+struct Channel {
+    sender: broadcast::Sender<RoomEvent>,
+    last_sent: Instant,
 }
 
 impl InProcessBus {
@@ -93,7 +110,24 @@ impl InProcessBus {
     #[must_use]
     pub fn watched_rooms(&self) -> Vec<RoomId> {
         let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
-        rooms.iter().filter(|(_, sender)| sender.receiver_count() > 0).map(|(room_id, _)| room_id.clone()).collect()
+        rooms
+            .iter()
+            .filter(|(_, channel)| channel.sender.receiver_count() > 0)
+            .map(|(room_id, _)| room_id.clone())
+            .collect()
+    }
+
+    /// Sends `event` on the channels `pick` chooses; forgets those nobody listens to any more.
+    fn publish_to(&self, event: &RoomEvent, mut pick: impl FnMut(&Channel) -> bool) {
+        let Ok(mut rooms) = self.rooms.lock() else { return };
+        let now = Instant::now();
+        rooms.retain(|_, channel| {
+            if !pick(channel) {
+                return true;
+            }
+            channel.last_sent = now;
+            channel.sender.send(event.clone()).is_ok()
+        });
     }
 }
 
@@ -101,10 +135,11 @@ impl RoomBus for InProcessBus {
     fn publish(&self, room_id: &RoomId, event: RoomEvent) {
         let Ok(mut rooms) = self.rooms.lock() else { return };
         // Nobody listening any more: forget the room so that idle rooms cost nothing.
-        if let Some(sender) = rooms.get(room_id)
-            && sender.send(event).is_err()
-        {
-            rooms.remove(room_id);
+        if let Some(channel) = rooms.get_mut(room_id) {
+            channel.last_sent = Instant::now();
+            if channel.sender.send(event).is_err() {
+                rooms.remove(room_id);
+            }
         }
     }
 
@@ -114,9 +149,21 @@ impl RoomBus for InProcessBus {
             Err(poisoned) => poisoned.into_inner(),
         };
         if rooms.len() > 1024 {
-            rooms.retain(|_, sender| sender.receiver_count() > 0);
+            rooms.retain(|_, channel| channel.sender.receiver_count() > 0);
         }
-        rooms.entry(room_id.clone()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
+        let channel = rooms
+            .entry(room_id.clone())
+            .or_insert_with(|| Channel { sender: broadcast::channel(self.capacity).0, last_sent: Instant::now() });
+        channel.sender.subscribe()
+    }
+
+    fn publish_where_quiet(&self, quiet_for: Duration, event: &RoomEvent) {
+        let now = Instant::now();
+        self.publish_to(event, |channel| now.duration_since(channel.last_sent) >= quiet_for);
+    }
+
+    fn publish_everywhere(&self, event: &RoomEvent) {
+        self.publish_to(event, |_| true);
     }
 }
 
@@ -227,6 +274,14 @@ impl RoomBus for NatsBus {
         self.local.subscribe(room_id)
     }
 
+    fn publish_where_quiet(&self, quiet_for: Duration, event: &RoomEvent) {
+        self.local.publish_where_quiet(quiet_for, event);
+    }
+
+    fn publish_everywhere(&self, event: &RoomEvent) {
+        self.local.publish_everywhere(event);
+    }
+
     fn shares_presence(&self) -> bool {
         true
     }
@@ -263,6 +318,33 @@ mod tests {
         assert!(matches!(slow.recv().await, Err(broadcast::error::RecvError::Lagged(6))));
         assert!(matches!(slow.recv().await, Ok(RoomEvent::Message { encoded, .. }) if encoded[0] == 6));
         assert!(other.try_recv().is_err(), "room b heard nothing");
+    }
+
+    #[tokio::test]
+    async fn heartbeats_and_the_shutdown_notice_reach_every_watched_room_and_forget_unwatched_ones() {
+        let bus = InProcessBus::new(4);
+        let mut a = bus.subscribe(&room("a"));
+        let mut b = bus.subscribe(&room("b"));
+        drop(bus.subscribe(&room("c")));
+        bus.publish(&room("a"), message(1));
+        assert!(matches!(a.recv().await, Ok(RoomEvent::Message { encoded, .. }) if encoded[0] == 1));
+
+        // Nothing has been quiet for an hour: no heartbeat.
+        bus.publish_where_quiet(Duration::from_secs(3600), &message(2));
+        assert!(a.try_recv().is_err() && b.try_recv().is_err());
+        // Quiet for no time at all: every room with a subscriber gets one; c, unwatched, is forgotten.
+        bus.publish_where_quiet(Duration::ZERO, &message(3));
+        for receiver in [&mut a, &mut b] {
+            assert!(matches!(receiver.try_recv(), Ok(RoomEvent::Message { encoded, .. }) if encoded[0] == 3));
+        }
+        assert_eq!(bus.room_count(), 2);
+        // Having just carried the heartbeat, the rooms are not quiet.
+        bus.publish_where_quiet(Duration::from_secs(3600), &message(4));
+        assert!(a.try_recv().is_err());
+
+        bus.publish_everywhere(&RoomEvent::ShuttingDown);
+        assert!(matches!(a.try_recv(), Ok(RoomEvent::ShuttingDown)));
+        assert!(matches!(b.try_recv(), Ok(RoomEvent::ShuttingDown)));
     }
 
     #[tokio::test]

@@ -12,8 +12,8 @@ pub struct Config {
     /// Database URL; defaults to `sqlite://<data dir>/sync.db`.
     #[arg(id = "sync_database_url", long = "sync-database-url", env = "XIAOWO_SYNC_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// A room stream that sent nothing for this long gets a heartbeat (at most 20 s, well
-    /// inside nginx's 60 s idle cut).
+    /// A room whose streams were sent nothing for this long gets a heartbeat on all of them,
+    /// checked every tick (at most 20 s, well inside nginx's 60 s idle cut).
     #[arg(id = "sync_heartbeat_interval", long = "sync-heartbeat-interval", env = "XIAOWO_SYNC_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
     /// Events a room keeps for a slow watcher before that watcher is resynchronised from a

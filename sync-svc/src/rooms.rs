@@ -16,7 +16,6 @@ use futures_util::Stream;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 use svc_kit::auth::Caller;
 use svc_kit::clock::{SharedClock, millis};
-use svc_kit::heartbeat::QuietHeartbeat;
 use svc_kit::id::{RoomId, UserId};
 use svc_kit::metrics::{Refusal, refusal_counter, registered};
 use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomAccessError, RoomChange};
@@ -24,7 +23,7 @@ use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::bus::{RoomBus, RoomEvent, Subscription};
@@ -657,12 +656,17 @@ impl Rooms {
         self: &Arc<Self>,
         room_id: &RoomId,
         caller: &Caller,
-        shutdown: CancellationToken,
+        shutdown: &CancellationToken,
     ) -> Result<WatchStream, Error> {
         self.require_member(room_id, caller).await?;
         // Subscribe before loading, so that nothing between the snapshot and the first event
         // is lost; events the snapshot already covers are skipped by version.
         let subscription = self.bus.subscribe(room_id);
+        // The ticker tells the streams subscribed when the service stops; one subscribed
+        // after it did sees the token cancelled here.
+        if shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
         let guard = PresenceGuard::join(Arc::clone(self), room_id, caller);
         let (snapshot, version, published) = self.snapshot(room_id).await?;
         let watch = Watch {
@@ -670,11 +674,9 @@ impl Rooms {
             room_id: room_id.clone(),
             user_id: caller.user_id.clone(),
             subscription,
-            shutdown: Box::pin(shutdown.cancelled_owned()),
             pending: Some(snapshot),
             seen_version: version,
             seen_presence: published,
-            heartbeat: QuietHeartbeat::new(self.timing.heartbeat),
             finished: false,
             _guard: guard,
         };
@@ -773,13 +775,18 @@ impl Rooms {
     }
 
     /// Runs the room rules every `interval` until `shutdown`: auto-advance at the end of an
-    /// item, wait for everyone, and presence publishing.
+    /// item, wait for everyone, presence publishing and heartbeats; at `shutdown`, tells every
+    /// stream here to end (streams hold no timer or shutdown wait of their own: an idle stream
+    /// is polled only when its room's channel has something).
     pub async fn run_ticker(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    self.bus.publish_everywhere(&RoomEvent::ShuttingDown);
+                    return;
+                }
                 _ = ticker.tick() => {}
             }
             self.tick().await;
@@ -849,6 +856,9 @@ impl Rooms {
         for (state, command) in due {
             self.system_command(&state, command).await;
         }
+        // A heartbeat for the streams of every room that has been quiet for an interval.
+        let heartbeat = RoomEvent::Message { version: None, encoded: wire::encode_heartbeat(self.now_ms()) };
+        self.bus.publish_where_quiet(self.timing.heartbeat, &heartbeat);
     }
 
     /// The delta of `room`'s presence since its last one (its touched users, each with their
@@ -1025,16 +1035,13 @@ struct Watch {
     rooms: Arc<Rooms>,
     room_id: RoomId,
     user_id: UserId,
+    /// The room's events, heartbeats and the notice of shutdown (all from the room's channel).
     subscription: Subscription,
-    /// Created once and polled in place: a fresh wait per event would register and
-    /// unregister with the token every time.
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     pending: Option<Bytes>,
     /// The newest state version this watcher has been sent; older state events are skipped.
     seen_version: i64,
     /// The presence deltas its snapshot reflects; those are skipped.
     seen_presence: u64,
-    heartbeat: QuietHeartbeat,
     finished: bool,
     _guard: PresenceGuard,
 }
@@ -1043,8 +1050,7 @@ struct Watch {
 type WatchStep = Option<(Result<Bytes, Error>, Watch)>;
 
 impl Watch {
-    fn sent(mut self, encoded: Bytes) -> Option<(Result<Bytes, Error>, Self)> {
-        self.heartbeat.sent();
+    fn sent(self, encoded: Bytes) -> Option<(Result<Bytes, Error>, Self)> {
         Some((Ok(encoded), self))
     }
 
@@ -1083,45 +1089,36 @@ impl Watch {
             return self.sent(snapshot);
         }
         loop {
-            tokio::select! {
-                // Events first: polling the shutdown wait takes its token's lock, and a stream
-                // is between events (so sees a shutdown) all but a moment of its life.
-                biased;
-                event = self.subscription.recv() => match event {
-                    Ok(RoomEvent::Message { version: Some(version), .. }) if version <= self.seen_version => {}
-                    // A version was skipped (lost between instances, or published out of order):
-                    // the database has the truth.
-                    Ok(RoomEvent::Message { version: Some(version), .. }) if version > self.seen_version + 1 => {
-                        return self.resync("version gap").await;
-                    }
-                    Ok(RoomEvent::Resync) => return self.resync("broker reconnected").await,
-                    Ok(RoomEvent::Presence { published, .. }) if published <= self.seen_presence => {}
-                    Ok(RoomEvent::Presence { published, encoded }) => {
-                        self.seen_presence = published;
-                        return self.sent(encoded);
-                    }
-                    Ok(RoomEvent::Message { version, encoded }) => {
-                        if let Some(version) = version {
-                            self.seen_version = version;
-                        }
-                        return self.sent(encoded);
-                    }
-                    Ok(RoomEvent::MemberRemoved { user_id }) if user_id == self.user_id => {
-                        return self.end(Error::NotMember);
-                    }
-                    Ok(RoomEvent::MemberRemoved { .. }) => {}
-                    Ok(RoomEvent::RoomClosed) => return self.end(Error::FailedPrecondition("the room was closed")),
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::debug!(room_id = %self.room_id, missed, "watcher fell behind");
-                        return self.resync("lagged").await;
-                    }
-                    Err(RecvError::Closed) => return None,
-                },
-                () = self.shutdown.as_mut() => return self.end(Error::ShuttingDown),
-                () = self.heartbeat.due() => {
-                    let heartbeat = wire::encode_heartbeat(self.rooms.now_ms());
-                    return self.sent(heartbeat);
+            match self.subscription.recv().await {
+                Ok(RoomEvent::Message { version: Some(version), .. }) if version <= self.seen_version => {}
+                // A version was skipped (lost between instances, or published out of order):
+                // the database has the truth.
+                Ok(RoomEvent::Message { version: Some(version), .. }) if version > self.seen_version + 1 => {
+                    return self.resync("version gap").await;
                 }
+                Ok(RoomEvent::Resync) => return self.resync("broker reconnected").await,
+                Ok(RoomEvent::Presence { published, .. }) if published <= self.seen_presence => {}
+                Ok(RoomEvent::Presence { published, encoded }) => {
+                    self.seen_presence = published;
+                    return self.sent(encoded);
+                }
+                Ok(RoomEvent::Message { version, encoded }) => {
+                    if let Some(version) = version {
+                        self.seen_version = version;
+                    }
+                    return self.sent(encoded);
+                }
+                Ok(RoomEvent::MemberRemoved { user_id }) if user_id == self.user_id => {
+                    return self.end(Error::NotMember);
+                }
+                Ok(RoomEvent::MemberRemoved { .. }) => {}
+                Ok(RoomEvent::RoomClosed) => return self.end(Error::FailedPrecondition("the room was closed")),
+                Ok(RoomEvent::ShuttingDown) => return self.end(Error::ShuttingDown),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(room_id = %self.room_id, missed, "watcher fell behind");
+                    return self.resync("lagged").await;
+                }
+                Err(RecvError::Closed) => return None,
             }
         }
     }
