@@ -10,14 +10,13 @@ use std::time::Duration;
 use futures_util::Stream;
 
 use svc_kit::clock::SharedClock;
-use svc_kit::heartbeat::QuietHeartbeat;
 use svc_kit::id::{RoomId, UserId};
 use svc_kit::peer::room::{RoomAccess, RoomAccessClient, RoomRole};
 use svc_kit::ratelimit::KeyedLimiter;
 use svc_kit::status::Violation;
 use svc_kit::text::TextRule;
 use tokio::sync::broadcast;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::ChatMetrics;
 use crate::access::ChatRights;
@@ -194,11 +193,8 @@ struct Watch {
     chat: Arc<Chat>,
     user_id: UserId,
     room_id: RoomId,
+    /// The room's events, heartbeats and the notice of shutdown (all from the room's channel).
     events: broadcast::Receiver<Arc<RoomEvent>>,
-    /// Created once and polled in place: a fresh wait per event would register and
-    /// unregister with the token every time.
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    heartbeat: QuietHeartbeat,
     /// Highest seq handed to the stream.
     last_seq: i64,
     /// When the last live event arrived (clock ms): deletions since then are re-sent after a lag.
@@ -220,7 +216,6 @@ impl Watch {
         if let WatchEvent::Message(message) = &event {
             self.last_seq = self.last_seq.max(message.seq);
         }
-        self.heartbeat.sent();
         Some((Ok(event), self))
     }
 
@@ -253,31 +248,21 @@ impl Watch {
                     Err(error) => return self.end(error),
                 }
             }
-            tokio::select! {
-                // Events first: polling the shutdown wait takes its token's lock, and a stream
-                // is between events (so sees a shutdown) all but a moment of its life.
-                biased;
-                received = self.events.recv() => match received {
-                    Ok(event) => {
-                        self.last_live_at = self.chat.clock.now_ms();
-                        match self.live(&event) {
-                            Ok(Some(event)) => return self.sent(event),
-                            Ok(None) => {}
-                            Err(error) => return self.end(error),
-                        }
+            match self.events.recv().await {
+                Ok(event) => {
+                    self.last_live_at = self.chat.clock.now_ms();
+                    match self.live(&event) {
+                        Ok(Some(event)) => return self.sent(event),
+                        Ok(None) => {}
+                        Err(error) => return self.end(error),
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::debug!(room_id = %self.room_id, missed, "watcher lagged; catching up from the database");
-                        self.chat.metrics.lag_catch_ups.inc();
-                        self.catch_up();
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return self.end(Error::Unavailable),
-                },
-                () = self.shutdown.as_mut() => return self.end(Error::Unavailable),
-                () = self.heartbeat.due() => {
-                    let server_time = self.chat.clock.now_ms();
-                    return self.sent(WatchEvent::Heartbeat { server_time });
                 }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(room_id = %self.room_id, missed, "watcher lagged; catching up from the database");
+                    self.chat.metrics.lag_catch_ups.inc();
+                    self.catch_up();
+                }
+                Err(broadcast::error::RecvError::Closed) => return self.end(Error::Unavailable),
             }
         }
     }
@@ -315,6 +300,8 @@ impl Watch {
             RoomEvent::MemberRemoved { user_id } if *user_id == self.user_id => return Err(Error::NotMember),
             RoomEvent::MemberRemoved { .. } => None,
             RoomEvent::RoomClosed => return Err(Error::RoomClosed),
+            RoomEvent::ShuttingDown => return Err(Error::Unavailable),
+            RoomEvent::Heartbeat { server_time } => Some(WatchEvent::Heartbeat { server_time: *server_time }),
             RoomEvent::Resync => {
                 self.catch_up();
                 None
@@ -352,6 +339,26 @@ impl Watch {
 }
 
 impl Chat {
+    /// Until the service stops, gives the streams of every room that has been sent nothing for
+    /// the heartbeat interval a heartbeat (looking four times an interval); then tells every
+    /// stream to end. Streams hold no timer or shutdown wait of their own.
+    pub async fn run_heartbeats(self: Arc<Self>) {
+        let interval = self.settings.heartbeat_interval.max(Duration::from_millis(10));
+        let mut ticker = tokio::time::interval(interval / 4);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    self.pubsub.publish_everywhere(RoomEvent::ShuttingDown);
+                    return;
+                }
+                _ = ticker.tick() => {
+                    self.pubsub.publish_where_quiet(interval, RoomEvent::Heartbeat { server_time: self.clock.now_ms() });
+                }
+            }
+        }
+    }
+
     async fn member(&self, room_id: &RoomId, user_id: &UserId) -> Result<RoomAccess, Error> {
         self.access.check(room_id, user_id).await?.require_member()
     }
@@ -542,6 +549,11 @@ impl Chat {
     ) -> Result<WatchStream, Error> {
         self.member(room_id, user_id).await?;
         let events = self.pubsub.subscribe(room_id);
+        // Streams subscribed when the service stops are told through their room's channel
+        // (`run_heartbeats`); one subscribed after that sees the token cancelled here.
+        if self.shutdown.is_cancelled() {
+            return Err(Error::Unavailable);
+        }
         let latest = self.store.latest_seq(room_id).await?;
         if let Some(after_seq) = after_seq
             && !(0..=latest).contains(&after_seq)
@@ -566,8 +578,6 @@ impl Chat {
             user_id: user_id.clone(),
             room_id: room_id.clone(),
             events,
-            shutdown: Box::pin(self.shutdown.clone().cancelled_owned()),
-            heartbeat: QuietHeartbeat::new(self.settings.heartbeat_interval.max(Duration::from_millis(10))),
             last_seq,
             last_live_at: self.clock.now_ms(),
             queued,

@@ -50,8 +50,8 @@ pub struct Config {
     /// Most messages a watch replays; a client further behind is told to reload history.
     #[arg(id = "chat-max-replay", long = "chat-max-replay", env = "XIAOWO_CHAT_MAX_REPLAY", default_value_t = 1000)]
     pub max_replay: u32,
-    /// Interval of heartbeats on idle watch streams (at most 20 s keeps proxies from timing
-    /// them out).
+    /// A room whose watch streams were sent nothing for this long gets a heartbeat on all of
+    /// them (at most 20 s keeps proxies from timing them out).
     #[arg(id = "chat-heartbeat-interval", long = "chat-heartbeat-interval", env = "XIAOWO_CHAT_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
     /// No longer used: a watch stream has no buffer of its own; what a watcher has not yet

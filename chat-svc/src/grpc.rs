@@ -145,7 +145,11 @@ pub(crate) mod wire {
                 (Event::MessageStatusChanged(changed), sender_id)
             }
             RoomEvent::CursorUpdated(cursor) => (Event::CursorUpdated(cursor_to_pb(cursor)), String::new()),
-            RoomEvent::MemberRemoved { .. } | RoomEvent::RoomClosed | RoomEvent::Resync => return None,
+            RoomEvent::MemberRemoved { .. }
+            | RoomEvent::RoomClosed
+            | RoomEvent::Resync
+            | RoomEvent::Heartbeat { .. }
+            | RoomEvent::ShuttingDown => return None,
         };
         Some(Bytes::from(pb::RoomBusEvent { event: Some(event), sender_id }.encode_to_vec()))
     }

@@ -168,6 +168,7 @@ pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> 
         metrics,
         shutdown,
     });
+    assembly.spawn_worker("chat-heartbeats", Arc::clone(&chat).run_heartbeats());
     let max_message = assembly.config().max_message_bytes;
     let public = ChatServiceServer::new(grpc::PublicApi { chat: Arc::clone(&chat) })
         .max_decoding_message_size(max_message)

@@ -121,6 +121,10 @@ pub enum RoomEvent {
     /// Live events may have been lost (the broker between instances was unreachable):
     /// watchers catch up from the database.
     Resync,
+    /// Nothing was sent to the room for an interval: its streams say they are alive.
+    Heartbeat { server_time: i64 },
+    /// The service is stopping: every stream ends.
+    ShuttingDown,
 }
 
 /// What a watcher receives.

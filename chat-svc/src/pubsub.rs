@@ -1,15 +1,17 @@
 //! The one publish/subscribe boundary that live delivery passes through: an in-process
-//! broadcast per room, and with a broker configured ([`Nats`]) also NATS, which carries what
-//! one instance publishes to the watchers of every other (subject `xiaowo.chat.room.<room
-//! id>`, the event as protobuf, `xiaowo.chat.v1.RoomBusEvent`). Nothing else changes: sequence numbers come from the database and
-//! watchers catch up from it whenever they see one skipped, and after a broker outage every
-//! watched room catches up. Removals and closings stay local: every instance follows
-//! room-svc's events itself.
+//! broadcast per room ([`RoomChannels`]), and with a broker configured ([`Nats`]) also NATS,
+//! which carries what one instance publishes to the watchers of every other (subject
+//! `xiaowo.chat.room.<room id>`, the event as protobuf, `xiaowo.chat.v1.RoomBusEvent`).
+//! Nothing else changes: sequence numbers come from the database and watchers catch up from
+//! it whenever they see one skipped, and after a broker outage every watched room catches up.
+//! Removals and closings stay local (every instance follows room-svc's events itself), and so
+//! do heartbeats and the notice that the service is stopping.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use svc_kit::bus::{Broker, is_subject_token};
+use svc_kit::channels::RoomChannels;
 use svc_kit::id::RoomId;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -24,27 +26,33 @@ pub trait PubSub: Send + Sync + std::fmt::Debug {
     /// Receives the room's events from now on. The receiver holds a bounded ring: a
     /// subscriber that falls further behind gets `Lagged` and must catch up from the database.
     fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>>;
+
+    /// Sends `event` to this instance's subscribers of every room that has been sent nothing
+    /// here for `quiet_for` (a heartbeat); never crosses instances.
+    fn publish_where_quiet(&self, quiet_for: Duration, event: RoomEvent);
+
+    /// Sends `event` to this instance's subscribers of every room; never crosses instances.
+    fn publish_everywhere(&self, event: RoomEvent);
 }
 
 /// One bounded broadcast channel per room with subscribers.
-#[derive(Debug)]
-pub struct InProcess {
-    capacity: usize,
-    rooms: Mutex<HashMap<RoomId, broadcast::Sender<Arc<RoomEvent>>>>,
-}
+pub type InProcess = RoomChannels<Arc<RoomEvent>>;
 
-impl InProcess {
-    /// Each room's channel keeps the last `capacity` events for subscribers that are behind.
-    #[must_use]
-    pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), rooms: Mutex::new(HashMap::new()) }
+impl PubSub for InProcess {
+    fn publish(&self, room_id: &RoomId, event: RoomEvent) {
+        RoomChannels::publish(self, room_id, Arc::new(event));
     }
 
-    /// Rooms with subscribers here.
-    #[must_use]
-    pub fn watched_rooms(&self) -> Vec<RoomId> {
-        let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
-        rooms.iter().filter(|(_, sender)| sender.receiver_count() > 0).map(|(room_id, _)| room_id.clone()).collect()
+    fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {
+        RoomChannels::subscribe(self, room_id)
+    }
+
+    fn publish_where_quiet(&self, quiet_for: Duration, event: RoomEvent) {
+        RoomChannels::publish_where_quiet(self, quiet_for, &Arc::new(event));
+    }
+
+    fn publish_everywhere(&self, event: RoomEvent) {
+        RoomChannels::publish_everywhere(self, &Arc::new(event));
     }
 }
 
@@ -87,7 +95,7 @@ impl Nats {
                     };
                     match crate::grpc::wire::decode(&delivery.payload) {
                         // Other instances of this install publish only rooms it issued.
-                        Some(event) => self.local.publish(&RoomId::issued(room_id.to_owned()), event),
+                        Some(event) => self.local.publish(&RoomId::issued(room_id.to_owned()), Arc::new(event)),
                         None => tracing::warn!(room_id, "unreadable chat event from another instance"),
                     }
                 }
@@ -98,7 +106,7 @@ impl Nats {
                     let watched = self.local.watched_rooms();
                     tracing::info!(rooms = watched.len(), "broker reconnected; watched rooms catch up");
                     for room_id in watched {
-                        self.local.publish(&room_id, RoomEvent::Resync);
+                        self.local.publish(&room_id, Arc::new(RoomEvent::Resync));
                     }
                 }
             }
@@ -115,46 +123,25 @@ impl PubSub for Nats {
         {
             self.broker.publish(format!("{SUBJECT}.{room_id}"), &[], encoded);
         }
-        self.local.publish(room_id, event);
+        self.local.publish(room_id, Arc::new(event));
     }
 
     fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {
         self.local.subscribe(room_id)
     }
-}
 
-impl PubSub for InProcess {
-    fn publish(&self, room_id: &RoomId, event: RoomEvent) {
-        let Ok(mut rooms) = self.rooms.lock() else {
-            return;
-        };
-        if let Some(sender) = rooms.get(room_id) {
-            // An error means nobody listens any more: forget the room's channel.
-            if sender.send(Arc::new(event)).is_err() {
-                rooms.remove(room_id);
-            }
-        }
+    fn publish_where_quiet(&self, quiet_for: Duration, event: RoomEvent) {
+        PubSub::publish_where_quiet(&self.local, quiet_for, event);
     }
 
-    fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {
-        let mut rooms = match self.rooms.lock() {
-            Ok(rooms) => rooms,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if rooms.len() > 1024 {
-            rooms.retain(|_, sender| sender.receiver_count() > 0);
-        }
-        rooms.entry(room_id.clone()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
+    fn publish_everywhere(&self, event: RoomEvent) {
+        PubSub::publish_everywhere(&self.local, event);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn room(name: &str) -> RoomId {
-        RoomId::issued(name.to_owned())
-    }
     use crate::model::{Cursor, Message, MessageStatus};
 
     #[test]
@@ -187,22 +174,10 @@ mod tests {
             RoomEvent::MemberRemoved { user_id: svc_kit::id::UserId::issued("u".to_owned()) },
             RoomEvent::RoomClosed,
             RoomEvent::Resync,
+            RoomEvent::Heartbeat { server_time: 5 },
+            RoomEvent::ShuttingDown,
         ] {
             assert_eq!(crate::grpc::wire::encode(&local), None, "{local:?} stays in its instance");
         }
-    }
-
-    #[tokio::test]
-    async fn delivers_only_to_the_room_and_signals_lag() {
-        let pubsub = InProcess::new(2);
-        let mut a = pubsub.subscribe(&room("a"));
-        let mut b = pubsub.subscribe(&room("b"));
-        pubsub.publish(&room("a"), RoomEvent::RoomClosed);
-        assert_eq!(*a.recv().await.unwrap(), RoomEvent::RoomClosed);
-        assert!(b.try_recv().is_err());
-        for _ in 0..3 {
-            pubsub.publish(&room("a"), RoomEvent::RoomClosed);
-        }
-        assert!(matches!(a.recv().await, Err(broadcast::error::RecvError::Lagged(1))));
     }
 }

@@ -6,7 +6,8 @@
 //!   [`metrics`], [`auth`] (the [`auth::Guard`] layer that authenticates every call once),
 //!   [`id`] (room and user ids as types, checked once where they come in),
 //!   [`feed`] (serving and following change feeds), [`bus`] (the NATS broker between
-//!   instances), [`clock`], [`ratelimit`], [`address`] (client addresses behind proxies),
+//!   instances), [`channels`] (a broadcast channel per room inside a process), [`clock`],
+//!   [`ratelimit`], [`address`] (client addresses behind proxies),
 //!   [`connections`] (connections per address, and what a request knows of its connection),
 //!   [`sendfile`] (files from the page cache to HTTP/1.1 connections), [`status`] and [`text`]
 //!   (input validation), and [`shutdown`].
@@ -20,11 +21,11 @@
 pub mod address;
 pub mod auth;
 pub mod bus;
+pub mod channels;
 pub mod clock;
 pub mod connections;
 pub mod db;
 pub mod feed;
-pub mod heartbeat;
 pub mod id;
 pub mod metrics;
 pub mod peer;

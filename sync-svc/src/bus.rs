@@ -12,19 +12,16 @@
 //! authoritative: a watcher that sees one skipped reloads a snapshot from the database, and
 //! after a broker outage every watched room does.
 //!
-//! Memory is bounded by construction: each room's channel keeps at most `capacity` events,
-//! shared by all its subscribers, and a subscriber that falls further behind is told how many
-//! it missed (it then resynchronises from a fresh snapshot) instead of holding the others up.
+//! Memory is bounded by construction ([`RoomChannels`]): a watcher that falls more than the
+//! room's capacity behind is told how many it missed and resynchronises from a fresh snapshot.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
-
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use svc_kit::bus::{Broker, Delivery, is_subject_token};
+use svc_kit::channels::RoomChannels;
 use svc_kit::id::{RoomId, UserId};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -80,90 +77,23 @@ pub trait RoomBus: Send + Sync + fmt::Debug {
 }
 
 /// Rooms and their channels inside this process.
-#[derive(Debug)]
-pub struct InProcessBus {
-    capacity: usize,
-    rooms: Mutex<HashMap<RoomId, Channel>>,
-}
-
-/// One room's channel, and when it last carried something.
-#[derive(Debug)]
-struct Channel {
-    sender: broadcast::Sender<RoomEvent>,
-    last_sent: Instant,
-}
-
-impl InProcessBus {
-    /// A bus keeping at most `capacity` undelivered events per room.
-    #[must_use]
-    pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), rooms: Mutex::new(HashMap::new()) }
-    }
-
-    /// Rooms with a channel (for tests and the gauge).
-    #[must_use]
-    pub fn room_count(&self) -> usize {
-        self.rooms.lock().map(|rooms| rooms.len()).unwrap_or(0)
-    }
-
-    /// Rooms that have subscribers here.
-    #[must_use]
-    pub fn watched_rooms(&self) -> Vec<RoomId> {
-        let Ok(rooms) = self.rooms.lock() else { return Vec::new() };
-        rooms
-            .iter()
-            .filter(|(_, channel)| channel.sender.receiver_count() > 0)
-            .map(|(room_id, _)| room_id.clone())
-            .collect()
-    }
-
-    /// Sends `event` on the channels `pick` chooses; forgets those nobody listens to any more.
-    fn publish_to(&self, event: &RoomEvent, mut pick: impl FnMut(&Channel) -> bool) {
-        let Ok(mut rooms) = self.rooms.lock() else { return };
-        let now = Instant::now();
-        rooms.retain(|_, channel| {
-            if !pick(channel) {
-                return true;
-            }
-            channel.last_sent = now;
-            channel.sender.send(event.clone()).is_ok()
-        });
-    }
-}
+pub type InProcessBus = RoomChannels<RoomEvent>;
 
 impl RoomBus for InProcessBus {
     fn publish(&self, room_id: &RoomId, event: RoomEvent) {
-        let Ok(mut rooms) = self.rooms.lock() else { return };
-        // Nobody listening any more: forget the room so that idle rooms cost nothing.
-        if let Some(channel) = rooms.get_mut(room_id) {
-            channel.last_sent = Instant::now();
-            if channel.sender.send(event).is_err() {
-                rooms.remove(room_id);
-            }
-        }
+        RoomChannels::publish(self, room_id, event);
     }
 
     fn subscribe(&self, room_id: &RoomId) -> Subscription {
-        let mut rooms = match self.rooms.lock() {
-            Ok(rooms) => rooms,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if rooms.len() > 1024 {
-            rooms.retain(|_, channel| channel.sender.receiver_count() > 0);
-        }
-        let channel = rooms
-            .entry(room_id.clone())
-            .or_insert_with(|| Channel { sender: broadcast::channel(self.capacity).0, last_sent: Instant::now() });
-        channel.sender.subscribe()
+        RoomChannels::subscribe(self, room_id)
     }
 
     fn publish_where_quiet(&self, quiet_for: Duration, event: &RoomEvent) {
-        let now = Instant::now();
-        self.publish_to(event, |channel| now.duration_since(channel.last_sent) >= quiet_for);
+        RoomChannels::publish_where_quiet(self, quiet_for, event);
     }
 
     fn publish_everywhere(&self, event: &RoomEvent) {
-        self.publish_to(event, |_| true);
+        RoomChannels::publish_everywhere(self, event);
     }
 }
 
@@ -290,68 +220,5 @@ impl RoomBus for NatsBus {
         if is_subject_token(room_id.as_str()) {
             self.broker.publish(format!("{PRESENCE_SUBJECT}.{room_id}"), &[], encoded);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn room(name: &str) -> RoomId {
-        RoomId::issued(name.to_owned())
-    }
-
-    fn message(byte: u8) -> RoomEvent {
-        RoomEvent::Message { version: None, encoded: Bytes::from(vec![byte]) }
-    }
-
-    #[tokio::test]
-    async fn delivers_per_room_and_bounds_a_slow_subscriber() {
-        let bus = InProcessBus::new(4);
-        let mut fast = bus.subscribe(&room("a"));
-        let mut slow = bus.subscribe(&room("a"));
-        let mut other = bus.subscribe(&room("b"));
-        for byte in 0..10 {
-            bus.publish(&room("a"), message(byte));
-            assert!(matches!(fast.recv().await, Ok(RoomEvent::Message { encoded, .. }) if encoded[0] == byte));
-        }
-        assert!(matches!(slow.recv().await, Err(broadcast::error::RecvError::Lagged(6))));
-        assert!(matches!(slow.recv().await, Ok(RoomEvent::Message { encoded, .. }) if encoded[0] == 6));
-        assert!(other.try_recv().is_err(), "room b heard nothing");
-    }
-
-    #[tokio::test]
-    async fn heartbeats_and_the_shutdown_notice_reach_every_watched_room_and_forget_unwatched_ones() {
-        let bus = InProcessBus::new(4);
-        let mut a = bus.subscribe(&room("a"));
-        let mut b = bus.subscribe(&room("b"));
-        drop(bus.subscribe(&room("c")));
-        bus.publish(&room("a"), message(1));
-        assert!(matches!(a.recv().await, Ok(RoomEvent::Message { encoded, .. }) if encoded[0] == 1));
-
-        // Nothing has been quiet for an hour: no heartbeat.
-        bus.publish_where_quiet(Duration::from_secs(3600), &message(2));
-        assert!(a.try_recv().is_err() && b.try_recv().is_err());
-        // Quiet for no time at all: every room with a subscriber gets one; c, unwatched, is forgotten.
-        bus.publish_where_quiet(Duration::ZERO, &message(3));
-        for receiver in [&mut a, &mut b] {
-            assert!(matches!(receiver.try_recv(), Ok(RoomEvent::Message { encoded, .. }) if encoded[0] == 3));
-        }
-        assert_eq!(bus.room_count(), 2);
-        // Having just carried the heartbeat, the rooms are not quiet.
-        bus.publish_where_quiet(Duration::from_secs(3600), &message(4));
-        assert!(a.try_recv().is_err());
-
-        bus.publish_everywhere(&RoomEvent::ShuttingDown);
-        assert!(matches!(a.try_recv(), Ok(RoomEvent::ShuttingDown)));
-        assert!(matches!(b.try_recv(), Ok(RoomEvent::ShuttingDown)));
-    }
-
-    #[tokio::test]
-    async fn forgets_rooms_nobody_watches() {
-        let bus = InProcessBus::new(4);
-        drop(bus.subscribe(&room("a")));
-        bus.publish(&room("a"), message(1));
-        assert_eq!(bus.room_count(), 0);
     }
 }

@@ -215,6 +215,62 @@ async fn heartbeats_arrive_on_a_quiet_stream() {
 }
 
 #[tokio::test]
+async fn a_busy_room_gets_no_heartbeats_and_a_quiet_one_does() {
+    let interval = Duration::from_secs(2);
+    let app = TestApp::start_with(|config| config.heartbeat_interval = interval).await;
+    let ana = app.user("Ana").await;
+    let busy_room = app.room(&ana, &[]).await;
+    let quiet_room = app.room(&ana, &[]).await;
+    let mut busy = app.watch(&ana, &busy_room, None).await.unwrap();
+    let mut quiet = app.watch(&ana, &quiet_room, None).await.unwrap();
+    for stream in [&mut busy, &mut quiet] {
+        assert!(matches!(next_event(stream).await.unwrap(), Event::CaughtUp(_)));
+    }
+
+    // A message every 200 ms for 3 s (longer than the interval): every one pushes the room's
+    // heartbeat back, so none is sent there; the other room, quiet all along, gets one.
+    let busy_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < busy_until {
+        let seq = app.say(&ana, &busy_room, "busy").await;
+        loop {
+            match next_event(&mut busy).await.unwrap() {
+                Event::Message(message) if message.seq == seq => break,
+                Event::Heartbeat(_) => panic!("a heartbeat while messages kept the room busy"),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(matches!(next_event(&mut quiet).await.unwrap(), Event::Heartbeat(pb::Heartbeat { server_time: Some(_) })));
+
+    // Quiet now: the busy room's next heartbeat comes an interval after its last message.
+    let quiet_since = std::time::Instant::now();
+    while !matches!(next_event(&mut busy).await.unwrap(), Event::Heartbeat(_)) {}
+    assert!(
+        quiet_since.elapsed() >= interval * 3 / 4,
+        "a heartbeat {:?} after the last message",
+        quiet_since.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn watch_streams_end_unavailable_when_the_service_stops() {
+    let mut app = TestApp::start().await;
+    let ana = app.user("Ana").await;
+    let room_id = app.room(&ana, &[]).await;
+    let mut stream = app.watch(&ana, &room_id, None).await.unwrap();
+    assert!(matches!(next_event(&mut stream).await.unwrap(), Event::CaughtUp(_)));
+    app.chat.take().unwrap().stop().await;
+    let ended = loop {
+        if let Err(status) = next_event(&mut stream).await {
+            break status;
+        }
+    };
+    // Ended by the service with its own words, not cut off when the grace period ran out.
+    assert_eq!((ended.code(), ended.message()), (Code::Unavailable, "service unavailable; retry"), "{ended:?}");
+}
+
+#[tokio::test]
 async fn the_flood_limit_refuses_with_resource_exhausted() {
     let app = TestApp::start_with(|config| {
         config.flood_burst = 3;
