@@ -371,8 +371,6 @@ impl PublicApi {
         let pb::WatchRoomRequest { room_id } = request.into_inner();
         let (room_id, ()) = validated(&room_id, Ok(()))?;
         tracing::Span::current().record("room_id", room_id.as_str());
-        // The service's own token, not a child per stream: every stream's wait then polls one
-        // node that stays in cache, not one of its own among thousands.
         let stream = self.rooms.watch(&room_id, &caller, &self.shutdown).await;
         Ok(stream.inspect_err(|error| self.rooms.note_refusal(error))?)
     }
