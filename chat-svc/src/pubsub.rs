@@ -40,7 +40,13 @@ pub type InProcess = RoomChannels<Arc<RoomEvent>>;
 
 impl PubSub for InProcess {
     fn publish(&self, room_id: &RoomId, event: RoomEvent) {
-        RoomChannels::publish(self, room_id, Arc::new(event));
+        match event {
+            // Only the sender's, the member's or the removed member's own streams pass these on.
+            RoomEvent::StatusChanged { .. } | RoomEvent::CursorUpdated(_) | RoomEvent::MemberRemoved { .. } => {
+                self.publish_to_some(room_id, Arc::new(event));
+            }
+            _ => RoomChannels::publish(self, room_id, Arc::new(event)),
+        }
     }
 
     fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {
@@ -95,7 +101,7 @@ impl Nats {
                     };
                     match crate::grpc::wire::decode(&delivery.payload) {
                         // Other instances of this install publish only rooms it issued.
-                        Some(event) => self.local.publish(&RoomId::issued(room_id.to_owned()), Arc::new(event)),
+                        Some(event) => PubSub::publish(&self.local, &RoomId::issued(room_id.to_owned()), event),
                         None => tracing::warn!(room_id, "unreadable chat event from another instance"),
                     }
                 }
@@ -123,7 +129,7 @@ impl PubSub for Nats {
         {
             self.broker.publish(format!("{SUBJECT}.{room_id}"), &[], encoded);
         }
-        self.local.publish(room_id, Arc::new(event));
+        PubSub::publish(&self.local, room_id, event);
     }
 
     fn subscribe(&self, room_id: &RoomId) -> broadcast::Receiver<Arc<RoomEvent>> {

@@ -41,11 +41,24 @@ impl<E: Clone> RoomChannels<E> {
         Self { capacity: capacity.max(1), rooms: Mutex::new(HashMap::new()) }
     }
 
-    /// Sends `event` to the room's current subscribers (none is fine); never blocks.
+    /// Sends `event` to the room's current subscribers (none is fine); never blocks. Every
+    /// subscriber passes it on to its client, so it puts the room's next heartbeat back.
     pub fn publish(&self, room_id: &RoomId, event: E) {
+        self.send(room_id, event, true);
+    }
+
+    /// Sends an event that only some subscribers pass on (one member's news): it does not put
+    /// the room's next heartbeat back, since the others' clients hear nothing of it.
+    pub fn publish_to_some(&self, room_id: &RoomId, event: E) {
+        self.send(room_id, event, false);
+    }
+
+    fn send(&self, room_id: &RoomId, event: E, heard_by_all: bool) {
         let Ok(mut rooms) = self.rooms.lock() else { return };
         if let Some(channel) = rooms.get_mut(room_id) {
-            channel.last_sent = Instant::now();
+            if heard_by_all {
+                channel.last_sent = Instant::now();
+            }
             // Nobody listening any more: forget the room so that idle rooms cost nothing.
             if channel.sender.send(event).is_err() {
                 rooms.remove(room_id);
@@ -161,6 +174,15 @@ mod tests {
         // Having just carried the heartbeat, the rooms are not quiet.
         channels.publish_where_quiet(Duration::from_secs(3600), &4);
         assert!(a.try_recv().is_err());
+        // News for some of a room's subscribers is delivered, and leaves the room as quiet as
+        // it was: quiet for 50 ms, though that news came just now. (Sleeps only ever last
+        // longer, so a busy machine cannot make this fail.)
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        channels.publish_to_some(&room("a"), 6);
+        assert_eq!(a.try_recv().ok(), Some(6));
+        channels.publish_where_quiet(Duration::from_millis(50), &7);
+        assert_eq!(a.try_recv().ok(), Some(7));
+        b.try_recv().unwrap();
 
         channels.publish_everywhere(&5);
         assert_eq!((a.try_recv().ok(), b.try_recv().ok()), (Some(5), Some(5)));

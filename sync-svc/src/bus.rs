@@ -81,7 +81,11 @@ pub type InProcessBus = RoomChannels<RoomEvent>;
 
 impl RoomBus for InProcessBus {
     fn publish(&self, room_id: &RoomId, event: RoomEvent) {
-        RoomChannels::publish(self, room_id, event);
+        match event {
+            // Only the removed member's streams pass it on.
+            RoomEvent::MemberRemoved { .. } => self.publish_to_some(room_id, event),
+            _ => RoomChannels::publish(self, room_id, event),
+        }
     }
 
     fn subscribe(&self, room_id: &RoomId) -> Subscription {
@@ -197,7 +201,7 @@ impl RoomBus for NatsBus {
             let version = version.to_string();
             self.broker.publish(format!("{STATE_SUBJECT}.{room_id}"), &[(VERSION_HEADER, &version)], encoded.clone());
         }
-        self.local.publish(room_id, event);
+        RoomBus::publish(&self.local, room_id, event);
     }
 
     fn subscribe(&self, room_id: &RoomId) -> Subscription {

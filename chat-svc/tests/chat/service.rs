@@ -2,6 +2,8 @@
 //! replay and live delivery, limits, validation, moderation, receipts, restarts.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::helpers::{TestApp, as_admin, as_user, code, next_change, next_event, next_message, replayed, violations};
@@ -251,6 +253,38 @@ async fn a_busy_room_gets_no_heartbeats_and_a_quiet_one_does() {
         "a heartbeat {:?} after the last message",
         quiet_since.elapsed()
     );
+}
+
+#[tokio::test]
+async fn other_members_cursor_moves_do_not_hold_back_a_watchers_heartbeat() {
+    let app = TestApp::start_with(|config| config.heartbeat_interval = Duration::from_secs(1)).await;
+    let ana = app.user("Ana").await;
+    let bo = app.user("Bo").await;
+    let room_id = app.room(&ana, &[&bo]).await;
+    app.say(&bo, &room_id, "hello").await;
+    let mut stream = app.watch(&ana, &room_id, None).await.unwrap();
+    assert!(matches!(next_event(&mut stream).await.unwrap(), Event::CaughtUp(_)));
+
+    // Bo moves his cursor every 100 ms until Ana hears a heartbeat (for 20 s at most). Ana's
+    // stream passes none of those moves on, so they must not count as her stream's traffic.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mover = {
+        let (mut chat, bo, room_id, stop) = (app.chat(), bo.clone(), room_id.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let request = pb::UpdateCursorRequest { room_id: room_id.clone(), received_seq: 1, read_seq: 1 };
+                chat.update_cursor(as_user(request, &bo)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    assert!(matches!(next_event(&mut stream).await.unwrap(), Event::Heartbeat(_)));
+    assert!(!mover.is_finished(), "the heartbeat came only once Bo stopped moving his cursor");
+    stop.store(true, Ordering::Relaxed);
+    mover.await.unwrap();
 }
 
 #[tokio::test]
