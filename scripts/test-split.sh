@@ -72,6 +72,15 @@ check "CSP" csp
 check "nosniff and referrer policy" nosniff_referrer
 check "HTTP/2 over TLS 1.2+ only" modern_tls
 check "web client served for client routes" client_served
+# The services close an idle HTTP/1.1 connection after 30 s (hyper's header read timeout); nginx
+# must let go of its idle upstream connections first, or a request sent on one just as it closes
+# fails with 502.
+upstream_idle() {
+  awk '/^upstream /{u=$2; t=""; n++} /keepalive_timeout/{t=$2}
+    /^}/ && u!="" { sub(/s;$/, "", t); if (t=="" || t+0>=30) {print u ": keepalive_timeout " (t==""?"unset":t); bad=1}; u="" }
+    END {exit bad || n==0}' "$run/nginx/xiaowo.conf"
+}
+check "nginx lets go of idle upstream connections before the services close them" upstream_idle
 
 # --- gRPC-web through nginx (HTTP/1.1), as a browser sends it ----------------------------------
 grpc_web() { # path, printf-escaped framed body

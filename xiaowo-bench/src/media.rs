@@ -248,7 +248,7 @@ async fn start_static_nginx(options: &Options, dir: &Path) -> anyhow::Result<Ngi
 /// directory: `/media/` goes to media-svc, which checks each request and hands the file back
 /// with `X-Accel-Redirect`; nginx then sends it from `dir`.
 async fn start_fronting_nginx(options: &Options, upstream: &str, dir: &Path) -> anyhow::Result<Nginx> {
-    let upstream = format!("upstream xiaowo_media {{ server {upstream}; keepalive 64; }}");
+    let upstream = format!("upstream xiaowo_media {{ server {upstream}; keepalive 64; keepalive_timeout 20s; }}");
     let server = format!(
         "location ^~ /media/ {{ proxy_pass http://xiaowo_media; proxy_http_version 1.1;\n\
              proxy_set_header Connection \"\"; proxy_set_header X-Xiaowo-Accel-Prefix /xiaowo-media-files/;\n\

@@ -659,7 +659,7 @@ impl Nginx {
              worker_rlimit_nofile 65536;\nevents {{ worker_connections 30000; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
                fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-               upstream xiaowo {{ server {upstream}; keepalive 32; }}\n\
+               upstream xiaowo {{ server {upstream}; keepalive 32; keepalive_timeout 20s; }}\n\
                server {{\n    listen 127.0.0.1:{{port}};\n    location / {{\n\
                  proxy_pass http://xiaowo;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
                  proxy_set_header Host $host;\n      proxy_buffering off;\n      proxy_request_buffering off;\n\
