@@ -47,7 +47,7 @@ pub struct Options {
     /// the step-up is then skipped.
     #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
     shapes: Vec<(Shape, f64)>,
-    /// Fan-out systems to measure (default all): xiaowo, xiaowo-shared, xiaowo-owner-session,
+    /// Fan-out systems to measure (default all): xiaowo, xiaowo-web, xiaowo-shared, xiaowo-owner-session,
     /// xiaowo-chat, in-process, raw-tcp, socketio, syncplay.
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
@@ -245,6 +245,9 @@ fn parse_shape(text: &str) -> Result<(Shape, f64), String> {
 #[derive(Clone, Copy)]
 enum System {
     Xiaowo,
+    /// Xiaowo as a browser reaches it: gRPC-web over HTTP/1.1, a connection per watcher (what
+    /// nginx's `proxy_pass` upstreams and the single binary's own port carry for every page).
+    XiaowoWeb,
     /// Xiaowo with watchers sharing HTTP/2 connections, [`WATCHERS_PER_SHARED_CONNECTION`] each:
     /// what a delivery costs once the connection's write is shared.
     XiaowoShared,
@@ -263,6 +266,7 @@ impl System {
     fn name(self) -> &'static str {
         match self {
             Self::Xiaowo => "xiaowo",
+            Self::XiaowoWeb => "xiaowo-web",
             Self::XiaowoShared => "xiaowo-shared",
             Self::XiaowoOwnerSession => "xiaowo-owner-session",
             Self::XiaowoChat => "xiaowo-chat",
@@ -276,6 +280,7 @@ impl System {
     fn label(self) -> &'static str {
         match self {
             Self::Xiaowo => "Xiaowo (gRPC WatchRoom)",
+            Self::XiaowoWeb => "Xiaowo as browsers reach it (gRPC-web over HTTP/1.1)",
             Self::XiaowoShared => "Xiaowo, 100 watchers per HTTP/2 connection",
             Self::XiaowoOwnerSession => "extra: Xiaowo, every watcher the room owner's session",
             Self::XiaowoChat => "Xiaowo chat (SendMessage → WatchMessages)",
@@ -304,6 +309,7 @@ impl Bench {
     fn systems(&self) -> Vec<System> {
         let mut systems = vec![
             System::Xiaowo,
+            System::XiaowoWeb,
             System::XiaowoShared,
             System::XiaowoOwnerSession,
             System::XiaowoChat,
@@ -354,6 +360,14 @@ impl Bench {
                 let server = self.launcher.start(&[]).await?;
                 let before = procstat::rss_bytes(&server.targets.pids);
                 let fleet = fanout::xiaowo(&server.targets, shape, people, per_connection, Some(256)).await?;
+                let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
+                Ok((fleet, rss, Some(server), None))
+            }
+            System::XiaowoWeb => {
+                let server = self.launcher.start(&[]).await?;
+                let address = server.targets.sync_urls[0].trim_start_matches("http://").parse::<SocketAddr>()?;
+                let before = procstat::rss_bytes(&server.targets.pids);
+                let fleet = fanout::xiaowo_grpc_web(&server.targets, shape, address).await?;
                 let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
                 Ok((fleet, rss, Some(server), None))
             }
