@@ -41,12 +41,23 @@ pub mod wire {
         encode(pb::watch_room_response::Event::State(state_to_pb(state)), now_ms)
     }
 
-    /// A full snapshot.
+    /// Entries (watchers, or users who left) one snapshot or presence message lists at most: a
+    /// room of a thousand reaches a new stream in twenty small messages, so that no stream's
+    /// buffers grow to the room's whole list and stay that size.
+    pub const ENTRIES_PER_MESSAGE: usize = 50;
+
+    /// A full snapshot, as the messages a stream sends in order: the snapshot with the first
+    /// [`ENTRIES_PER_MESSAGE`] watchers, then the rest as one paged presence delta.
     #[must_use]
-    pub fn encode_snapshot(state: &RoomState, watchers: &[Watcher], now_ms: i64) -> Bytes {
+    pub fn encode_snapshot(state: &RoomState, watchers: &[Watcher], now_ms: i64) -> Vec<Bytes> {
+        let (first, rest) = watchers.split_at(watchers.len().min(ENTRIES_PER_MESSAGE));
         let snapshot =
-            pb::Snapshot { state: Some(state_to_pb(state)), watchers: watchers.iter().map(watcher_to_pb).collect() };
-        encode(pb::watch_room_response::Event::Snapshot(snapshot), now_ms)
+            pb::Snapshot { state: Some(state_to_pb(state)), watchers: first.iter().map(watcher_to_pb).collect() };
+        let mut messages = vec![encode(pb::watch_room_response::Event::Snapshot(snapshot), now_ms)];
+        if !rest.is_empty() {
+            messages.extend(encode_presence_delta(rest, &[], watchers.len(), now_ms));
+        }
+        messages
     }
 
     /// Who is watching.
@@ -57,15 +68,35 @@ pub mod wire {
     }
 
     /// What changed in presence: `watchers` joined or changed, `left` stopped watching;
-    /// `watcher_count` watch now.
+    /// `watcher_count` watch now. One message, or pages of [`ENTRIES_PER_MESSAGE`] entries
+    /// (watchers first), each but the last marked `more`.
     #[must_use]
-    pub fn encode_presence_delta(watchers: &[Watcher], left: &[UserId], watcher_count: usize, now_ms: i64) -> Bytes {
-        let delta = pb::PresenceDelta {
-            watchers: watchers.iter().map(watcher_to_pb).collect(),
-            left_user_ids: left.iter().map(ToString::to_string).collect(),
-            watcher_count: i32::try_from(watcher_count).unwrap_or(i32::MAX),
-        };
-        encode(pb::watch_room_response::Event::PresenceDelta(delta), now_ms)
+    pub fn encode_presence_delta(
+        watchers: &[Watcher],
+        left: &[UserId],
+        watcher_count: usize,
+        now_ms: i64,
+    ) -> Vec<Bytes> {
+        let watcher_count = i32::try_from(watcher_count).unwrap_or(i32::MAX);
+        let pages = (watchers.len() + left.len()).div_ceil(ENTRIES_PER_MESSAGE).max(1);
+        (0..pages)
+            .map(|page| {
+                let start = page * ENTRIES_PER_MESSAGE;
+                let end = start + ENTRIES_PER_MESSAGE;
+                let left_start = start.saturating_sub(watchers.len()).min(left.len());
+                let left_end = end.saturating_sub(watchers.len()).min(left.len());
+                let delta = pb::PresenceDelta {
+                    watchers: watchers[start.min(watchers.len())..end.min(watchers.len())]
+                        .iter()
+                        .map(watcher_to_pb)
+                        .collect(),
+                    left_user_ids: left[left_start..left_end].iter().map(ToString::to_string).collect(),
+                    watcher_count,
+                    more: page + 1 < pages,
+                };
+                encode(pb::watch_room_response::Event::PresenceDelta(delta), now_ms)
+            })
+            .collect()
     }
 
     /// The watchers of a presence another instance shared ([`encode_presence`]'s output);

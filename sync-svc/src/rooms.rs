@@ -126,7 +126,8 @@ struct RoomPresence {
     /// Users whose presence (here or on another instance) changed since it was last published:
     /// the next delta carries exactly them.
     touched: HashSet<UserId>,
-    /// How many deltas were published; a stream skips those its snapshot already covers.
+    /// How many delta messages were published; a stream skips those its snapshot already
+    /// covers.
     published: u64,
     last_published: Option<Instant>,
     /// This instance's own watchers changed since they were last shared with other instances.
@@ -674,7 +675,7 @@ impl Rooms {
             room_id: room_id.clone(),
             user_id: caller.user_id.clone(),
             subscription,
-            pending: Some(snapshot),
+            pending: in_sending_order(snapshot),
             seen_version: version,
             seen_presence: published,
             finished: false,
@@ -683,8 +684,9 @@ impl Rooms {
         Ok(Box::pin(futures_util::stream::unfold(watch, Watch::next)))
     }
 
-    /// The encoded snapshot, the state version and the presence deltas it reflects.
-    async fn snapshot(&self, room_id: &RoomId) -> Result<(Bytes, i64, u64), Error> {
+    /// The encoded snapshot (its messages in order), the state version and the presence
+    /// deltas it reflects.
+    async fn snapshot(&self, room_id: &RoomId) -> Result<(Vec<Bytes>, i64, u64), Error> {
         let state = self.current(room_id).await?;
         self.remember(&state);
         let (watchers, published) = self.all_watchers(room_id);
@@ -839,8 +841,10 @@ impl Rooms {
                 let publish_due = room.last_published.is_none_or(|at| at.elapsed() >= self.timing.presence_interval);
                 if !room.touched.is_empty() && publish_due {
                     room.last_published = Some(Instant::now());
-                    let (encoded, published) = self.presence_delta(room_id, room, now);
-                    self.bus.publish(room_id, RoomEvent::Presence { published, encoded });
+                    for encoded in self.presence_delta(room_id, room, now) {
+                        room.published += 1;
+                        self.bus.publish(room_id, RoomEvent::Presence { published: room.published, encoded });
+                    }
                 }
                 // The state is lent out and put back, so that only rooms with something due
                 // cost a copy on each tick.
@@ -862,8 +866,8 @@ impl Rooms {
     }
 
     /// The delta of `room`'s presence since its last one (its touched users, each with their
-    /// entry now or as left), numbered; clears the touched set.
-    fn presence_delta(&self, room_id: &RoomId, room: &mut RoomPresence, now_ms: i64) -> (Bytes, u64) {
+    /// entry now or as left), as its messages; clears the touched set.
+    fn presence_delta(&self, room_id: &RoomId, room: &mut RoomPresence, now_ms: i64) -> Vec<Bytes> {
         let now = Instant::now();
         let remote_presence = self.remote_presence();
         let remote = remote_presence.get(room_id);
@@ -879,8 +883,7 @@ impl Rooms {
         left.sort();
         let count = Self::merged_count(room, remote, now);
         drop(remote_presence);
-        room.published += 1;
-        (wire::encode_presence_delta(&watchers, &left, count, now_ms), room.published)
+        wire::encode_presence_delta(&watchers, &left, count, now_ms)
     }
 
     /// Forgets other instances' watchers that were not confirmed in time (that instance died
@@ -1030,6 +1033,12 @@ impl Drop for PresenceGuard {
     }
 }
 
+/// `messages` as [`Watch::pending`] holds them.
+fn in_sending_order(mut messages: Vec<Bytes>) -> Vec<Bytes> {
+    messages.reverse();
+    messages
+}
+
 /// One watcher's stream state.
 struct Watch {
     rooms: Arc<Rooms>,
@@ -1037,7 +1046,8 @@ struct Watch {
     user_id: UserId,
     /// The room's events, heartbeats and the notice of shutdown (all from the room's channel).
     subscription: Subscription,
-    pending: Option<Bytes>,
+    /// Messages to send before the room's events (a snapshot's), last first.
+    pending: Vec<Bytes>,
     /// The newest state version this watcher has been sent; older state events are skipped.
     seen_version: i64,
     /// The presence deltas its snapshot reflects; those are skipped.
@@ -1052,6 +1062,15 @@ type WatchStep = Option<(Result<Bytes, Error>, Watch)>;
 impl Watch {
     fn sent(self, encoded: Bytes) -> Option<(Result<Bytes, Error>, Self)> {
         Some((Ok(encoded), self))
+    }
+
+    fn pop_pending(&mut self) -> Option<Bytes> {
+        let message = self.pending.pop()?;
+        if self.pending.is_empty() {
+            // An idle stream holds no room for the pages it sent.
+            self.pending = Vec::new();
+        }
+        Some(message)
     }
 
     fn end(mut self, error: Error) -> Option<(Result<Bytes, Error>, Self)> {
@@ -1075,7 +1094,9 @@ impl Watch {
                 let mut watch = self;
                 watch.seen_version = version;
                 watch.seen_presence = published;
-                watch.sent(snapshot)
+                watch.pending = in_sending_order(snapshot);
+                let first = watch.pop_pending()?;
+                watch.sent(first)
             }
             Err(error) => self.end(error),
         }
@@ -1085,8 +1106,8 @@ impl Watch {
         if self.finished {
             return None;
         }
-        if let Some(snapshot) = self.pending.take() {
-            return self.sent(snapshot);
+        if let Some(message) = self.pop_pending() {
+            return self.sent(message);
         }
         loop {
             match self.subscription.recv().await {

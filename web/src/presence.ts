@@ -1,6 +1,8 @@
 // Who watches the room, as one stream sees it: the snapshot's list with every presence delta
 // applied by user id. The server sends a delta of what changed (at most one per presence
-// interval), so that one person joining a room of a thousand costs one entry per stream.
+// interval), so that one person joining a room of a thousand costs one entry per stream. A
+// large list (a big room's snapshot, a crowd arriving at once) comes in pages of up to 50, each
+// but the last marked `more`.
 
 import type { PresenceDelta, Watcher } from "./gen/xiaowo/sync/v1/sync_pb";
 
@@ -17,7 +19,8 @@ export class PresenceList {
 
   /**
    * Applies a delta; false when the result disagrees with the count the server sent (this
-   * stream missed something, and reopening it brings a fresh snapshot).
+   * stream missed something, and reopening it brings a fresh snapshot). The count holds once
+   * the last page of a change is in.
    */
   apply(delta: PresenceDelta): boolean {
     for (const watcher of delta.watchers) {
@@ -26,7 +29,7 @@ export class PresenceList {
     for (const userId of delta.leftUserIds) {
       this.byUser.delete(userId);
     }
-    return this.byUser.size === delta.watcherCount;
+    return delta.more || this.byUser.size === delta.watcherCount;
   }
 
   /** Everyone, in user id order (as the server lists them). */

@@ -29,6 +29,20 @@ describe("presence", () => {
     assert.equal(presence.apply(create(PresenceDeltaSchema, { watchers: [watcher("b")], watcherCount: 3 })), false);
   });
 
+  it("checks the count once the last page of a large list is in", () => {
+    const presence = new PresenceList();
+    presence.replace([watcher("a"), watcher("b")]);
+    const page = (users: string[], more: boolean) =>
+      create(PresenceDeltaSchema, { watchers: users.map((user) => watcher(user)), watcherCount: 5, more });
+    assert.equal(presence.apply(page(["c", "d"], true)), true);
+    assert.equal(presence.apply(page(["e"], false)), true);
+    assert.deepEqual(presence.list().map((entry) => entry.userId), ["a", "b", "c", "d", "e"]);
+    // A last page that leaves the list short means one went missing.
+    presence.replace([watcher("a"), watcher("b")]);
+    assert.equal(presence.apply(page(["c", "d"], true)), true);
+    assert.equal(presence.apply(page([], false)), false);
+  });
+
   it("a departure of someone it never saw changes nothing", () => {
     const presence = new PresenceList();
     presence.replace([watcher("a")]);
