@@ -10,8 +10,12 @@ use tonic_prost::ProstCodec;
 
 /// Initial size of a call's encoding and decoding buffers.
 pub const BUFFER_BYTES: usize = 1024;
-/// Bytes of encoded messages after which a stream hands them to the transport (tonic's default).
-pub const YIELD_BYTES: usize = 32 * 1024;
+/// Bytes of encoded messages after which a stream hands them to the transport. A stream with
+/// several messages ready encodes them into one buffer up to this size, and keeps that buffer
+/// for as long as it is open: tonic's 32 KiB let every watcher of a room of a thousand keep
+/// ~32 KiB after the burst of joining (the presence pages arrive together). At 2 KiB a stream
+/// still sends a burst of small events in few frames.
+pub const YIELD_BYTES: usize = 2 * 1024;
 
 /// Protobuf with small initial buffers; see the module.
 #[derive(Debug)]
