@@ -49,6 +49,20 @@ impl Fixture {
         (user_id, token)
     }
 
+    /// Who watches, as a fresh `GetRoomState` lists them (`PresenceView::summary`'s shape).
+    async fn watchers(&self) -> Vec<(String, i32, i64)> {
+        let request = pb::GetRoomStateRequest { room_id: self.room_id.clone() };
+        let response = self.app.client().get_room_state(with_token(request, &self.owner)).await.unwrap();
+        let mut watchers: Vec<_> = response
+            .into_inner()
+            .watchers
+            .into_iter()
+            .map(|watcher| (watcher.user_id, watcher.state, watcher.offset_ms))
+            .collect();
+        watchers.sort();
+        watchers
+    }
+
     async fn state(&self, token: &str) -> pb::RoomState {
         let request = with_token(pb::GetRoomStateRequest { room_id: self.room_id.clone() }, token);
         self.app.client().get_room_state(request).await.unwrap().into_inner().state.unwrap()
@@ -472,22 +486,10 @@ async fn presence_deltas_carry_only_changes_and_converge_to_a_fresh_snapshot() {
     }
     others.truncate(20);
 
-    let fresh = || async {
-        let request = pb::GetRoomStateRequest { room_id: fixture.room_id.clone() };
-        let response = fixture.app.client().get_room_state(with_token(request, &fixture.owner)).await.unwrap();
-        let mut watchers: Vec<_> = response
-            .into_inner()
-            .watchers
-            .into_iter()
-            .map(|watcher| (watcher.user_id, watcher.state, watcher.offset_ms))
-            .collect();
-        watchers.sort();
-        watchers
-    };
     // Settled when the ten closed streams are gone from the server's list and the stream's
     // view agrees with it.
     loop {
-        let now = fresh().await;
+        let now = fixture.watchers().await;
         if now.len() == 21 && view.summary() == now {
             break;
         }
@@ -511,7 +513,7 @@ async fn presence_deltas_carry_only_changes_and_converge_to_a_fresh_snapshot() {
     );
     assert!(delta.left_user_ids.is_empty());
     assert_eq!(delta.watcher_count, 22);
-    assert_eq!(view.summary(), fresh().await);
+    assert_eq!(view.summary(), fixture.watchers().await);
 }
 
 /// Entries one snapshot or presence message lists at most.
@@ -538,18 +540,6 @@ async fn large_rooms_reach_streams_in_pages_that_build_the_whole_list() {
         svc_kit::clock::system(),
     )
     .await;
-    let fresh = || async {
-        let request = pb::GetRoomStateRequest { room_id: fixture.room_id.clone() };
-        let response = fixture.app.client().get_room_state(with_token(request, &fixture.owner)).await.unwrap();
-        let mut watchers: Vec<_> = response
-            .into_inner()
-            .watchers
-            .into_iter()
-            .map(|watcher| (watcher.user_id, watcher.state, watcher.offset_ms))
-            .collect();
-        watchers.sort();
-        watchers
-    };
     let (_, first) = fixture.member("First", room_pb::Role::Member).await;
     let mut first_events = watch(&fixture.app, &fixture.room_id, &first).await;
     let mut first_view = PresenceView::default();
@@ -591,7 +581,7 @@ async fn large_rooms_reach_streams_in_pages_that_build_the_whole_list() {
     }
     assert_eq!(pages, [50, 22], "122 watchers: the snapshot's 50, then 50 and 22");
     assert!(view.0.contains_key(&newcomer_id));
-    assert_eq!(view.summary(), fresh().await);
+    assert_eq!(view.summary(), fixture.watchers().await);
 
     // The crowd leaves at once: one change of 120 entries, sent in pages of at most 50 that
     // bring both streams to the server's list.
@@ -606,7 +596,7 @@ async fn large_rooms_reach_streams_in_pages_that_build_the_whole_list() {
         }
     }
     assert!(paged, "a change of more than 50 entries came in pages");
-    assert_eq!(view.summary(), fresh().await);
+    assert_eq!(view.summary(), fixture.watchers().await);
     assert_eq!(first_view.summary(), view.summary());
 }
 
