@@ -79,18 +79,14 @@ pub mod wire {
     ) -> Vec<Bytes> {
         let watcher_count = i32::try_from(watcher_count).unwrap_or(i32::MAX);
         let pages = (watchers.len() + left.len()).div_ceil(ENTRIES_PER_MESSAGE).max(1);
+        let (mut watchers, mut left) = (watchers.iter(), left.iter());
         (0..pages)
             .map(|page| {
-                let start = page * ENTRIES_PER_MESSAGE;
-                let end = start + ENTRIES_PER_MESSAGE;
-                let left_start = start.saturating_sub(watchers.len()).min(left.len());
-                let left_end = end.saturating_sub(watchers.len()).min(left.len());
+                let watchers: Vec<_> = watchers.by_ref().take(ENTRIES_PER_MESSAGE).map(watcher_to_pb).collect();
+                let room = ENTRIES_PER_MESSAGE - watchers.len();
                 let delta = pb::PresenceDelta {
-                    watchers: watchers[start.min(watchers.len())..end.min(watchers.len())]
-                        .iter()
-                        .map(watcher_to_pb)
-                        .collect(),
-                    left_user_ids: left[left_start..left_end].iter().map(ToString::to_string).collect(),
+                    watchers,
+                    left_user_ids: left.by_ref().take(room).map(ToString::to_string).collect(),
                     watcher_count,
                     more: page + 1 < pages,
                 };

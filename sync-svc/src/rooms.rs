@@ -675,7 +675,7 @@ impl Rooms {
             room_id: room_id.clone(),
             user_id: caller.user_id.clone(),
             subscription,
-            pending: in_sending_order(snapshot),
+            pending: snapshot.into_iter(),
             seen_version: version,
             seen_presence: published,
             finished: false,
@@ -1033,12 +1033,6 @@ impl Drop for PresenceGuard {
     }
 }
 
-/// `messages` as [`Watch::pending`] holds them.
-fn in_sending_order(mut messages: Vec<Bytes>) -> Vec<Bytes> {
-    messages.reverse();
-    messages
-}
-
 /// One watcher's stream state.
 struct Watch {
     rooms: Arc<Rooms>,
@@ -1046,8 +1040,8 @@ struct Watch {
     user_id: UserId,
     /// The room's events, heartbeats and the notice of shutdown (all from the room's channel).
     subscription: Subscription,
-    /// Messages to send before the room's events (a snapshot's), last first.
-    pending: Vec<Bytes>,
+    /// Messages to send before the room's events (a snapshot's).
+    pending: std::vec::IntoIter<Bytes>,
     /// The newest state version this watcher has been sent; older state events are skipped.
     seen_version: i64,
     /// The presence deltas its snapshot reflects; those are skipped.
@@ -1065,10 +1059,10 @@ impl Watch {
     }
 
     fn pop_pending(&mut self) -> Option<Bytes> {
-        let message = self.pending.pop()?;
-        if self.pending.is_empty() {
+        let message = self.pending.next()?;
+        if self.pending.len() == 0 {
             // An idle stream holds no room for the pages it sent.
-            self.pending = Vec::new();
+            self.pending = Vec::new().into_iter();
         }
         Some(message)
     }
@@ -1094,7 +1088,7 @@ impl Watch {
                 let mut watch = self;
                 watch.seen_version = version;
                 watch.seen_presence = published;
-                watch.pending = in_sending_order(snapshot);
+                watch.pending = snapshot.into_iter();
                 let first = watch.pop_pending()?;
                 watch.sent(first)
             }

@@ -352,30 +352,30 @@ impl Bench {
     ) -> anyhow::Result<(fanout::Fleet, f64, Option<stack::Server>, Option<PeerProcess>)> {
         let cpu = self.options.server_cpu;
         match system {
-            System::Xiaowo | System::XiaowoShared | System::XiaowoOwnerSession => {
-                let per_connection =
-                    if matches!(system, System::XiaowoShared) { WATCHERS_PER_SHARED_CONNECTION } else { 1 };
-                let people =
-                    if matches!(system, System::XiaowoOwnerSession) { People::RoomOwner } else { People::Distinct };
+            System::Xiaowo
+            | System::XiaowoShared
+            | System::XiaowoOwnerSession
+            | System::XiaowoWeb
+            | System::XiaowoChat => {
                 let server = self.launcher.start(&[]).await?;
-                let before = procstat::rss_bytes(&server.targets.pids);
-                let fleet = fanout::xiaowo(&server.targets, shape, people, per_connection, Some(256)).await?;
-                let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
-                Ok((fleet, rss, Some(server), None))
-            }
-            System::XiaowoWeb => {
-                let server = self.launcher.start(&[]).await?;
-                let address = server.targets.sync_urls[0].trim_start_matches("http://").parse::<SocketAddr>()?;
-                let before = procstat::rss_bytes(&server.targets.pids);
-                let fleet = fanout::xiaowo_grpc_web(&server.targets, shape, address).await?;
-                let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
-                Ok((fleet, rss, Some(server), None))
-            }
-            System::XiaowoChat => {
-                let server = self.launcher.start(&[]).await?;
-                let before = procstat::rss_bytes(&server.targets.pids);
-                let fleet = fanout::xiaowo_chat(&server.targets, shape).await?;
-                let rss = per_watcher(procstat::rss_bytes(&server.targets.pids), before, shape.watchers());
+                let targets = &server.targets;
+                let before = procstat::rss_bytes(&targets.pids);
+                let fleet = match system {
+                    System::XiaowoWeb => {
+                        let address = targets.sync_urls[0].trim_start_matches("http://").parse::<SocketAddr>()?;
+                        fanout::xiaowo_grpc_web(targets, shape, address).await?
+                    }
+                    System::XiaowoChat => fanout::xiaowo_chat(targets, shape).await?,
+                    System::XiaowoShared => {
+                        fanout::xiaowo(targets, shape, People::Distinct, WATCHERS_PER_SHARED_CONNECTION, Some(256))
+                            .await?
+                    }
+                    System::XiaowoOwnerSession => {
+                        fanout::xiaowo(targets, shape, People::RoomOwner, 1, Some(256)).await?
+                    }
+                    _ => fanout::xiaowo(targets, shape, People::Distinct, 1, Some(256)).await?,
+                };
+                let rss = per_watcher(procstat::rss_bytes(&targets.pids), before, shape.watchers());
                 Ok((fleet, rss, Some(server), None))
             }
             System::InProcess => Ok((fanout::in_process(shape).await?, 0.0, None, None)),
