@@ -315,15 +315,19 @@ async fn write_state(db: &impl ConnectionTrait, expected_version: i64, next: &Ro
             .exec_without_returning(db)
             .await?
     } else {
-        room_state::Entity::update_many()
-            .set(to_row(next))
-            .filter(room_state::Column::RoomId.eq(next.room_id.as_str()))
-            .filter(room_state::Column::Version.eq(expected_version))
-            .exec(db)
-            .await?
-            .rows_affected
+        state_update(expected_version, next).exec(db).await?.rows_affected
     };
     Ok(if written == 1 { Commit::Accepted } else { Commit::Stale })
+}
+
+/// The update of a room's row from `expected_version` to `next`. The key stays out of the SET
+/// list: SQLite takes an assigned key column for a changed one, rewriting its index entry and
+/// looking up the queue rows that refer to it on every command.
+fn state_update(expected_version: i64, next: &RoomState) -> sea_orm::UpdateMany<room_state::Entity> {
+    room_state::Entity::update_many()
+        .set(room_state::ActiveModel { room_id: sea_orm::NotSet, ..to_row(next) })
+        .filter(room_state::Column::RoomId.eq(next.room_id.as_str()))
+        .filter(room_state::Column::Version.eq(expected_version))
 }
 
 async fn write_queue(txn: &impl ConnectionTrait, state: &RoomState) -> Result<(), DbErr> {
@@ -347,4 +351,23 @@ async fn write_queue(txn: &impl ConnectionTrait, state: &RoomState) -> Result<()
     });
     queue_item::Entity::insert_many(rows).exec_without_returning(txn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_update;
+    use crate::timeline::RoomState;
+    use sea_orm::{DbBackend, QueryTrait};
+
+    #[test]
+    fn a_state_update_assigns_everything_but_the_key() {
+        let room_id = svc_kit::id::RoomId::generate();
+        let state = RoomState { version: 4, ..RoomState::initial(&room_id, 0) };
+        let sql = state_update(3, &state).build(DbBackend::Sqlite).to_string();
+        let (assignments, condition) = sql.split_once(" WHERE ").unwrap();
+        assert!(assignments.contains(r#""version" = 4"#), "{sql}");
+        assert!(!assignments.contains(r#""room_id""#), "{sql}");
+        assert!(condition.contains(&format!(r#""room_id" = '{}'"#, room_id.as_str())), "{sql}");
+        assert!(condition.contains(r#""version" = 3"#), "{sql}");
+    }
 }
