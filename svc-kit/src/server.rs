@@ -20,7 +20,6 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
-use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -590,8 +589,9 @@ impl Assembly {
             .max_concurrent_streams(config.max_concurrent_streams)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_routes(Routes::from(app))
-            .serve_with_incoming_shutdown(incoming, stop_accepting);
+            // The router itself, not wrapped in tonic's `Routes`: that wrapper boxes each
+            // response body once more, and every frame of every stream passed through it.
+            .serve_with_incoming_shutdown(app, incoming, stop_accepting);
         tokio::pin!(server);
 
         // One deadline for the whole drain: the calls and every worker heard the same
