@@ -589,8 +589,8 @@ impl Assembly {
             .max_concurrent_streams(config.max_concurrent_streams)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            // The router itself, not wrapped in tonic's `Routes`: that wrapper boxes each
-            // response body once more, and every frame of every stream passed through it.
+            // The router itself, not wrapped in tonic's `Routes`, which would box each response
+            // body once more: a layer every frame of every stream would pass through.
             .serve_with_incoming_shutdown(app, incoming, stop_accepting);
         tokio::pin!(server);
 
