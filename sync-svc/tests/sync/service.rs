@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    ADMIN_TOKEN, Peers, SyncApp, conflict_state, end_status, next_event, next_state, test_config, violated_fields,
-    watch, with_token,
+    ADMIN_TOKEN, Events, Peers, SyncApp, conflict_state, end_status, next_event, next_state, test_config,
+    violated_fields, watch, with_token,
 };
 use proto::room::v1 as room_pb;
 use proto::sync::v1 as pb;
@@ -41,6 +41,22 @@ impl Fixture {
         let (owner_id, owner) = peers.user("Owner").await;
         let room_id = peers.rooms.create_room(&owner_id);
         Self { peers, app, _dir: dir, owner_id, owner, room_id }
+    }
+
+    /// A fixture whose session service lets `people` sessions be created at once: every member
+    /// of a crowd is a different person.
+    async fn for_crowd(people: u32, config: sync_svc::Config) -> Self {
+        let peers = Peers::start_with(|common| common.session.create_burst = people).await;
+        Self::start_on(peers, config, svc_kit::clock::system()).await
+    }
+
+    /// A member named `name` watching, with the list its stream's first event gave.
+    async fn viewer(&self, name: &str) -> (Events, PresenceView) {
+        let (_, token) = self.member(name, room_pb::Role::Member).await;
+        let mut events = watch(&self.app, &self.room_id, &token).await;
+        let mut view = PresenceView::default();
+        view.apply(&next_event(&mut events).await.unwrap());
+        (events, view)
     }
 
     async fn member(&self, name: &str, role: room_pb::Role) -> (String, String) {
@@ -462,16 +478,8 @@ impl PresenceView {
 
 #[tokio::test]
 async fn presence_deltas_carry_only_changes_and_converge_to_a_fresh_snapshot() {
-    let fixture = Fixture::start_on(
-        Peers::start_with(|common| common.session.create_burst = 100).await,
-        test_config(),
-        svc_kit::clock::system(),
-    )
-    .await;
-    let (_, watcher) = fixture.member("Watcher", room_pb::Role::Member).await;
-    let mut events = watch(&fixture.app, &fixture.room_id, &watcher).await;
-    let mut view = PresenceView::default();
-    view.apply(&next_event(&mut events).await.unwrap());
+    let fixture = Fixture::for_crowd(100, test_config()).await;
+    let (mut events, mut view) = fixture.viewer("Watcher").await;
 
     // Thirty people, each with their own session and stream, join; every third reports its
     // player; then ten of them close their streams.
@@ -534,16 +542,8 @@ async fn large_rooms_reach_streams_in_pages_that_build_the_whole_list() {
     let mut config = test_config();
     // Long enough that the crowd leaving below is one change of 120 entries.
     config.presence_interval = Duration::from_secs(2);
-    let fixture = Fixture::start_on(
-        Peers::start_with(|common| common.session.create_burst = 200).await,
-        config,
-        svc_kit::clock::system(),
-    )
-    .await;
-    let (_, first) = fixture.member("First", room_pb::Role::Member).await;
-    let mut first_events = watch(&fixture.app, &fixture.room_id, &first).await;
-    let mut first_view = PresenceView::default();
-    first_view.apply(&next_event(&mut first_events).await.unwrap());
+    let fixture = Fixture::for_crowd(200, config).await;
+    let (mut first_events, mut first_view) = fixture.viewer("First").await;
 
     // 120 people, each with their own session and stream.
     let mut crowd = Vec::new();
