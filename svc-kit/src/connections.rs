@@ -77,7 +77,12 @@ impl ConnectionLimit {
         }
         *count += 1;
         self.open_gauge.inc();
-        Some(LimitedConnection { stream, sending: Sending::default(), _slot: Slot { ip, limit: self.clone() } })
+        Some(LimitedConnection {
+            stream,
+            sending: Sending::default(),
+            protocol_told: false,
+            _slot: Slot { ip, limit: self.clone() },
+        })
     }
 }
 
@@ -110,7 +115,37 @@ impl Drop for Slot {
 pub(crate) struct LimitedConnection {
     stream: TcpStream,
     sending: Sending,
+    /// Whether the first read, the one that tells HTTP/1 from HTTP/2, has been answered.
+    protocol_told: bool,
     _slot: Slot,
+}
+
+/// What an HTTP/2 client sends first.
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+impl LimitedConnection {
+    /// The first read, made by the server's protocol detection (hyper-util's automatic
+    /// builder, which reads up to the 24 bytes of the HTTP/2 preface).
+    ///
+    /// The detection hands what it read to hyper as a read of its own. On an HTTP/1.1
+    /// connection that is the start of the request head: hyper, finding the head incomplete,
+    /// grows its 8 KiB read buffer to 16 KiB before reading the rest, and keeps it as long as
+    /// the connection is open, which for a browser watching a room is hours (about 5.5 KiB of
+    /// resident memory per watcher, measured). So the first bytes are peeked, not taken: when
+    /// they are not the preface's start, the read answers nothing, which the detection takes
+    /// for HTTP/1 with nothing to hand on, and hyper's first read finds the whole head where
+    /// the client's bytes are. The preface, or a part of it, is read as it comes.
+    fn poll_first_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut start = [0; HTTP2_PREFACE.len()];
+        let mut peeked = ReadBuf::new(&mut start);
+        std::task::ready!(self.stream.poll_peek(cx, &mut peeked))?;
+        self.protocol_told = true;
+        let seen = peeked.filled();
+        if !seen.is_empty() && !HTTP2_PREFACE.starts_with(seen) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
 }
 
 /// What every request carries about the connection it came on.
@@ -131,8 +166,12 @@ impl Connected for LimitedConnection {
 }
 
 impl AsyncRead for LimitedConnection {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.protocol_told {
+            return this.poll_first_read(cx, buf);
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
     }
 }
 
@@ -168,6 +207,48 @@ impl AsyncWrite for LimitedConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection of this server and the client's end of it.
+    async fn connected() -> (LimitedConnection, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        let limit = ConnectionLimit::new(0, &Registry::new());
+        (limit.admit(server_side).unwrap(), client)
+    }
+
+    async fn read_some(connection: &mut LimitedConnection) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 4096];
+        let n = connection.read(&mut buf).await.unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test]
+    async fn an_http1_request_is_told_apart_without_taking_its_first_bytes() {
+        use tokio::io::AsyncWriteExt;
+        let (mut connection, mut client) = connected().await;
+        let head = b"POST /xiaowo.sync.v1.SyncService/WatchRoom HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        assert_eq!(read_some(&mut connection).await, b"", "the detection's read gets nothing: HTTP/1");
+        assert_eq!(read_some(&mut connection).await, head, "the whole head is left for hyper's first read");
+
+        let (mut connection, mut client) = connected().await;
+        client.write_all(&HTTP2_PREFACE[..]).await.unwrap();
+        assert_eq!(read_some(&mut connection).await, HTTP2_PREFACE, "an HTTP/2 preface is read as it comes");
+
+        let (mut connection, mut client) = connected().await;
+        client.write_all(b"PRI * HT").await.unwrap();
+        assert_eq!(read_some(&mut connection).await, b"PRI * HT", "so is the start of one");
+        client.write_all(b"TP/2.0").await.unwrap();
+        assert_eq!(read_some(&mut connection).await, b"TP/2.0");
+
+        let (mut connection, client) = connected().await;
+        drop(client);
+        assert_eq!(read_some(&mut connection).await, b"", "a client gone before a byte is the end");
+        assert_eq!(read_some(&mut connection).await, b"");
+    }
 
     #[tokio::test]
     async fn counts_per_address_and_gives_slots_back() {
