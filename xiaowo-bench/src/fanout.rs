@@ -650,55 +650,19 @@ pub async fn xiaowo_grpc_web(targets: &Targets, shape: Shape, address: SocketAdd
     let rooms = stack::media_rooms(targets, shape.rooms).await?;
     let watchers = watcher_tokens(targets, shape, &rooms, People::Distinct).await?;
     let mut builder = Builder::new(shape.watchers());
-    let gate = Arc::new(Semaphore::new(256));
-    for watcher in 0..shape.watchers() {
-        let (room_id, token) = watcher_place(shape, &rooms, &watchers, watcher)?;
-        let sink = builder.sink();
-        let ready = builder.ready_sender.clone();
-        let gate = Arc::clone(&gate);
-        builder.tasks.spawn(async move {
-            let started = tokio::time::Instant::now();
-            let permit = gate.acquire_owned().await;
-            let mut connection = match grpc_web::Connection::connect(address).await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    let _ = ready.send(Err(error)).await;
-                    return;
-                }
-            };
-            let request = sync_pb::WatchRoomRequest { room_id };
-            let mut call = match connection.call(WATCH, &token, &request).await {
-                Ok(call) => call,
-                Err(error) => {
-                    let _ = ready.send(Err(error)).await;
-                    return;
-                }
-            };
-            let snapshot = call.next::<sync_pb::WatchRoomResponse>().await;
-            drop(permit);
-            match snapshot {
-                Ok(Some(_)) => {
-                    let _ = ready.send(Ok(elapsed_us(started))).await;
-                }
-                Ok(None) => {
-                    let _ = ready.send(Err(anyhow::anyhow!("stream ended before its snapshot"))).await;
-                    return;
-                }
-                Err(error) => {
-                    let _ = ready.send(Err(error)).await;
-                    return;
-                }
+    spawn_grpc_web_watchers(
+        &mut builder,
+        address,
+        watcher_places(shape, &rooms, &watchers)?,
+        WATCH,
+        |room_id| sync_pb::WatchRoomRequest { room_id },
+        |message: sync_pb::WatchRoomResponse| match message.event {
+            Some(sync_pb::watch_room_response::Event::State(state)) if state.last_action() == sync_pb::Action::Seek => {
+                state.timeline.map(|timeline| timeline.position_ms)
             }
-            while let Ok(Some(message)) = call.next::<sync_pb::WatchRoomResponse>().await {
-                if let Some(sync_pb::watch_room_response::Event::State(state)) = message.event
-                    && state.last_action() == sync_pb::Action::Seek
-                    && let Some(timeline) = state.timeline
-                {
-                    record(&sink, timeline.position_ms);
-                }
-            }
-        });
-    }
+            _ => None,
+        },
+    );
     for (token, room_id, version) in rooms.iter().take(shape.rooms).cloned() {
         let mut inbox = builder.publisher();
         let mut connection = grpc_web::Connection::connect(address).await?;
@@ -725,6 +689,96 @@ pub async fn xiaowo_grpc_web(targets: &Targets, shape: Shape, address: SocketAdd
         });
     }
     builder.finish(shape.watchers(), targets.pids.clone()).await
+}
+
+/// Xiaowo's chat as a browser reaches it: `WatchMessages` and `SendMessage` as gRPC-web over
+/// HTTP/1.1, a connection per watcher and one per room's sender (the room's owner), to
+/// `address`. Otherwise as [`xiaowo_chat`].
+pub async fn xiaowo_chat_grpc_web(targets: &Targets, shape: Shape, address: SocketAddr) -> anyhow::Result<Fleet> {
+    use crate::grpc_web;
+    const WATCH: &str = "/xiaowo.chat.v1.ChatService/WatchMessages";
+    const SEND: &str = "/xiaowo.chat.v1.ChatService/SendMessage";
+    let rooms = stack::owned_rooms(targets, shape.rooms, false).await?;
+    let watchers = watcher_tokens(targets, shape, &rooms, People::Distinct).await?;
+    let mut builder = Builder::new(shape.watchers());
+    spawn_grpc_web_watchers(
+        &mut builder,
+        address,
+        watcher_places(shape, &rooms, &watchers)?,
+        WATCH,
+        |room_id| chat_pb::WatchMessagesRequest { room_id, after_seq: None },
+        |frame: chat_pb::WatchMessagesResponse| match frame.event {
+            Some(chat_pb::watch_messages_response::Event::Message(message)) => sent_from_text(&message.text),
+            _ => None,
+        },
+    );
+    for (token, room_id, _) in rooms {
+        let mut inbox = builder.publisher();
+        let mut connection = grpc_web::Connection::connect(address).await?;
+        let unavailable = Arc::clone(&builder.unavailable);
+        builder.tasks.spawn(async move {
+            let padding = "x".repeat(PAYLOAD_BYTES - 20);
+            let mut sent = 0u64;
+            while let Some(sent_us) = inbox.recv().await {
+                sent += 1;
+                let request = chat_pb::SendMessageRequest {
+                    room_id: room_id.clone(),
+                    text: format!("{sent_us}|{padding}"),
+                    client_message_id: format!("bench-{sent}"),
+                };
+                let Ok(call) = connection.call(SEND, &token, &request).await else { break };
+                if let Err(error) = call.unary::<chat_pb::SendMessageResponse>().await
+                    && error.downcast_ref::<grpc_web::Failed>().is_some_and(|failed| failed.status == Some(14))
+                {
+                    unavailable.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    builder.finish(shape.watchers(), targets.pids.clone()).await
+}
+
+/// Every watcher's room id and token, in the order [`watcher_place`] gives them.
+fn watcher_places(
+    shape: Shape,
+    rooms: &[(String, String, i64)],
+    watchers: &[Vec<String>],
+) -> anyhow::Result<Vec<(String, String)>> {
+    (0..shape.watchers()).map(|watcher| watcher_place(shape, rooms, watchers, watcher)).collect()
+}
+
+/// Opens a stream per place as a browser does (gRPC-web over HTTP/1.1, a connection each):
+/// `path` with the request `request_for` makes of the room's id. The stream's first frame (sync's
+/// snapshot, chat's "caught up") says it is live; `sent_of` finds the send time in the events
+/// measured.
+fn spawn_grpc_web_watchers<Request, Event>(
+    builder: &mut Builder,
+    address: SocketAddr,
+    places: Vec<(String, String)>,
+    path: &'static str,
+    request_for: fn(String) -> Request,
+    sent_of: fn(Event) -> Option<i64>,
+) where
+    Request: prost::Message + Send + 'static,
+    Event: prost::Message + Default + Send + 'static,
+{
+    use crate::grpc_web;
+    let gate = Arc::new(Semaphore::new(256));
+    for (room_id, token) in places {
+        let open = async move {
+            let connection = grpc_web::Connection::connect(address).await?;
+            let mut call = connection.open(path, &token, &request_for(room_id)).await?;
+            call.next::<Event>().await?.context("stream ended before its first frame")?;
+            anyhow::Ok(call)
+        };
+        builder.spawn_watcher(&gate, open, move |mut call, sink| async move {
+            while let Ok(Some(event)) = call.next::<Event>().await {
+                if let Some(sent_us) = sent_of(event) {
+                    record(&sink, sent_us);
+                }
+            }
+        });
+    }
 }
 
 /// Peer: Debian's `syncplay-server`, events carried as room chat (its broadcast path).

@@ -3,6 +3,7 @@
 //! a length), data frames decoded, the trailer frame ending the call. Keep-alive connections
 //! carry one call after another, as a browser's would.
 
+use std::borrow::BorrowMut;
 use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
@@ -10,6 +11,21 @@ use bytes::{Buf, BufMut, BytesMut};
 use prost::Message;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+/// A call that ended without its message and an OK status.
+#[derive(Debug)]
+pub struct Failed {
+    /// The trailer's `grpc-status`, if it had one.
+    pub status: Option<i32>,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "gRPC-web call failed with status {:?}", self.status)
+    }
+}
+
+impl std::error::Error for Failed {}
 
 /// How the rest of a response body is delimited.
 enum Body {
@@ -23,9 +39,10 @@ pub struct Connection {
     address: SocketAddr,
 }
 
-/// A call's response: data frames as they arrive.
-pub struct Call<'a> {
-    connection: &'a mut Connection,
+/// A call's response: data frames as they arrive. It borrows its connection
+/// ([`Connection::call`]), or owns it for as long as a stream is watched ([`Connection::open`]).
+pub struct Call<C> {
+    connection: C,
     body: Body,
     frames: BytesMut,
     /// The `grpc-status` of the trailer frame, once read.
@@ -41,7 +58,19 @@ impl Connection {
     }
 
     /// Starts a call of `path` with one request message.
-    pub async fn call<M: Message>(&mut self, path: &str, token: &str, request: &M) -> anyhow::Result<Call<'_>> {
+    pub async fn call<M: Message>(&mut self, path: &str, token: &str, request: &M) -> anyhow::Result<Call<&mut Self>> {
+        Call::start(self, path, token, request).await
+    }
+
+    /// Starts a call of `path` that keeps the connection: a stream to watch.
+    pub async fn open<M: Message>(self, path: &str, token: &str, request: &M) -> anyhow::Result<Call<Self>> {
+        Call::start(self, path, token, request).await
+    }
+}
+
+impl<C: BorrowMut<Connection>> Call<C> {
+    async fn start<M: Message>(mut connection: C, path: &str, token: &str, request: &M) -> anyhow::Result<Self> {
+        let this = connection.borrow_mut();
         let mut frame = BytesMut::with_capacity(request.encoded_len() + 5);
         frame.put_u8(0);
         frame.put_u32(u32::try_from(request.encoded_len())?);
@@ -49,22 +78,22 @@ impl Connection {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
              Accept: application/grpc-web+proto\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
-            self.address,
+            this.address,
             frame.len()
         );
-        let writer = self.stream.get_mut();
+        let writer = this.stream.get_mut();
         writer.write_all(head.as_bytes()).await?;
         writer.write_all(&frame).await?;
 
         let mut status_line = String::new();
-        self.stream.read_line(&mut status_line).await?;
+        this.stream.read_line(&mut status_line).await?;
         if !status_line.starts_with("HTTP/1.1 200") {
             bail!("gRPC-web call answered {}", status_line.trim());
         }
         let (mut chunked, mut length) = (false, None);
         loop {
             let mut header = String::new();
-            if self.stream.read_line(&mut header).await? == 0 {
+            if this.stream.read_line(&mut header).await? == 0 {
                 bail!("connection closed in the response headers");
             }
             let header = header.trim_end();
@@ -80,14 +109,12 @@ impl Connection {
         }
         let body =
             if chunked { Body::Chunked { left_in_chunk: 0, done: false } } else { Body::Length(length.unwrap_or(0)) };
-        Ok(Call { connection: self, body, frames: BytesMut::new(), status: None })
+        Ok(Self { connection, body, frames: BytesMut::new(), status: None })
     }
-}
 
-impl Call<'_> {
     /// Reads more of the body into `frames`; false at its end.
     async fn fill(&mut self) -> anyhow::Result<bool> {
-        let stream = &mut self.connection.stream;
+        let stream = &mut self.connection.borrow_mut().stream;
         match &mut self.body {
             Body::Length(0) | Body::Chunked { done: true, .. } => Ok(false),
             Body::Length(left) => {
@@ -164,7 +191,7 @@ impl Call<'_> {
         while self.next::<M>().await?.is_some() {}
         match (self.status, message) {
             (Some(0), Some(message)) => Ok(message),
-            (status, _) => bail!("gRPC-web call failed with status {status:?}"),
+            (status, _) => Err(Failed { status }.into()),
         }
     }
 }

@@ -48,7 +48,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
     shapes: Vec<(Shape, f64)>,
     /// Fan-out systems to measure (default all): xiaowo, xiaowo-web, xiaowo-shared, xiaowo-owner-session,
-    /// xiaowo-chat, in-process, raw-tcp, socketio, syncplay.
+    /// xiaowo-chat, xiaowo-chat-web, in-process, raw-tcp, socketio, syncplay.
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
     /// Idle-watcher counts instead of the default ones (e.g. 10000), each run with one
@@ -256,6 +256,9 @@ enum System {
     XiaowoOwnerSession,
     /// Chat as a fan-out: `SendMessage` → `WatchMessages`.
     XiaowoChat,
+    /// Chat as a browser reaches it: gRPC-web over HTTP/1.1, a connection per watcher and per
+    /// sender.
+    XiaowoChatWeb,
     InProcess,
     RawTcp,
     SocketIo,
@@ -270,6 +273,7 @@ impl System {
             Self::XiaowoShared => "xiaowo-shared",
             Self::XiaowoOwnerSession => "xiaowo-owner-session",
             Self::XiaowoChat => "xiaowo-chat",
+            Self::XiaowoChatWeb => "xiaowo-chat-web",
             Self::InProcess => "in-process",
             Self::RawTcp => "raw-tcp",
             Self::SocketIo => "socketio",
@@ -284,6 +288,7 @@ impl System {
             Self::XiaowoShared => "Xiaowo, 100 watchers per HTTP/2 connection",
             Self::XiaowoOwnerSession => "extra: Xiaowo, every watcher the room owner's session",
             Self::XiaowoChat => "Xiaowo chat (SendMessage → WatchMessages)",
+            Self::XiaowoChatWeb => "Xiaowo chat as browsers reach it (gRPC-web over HTTP/1.1)",
             Self::InProcess => "ceiling: in-process broadcast",
             Self::RawTcp => "ceiling: raw TCP fan-out",
             Self::SocketIo => "peer: socket.io 4.8",
@@ -313,6 +318,7 @@ impl Bench {
             System::XiaowoShared,
             System::XiaowoOwnerSession,
             System::XiaowoChat,
+            System::XiaowoChatWeb,
             System::InProcess,
             System::RawTcp,
         ];
@@ -356,7 +362,8 @@ impl Bench {
             | System::XiaowoShared
             | System::XiaowoOwnerSession
             | System::XiaowoWeb
-            | System::XiaowoChat => {
+            | System::XiaowoChat
+            | System::XiaowoChatWeb => {
                 let server = self.launcher.start(&[]).await?;
                 let targets = &server.targets;
                 let before = procstat::rss_bytes(&targets.pids);
@@ -366,6 +373,10 @@ impl Bench {
                         fanout::xiaowo_grpc_web(targets, shape, address).await?
                     }
                     System::XiaowoChat => fanout::xiaowo_chat(targets, shape).await?,
+                    System::XiaowoChatWeb => {
+                        let address = targets.chat_url.trim_start_matches("http://").parse::<SocketAddr>()?;
+                        fanout::xiaowo_chat_grpc_web(targets, shape, address).await?
+                    }
                     System::XiaowoShared => {
                         fanout::xiaowo(targets, shape, People::Distinct, WATCHERS_PER_SHARED_CONNECTION, Some(256))
                             .await?
@@ -417,8 +428,10 @@ impl Bench {
              One connection per watcher for every system, except the row that shares each HTTP/2 connection \
              among 100 of Xiaowo's watchers. Every Xiaowo watcher is a different person (their own session, \
              a member of the room), except in the row labelled extra, where all of a room's watchers use its \
-             owner's session. The chat row publishes with `SendMessage` (committed before it is acknowledged) \
-             and receives on `WatchMessages`; UNAVAILABLE counts the publishes the server refused so.\n\n",
+             owner's session. The chat rows publish with `SendMessage` (committed before it is acknowledged) \
+             and receive on `WatchMessages` (as browsers reach it: each room's sender and each watcher \
+             a gRPC-web connection of their own); UNAVAILABLE counts the publishes the server refused \
+             so.\n\n",
         );
         fanout_header(&mut text);
         self.section(&text);
@@ -459,7 +472,11 @@ impl Bench {
             // people for every system.
             if matches!(
                 system,
-                System::InProcess | System::XiaowoShared | System::XiaowoOwnerSession | System::XiaowoChat
+                System::InProcess
+                    | System::XiaowoShared
+                    | System::XiaowoOwnerSession
+                    | System::XiaowoChat
+                    | System::XiaowoChatWeb
             ) {
                 continue;
             }
