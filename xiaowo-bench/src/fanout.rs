@@ -595,15 +595,9 @@ pub async fn xiaowo_chat(targets: &Targets, shape: Shape) -> anyhow::Result<Flee
         let mut client = chat_pb::chat_service_client::ChatServiceClient::new(send_channels[index % 4].clone());
         let unavailable = Arc::clone(&builder.unavailable);
         builder.tasks.spawn(async move {
-            let padding = "x".repeat(PAYLOAD_BYTES - 20);
-            let mut sent = 0u64;
+            let mut messages = BenchMessages::new(room_id);
             while let Some(sent_us) = inbox.recv().await {
-                sent += 1;
-                let request = chat_pb::SendMessageRequest {
-                    room_id: room_id.clone(),
-                    text: format!("{sent_us}|{padding}"),
-                    client_message_id: format!("bench-{sent}"),
-                };
+                let request = messages.next(sent_us);
                 if let Err(status) = client.send_message(stack::bearer(request, &token)).await {
                     count_unavailable(&unavailable, &status);
                 }
@@ -611,6 +605,29 @@ pub async fn xiaowo_chat(targets: &Targets, shape: Shape) -> anyhow::Result<Flee
         });
     }
     builder.finish(shape.watchers(), targets.pids.clone()).await
+}
+
+/// A room's chat messages as the chat rows send them: the send time starts the text, padded to
+/// [`PAYLOAD_BYTES`], each with a client id of its own.
+struct BenchMessages {
+    room_id: String,
+    padding: String,
+    sent: u64,
+}
+
+impl BenchMessages {
+    fn new(room_id: String) -> Self {
+        Self { room_id, padding: "x".repeat(PAYLOAD_BYTES - 20), sent: 0 }
+    }
+
+    fn next(&mut self, sent_us: i64) -> chat_pb::SendMessageRequest {
+        self.sent += 1;
+        chat_pb::SendMessageRequest {
+            room_id: self.room_id.clone(),
+            text: format!("{sent_us}|{}", self.padding),
+            client_message_id: format!("bench-{}", self.sent),
+        }
+    }
 }
 
 /// The send time at the start of a text payload (`"<µs>|…"`).
@@ -717,18 +734,14 @@ pub async fn xiaowo_chat_grpc_web(targets: &Targets, shape: Shape, address: Sock
         let mut connection = grpc_web::Connection::connect(address).await?;
         let unavailable = Arc::clone(&builder.unavailable);
         builder.tasks.spawn(async move {
-            let padding = "x".repeat(PAYLOAD_BYTES - 20);
-            let mut sent = 0u64;
+            let mut messages = BenchMessages::new(room_id);
             while let Some(sent_us) = inbox.recv().await {
-                sent += 1;
-                let request = chat_pb::SendMessageRequest {
-                    room_id: room_id.clone(),
-                    text: format!("{sent_us}|{padding}"),
-                    client_message_id: format!("bench-{sent}"),
-                };
+                let request = messages.next(sent_us);
                 let Ok(call) = connection.call(SEND, &token, &request).await else { break };
                 if let Err(error) = call.unary::<chat_pb::SendMessageResponse>().await
-                    && error.downcast_ref::<grpc_web::Failed>().is_some_and(|failed| failed.status == Some(14))
+                    && error
+                        .downcast_ref::<grpc_web::Failed>()
+                        .is_some_and(|failed| failed.status == Some(tonic::Code::Unavailable as i32))
                 {
                     unavailable.fetch_add(1, Ordering::Relaxed);
                 }
