@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 need_npm
+# The binary's allocator (jemalloc) is built from source with make.
+need_apt make make
 if [ -f web/build.mjs ]; then
   log "building the web client"
   (cd web && npm run --silent build)

@@ -7,6 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 need_npm
+# The binary's allocator (jemalloc) is built from source with make.
+need_apt make make
 need_grpcurl
 need_apt promtool prometheus
 need_aiosmtpd
