@@ -665,12 +665,11 @@ pub async fn xiaowo_grpc_web(targets: &Targets, shape: Shape, address: SocketAdd
     const SEEK: &str = "/xiaowo.sync.v1.SyncService/Seek";
     const GET_STATE: &str = "/xiaowo.sync.v1.SyncService/GetRoomState";
     let rooms = stack::media_rooms(targets, shape.rooms).await?;
-    let watchers = watcher_tokens(targets, shape, &rooms, People::Distinct).await?;
-    let mut builder = Builder::new(shape.watchers());
-    spawn_grpc_web_watchers(
-        &mut builder,
+    let mut builder = grpc_web_watchers(
+        targets,
+        shape,
+        &rooms,
         address,
-        watcher_places(shape, &rooms, &watchers)?,
         WATCH,
         |room_id| sync_pb::WatchRoomRequest { room_id },
         |message: sync_pb::WatchRoomResponse| match message.event {
@@ -679,7 +678,8 @@ pub async fn xiaowo_grpc_web(targets: &Targets, shape: Shape, address: SocketAdd
             }
             _ => None,
         },
-    );
+    )
+    .await?;
     for (token, room_id, version) in rooms.iter().take(shape.rooms).cloned() {
         let mut inbox = builder.publisher();
         let mut connection = grpc_web::Connection::connect(address).await?;
@@ -716,19 +716,19 @@ pub async fn xiaowo_chat_grpc_web(targets: &Targets, shape: Shape, address: Sock
     const WATCH: &str = "/xiaowo.chat.v1.ChatService/WatchMessages";
     const SEND: &str = "/xiaowo.chat.v1.ChatService/SendMessage";
     let rooms = stack::owned_rooms(targets, shape.rooms, false).await?;
-    let watchers = watcher_tokens(targets, shape, &rooms, People::Distinct).await?;
-    let mut builder = Builder::new(shape.watchers());
-    spawn_grpc_web_watchers(
-        &mut builder,
+    let mut builder = grpc_web_watchers(
+        targets,
+        shape,
+        &rooms,
         address,
-        watcher_places(shape, &rooms, &watchers)?,
         WATCH,
         |room_id| chat_pb::WatchMessagesRequest { room_id, after_seq: None },
         |frame: chat_pb::WatchMessagesResponse| match frame.event {
             Some(chat_pb::watch_messages_response::Event::Message(message)) => sent_from_text(&message.text),
             _ => None,
         },
-    );
+    )
+    .await?;
     for (token, room_id, _) in rooms {
         let mut inbox = builder.publisher();
         let mut connection = grpc_web::Connection::connect(address).await?;
@@ -751,33 +751,29 @@ pub async fn xiaowo_chat_grpc_web(targets: &Targets, shape: Shape, address: Sock
     builder.finish(shape.watchers(), targets.pids.clone()).await
 }
 
-/// Every watcher's room id and token, in the order [`watcher_place`] gives them.
-fn watcher_places(
+/// A fleet's watchers, every one a member of its room with a session of its own, each opening
+/// its stream as a browser does (gRPC-web over HTTP/1.1, a connection each): `path` with the
+/// request `request_for` makes of the room's id. The stream's first frame (sync's snapshot,
+/// chat's "caught up") says it is live; `sent_of` finds the send time in the events measured.
+async fn grpc_web_watchers<Request, Event>(
+    targets: &Targets,
     shape: Shape,
     rooms: &[(String, String, i64)],
-    watchers: &[Vec<String>],
-) -> anyhow::Result<Vec<(String, String)>> {
-    (0..shape.watchers()).map(|watcher| watcher_place(shape, rooms, watchers, watcher)).collect()
-}
-
-/// Opens a stream per place as a browser does (gRPC-web over HTTP/1.1, a connection each):
-/// `path` with the request `request_for` makes of the room's id. The stream's first frame (sync's
-/// snapshot, chat's "caught up") says it is live; `sent_of` finds the send time in the events
-/// measured.
-fn spawn_grpc_web_watchers<Request, Event>(
-    builder: &mut Builder,
     address: SocketAddr,
-    places: Vec<(String, String)>,
     path: &'static str,
     request_for: fn(String) -> Request,
     sent_of: fn(Event) -> Option<i64>,
-) where
+) -> anyhow::Result<Builder>
+where
     Request: prost::Message + Send + 'static,
     Event: prost::Message + Default + Send + 'static,
 {
     use crate::grpc_web;
+    let watchers = watcher_tokens(targets, shape, rooms, People::Distinct).await?;
+    let mut builder = Builder::new(shape.watchers());
     let gate = Arc::new(Semaphore::new(256));
-    for (room_id, token) in places {
+    for watcher in 0..shape.watchers() {
+        let (room_id, token) = watcher_place(shape, rooms, &watchers, watcher)?;
         let open = async move {
             let connection = grpc_web::Connection::connect(address).await?;
             let mut call = connection.open(path, &token, &request_for(room_id)).await?;
@@ -792,6 +788,7 @@ fn spawn_grpc_web_watchers<Request, Event>(
             }
         });
     }
+    Ok(builder)
 }
 
 /// Peer: Debian's `syncplay-server`, events carried as room chat (its broadcast path).
