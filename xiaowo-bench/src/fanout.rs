@@ -449,11 +449,8 @@ pub async fn xiaowo_in_rooms(
         };
         builder.spawn_watcher(&gate, open, |mut events, sink| async move {
             while let Ok(Some(message)) = events.message().await {
-                if let Some(sync_pb::watch_room_response::Event::State(state)) = message.event
-                    && state.last_action() == sync_pb::Action::Seek
-                    && let Some(timeline) = state.timeline
-                {
-                    record(&sink, timeline.position_ms);
+                if let Some(sent_us) = seek_sent_us(message) {
+                    record(&sink, sent_us);
                 }
             }
         });
@@ -581,9 +578,7 @@ pub async fn xiaowo_chat(targets: &Targets, shape: Shape) -> anyhow::Result<Flee
         };
         builder.spawn_watcher(&gate, open, |mut events, sink| async move {
             while let Ok(Some(frame)) = events.message().await {
-                if let Some(chat_pb::watch_messages_response::Event::Message(message)) = frame.event
-                    && let Some(sent_us) = sent_from_text(&message.text)
-                {
+                if let Some(sent_us) = message_sent_us(frame) {
                     record(&sink, sent_us);
                 }
             }
@@ -630,6 +625,24 @@ impl BenchMessages {
     }
 }
 
+/// The send time a sync event carries: a `Seek`'s position is its publisher's clock.
+fn seek_sent_us(message: sync_pb::WatchRoomResponse) -> Option<i64> {
+    match message.event {
+        Some(sync_pb::watch_room_response::Event::State(state)) if state.last_action() == sync_pb::Action::Seek => {
+            state.timeline.map(|timeline| timeline.position_ms)
+        }
+        _ => None,
+    }
+}
+
+/// The send time a chat frame carries, when it is a message.
+fn message_sent_us(frame: chat_pb::WatchMessagesResponse) -> Option<i64> {
+    match frame.event {
+        Some(chat_pb::watch_messages_response::Event::Message(message)) => sent_from_text(&message.text),
+        _ => None,
+    }
+}
+
 /// The send time at the start of a text payload (`"<µs>|…"`).
 pub fn sent_from_text(text: &str) -> Option<i64> {
     text.split('|').next().and_then(|digits| digits.parse().ok())
@@ -672,12 +685,7 @@ pub async fn xiaowo_grpc_web(targets: &Targets, shape: Shape, address: SocketAdd
         address,
         WATCH,
         |room_id| sync_pb::WatchRoomRequest { room_id },
-        |message: sync_pb::WatchRoomResponse| match message.event {
-            Some(sync_pb::watch_room_response::Event::State(state)) if state.last_action() == sync_pb::Action::Seek => {
-                state.timeline.map(|timeline| timeline.position_ms)
-            }
-            _ => None,
-        },
+        seek_sent_us,
     )
     .await?;
     for (token, room_id, version) in rooms.iter().take(shape.rooms).cloned() {
@@ -723,10 +731,7 @@ pub async fn xiaowo_chat_grpc_web(targets: &Targets, shape: Shape, address: Sock
         address,
         WATCH,
         |room_id| chat_pb::WatchMessagesRequest { room_id, after_seq: None },
-        |frame: chat_pb::WatchMessagesResponse| match frame.event {
-            Some(chat_pb::watch_messages_response::Event::Message(message)) => sent_from_text(&message.text),
-            _ => None,
-        },
+        message_sent_us,
     )
     .await?;
     for (token, room_id, _) in rooms {
