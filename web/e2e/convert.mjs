@@ -1,8 +1,8 @@
 // Conversion to HLS end to end, in real headless Chromium against a real `xiaowo up` whose
-// conversions are paced to real time (`--media-convert-readrate 1`, so that the 30 s file takes
-// about 30 s to convert and the test can act while it does):
+// conversions are paced to real time (`--media-convert-readrate 1`, so that the 45 s file takes
+// about 45 s to convert and the test can act while it does):
 //
-// * Alice uploads a 30 s HEVC + AC-3 MKV (made by ffmpeg here) in her room; both pages show its
+// * Alice uploads a 45 s HEVC + AC-3 MKV (made by ffmpeg here) in her room; both pages show its
 //   conversion moving in the library, "Ready to start" once the start plays, and the upload
 //   joins the queue then;
 // * both start watching before the conversion is complete: both videos play, in agreement,
@@ -43,9 +43,13 @@ const artifacts = join(webRoot, "artifacts", "convert");
 const WAIT_MS = 45_000;
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
-/** The file's length, and the furthest Alice seeks past the converted part (time to play after). */
-const LENGTH_S = 30;
-const LATEST_SEEK_S = 22;
+/**
+ * The file's length, and the furthest Alice seeks past the converted part (time to play after).
+ * About 18 s is converted by the time of that seek (the start is ready at ~12 s, then two steps
+ * play and take screenshots), so the length leaves room for a machine that runs those steps slowly.
+ */
+const LENGTH_S = 45;
+const LATEST_SEEK_S = LENGTH_S - 8;
 
 const users = [];
 const consoleErrors = [];
@@ -57,7 +61,7 @@ const { tempDir, setServer, addContext, check, finish } = browserSuite("convert"
   },
 });
 
-/** A 30 s 320×180 HEVC + AC-3 5.1 Matroska file: nothing a browser plays as it is. */
+/** A LENGTH_S long 320×180 HEVC + AC-3 5.1 Matroska file: nothing a browser plays as it is. */
 function makeHevcMkv(path) {
   execFileSync(
     "ffmpeg",
@@ -65,7 +69,7 @@ function makeHevcMkv(path) {
       "-loglevel", "error", "-y",
       "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25",
       "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-      "-t", "30", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p",
+      "-t", String(LENGTH_S), "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p",
       "-c:a", "ac3", "-ac", "6", "-f", "matroska", path,
     ],
     { stdio: "inherit" },
@@ -130,7 +134,7 @@ try {
   }
   const [alice, bob] = users;
 
-  await check("Alice uploads a 30 s HEVC + AC-3 MKV; both pages show its conversion moving, then ready to start", async () => {
+  await check(`Alice uploads a ${LENGTH_S} s HEVC + AC-3 MKV; both pages show its conversion moving, then ready to start`, async () => {
     await pickName(alice, state.base, "Alice");
     await pickName(bob, state.base, "Bob 小窝");
     state.roomPath = await createRoom(alice, { name: "Film club" });
