@@ -17,14 +17,18 @@ need_aiosmtpd
 df -h . | tail -1 | awk '{print "disk free where the build runs: " $4}'
 
 failures=()
+timings=()
 # Runs one suite; a failure is reported at the end instead of skipping the suites after it.
+# Each suite's wall time is listed at the end, so a slow one shows where the budget goes.
 step() {
-  local name=$1
+  local name=$1 started=$SECONDS result=ok
   shift
   log "$name"
   if ! "$@"; then
     failures+=("$name")
+    result=FAILED
   fi
+  timings+=("$(printf '%5d s  %-6s %s' $((SECONDS - started)) "$result" "$name")")
 }
 
 step "buf lint (proto/)" bash -c 'cd web && npx --no-install buf lint ../proto'
@@ -47,6 +51,10 @@ step "two instances on PostgreSQL and NATS behind nginx" scripts/test-scaleout.s
 step "Debian package: build, install, run as its user, purge" env PROFILE=dev scripts/test-package.sh
 step "benchmark smoke" scripts/bench.sh --smoke
 step "media benchmark smoke" scripts/bench-media.sh --smoke
+
+log "wall time per suite"
+printf '%s\n' "${timings[@]}"
+printf '%5d s  in all\n' "$SECONDS"
 
 echo
 if [ ${#failures[@]} -eq 0 ]; then
