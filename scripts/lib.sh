@@ -8,6 +8,24 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 log() { printf '\n== %s\n' "$*"; }
 
+# Each suite's wall time, noted by `timed` and listed by `list_timings`, so that a slow suite
+# shows where a run's time goes.
+timings=()
+#   timed <name> <command...>: runs the command and returns its status.
+timed() {
+  local name=$1 started=$SECONDS status=0
+  shift
+  "$@" || status=$?
+  local verdict=ok
+  [ "$status" -eq 0 ] || verdict=FAILED
+  timings+=("$(printf '%5d s  %-6s %s' $((SECONDS - started)) "$verdict" "$name")")
+  return "$status"
+}
+list_timings() {
+  log "wall time per suite"
+  printf '%s\n' "${timings[@]}"
+}
+
 # Installs Debian packages (nothing when given none).
 apt_install() {
   [ $# -eq 0 ] && return 0

@@ -32,6 +32,13 @@ need_npm
 
 passed=0
 failed=0
+# Runs a command in web/, its output also copied to the file $1.
+reported() {
+  local report=$1
+  shift
+  (cd web && "$@") | tee "$report"
+}
+
 # Runs one browser suite in web/ whose summary line is "<name>: N passed, N failed…", adds
 # its counts to the totals, and counts a runner that died before reporting as one failure.
 suite() {
@@ -39,7 +46,7 @@ suite() {
   shift
   local report status=0 suite_passed suite_failed
   report=$(mktemp)
-  (cd web && "$@") | tee "$report" || status=$?
+  timed "$name" reported "$report" "$@" || status=$?
   suite_passed=$(sed -n "s/^$name: \([0-9]*\) passed, \([0-9]*\) failed.*\$/\1/p" "$report")
   suite_failed=$(sed -n "s/^$name: \([0-9]*\) passed, \([0-9]*\) failed.*\$/\2/p" "$report")
   rm -f "$report"
@@ -92,7 +99,12 @@ echo "screenshots: web/artifacts/subtitles/"
 
 log "sync quality in headless Chromium (smoke: 2 viewers, 2 files, 3 seeks and a rate change each)"
 # The sync-quality smoke run counts as one test.
-if (cd web && node bench/sync-quality.mjs --smoke); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+if timed sync-quality bash -c 'cd web && node bench/sync-quality.mjs --smoke'; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
 
+list_timings
 echo "web: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -17,18 +17,12 @@ need_aiosmtpd
 df -h . | tail -1 | awk '{print "disk free where the build runs: " $4}'
 
 failures=()
-timings=()
 # Runs one suite; a failure is reported at the end instead of skipping the suites after it.
-# Each suite's wall time is listed at the end, so a slow one shows where the budget goes.
 step() {
-  local name=$1 started=$SECONDS result=ok
+  local name=$1
   shift
   log "$name"
-  if ! "$@"; then
-    failures+=("$name")
-    result=FAILED
-  fi
-  timings+=("$(printf '%5d s  %-6s %s' $((SECONDS - started)) "$result" "$name")")
+  timed "$name" "$@" || failures+=("$name")
 }
 
 step "buf lint (proto/)" bash -c 'cd web && npx --no-install buf lint ../proto'
@@ -52,8 +46,7 @@ step "Debian package: build, install, run as its user, purge" env PROFILE=dev sc
 step "benchmark smoke" scripts/bench.sh --smoke
 step "media benchmark smoke" scripts/bench-media.sh --smoke
 
-log "wall time per suite"
-printf '%s\n' "${timings[@]}"
+list_timings
 printf '%5d s  in all\n' "$SECONDS"
 
 echo
