@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Bounded fuzzing of the request decoders and the validation behind them (fuzz/: cargo fuzz with
 # libFuzzer, a workspace and target directory of its own). Builds every target, then runs each
-# for FUZZ_SECONDS (default 20) from an empty corpus. A crash fails the suite and leaves the
-# input that caused it under fuzz/artifacts/<target>/. Longer runs, as reported in
-# RELIABILITY.md: FUZZ_SECONDS=300 scripts/test-fuzz.sh. Ends with "fuzz: N passed, N failed".
+# for FUZZ_SECONDS (default 20) from an empty corpus, as many at a time as there are cores
+# (FUZZ_JOBS). A crash fails the suite and leaves the input that caused it under
+# fuzz/artifacts/<target>/. Longer runs, as reported in RELIABILITY.md:
+# FUZZ_SECONDS=300 scripts/test-fuzz.sh. Ends with "fuzz: N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT/fuzz"
 
@@ -24,14 +25,30 @@ log "building the fuzz targets"
 cargo fuzz build "${flags[@]}"
 du -sh target 2>/dev/null | awk '{print "fuzz/target: " $1}'
 
-passed=0
-failed=0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for target in $(cargo fuzz list); do
+# libFuzzer keeps to one core, so targets run side by side, each for its full FUZZ_SECONDS.
+at_once=${FUZZ_JOBS:-$(nproc)}
+run_target() {
+  local target=$1 status=0
   mkdir -p "$work/$target"
-  if cargo fuzz run "${flags[@]}" "$target" "$work/$target" -- \
-    -max_total_time="$seconds" -print_final_stats=1 >"$work/$target.log" 2>&1; then
+  cargo fuzz run "${flags[@]}" "$target" "$work/$target" -- \
+    -max_total_time="$seconds" -print_final_stats=1 >"$work/$target.log" 2>&1 || status=$?
+  echo "$status" >"$work/$target.status"
+}
+targets=$(cargo fuzz list)
+for target in $targets; do
+  while [ "$(jobs -rp | wc -l)" -ge "$at_once" ]; do
+    wait -n || true
+  done
+  run_target "$target" &
+done
+wait
+
+passed=0
+failed=0
+for target in $targets; do
+  if [ "$(cat "$work/$target.status")" -eq 0 ]; then
     passed=$((passed + 1))
     verdict=ok
   else
