@@ -48,7 +48,8 @@ wait
 passed=0
 failed=0
 for target in $targets; do
-  if [ "$(cat "$work/$target.status")" -eq 0 ]; then
+  # A runner that left no status (killed) counts as failed.
+  if [ "$(cat "$work/$target.status" 2>/dev/null || echo 1)" -eq 0 ]; then
     passed=$((passed + 1))
     verdict=ok
   else

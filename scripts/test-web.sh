@@ -32,11 +32,13 @@ need_npm
 
 passed=0
 failed=0
+# Runs a command in web/.
+in_web() { (cd web && "$@"); }
 # Runs a command in web/, its output also copied to the file $1.
 reported() {
   local report=$1
   shift
-  (cd web && "$@") | tee "$report"
+  in_web "$@" | tee "$report"
 }
 
 # Runs one browser suite in web/ whose summary line is "<name>: N passed, N failed…", adds
@@ -99,7 +101,7 @@ echo "screenshots: web/artifacts/subtitles/"
 
 log "sync quality in headless Chromium (smoke: 2 viewers, 2 files, 3 seeks and a rate change each)"
 # The sync-quality smoke run counts as one test.
-if timed sync-quality bash -c 'cd web && node bench/sync-quality.mjs --smoke'; then
+if timed sync-quality in_web node bench/sync-quality.mjs --smoke; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))

@@ -45,8 +45,9 @@ const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 /**
  * The file's length, and the furthest Alice seeks past the converted part (time to play after).
- * About 18 s is converted by the time of that seek (the start is ready at ~12 s, then two steps
- * play and take screenshots), so the length leaves room for a machine that runs those steps slowly.
+ * 16–20 s of it is converted by the time of that seek (its start must be ready to play first, then
+ * two steps play and take screenshots), so the length leaves room for a machine that runs those
+ * steps slowly.
  */
 const LENGTH_S = 45;
 const LATEST_SEEK_S = LENGTH_S - 8;
