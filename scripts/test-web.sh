@@ -58,12 +58,12 @@ suite() {
 }
 
 log "web unit tests (node --test)"
-(cd web && node build.mjs --tests)
+in_web node build.mjs --tests
 unit_report=$(mktemp)
 trap 'rm -f "$unit_report"' EXIT
 unit_status=0
-(cd web && node --test --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter=tap --test-reporter-destination="$unit_report" build-test/) || unit_status=$?
+in_web node --test --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$unit_report" build-test/ || unit_status=$?
 unit_passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$unit_report")
 unit_failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$unit_report")
 passed=$((passed + ${unit_passed:-0}))
