@@ -350,7 +350,7 @@ impl Guard {
 
     /// Decides whether the call may go on; a session guard leaves the [`Caller`] in its
     /// extensions.
-    async fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), AuthError> {
+    pub(crate) async fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), AuthError> {
         let outcome = match &self.policy {
             Policy::Session { sessions, anonymous } => {
                 let method = request.uri().path().rsplit('/').next().unwrap_or_default();

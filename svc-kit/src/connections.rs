@@ -157,6 +157,35 @@ pub struct ConnectionInfo {
     pub(crate) files: FileSender,
 }
 
+impl LimitedConnection {
+    /// The socket, for a server that reads and writes it itself ([`crate::web_stream`]).
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Copies the next bytes the client sent into `buf` without taking them; waits for some.
+    pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.peek(buf).await
+    }
+
+    /// Waits until the client closes its side or the connection fails (true), or sends
+    /// something more (false, the bytes left where they are).
+    pub(crate) async fn peer_gone(&self) -> bool {
+        matches!(self.stream.peek(&mut [0]).await, Ok(0) | Err(_))
+    }
+
+    /// Closes the sending side, so the client reads the end.
+    pub(crate) async fn shut_down(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// What requests on this connection carry about it.
+    pub(crate) fn info(&self) -> ConnectionInfo {
+        self.connect_info()
+    }
+}
+
 impl Connected for LimitedConnection {
     type ConnectInfo = ConnectionInfo;
 

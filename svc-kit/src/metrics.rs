@@ -86,6 +86,11 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
+    /// The record of a call starting now, for a server that serves it without [`Self::layer`].
+    pub(crate) fn start_call<B>(&self, request: &http::Request<B>) -> CallRecord {
+        CallRecord::of(Arc::clone(&self.grpc), request)
+    }
+
     /// The tower layer that records every gRPC call.
     #[must_use]
     pub fn layer(&self) -> MetricsLayer {
@@ -199,20 +204,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let mut call = CallRecord::start(Arc::clone(&self.grpc), request.uri().path());
-        call.peer = request
-            .extensions()
-            .get::<crate::connections::ConnectionInfo>()
-            .and_then(|info| info.tcp.remote_addr())
-            .map(|addr| addr.to_string())
-            .unwrap_or_default();
-        call.forwarded_for = request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        call.caller = crate::auth::caller_tag(request.headers()).unwrap_or_default();
+        let mut call = CallRecord::of(Arc::clone(&self.grpc), &request);
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
@@ -230,7 +222,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
 }
 
 /// One call's bookkeeping; recorded once, when the status is known or the body is dropped.
-struct CallRecord {
+pub(crate) struct CallRecord {
     grpc: Arc<GrpcMetrics>,
     service: String,
     method: String,
@@ -245,24 +237,29 @@ struct CallRecord {
 }
 
 impl CallRecord {
-    fn start(grpc: Arc<GrpcMetrics>, path: &str) -> Self {
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    /// The record of `request`, started now.
+    fn of<B>(grpc: Arc<GrpcMetrics>, request: &http::Request<B>) -> Self {
+        let mut parts = request.uri().path().trim_start_matches('/').splitn(2, '/');
         let service = parts.next().unwrap_or_default().to_owned();
         let method = parts.next().unwrap_or_default().to_owned();
         grpc.open_streams.with_label_values(&[&service, &method]).inc();
-        Self {
-            grpc,
-            service,
-            method,
-            started: Instant::now(),
-            finished: false,
-            peer: String::new(),
-            forwarded_for: String::new(),
-            caller: String::new(),
-        }
+        let peer = request
+            .extensions()
+            .get::<crate::connections::ConnectionInfo>()
+            .and_then(|info| info.tcp.remote_addr())
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let forwarded_for = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let caller = crate::auth::caller_tag(request.headers()).unwrap_or_default();
+        Self { grpc, service, method, started: Instant::now(), finished: false, peer, forwarded_for, caller }
     }
 
-    fn finish(&mut self, code: tonic::Code) {
+    pub(crate) fn finish(&mut self, code: tonic::Code) {
         if self.finished {
             return;
         }

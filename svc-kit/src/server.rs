@@ -178,7 +178,7 @@ fn percent_decoded(encoded: &[u8]) -> String {
 }
 
 /// Records on the request which client it came from ([`crate::address::ClientAddress`]).
-fn with_client_address<B>(mut request: http::Request<B>, trusted: &[std::net::IpAddr]) -> http::Request<B> {
+pub(crate) fn with_client_address<B>(mut request: http::Request<B>, trusted: &[std::net::IpAddr]) -> http::Request<B> {
     if let Some((client, _)) = client_and_peer(&request, trusted) {
         request.extensions_mut().insert(crate::address::ClientAddress(client));
     }
@@ -219,7 +219,7 @@ fn from_this_host<B>(request: &http::Request<B>, trusted: &[std::net::IpAddr]) -
 /// not carry; HTTP/1.1 requests send `Host`. Services that decide by host (the session cookie's
 /// `Secure` and `__Host-` prefix on loopback) read `host`, so it is filled in from the
 /// authority when missing.
-fn with_host<B>(mut request: http::Request<B>) -> http::Request<B> {
+pub(crate) fn with_host<B>(mut request: http::Request<B>) -> http::Request<B> {
     if !request.headers().contains_key(http::header::HOST)
         && let Some(authority) = request.uri().authority()
         && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
@@ -345,6 +345,10 @@ where
 
 type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// The connections the server takes: all accepted ones, or those the front hands on.
+type Incoming =
+    Pin<Box<dyn tokio_stream::Stream<Item = std::io::Result<crate::connections::LimitedConnection>> + Send>>;
+
 /// A bound server that services register into before it runs.
 pub struct Assembly {
     config: ServerConfig,
@@ -359,6 +363,7 @@ pub struct Assembly {
     workers: Vec<(String, Worker)>,
     static_dir: Option<PathBuf>,
     http_routes: Vec<axum::Router>,
+    web_streams: Vec<crate::web_stream::WebStream>,
     metrics_admin: Option<crate::auth::AdminToken>,
     shutdown: CancellationToken,
     exposed: http::Extensions,
@@ -408,6 +413,7 @@ impl Assembly {
             workers: Vec::new(),
             static_dir: None,
             http_routes: Vec::new(),
+            web_streams: Vec::new(),
             metrics_admin: None,
             shutdown,
             exposed: http::Extensions::new(),
@@ -482,6 +488,12 @@ impl Assembly {
         self.http_routes.push(router);
     }
 
+    /// Serves a server-streaming method of a service added with [`Self::add_service`] to
+    /// browsers itself ([`crate::web_stream`]); calls it does not take go to the service.
+    pub fn add_web_stream(&mut self, method: crate::web_stream::WebStream) {
+        self.web_streams.push(method);
+    }
+
     /// Serves the files of `dir` for every path no service claims, `index.html` for unknown
     /// paths (the web client routes on its own).
     pub fn serve_static(&mut self, dir: PathBuf) {
@@ -511,6 +523,7 @@ impl Assembly {
             workers,
             static_dir,
             http_routes,
+            web_streams,
             metrics_admin,
             shutdown,
             exposed: _,
@@ -541,6 +554,7 @@ impl Assembly {
         let connection_limit =
             crate::connections::ConnectionLimit::new(config.max_connections_per_ip, metrics.registry());
         let metrics_trusted = config.trusted_proxies.clone();
+        let web_stream_metrics = metrics.clone();
         let metrics_page = move |request: axum::extract::Request| {
             let allowed = metrics_admin
                 .as_ref()
@@ -583,7 +597,25 @@ impl Assembly {
                 tracing::info!("not serving; draining");
             }
         };
-        let incoming = connection_limit.apply(TcpIncoming::from(listener).with_nodelay(Some(true)));
+        let accepted = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Cancelled once the grace period is over (or the server failed), for the front and
+        // the connections it serves.
+        let stopped = CancellationToken::new();
+        let _stop_front = stopped.clone().drop_guard();
+        let (incoming, front_drained): (Incoming, _) = if web_streams.is_empty() {
+            (Box::pin(connection_limit.apply(accepted)), None)
+        } else {
+            let (front, handed, drained) = crate::web_stream::Front::new(
+                web_streams,
+                web_stream_metrics,
+                &config.trusted_proxies,
+                config.max_message_bytes,
+                shutdown.clone(),
+                stopped.clone(),
+            );
+            tokio::spawn(front.accept(accepted, connection_limit));
+            (Box::pin(tokio_stream::wrappers::ReceiverStream::new(handed)), Some(drained))
+        };
         let server = Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(config.max_concurrent_streams)
@@ -611,6 +643,13 @@ impl Assembly {
                 deadline
             }
         };
+
+        if let Some(drained) = front_drained
+            && tokio::time::timeout_at(deadline, drained.wait()).await.is_err()
+        {
+            tracing::warn!(grace = ?config.shutdown_grace, "grace period over; dropping open streams");
+        }
+        stopped.cancel();
 
         for (name, mut handle) in worker_handles {
             match tokio::time::timeout_at(deadline, &mut handle).await {
