@@ -218,6 +218,20 @@ impl PublicApi {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchMessagesResponse, Status>> + Send>>;
 
+/// `WatchMessages` as browsers reach it, served without hyper ([`svc_kit::web_stream`]), behind
+/// `guard`, the guard the chat service is registered behind.
+pub(crate) fn watch_messages_for_browsers(
+    api: PublicApi,
+    guard: &svc_kit::auth::Guard,
+) -> svc_kit::web_stream::WebStream {
+    use pb::chat_service_server::ChatService;
+    let api = Arc::new(api);
+    svc_kit::web_stream::WebStream::new("/xiaowo.chat.v1.ChatService/WatchMessages", guard, move |request| {
+        let api = Arc::clone(&api);
+        async move { Ok(svc_kit::web_stream::encoded(api.watch_messages(request).await?.into_inner())) }
+    })
+}
+
 #[tonic::async_trait]
 impl pb::chat_service_server::ChatService for PublicApi {
     #[tracing::instrument(skip_all, fields(room_id = %request.get_ref().room_id))]

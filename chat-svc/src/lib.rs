@@ -174,6 +174,7 @@ pub async fn build(config: &Config, mut deps: Deps, assembly: &mut Assembly) -> 
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let guard = deps.session_guard(config.session_cache_ttl, assembly, "chat");
+    assembly.add_web_stream(grpc::watch_messages_for_browsers(grpc::PublicApi { chat: Arc::clone(&chat) }, &guard));
     assembly.add_service(guard.wrap(public));
     let admin = ChatAdminServiceServer::new(grpc::AdminApi { chat })
         .max_decoding_message_size(max_message)

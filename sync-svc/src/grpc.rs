@@ -392,6 +392,16 @@ impl PublicApi {
         Ok(state_to_pb(&state))
     }
 
+    /// `WatchRoom`'s stream of encoded messages, in its own span.
+    async fn watch_room_encoded(
+        &self,
+        request: Request<pb::WatchRoomRequest>,
+    ) -> Result<svc_kit::web_stream::EncodedStream, Status> {
+        let span = tracing::info_span!("watch_room", room_id = tracing::field::Empty);
+        let stream = tracing::Instrument::instrument(self.watch_encoded(request), span).await?;
+        Ok(Box::pin(stream.map(|item| item.map_err(Status::from))))
+    }
+
     /// The encoded stream `WatchRoom` serves.
     async fn watch_encoded(&self, request: Request<pb::WatchRoomRequest>) -> Result<crate::rooms::WatchStream, Status> {
         let caller = Caller::of(&request)?;
@@ -725,6 +735,15 @@ impl Decoder for PreEncodedCodec {
 
 const WATCH_ROOM_PATH: &str = "/xiaowo.sync.v1.SyncService/WatchRoom";
 
+/// `WatchRoom` as browsers reach it, served without hyper ([`svc_kit::web_stream`]), behind
+/// `guard`, the guard `SyncServer` is registered behind.
+pub(crate) fn watch_room_for_browsers(api: PublicApi, guard: &svc_kit::auth::Guard) -> svc_kit::web_stream::WebStream {
+    svc_kit::web_stream::WebStream::new(WATCH_ROOM_PATH, guard, move |request| {
+        let api = api.clone();
+        async move { api.watch_room_encoded(request).await }
+    })
+}
+
 /// `SyncService` as registered: `WatchRoom` goes out pre-encoded, everything else through the
 /// generated server.
 #[derive(Clone)]
@@ -752,7 +771,7 @@ impl NamedService for SyncServer {
 struct WatchRoomMethod(PublicApi);
 
 impl tower::Service<Request<pb::WatchRoomRequest>> for WatchRoomMethod {
-    type Response = Response<std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, Status>> + Send>>>;
+    type Response = Response<svc_kit::web_stream::EncodedStream>;
     type Error = Status;
     type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Status>> + Send>>;
 
@@ -762,13 +781,7 @@ impl tower::Service<Request<pb::WatchRoomRequest>> for WatchRoomMethod {
 
     fn call(&mut self, request: Request<pb::WatchRoomRequest>) -> Self::Future {
         let api = self.0.clone();
-        Box::pin(async move {
-            let span = tracing::info_span!("watch_room", room_id = tracing::field::Empty);
-            let stream = tracing::Instrument::instrument(api.watch_encoded(request), span).await?;
-            let stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, Status>> + Send>> =
-                Box::pin(stream.map(|item| item.map_err(Status::from)));
-            Ok(Response::new(stream))
-        })
+        Box::pin(async move { Ok(Response::new(api.watch_room_encoded(request).await?)) })
     }
 }
 

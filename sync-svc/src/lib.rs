@@ -63,6 +63,7 @@ pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Resu
     // Clock samples are taken before joining a room, so they need no session.
     let guard = deps.session_guard(config.session_cache_ttl, assembly, "sync").anonymous(&["GetClock"]);
     let api = grpc::PublicApi { rooms: Arc::clone(&rooms), shutdown: shutdown.clone() };
+    assembly.add_web_stream(grpc::watch_room_for_browsers(api.clone(), &guard));
     assembly.add_service(guard.wrap(grpc::SyncServer::new(api, max_message)));
     let admin = SyncAdminServiceServer::new(grpc::AdminApi { rooms: Arc::clone(&rooms) })
         .max_decoding_message_size(max_message)

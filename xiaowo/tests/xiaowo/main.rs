@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail by panicking")]
 
 mod backup;
+mod browser_streams;
 mod cli;
 mod encryption;
 mod helpers;

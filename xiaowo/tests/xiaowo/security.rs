@@ -26,7 +26,7 @@ const ADMIN_TOKEN: &str = "security-admin-token";
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Starts `xiaowo up` on port 0 with a stand-in web client and `extra` flags.
-fn start_up(extra: &[&str]) -> Up {
+pub(crate) fn start_up(extra: &[&str]) -> Up {
     let max_message = MAX_MESSAGE_BYTES.to_string();
     let mut args = vec!["--shutdown-grace", "2s", "--max-message-bytes", &max_message];
     args.extend(["--session-create-burst", "1000", "--chat-flood-burst", "1000", "--sync-command-burst", "1000"]);
@@ -36,17 +36,17 @@ fn start_up(extra: &[&str]) -> Up {
 }
 
 impl Up {
-    async fn channel(&self) -> Channel {
+    pub(crate) async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
     }
 }
 
-struct User {
-    token: String,
-    user_id: String,
+pub(crate) struct User {
+    pub(crate) token: String,
+    pub(crate) user_id: String,
 }
 
-async fn user(channel: &Channel, display_name: &str) -> User {
+pub(crate) async fn user(channel: &Channel, display_name: &str) -> User {
     let created = session::session_service_client::SessionServiceClient::new(channel.clone())
         .create_session(session::CreateSessionRequest { display_name: display_name.to_owned() })
         .await
@@ -58,21 +58,26 @@ async fn user(channel: &Channel, display_name: &str) -> User {
 fn sessions(channel: &Channel) -> session::session_service_client::SessionServiceClient<Channel> {
     session::session_service_client::SessionServiceClient::new(channel.clone())
 }
-fn rooms(channel: &Channel) -> room::room_service_client::RoomServiceClient<Channel> {
+pub(crate) fn rooms(channel: &Channel) -> room::room_service_client::RoomServiceClient<Channel> {
     room::room_service_client::RoomServiceClient::new(channel.clone())
 }
-fn chats(channel: &Channel) -> chat::chat_service_client::ChatServiceClient<Channel> {
+pub(crate) fn chats(channel: &Channel) -> chat::chat_service_client::ChatServiceClient<Channel> {
     chat::chat_service_client::ChatServiceClient::new(channel.clone())
 }
-fn syncs(channel: &Channel) -> sync::sync_service_client::SyncServiceClient<Channel> {
+pub(crate) fn syncs(channel: &Channel) -> sync::sync_service_client::SyncServiceClient<Channel> {
     sync::sync_service_client::SyncServiceClient::new(channel.clone())
 }
 
-async fn open_room(channel: &Channel, owner: &User, request: room::CreateRoomRequest) -> room::Room {
+pub(crate) async fn open_room(channel: &Channel, owner: &User, request: room::CreateRoomRequest) -> room::Room {
     rooms(channel).create_room(with_bearer(request, &owner.token)).await.unwrap().into_inner().room.unwrap()
 }
 
-async fn join(channel: &Channel, member: &User, room_id: &str, password: &str) -> Result<room::JoinRoomResponse, Code> {
+pub(crate) async fn join(
+    channel: &Channel,
+    member: &User,
+    room_id: &str,
+    password: &str,
+) -> Result<room::JoinRoomResponse, Code> {
     let request = room::JoinRoomRequest { room_id: room_id.to_owned(), password: password.to_owned() };
     rooms(channel)
         .join_room(with_bearer(request, &member.token))
@@ -104,7 +109,7 @@ fn frame(flag: u8, claimed_len: u32, payload: &[u8]) -> Vec<u8> {
     framed
 }
 
-fn framed(payload: &[u8]) -> Vec<u8> {
+pub(crate) fn framed(payload: &[u8]) -> Vec<u8> {
     frame(0, u32::try_from(payload.len()).unwrap(), payload)
 }
 
@@ -178,7 +183,7 @@ const GRPC: &[(&str, &str)] = &[("content-type", "application/grpc")];
 
 /// Bytes that are not a protobuf message: field 1, length-delimited, with a length that runs
 /// past the end of the buffer.
-const NOT_PROTOBUF: &[u8] = &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01];
+pub(crate) const NOT_PROTOBUF: &[u8] = &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01];
 /// A valid message whose string field 1 holds bytes that are not UTF-8.
 const NOT_UTF8: &[u8] = &[0x0a, 0x03, 0xff, 0xfe, 0x41];
 
