@@ -179,11 +179,6 @@ impl LimitedConnection {
         use tokio::io::AsyncWriteExt;
         let _ = self.stream.shutdown().await;
     }
-
-    /// What requests on this connection carry about it.
-    pub(crate) fn info(&self) -> ConnectionInfo {
-        self.connect_info()
-    }
 }
 
 impl Connected for LimitedConnection {

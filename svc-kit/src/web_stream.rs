@@ -254,16 +254,19 @@ impl Front {
         }
         let body = Bytes::from(request_bytes).slice(head_bytes..);
         let mut request = http::Request::from_parts(parts, ());
-        request.extensions_mut().insert(connection.info());
+        request.extensions_mut().insert(tonic::transport::server::Connected::connect_info(&*connection));
         let mut request = crate::server::with_host(crate::server::with_client_address(request, &self.trusted));
         let mut record = self.metrics.start_call(&request);
-        let opened = async {
+        // Takes the request and its bytes, so that they are freed once the stream is open.
+        let opened = async move {
             method.guard.admit(&mut request).await.map_err(Status::from)?;
             let message = one_message(&body, self.max_message_bytes)?;
             let (parts, ()) = request.into_parts();
             (method.open)(parts, message).await
         };
-        let stream = match opened.await {
+        // Boxed: the guard's and the handler's futures are large, and inline they would size
+        // the state every open stream keeps for as long as it is open.
+        let stream = match Box::pin(opened).await {
             Ok(stream) => stream,
             Err(status) => {
                 record.finish(status.code());
