@@ -120,6 +120,9 @@ fn with_page_security_headers<B>(mut response: http::Response<B>) -> http::Respo
     response
 }
 
+/// What a request that does not decode is told, wherever it was decoded.
+pub(crate) const NOT_PROTOBUF: &str = "is not valid protobuf (a string that is not UTF-8?)";
+
 /// tonic's codec answers requests it cannot read with statuses that blame the server or name
 /// the wrong limit: undecodable protobuf (above all a string that is not UTF-8) and broken
 /// framing (a body that ends inside a message or its 5-byte prefix, a compressed flag without a
@@ -138,9 +141,7 @@ pub fn caller_fault_status<B: Default>(response: http::Response<B>) -> http::Res
         crate::status::invalid_argument(&[violation]).into_http()
     };
     match header("grpc-status") {
-        Some(b"13") if message.contains("decode") && message.contains("Protobuf") => {
-            request_fault("is not valid protobuf (a string that is not UTF-8?)")
-        }
+        Some(b"13") if message.contains("decode") && message.contains("Protobuf") => request_fault(NOT_PROTOBUF),
         Some(b"13")
             if message.starts_with("protocol error: received message with")
                 || message == "Unexpected EOF decoding stream."

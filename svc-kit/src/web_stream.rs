@@ -15,7 +15,8 @@
 //! chunked uploads, a head not yet whole), it is served here, and the connection's next
 //! request is looked at the same way once the stream ends. Anything else hands the connection,
 //! its bytes untouched, to the server that serves everything else, for good. Both paths answer
-//! the same: the same guard, the same metrics and access log, the same statuses.
+//! the same: the same guard, the same metrics and access log, the same statuses. A connection
+//! that sends no request for 30 s is closed, as hyper closes one.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -87,7 +88,7 @@ where
 }
 
 fn not_protobuf() -> Status {
-    let violation = crate::status::Violation::new("request", "is not valid protobuf (a string that is not UTF-8?)");
+    let violation = crate::status::Violation::new("request", crate::server::NOT_PROTOBUF);
     crate::status::invalid_argument(&[violation])
 }
 
