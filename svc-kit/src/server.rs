@@ -122,6 +122,8 @@ fn with_page_security_headers<B>(mut response: http::Response<B>) -> http::Respo
 
 /// What a request that does not decode is told, wherever it was decoded.
 pub(crate) const NOT_PROTOBUF: &str = "is not valid protobuf (a string that is not UTF-8?)";
+/// What a request message over `--max-message-bytes` is told, wherever it was read.
+pub(crate) const TOO_LARGE: &str = "the request message is larger than this server accepts";
 
 /// tonic's codec answers requests it cannot read with statuses that blame the server or name
 /// the wrong limit: undecodable protobuf (above all a string that is not UTF-8) and broken
@@ -152,7 +154,7 @@ pub fn caller_fault_status<B: Default>(response: http::Response<B>) -> http::Res
             )
         }
         Some(b"11") if message.contains("message length too large") => {
-            tonic::Status::resource_exhausted("the request message is larger than this server accepts").into_http()
+            tonic::Status::resource_exhausted(TOO_LARGE).into_http()
         }
         _ => response,
     }

@@ -113,10 +113,9 @@ const BATCH_BYTES: usize = 16 * 1024;
 /// What takes connections: the registered methods and what their calls need.
 #[derive(Clone)]
 pub(crate) struct Front {
-    methods: Arc<HashMap<&'static str, WebStream>>,
+    /// Each method by its path, with its count of calls served here.
+    methods: Arc<HashMap<&'static str, (WebStream, prometheus::IntCounter)>>,
     metrics: Metrics,
-    /// Calls served here, by service and method.
-    served: prometheus::IntCounterVec,
     trusted: Arc<[std::net::IpAddr]>,
     max_message_bytes: usize,
     /// Where connections that are not (or no longer) served here go.
@@ -155,7 +154,6 @@ impl Front {
     ) -> (Self, Handed, Drained) {
         let (elsewhere, connections) = mpsc::channel(256);
         let (open, open_rx) = mpsc::channel(1);
-        let methods = Arc::new(methods.into_iter().map(|method| (method.path, method)).collect());
         let served = crate::metrics::registered(
             metrics.registry(),
             prometheus::IntCounterVec::new(
@@ -167,10 +165,19 @@ impl Front {
                 &["service", "method"],
             ),
         );
+        let methods = methods
+            .into_iter()
+            .map(|method| {
+                let mut names = method.path.trim_start_matches('/').splitn(2, '/');
+                let labels = [names.next().unwrap_or_default(), names.next().unwrap_or_default()];
+                let counter = served.with_label_values(&labels);
+                (method.path, (method, counter))
+            })
+            .collect();
+        let methods = Arc::new(methods);
         let front = Self {
             methods,
             metrics,
-            served,
             trusted: trusted.into(),
             max_message_bytes,
             elsewhere,
@@ -247,8 +254,6 @@ impl Front {
     /// ends. Whether the connection may carry another request.
     async fn call(&self, connection: &mut LimitedConnection, call: Box<Call>) -> bool {
         let Call { head_bytes, body_bytes, parts, method, keep_alive } = *call;
-        let mut names = method.path.trim_start_matches('/').splitn(2, '/');
-        self.served.with_label_values(&[names.next().unwrap_or_default(), names.next().unwrap_or_default()]).inc();
         let mut request_bytes = vec![0; head_bytes + body_bytes];
         if connection.stream_mut().read_exact(&mut request_bytes).await.is_err() {
             return false;
@@ -274,7 +279,7 @@ impl Front {
                 return write(connection, &self.stopped, trailers_only(&status)).await && keep_alive;
             }
         };
-        let head = format!("{STREAM_HEAD}date: {}\r\n\r\n", httpdate::fmt_http_date(std::time::SystemTime::now()));
+        let head = response_head("transfer-encoding: chunked") + "\r\n";
         if !write(connection, &self.stopped, head.into_bytes()).await {
             return false;
         }
@@ -346,17 +351,16 @@ async fn write(connection: &mut LimitedConnection, stopped: &CancellationToken, 
     }
 }
 
-/// A stream's response head, but its `date` and the blank line.
-const STREAM_HEAD: &str =
-    "HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ntransfer-encoding: chunked\r\n";
+/// A response's head but the blank line that ends it: `200`, gRPC-web's content type,
+/// `framing` (how its body's length is known) and the date.
+fn response_head(framing: &str) -> String {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    format!("HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\n{framing}\r\ndate: {date}\r\n")
+}
 
 /// A response that is only a status, as tonic-web answers a call refused before its stream.
 fn trailers_only(status: &Status) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ncontent-length: 0\r\ndate: {}\r\n",
-        httpdate::fmt_http_date(std::time::SystemTime::now())
-    )
-    .into_bytes();
+    let mut head = response_head("content-length: 0").into_bytes();
     head.extend_from_slice(&status_lines(status, b": "));
     head.extend_from_slice(b"\r\n");
     head
@@ -406,7 +410,7 @@ fn one_message(body: &Bytes, max_message_bytes: usize) -> Result<Bytes, Status> 
     let (Some(&flag), Some(length)) = (body.first(), body.get(1..5)) else { return Err(not_one_message()) };
     let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
     if length > max_message_bytes {
-        return Err(Status::resource_exhausted("the request message is larger than this server accepts"));
+        return Err(Status::resource_exhausted(crate::server::TOO_LARGE));
     }
     if flag != 0 || body.len() != length + 5 {
         return Err(not_one_message());
@@ -451,7 +455,8 @@ fn look_at(head: &[u8], front: &Front) -> Option<Call> {
     if parsed.method? != "POST" || parsed.version? != 1 {
         return None;
     }
-    let method = front.methods.get(parsed.path?)?.clone();
+    let (method, served) = front.methods.get(parsed.path?)?;
+    let method = method.clone();
     let mut request = http::Request::builder().method(http::Method::POST).uri(method.path);
     let mut body_bytes = None;
     let mut keep_alive = true;
@@ -481,6 +486,7 @@ fn look_at(head: &[u8], front: &Front) -> Option<Call> {
         return None;
     }
     let (parts, ()) = request.version(http::Version::HTTP_11).body(()).ok()?.into_parts();
+    served.inc();
     Some(Call { head_bytes, body_bytes, parts, method, keep_alive })
 }
 
