@@ -18,7 +18,6 @@ use std::task::{Context, Poll};
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::metrics::registered;
@@ -50,17 +49,7 @@ impl ConnectionLimit {
         Self { max_per_ip, open: Arc::default(), refused, open_gauge }
     }
 
-    /// `incoming` with the connections over the limit closed and left out.
-    pub(crate) fn apply<I>(self, incoming: I) -> impl Stream<Item = io::Result<LimitedConnection>>
-    where
-        I: Stream<Item = io::Result<TcpStream>>,
-    {
-        incoming.filter_map(move |accepted| match accepted {
-            Ok(stream) => self.admit(stream).map(Ok),
-            Err(error) => Some(Err(error)),
-        })
-    }
-
+    /// `stream` counted against its address, or closed when that address holds the most allowed.
     pub(crate) fn admit(&self, stream: TcpStream) -> Option<LimitedConnection> {
         // A socket whose peer is already gone has nothing to serve.
         let ip = stream.peer_addr().ok()?.ip();

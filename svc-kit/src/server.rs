@@ -9,6 +9,7 @@
 //! workers (which hear the same token) drain together under one deadline, the grace period:
 //! whatever is still running then is dropped, so a stop never takes longer than the grace.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -261,40 +262,51 @@ impl<S> GrpcService for S where
 {
 }
 
-/// Adds `service` under `/<its name>/` to `router`, through [`grpc_stack`].
-fn route_grpc<S: GrpcService>(
+/// The gRPC services of a server: routed by path for hyper, and by name for the front that
+/// serves browsers' calls on their connections ([`crate::web_stream`]).
+struct GrpcRoutes {
+    /// Each service under `/<name>/`, through [`GrpcEntry`].
     router: axum::Router,
-    service: S,
-    metrics: &Metrics,
-    trusted: &[std::net::IpAddr],
-) -> axum::Router {
-    router.route_service(&format!("/{}/{{*method}}", S::NAME), grpc_stack(service, metrics, trusted.to_vec()))
+    /// Each service's stack by its name.
+    stacks: HashMap<&'static str, crate::web_stream::ServiceStack>,
 }
 
-/// What every gRPC call passes through, outermost first: only gRPC content types, gRPC-web
-/// translation, metrics and the access log, the caller's address and host, and request faults
-/// reported as `INVALID_ARGUMENT`. One stack per service rather than one router of all of
-/// them: a router between them would wrap every response body twice more, and each wrapper
-/// is paid on every frame of every stream.
+impl GrpcRoutes {
+    /// Adds `service` through [`grpc_stack`].
+    fn add<S: GrpcService>(&mut self, service: S, metrics: &Metrics, trusted: &[std::net::IpAddr]) {
+        let stack = grpc_stack(service, metrics, trusted.to_vec());
+        let web = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), stack.clone());
+        let entry = GrpcEntry { web, native: stack.clone() };
+        let router = std::mem::take(&mut self.router);
+        self.router = router.route_service(&format!("/{}/{{*method}}", S::NAME), entry);
+        let boxed = tower::ServiceExt::map_response(stack, |response| response.map(tonic::body::Body::new));
+        self.stacks.insert(S::NAME, crate::web_stream::ServiceStack::new(boxed));
+    }
+}
+
+/// What every gRPC call passes through after the gRPC-web translation, outermost first:
+/// metrics and the access log, the caller's address and host, and request faults reported as
+/// `INVALID_ARGUMENT`. One stack per service rather than one router of all of them: a router
+/// between them would wrap every response body twice more, and each wrapper is paid on every
+/// frame of every stream.
 fn grpc_stack<S: GrpcService>(
     service: S,
     metrics: &Metrics,
     trusted: Vec<std::net::IpAddr>,
 ) -> impl tower::Service<
-    http::Request<axum::body::Body>,
-    Response = axum::response::Response,
+    http::Request<tonic::body::Body>,
+    Response = http::Response<crate::metrics::MetricsBody<tonic::body::Body>>,
     Error = std::convert::Infallible,
     Future: Send + 'static,
 > + Clone
 + Send
 + Sync
 + 'static {
-    let inner = ServiceBuilder::new()
+    ServiceBuilder::new()
         .layer(metrics.layer())
         .layer(tower::util::MapRequestLayer::new(move |request| with_host(with_client_address(request, &trusted))))
         .layer(tower::util::MapResponseLayer::new(caller_fault_status))
-        .service(service);
-    GrpcEntry { web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner.clone()), native: inner }
+        .service(service)
 }
 
 /// The way into a service's stack: hands native gRPC over HTTP/2 straight to the service and
@@ -348,17 +360,12 @@ where
 
 type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The connections the server takes: all accepted ones, or those the front hands on.
-type Incoming =
-    Pin<Box<dyn tokio_stream::Stream<Item = std::io::Result<crate::connections::LimitedConnection>> + Send>>;
-
 /// A bound server that services register into before it runs.
 pub struct Assembly {
     config: ServerConfig,
     listener: TcpListener,
     local_addr: SocketAddr,
-    /// Each gRPC service under `/<name>/`, through [`grpc_stack`].
-    grpc: axum::Router,
+    grpc: GrpcRoutes,
     service_names: Vec<&'static str>,
     health: HealthReporter,
     health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
@@ -408,7 +415,7 @@ impl Assembly {
             config,
             listener,
             local_addr,
-            grpc: axum::Router::new(),
+            grpc: GrpcRoutes { router: axum::Router::new(), stacks: HashMap::new() },
             service_names: Vec::new(),
             health,
             health_service,
@@ -474,8 +481,7 @@ impl Assembly {
     /// Serves a generated tonic service; its health status is `SERVING` while the server runs.
     pub fn add_service<S: GrpcService>(&mut self, service: S) {
         self.service_names.push(S::NAME);
-        let grpc = std::mem::take(&mut self.grpc);
-        self.grpc = route_grpc(grpc, service, &self.metrics, &self.config.trusted_proxies);
+        self.grpc.add(service, &self.metrics, &self.config.trusted_proxies);
     }
 
     /// Runs `worker` beside the server; it must return once the shutdown token is cancelled,
@@ -491,8 +497,9 @@ impl Assembly {
         self.http_routes.push(router);
     }
 
-    /// Serves a server-streaming method of a service added with [`Self::add_service`] to
-    /// browsers itself ([`crate::web_stream`]); calls it does not take go to the service.
+    /// Serves browsers' calls of a server-streaming method of a service added with
+    /// [`Self::add_service`] from the encoded stream `method` opens ([`crate::web_stream`]),
+    /// rather than through the service's encoder.
     pub fn add_web_stream(&mut self, method: crate::web_stream::WebStream) {
         self.web_streams.push(method);
     }
@@ -551,9 +558,10 @@ impl Assembly {
             .chain([&health_name, &"grpc.reflection.v1.ServerReflection", &"grpc.reflection.v1alpha.ServerReflection"])
             .fold(reflection_v1alpha, |builder, name| builder.with_service_name(*name));
         let trusted = &config.trusted_proxies;
-        grpc = route_grpc(grpc, reflection.build_v1()?, &metrics, trusted);
-        grpc = route_grpc(grpc, reflection_v1alpha.build_v1alpha()?, &metrics, trusted);
-        grpc = route_grpc(grpc, health_service, &metrics, trusted);
+        grpc.add(reflection.build_v1()?, &metrics, trusted);
+        grpc.add(reflection_v1alpha.build_v1alpha()?, &metrics, trusted);
+        grpc.add(health_service, &metrics, trusted);
+        let GrpcRoutes { router: grpc, stacks: grpc_stacks } = grpc;
         let connection_limit =
             crate::connections::ConnectionLimit::new(config.max_connections_per_ip, metrics.registry());
         let metrics_trusted = config.trusted_proxies.clone();
@@ -605,20 +613,17 @@ impl Assembly {
         // the connections it serves.
         let stopped = CancellationToken::new();
         let _stop_front = stopped.clone().drop_guard();
-        let (incoming, front_drained): (Incoming, _) = if web_streams.is_empty() {
-            (Box::pin(connection_limit.apply(accepted)), None)
-        } else {
-            let (front, handed, drained) = crate::web_stream::Front::new(
-                web_streams,
-                web_stream_metrics,
-                &config.trusted_proxies,
-                config.max_message_bytes,
-                shutdown.clone(),
-                stopped.clone(),
-            );
-            tokio::spawn(front.accept(accepted, connection_limit));
-            (Box::pin(tokio_stream::wrappers::ReceiverStream::new(handed)), Some(drained))
-        };
+        let (front, handed, front_drained) = crate::web_stream::Front::new(
+            web_streams,
+            grpc_stacks,
+            web_stream_metrics,
+            &config.trusted_proxies,
+            config.max_message_bytes,
+            shutdown.clone(),
+            stopped.clone(),
+        );
+        tokio::spawn(front.accept(accepted, connection_limit));
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(handed);
         let server = Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(config.max_concurrent_streams)
@@ -647,9 +652,7 @@ impl Assembly {
             }
         };
 
-        if let Some(drained) = front_drained
-            && tokio::time::timeout_at(deadline, drained.wait()).await.is_err()
-        {
+        if tokio::time::timeout_at(deadline, front_drained.wait()).await.is_err() {
             tracing::warn!(grace = ?config.shutdown_grace, "grace period over; dropping open streams");
         }
         stopped.cancel();

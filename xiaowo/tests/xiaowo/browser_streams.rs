@@ -1,8 +1,8 @@
-//! Watch streams as browsers reach them: gRPC-web over HTTP/1.1, a connection each, served by
-//! `svc_kit::web_stream` instead of hyper. Raw HTTP/1.1 against the real `xiaowo up`: the
-//! frames are those hyper's path sends for the same call, refusals and malformed requests get
-//! the same statuses, a connection goes on serving other requests after a stream, one chat
-//! message is one frame, and a watcher who leaves is counted as a cancelled call.
+//! Calls as browsers make them: gRPC-web over HTTP/1.1, served by `svc_kit::web_stream` instead
+//! of hyper. Raw HTTP/1.1 against the real `xiaowo up`: unary answers and stream frames are
+//! those hyper's path sends for the same call, refusals and malformed requests get the same
+//! statuses, a connection goes on serving other requests after a stream, one chat message is
+//! one frame, and a watcher who leaves is counted as a cancelled call.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -20,6 +20,7 @@ use crate::security::{NOT_PROTOBUF, User, chats, framed, join, open_room, rooms,
 const WATCH_ROOM: &str = "/xiaowo.sync.v1.SyncService/WatchRoom";
 const WATCH_MESSAGES: &str = "/xiaowo.chat.v1.ChatService/WatchMessages";
 const GET_CLOCK: &str = "/xiaowo.sync.v1.SyncService/GetClock";
+const GET_ROOM_STATE: &str = "/xiaowo.sync.v1.SyncService/GetRoomState";
 const CREATE_SESSION: &str = "/xiaowo.session.v1.SessionService/CreateSession";
 
 /// A browser's HTTP/1.1 connection, read as it arrives.
@@ -55,6 +56,15 @@ impl Browser {
         .into_bytes();
         request.extend_from_slice(body);
         self.stream.write_all(&request).unwrap();
+    }
+
+    /// Sends a GET that keeps the connection open and reads its answer, which hands the
+    /// connection to hyper for good.
+    fn get(&mut self, path: &str) -> u16 {
+        write!(self.stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let (status, _) = self.head();
+        self.body.clear();
+        status
     }
 
     fn fill(&mut self) {
@@ -141,6 +151,30 @@ impl Browser {
         M::decode(payload.as_slice()).unwrap()
     }
 
+    /// A unary call's whole answer: the names of its head's headers (but `date`), each frame's
+    /// flag and payload, and its `grpc-status` (from the head or the trailers frame).
+    fn answer(&mut self) -> (Vec<String>, Vec<(u8, Vec<u8>)>, i32) {
+        let (status, headers) = self.head();
+        assert_eq!(status, 200);
+        let mut names: Vec<String> =
+            headers.iter().map(|(name, _)| name.clone()).filter(|name| name != "date").collect();
+        names.sort();
+        if let Some(code) = header(&headers, "grpc-status") {
+            assert!(self.body.is_empty() && !self.chunked, "a status alone has no body");
+            return (names, Vec::new(), code.parse().unwrap());
+        }
+        let mut frames = Vec::new();
+        loop {
+            let (flag, payload) = self.frame();
+            if flag & 0x80 != 0 {
+                let code = grpc_status(&payload);
+                frames.push((flag, payload));
+                return (names, frames, code);
+            }
+            frames.push((flag, payload));
+        }
+    }
+
     /// A unary call's whole answer: its `grpc-status` (headers or trailers).
     fn unary_status(&mut self) -> i32 {
         let (status, headers) = self.head();
@@ -213,7 +247,7 @@ async fn browser_watch_streams_carry_what_hyper_carried_and_leave_the_connection
     join(&channel, &viewer, &room_id, "").await.unwrap();
 
     // Refused before its stream (no session): a status-only answer, and the connection goes on
-    // to serve an ordinary call, handed to hyper.
+    // to serve a unary call, here too.
     let mut refused = Browser::connect(&up.addr);
     refused.post(WATCH_ROOM, &watch_room(&room_id), None);
     let (status, headers) = refused.head();
@@ -222,6 +256,7 @@ async fn browser_watch_streams_carry_what_hyper_carried_and_leave_the_connection
     let create = session::CreateSessionRequest { display_name: "After".to_owned() }.encode_to_vec();
     refused.post(CREATE_SESSION, &create, None);
     assert_eq!(refused.unary_status(), 0, "the next request on the connection is served");
+    assert_eq!(metric(&up.addr, "xiaowo_grpc_web_direct_calls_total", "CreateSession", ""), 1);
 
     // Malformed requests: the statuses hyper's path gives.
     let mut malformed = Browser::connect(&up.addr);
@@ -232,13 +267,12 @@ async fn browser_watch_streams_carry_what_hyper_carried_and_leave_the_connection
     malformed.post(WATCH_ROOM, &sync::WatchRoomRequest { room_id: "nope".to_owned() }.encode_to_vec(), Some(&viewer));
     assert_eq!(malformed.unary_status(), 3, "an invalid room id");
 
-    // One watcher served here, one by hyper (its connection carried another call first): the
-    // same snapshot first, then the same bytes for each change.
+    // One watcher served here, one by hyper (its connection fetched a page first): the same
+    // snapshot first, then the same bytes for each change.
     let mut here = Browser::connect(&up.addr);
     here.post(WATCH_ROOM, &watch_room(&room_id), Some(&viewer));
     let mut by_hyper = Browser::connect(&up.addr);
-    by_hyper.post(GET_CLOCK, &sync::GetClockRequest {}.encode_to_vec(), None);
-    assert_eq!(by_hyper.unary_status(), 0);
+    assert_eq!(by_hyper.get("/metrics"), 200);
     by_hyper.post(WATCH_ROOM, &watch_room(&room_id), Some(&viewer));
     for browser in [&mut here, &mut by_hyper] {
         let (status, headers) = browser.head();
@@ -268,6 +302,23 @@ async fn browser_watch_streams_carry_what_hyper_carried_and_leave_the_connection
     assert_eq!(open_and_cancelled(&up.addr, "WatchRoom").0, 2, "both streams are open calls");
     let direct = |method| metric(&up.addr, "xiaowo_grpc_web_direct_calls_total", method, "");
     assert_eq!(direct("WatchRoom"), 5, "the refused, the three malformed and one of the two watchers");
+
+    // Unary calls, on a connection served here and on one hyper serves: the same answers, a
+    // message and trailers or a status alone.
+    let mut unary_here = Browser::connect(&up.addr);
+    let mut unary_by_hyper = Browser::connect(&up.addr);
+    assert_eq!(unary_by_hyper.get("/metrics"), 200);
+    let state = sync::GetRoomStateRequest { room_id: room_id.clone() }.encode_to_vec();
+    let missing = sync::GetRoomStateRequest { room_id: "00000000-0000-4000-8000-000000000000".to_owned() };
+    for (request, status) in [(state, 0), (missing.encode_to_vec(), 5), (NOT_PROTOBUF.to_vec(), 3)] {
+        unary_here.post(GET_ROOM_STATE, &request, Some(&viewer));
+        unary_by_hyper.post(GET_ROOM_STATE, &request, Some(&viewer));
+        let answer = unary_here.answer();
+        assert_eq!(answer, unary_by_hyper.answer(), "both paths answer the same");
+        assert_eq!(answer.2, status, "{answer:?}");
+        assert_eq!(answer.1.len(), if status == 0 { 2 } else { 0 }, "a message and trailers, or a status alone");
+    }
+    assert_eq!(direct("GetRoomState"), 3, "those sent on the connection served here");
 
     // Chat: each message is one frame on the stream, once.
     let mut chatting = Browser::connect(&up.addr);
