@@ -221,11 +221,44 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
     headers.get("grpc-status").map(|value| tonic::Code::from_bytes(value.as_bytes()))
 }
 
+/// Every method of the services a server may serve, by service (`<package>.<Service>`), read from
+/// their descriptors: Xiaowo's, health's and reflection's.
+static METHODS: std::sync::LazyLock<std::collections::HashMap<String, std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(|| {
+        let sets = [
+            proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        let mut methods = std::collections::HashMap::<String, std::collections::HashSet<String>>::new();
+        let files = sets.iter().filter_map(|set| <prost_types::FileDescriptorSet as prost::Message>::decode(*set).ok());
+        for file in files.flat_map(|set| set.file) {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                methods.entry(name).or_default().extend(service.method.iter().map(|method| method.name().to_owned()));
+            }
+        }
+        methods
+    });
+
+/// The label of `service`'s `method`: its name, or `unknown` for a method the service does not
+/// have, so that calls of made-up names cannot add series without bound.
+pub(crate) fn method_label<'a>(service: &str, method: &'a str) -> &'a str {
+    if METHODS.get(service).is_some_and(|methods| methods.contains(method)) { method } else { UNKNOWN_METHOD }
+}
+
+const UNKNOWN_METHOD: &str = "unknown";
+
 /// One call's bookkeeping; recorded once, when the status is known or the body is dropped.
 pub(crate) struct CallRecord {
     grpc: Arc<GrpcMetrics>,
     service: String,
+    /// The method as called (the access log's).
     method: String,
+    /// Whether the service has that method; its metric label is `unknown` otherwise (see
+    /// [`method_label`]).
+    known: bool,
     started: Instant,
     finished: bool,
     /// The TCP peer (nginx, in split mode).
@@ -242,7 +275,7 @@ impl CallRecord {
         let mut parts = request.uri().path().trim_start_matches('/').splitn(2, '/');
         let service = parts.next().unwrap_or_default().to_owned();
         let method = parts.next().unwrap_or_default().to_owned();
-        grpc.open_streams.with_label_values(&[&service, &method]).inc();
+        let known = method_label(&service, &method) != UNKNOWN_METHOD;
         let peer = request
             .extensions()
             .get::<crate::connections::ConnectionInfo>()
@@ -256,7 +289,24 @@ impl CallRecord {
             .unwrap_or_default()
             .to_owned();
         let caller = crate::auth::caller_tag(request.headers()).unwrap_or_default();
-        Self { grpc, service, method, started: Instant::now(), finished: false, peer, forwarded_for, caller }
+        let record = Self {
+            grpc,
+            service,
+            method,
+            known,
+            started: Instant::now(),
+            finished: false,
+            peer,
+            forwarded_for,
+            caller,
+        };
+        record.grpc.open_streams.with_label_values(&record.labels()).inc();
+        record
+    }
+
+    /// The service's and the method's labels.
+    fn labels(&self) -> [&str; 2] {
+        [&self.service, if self.known { &self.method } else { UNKNOWN_METHOD }]
     }
 
     pub(crate) fn finish(&mut self, code: tonic::Code) {
@@ -264,7 +314,7 @@ impl CallRecord {
             return;
         }
         self.finished = true;
-        let labels = [self.service.as_str(), self.method.as_str()];
+        let labels = self.labels();
         let elapsed = self.started.elapsed();
         self.grpc.open_streams.with_label_values(&labels).dec();
         self.grpc.latency.with_label_values(&labels).observe(elapsed.as_secs_f64());
@@ -357,6 +407,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_method_no_service_has_is_labelled_unknown() {
+        assert_eq!(method_label("xiaowo.sync.v1.SyncService", "Seek"), "Seek");
+        assert_eq!(method_label("xiaowo.chat.v1.ChatService", "WatchMessages"), "WatchMessages");
+        assert_eq!(method_label("grpc.health.v1.Health", "Check"), "Check");
+        assert_eq!(method_label("grpc.reflection.v1.ServerReflection", "ServerReflectionInfo"), "ServerReflectionInfo");
+        assert_eq!(method_label("xiaowo.sync.v1.SyncService", "SendMessage"), "unknown", "another service's");
+        assert_eq!(method_label("xiaowo.sync.v1.SyncService", "MadeUp1"), "unknown");
+        assert_eq!(method_label("no.such.Service", "Seek"), "unknown");
+    }
 
     #[test]
     fn refusal_counters_of_several_services_share_one_registry() {

@@ -614,6 +614,7 @@ fn look_at(head: &[u8], front: &Front) -> Option<Call> {
         None => {
             let (service, method) = service_and_method(path)?;
             let stack = front.services.get(service)?;
+            let method = crate::metrics::method_label(service, method);
             (Route::Service(stack.clone()), front.served.with_label_values(&[service, method]))
         }
     };

@@ -151,9 +151,8 @@ impl Browser {
         M::decode(payload.as_slice()).unwrap()
     }
 
-    /// A unary call's whole answer: the names of its head's headers (but `date`), each frame's
-    /// flag and payload, and its `grpc-status` (from the head or the trailers frame).
-    fn answer(&mut self) -> (Vec<String>, Vec<(u8, Vec<u8>)>, i32) {
+    /// A unary call's whole answer.
+    fn answer(&mut self) -> Answer {
         let (status, headers) = self.head();
         assert_eq!(status, 200);
         let mut names: Vec<String> =
@@ -161,7 +160,7 @@ impl Browser {
         names.sort();
         if let Some(code) = header(&headers, "grpc-status") {
             assert!(self.body.is_empty() && !self.chunked, "a status alone has no body");
-            return (names, Vec::new(), code.parse().unwrap());
+            return Answer { headers: names, frames: Vec::new(), status: code.parse().unwrap() };
         }
         let mut frames = Vec::new();
         loop {
@@ -169,7 +168,7 @@ impl Browser {
             if flag & 0x80 != 0 {
                 let code = grpc_status(&payload);
                 frames.push((flag, payload));
-                return (names, frames, code);
+                return Answer { headers: names, frames, status: code };
             }
             frames.push((flag, payload));
         }
@@ -189,6 +188,15 @@ impl Browser {
             }
         }
     }
+}
+
+/// A unary call's whole answer: the names of its head's headers (but `date`), each frame's flag
+/// and payload, and its `grpc-status` (from the head or the trailers frame).
+#[derive(Debug, PartialEq)]
+struct Answer {
+    headers: Vec<String>,
+    frames: Vec<(u8, Vec<u8>)>,
+    status: i32,
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -315,10 +323,22 @@ async fn browser_watch_streams_carry_what_hyper_carried_and_leave_the_connection
         unary_by_hyper.post(GET_ROOM_STATE, &request, Some(&viewer));
         let answer = unary_here.answer();
         assert_eq!(answer, unary_by_hyper.answer(), "both paths answer the same");
-        assert_eq!(answer.2, status, "{answer:?}");
-        assert_eq!(answer.1.len(), if status == 0 { 2 } else { 0 }, "a message and trailers, or a status alone");
+        assert_eq!(answer.status, status, "{answer:?}");
+        assert_eq!(answer.frames.len(), if status == 0 { 2 } else { 0 }, "a message and trailers, or a status alone");
     }
     assert_eq!(direct("GetRoomState"), 3, "those sent on the connection served here");
+    // A method the service does not have: UNIMPLEMENTED on both paths, counted under one
+    // label, not under each made-up name.
+    for name in ["MadeUp1", "MadeUp2"] {
+        let path = format!("/xiaowo.sync.v1.SyncService/{name}");
+        unary_here.post(&path, &[], Some(&viewer));
+        unary_by_hyper.post(&path, &[], Some(&viewer));
+        assert_eq!(unary_here.unary_status(), 12);
+        assert_eq!(unary_by_hyper.unary_status(), 12);
+    }
+    let unimplemented = |method| metric(&up.addr, "xiaowo_grpc_requests_total", method, "code=\"UNIMPLEMENTED\"");
+    assert_eq!((unimplemented("unknown"), unimplemented("MadeUp1")), (4, 0));
+    assert_eq!((direct("unknown"), direct("MadeUp2")), (2, 0));
 
     // Chat: each message is one frame on the stream, once.
     let mut chatting = Browser::connect(&up.addr);
