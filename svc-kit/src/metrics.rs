@@ -242,10 +242,15 @@ static METHODS: std::sync::LazyLock<std::collections::HashMap<String, std::colle
         methods
     });
 
+/// Whether `service` has `method`.
+fn is_method(service: &str, method: &str) -> bool {
+    METHODS.get(service).is_some_and(|methods| methods.contains(method))
+}
+
 /// The label of `service`'s `method`: its name, or `unknown` for a method the service does not
 /// have, so that calls of made-up names cannot add series without bound.
 pub(crate) fn method_label<'a>(service: &str, method: &'a str) -> &'a str {
-    if METHODS.get(service).is_some_and(|methods| methods.contains(method)) { method } else { UNKNOWN_METHOD }
+    if is_method(service, method) { method } else { UNKNOWN_METHOD }
 }
 
 const UNKNOWN_METHOD: &str = "unknown";
@@ -275,7 +280,7 @@ impl CallRecord {
         let mut parts = request.uri().path().trim_start_matches('/').splitn(2, '/');
         let service = parts.next().unwrap_or_default().to_owned();
         let method = parts.next().unwrap_or_default().to_owned();
-        let known = method_label(&service, &method) != UNKNOWN_METHOD;
+        let known = is_method(&service, &method);
         let peer = request
             .extensions()
             .get::<crate::connections::ConnectionInfo>()
