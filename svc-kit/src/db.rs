@@ -289,6 +289,135 @@ pub async fn writer(db: &DatabaseConnection) -> Result<DatabaseConnection, DbErr
     Ok(sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(writer))
 }
 
+/// A SQLite connection that runs single statements on the calling thread, for the one write
+/// most of a service's commands make (on PostgreSQL, and with `synchronous = FULL`, there is
+/// none).
+///
+/// sqlx runs each SQLite connection on a thread of its own: a statement is handed to that
+/// thread and its result handed back, two thread switches, and a pooled connection makes a
+/// second round trip as it goes back to its pool, where sqlx pings it. A statement of a few
+/// tens of microseconds cost as much again in the handing over. Here it runs where it is
+/// called, inside the commit that is waiting for it. It may then keep the calling thread for
+/// what the statement takes and nothing more: the connection does not wait for a lock (its
+/// busy timeout is zero) and is not used where a commit waits for the disk (`synchronous =
+/// FULL`). A statement that finds the database locked by another connection is handed to the
+/// `fallback` pool, which waits for it on its own thread as every other write does.
+///
+/// Opened with the service's file, key and pragmas; it checkpoints by itself only past
+/// [`AUTOCHECKPOINT_PAGES`], as [`writer`] does. Statements are prepared once and cached.
+#[derive(Clone)]
+pub struct HeldConnection {
+    connection: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+    fallback: DatabaseConnection,
+}
+
+impl std::fmt::Debug for HeldConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldConnection").finish_non_exhaustive()
+    }
+}
+
+impl HeldConnection {
+    /// A connection to the SQLite file `url` names, opened with `options`; `fallback` runs what
+    /// finds the database locked. `None` on PostgreSQL and with `synchronous = FULL`.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or keyed.
+    pub fn open(url: &str, options: &DbOptions, fallback: DatabaseConnection) -> Result<Option<Self>, DbErr> {
+        if Backend::of(url) != Backend::Sqlite || options.synchronous == Synchronous::Full {
+            return Ok(None);
+        }
+        let path = sqlite_path(url);
+        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+            // A connection of its own to an in-memory database would be another database.
+            return Ok(None);
+        }
+        let connection =
+            open_held(&path, options).map_err(|error| DbErr::Conn(sea_orm::RuntimeErr::Internal(error.to_string())))?;
+        Ok(Some(Self { connection: std::sync::Arc::new(std::sync::Mutex::new(connection)), fallback }))
+    }
+
+    /// Runs `statement`; the rows it changed.
+    ///
+    /// # Errors
+    /// When the statement fails, here or, when the database was locked, on the fallback.
+    pub async fn execute(&self, statement: Statement) -> Result<u64, DbErr> {
+        match self.execute_here(&statement) {
+            Err(error) if is_locked(&error) => {
+                tracing::debug!(%error, "database locked; the statement waits on the pool");
+                Ok(self.fallback.execute_raw(statement).await?.rows_affected())
+            }
+            result => result.map_err(|error| DbErr::Exec(sea_orm::RuntimeErr::Internal(error.to_string()))),
+        }
+    }
+
+    fn execute_here(&self, statement: &Statement) -> rusqlite::Result<u64> {
+        let connection = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut prepared = connection.prepare_cached(&statement.sql)?;
+        let values = statement.values.as_ref().map_or(&[][..], |values| values.0.as_slice());
+        for (index, value) in values.iter().enumerate() {
+            prepared.raw_bind_parameter(index + 1, to_sqlite(value)?)?;
+        }
+        let changed = prepared.raw_execute()?;
+        Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+    }
+}
+
+fn open_held(path: &std::path::Path, options: &DbOptions) -> rusqlite::Result<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)?;
+    if let Some(key) = options.encryption_key.as_deref() {
+        connection.pragma_update(None, "key", key)?;
+    }
+    // The pool opened the file and switched it to WAL; this connection only joins it.
+    connection.busy_timeout(Duration::ZERO)?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "foreign_keys", true)?;
+    connection.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)?;
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
+}
+
+/// The file a `sqlite:` URL names, without its query.
+fn sqlite_path(url: &str) -> std::path::PathBuf {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    std::path::PathBuf::from(path.split_once('?').map_or(path, |(path, _)| path))
+}
+
+fn is_locked(error: &rusqlite::Error) -> bool {
+    matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// A value sea-orm bound to a statement, as SQLite takes it.
+fn to_sqlite(value: &sea_orm::sea_query::Value) -> rusqlite::Result<rusqlite::types::Value> {
+    use rusqlite::types::Value as Sqlite;
+    use sea_orm::sea_query::Value;
+    let integer = |value: Option<i64>| value.map_or(Sqlite::Null, Sqlite::Integer);
+    Ok(match value {
+        Value::Bool(value) => integer(value.map(i64::from)),
+        Value::TinyInt(value) => integer(value.map(i64::from)),
+        Value::SmallInt(value) => integer(value.map(i64::from)),
+        Value::Int(value) => integer(value.map(i64::from)),
+        Value::BigInt(value) => integer(*value),
+        Value::TinyUnsigned(value) => integer(value.map(i64::from)),
+        Value::SmallUnsigned(value) => integer(value.map(i64::from)),
+        Value::Unsigned(value) => integer(value.map(i64::from)),
+        Value::BigUnsigned(value) => match value.map(i64::try_from).transpose() {
+            Ok(value) => integer(value),
+            Err(error) => return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(error))),
+        },
+        Value::Float(value) => value.map_or(Sqlite::Null, |value| Sqlite::Real(f64::from(value))),
+        Value::Double(value) => value.map_or(Sqlite::Null, Sqlite::Real),
+        Value::String(value) => value.clone().map_or(Sqlite::Null, Sqlite::Text),
+        Value::Char(value) => value.map_or(Sqlite::Null, |value| Sqlite::Text(value.to_string())),
+        Value::Bytes(value) => value.clone().map_or(Sqlite::Null, Sqlite::Blob),
+        other => {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                format!("a value SQLite is not given here: {other:?}").into(),
+            ));
+        }
+    })
+}
+
 /// Commits between two background checkpoints. A checkpoint copies each page once however many
 /// commits changed it, and busy commits keep changing the same few pages (a log's last page, a
 /// counter, an index's), so rarer checkpoints copy and sync less per commit. A few thousand

@@ -74,6 +74,19 @@ impl Deps {
         Ok(crate::db::connect::<M>(&self.database_url, &self.db_options).await?)
     }
 
+    /// A connection to the service's database that runs single statements on the calling
+    /// thread ([`crate::db::HeldConnection`]), `fallback` running what finds it locked; `None`
+    /// where there is none. Open it after [`Self::database`].
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub fn held_connection(
+        &self,
+        fallback: &DatabaseConnection,
+    ) -> Result<Option<crate::db::HeldConnection>, BuildError> {
+        Ok(crate::db::HeldConnection::open(&self.database_url, &self.db_options, fallback.clone())?)
+    }
+
     /// The guard of `service`'s admin API.
     #[must_use]
     pub fn admin_guard(&self, assembly: &Assembly, service: &str) -> Guard {

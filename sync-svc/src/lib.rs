@@ -46,7 +46,8 @@ pub async fn build(config: &Config, deps: Deps, assembly: &mut Assembly) -> Resu
     let db = deps.database::<Migrator>().await?;
     let registry = assembly.metrics().registry().clone();
     let writer = svc_kit::db::writer(&db).await?;
-    let store = store::Store::new(db, writer);
+    let held = deps.held_connection(&writer)?;
+    let store = store::Store::new(db, writer, held);
     let (janitor, closed_rooms) =
         retention::SyncRetention::new(store.clone(), Arc::clone(&deps.clock), &deps.retention, &registry);
     let access = deps.room_access(config.access_cache_ttl, config.activity_interval);

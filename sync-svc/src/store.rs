@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Order, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Set, Statement, TransactionTrait,
 };
 
 use crate::entity::{closed_room, queue_item, room_state, sync_log};
@@ -27,8 +27,11 @@ pub struct PrunedRooms {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Where every write goes ([`svc_kit::db::writer`]).
+    /// Where the writes of several statements go ([`svc_kit::db::writer`]).
     writer: DatabaseConnection,
+    /// Where a write of one statement goes on SQLite, nearly every command's
+    /// ([`svc_kit::db::HeldConnection`]); `writer` on PostgreSQL.
+    held: Option<svc_kit::db::HeldConnection>,
     /// SQLite takes one writer at a time; writers of this process queue here in order instead
     /// of in SQLite's busy handler, which sleeps and retries and so stretches commits under
     /// load. Other instances are still arbitrated by the conditional update alone.
@@ -56,6 +59,13 @@ pub enum Commit {
     Accepted,
     /// Another change got there first: the stored version is no longer the expected one.
     Stale,
+}
+
+impl Commit {
+    /// What a state write that changed `written` rows decided.
+    fn of(written: u64) -> Self {
+        if written == 1 { Self::Accepted } else { Self::Stale }
+    }
 }
 
 fn to_state(row: room_state::Model, queue: Vec<queue_item::Model>) -> RoomState {
@@ -159,10 +169,11 @@ fn to_row(state: &RoomState) -> room_state::ActiveModel {
 }
 
 impl Store {
-    /// Wraps a migrated connection and the connection its writes go to ([`svc_kit::db::writer`]).
+    /// Wraps a migrated connection and the connections its writes go to
+    /// ([`svc_kit::db::writer`], [`svc_kit::db::HeldConnection`]).
     #[must_use]
-    pub fn new(db: DatabaseConnection, writer: DatabaseConnection) -> Self {
-        Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db, writer, write_lock: Arc::default() }
+    pub fn new(db: DatabaseConnection, writer: DatabaseConnection, held: Option<svc_kit::db::HeldConnection>) -> Self {
+        Self { checkpoints: svc_kit::db::Checkpoints::new(db.clone()), db, writer, held, write_lock: Arc::default() }
     }
 
     /// The stored state of a room, `None` when it never changed.
@@ -184,15 +195,20 @@ impl Store {
     /// one statement, and one that changes the queue is a transaction with the queue's rows.
     pub async fn commit(&self, expected_version: i64, next: &RoomState) -> Result<Commit, DbErr> {
         let _writer = self.write_lock.lock().await;
+        let write = state_write(self.writer.get_database_backend(), expected_version, next);
         if !queue_changed(next.last_action) {
-            let commit = write_state(&self.writer, expected_version, next).await?;
+            let written = match &self.held {
+                Some(held) => held.execute(write).await?,
+                None => self.writer.execute_raw(write).await?.rows_affected(),
+            };
+            let commit = Commit::of(written);
             if commit == Commit::Accepted {
                 self.checkpoints.committed();
             }
             return Ok(commit);
         }
         let txn = self.writer.begin().await?;
-        let commit = write_state(&txn, expected_version, next).await?;
+        let commit = Commit::of(txn.execute_raw(write).await?.rows_affected());
         if commit != Commit::Accepted {
             txn.rollback().await?;
             return Ok(commit);
@@ -307,17 +323,16 @@ fn queue_changed(action: Action) -> bool {
     )
 }
 
-/// The conditional write of a room's state (an insert for a room's first change).
-async fn write_state(db: &impl ConnectionTrait, expected_version: i64, next: &RoomState) -> Result<Commit, DbErr> {
-    let written = if expected_version == 0 {
+/// The conditional write of a room's state (an insert for a room's first change); it wrote one
+/// row when it won.
+fn state_write(backend: DbBackend, expected_version: i64, next: &RoomState) -> Statement {
+    if expected_version == 0 {
         room_state::Entity::insert(to_row(next))
             .on_conflict(OnConflict::column(room_state::Column::RoomId).do_nothing().to_owned())
-            .exec_without_returning(db)
-            .await?
+            .build(backend)
     } else {
-        state_update(expected_version, next).exec(db).await?.rows_affected
-    };
-    Ok(if written == 1 { Commit::Accepted } else { Commit::Stale })
+        state_update(expected_version, next).build(backend)
+    }
 }
 
 /// The update of a room's row from `expected_version` to `next`. The key stays out of the SET

@@ -198,6 +198,82 @@ async fn the_writer_is_one_connection_to_the_same_database_opened_the_same_way()
 }
 
 #[tokio::test]
+async fn a_held_connection_writes_the_same_file_and_hands_a_locked_statement_to_its_pool() {
+    use futures_util::FutureExt as _;
+    use sea_orm::{DbBackend, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    use svc_kit::db::{HeldConnection, Synchronous};
+
+    let dir = TempDir::new("held");
+    let url = svc_kit::testing::database_url(&dir.0, "alpha.db").await;
+    let sqlite = Backend::of(&url) == Backend::Sqlite;
+    // A busy timeout far longer than the test: a held connection that waited for a lock would
+    // show as a first poll that does not come back.
+    let options = DbOptions {
+        encryption_key: sqlite.then(|| "secret".to_owned()),
+        busy_timeout: std::time::Duration::from_secs(60),
+        ..DbOptions::default()
+    };
+    let db = svc_kit::db::connect::<AlphaMigrator>(&url, &options).await.unwrap();
+    let writer = svc_kit::db::writer(&db).await.unwrap();
+    let held = HeldConnection::open(&url, &options, writer.clone()).unwrap();
+    if !sqlite {
+        assert!(held.is_none(), "PostgreSQL has no held connection");
+        return;
+    }
+    let held = held.expect("a held connection on SQLite");
+    let full = DbOptions { synchronous: Synchronous::Full, ..options.clone() };
+    assert!(
+        HeldConnection::open(&url, &full, writer.clone()).unwrap().is_none(),
+        "none where commits wait for the disk"
+    );
+
+    // Every kind of value sea-orm binds, written through the held connection (keyed as the pool
+    // is: the file is encrypted) and read back through the pool.
+    let statement =
+        |sql: &str, values: Vec<sea_orm::Value>| Statement::from_sql_and_values(DbBackend::Sqlite, sql, values);
+    held.execute(statement("CREATE TABLE kinds (b, i, r, t, x, n)", vec![])).await.unwrap();
+    let row = vec![
+        true.into(),
+        (-7_i32).into(),
+        2.5_f64.into(),
+        "text".into(),
+        vec![0_u8, 255].into(),
+        Option::<i64>::None.into(),
+    ];
+    assert_eq!(held.execute(statement("INSERT INTO kinds VALUES (?, ?, ?, ?, ?, ?)", row)).await.unwrap(), 1);
+    let kinds = "SELECT b || ' ' || i || ' ' || r || ' ' || t || ' ' || hex(x) || ' ' || typeof(n) FROM kinds";
+    assert_eq!(strings(&db, kinds).await, ["1 -7 2.5 text 00FF null"]);
+    // A statement is prepared once: the same text with other values runs again.
+    let rename =
+        |from: &str, to: &str| statement("UPDATE items SET name = ? WHERE name = ?", vec![to.into(), from.into()]);
+    held.execute(statement("INSERT INTO items (name) VALUES (?)", vec!["a".into()])).await.unwrap();
+    assert_eq!(held.execute(rename("a", "b")).await.unwrap(), 1);
+    assert_eq!(held.execute(rename("a", "c")).await.unwrap(), 0, "no row named a any more");
+    assert_eq!(strings(&db, "SELECT name FROM items").await, ["b"]);
+    let keyless = svc_kit::db::connect::<AlphaMigrator>(&url, &DbOptions::default()).await;
+    assert!(keyless.is_err(), "the file is still encrypted");
+
+    // Another connection holds the write lock. The held connection does not wait for it (its
+    // caller's thread is not kept): the statement goes to the pool, which waits for the lock on
+    // its own thread, and is written once the lock is released.
+    let lock = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await
+        .unwrap();
+    lock.execute_unprepared("INSERT INTO items (name) VALUES ('first')").await.unwrap();
+    let mut waiting = Box::pin(held.execute(statement("INSERT INTO items (name) VALUES (?)", vec!["second".into()])));
+    let polled = std::time::Instant::now();
+    assert!((&mut waiting).now_or_never().is_none(), "neither refused nor written while the lock is held");
+    assert!(polled.elapsed() < std::time::Duration::from_secs(30), "the held connection waited for the lock itself");
+    lock.commit().await.unwrap();
+    assert_eq!(waiting.await.unwrap(), 1);
+    assert_eq!(strings(&db, "SELECT name FROM items ORDER BY rowid").await, ["b", "first", "second"]);
+}
+
+#[tokio::test]
 async fn an_encryption_key_is_refused_for_postgres() {
     if !svc_kit::testing::on_postgres() {
         println!("skipped on SQLite: this checks a PostgreSQL URL");
