@@ -565,6 +565,7 @@ const RAW_SQL_MARKERS: &[&str] = &[
     "sqlcipher_key(",
     "execute(&format!",
     "prepare(&format!",
+    "prepare_cached(",
     "query_row(&",
     "execute_batch(&",
 ];
@@ -577,6 +578,9 @@ const REVIEWED_RAW_SQL: &[(&str, &str, &str)] = &[
     ("svc-kit/src/db.rs", "CREATE SCHEMA IF NOT EXISTS", "the schema name is checked to be [a-z0-9_]+ first"),
     ("svc-kit/src/db.rs", "sqlcipher_key(format!", "the operator's key, quoted with '' doubled"),
     ("svc-kit/src/db.rs", "PRAGMA wal_checkpoint(PASSIVE)", "a constant pragma, no input"),
+    ("svc-kit/src/db.rs", "prepare_cached(&statement.sql)", "a statement sea-orm built; its values are bound apart"),
+    ("svc-kit/src/db.rs", "fallback.execute_raw(statement)", "the same statement, run on the pool"),
+    ("sync-svc/src/store.rs", "execute_raw(write)", "the state write sea-orm's builder made (`state_write`), values bound"),
     ("svc-kit/src/testing.rs", "from_sql_and_values", "test helper, bound parameter"),
     ("svc-kit/src/testing.rs", "query_one_raw(lookup)", "test helper, the bound statement above"),
     ("svc-kit/src/testing.rs", "CREATE DATABASE", "test helper, a generated database name"),
