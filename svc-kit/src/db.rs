@@ -387,11 +387,12 @@ fn is_locked(error: &rusqlite::Error) -> bool {
     matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
-/// A value sea-orm bound to a statement, as SQLite takes it.
-fn to_sqlite(value: &sea_orm::sea_query::Value) -> rusqlite::Result<rusqlite::types::Value> {
-    use rusqlite::types::Value as Sqlite;
+/// A value sea-orm bound to a statement, as SQLite takes it (text and blobs borrowed).
+fn to_sqlite(value: &sea_orm::sea_query::Value) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+    use rusqlite::types::{ToSqlOutput, Value as Owned, ValueRef};
     use sea_orm::sea_query::Value;
-    let integer = |value: Option<i64>| value.map_or(Sqlite::Null, Sqlite::Integer);
+    let integer = |value: Option<i64>| ToSqlOutput::Owned(value.map_or(Owned::Null, Owned::Integer));
+    let real = |value: Option<f64>| ToSqlOutput::Owned(value.map_or(Owned::Null, Owned::Real));
     Ok(match value {
         Value::Bool(value) => integer(value.map(i64::from)),
         Value::TinyInt(value) => integer(value.map(i64::from)),
@@ -405,11 +406,15 @@ fn to_sqlite(value: &sea_orm::sea_query::Value) -> rusqlite::Result<rusqlite::ty
             Ok(value) => integer(value),
             Err(error) => return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(error))),
         },
-        Value::Float(value) => value.map_or(Sqlite::Null, |value| Sqlite::Real(f64::from(value))),
-        Value::Double(value) => value.map_or(Sqlite::Null, Sqlite::Real),
-        Value::String(value) => value.clone().map_or(Sqlite::Null, Sqlite::Text),
-        Value::Char(value) => value.map_or(Sqlite::Null, |value| Sqlite::Text(value.to_string())),
-        Value::Bytes(value) => value.clone().map_or(Sqlite::Null, Sqlite::Blob),
+        Value::Float(value) => real(value.map(f64::from)),
+        Value::Double(value) => real(*value),
+        Value::String(value) => value
+            .as_deref()
+            .map_or(ToSqlOutput::Owned(Owned::Null), |text| ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))),
+        Value::Char(value) => ToSqlOutput::Owned(value.map_or(Owned::Null, |value| Owned::Text(value.to_string()))),
+        Value::Bytes(value) => value
+            .as_deref()
+            .map_or(ToSqlOutput::Owned(Owned::Null), |bytes| ToSqlOutput::Borrowed(ValueRef::Blob(bytes))),
         other => {
             return Err(rusqlite::Error::ToSqlConversionFailure(
                 format!("a value SQLite is not given here: {other:?}").into(),

@@ -29,8 +29,9 @@ pub struct Store {
     db: DatabaseConnection,
     /// Where the writes of several statements go ([`svc_kit::db::writer`]).
     writer: DatabaseConnection,
-    /// Where a write of one statement goes on SQLite, nearly every command's
-    /// ([`svc_kit::db::HeldConnection`]); `writer` on PostgreSQL.
+    /// Where a write of one statement goes, nearly every command's
+    /// ([`svc_kit::db::HeldConnection`]); `writer` where there is none (PostgreSQL, or SQLite
+    /// with `synchronous = FULL`).
     held: Option<svc_kit::db::HeldConnection>,
     /// SQLite takes one writer at a time; writers of this process queue here in order instead
     /// of in SQLite's busy handler, which sleeps and retries and so stretches commits under

@@ -580,7 +580,11 @@ const REVIEWED_RAW_SQL: &[(&str, &str, &str)] = &[
     ("svc-kit/src/db.rs", "PRAGMA wal_checkpoint(PASSIVE)", "a constant pragma, no input"),
     ("svc-kit/src/db.rs", "prepare_cached(&statement.sql)", "a statement sea-orm built; its values are bound apart"),
     ("svc-kit/src/db.rs", "fallback.execute_raw(statement)", "the same statement, run on the pool"),
-    ("sync-svc/src/store.rs", "execute_raw(write)", "the state write sea-orm's builder made (`state_write`), values bound"),
+    (
+        "sync-svc/src/store.rs",
+        "execute_raw(write)",
+        "the state write sea-orm's builder made (`state_write`), values bound",
+    ),
     ("svc-kit/src/testing.rs", "from_sql_and_values", "test helper, bound parameter"),
     ("svc-kit/src/testing.rs", "query_one_raw(lookup)", "test helper, the bound statement above"),
     ("svc-kit/src/testing.rs", "CREATE DATABASE", "test helper, a generated database name"),
