@@ -318,22 +318,26 @@ impl std::fmt::Debug for HeldConnection {
 }
 
 impl HeldConnection {
-    /// A connection to the SQLite file `url` names, opened with `options`; `fallback` runs what
-    /// finds the database locked. `None` on PostgreSQL and with `synchronous = FULL`.
+    /// A connection to the SQLite file `fallback` (the service's [`writer`]) is open on, opened
+    /// with `options`; `fallback` runs what finds the database locked. `None` on PostgreSQL,
+    /// with `synchronous = FULL`, and for a database that is not a file.
     ///
     /// # Errors
     /// When the file cannot be opened or keyed.
-    pub fn open(url: &str, options: &DbOptions, fallback: DatabaseConnection) -> Result<Option<Self>, DbErr> {
-        if Backend::of(url) != Backend::Sqlite || options.synchronous == Synchronous::Full {
+    pub fn open(options: &DbOptions, fallback: DatabaseConnection) -> Result<Option<Self>, DbErr> {
+        if fallback.get_database_backend() != sea_orm::DatabaseBackend::Sqlite
+            || options.synchronous == Synchronous::Full
+        {
             return Ok(None);
         }
-        let path = sqlite_path(url);
-        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
-            // A connection of its own to an in-memory database would be another database.
+        let connect_options = fallback.get_sqlite_connection_pool().connect_options();
+        let path = connect_options.get_filename();
+        if !path.is_file() {
+            // An in-memory database: a connection of its own would be another database.
             return Ok(None);
         }
         let connection =
-            open_held(&path, options).map_err(|error| DbErr::Conn(sea_orm::RuntimeErr::Internal(error.to_string())))?;
+            open_held(path, options).map_err(|error| DbErr::Conn(sea_orm::RuntimeErr::Internal(error.to_string())))?;
         Ok(Some(Self { connection: std::sync::Arc::new(std::sync::Mutex::new(connection)), fallback }))
     }
 
@@ -364,7 +368,8 @@ impl HeldConnection {
 }
 
 fn open_held(path: &std::path::Path, options: &DbOptions) -> rusqlite::Result<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open(path)?;
+    // The file the pool created and migrated; never another one.
+    let connection = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     if let Some(key) = options.encryption_key.as_deref() {
         connection.pragma_update(None, "key", key)?;
     }
@@ -375,12 +380,6 @@ fn open_held(path: &std::path::Path, options: &DbOptions) -> rusqlite::Result<ru
     connection.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)?;
     connection.set_prepared_statement_cache_capacity(32);
     Ok(connection)
-}
-
-/// The file a `sqlite:` URL names, without its query.
-fn sqlite_path(url: &str) -> std::path::PathBuf {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    std::path::PathBuf::from(path.split_once('?').map_or(path, |(path, _)| path))
 }
 
 fn is_locked(error: &rusqlite::Error) -> bool {

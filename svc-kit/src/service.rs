@@ -84,7 +84,7 @@ impl Deps {
         &self,
         fallback: &DatabaseConnection,
     ) -> Result<Option<crate::db::HeldConnection>, BuildError> {
-        Ok(crate::db::HeldConnection::open(&self.database_url, &self.db_options, fallback.clone())?)
+        Ok(crate::db::HeldConnection::open(&self.db_options, fallback.clone())?)
     }
 
     /// The guard of `service`'s admin API.

@@ -215,17 +215,14 @@ async fn a_held_connection_writes_the_same_file_and_hands_a_locked_statement_to_
     };
     let db = svc_kit::db::connect::<AlphaMigrator>(&url, &options).await.unwrap();
     let writer = svc_kit::db::writer(&db).await.unwrap();
-    let held = HeldConnection::open(&url, &options, writer.clone()).unwrap();
+    let held = HeldConnection::open(&options, writer.clone()).unwrap();
     if !sqlite {
         assert!(held.is_none(), "PostgreSQL has no held connection");
         return;
     }
     let held = held.expect("a held connection on SQLite");
     let full = DbOptions { synchronous: Synchronous::Full, ..options.clone() };
-    assert!(
-        HeldConnection::open(&url, &full, writer.clone()).unwrap().is_none(),
-        "none where commits wait for the disk"
-    );
+    assert!(HeldConnection::open(&full, writer.clone()).unwrap().is_none(), "none where commits wait for the disk");
 
     // Every kind of value sea-orm binds, written through the held connection (keyed as the pool
     // is: the file is encrypted) and read back through the pool.
